@@ -1,0 +1,86 @@
+"""Environment facts: the host (OS, kernel, CPU, Docker, GPUs) and the container (from the
+``env.json`` that ``runtime/repro_boot.py`` writes inside it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .engine import Engine
+from .gpu import GPU
+
+
+def cpu_facts() -> dict[str, Any]:
+    model, vendor, flags = "", "", []
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "model name" and not model:
+                    model = value.strip()
+                elif key == "vendor_id" and not vendor:
+                    vendor = value.strip()
+                elif key in ("flags", "Features") and not flags:
+                    flags = sorted(value.split())
+                if model and vendor and flags:
+                    break
+    except OSError:
+        pass
+    return {"model": model or platform.processor(), "vendor": vendor,
+            "arch": platform.machine(), "count": os.cpu_count(), "flags": flags}
+
+
+def os_name() -> str:
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                return line.split("=", 1)[1].strip('"')
+    except OSError:
+        pass
+    return platform.platform()
+
+
+def memory_gb() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    return None
+
+
+def host_facts(engine: Engine, gpus: list[GPU], assigned: list[GPU]) -> dict[str, Any]:
+    docker = engine.version()
+    return {
+        "os": os_name(),
+        "kernel": platform.release(),
+        "cpu": cpu_facts(),
+        "memory_gb": memory_gb(),
+        "docker": docker["version"],
+        "docker_api": docker["api"],
+        "gpus": [g.as_dict() for g in gpus],
+        "gpus_assigned": [g.uuid for g in assigned],
+        "repro": __version__,
+    }
+
+
+def container_facts(meta_dir: Path) -> dict[str, Any]:
+    """What the boot script saw inside the container; empty when it did not run."""
+    env_file = meta_dir / "env.json"
+    try:
+        data = json.loads(env_file.read_text())
+    except (OSError, ValueError):
+        data = {}
+        rel = meta_dir / "os-release"
+        if rel.is_file():
+            pairs = (ln.split("=", 1) for ln in rel.read_text().splitlines() if "=" in ln)
+            data = {"os": dict(pairs).get("PRETTY_NAME", "").strip('"'), "packages": []}
+    return {"os": data.get("os", ""), "os_release": data.get("os_release", {}),
+            "python": data.get("python"), "packages": data.get("packages", []),
+            "lock_problems": data.get("lock_problems", [])}

@@ -1,0 +1,210 @@
+"""The ``repro`` command: parse, call one core function, render. Nothing else.
+
+Imports of the core (docker, pydantic, rich) happen inside commands so ``repro --help`` stays
+fast. One handler in ``main`` maps ``ReproError`` to exit codes; tracebacks only with --debug.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    name="repro", no_args_is_help=True, add_completion=False,
+    pretty_exceptions_enable=False, pretty_exceptions_show_locals=False,
+    rich_markup_mode=None,
+    help="Reproducible ML training runs: launch in a container, record everything, replay.",
+)
+image_app = typer.Typer(no_args_is_help=True, help="Build images from images/ recipes.")
+app.add_typer(image_app, name="image")
+
+_state = {"debug": False}
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+) -> None:
+    _state["debug"] = debug
+    if version:
+        from . import __version__
+
+        typer.echo(f"repro {__version__}")
+        raise typer.Exit()
+
+
+@app.command()
+def launch(
+    spec: Annotated[Path, typer.Argument(help="Run spec YAML file.")],
+    param: Annotated[list[str] | None, typer.Option(
+        "--param", "-p", help="Override a param: NAME=VALUE (repeatable).")] = None,
+    allow_dirty: Annotated[bool, typer.Option(
+        "--allow-dirty", help="Run uncommitted code; the diff is recorded.")] = False,
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="Refuse image tags that are not pinned by digest.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not echo job output.")] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Run a spec in a container and record everything about it."""
+    from . import ui
+    from .engine import Engine
+    from .runner import Hooks, launch as launch_run
+    from .spec import apply_overrides, load_spec
+    from .store import open_store
+
+    loaded = apply_overrides(load_spec(spec), param or [])
+    store = open_store()
+    hooks = Hooks(on_line=ui.progress, on_log=(lambda _: None) if quiet else ui.job_log)
+    record = launch_run(loaded, store, Engine(), allow_dirty=allow_dirty, strict=strict,
+                        hooks=hooks)
+    series = store.runs.steps(record.id)
+    if json_:
+        ui.print_json(ui.record_json(record, series))
+    else:
+        ui.render_record(record, series)
+    _exit_for(record)
+
+
+@app.command()
+def runs(
+    limit: Annotated[int, typer.Option("--limit", "-n", help="Most recent N runs (0: all).")]
+    = 50,
+    name: Annotated[str | None, typer.Option("--name", help="Only runs of this spec name.")]
+    = None,
+    json_: JsonOpt = False,
+) -> None:
+    """List recorded runs, newest first."""
+    from . import ui
+    from .store import open_store
+
+    records = open_store().runs.list(limit=limit or None, name=name)
+    if json_:
+        ui.print_json([ui.summary_json(r) for r in records])
+    else:
+        ui.render_runs(records)
+
+
+@app.command()
+def show(
+    run: Annotated[str, typer.Argument(help="Run id or a unique prefix of it.")],
+    json_: JsonOpt = False,
+) -> None:
+    """Show one run's full record."""
+    from . import ui
+    from .store import open_store
+
+    store = open_store()
+    record = store.runs.get(run)
+    series = store.runs.steps(record.id)
+    if json_:
+        ui.print_json(ui.record_json(record, series))
+    else:
+        ui.render_record(record, series)
+
+
+@app.command()
+def logs(run: Annotated[str, typer.Argument(help="Run id or a unique prefix of it.")]) -> None:
+    """Print a run's stored output (stdout and stderr, as the job wrote them)."""
+    from .errors import StoreError
+    from .store import open_store
+
+    store = open_store()
+    record = store.runs.get(run)
+    if record.logs is None:
+        live = store.log_path(record.id)
+        if not live.exists():
+            raise StoreError(f"run {record.id} has no stored logs")
+        sys.stdout.buffer.write(live.read_bytes())
+        return
+    with store.artifacts.open(record.logs.sha256) as f:
+        while chunk := f.read(1 << 20):
+            sys.stdout.buffer.write(chunk)
+
+
+@image_app.command("build")
+def image_build(
+    folder: Annotated[Path, typer.Argument(help="Recipe folder, e.g. images/train.")],
+    force: Annotated[bool, typer.Option("--force", help="Rebuild even if built.")] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Build an image recipe (and its base) into the local engine; a no-op when up to date."""
+    from . import ui
+    from .engine import Engine
+    from .images import build
+
+    built = build(folder, Engine(), on_line=ui.progress, force=force)
+    doc = {"id": built.id, "tag": built.tag, "recipe": built.recipe,
+           "recipe_digest": built.recipe_digest, "reused": built.reused}
+    if json_:
+        ui.print_json(doc)
+    else:
+        ui.out.print(f"{built.tag}  {built.id}" + ("  (up to date)" if built.reused else ""))
+
+
+@app.command()
+def doctor(
+    images: Annotated[Path, typer.Option("--images", help="Recipe folder to check.")]
+    = Path("images"),
+    json_: JsonOpt = False,
+) -> None:
+    """Check Docker, debootstrap, images, GPUs and the store."""
+    from . import ui
+    from .doctor import check
+    from .engine import Engine
+    from .errors import ExitCode
+
+    checks = check(Engine(), images)
+    if json_:
+        ui.print_json({"ok": all(c["ok"] for c in checks), "checks": checks})
+    else:
+        ui.render_doctor(checks)
+    if not all(c["ok"] for c in checks):
+        raise typer.Exit(ExitCode.ENVIRONMENT)
+
+
+def _exit_for(record: object) -> None:
+    from .errors import ExitCode
+    from .record import RunStatus
+
+    code = {RunStatus.SUCCEEDED: ExitCode.OK, RunStatus.FAILED: ExitCode.JOB_FAILED,
+            RunStatus.TIMEOUT: ExitCode.TIMEOUT, RunStatus.INTERRUPTED: ExitCode.INTERRUPTED,
+            RunStatus.LOST: ExitCode.ENVIRONMENT}[record.status]  # type: ignore[attr-defined]
+    if code:
+        raise typer.Exit(int(code))
+
+
+def main() -> None:
+    """Entry point: typer handles usage errors (exit 2); repro's own errors become one line
+    on stderr and their documented exit code."""
+    from .errors import ExitCode, ReproError
+
+    try:
+        app(prog_name="repro")
+    except ReproError as e:
+        if _state["debug"]:
+            import traceback
+
+            traceback.print_exc()
+        from . import ui
+
+        ui.error(str(e))
+        sys.exit(int(e.exit_code))
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(int(ExitCode.INTERRUPTED))
+    except Exception as e:
+        if _state["debug"]:
+            raise
+        sys.stderr.write(f"internal error: {type(e).__name__}: {e}; rerun with --debug and "
+                         "report it\n")
+        sys.exit(int(ExitCode.INTERNAL))
+
+
+if __name__ == "__main__":
+    main()

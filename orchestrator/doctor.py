@@ -1,0 +1,56 @@
+"""`repro doctor`: is this machine ready to launch and record runs?"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from . import gpu
+from .engine import Engine
+from .errors import ReproError
+from .images import recipe_kind
+from .store import default_home, open_store
+
+
+def check(engine: Engine, images_dir: Path, home: Path | None = None) -> list[dict[str, Any]]:
+    checks: list[dict[str, Any]] = []
+
+    def add(name: str, ok: bool, detail: str, fix: str = "") -> None:
+        checks.append({"name": name, "ok": ok, "detail": detail, "fix": fix})
+
+    docker_ok = False
+    try:
+        v = engine.version()
+        docker_ok = True
+        add("docker", True, f"engine {v['version']} (API {v['api']}, {v['os']}/{v['arch']})")
+    except ReproError as e:
+        add("docker", False, str(e), "scripts/ensure-docker")
+    deboot = shutil.which("debootstrap")
+    add("debootstrap", bool(deboot), deboot or "not installed (needed to build base images)",
+        "apt-get install debootstrap")
+    if images_dir.is_dir():
+        for folder in sorted(p for p in images_dir.iterdir() if p.is_dir()):
+            try:
+                kind = recipe_kind(folder)
+            except ReproError:
+                continue
+            if not docker_ok:
+                add(f"image {folder.name}", False, f"{kind} recipe; cannot check without Docker")
+                continue
+            built = engine.image(f"repro/{folder.name.lower()}:latest")
+            add(f"image {folder.name}", built is not None,
+                f"{kind} recipe, built as {built['id'][:19]}..." if built else
+                f"{kind} recipe, not built yet", f"repro image build {folder}")
+    gpus, why = gpu.inventory()
+    add("gpus", True, ", ".join(f"{g.name} ({g.memory_gb} GB, driver {g.driver}, CUDA "
+                                f"{g.cuda})" for g in gpus) or f"none ({why})")
+    home = home or default_home()
+    try:
+        store = open_store(home)
+        add("store", True, f"{home} (schema {store.runs.schema_version}, "
+                           f"{store.runs.count()} runs)")
+        store.close()
+    except ReproError as e:
+        add("store", False, str(e), "set REPRO_HOME to a writable folder")
+    return checks

@@ -1,0 +1,78 @@
+"""One error base for everything repro reports to a user, and the exit-code table.
+
+Every message is one line that names the file, field or run and says what to do. The CLI's
+single handler maps each class to its exit code; tracebacks appear only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Documented exit codes of the ``repro`` command (README: "Exit codes")."""
+
+    OK = 0
+    INTERNAL = 1  # a bug in repro: please report it with --debug output
+    USAGE = 2  # bad spec, bad option, bad --param
+    JOB_FAILED = 3  # the job ran and failed (non-zero exit, OOM, lock mismatch)
+    NOT_FOUND = 4  # unknown or ambiguous run id
+    ENVIRONMENT = 5  # Docker unreachable, image or GPU missing, store unusable
+    TIMEOUT = 6  # the job ran past its timeout
+    DIFFERS = 8  # a replay produced different outputs (replay/verify)
+    CANNOT_REPLAY = 9  # what a replay needs is missing (replay/verify)
+    INTERRUPTED = 130  # Ctrl-C / SIGTERM stopped the run
+
+
+class ReproError(Exception):
+    """Base of all errors shown to users. ``str(err)`` is the one-line message."""
+
+    exit_code: ExitCode = ExitCode.INTERNAL
+
+
+class SpecError(ReproError):
+    """The run spec (or a command-line override of it) is invalid."""
+
+    exit_code = ExitCode.USAGE
+
+
+class UsageError(ReproError):
+    """A command-line argument is invalid."""
+
+    exit_code = ExitCode.USAGE
+
+
+class ResolveError(ReproError):
+    """Something the spec names does not exist or does not match its pin."""
+
+    exit_code = ExitCode.USAGE
+
+
+class RunNotFound(ReproError):
+    exit_code = ExitCode.NOT_FOUND
+
+
+class EngineUnavailable(ReproError):
+    """The Docker engine cannot be reached or refused an operation."""
+
+    exit_code = ExitCode.ENVIRONMENT
+
+
+class ImageError(ReproError):
+    exit_code = ExitCode.ENVIRONMENT
+
+
+class GPUUnavailable(ReproError):
+    exit_code = ExitCode.ENVIRONMENT
+
+
+class StoreError(ReproError):
+    exit_code = ExitCode.ENVIRONMENT
+
+
+class JobFailed(ReproError):
+    """Raised by the CLI layer (not the runner) to report a recorded non-success outcome."""
+
+    def __init__(self, message: str, exit_code: ExitCode) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

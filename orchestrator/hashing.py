@@ -1,0 +1,52 @@
+"""Canonical JSON and sha256 in one place.
+
+Conventions: a field named ``sha256`` holds bare hex (comparable with ``sha256sum``); a field
+named ``digest``/``snapshot``/``spec_digest`` holds ``sha256:<hex>``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, BinaryIO
+
+CHUNK = 1 << 20  # 1 MiB reads keep hashlib near its peak throughput
+
+
+def canonical_json(obj: Any) -> str:
+    """Sorted keys, no whitespace, no NaN; floats via repr (locale-independent)."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False)
+
+
+def digest_of(obj: Any) -> str:
+    """``sha256:<hex>`` of the canonical JSON of ``obj``."""
+    return "sha256:" + hashlib.sha256(canonical_json(obj).encode()).hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_stream(stream: BinaryIO) -> tuple[str, int]:
+    """Hex digest and size of everything left in ``stream``."""
+    h = hashlib.sha256()
+    size = 0
+    while chunk := stream.read(CHUNK):
+        h.update(chunk)
+        size += len(chunk)
+    return h.hexdigest(), size
+
+
+def sha256_file(path: Path) -> tuple[str, int]:
+    with open(path, "rb") as f:
+        return sha256_stream(f)
+
+
+def as_digest(hex_: str) -> str:
+    return hex_ if hex_.startswith("sha256:") else "sha256:" + hex_
+
+
+def hex_of(digest: str) -> str:
+    return digest.removeprefix("sha256:")

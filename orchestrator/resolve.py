@@ -1,0 +1,237 @@
+"""RunSpec -> ResolvedSpec: every input of a run made a content address, once.
+
+Reads the world (engine, git, input files) but decides nothing about running. The
+``spec_digest`` hashes only what determines the result (content addresses, command, params,
+seed, env, resources), not host paths, so the same run resolves to the same digest anywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets as _secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .engine import Engine
+from .errors import SpecError
+from .hashing import digest_of, sha256_bytes, sha256_file
+from .images import build as build_image
+from .record import ImageRef, InputRef, PackagesRef, ResolvedSpec, ResourcesRef
+from .runtime.repro_boot import parse_lock
+from .snapshot import Snapshot, take
+from .spec import ImageSpec, LoadedSpec, parse_memory, substitute
+from .store import Store
+
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+               "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "BLIS_NUM_THREADS")
+INPUT_STORE_LIMIT = int(os.environ.get("REPRO_INPUT_STORE_LIMIT", str(1 << 30)))
+
+
+@dataclass
+class Resolution:
+    resolved: ResolvedSpec
+    spec_digest: str
+    snapshot: Snapshot
+    input_sources: dict[str, Path]  # name -> host path mounted read-only
+    lock_path: Path | None
+    secret_env: dict[str, str] = field(repr=False, default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def spec_digest(resolved: ResolvedSpec) -> str:
+    """Digest of what determines the result; host paths and tags are left out."""
+    r = resolved.model_dump(mode="json")
+    identity: dict[str, Any] = {
+        "image": r["image"]["digest"],
+        "code": r["code"]["snapshot"],
+        "inputs": {n: i["sha256"] for n, i in r["inputs"].items()},
+        "packages": r["packages"]["sha256"] if r["packages"] else None,
+    }
+    for key in ("command", "params", "seed", "env", "secrets", "network", "timeout_s",
+                "determinism", "outputs"):
+        identity[key] = r[key]
+    identity["resources"] = {k: r["resources"][k] for k in ("cpus", "threads", "memory_bytes",
+                                                            "gpus")}
+    return digest_of(identity)
+
+
+def resolve(loaded: LoadedSpec, store: Store, engine: Engine, *, allow_dirty: bool = False,
+            strict: bool = False, on_line: Callable[[str], None] = lambda _: None) -> Resolution:
+    spec = loaded.spec
+    base = loaded.base_dir
+    warnings: list[str] = []
+
+    seed = spec.seed
+    if seed is None:
+        seed = _secrets.randbelow(2**31)
+        warnings.append(f"{loaded.path}: no seed given; using seed {seed} (recorded, and used "
+                        "again by replay)")
+
+    image = resolve_image(spec.image, loaded, engine, strict, warnings, on_line)
+    code_path = (base / spec.code.path) if spec.code.path else _repo_root(base)
+    snapshot = take(code_path, store, allow_dirty)
+    if snapshot.ref.dirty:
+        warnings.append(f"code at {snapshot.ref.path} has uncommitted changes; the diff is "
+                        f"recorded as {snapshot.ref.diff or 'the snapshot itself'}")
+
+    inputs, sources = {}, {}
+    for name, inp in spec.inputs.items():
+        inputs[name], sources[name] = _resolve_input(loaded, name, inp.path, inp.sha256, store)
+
+    packages, lock_path = None, None
+    if spec.packages:
+        lock_path = (base / spec.packages.lock).resolve()
+        try:
+            data = lock_path.read_bytes()
+            pins = parse_lock(data.decode())
+        except OSError as e:
+            raise loaded.error(("packages", "lock"), f"cannot read {lock_path}: {e.strerror}; "
+                               "create it (pip freeze style NAME==VERSION lines)") from None
+        except ValueError as e:
+            raise SpecError(f"{lock_path}: {e}; pin every package as NAME==VERSION") from None
+        packages = PackagesRef(lock=spec.packages.lock, sha256=sha256_bytes(data), pins=pins)
+
+    resources = spec.resources
+    threads = resources.threads
+    gpu_req = resources.gpu_requirement
+    env = determinism_env(spec.determinism, seed, threads, snapshot.source_date_epoch)
+    for key, value in spec.env.items():
+        if key.startswith("REPRO_"):
+            raise loaded.error(("env", key), "REPRO_* variables are set by repro; rename it")
+        env[key] = str(value)
+    env["PYTHONPATH"] = ":".join(p for p in ("/repro/lib", env.get("PYTHONPATH")) if p)
+
+    secret_env = {}
+    for name in spec.secrets:
+        if name not in os.environ:
+            raise loaded.error(("secrets",), f"{name} is not set in this shell; export it or "
+                               "remove it from secrets")
+        secret_env[name] = os.environ[name]
+
+    command = [substitute(a, dict(spec.params), seed) for a in spec.command]
+    resolved = ResolvedSpec(
+        image=image, code=snapshot.ref, inputs=inputs, packages=packages, command=command,
+        params=dict(spec.params), seed=seed, env=env, secrets=list(spec.secrets),
+        resources=ResourcesRef(cpus=resources.cpus, threads=threads, memory=resources.memory,
+                               memory_bytes=parse_memory(resources.memory),
+                               gpus=gpu_req.model_dump() if gpu_req else None),
+        network=spec.network, timeout_s=spec.timeout, determinism=spec.determinism,
+        outputs=list(spec.outputs),
+    )
+    return Resolution(resolved=resolved, spec_digest=spec_digest(resolved), snapshot=snapshot,
+                      input_sources=sources, lock_path=lock_path, secret_env=secret_env,
+                      warnings=warnings)
+
+
+def determinism_env(mode: str, seed: int, threads: int, epoch: int) -> dict[str, str]:
+    """The environment every run gets. Thread counts are pinned in every mode: they change
+    floating-point results on CPU (DESIGN.md, measured)."""
+    env = {v: str(threads) for v in THREAD_VARS}
+    env.update({"REPRO_SEED": str(seed), "REPRO_DETERMINISM": mode, "HOME": "/tmp"})
+    if mode == "strict":
+        env.update({"PYTHONHASHSEED": str(seed), "CUBLAS_WORKSPACE_CONFIG": ":4096:8",
+                    "TZ": "UTC", "LC_ALL": "C.UTF-8", "SOURCE_DATE_EPOCH": str(epoch),
+                    "PYTHONDONTWRITEBYTECODE": "1"})
+    return env
+
+
+def _repo_root(base: Path) -> Path:
+    p = base.resolve()
+    for candidate in (p, *p.parents):
+        if (candidate / ".git").exists():
+            return candidate
+    return p
+
+
+def resolve_image(image: ImageSpec, loaded: LoadedSpec, engine: Engine, strict: bool,
+                  warnings: list[str], on_line: Callable[[str], None]) -> ImageRef:
+    if image.build is not None:
+        folder = (loaded.base_dir / image.build).resolve()
+        if not folder.is_dir():
+            raise loaded.error(("image", "build"), f"no recipe folder {folder}; point it at "
+                               "a folder of images/")
+        built = build_image(folder, engine, on_line)
+        return ImageRef(ref=built.tag, digest=built.id, recipe=image.build,
+                        recipe_digest=built.recipe_digest)
+    ref = image.ref or ""
+    if image.pinned:
+        info = engine.image(ref)
+        if info is None:
+            on_line(f"pulling {ref}")
+            engine.pull(ref)
+            info = engine.image(ref)
+        if info is None:
+            raise loaded.error(("image", "ref"), f"{ref} is not in the engine and could not "
+                               "be pulled")
+        return ImageRef(ref=ref, digest=info["id"], repo_digest=ref.split("@", 1)[1])
+    if strict:
+        raise loaded.error(("image", "ref"), f"{ref!r} is a tag, not pinned; use "
+                           "NAME@sha256:... or drop --strict to record the digest it "
+                           "resolves to")
+    info = engine.image(ref)
+    if info is None:
+        on_line(f"pulling {ref}")
+        engine.pull(ref)
+        info = engine.image(ref)
+        if info is None:
+            raise loaded.error(("image", "ref"), f"{ref} not found in the engine")
+    repo_digest = next((d.split("@", 1)[1] for d in info["repo_digests"]), None)
+    warnings.append(f"image {ref} is a tag; recorded its digest {info['id'][:19]}... (pin it "
+                    "as NAME@sha256:... to make the spec itself reproducible)")
+    return ImageRef(ref=ref, digest=info["id"], repo_digest=repo_digest)
+
+
+def _resolve_input(loaded: LoadedSpec, name: str, rel: str, pin: str | None,
+                   store: Store) -> tuple[InputRef, Path]:
+    path = (loaded.base_dir / rel).resolve()
+    if not path.exists():
+        raise loaded.error(("inputs", name, "path"), f"{path} does not exist")
+    if path.is_dir():
+        sha, size = _dir_digest(path, store)
+        ref, source = InputRef(path=str(path), kind="dir", sha256=sha, size=size), path
+    else:
+        sha, size, stored = _file_digest(path, store)
+        ref = InputRef(path=str(path), sha256=sha, size=size, stored=stored)
+        source = store.artifacts.path(sha) if stored else path
+    if pin and pin != ref.sha256:
+        raise loaded.error(("inputs", name, "sha256"), f"{path} has sha256 {ref.sha256}, not "
+                           f"the pinned {pin}; restore the data or update the pin")
+    return ref, source
+
+
+def _file_digest(path: Path, store: Store) -> tuple[str, int, bool]:
+    """sha256 via the stat cache; files under the limit are copied into the artifact store
+    in the same pass (so the container reads exactly the bytes that were hashed)."""
+    st = path.stat()
+    cached = store.runs.cached_hash(str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+    keep = st.st_size <= INPUT_STORE_LIMIT
+    if cached and (not keep or store.artifacts.has(cached)):
+        return cached, st.st_size, keep
+    if keep:
+        sha, size = store.artifacts.put_file(path)
+    else:
+        sha, size = sha256_file(path)
+    store.runs.cache_hash(str(path), st.st_size, st.st_mtime_ns, st.st_ino, sha)
+    return sha, size, keep
+
+
+def _dir_digest(path: Path, store: Store) -> tuple[str, int]:
+    """sha256 of the canonical manifest {relative path: file sha256} of a folder."""
+    manifest: dict[str, str] = {}
+    total = 0
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for n in sorted(files):
+            p = Path(root, n)
+            if p.is_symlink() or not p.is_file():
+                continue
+            st = p.stat()
+            sha = store.runs.cached_hash(str(p), st.st_size, st.st_mtime_ns, st.st_ino)
+            if sha is None:
+                sha, _ = sha256_file(p)
+                store.runs.cache_hash(str(p), st.st_size, st.st_mtime_ns, st.st_ino, sha)
+            manifest[p.relative_to(path).as_posix()] = sha
+            total += st.st_size
+    return digest_of(manifest)[7:], total

@@ -1,0 +1,264 @@
+"""The run lifecycle: pending -> running -> succeeded | failed | interrupted | timeout | lost.
+
+``launch`` resolves a spec, records the run as ``pending`` (failing to record aborts before any
+container exists), then ``execute`` owns every transition inside one try/except/finally: the
+container is always removed, outputs and logs are always ingested, the record is always
+finished. A job failing is data, not an exception.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import capture, gpu
+from .engine import LABEL_RUN, LABEL_STORE, ContainerConfig, Engine, Mount, WaitTimeout
+from .errors import ReproError
+from .hashing import sha256_file
+from .outputs import collect, final_metrics, read_series
+from .record import FileRef, RunRecord, RunStatus, utc_now
+from .resolve import Resolution, resolve
+from .runtime import RUNTIME_DIR
+from .runtime.repro_boot import LOCK_MISMATCH
+from .spec import LoadedSpec
+from .store import Store
+
+STOP_GRACE_S = float(os.environ.get("REPRO_STOP_GRACE", "10"))
+CONTAINER_USER = "65534:65534"  # nobody:nogroup; never root
+
+
+class Interrupted(BaseException):
+    """SIGTERM/SIGINT arrived while a run was in flight."""
+
+
+@dataclass
+class Hooks:
+    on_line: Callable[[str], None] = lambda _: None  # progress for people (stderr)
+    on_log: Callable[[bytes], None] = lambda _: None  # the job's own output, live
+
+
+def new_run_id() -> str:
+    """Time-ordered (for listing) and random (for prefixes): 6 hex of seconds + 10 random."""
+    return f"{int(time.time()) & 0xFFFFFF:06x}{secrets.token_hex(5)}"
+
+
+def launch(loaded: LoadedSpec, store: Store, engine: Engine, *, allow_dirty: bool = False,
+           strict: bool = False, hooks: Hooks | None = None) -> RunRecord:
+    hooks = hooks or Hooks()
+    requirement = loaded.spec.resources.gpu_requirement
+    inventory, why_none = gpu.inventory() if requirement else ([], None)
+    assigned = gpu.select(requirement.model_dump() if requirement else None, inventory,
+                          why_none)
+    res = resolve(loaded, store, engine, allow_dirty=allow_dirty, strict=strict,
+                  on_line=hooks.on_line)
+    for w in res.warnings:
+        hooks.on_line(f"warning: {w}")
+    record = RunRecord(
+        id=new_run_id(), name=loaded.spec.name,
+        spec=loaded.spec.model_dump(mode="json"), spec_path=str(loaded.path),
+        spec_digest=res.spec_digest, resolved=res.resolved, hermetic=res.resolved.network ==
+        "none", params=dict(res.resolved.params), created_at=utc_now(),
+        warnings=list(res.warnings))
+    store.runs.insert(record)
+    return execute(record, res, store, engine, hooks, inventory if requirement else None,
+                   assigned)
+
+
+def execute(record: RunRecord, res: Resolution, store: Store, engine: Engine, hooks: Hooks,
+            inventory: list[gpu.GPU] | None = None,
+            assigned: list[gpu.GPU] | None = None) -> RunRecord:
+    work = store.work_dir / record.id
+    outputs_dir, meta_dir = work / "outputs", work / "meta"
+    for d in (outputs_dir, meta_dir):
+        d.mkdir(parents=True)
+        os.chmod(d, 0o777)  # the container runs as nobody
+    (work / "run.json").write_text(json.dumps(_run_info(record, res)))
+    cfg = _container_config(record, res, work, store, assigned or [])
+    log_path = store.log_path(record.id)
+    cid: str | None = None
+    previous = RunStatus.PENDING
+    started = 0.0
+    follower: threading.Thread | None = None
+    try:
+        if inventory is None:
+            inventory = gpu.inventory()[0]
+        record.environment["host"] = capture.host_facts(engine, inventory, assigned or [])
+        with _signals_as_interrupts():
+            cid = engine.create(cfg)
+            record.status, record.started_at = RunStatus.RUNNING, utc_now()
+            store.runs.save(record, previous=previous)
+            previous = RunStatus.RUNNING
+            started = time.monotonic()
+            engine.start(cid)
+            hooks.on_line(f"run {record.id} started ({res.resolved.image.digest[:19]})")
+            follower = _follow_logs(engine, cid, log_path, hooks.on_log)
+            try:
+                exit_ = engine.wait(cid, timeout=res.resolved.timeout_s)
+            except WaitTimeout:
+                engine.stop(cid, grace=min(STOP_GRACE_S, 5))
+                record.status = RunStatus.TIMEOUT
+                record.reason = f"timed out after {res.resolved.timeout_s:g} s; stopped"
+            else:
+                record.exit_code = exit_.code
+                _classify(record, exit_.code, exit_.oom_killed, meta_dir)
+    except Interrupted:
+        if cid:
+            _quietly(lambda: engine.stop(cid, grace=STOP_GRACE_S))
+        record.status = RunStatus.INTERRUPTED
+        record.reason = "interrupted (Ctrl-C or SIGTERM); container stopped, partial outputs"
+        hooks.on_line(f"interrupted: stopping run {record.id}")
+    except ReproError as e:
+        record.status = RunStatus.FAILED if previous == RunStatus.PENDING else RunStatus.LOST
+        record.reason = str(e)
+    finally:
+        _finish(record, res, store, engine, cid, follower, log_path, work, started, previous,
+                hooks)
+    return record
+
+
+def _classify(record: RunRecord, code: int, oom: bool, meta_dir: Path) -> None:
+    if oom:
+        record.status, record.reason = RunStatus.FAILED, "oom-killed: the job exceeded " \
+            f"resources.memory ({record.resolved.resources.memory})"
+    elif code == 0:
+        record.status = RunStatus.SUCCEEDED
+    elif code == LOCK_MISMATCH and (meta_dir / "env.json").is_file() and \
+            capture.container_facts(meta_dir)["lock_problems"]:
+        problems = capture.container_facts(meta_dir)["lock_problems"]
+        record.status = RunStatus.FAILED
+        record.reason = "package lock mismatch: " + "; ".join(problems)
+    else:
+        record.status, record.reason = RunStatus.FAILED, f"the job exited with code {code}"
+
+
+def _finish(record: RunRecord, res: Resolution, store: Store, engine: Engine, cid: str | None,
+            follower: threading.Thread | None, log_path: Path, work: Path, started: float,
+            previous: RunStatus, hooks: Hooks) -> None:
+    """Always runs: ingest what the run left, finish the record, remove the container."""
+    if follower is not None:
+        follower.join(timeout=10)
+    if started:
+        record.duration_s = round(time.monotonic() - started, 3)
+    record.finished_at = utc_now()
+    if cid:
+        record.stderr_tail = _quietly(lambda: engine.stderr_tail(cid), default="")[-4000:]
+    meta_dir, outputs_dir = work / "meta", work / "outputs"
+    record.environment["container"] = capture.container_facts(meta_dir)
+    series = read_series(meta_dir)
+    record.metrics = final_metrics(series, outputs_dir, record.warnings)
+    try:
+        record.outputs, record.skipped_outputs = collect(outputs_dir, res.resolved.outputs,
+                                                         store.artifacts)
+        if log_path.exists():
+            sha, size = store.artifacts.put_file(log_path)
+            record.logs = FileRef(sha256=sha, size=size)
+    except ReproError as e:
+        if record.status == RunStatus.SUCCEEDED:
+            record.status = RunStatus.FAILED
+        record.reason = f"{record.reason + '; ' if record.reason else ''}storing outputs: {e}"
+    if record.status == RunStatus.INTERRUPTED and record.outputs:
+        record.warnings.append("outputs are partial: the run was interrupted")
+    if record.status in (RunStatus.PENDING, RunStatus.RUNNING):  # an unexpected exception
+        record.status = RunStatus.FAILED if previous == RunStatus.PENDING else RunStatus.LOST
+        record.reason = record.reason or "repro stopped unexpectedly; see --debug output"
+    try:
+        if series:
+            store.runs.add_steps(record.id, series)
+        store.runs.save(record, previous=previous)
+    finally:
+        if cid:
+            _quietly(lambda: engine.remove(cid))
+        if record.logs is not None:
+            log_path.unlink(missing_ok=True)
+        shutil.rmtree(work, ignore_errors=True)
+    hooks.on_line(f"run {record.id} {record.status}" + (f": {record.reason}"
+                                                        if record.reason else ""))
+
+
+def _container_config(record: RunRecord, res: Resolution, work: Path, store: Store,
+                      assigned: list[gpu.GPU]) -> ContainerConfig:
+    r = res.resolved
+    mounts = [Mount(str(res.snapshot.extracted), "/repro/code"),
+              Mount(str(RUNTIME_DIR), "/repro/lib"),
+              Mount(str(work / "run.json"), "/repro/run.json"),
+              Mount(str(work / "outputs"), "/repro/outputs", read_only=False),
+              Mount(str(work / "meta"), "/repro/meta", read_only=False)]
+    mounts += [Mount(str(src), f"/repro/inputs/{name}") for name, src in
+               res.input_sources.items()]
+    if res.lock_path is not None:
+        mounts.append(Mount(str(res.lock_path), "/repro/lock.txt"))
+    env = {**r.env, "REPRO_RUN_ID": record.id, **res.secret_env}
+    return ContainerConfig(
+        image=r.image.digest, command=["/bin/sh", "/repro/lib/boot.sh", *r.command], env=env,
+        mounts=mounts, user=CONTAINER_USER, workdir="/repro/outputs",
+        nano_cpus=int(r.resources.cpus * 1e9), memory_bytes=r.resources.memory_bytes,
+        network=r.network, labels={LABEL_RUN: record.id, LABEL_STORE: str(store.home)},
+        gpu_ids=[g.uuid for g in assigned])
+
+
+def _run_info(record: RunRecord, res: Resolution) -> dict:
+    r = res.resolved
+    return {"id": record.id, "name": record.name, "params": r.params, "seed": r.seed,
+            "inputs": {n: f"/repro/inputs/{n}" for n in r.inputs}, "outputs": "/repro/outputs",
+            "command": r.command}
+
+
+def _follow_logs(engine: Engine, cid: str, log_path: Path,
+                 on_log: Callable[[bytes], None]) -> threading.Thread:
+    """Stream the job's output into the store's log file (and to the screen) as it comes."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+
+    def follow() -> None:
+        with open(log_path, "ab") as f:
+            try:
+                for chunk in engine.logs(cid):
+                    f.write(chunk)
+                    f.flush()
+                    on_log(chunk)
+            except ReproError:
+                pass  # the wait in the main thread reports a lost engine
+
+    t = threading.Thread(target=follow, name=f"logs-{cid[:12]}", daemon=True)
+    t.start()
+    return t
+
+
+@contextmanager
+def _signals_as_interrupts() -> Iterator[None]:
+    """SIGTERM and SIGINT raise ``Interrupted`` in the main thread while a run is live."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise Interrupted(signal.Signals(signum).name)
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _quietly(fn: Callable[[], object], default: object = None) -> object:
+    try:
+        return fn()
+    except ReproError:
+        return default
+
+
+def verify_outputs(record: RunRecord, store: Store) -> dict[str, bool]:
+    """Each recorded output still hashes to its digest in the artifact store."""
+    return {rel: store.artifacts.has(ref.sha256)
+            and sha256_file(store.artifacts.path(ref.sha256))[0] == ref.sha256
+            for rel, ref in record.outputs.items()}

@@ -1,0 +1,152 @@
+"""Code snapshots: a git work tree folder -> a deterministic tar in the artifact store.
+
+The tar holds the files git knows about (tracked, plus untracked-but-not-ignored when the tree
+is dirty and that is allowed), sorted, with owner, group and mtime zeroed and modes reduced to
+0644/0755, so the same content always gives the same ``sha256:`` snapshot digest.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ResolveError
+from .hashing import as_digest, hex_of
+from .record import CodeRef
+from .store import Store
+
+
+@dataclass
+class Snapshot:
+    ref: CodeRef
+    source_date_epoch: int
+    extracted: Path  # read-only copy mounted at /repro/code
+
+
+def _git(repo: Path, *args: str) -> str:
+    out = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
+                         check=False)
+    if out.returncode != 0:
+        raise _GitError(out.stderr.strip())
+    return out.stdout
+
+
+class _GitError(Exception):
+    pass
+
+
+def take(path: Path, store: Store, allow_dirty: bool) -> Snapshot:
+    path = path.resolve()
+    if not path.is_dir():
+        raise ResolveError(f"code.path {path}: no such folder; point code.path at the job's "
+                           "source folder")
+    try:
+        repo = Path(_git(path, "rev-parse", "--show-toplevel").strip())
+    except (_GitError, FileNotFoundError):
+        return _take_plain(path, store, allow_dirty)
+    subdir = os.path.relpath(path, repo)
+    try:
+        commit = _git(repo, "rev-parse", "--verify", "-q", "HEAD").strip()
+        epoch = int(_git(repo, "show", "-s", "--format=%ct", "HEAD").strip())
+    except _GitError:
+        commit, epoch = None, 0
+    status = _git(repo, "status", "--porcelain", "-z", "--untracked-files=all", "--", subdir)
+    changed = [e[3:] for e in status.split("\0") if len(e) > 3]
+    dirty = bool(changed) or commit is None
+    if dirty and not allow_dirty:
+        sample = ", ".join(changed[:3]) or "no commit yet"
+        raise ResolveError(f"code at {path} has uncommitted changes ({len(changed)} "
+                           f"file(s): {sample}); commit them, or pass --allow-dirty to "
+                           "record the diff with the run")
+    cache_key = f"code:{repo}:{subdir}:{commit}"
+    cached = store.runs.cached_hash(cache_key, 0, 0, 0) if not dirty else None
+    files = _git(repo, "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--",
+                 subdir).split("\0")
+    rels = sorted({f for f in files if f and os.path.lexists(repo / f)
+                   and not (repo / f).is_dir()})
+    if cached and store.artifacts.has(cached):
+        digest = as_digest(cached)
+    else:
+        digest = _store_tar(repo, rels, subdir, store)
+        if not dirty:
+            store.runs.cache_hash(cache_key, 0, 0, 0, hex_of(digest))
+    diff = None
+    if dirty:
+        patch = _git(repo, "diff", "--binary", "HEAD", "--", subdir) if commit else ""
+        untracked = [e[3:] for e in status.split("\0") if e.startswith("??")]
+        text = patch + "".join(f"# untracked: {u}\n" for u in untracked)
+        diff = as_digest(store.artifacts.put_bytes(text.encode()))
+    ref = CodeRef(path=str(path), repo=str(repo), subdir=subdir, commit=commit, dirty=dirty,
+                  snapshot=digest, diff=diff, files=len(rels))
+    return Snapshot(ref=ref, source_date_epoch=epoch, extracted=extract(digest, store))
+
+
+def _take_plain(path: Path, store: Store, allow_dirty: bool) -> Snapshot:
+    if not allow_dirty:
+        raise ResolveError(f"code at {path} is not inside a git work tree; run `git init` and "
+                           "commit it, or pass --allow-dirty to snapshot the folder as it is")
+    rels = []
+    for root, dirs, names in os.walk(path):
+        dirs[:] = sorted(d for d in dirs if d not in (".git", ".repro"))
+        rels.extend(os.path.relpath(os.path.join(root, n), path) for n in names)
+    digest = _store_tar(path, sorted(rels), ".", store)
+    ref = CodeRef(path=str(path), subdir=".", dirty=True, snapshot=digest, files=len(rels))
+    return Snapshot(ref=ref, source_date_epoch=0, extracted=extract(digest, store))
+
+
+def _store_tar(root: Path, rels: list[str], subdir: str, store: Store) -> str:
+    """Deterministic tar of ``rels`` (paths under ``root``), names relative to ``subdir``."""
+    with tempfile.SpooledTemporaryFile(max_size=64 << 20) as buf:
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for rel in rels:
+                _add(tar, root / rel, os.path.relpath(rel, subdir) if subdir != "." else rel)
+        buf.seek(0)
+        hex_, _ = store.artifacts.put_stream(buf, name="code snapshot")
+    return as_digest(hex_)
+
+
+def _add(tar: tarfile.TarFile, src: Path, name: str) -> None:
+    info = tarfile.TarInfo(name)
+    info.mtime = 0
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    st = src.lstat()
+    if src.is_symlink():
+        info.type = tarfile.SYMTYPE
+        info.linkname = os.readlink(src)
+        info.mode = 0o777
+        tar.addfile(info)
+        return
+    info.size = st.st_size
+    info.mode = 0o755 if st.st_mode & 0o111 else 0o644
+    with open(src, "rb") as f:
+        tar.addfile(info, f)
+
+
+def extract(digest: str, store: Store) -> Path:
+    """The snapshot unpacked once per digest under the store's cache (read by the container)."""
+    dest = store.code_cache / hex_of(digest)
+    if dest.is_dir():
+        return dest
+    store.code_cache.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=store.code_cache, prefix=".x-"))
+    try:
+        with store.artifacts.open(digest) as f:
+            data = f if f.seekable() else io.BytesIO(f.read())
+            with tarfile.open(fileobj=data, mode="r:") as tar:
+                tar.extractall(tmp, filter="data")
+        os.chmod(tmp, 0o755)
+        try:
+            os.rename(tmp, dest)
+        except OSError:  # another launch extracted it first
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest

@@ -1,0 +1,388 @@
+"""Run specs: the strict ``RunSpec`` model and YAML loading with line numbers.
+
+Errors name the file, the line and the field, on one line:
+``specs/digits.yaml:12: resources.cpus: Input should be greater than 0 (got -1)``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args, get_origin
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from .errors import SpecError
+
+NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+ENV_NAME_RE = r"^[A-Za-z_][A-Za-z0-9_]*$"
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+ParamValue = StrictBool | StrictInt | StrictFloat | StrictStr
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ImageSpec(_Strict):
+    """Exactly one of ``build`` (an ``images/`` recipe folder) or ``ref`` (``NAME@sha256:...``
+    or a tag that is resolved to its digest at launch)."""
+
+    build: str | None = None
+    ref: str | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> ImageSpec:
+        if (self.build is None) == (self.ref is None):
+            raise ValueError("give exactly one of 'build: images/DIR' or 'ref: NAME@sha256:...'")
+        return self
+
+    @property
+    def pinned(self) -> bool:
+        return self.ref is not None and "@sha256:" in self.ref
+
+
+class CodeSpec(_Strict):
+    """A folder inside a git work tree; default: the work tree that holds the spec."""
+
+    path: str | None = None
+
+
+class PackagesSpec(_Strict):
+    lock: str
+
+
+class InputSpec(_Strict):
+    path: str
+    sha256: str | None = None
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        v = v.removeprefix("sha256:").lower()
+        if not HEX64.match(v):
+            raise ValueError("must be 64 hex digits (optionally prefixed 'sha256:')")
+        return v
+
+
+class GPURequirement(_Strict):
+    count: Annotated[int, Field(ge=1)] = 1
+    model: str | None = None
+    min_memory_gb: Annotated[float, Field(gt=0)] | None = None
+
+
+class Resources(_Strict):
+    cpus: Annotated[float, Field(gt=0, le=1024)] = 1
+    memory: str = "2g"
+    gpus: Annotated[int, Field(ge=0)] | GPURequirement = 0
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _memory(cls, v: Any) -> str:
+        parse_memory(v)
+        return str(v)
+
+    @property
+    def threads(self) -> int:
+        """Thread count pinned for BLAS/OpenMP: the CPU limit rounded up, at least 1."""
+        return max(1, int(-(-self.cpus // 1)))
+
+    @property
+    def gpu_requirement(self) -> GPURequirement | None:
+        if isinstance(self.gpus, GPURequirement):
+            return self.gpus
+        return GPURequirement(count=self.gpus) if self.gpus else None
+
+
+class RunSpec(_Strict):
+    version: Literal[1]
+    name: Annotated[str, Field(pattern=NAME_RE, max_length=128)]
+    image: ImageSpec
+    code: CodeSpec = CodeSpec()
+    command: Annotated[list[StrictStr], Field(min_length=1)]
+    params: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")], ParamValue] = {}
+    seed: Annotated[int, Field(ge=0, lt=2**32)] | None = None
+    packages: PackagesSpec | None = None
+    inputs: dict[Annotated[str, Field(pattern=NAME_RE)], InputSpec] = {}
+    outputs: list[StrictStr] = ["**"]
+    resources: Resources = Resources()
+    env: dict[Annotated[str, Field(pattern=ENV_NAME_RE)], StrictStr | StrictInt | StrictFloat] = {}
+    secrets: list[Annotated[str, Field(pattern=ENV_NAME_RE)]] = []
+    network: Literal["none", "bridge"] = "none"
+    timeout: float | str | None = None
+    determinism: Literal["strict", "off"] = "strict"
+
+    @field_validator("outputs")
+    @classmethod
+    def _globs_stay_inside(cls, v: list[str]) -> list[str]:
+        for g in v:
+            if g.startswith("/") or ".." in Path(g).parts:
+                raise ValueError(f"output glob {g!r} must stay inside /repro/outputs")
+        return v
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _timeout(cls, v: Any) -> float | None:
+        return None if v is None else parse_duration(v)
+
+    @model_validator(mode="after")
+    def _secrets_not_env(self) -> RunSpec:
+        clash = sorted(set(self.secrets) & set(self.env))
+        if clash:
+            raise ValueError(f"{clash[0]} is both in env and secrets; keep secrets out of env")
+        return self
+
+
+# -- value parsers -------------------------------------------------------------------------
+
+_MEM = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.I)
+
+
+def parse_memory(v: Any) -> int:
+    """'512m', '2g', '2GiB', or a byte count -> bytes (binary units, like Docker)."""
+    if isinstance(v, bool):
+        raise ValueError("memory must be like '2g' or '512m'")
+    if isinstance(v, int):
+        n = v
+    else:
+        m = _MEM.match(str(v))
+        if not m:
+            raise ValueError(f"memory {v!r} must be like '2g', '512m' or a byte count")
+        n = int(float(m.group(1)) * 1024 ** " kmgt".index(m.group(2).lower() or " "))
+    if n < 6 * 1024 * 1024:
+        raise ValueError("memory must be at least 6m (Docker's minimum)")
+    return n
+
+
+_DUR = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
+
+
+def parse_duration(v: Any) -> float:
+    """90, 90.5, '90s', '10m', '2h', '1d' -> seconds."""
+    if isinstance(v, bool):
+        raise ValueError("timeout must be seconds or like '10m'")
+    if isinstance(v, int | float):
+        seconds = float(v)
+    else:
+        m = _DUR.match(str(v))
+        if not m:
+            raise ValueError(f"timeout {v!r} must be seconds or like '90s', '10m', '2h'")
+        seconds = float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2) or "s"]
+    if seconds <= 0:
+        raise ValueError("timeout must be positive")
+    return seconds
+
+
+# -- loading -------------------------------------------------------------------------------
+
+Loc = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class LoadedSpec:
+    """A validated spec plus where it came from, for errors and path resolution."""
+
+    spec: RunSpec
+    path: Path
+    lines: dict[Loc, int] = field(default_factory=dict)
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    def where(self, loc: Loc) -> str:
+        """'FILE:LINE' of the deepest known part of ``loc``."""
+        for n in range(len(loc), -1, -1):
+            if loc[:n] in self.lines:
+                return f"{self.path}:{self.lines[loc[:n]]}"
+        return str(self.path)
+
+    def error(self, loc: Loc, message: str) -> SpecError:
+        dotted = ".".join(str(p) for p in loc)
+        return SpecError(f"{self.where(loc)}: {dotted}: {message}")
+
+
+def load_spec(path: str | Path) -> LoadedSpec:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such spec file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise SpecError(f"{path}: cannot read spec: {e}") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise SpecError(f"{where}: invalid YAML: {problem}") from None
+    lines: dict[Loc, int] = {}
+    if node is not None:
+        _index_lines(node, (), lines, path)
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}:1: a run spec is a YAML mapping with 'version: 1' at the top")
+    if data.get("version") != 1:
+        raise SpecError(
+            f"{path}:{lines.get(('version',), 1)}: version: must be 1 (got "
+            f"{data.get('version')!r}); this repro reads spec version 1"
+        )
+    try:
+        spec = RunSpec.model_validate(data)
+    except ValidationError as e:
+        raise _spec_error(e, path, lines) from None
+    loaded = LoadedSpec(spec=spec, path=path, lines=lines)
+    check_command_refs(loaded, spec)
+    return loaded
+
+
+def _index_lines(node: yaml.Node, loc: Loc, out: dict[Loc, int], path: Path) -> None:
+    out.setdefault(loc, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key, value in node.value:
+            k = key.value
+            if k in seen:
+                dotted = ".".join(str(p) for p in (*loc, k))
+                raise SpecError(f"{path}:{key.start_mark.line + 1}: {dotted}: duplicate key")
+            seen.add(k)
+            out[(*loc, k)] = key.start_mark.line + 1
+            _index_lines(value, (*loc, k), out, path)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _index_lines(item, (*loc, i), out, path)
+
+
+def _spec_error(e: ValidationError, path: Path, lines: dict[Loc, int]) -> SpecError:
+    errors = e.errors(include_url=False)
+    first = errors[0]
+    loc: Loc = tuple(first["loc"])
+    shown: list[str | int] = []
+    for part in loc:  # drop pydantic's union tags ('int', 'function-after[...]')
+        if (*shown, part) in lines:
+            shown.append(part)
+            continue
+        if first["type"] == "missing":
+            shown.append(part)
+        break
+    line = next((lines[tuple(shown[:n])] for n in range(len(shown), -1, -1)
+                 if tuple(shown[:n]) in lines), 1)
+    msg = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        allowed = _allowed_keys(tuple(shown[:-1]))
+        msg = "unknown key" + (f"; expected one of: {', '.join(allowed)}" if allowed else "")
+    elif first["type"] != "missing" and "input" in first:
+        msg += f" (got {first['input']!r})"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    dotted = ".".join(str(p) for p in shown) or "spec"
+    return SpecError(f"{path}:{line}: {dotted}: {msg}{more}")
+
+
+def _allowed_keys(loc: Loc) -> list[str]:
+    """Field names of the model found at ``loc`` (for 'unknown key' messages)."""
+    model: Any = RunSpec
+    parts = list(loc)
+    while parts:
+        fields = getattr(model, "model_fields", None)
+        part = parts.pop(0)
+        if not fields or part not in fields:
+            return []
+        ann = fields[part].annotation
+        if get_origin(ann) is dict:
+            if not parts:
+                return []
+            parts.pop(0)
+            ann = get_args(ann)[1]
+        model = _model_in(ann)
+    return sorted(getattr(model, "model_fields", {}))
+
+
+def _model_in(ann: Any) -> Any:
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ann
+    return next((m for a in get_args(ann) if (m := _model_in(a)) is not None), None)
+
+
+PLACEHOLDER = re.compile(r"\{(params\.[A-Za-z_][A-Za-z0-9_.-]*|seed)\}")
+
+
+def check_command_refs(loaded: LoadedSpec, spec: RunSpec) -> None:
+    """Every ``{params.NAME}`` in the command names a declared param. Other braces (say, an
+    f-string in ``python -c``) are left alone."""
+    for i, arg in enumerate(spec.command):
+        for ref in PLACEHOLDER.findall(arg):
+            if ref.startswith("params.") and ref[7:] not in spec.params:
+                known = ", ".join(sorted(spec.params)) or "none declared"
+                raise loaded.error(("command", i), f"{{{ref}}} names no param (params: {known})")
+
+
+def substitute(arg: str, params: dict[str, Any], seed: int) -> str:
+    def one(m: re.Match[str]) -> str:
+        ref = m.group(1)
+        if ref.startswith("params.") and ref[7:] not in params:
+            return m.group(0)
+        if ref == "seed":
+            return str(seed)
+        value = params[ref[7:]]
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return str(value)
+
+    return PLACEHOLDER.sub(one, arg)
+
+
+def apply_overrides(loaded: LoadedSpec, overrides: list[str]) -> LoadedSpec:
+    """``--param k=v``: known params only, converted to the declared type."""
+    spec = loaded.spec
+    params = dict(spec.params)
+    for item in overrides:
+        name, sep, raw = item.partition("=")
+        if not sep or not name:
+            raise SpecError(f"--param {item!r}: expected NAME=VALUE")
+        if name not in params:
+            known = ", ".join(sorted(params)) or "none"
+            raise SpecError(f"--param {name}: {loaded.path} declares no param {name!r} "
+                            f"(params: {known})")
+        params[name] = _convert(name, raw, params[name], loaded)
+    return LoadedSpec(spec=spec.model_copy(update={"params": params}), path=loaded.path,
+                      lines=loaded.lines)
+
+
+def _convert(name: str, raw: str, current: Any, loaded: LoadedSpec) -> Any:
+    kind = type(current).__name__
+    try:
+        if isinstance(current, bool):
+            low = raw.lower()
+            if low in ("true", "yes", "1", "on"):
+                return True
+            if low in ("false", "no", "0", "off"):
+                return False
+            raise ValueError
+        if isinstance(current, int):
+            return int(raw)
+        if isinstance(current, float):
+            value = float(raw)
+            if value != value or value in (float("inf"), float("-inf")):
+                raise ValueError
+            return value
+    except ValueError:
+        raise SpecError(f"--param {name}={raw}: params.{name} is a {kind} "
+                        f"({loaded.where(('params', name))}); got {raw!r}") from None
+    return raw

@@ -1,0 +1,60 @@
+"""The store: run records (SQLite) + artifacts (content-addressed folder) under one home.
+
+Home: ``REPRO_HOME``, else ``.repro/`` of the working directory.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import StoreError
+from .artifacts import ArtifactStore
+from .runs import RunStore
+
+
+def default_home() -> Path:
+    env = os.environ.get("REPRO_HOME")
+    return Path(env).expanduser().resolve() if env else (Path.cwd() / ".repro").resolve()
+
+
+@dataclass
+class Store:
+    home: Path
+    runs: RunStore
+    artifacts: ArtifactStore
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def work_dir(self) -> Path:
+        return self.home / "work"
+
+    @property
+    def code_cache(self) -> Path:
+        return self.home / "cache" / "code"
+
+    def log_path(self, run_id: str) -> Path:
+        return self.logs_dir / f"{run_id}.log"
+
+    def close(self) -> None:
+        self.runs.close()
+
+
+def open_store(home: Path | None = None, create: bool = True) -> Store:
+    home = home or default_home()
+    if not home.exists():
+        if not create:
+            raise StoreError(f"no store at {home}; launch a run first or set REPRO_HOME")
+        try:
+            home.mkdir(parents=True)
+        except OSError as e:
+            raise StoreError(f"cannot create store at {home}: {e.strerror}; set REPRO_HOME "
+                             "to a writable folder") from e
+    for sub in ("artifacts", "logs", "work"):
+        (home / sub).mkdir(exist_ok=True)
+    return Store(home=home, runs=RunStore(home / "repro.db"),
+                 artifacts=ArtifactStore(home / "artifacts"))

@@ -1,0 +1,107 @@
+"""Content-addressed artifact folder: ``artifacts/ab/cdef...`` named by sha256 hex.
+
+Every write goes to a temp file that is hashed while it is written, fsynced, then renamed to
+its address, so a reader never sees a partial artifact and a byte is read once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+from ..errors import StoreError
+from ..hashing import CHUNK, hex_of, sha256_file
+
+
+class ArtifactStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.tmp = root / "tmp"
+
+    def path(self, digest: str) -> Path:
+        h = hex_of(digest)
+        return self.root / h[:2] / h[2:]
+
+    def has(self, digest: str) -> bool:
+        return self.path(digest).is_file()
+
+    def put_file(self, src: Path, limit: int | None = None) -> tuple[str, int]:
+        """Copy ``src`` in, hashing in the same pass. Returns (hex, size)."""
+        with open(src, "rb") as f:
+            return self.put_stream(f, limit=limit, name=str(src))
+
+    def put_bytes(self, data: bytes) -> str:
+        h = hashlib.sha256(data).hexdigest()
+        if not self.has(h):
+            with self._writer() as (out, finish):
+                out.write(data)
+                finish(h)
+        return h
+
+    def put_stream(self, stream: BinaryIO, limit: int | None = None,
+                   name: str = "stream") -> tuple[str, int]:
+        h = hashlib.sha256()
+        size = 0
+        with self._writer() as (out, finish):
+            while chunk := stream.read(CHUNK):
+                size += len(chunk)
+                if limit is not None and size > limit:
+                    raise StoreError(f"{name}: larger than the limit of {limit} bytes")
+                h.update(chunk)
+                out.write(chunk)
+            finish(h.hexdigest())
+        return h.hexdigest(), size
+
+    @contextmanager
+    def _writer(self) -> Iterator[tuple[BinaryIO, object]]:
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=self.tmp, prefix="in-")
+        target: list[str] = []
+        try:
+            with os.fdopen(fd, "wb") as out:
+                yield out, target.append
+                out.flush()
+                os.fsync(out.fileno())
+            if not target:
+                raise StoreError("artifact write finished without a digest")
+            dest = self.path(target[0])
+            if dest.exists():
+                os.unlink(tmp_name)
+                return
+            dest.parent.mkdir(exist_ok=True)
+            os.chmod(tmp_name, 0o444)
+            os.replace(tmp_name, dest)
+        except OSError as e:
+            _unlink_quietly(tmp_name)
+            raise StoreError(f"cannot write artifact under {self.root}: {e.strerror or e}") from e
+        except BaseException:
+            _unlink_quietly(tmp_name)
+            raise
+
+    def open(self, digest: str) -> BinaryIO:
+        try:
+            return open(self.path(digest), "rb")
+        except FileNotFoundError:
+            raise StoreError(f"artifact {digest} is missing from {self.root}") from None
+
+    def verify(self, digest: str) -> bool:
+        """True when the stored bytes still hash to their address."""
+        p = self.path(digest)
+        return p.is_file() and sha256_file(p)[0] == hex_of(digest)
+
+    def copy_out(self, digest: str, dest: Path) -> None:
+        with self.open(digest) as src, open(dest, "wb") as out:
+            shutil.copyfileobj(src, out, CHUNK)
+
+
+def _unlink_quietly(name: str) -> None:
+    try:
+        os.unlink(name)
+    except FileNotFoundError:
+        pass

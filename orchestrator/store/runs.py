@@ -1,0 +1,176 @@
+"""Run records in SQLite (WAL, busy timeout, one transaction per write).
+
+The ``record`` column holds the whole ``RunRecord`` JSON, the source of truth; the other
+columns are indexed projections of it for listing and querying.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..errors import RunNotFound, StoreError
+from ..record import ALLOWED, RunRecord, RunStatus, utc_now
+from .migrations import LATEST, MIGRATIONS
+
+
+class RunStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.db = sqlite3.connect(path, timeout=30, isolation_level=None,
+                                      check_same_thread=False)
+            self.db.execute("PRAGMA busy_timeout = 30000")
+            self.db.execute("PRAGMA foreign_keys = ON")
+            if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                self.db.execute("PRAGMA journal_mode = WAL")
+            self.db.execute("PRAGMA synchronous = NORMAL")
+            self._migrate()
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"store database {path} is unusable: {e}") from e
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- schema ----------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        current = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if current > LATEST:
+            raise StoreError(f"store {self.path} has schema {current}, newer than this repro "
+                             f"understands ({LATEST}); upgrade repro")
+        if current == LATEST:
+            return
+        with self.atomic():
+            self.db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER "
+                            "PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)")
+            current = self.db.execute("PRAGMA user_version").fetchone()[0]  # under the lock
+            for version, name, sql in MIGRATIONS:
+                if version <= current:
+                    continue
+                for statement in filter(str.strip, sql.split(";")):
+                    self.db.execute(statement)
+                self.db.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)",
+                                (version, name, utc_now()))
+                self.db.execute(f"PRAGMA user_version = {int(version)}")
+
+    @property
+    def schema_version(self) -> int:
+        return self.db.execute("PRAGMA user_version").fetchone()[0]
+
+    @contextmanager
+    def atomic(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction taken up front (BEGIN IMMEDIATE): no lock upgrades, no
+        'database is locked' half-way through."""
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as e:
+            raise StoreError(f"store {self.path}: {e}") from e
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        else:
+            try:
+                self.db.execute("COMMIT")
+            except sqlite3.DatabaseError as e:
+                self.db.execute("ROLLBACK")
+                raise StoreError(f"store {self.path}: cannot commit: {e}") from e
+
+    # -- records ---------------------------------------------------------------------------
+
+    def insert(self, record: RunRecord) -> None:
+        try:
+            with self.atomic() as db:
+                db.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?)", _row(record))
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"store {self.path}: cannot record run {record.id}: {e}") from e
+
+    def save(self, record: RunRecord, previous: RunStatus | None = None) -> None:
+        """Write the whole record. With ``previous``, the status must still be that one in
+        the store (and the transition allowed), so two writers cannot both finish a run."""
+        if previous is not None and record.status != previous:
+            if record.status not in ALLOWED.get(previous, set()):
+                raise StoreError(f"run {record.id}: status cannot go from {previous} to "
+                                 f"{record.status}")
+        row = _row(record)
+        try:
+            with self.atomic() as db:
+                cur = db.execute(
+                    "UPDATE runs SET name=?, status=?, exit_code=?, spec_digest=?, "
+                    "created_at=?, started_at=?, finished_at=?, duration_s=?, replay_of=?, "
+                    "record=? WHERE id=?" + (" AND status=?" if previous else ""),
+                    (*row[1:], row[0], *([str(previous)] if previous else [])))
+                if cur.rowcount != 1:
+                    raise StoreError(f"run {record.id} changed under us (expected status "
+                                     f"{previous}); not overwritten")
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"store {self.path}: cannot update run {record.id}: {e}") from e
+
+    def get(self, ref: str) -> RunRecord:
+        """A run by id or unique id prefix."""
+        ref = ref.strip()
+        if not ref:
+            raise RunNotFound("empty run id; see `repro runs` for ids")
+        rows = self.db.execute("SELECT id, record FROM runs WHERE id >= ? AND id < ? "
+                               "ORDER BY id LIMIT 3", (ref, ref + "\uffff")).fetchall()
+        if not rows:
+            raise RunNotFound(f"no run {ref!r} in {self.path.parent}; see `repro runs`")
+        if rows[0][0] != ref and len(rows) > 1:
+            ids = ", ".join(r[0] for r in rows)
+            raise RunNotFound(f"run id prefix {ref!r} is ambiguous ({ids}, ...); give more of it")
+        return RunRecord.model_validate_json(rows[0][1])
+
+    def list(self, limit: int | None = 50, name: str | None = None) -> list[RunRecord]:
+        sql = "SELECT record FROM runs"
+        args: list[object] = []
+        if name:
+            sql += " WHERE name = ?"
+            args.append(name)
+        sql += " ORDER BY created_at DESC, id DESC"
+        if limit:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return [RunRecord.model_validate_json(r[0]) for r in self.db.execute(sql, args)]
+
+    def count(self) -> int:
+        return self.db.execute("SELECT count(*) FROM runs").fetchone()[0]
+
+    def unfinished(self) -> list[RunRecord]:
+        return [RunRecord.model_validate_json(r[0]) for r in self.db.execute(
+            "SELECT record FROM runs WHERE status IN ('pending', 'running')")]
+
+    # -- metric series -----------------------------------------------------------------------
+
+    def add_steps(self, run_id: str, points: Iterable[tuple[str, int, float]]) -> None:
+        with self.atomic() as db:
+            db.executemany("INSERT OR REPLACE INTO metric_steps VALUES (?, ?, ?, ?)",
+                           ((run_id, n, s, v) for n, s, v in points))
+
+    def steps(self, run_id: str) -> dict[str, list[tuple[int, float]]]:
+        out: dict[str, list[tuple[int, float]]] = {}
+        for name, step, value in self.db.execute(
+                "SELECT name, step, value FROM metric_steps WHERE run_id = ? "
+                "ORDER BY name, step", (run_id,)):
+            out.setdefault(name, []).append((step, value))
+        return out
+
+    # -- input hash cache (path, size, mtime, inode) -> sha256 ----------------------------------
+
+    def cached_hash(self, path: str, size: int, mtime_ns: int, inode: int) -> str | None:
+        row = self.db.execute("SELECT sha256 FROM hash_cache WHERE path=? AND size=? AND "
+                              "mtime_ns=? AND inode=?", (path, size, mtime_ns, inode)).fetchone()
+        return row[0] if row else None
+
+    def cache_hash(self, path: str, size: int, mtime_ns: int, inode: int, sha256: str) -> None:
+        with self.atomic() as db:
+            db.execute("INSERT OR REPLACE INTO hash_cache VALUES (?, ?, ?, ?, ?)",
+                       (path, size, mtime_ns, inode, sha256))
+
+
+def _row(r: RunRecord) -> tuple[object, ...]:
+    return (r.id, r.name, str(r.status), r.exit_code, r.spec_digest, r.created_at,
+            r.started_at, r.finished_at, r.duration_s, r.replay_of, r.model_dump_json())

@@ -1,0 +1,182 @@
+"""All terminal output: rich tables for people, one JSON document for scripts.
+
+Progress and job logs go to stderr; the result (a table or ``--json``) goes to stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from .record import RunRecord, RunStatus
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
+
+STATUS_STYLE = {
+    RunStatus.SUCCEEDED: "green", RunStatus.FAILED: "red", RunStatus.TIMEOUT: "red",
+    RunStatus.INTERRUPTED: "yellow", RunStatus.LOST: "magenta", RunStatus.RUNNING: "cyan",
+    RunStatus.PENDING: "dim",
+}
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def print_json(doc: Any) -> None:
+    sys.stdout.write(json.dumps(doc, indent=2, sort_keys=False, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def progress(line: str) -> None:
+    err.print(Text(line, style="dim"))
+
+
+def job_log(chunk: bytes) -> None:
+    """The job's own output, live, on stderr."""
+    sys.stderr.write(chunk.decode("utf-8", "replace"))
+    sys.stderr.flush()
+
+
+def error(message: str) -> None:
+    err.print(Text("error: ", style="bold red") + Text(message))
+
+
+def status_text(status: RunStatus) -> Text:
+    return Text(str(status), style=STATUS_STYLE.get(status, ""))
+
+
+def sparkline(values: list[float]) -> str:
+    if not values:
+        return ""
+    if len(values) > 40:  # keep the shape, not every point
+        step = len(values) / 40
+        values = [values[int(i * step)] for i in range(40)] + [values[-1]]
+    lo, hi = min(values), max(values)
+    span = (hi - lo) or 1.0
+    return "".join(SPARK[int((v - lo) / span * (len(SPARK) - 1))] for v in values)
+
+
+def fmt_num(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+def record_json(record: RunRecord, series: dict[str, list[tuple[int, float]]]) -> dict:
+    doc = record.model_dump(mode="json")
+    doc["series"] = {name: [[s, v] for s, v in pts] for name, pts in series.items()}
+    return doc
+
+
+def summary_json(r: RunRecord) -> dict:
+    return {"id": r.id, "name": r.name, "status": str(r.status), "exit_code": r.exit_code,
+            "reason": r.reason, "created_at": r.created_at, "duration_s": r.duration_s,
+            "spec_digest": r.spec_digest, "image": r.resolved.image.digest,
+            "commit": r.resolved.code.commit, "params": r.params, "metrics": r.metrics,
+            "replay_of": r.replay_of}
+
+
+def render_runs(records: list[RunRecord]) -> None:
+    if not records:
+        out.print("no runs yet: try `repro launch specs/hello.yaml`")
+        return
+    metric_names = sorted({m for r in records for m in r.metrics})[:4]
+    t = Table(box=None, header_style="bold", pad_edge=False)
+    for col in ("id", "name", "status", "created", "took", *metric_names):
+        t.add_column(col, no_wrap=col != "name")
+    for r in records:
+        took = f"{r.duration_s:.1f}s" if r.duration_s is not None else ""
+        t.add_row(r.id, r.name, status_text(r.status), r.created_at.replace("T", " ")[:19],
+                  took, *(fmt_num(r.metrics[m]) if m in r.metrics else "" for m in metric_names))
+    out.print(t)
+
+
+def render_record(r: RunRecord, series: dict[str, list[tuple[int, float]]]) -> None:
+    res = r.resolved
+    head = Text(f"run {r.id}  ", style="bold") + Text(f"{r.name}  ") + status_text(r.status)
+    if r.exit_code is not None:
+        head += Text(f"  exit {r.exit_code}")
+    out.print(head)
+    if r.reason:
+        out.print(Text(f"  {r.reason}", style=STATUS_STYLE.get(r.status, "")))
+    kv = Table.grid(padding=(0, 2))
+    kv.add_column(style="bold", no_wrap=True)
+    kv.add_column(overflow="fold")
+    took = f"{r.duration_s:.2f} s" if r.duration_s is not None else "-"
+    kv.add_row("when", f"{r.created_at}  took {took}")
+    kv.add_row("spec", f"{r.spec_path}  {r.spec_digest}")
+    kv.add_row("image", f"{res.image.digest}" + (f"  ({res.image.ref})" if res.image.ref else ""))
+    code = res.code
+    kv.add_row("code", f"{code.commit or 'no commit'}{' (dirty)' if code.dirty else ''}  "
+               f"{code.path}  snapshot {code.snapshot[:19]}...")
+    kv.add_row("command", " ".join(res.command))
+    kv.add_row("seed", str(res.seed))
+    rs = res.resources
+    kv.add_row("resources", f"cpus {rs.cpus:g} (threads {rs.threads}), memory {rs.memory}, "
+               f"gpus {rs.gpus or 0}, network {res.network}, determinism {res.determinism}")
+    if res.packages:
+        kv.add_row("packages", f"{res.packages.lock} ({len(res.packages.pins)} pins) "
+                   f"sha256 {res.packages.sha256[:16]}...")
+    host = r.environment.get("host", {})
+    if host:
+        gpus = ", ".join(g["name"] for g in host.get("gpus", [])) or "no GPUs"
+        kv.add_row("host", f"{host.get('os')}, kernel {host.get('kernel')}, "
+                   f"{host.get('cpu', {}).get('model')}, Docker {host.get('docker')}, {gpus}")
+    cont = r.environment.get("container", {})
+    if cont.get("os") or cont.get("python"):
+        kv.add_row("container", f"{cont.get('os')}, Python {cont.get('python')}, "
+                   f"{len(cont.get('packages', []))} packages")
+    out.print(kv)
+    _files_table("inputs", {n: (i.sha256, i.size) for n, i in res.inputs.items()})
+    _files_table("outputs", {p: (f.sha256, f.size) for p, f in r.outputs.items()})
+    for path, why in r.skipped_outputs.items():
+        out.print(Text(f"  skipped output {path}: {why}", style="yellow"))
+    if r.params:
+        out.print(Text("params  ", style="bold") + Text(
+            "  ".join(f"{k}={fmt_num(v)}" for k, v in sorted(r.params.items()))))
+    if r.metrics:
+        t = Table(box=None, header_style="bold", pad_edge=False)
+        for col in ("metric", "value", "curve"):
+            t.add_column(col)
+        for name, value in sorted(r.metrics.items()):
+            pts = series.get(name, [])
+            t.add_row(name, fmt_num(value), sparkline([v for _, v in pts]) if len(pts) > 1
+                      else "")
+        out.print(t)
+    for w in r.warnings:
+        out.print(Text(f"warning: {w}", style="yellow"))
+    if r.status != RunStatus.SUCCEEDED and r.stderr_tail.strip():
+        out.print(Text("stderr (tail):", style="bold"))
+        out.print(Text(r.stderr_tail.rstrip()[-1500:], style="dim"))
+
+
+def _files_table(title: str, files: dict[str, tuple[str, int]]) -> None:
+    if not files:
+        return
+    t = Table(box=None, header_style="bold", pad_edge=False)
+    t.add_column(title, overflow="fold")
+    t.add_column("sha256", no_wrap=True, min_width=64)
+    t.add_column("size", justify="right")
+    for name, (sha, size) in sorted(files.items()):
+        t.add_row(name, sha, _size(size))
+    out.print(t)
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def render_doctor(checks: list[dict]) -> None:
+    for c in checks:
+        mark = Text("ok  ", style="green") if c["ok"] else Text("FAIL", style="bold red")
+        out.print(mark + Text(f"  {c['name']}: {c['detail']}"))
+        if not c["ok"] and c.get("fix"):
+            out.print(Text(f"        fix: {c['fix']}", style="yellow"))
