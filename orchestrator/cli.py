@@ -54,7 +54,8 @@ def launch(
     """Run a spec in a container and record everything about it."""
     from . import ui
     from .engine import Engine
-    from .runner import Hooks, launch as launch_run
+    from .runner import Hooks
+    from .runner import launch as launch_run
     from .spec import apply_overrides, load_spec
     from .store import open_store
 

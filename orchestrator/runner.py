@@ -47,8 +47,8 @@ class Hooks:
 
 
 def new_run_id() -> str:
-    """Time-ordered (for listing) and random (for prefixes): 6 hex of seconds + 10 random."""
-    return f"{int(time.time()) & 0xFFFFFF:06x}{secrets.token_hex(5)}"
+    """16 random hex digits: short unique prefixes, like git. Order comes from created_at."""
+    return secrets.token_hex(8)
 
 
 def launch(loaded: LoadedSpec, store: Store, engine: Engine, *, allow_dirty: bool = False,

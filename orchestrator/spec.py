@@ -70,11 +70,13 @@ class InputSpec(_Strict):
     path: str
     sha256: str | None = None
 
-    @field_validator("sha256")
+    @field_validator("sha256", mode="before")
     @classmethod
-    def _hex(cls, v: str | None) -> str | None:
+    def _hex(cls, v: Any) -> str | None:
         if v is None:
             return v
+        if not isinstance(v, str):
+            raise ValueError("must be a quoted string of 64 hex digits (YAML read a number)")
         v = v.removeprefix("sha256:").lower()
         if not HEX64.match(v):
             raise ValueError("must be 64 hex digits (optionally prefixed 'sha256:')")

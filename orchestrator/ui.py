@@ -16,7 +16,8 @@ from rich.text import Text
 from .record import RunRecord, RunStatus
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False, soft_wrap=True)
+# Piped output is not cut at 80 columns: digests must survive `| grep` and CI logs.
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 
 STATUS_STYLE = {
     RunStatus.SUCCEEDED: "green", RunStatus.FAILED: "red", RunStatus.TIMEOUT: "red",
@@ -159,10 +160,11 @@ def _files_table(title: str, files: dict[str, tuple[str, int]]) -> None:
         return
     t = Table(box=None, header_style="bold", pad_edge=False)
     t.add_column(title, overflow="fold")
-    t.add_column("sha256", no_wrap=True, min_width=64)
+    t.add_column("sha256", no_wrap=True)
     t.add_column("size", justify="right")
+    full = out.width >= 120
     for name, (sha, size) in sorted(files.items()):
-        t.add_row(name, sha, _size(size))
+        t.add_row(name, sha if full else sha[:16] + "…", _size(size))
     out.print(t)
 
 

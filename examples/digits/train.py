@@ -8,7 +8,6 @@ import argparse
 import json
 
 import numpy as np
-
 import repro
 
 

@@ -120,8 +120,8 @@ class RunStore:
         if not rows:
             raise RunNotFound(f"no run {ref!r} in {self.path.parent}; see `repro runs`")
         if rows[0][0] != ref and len(rows) > 1:
-            ids = ", ".join(r[0] for r in rows)
-            raise RunNotFound(f"run id prefix {ref!r} is ambiguous ({ids}, ...); give more of it")
+            ids = ", ".join(r[0] for r in rows[:2]) + (", ..." if len(rows) > 2 else "")
+            raise RunNotFound(f"run id prefix {ref!r} is ambiguous ({ids}); give more of it")
         return RunRecord.model_validate_json(rows[0][1])
 
     def list(self, limit: int | None = 50, name: str | None = None) -> list[RunRecord]:

@@ -1,0 +1,92 @@
+import json
+import os
+
+import pytest
+
+from orchestrator.outputs import collect, final_metrics, glob_regex, read_series, wanted
+from orchestrator.runtime.repro_boot import check, parse_lock
+from orchestrator.store import open_store
+
+
+@pytest.mark.parametrize("glob, path, hit", [
+    ("**", "a/b/c.npy", True),
+    ("*.json", "metrics.json", True),
+    ("*.json", "sub/metrics.json", False),
+    ("**/*.json", "metrics.json", True),
+    ("**/*.json", "a/b/m.json", True),
+    ("weights/*.npy", "weights/w1.npy", True),
+    ("weights/*.npy", "weights/deep/w1.npy", False),
+    ("w?.npy", "w1.npy", True),
+    ("w[1].npy", "w[1].npy", True),
+])
+def test_globs(glob, path, hit):
+    assert bool(glob_regex(glob).match(path)) is hit
+
+
+def test_collect_stores_matching_files_and_never_follows_symlinks(tmp_path):
+    out = tmp_path / "out"
+    (out / "weights").mkdir(parents=True)
+    (out / "weights" / "w.npy").write_bytes(b"w" * 1000)
+    (out / "metrics.json").write_text("{}")
+    (out / "scratch.tmp").write_text("x")
+    secret = tmp_path / "host-secret"
+    secret.write_text("do not store")
+    os.symlink(secret, out / "weights" / "leak.npy")
+    os.symlink(tmp_path, out / "weights" / "dirlink")
+    store = open_store(tmp_path / "h")
+    stored, skipped = collect(out, ["weights/**", "metrics.json"], store.artifacts)
+    assert sorted(stored) == ["metrics.json", "weights/w.npy"]
+    assert skipped == {"weights/dirlink": "symlink (not followed)",
+                       "weights/leak.npy": "symlink (not followed)"}
+    assert store.artifacts.path(stored["weights/w.npy"].sha256).read_bytes() == b"w" * 1000
+
+
+def test_collect_skips_files_over_the_limit(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "big").write_bytes(b"x" * 100)
+    (out / "small").write_bytes(b"x")
+    stored, skipped = collect(out, ["**"], open_store(tmp_path / "h").artifacts, limit=10)
+    assert list(stored) == ["small"] and "larger than the output limit" in skipped["big"]
+
+
+def test_metrics_from_series_and_metrics_json(tmp_path):
+    meta, out = tmp_path / "meta", tmp_path / "out"
+    meta.mkdir()
+    out.mkdir()
+    lines = [{"name": "loss", "value": 1.0, "step": 0}, {"name": "loss", "value": 0.5,
+             "step": 1}, {"name": "acc", "value": 0.3, "step": None}, "garbage",
+             {"name": "acc", "value": None, "step": None}]
+    (meta / "metrics.jsonl").write_text("\n".join(
+        json.dumps(x) if isinstance(x, dict) else x for x in lines))
+    series = read_series(meta)
+    assert series == [("loss", 0, 1.0), ("loss", 1, 0.5), ("acc", 0, 0.3)]
+    (out / "metrics.json").write_text(json.dumps({"acc": 0.9, "eval": {"f1": 0.8},
+                                                  "note": "hi"}))
+    warnings: list[str] = []
+    assert final_metrics(series, out, warnings) == {"loss": 0.5, "acc": 0.9, "eval.f1": 0.8}
+    assert warnings == ["metrics.json: note is not a finite number; ignored"]
+
+
+def test_parse_lock_accepts_hashes_comments_and_continuations():
+    text = ("# comment\n-i https://example.invalid/simple\n"
+            "numpy==1.24.2 \\\n    --hash=sha256:" + "a" * 64 + "\n"
+            "Torch_Vision==0.1 ; python_version > '3'\nrequests[socks]==2.0  # why\n")
+    assert parse_lock(text) == {"numpy": "1.24.2", "torch-vision": "0.1", "requests": "2.0"}
+
+
+def test_parse_lock_refuses_unpinned():
+    with pytest.raises(ValueError, match="line 2: 'torch>=2' is not pinned"):
+        parse_lock("numpy==1\ntorch>=2\n")
+
+
+def test_lock_check_names_each_offender():
+    found = {"numpy": ("numpy", "1.26.4")}
+    assert check({"numpy": "1.24.2", "scipy": "1.0"}, found) == [
+        "numpy==1.24.2 is pinned but 1.26.4 is installed",
+        "scipy==1.0 is pinned but not installed"]
+    assert check({"numpy": "1.26.4"}, found) == []
+
+
+def test_wanted_defaults():
+    assert wanted("anything/at/all", ["**"])

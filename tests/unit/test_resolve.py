@@ -1,0 +1,176 @@
+"""Resolution against a fake engine seam (no Docker): digests, snapshots, pins, env."""
+
+from pathlib import Path
+
+import pytest
+
+from orchestrator.errors import GPUUnavailable, ResolveError, SpecError
+from orchestrator.gpu import GPU, select
+from orchestrator.resolve import THREAD_VARS, resolve
+from orchestrator.snapshot import take
+from orchestrator.spec import apply_overrides, load_spec
+from orchestrator.store import open_store
+from tests.helpers import git, make_repo
+
+PIN = "sha256:" + "c" * 64
+
+
+class FakeEngine:
+    """The part of the engine seam that resolve uses."""
+
+    def image(self, ref):
+        if ref.startswith("img@"):
+            return {"id": "sha256:" + "d" * 64, "repo_digests": [ref], "labels": {}}
+        if ref == "img:latest":
+            return {"id": "sha256:" + "e" * 64, "repo_digests": [], "labels": {}}
+        return None
+
+    def pull(self, ref):
+        raise AssertionError("resolve must not pull an image the engine has")
+
+
+SPEC = f"""\
+version: 1
+name: r
+image: {{ref: "img@{PIN}"}}
+code: {{path: job}}
+command: [python3, /repro/code/train.py, "--lr={{params.lr}}"]
+params: {{lr: 0.1}}
+seed: 3
+inputs:
+  data: {{path: data.bin}}
+resources: {{cpus: 1.5, memory: 1g}}
+"""
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    return make_repo(tmp_path / "repo", {"spec.yaml": SPEC, "job/train.py": "print(1)\n",
+                                         "data.bin": "0123456789"})
+
+
+def do(repo: Path, tmp_path: Path, overrides=(), **kw):
+    store = open_store(tmp_path / "home")
+    loaded = apply_overrides(load_spec(repo / "spec.yaml"), list(overrides))
+    return resolve(loaded, store, FakeEngine(), **kw), store
+
+
+def test_resolution_is_content_addressed_and_stable(repo, tmp_path):
+    a, store = do(repo, tmp_path)
+    b, _ = do(repo, tmp_path)
+    r = a.resolved
+    assert r.image.digest == "sha256:" + "d" * 64 and r.image.repo_digest == PIN
+    assert r.command == ["python3", "/repro/code/train.py", "--lr=0.1"]
+    assert r.code.commit == git(repo, "rev-parse", "HEAD").strip() and not r.code.dirty
+    assert r.code.subdir == "job" and r.code.files == 1
+    assert r.inputs["data"].sha256 == \
+        "84d89877f0d4041efb6bf91a16f0248f2fd573e6af05c19f96bedb9f882f7882"
+    assert r.inputs["data"].stored and a.input_sources["data"] == store.artifacts.path(
+        r.inputs["data"].sha256)
+    assert a.spec_digest == b.spec_digest and a.spec_digest.startswith("sha256:")
+    assert (a.snapshot.extracted / "train.py").read_text() == "print(1)\n"
+
+
+def test_digest_ignores_host_paths_but_not_content(repo, tmp_path):
+    a, _ = do(repo, tmp_path)
+    moved = tmp_path / "elsewhere"
+    repo.rename(moved)
+    b, _ = do(moved, tmp_path)
+    assert a.spec_digest == b.spec_digest  # same content at another path
+    c, _ = do(moved, tmp_path, overrides=["lr=0.2"])
+    assert c.spec_digest != a.spec_digest and c.resolved.command[-1] == "--lr=0.2"
+
+
+def test_determinism_env_pins_threads_and_seed(repo, tmp_path):
+    env = do(repo, tmp_path)[0].resolved.env
+    assert all(env[v] == "2" for v in THREAD_VARS)  # cpus 1.5 -> 2 threads
+    assert env["PYTHONHASHSEED"] == env["REPRO_SEED"] == "3"
+    assert env["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8" and env["TZ"] == "UTC"
+    assert env["PYTHONPATH"] == "/repro/lib"
+
+
+def test_dirty_code_is_refused_then_recorded_with_allow_dirty(repo, tmp_path):
+    (repo / "job" / "train.py").write_text("print(2)\n")
+    (repo / "job" / "new.py").write_text("x = 1\n")
+    with pytest.raises(ResolveError, match="uncommitted changes .2 file"):
+        do(repo, tmp_path)
+    res, store = do(repo, tmp_path, allow_dirty=True)
+    assert res.resolved.code.dirty and res.resolved.code.files == 2
+    diff = store.artifacts.path(res.resolved.code.diff).read_text()
+    assert "+print(2)" in diff and "# untracked: job/new.py" in diff
+    assert (res.snapshot.extracted / "train.py").read_text() == "print(2)\n"
+
+
+def test_changes_outside_the_code_folder_do_not_make_it_dirty(repo, tmp_path):
+    (repo / "notes.txt").write_text("scratch")
+    assert not do(repo, tmp_path)[0].resolved.code.dirty
+
+
+def test_snapshot_digest_is_deterministic_across_checkouts(repo, tmp_path):
+    store = open_store(tmp_path / "h")
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(repo), str(clone))
+    a = take(repo / "job", store, allow_dirty=False).ref.snapshot
+    b = take(clone / "job", open_store(tmp_path / "h2"), allow_dirty=False).ref.snapshot
+    assert a == b
+
+
+def test_input_pin_mismatch_fails_before_launch(repo, tmp_path):
+    spec = (repo / "spec.yaml").read_text().replace("{path: data.bin}",
+                                                    "{path: data.bin, sha256: " + "ab" * 32 + "}")
+    (repo / "spec.yaml").write_text(spec)
+    with pytest.raises(SpecError, match=r"spec.yaml:9: inputs.data.sha256: .* not the pinned"):
+        do(repo, tmp_path)
+
+
+def test_numeric_looking_pin_asks_for_quotes(repo, tmp_path):
+    spec = (repo / "spec.yaml").read_text().replace("{path: data.bin}",
+                                                    "{path: data.bin, sha256: " + "1" * 64 + "}")
+    (repo / "spec.yaml").write_text(spec)
+    with pytest.raises(SpecError, match="inputs.data.sha256: must be a quoted string"):
+        do(repo, tmp_path, allow_dirty=True)
+
+
+def test_missing_input(repo, tmp_path):
+    (repo / "data.bin").unlink()
+    with pytest.raises(SpecError, match="inputs.data.path: .*does not exist"):
+        do(repo, tmp_path, allow_dirty=True)
+
+
+def test_tag_is_recorded_as_digest_and_refused_in_strict_mode(repo, tmp_path):
+    spec = (repo / "spec.yaml").read_text().replace(f'"img@{PIN}"', '"img:latest"')
+    (repo / "spec.yaml").write_text(spec)
+    git(repo, "commit", "-qam", "tag")
+    res, _ = do(repo, tmp_path)
+    assert res.resolved.image.digest == "sha256:" + "e" * 64
+    assert any("is a tag" in w for w in res.warnings)
+    with pytest.raises(SpecError, match="image.ref: 'img:latest' is a tag, not pinned"):
+        do(repo, tmp_path, strict=True)
+
+
+def test_secret_values_are_not_in_the_resolved_spec(repo, tmp_path, monkeypatch):
+    (repo / "spec.yaml").write_text((repo / "spec.yaml").read_text() + "secrets: [API_TOKEN]\n")
+    git(repo, "commit", "-qam", "secret")
+    with pytest.raises(SpecError, match="API_TOKEN is not set in this shell"):
+        do(repo, tmp_path)
+    monkeypatch.setenv("API_TOKEN", "hunter2-value")
+    res, _ = do(repo, tmp_path)
+    assert res.secret_env == {"API_TOKEN": "hunter2-value"}
+    assert "hunter2-value" not in res.resolved.model_dump_json()
+    assert res.resolved.secrets == ["API_TOKEN"]
+
+
+def gpu(i, name, mem):
+    return GPU(index=i, name=name, uuid=f"GPU-{i}", memory_gb=mem, driver="550", cuda="12.4")
+
+
+def test_gpu_selection():
+    inv = [gpu(0, "NVIDIA A10", 24), gpu(1, "NVIDIA H100 80GB HBM3", 80)]
+    assert select({"count": 1, "model": "h100"}, inv, None) == [inv[1]]
+    assert select({"count": 1, "min_memory_gb": 40}, inv, None) == [inv[1]]
+    assert select({"count": 2}, inv, None) == inv
+    with pytest.raises(GPUUnavailable, match="needs 1 GPU.*A100.*this host has NVIDIA A10"):
+        select({"count": 1, "model": "A100"}, inv, None)
+    with pytest.raises(GPUUnavailable, match="none: no driver"):
+        select({"count": 1}, [], "no driver")
+    assert select(None, [], "no driver") == []

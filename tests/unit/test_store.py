@@ -1,0 +1,157 @@
+import hashlib
+import os
+import sqlite3
+import threading
+
+import pytest
+
+from orchestrator.errors import RunNotFound, StoreError
+from orchestrator.record import (
+    CodeRef,
+    ImageRef,
+    ResolvedSpec,
+    ResourcesRef,
+    RunRecord,
+    RunStatus,
+    utc_now,
+)
+from orchestrator.store import open_store
+from orchestrator.store.migrations import LATEST
+
+
+def record(run_id: str, name: str = "t") -> RunRecord:
+    resolved = ResolvedSpec(
+        image=ImageRef(digest="sha256:" + "1" * 64),
+        code=CodeRef(path="/x", snapshot="sha256:" + "2" * 64),
+        command=["true"], seed=0,
+        resources=ResourcesRef(cpus=1, threads=1, memory="1g", memory_bytes=1 << 30))
+    return RunRecord(id=run_id, name=name, spec={}, spec_digest="sha256:" + "3" * 64,
+                     resolved=resolved, created_at=utc_now())
+
+
+def test_fresh_store_is_migrated_and_in_wal_mode(tmp_path):
+    store = open_store(tmp_path / "h")
+    assert store.runs.schema_version == LATEST
+    assert store.runs.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    names = [r[0] for r in store.runs.db.execute("SELECT name FROM schema_migrations")]
+    assert names == ["runs-and-metric-steps"]
+    store.close()
+    again = open_store(tmp_path / "h")  # reopening applies nothing twice
+    assert again.runs.schema_version == LATEST
+
+
+def test_store_newer_than_code_is_refused(tmp_path):
+    store = open_store(tmp_path / "h")
+    store.runs.db.execute(f"PRAGMA user_version = {LATEST + 1}")
+    store.close()
+    with pytest.raises(StoreError, match="newer than this repro"):
+        open_store(tmp_path / "h")
+
+
+def test_insert_get_prefix_and_ambiguity(tmp_path):
+    store = open_store(tmp_path / "h")
+    store.runs.insert(record("abc123"))
+    store.runs.insert(record("abd456"))
+    assert store.runs.get("abc").id == "abc123"
+    assert store.runs.get("abd456").id == "abd456"
+    with pytest.raises(RunNotFound, match="ambiguous"):
+        store.runs.get("ab")
+    with pytest.raises(RunNotFound, match="no run 'zz'"):
+        store.runs.get("zz")
+
+
+def test_transitions_are_checked_and_compare_and_set(tmp_path):
+    store = open_store(tmp_path / "h")
+    r = record("r1")
+    store.runs.insert(r)
+    r.status = RunStatus.SUCCEEDED
+    with pytest.raises(StoreError, match="cannot go from pending to succeeded"):
+        store.runs.save(r, previous=RunStatus.PENDING)
+    r.status = RunStatus.RUNNING
+    store.runs.save(r, previous=RunStatus.PENDING)
+    r.status = RunStatus.FAILED
+    store.runs.save(r, previous=RunStatus.RUNNING)
+    r.status = RunStatus.SUCCEEDED
+    with pytest.raises(StoreError):  # a second writer cannot finish it again
+        store.runs.save(r, previous=RunStatus.RUNNING)
+    assert store.runs.get("r1").status == RunStatus.FAILED
+
+
+def test_failed_transaction_leaves_nothing(tmp_path):
+    store = open_store(tmp_path / "h")
+    with pytest.raises(RuntimeError), store.runs.atomic() as db:
+        db.execute("INSERT INTO runs (id, name, status, spec_digest, created_at, record) "
+                   "VALUES ('x', 'x', 'pending', 's', 'c', '{}')")
+        raise RuntimeError("boom")
+    assert store.runs.count() == 0
+
+
+def test_concurrent_writers_do_not_lock_out(tmp_path):
+    open_store(tmp_path / "h").close()
+    errors = []
+
+    def worker(i: int) -> None:
+        try:
+            s = open_store(tmp_path / "h")
+            for j in range(20):
+                s.runs.insert(record(f"w{i}-{j}"))
+            s.close()
+        except Exception as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert open_store(tmp_path / "h").runs.count() == 80
+
+
+def test_metric_steps_round_trip(tmp_path):
+    store = open_store(tmp_path / "h")
+    store.runs.insert(record("r"))
+    store.runs.add_steps("r", [("loss", 0, 1.0), ("loss", 1, 0.5), ("acc", 0, 0.1)])
+    assert store.runs.steps("r") == {"acc": [(0, 0.1)], "loss": [(0, 1.0), (1, 0.5)]}
+
+
+def test_artifacts_are_content_addressed_and_read_only(tmp_path):
+    store = open_store(tmp_path / "h")
+    src = tmp_path / "big"
+    data = os.urandom(3 << 20)
+    src.write_bytes(data)
+    h, size = store.artifacts.put_file(src)
+    assert h == hashlib.sha256(data).hexdigest() and size == len(data)
+    path = store.artifacts.path(h)
+    assert path == tmp_path / "h" / "artifacts" / h[:2] / h[2:]
+    assert path.read_bytes() == data and not os.access(path, os.W_OK) or os.geteuid() == 0
+    assert oct(path.stat().st_mode & 0o777) == "0o444"
+    assert store.artifacts.put_file(src) == (h, size)  # idempotent
+    assert list((tmp_path / "h" / "artifacts" / "tmp").iterdir()) == []
+    assert store.artifacts.verify(h)
+
+
+def test_corrupt_artifact_is_detected(tmp_path):
+    store = open_store(tmp_path / "h")
+    h = store.artifacts.put_bytes(b"weights")
+    p = store.artifacts.path(h)
+    os.chmod(p, 0o644)
+    p.write_bytes(b"weightz")
+    assert not store.artifacts.verify(h)
+
+
+def test_artifact_over_limit_leaves_no_temp(tmp_path):
+    store = open_store(tmp_path / "h")
+    src = tmp_path / "f"
+    src.write_bytes(b"x" * 100)
+    with pytest.raises(StoreError, match="larger than the limit"):
+        store.artifacts.put_file(src, limit=10)
+    assert list((tmp_path / "h" / "artifacts" / "tmp").iterdir()) == []
+
+
+def test_unusable_database_is_a_store_error(tmp_path):
+    (tmp_path / "h").mkdir()
+    (tmp_path / "h" / "repro.db").write_bytes(b"not a database" * 100)
+    with pytest.raises(StoreError, match="unusable"):
+        open_store(tmp_path / "h")
+    assert sqlite3.sqlite_version
