@@ -39,6 +39,19 @@ class Resolution:
     secret_env: dict[str, str] = field(repr=False, default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
+    def redact(self, text: str) -> str:
+        """Secret values replaced by ``***`` (for logs, stderr tails and reasons)."""
+        for value in self.secret_env.values():
+            if value:
+                text = text.replace(value, "***")
+        return text
+
+    def redact_bytes(self, data: bytes) -> bytes:
+        for value in self.secret_env.values():
+            if value:
+                data = data.replace(value.encode(), b"***")
+        return data
+
 
 def spec_digest(resolved: ResolvedSpec) -> str:
     """Digest of what determines the result; host paths and tags are left out."""

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from . import capture, gpu
 from .engine import LABEL_RUN, LABEL_STORE, ContainerConfig, Engine, Mount, WaitTimeout
@@ -100,7 +101,7 @@ def execute(record: RunRecord, res: Resolution, store: Store, engine: Engine, ho
             started = time.monotonic()
             engine.start(cid)
             hooks.on_line(f"run {record.id} started ({res.resolved.image.digest[:19]})")
-            follower = _follow_logs(engine, cid, log_path, hooks.on_log)
+            follower = _follow_logs(engine, cid, log_path, hooks.on_log, res.redact_bytes)
             try:
                 exit_ = engine.wait(cid, timeout=res.resolved.timeout_s)
             except WaitTimeout:
@@ -118,7 +119,7 @@ def execute(record: RunRecord, res: Resolution, store: Store, engine: Engine, ho
         hooks.on_line(f"interrupted: stopping run {record.id}")
     except ReproError as e:
         record.status = RunStatus.FAILED if previous == RunStatus.PENDING else RunStatus.LOST
-        record.reason = str(e)
+        record.reason = res.redact(str(e))
     finally:
         _finish(record, res, store, engine, cid, follower, log_path, work, started, previous,
                 hooks)
@@ -150,7 +151,8 @@ def _finish(record: RunRecord, res: Resolution, store: Store, engine: Engine, ci
         record.duration_s = round(time.monotonic() - started, 3)
     record.finished_at = utc_now()
     if cid:
-        record.stderr_tail = _quietly(lambda: engine.stderr_tail(cid), default="")[-4000:]
+        tail = _quietly(lambda: engine.stderr_tail(cid), default="")
+        record.stderr_tail = res.redact(str(tail))[-4000:]
     meta_dir, outputs_dir = work / "meta", work / "outputs"
     record.environment["container"] = capture.container_facts(meta_dir)
     series = read_series(meta_dir)
@@ -212,20 +214,35 @@ def _run_info(record: RunRecord, res: Resolution) -> dict:
             "command": r.command}
 
 
-def _follow_logs(engine: Engine, cid: str, log_path: Path,
-                 on_log: Callable[[bytes], None]) -> threading.Thread:
-    """Stream the job's output into the store's log file (and to the screen) as it comes."""
+def _follow_logs(engine: Engine, cid: str, log_path: Path, on_log: Callable[[bytes], None],
+                 redact: Callable[[bytes], bytes]) -> threading.Thread:
+    """Stream the job's output into the store's log file (and to the screen) as it comes,
+    whole lines at a time so a secret value split across chunks is still redacted."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
 
+    def emit(f: BinaryIO, data: bytes) -> None:
+        data = redact(data)
+        f.write(data)
+        f.flush()
+        on_log(data)
+
     def follow() -> None:
+        carry = b""
         with open(log_path, "ab") as f:
             try:
                 for chunk in engine.logs(cid):
-                    f.write(chunk)
-                    f.flush()
-                    on_log(chunk)
+                    carry += chunk
+                    cut = carry.rfind(b"\n") + 1
+                    if cut == 0 and len(carry) < 65536:
+                        continue
+                    cut = cut or len(carry)
+                    emit(f, carry[:cut])
+                    carry = carry[cut:]
             except ReproError:
                 pass  # the wait in the main thread reports a lost engine
+            finally:
+                if carry:
+                    emit(f, carry)
 
     t = threading.Thread(target=follow, name=f"logs-{cid[:12]}", daemon=True)
     t.start()

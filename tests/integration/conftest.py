@@ -1,0 +1,60 @@
+"""Integration fixtures: the real Docker daemon and images built from images/ recipes."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from orchestrator.engine import LABEL_STORE, Engine
+from orchestrator.images import build
+from tests.helpers import ROOT, git, repro
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="session")
+def engine() -> Engine:
+    e = Engine()
+    e.version()  # fails loudly (never skips) when no engine runs: CI must have one
+    return e
+
+
+@pytest.fixture(scope="session")
+def images(engine: Engine) -> dict[str, str]:
+    """Build (or reuse) the recipes once per session; returns name -> image id."""
+    return {name: build(ROOT / "images" / name, engine, on_line=lambda _: None).id
+            for name in ("base", "train")}
+
+
+@pytest.fixture
+def proj(project: Path, home: Path, images: dict[str, str], engine: Engine):
+    """A clean project + store; after the test, no container of this store may remain."""
+    yield project
+    left = engine.containers_with_label(LABEL_STORE, str(home.resolve()))
+    for c in left:
+        engine.remove(c["id"])
+    assert left == [], "repro left containers behind"
+
+
+def add_spec(project: Path, name: str, body: str) -> Path:
+    """Write specs/NAME.yaml (base image, hello code folder unless given) and commit it."""
+    text = textwrap.dedent(body)
+    if "image:" not in text:
+        text = "image: {build: ../images/base}\n" + text
+    if "code:" not in text:
+        text = "code: {path: ../examples/hello}\n" + text
+    path = project / "specs" / f"{name}.yaml"
+    path.write_text(f"version: 1\nname: {name}\n" + text)
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", f"spec {name}")
+    return path
+
+
+def launch_json(project: Path, spec: Path, *args: str, timeout: float = 300):
+    p = repro("launch", str(spec.relative_to(project)), "--json", *args, cwd=project,
+              timeout=timeout)
+    assert "Traceback" not in p.stderr, p.stderr
+    return p, (json.loads(p.stdout) if p.stdout.strip() else None)

@@ -1,0 +1,226 @@
+"""Launch against the real Docker daemon: the example, failures, limits, isolation."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from orchestrator.engine import LABEL_RUN
+from orchestrator.store import open_store
+from tests.helpers import repro
+from tests.integration.conftest import add_spec, launch_json
+
+pytestmark = pytest.mark.integration
+
+CONTRACT_TOP = {"schema_version", "id", "name", "status", "exit_code", "spec", "spec_digest",
+                "resolved", "environment", "params", "metrics", "outputs", "started_at",
+                "finished_at", "duration_s", "replay_of", "verdict"}
+
+
+def test_digits_example_succeeds_and_records_everything(proj, home, images):
+    p, rec = launch_json(proj, proj / "specs" / "digits-mlp.yaml")
+    assert p.returncode == 0, p.stderr
+    assert CONTRACT_TOP <= set(rec)
+    assert rec["status"] == "succeeded" and rec["exit_code"] == 0 and rec["schema_version"] == 1
+    # outputs: every recorded digest is the sha256 of the stored file
+    assert set(rec["outputs"]) == {"metrics.json", "weights/w1.npy", "weights/b1.npy",
+                                   "weights/w2.npy", "weights/b2.npy"}
+    store = open_store(home)
+    for ref in rec["outputs"].values():
+        data = store.artifacts.path(ref["sha256"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == ref["sha256"] and len(data) == ref["size"]
+    stored_metrics = json.loads(store.artifacts.path(
+        rec["outputs"]["metrics.json"]["sha256"]).read_bytes())
+    assert rec["metrics"]["accuracy"] == stored_metrics["accuracy"] > 0.7
+    assert len(rec["series"]["loss"]) == 30  # the learning curve, through the helper
+    assert rec["series"]["loss"][0][1] > rec["series"]["loss"][-1][1]
+    # resolved: content addresses of everything
+    r = rec["resolved"]
+    assert r["image"]["digest"] == images["train"]
+    assert r["code"]["commit"] and not r["code"]["dirty"]
+    assert r["code"]["snapshot"].startswith("sha256:")
+    assert r["inputs"]["digits"]["sha256"] == \
+        "b848bcf7b9feb536fd325fa38de2994c0a48e0ec6850e6cb2e2b4dbff74270c9"
+    assert r["packages"]["pins"] == {"numpy": "1.24.2"}
+    assert r["env"]["OPENBLAS_NUM_THREADS"] == "1" and r["seed"] == 1234
+    assert r["command"][2:] == ["--lr=0.1", "--hidden=32", "--epochs=30", "--batch-size=32"]
+    assert rec["params"] == {"lr": 0.1, "hidden": 32, "epochs": 30, "batch_size": 32}
+    # environment: host and container facts with real values
+    host, cont = rec["environment"]["host"], rec["environment"]["container"]
+    assert host["os"] and host["kernel"] and host["cpu"]["model"] and host["cpu"]["flags"]
+    assert host["docker"] and host["gpus"] == []
+    assert cont["os"].startswith("Debian GNU/Linux 12") and cont["python"].startswith("3.11")
+    assert {"name": "numpy", "version": "1.24.2"} in cont["packages"]
+    assert rec["started_at"].endswith("Z") and rec["duration_s"] > 0
+    assert rec["logs"]["size"] > 0 and "epoch  30/30" in repro(
+        "logs", rec["id"][:6], cwd=proj).stdout
+    # show (by prefix) and runs give the same record
+    shown = json.loads(repro("show", rec["id"][:8], "--json", cwd=proj).stdout)
+    assert shown == rec
+    listed = json.loads(repro("runs", "--json", cwd=proj).stdout)
+    assert [x["id"] for x in listed] == [rec["id"]]
+    human = repro("show", rec["id"][:8], cwd=proj)
+    assert "succeeded" in human.stdout and rec["outputs"]["weights/w1.npy"]["sha256"] in \
+        human.stdout
+
+
+def test_same_spec_twice_gives_the_same_bits(proj):
+    spec = proj / "specs" / "digits-mlp.yaml"
+    a = launch_json(proj, spec, "--param", "epochs=3")[1]
+    b = launch_json(proj, spec, "--param", "epochs=3")[1]
+    assert a["spec_digest"] == b["spec_digest"] and a["id"] != b["id"]
+    assert a["outputs"] == b["outputs"]
+    c = launch_json(proj, spec, "--param", "epochs=4")[1]
+    assert c["spec_digest"] != a["spec_digest"]
+    assert c["outputs"]["weights/w1.npy"] != a["outputs"]["weights/w1.npy"]
+
+
+def test_failing_job_is_recorded_failed_with_its_exit_code(proj):
+    spec = add_spec(proj, "fails", """\
+        command: [python3, -c, "import sys; print('going down', file=sys.stderr); sys.exit(7)"]
+        """)
+    p, rec = launch_json(proj, spec)
+    assert p.returncode == 3  # JOB_FAILED, whatever the job's own code
+    assert rec["status"] == "failed" and rec["exit_code"] == 7
+    assert rec["reason"] == "the job exited with code 7"
+    assert "going down" in rec["stderr_tail"]
+
+
+def test_network_none_really_has_no_network(proj):
+    probe = ("import errno, json, os, socket\n"
+             "s = socket.socket()\n"
+             "try:\n"
+             "    s.connect(('192.0.2.1', 9)); err = 0\n"
+             "except OSError as e:\n"
+             "    err = e.errno\n"
+             "routes = open('/proc/net/route').read().splitlines()[1:]\n"
+             "json.dump({'ifaces': sorted(os.listdir('/sys/class/net')), 'routes': routes,\n"
+             "           'errno': err}, open('/repro/outputs/net.json', 'w'))\n")
+    spec = add_spec(proj, "offline", f"command: [python3, -c, {json.dumps(probe)}]\n")
+    p, rec = launch_json(proj, spec)
+    assert p.returncode == 0, rec["stderr_tail"]
+    store = open_store()
+    net = json.loads(store.artifacts.path(rec["outputs"]["net.json"]["sha256"]).read_text())
+    assert net == {"ifaces": ["lo"], "routes": [], "errno": 101}  # ENETUNREACH, no packet sent
+    assert rec["hermetic"] is True and rec["resolved"]["network"] == "none"
+
+
+def test_timeout_is_enforced_and_recorded(proj):
+    spec = add_spec(proj, "sleeper", """\
+        command: [python3, -c, "import time; print('sleeping', flush=True); time.sleep(60)"]
+        timeout: 2s
+        """)
+    t0 = time.monotonic()
+    p, rec = launch_json(proj, spec)
+    assert time.monotonic() - t0 < 30
+    assert p.returncode == 6 and rec["status"] == "timeout"
+    assert rec["reason"].startswith("timed out after 2 s")
+
+
+def test_memory_limit_kills_and_is_recorded_oom(proj):
+    spec = add_spec(proj, "hog", """\
+        command: [python3, -c, "x = bytearray(400 * 2**20); print(len(x))"]
+        resources: {memory: 64m}
+        """)
+    p, rec = launch_json(proj, spec)
+    assert p.returncode == 3 and rec["status"] == "failed"
+    assert rec["reason"].startswith("oom-killed"), rec["reason"]
+
+
+def test_package_lock_mismatch_fails_naming_the_package(proj):
+    (proj / "images" / "wrong.lock").write_text("numpy==9.9.9\n")
+    spec = add_spec(proj, "locked", """\
+        command: [python3, /repro/code/hello.py]
+        packages: {lock: ../images/wrong.lock}
+        """)
+    p, rec = launch_json(proj, spec)
+    assert p.returncode == 3 and rec["status"] == "failed"
+    assert rec["reason"] == ("package lock mismatch: numpy==9.9.9 is pinned but 1.24.2 is "
+                             "installed")
+    assert rec["outputs"] == {}  # the job itself never started
+
+
+def test_container_is_unprivileged_and_code_and_inputs_read_only(proj):
+    probe = ("import json, os\n"
+             "st = dict(l.split(':\\t', 1) for l in open('/proc/self/status').read()"
+             ".splitlines() if ':\\t' in l)\n"
+             "def can_write(p):\n"
+             "    try:\n"
+             "        open(p, 'w').close(); return True\n"
+             "    except OSError:\n"
+             "        return False\n"
+             "json.dump({'uid': os.getuid(), 'cap_eff': st['CapEff'].strip(),\n"
+             "  'no_new_privs': st['NoNewPrivs'].strip(),\n"
+             "  'code': can_write('/repro/code/x'), 'input': can_write('/repro/inputs/d'),\n"
+             "  'lib': can_write('/repro/lib/x'), 'run_json': os.path.exists('/repro/run.json'),\n"
+             "  'threads': os.environ['OMP_NUM_THREADS'], 'hash_seed': "
+             "os.environ['PYTHONHASHSEED']},\n"
+             "  open('/repro/outputs/probe.json', 'w'))\n")
+    (proj / "data" / "tiny.txt").write_text("tiny\n")
+    spec = add_spec(proj, "probe", f"""\
+        command: [python3, -c, {json.dumps(probe)}]
+        inputs: {{d: {{path: ../data/tiny.txt}}}}
+        seed: 99
+        resources: {{cpus: 2}}
+        """)
+    p, rec = launch_json(proj, spec)
+    assert p.returncode == 0, rec["stderr_tail"]
+    out = json.loads(open_store().artifacts.path(
+        rec["outputs"]["probe.json"]["sha256"]).read_text())
+    assert out == {"uid": 65534, "cap_eff": "0000000000000000", "no_new_privs": "1",
+                   "code": False, "input": False, "lib": False, "run_json": True,
+                   "threads": "2", "hash_seed": "99"}
+
+
+def test_secret_reaches_the_job_but_never_the_store(proj, home):
+    spec = add_spec(proj, "secretive", """\
+        command: [python3, -c, "import os; print('token is', os.environ['API_TOKEN'])"]
+        secrets: [API_TOKEN]
+        """)
+    value = "s3cr3t-value-for-test-0042"
+    p = repro("launch", str(spec.relative_to(proj)), "--json", cwd=proj,
+              env={"API_TOKEN": value})
+    rec = json.loads(p.stdout)
+    assert p.returncode == 0 and rec["resolved"]["secrets"] == ["API_TOKEN"]
+    assert "token is ***" in repro("logs", rec["id"], cwd=proj).stdout
+    for path in home.rglob("*"):
+        if path.is_file():
+            assert value.encode() not in path.read_bytes(), path
+
+
+def test_ctrl_c_stops_the_container_and_records_interrupted(proj, engine):
+    spec = add_spec(proj, "long", """\
+        command: [python3, -c, "import time; print('started', flush=True); time.sleep(120)"]
+        """)
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "launch",
+                             str(spec.relative_to(proj)), "--json"], cwd=proj,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=os.environ.copy())
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not engine.containers_with_label(LABEL_RUN):
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    rec = json.loads(out)
+    assert rec["status"] == "interrupted" and "interrupted" in rec["reason"]
+    assert engine.containers_with_label(LABEL_RUN, rec["id"]) == []
+
+
+def test_bad_spec_is_one_line_exit_2_and_records_nothing(proj, home):
+    bad = proj / "specs" / "bad.yaml"
+    bad.write_text("version: 1\nname: bad\nimage: {build: ../images/base}\n"
+                   "command: [python3]\nresources: {cpus: -1}\n")
+    p = repro("launch", "specs/bad.yaml", cwd=proj)
+    assert p.returncode == 2
+    assert "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    assert "specs/bad.yaml:5: resources.cpus: Input should be greater than 0" in p.stderr
+    assert not (home / "repro.db").exists() or open_store(home).runs.count() == 0
