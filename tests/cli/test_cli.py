@@ -1,0 +1,67 @@
+"""The CLI contract: help everywhere, documented in the README, one-line errors, exit codes."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.helpers import ROOT, repro
+
+COMMANDS = ["launch", "runs", "show", "logs", "doctor", "image build"]
+
+
+def test_top_level_help_lists_every_command():
+    p = repro("--help")
+    assert p.returncode == 0
+    for cmd in COMMANDS:
+        assert cmd.split()[0] in p.stdout
+
+
+@pytest.mark.parametrize("cmd", COMMANDS)
+def test_every_command_has_help_and_is_in_the_readme(cmd):
+    p = repro(*cmd.split(), "--help")
+    assert p.returncode == 0 and "Usage:" in p.stdout
+    doc = re.search(r"Usage: .*?\n\n(.+?)\n", p.stdout, re.S)
+    assert doc and doc.group(1).strip(), f"`repro {cmd}` has no help text"
+    assert f"repro {cmd}" in (ROOT / "README.md").read_text()
+
+
+def test_version():
+    p = repro("--version")
+    assert p.returncode == 0 and p.stdout.startswith("repro ")
+
+
+def test_unknown_run_is_exit_4_one_line(tmp_path):
+    p = repro("show", "deadbeef", env={"REPRO_HOME": str(tmp_path / "h")})
+    assert p.returncode == 4
+    assert p.stderr.strip().splitlines() == [
+        f"error: no run 'deadbeef' in {tmp_path / 'h'}; see `repro runs`"]
+
+
+def test_missing_spec_file_is_exit_2(tmp_path):
+    p = repro("launch", str(tmp_path / "nope.yaml"), env={"REPRO_HOME": str(tmp_path / "h")})
+    assert p.returncode == 2 and "nope.yaml: no such spec file" in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_bad_param_override_is_exit_2(tmp_path):
+    p = repro("launch", str(ROOT / "specs" / "digits-mlp.yaml"), "--param", "lr=fast",
+              env={"REPRO_HOME": str(tmp_path / "h")})
+    assert p.returncode == 2
+    assert "--param lr=fast: params.lr is a float" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_unreachable_docker_names_the_socket(project, tmp_path):
+    p = repro("launch", "specs/hello.yaml", cwd=project,
+              env={"DOCKER_HOST": "unix:///nonexistent/docker.sock",
+                   "REPRO_HOME": str(tmp_path / "h")})
+    assert p.returncode == 5, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "unix:///nonexistent/docker.sock" in lines[0]
+    assert "scripts/ensure-docker" in lines[0]
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    p = repro("--debug", "show", "deadbeef", env={"REPRO_HOME": str(tmp_path / "h")})
+    assert p.returncode == 4 and "Traceback" in p.stderr
