@@ -149,7 +149,7 @@ def image_build(
     if json_:
         ui.print_json(doc)
     else:
-        ui.out.print(f"{built.tag}  {built.id}" + ("  (up to date)" if built.reused else ""))
+        typer.echo(f"{built.tag}  {built.id}" + ("  (up to date)" if built.reused else ""))
 
 
 @app.command()

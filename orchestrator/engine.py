@@ -66,9 +66,8 @@ class Engine:
     def client(self) -> Any:
         if self._client is None:
             import docker  # lazy: ~100 ms of imports the CLI's --help should not pay
-            try:
+            try:  # no ping: the first real call reports an unreachable engine just as well
                 self._client = docker.from_env(timeout=120)
-                self._client.api.ping()
             except Exception as e:  # docker raises DockerException, requests errors, OSError
                 self._client = None
                 raise EngineUnavailable(_socket_hint()) from e
@@ -118,12 +117,6 @@ class Engine:
         return {"id": info["Id"], "repo_digests": info.get("RepoDigests") or [],
                 "labels": (info.get("Config") or {}).get("Labels") or {},
                 "size": info.get("Size"), "tags": info.get("RepoTags") or []}
-
-    def images_with_label(self, key: str, value: str | None = None) -> list[dict[str, Any]]:
-        flt = {"label": f"{key}={value}" if value is not None else key}
-        found = self._call("list images", self.api.images, filters=flt)
-        return [{"id": i["Id"], "tags": i.get("RepoTags") or [],
-                 "labels": i.get("Labels") or {}, "created": i.get("Created")} for i in found]
 
     def pull(self, ref: str) -> str:
         name, _, digest = ref.partition("@")

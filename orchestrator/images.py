@@ -88,9 +88,10 @@ def build(folder: Path, engine: Engine, on_line: Callable[[str], None],
     repo = f"repro/{folder.name.lower()}"
     tag = f"{repo}:{digest[7:19]}"
     if not force:
-        for img in engine.images_with_label(LABEL_RECIPE, digest):
-            return BuiltImage(id=img["id"], tag=tag, recipe=str(folder), recipe_digest=digest,
-                              reused=True)
+        found = engine.image(tag)  # one inspect; the label proves it is this recipe's build
+        if found and found["labels"].get(LABEL_RECIPE) == digest:
+            return BuiltImage(id=found["id"], tag=tag, recipe=str(folder),
+                              recipe_digest=digest, reused=True)
     on_line(f"building {folder.name} ({kind}) -> {tag}")
     if kind == "rootfs":
         image_id = _build_rootfs(folder, repo, digest, engine, on_line)

@@ -150,9 +150,13 @@ def _finish(record: RunRecord, res: Resolution, store: Store, engine: Engine, ci
     if started:
         record.duration_s = round(time.monotonic() - started, 3)
     record.finished_at = utc_now()
+    remover = None
     if cid:
         tail = _quietly(lambda: engine.stderr_tail(cid), default="")
         record.stderr_tail = res.redact(str(tail))[-4000:]
+        # the engine removes the container while we ingest outputs (it takes ~50 ms)
+        remover = threading.Thread(target=_quietly, args=(lambda: engine.remove(cid),))
+        remover.start()
     meta_dir, outputs_dir = work / "meta", work / "outputs"
     record.environment["container"] = capture.container_facts(meta_dir)
     series = read_series(meta_dir)
@@ -177,8 +181,8 @@ def _finish(record: RunRecord, res: Resolution, store: Store, engine: Engine, ci
             store.runs.add_steps(record.id, series)
         store.runs.save(record, previous=previous)
     finally:
-        if cid:
-            _quietly(lambda: engine.remove(cid))
+        if remover is not None:
+            remover.join()
         if record.logs is not None:
             log_path.unlink(missing_ok=True)
         shutil.rmtree(work, ignore_errors=True)

@@ -1,23 +1,36 @@
 """All terminal output: rich tables for people, one JSON document for scripts.
 
-Progress and job logs go to stderr; the result (a table or ``--json``) goes to stdout.
+Progress and job logs go to stderr; the result (a table or ``--json``) goes to stdout. rich is
+imported only when a table is drawn: the ``--json`` launch path does not pay for it.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
-from typing import Any
-
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 from .record import RunRecord, RunStatus
 
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-# Piped output is not cut at 80 columns: digests must survive `| grep` and CI logs.
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
+
+
+@cache
+def _out() -> Console:
+    from rich.console import Console
+
+    # Piped output is not cut at 80 columns: digests must survive `| grep` and CI logs.
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+
+
+def _tty_style(text: str, code: str) -> str:
+    if sys.stderr.isatty() and not os.environ.get("NO_COLOR"):
+        return f"\x1b[{code}m{text}\x1b[0m"
+    return text
 
 STATUS_STYLE = {
     RunStatus.SUCCEEDED: "green", RunStatus.FAILED: "red", RunStatus.TIMEOUT: "red",
@@ -33,7 +46,8 @@ def print_json(doc: Any) -> None:
 
 
 def progress(line: str) -> None:
-    err.print(Text(line, style="dim"))
+    sys.stderr.write(_tty_style(line, "2") + "\n")
+    sys.stderr.flush()
 
 
 def job_log(chunk: bytes) -> None:
@@ -43,10 +57,12 @@ def job_log(chunk: bytes) -> None:
 
 
 def error(message: str) -> None:
-    err.print(Text("error: ", style="bold red") + Text(message))
+    sys.stderr.write(_tty_style("error: ", "1;31") + message + "\n")
 
 
 def status_text(status: RunStatus) -> Text:
+    from rich.text import Text
+
     return Text(str(status), style=STATUS_STYLE.get(status, ""))
 
 
@@ -82,6 +98,9 @@ def summary_json(r: RunRecord) -> dict:
 
 
 def render_runs(records: list[RunRecord]) -> None:
+    from rich.table import Table
+
+    out = _out()
     if not records:
         out.print("no runs yet: try `repro launch specs/hello.yaml`")
         return
@@ -97,6 +116,10 @@ def render_runs(records: list[RunRecord]) -> None:
 
 
 def render_record(r: RunRecord, series: dict[str, list[tuple[int, float]]]) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    out = _out()
     res = r.resolved
     head = Text(f"run {r.id}  ", style="bold") + Text(f"{r.name}  ") + status_text(r.status)
     if r.exit_code is not None:
@@ -156,6 +179,9 @@ def render_record(r: RunRecord, series: dict[str, list[tuple[int, float]]]) -> N
 
 
 def _files_table(title: str, files: dict[str, tuple[str, int]]) -> None:
+    from rich.table import Table
+
+    out = _out()
     if not files:
         return
     t = Table(box=None, header_style="bold", pad_edge=False)
@@ -177,6 +203,9 @@ def _size(n: int) -> str:
 
 
 def render_doctor(checks: list[dict]) -> None:
+    from rich.text import Text
+
+    out = _out()
     for c in checks:
         mark = Text("ok  ", style="green") if c["ok"] else Text("FAIL", style="bold red")
         out.print(mark + Text(f"  {c['name']}: {c['detail']}"))

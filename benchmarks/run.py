@@ -1,0 +1,151 @@
+"""repro benchmarks, each a ratio against a baseline measured in the same run.
+
+    make bench            # writes BENCHMARKS.md
+    python benchmarks/run.py --quick --out /tmp/b.md
+
+1. launch overhead: `repro launch specs/hello.yaml` vs `docker run --rm` of the same image and
+   command, alternating, median of N each (target: ratio <= 1.5).
+2. artifact ingest: ArtifactStore.put_file of a 1 GiB output (hash + copy + fsync + rename)
+   vs `sha256sum` of the same file, alternating (target: ratio <= 1.3).
+3. `repro --help` wall time (vs `python -c pass`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from orchestrator.capture import cpu_facts  # noqa: E402
+from orchestrator.engine import Engine  # noqa: E402
+from orchestrator.images import build  # noqa: E402
+from orchestrator.store import open_store  # noqa: E402
+
+REPRO = [sys.executable, "-m", "orchestrator"]
+
+
+def timed(cmd: list[str], **kw) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
+    return time.perf_counter() - t0
+
+
+def git(cwd: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(cwd), "-c", "user.name=bench", "-c",
+                    "user.email=bench@example.invalid", *args], check=True,
+                   capture_output=True)
+
+
+def bench_launch(n: int, tmp: Path) -> dict:
+    proj = tmp / "project"
+    for name in ("specs", "examples", "images", "data"):
+        shutil.copytree(ROOT / name, proj / name)
+    git(proj, "init", "-q")
+    git(proj, "add", "-A")
+    git(proj, "commit", "-qm", "bench")
+    env = {**os.environ, "REPRO_HOME": str(tmp / "home")}
+    image = build(ROOT / "images" / "base", Engine(), on_line=lambda _: None).id
+    launch = [*REPRO, "launch", "specs/hello.yaml", "--json", "-q"]
+    docker = ["docker", "run", "--rm", "--network", "none", "--user", "65534:65534", image,
+              "python3", "-c", "print('hello from repro')"]
+    timed(launch, cwd=proj, env=env)  # warm: snapshot cache, page cache
+    timed(docker)
+    ours, base = [], []
+    for _ in range(n):
+        ours.append(timed(launch, cwd=proj, env=env))
+        base.append(timed(docker))
+    return {"repro": statistics.median(ours), "docker": statistics.median(base),
+            "ratio": statistics.median(ours) / statistics.median(base), "n": n}
+
+
+def bench_ingest(size_mb: int, n: int, tmp: Path) -> dict:
+    src = tmp / "output.bin"
+    with open(src, "wb") as f:
+        for _ in range(size_mb):
+            f.write(os.urandom(1 << 20))
+    ours, base = [], []
+    for i in range(n):
+        store = open_store(tmp / f"ingest-{i}")
+        t0 = time.perf_counter()
+        store.artifacts.put_file(src)
+        ours.append(time.perf_counter() - t0)
+        base.append(timed(["sha256sum", str(src)]))
+        shutil.rmtree(tmp / f"ingest-{i}")
+    mb = size_mb * 1.048576
+    return {"repro": statistics.median(ours), "sha256sum": statistics.median(base),
+            "ratio": statistics.median(ours) / statistics.median(base),
+            "repro_mbps": mb / statistics.median(ours),
+            "sha256sum_mbps": mb / statistics.median(base), "n": n, "size_mb": size_mb}
+
+
+def bench_help(n: int) -> dict:
+    ours = [timed([*REPRO, "--help"]) for _ in range(n)]
+    base = [timed([sys.executable, "-c", "pass"]) for _ in range(n)]
+    return {"repro": statistics.median(ours), "python": statistics.median(base), "n": n}
+
+
+def import_cost() -> dict:
+    code = ("import time; t=time.perf_counter(); import orchestrator.cli, orchestrator.runner, "
+            "orchestrator.ui, docker; print(time.perf_counter()-t)")
+    runs = [float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                 check=True, cwd=ROOT).stdout) for _ in range(5)]
+    return {"launch_imports": statistics.median(runs)}
+
+
+def report(res: dict, out: Path) -> None:
+    cpu = cpu_facts()
+    docker_v = Engine().version()["version"]
+    la, ing, hp, imp = res["launch"], res["ingest"], res["help"], res["imports"]
+    ok = lambda r, t: "meets" if r <= t else "misses"  # noqa: E731
+    text = f"""# Benchmarks
+
+Measured by `make bench` (`benchmarks/run.py`) on {datetime.now(UTC):%Y-%m-%d}: {cpu['model']},
+{os.cpu_count()} cores, {platform.system()} {platform.release()}, Docker {docker_v},
+Python {platform.python_version()}. Every figure is a median; every ratio is against a baseline
+measured in the same run, alternating with it.
+
+| benchmark | repro | baseline | ratio | target |
+|---|---|---|---|---|
+| launch of `specs/hello.yaml` vs `docker run --rm` of the same image and command (n={la['n']}) | {la['repro']*1000:.0f} ms | {la['docker']*1000:.0f} ms | **{la['ratio']:.2f}x** | <= 1.5x ({ok(la['ratio'], 1.5)}) |
+| ingest of a {ing['size_mb']} MiB output (hash + copy + fsync) vs `sha256sum` (n={ing['n']}) | {ing['repro']:.2f} s ({ing['repro_mbps']:.0f} MB/s) | {ing['sha256sum']:.2f} s ({ing['sha256sum_mbps']:.0f} MB/s) | **{ing['ratio']:.2f}x** | <= 1.3x ({ok(ing['ratio'], 1.3)}) |
+| `repro --help` vs `python -c pass` (n={hp['n']}) | {hp['repro']*1000:.0f} ms | {hp['python']*1000:.0f} ms | {hp['repro']/hp['python']:.1f}x | fast start |
+
+Where launch time goes: importing what a launch needs (typer, pydantic, docker SDK + requests,
+rich, yaml) takes {imp['launch_imports']*1000:.0f} ms here before any work; the rest is the
+engine's create/start/wait/remove (the same floor `docker run` pays), a logs follow, two
+inspects, a git status of the code folder and the SQLite writes. See the notes below.
+"""
+    notes = ROOT / "benchmarks" / "NOTES.md"
+    if notes.exists():
+        text += "\n" + notes.read_text()
+    out.write_text(text)
+    print(text)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="fewer repetitions, 256 MiB ingest")
+    ap.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
+    args = ap.parse_args()
+    n = 5 if args.quick else 15
+    with tempfile.TemporaryDirectory(prefix="repro-bench-", dir=ROOT) as t:
+        tmp = Path(t)
+        res = {"launch": bench_launch(n, tmp),
+               "ingest": bench_ingest(256 if args.quick else 1024, 3, tmp),
+               "help": bench_help(n), "imports": import_cost()}
+    report(res, args.out)
+
+
+if __name__ == "__main__":
+    main()
