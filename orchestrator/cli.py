@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from .store import Store
 
 app = typer.Typer(
     name="repro", no_args_is_help=True, add_completion=False,
@@ -86,9 +89,9 @@ def runs(
 ) -> None:
     """List recorded runs, newest first."""
     from . import ui
-    from .store import open_store
 
-    records = open_store().runs.list(limit=limit or None, name=name)
+    store = _existing_store()
+    records = store.runs.list(limit=limit or None, name=name) if store else []
     if json_:
         ui.print_json([ui.summary_json(r) for r in records])
     else:
@@ -102,9 +105,8 @@ def show(
 ) -> None:
     """Show one run's full record."""
     from . import ui
-    from .store import open_store
 
-    store = open_store()
+    store = _existing_store(run)
     record = store.runs.get(run)
     series = store.runs.steps(record.id)
     if json_:
@@ -117,9 +119,8 @@ def show(
 def logs(run: Annotated[str, typer.Argument(help="Run id or a unique prefix of it.")]) -> None:
     """Print a run's stored output (stdout and stderr, as the job wrote them)."""
     from .errors import StoreError
-    from .store import open_store
 
-    store = open_store()
+    store = _existing_store(run)
     record = store.runs.get(run)
     if record.logs is None:
         live = store.log_path(record.id)
@@ -171,6 +172,20 @@ def doctor(
         ui.render_doctor(checks)
     if not all(c["ok"] for c in checks):
         raise typer.Exit(ExitCode.ENVIRONMENT)
+
+
+def _existing_store(run: str | None = None) -> Store | None:
+    """The store, without creating one as a side effect of a read-only command."""
+    from .errors import RunNotFound
+    from .store import default_home, open_store
+
+    home = default_home()
+    if (home / "repro.db").exists():
+        return open_store(home)
+    if run is not None:
+        raise RunNotFound(f"no run {run!r} in {home}: there is no store there yet; cd to the "
+                          "folder you launched from or set REPRO_HOME")
+    return None
 
 
 def _exit_for(record: object) -> None:

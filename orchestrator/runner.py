@@ -65,7 +65,7 @@ def launch(loaded: LoadedSpec, store: Store, engine: Engine, *, allow_dirty: boo
         hooks.on_line(f"warning: {w}")
     record = RunRecord(
         id=new_run_id(), name=loaded.spec.name,
-        spec=loaded.spec.model_dump(mode="json"), spec_path=str(loaded.path),
+        spec=loaded.spec.model_dump(mode="json"), spec_path=str(loaded.path.resolve()),
         spec_digest=res.spec_digest, resolved=res.resolved, hermetic=res.resolved.network ==
         "none", params=dict(res.resolved.params), created_at=utc_now(),
         warnings=list(res.warnings))
@@ -74,56 +74,70 @@ def launch(loaded: LoadedSpec, store: Store, engine: Engine, *, allow_dirty: boo
                    assigned)
 
 
+@dataclass
+class _Live:
+    """What execute learns while the run goes on; _finish always gets it."""
+
+    cid: str | None = None
+    previous: RunStatus = RunStatus.PENDING
+    started: float = 0.0
+    follower: threading.Thread | None = None
+
+
 def execute(record: RunRecord, res: Resolution, store: Store, engine: Engine, hooks: Hooks,
             inventory: list[gpu.GPU] | None = None,
             assigned: list[gpu.GPU] | None = None) -> RunRecord:
+    """Run a recorded ``pending`` run to a terminal status. Never raises for a job's failure;
+    the record is finished and saved whatever happens."""
     work = store.work_dir / record.id
-    outputs_dir, meta_dir = work / "outputs", work / "meta"
-    for d in (outputs_dir, meta_dir):
+    for d in (work / "outputs", work / "meta"):
         d.mkdir(parents=True)
         os.chmod(d, 0o777)  # the container runs as nobody
     (work / "run.json").write_text(json.dumps(_run_info(record, res)))
     cfg = _container_config(record, res, work, store, assigned or [])
     log_path = store.log_path(record.id)
-    cid: str | None = None
-    previous = RunStatus.PENDING
-    started = 0.0
-    follower: threading.Thread | None = None
+    live = _Live()
     try:
-        if inventory is None:
-            inventory = gpu.inventory()[0]
-        record.environment["host"] = capture.host_facts(engine, inventory, assigned or [])
         with _signals_as_interrupts():
-            cid = engine.create(cfg)
-            record.status, record.started_at = RunStatus.RUNNING, utc_now()
-            store.runs.save(record, previous=previous)
-            previous = RunStatus.RUNNING
-            started = time.monotonic()
-            engine.start(cid)
-            hooks.on_line(f"run {record.id} started ({res.resolved.image.digest[:19]})")
-            follower = _follow_logs(engine, cid, log_path, hooks.on_log, res.redact_bytes)
-            try:
-                exit_ = engine.wait(cid, timeout=res.resolved.timeout_s)
-            except WaitTimeout:
-                engine.stop(cid, grace=min(STOP_GRACE_S, 5))
-                record.status = RunStatus.TIMEOUT
-                record.reason = f"timed out after {res.resolved.timeout_s:g} s; stopped"
-            else:
-                record.exit_code = exit_.code
-                _classify(record, exit_.code, exit_.oom_killed, meta_dir)
-    except Interrupted:
-        if cid:
-            _quietly(lambda: engine.stop(cid, grace=STOP_GRACE_S))
+            if inventory is None:
+                inventory = gpu.inventory()[0]
+            record.environment["host"] = capture.host_facts(engine, inventory, assigned or [])
+            _run_container(record, res, store, engine, hooks, cfg, log_path, work / "meta", live)
+    except (Interrupted, KeyboardInterrupt):
+        if live.cid:
+            _quietly(lambda: engine.stop(live.cid, grace=STOP_GRACE_S))
         record.status = RunStatus.INTERRUPTED
         record.reason = "interrupted (Ctrl-C or SIGTERM); container stopped, partial outputs"
         hooks.on_line(f"interrupted: stopping run {record.id}")
     except ReproError as e:
-        record.status = RunStatus.FAILED if previous == RunStatus.PENDING else RunStatus.LOST
+        record.status = (RunStatus.FAILED if live.previous == RunStatus.PENDING
+                         else RunStatus.LOST)
         record.reason = res.redact(str(e))
     finally:
-        _finish(record, res, store, engine, cid, follower, log_path, work, started, previous,
-                hooks)
+        _finish(record, res, store, engine, live, log_path, work, hooks)
     return record
+
+
+def _run_container(record: RunRecord, res: Resolution, store: Store, engine: Engine,
+                   hooks: Hooks, cfg: ContainerConfig, log_path: Path, meta_dir: Path,
+                   live: _Live) -> None:
+    live.cid = cid = engine.create(cfg)
+    record.status, record.started_at = RunStatus.RUNNING, utc_now()
+    store.runs.save(record, previous=live.previous)
+    live.previous = RunStatus.RUNNING
+    live.started = time.monotonic()
+    engine.start(cid)
+    hooks.on_line(f"run {record.id} started ({res.resolved.image.digest[:19]})")
+    live.follower = _follow_logs(engine, cid, log_path, hooks.on_log, res.redact_bytes)
+    try:
+        exit_ = engine.wait(cid, timeout=res.resolved.timeout_s)
+    except WaitTimeout:
+        engine.stop(cid, grace=min(STOP_GRACE_S, 5))
+        record.status = RunStatus.TIMEOUT
+        record.reason = f"timed out after {res.resolved.timeout_s:g} s; stopped"
+    else:
+        record.exit_code = exit_.code
+        _classify(record, exit_.code, exit_.oom_killed, meta_dir)
 
 
 def _classify(record: RunRecord, code: int, oom: bool, meta_dir: Path) -> None:
@@ -141,45 +155,47 @@ def _classify(record: RunRecord, code: int, oom: bool, meta_dir: Path) -> None:
         record.status, record.reason = RunStatus.FAILED, f"the job exited with code {code}"
 
 
-def _finish(record: RunRecord, res: Resolution, store: Store, engine: Engine, cid: str | None,
-            follower: threading.Thread | None, log_path: Path, work: Path, started: float,
-            previous: RunStatus, hooks: Hooks) -> None:
+def _finish(record: RunRecord, res: Resolution, store: Store, engine: Engine, live: _Live,
+            log_path: Path, work: Path, hooks: Hooks) -> None:
     """Always runs: ingest what the run left, finish the record, remove the container."""
-    if follower is not None:
-        follower.join(timeout=10)
-    if started:
-        record.duration_s = round(time.monotonic() - started, 3)
+    if live.follower is not None:
+        live.follower.join(timeout=10)
+    if live.started:
+        record.duration_s = round(time.monotonic() - live.started, 3)
     record.finished_at = utc_now()
     remover = None
-    if cid:
+    if live.cid:
+        cid = live.cid
         tail = _quietly(lambda: engine.stderr_tail(cid), default="")
         record.stderr_tail = res.redact(str(tail))[-4000:]
         # the engine removes the container while we ingest outputs (it takes ~50 ms)
         remover = threading.Thread(target=_quietly, args=(lambda: engine.remove(cid),))
         remover.start()
-    meta_dir, outputs_dir = work / "meta", work / "outputs"
-    record.environment["container"] = capture.container_facts(meta_dir)
-    series = read_series(meta_dir)
-    record.metrics = final_metrics(series, outputs_dir, record.warnings)
+    series: list[tuple[str, int, float]] = []
     try:
+        meta_dir, outputs_dir = work / "meta", work / "outputs"
+        record.environment["container"] = capture.container_facts(meta_dir)
+        series = read_series(meta_dir)
+        record.metrics = final_metrics(series, outputs_dir, record.warnings)
         record.outputs, record.skipped_outputs = collect(outputs_dir, res.resolved.outputs,
                                                          store.artifacts)
         if log_path.exists():
             sha, size = store.artifacts.put_file(log_path)
             record.logs = FileRef(sha256=sha, size=size)
-    except ReproError as e:
+    except (ReproError, OSError) as e:
         if record.status == RunStatus.SUCCEEDED:
             record.status = RunStatus.FAILED
         record.reason = f"{record.reason + '; ' if record.reason else ''}storing outputs: {e}"
     if record.status == RunStatus.INTERRUPTED and record.outputs:
         record.warnings.append("outputs are partial: the run was interrupted")
-    if record.status in (RunStatus.PENDING, RunStatus.RUNNING):  # an unexpected exception
-        record.status = RunStatus.FAILED if previous == RunStatus.PENDING else RunStatus.LOST
+    if not record.status.terminal:  # an unexpected exception is on its way up
+        record.status = (RunStatus.FAILED if live.previous == RunStatus.PENDING
+                         else RunStatus.LOST)
         record.reason = record.reason or "repro stopped unexpectedly; see --debug output"
     try:
         if series:
             store.runs.add_steps(record.id, series)
-        store.runs.save(record, previous=previous)
+        store.runs.save(record, previous=live.previous)
     finally:
         if remover is not None:
             remover.join()

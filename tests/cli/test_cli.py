@@ -36,7 +36,11 @@ def test_unknown_run_is_exit_4_one_line(tmp_path):
     p = repro("show", "deadbeef", env={"REPRO_HOME": str(tmp_path / "h")})
     assert p.returncode == 4
     assert p.stderr.strip().splitlines() == [
-        f"error: no run 'deadbeef' in {tmp_path / 'h'}; see `repro runs`"]
+        f"error: no run 'deadbeef' in {tmp_path / 'h'}: there is no store there yet; cd to the"
+        " folder you launched from or set REPRO_HOME"]
+    assert not (tmp_path / "h").exists()  # reading never creates a store
+    p = repro("runs", env={"REPRO_HOME": str(tmp_path / "h")})
+    assert p.returncode == 0 and "no runs yet" in p.stdout
 
 
 def test_missing_spec_file_is_exit_2(tmp_path):
