@@ -169,17 +169,7 @@ def resolve_image(image: ImageSpec, loaded: LoadedSpec, engine: Engine, strict: 
         return ImageRef(ref=built.tag, digest=built.id, recipe=image.build,
                         recipe_digest=built.recipe_digest)
     ref = image.ref or ""
-    if image.pinned:
-        info = engine.image(ref)
-        if info is None:
-            on_line(f"pulling {ref}")
-            engine.pull(ref)
-            info = engine.image(ref)
-        if info is None:
-            raise loaded.error(("image", "ref"), f"{ref} is not in the engine and could not "
-                               "be pulled")
-        return ImageRef(ref=ref, digest=info["id"], repo_digest=ref.split("@", 1)[1])
-    if strict:
+    if not image.pinned and strict:
         raise loaded.error(("image", "ref"), f"{ref!r} is a tag, not pinned; use "
                            "NAME@sha256:... or drop --strict to record the digest it "
                            "resolves to")
@@ -188,8 +178,11 @@ def resolve_image(image: ImageSpec, loaded: LoadedSpec, engine: Engine, strict: 
         on_line(f"pulling {ref}")
         engine.pull(ref)
         info = engine.image(ref)
-        if info is None:
-            raise loaded.error(("image", "ref"), f"{ref} not found in the engine")
+    if info is None:
+        raise loaded.error(("image", "ref"), f"{ref} is not in the engine and could not be "
+                           "pulled")
+    if image.pinned:
+        return ImageRef(ref=ref, digest=info["id"], repo_digest=ref.split("@", 1)[1])
     repo_digest = next((d.split("@", 1)[1] for d in info["repo_digests"]), None)
     warnings.append(f"image {ref} is a tag; recorded its digest {info['id'][:19]}... (pin it "
                     "as NAME@sha256:... to make the spec itself reproducible)")
