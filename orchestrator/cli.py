@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
+    from .record import RunRecord
+    from .runner import Hooks
     from .store import Store
 
 app = typer.Typer(
@@ -61,16 +63,14 @@ def launch(
     """Run a spec in a container and record everything about it."""
     from . import ui
     from .engine import Engine
-    from .runner import Hooks
     from .runner import launch as launch_run
     from .spec import apply_overrides, load_spec
     from .store import open_store
 
     loaded = apply_overrides(load_spec(spec), param or [])
     store = open_store()
-    hooks = Hooks(on_line=ui.progress, on_log=(lambda _: None) if quiet else ui.job_log)
     record = launch_run(loaded, store, Engine(), allow_dirty=allow_dirty, strict=strict,
-                        hooks=hooks)
+                        hooks=_hooks(quiet))
     series = store.runs.steps(record.id)
     if json_:
         ui.print_json(ui.record_json(record, series))
@@ -133,6 +133,105 @@ def logs(run: Annotated[str, typer.Argument(help="Run id or a unique prefix of i
             sys.stdout.buffer.write(chunk)
 
 
+TolOpt = Annotated[list[str] | None, typer.Option(
+    "--tolerance", help="metrics.NAME=ABS: accept metric deltas up to ABS (never 'identical').")]
+StrictEnvOpt = Annotated[bool, typer.Option(
+    "--strict-env", help="Refuse to replay when CPU/GPU/driver/CUDA differ from the record.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Do not echo job output.")]
+
+
+@app.command()
+def replay(
+    run: Annotated[str, typer.Argument(help="Run id (or unique prefix) to replay.")],
+    tolerance: TolOpt = None,
+    strict_env: StrictEnvOpt = False,
+    quiet: QuietOpt = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Run a recorded run again from its record alone and compare every output bit for bit."""
+    from .engine import Engine
+    from .replay import parse_tolerances
+    from .replay import replay as replay_run
+    from .verify import exit_code
+
+    tolerances = parse_tolerances(tolerance or [])
+    store = _existing_store(run)
+    original = store.runs.get(run)
+    rec = replay_run(original, store, Engine(), _hooks(quiet), tolerances, strict_env)
+    _render_replay(rec, store, json_)
+    _exit(exit_code(rec.verdict or {"result": "differs"}))
+
+
+@app.command()
+def verify(
+    target: Annotated[str, typer.Argument(
+        help="Run id (or prefix), or an exported bundle folder / manifest.json.")],
+    tolerance: TolOpt = None,
+    strict_env: StrictEnvOpt = False,
+    junit: Annotated[Path | None, typer.Option(
+        "--junit", help="Also write a JUnit XML report here.")] = None,
+    quiet: QuietOpt = False,
+    json_: JsonOpt = False,
+) -> None:
+    """CI gate: replay and exit 0 only if the recorded result reproduces (8 differs, 9 cannot
+    replay)."""
+    from .engine import Engine
+    from .replay import parse_tolerances
+    from .store import open_store
+    from .verify import exit_code
+    from .verify import junit as junit_xml
+    from .verify import verify as verify_run
+
+    tolerances = parse_tolerances(tolerance or [])
+    store = open_store() if Path(target).exists() else _existing_store(target)
+    original, rec = verify_run(target, store, Engine(), _hooks(quiet), tolerances, strict_env)
+    if junit is not None:
+        junit.write_text(junit_xml(original, rec))
+    _render_replay(rec, store, json_)
+    _exit(exit_code(rec.verdict or {"result": "differs"}))
+
+
+@app.command()
+def export(
+    run: Annotated[str, typer.Argument(help="Run id (or unique prefix) to export.")],
+    bundle: Annotated[Path | None, typer.Option(
+        "--bundle", help="Write a self-contained bundle (manifest + artifacts) to this new "
+        "folder.")] = None,
+    max_input_size: Annotated[str | None, typer.Option(
+        "--max-input-size", help="Leave inputs larger than this out of the bundle (e.g. 2g); "
+        "their path and digest stay in the manifest.")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Export a run's manifest (to stdout) or a portable bundle that `repro verify` replays
+    on a machine that never saw the run."""
+    from . import ui
+    from .bundle import export_bundle, manifest_of, needed_artifacts
+    from .engine import Engine
+    from .errors import UsageError
+    from .spec import parse_memory
+
+    store = _existing_store(run)
+    record = store.runs.get(run)
+    if bundle is None:
+        manifest = manifest_of(record, store)
+        manifest["artifacts"] = {h: {**m, "bundled": False}
+                                 for h, m in needed_artifacts(record, store).items()}
+        ui.print_json(manifest)
+        return
+    try:
+        limit = parse_memory(max_input_size) if max_input_size else None
+    except ValueError as e:
+        raise UsageError(f"--max-input-size {max_input_size}: {e}") from None
+    manifest = export_bundle(record, store, Engine(), bundle, limit, ui.progress)
+    summary = {"run": record.id, "bundle": str(bundle), "artifacts": manifest["artifacts"]}
+    if json_:
+        ui.print_json(summary)
+    else:
+        size = sum(m["size"] or 0 for m in manifest["artifacts"].values() if m["bundled"])
+        typer.echo(f"exported run {record.id} to {bundle} ({size >> 20} MiB); verify it "
+                   f"anywhere with: repro verify {bundle}")
+
+
 @image_app.command("build")
 def image_build(
     folder: Annotated[Path, typer.Argument(help="Recipe folder, e.g. images/train.")],
@@ -151,6 +250,35 @@ def image_build(
         ui.print_json(doc)
     else:
         typer.echo(f"{built.tag}  {built.id}" + ("  (up to date)" if built.reused else ""))
+
+
+@image_app.command("push")
+def image_push(
+    image: Annotated[str, typer.Argument(help="Image id or reference, e.g. repro/train:latest.")],
+    repository: Annotated[str, typer.Argument(help="REGISTRY/NAME to push to.")],
+    tag: Annotated[str | None, typer.Option("--tag", help="Tag (default: id prefix).")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Push an image to a registry and record its repository digest for replays."""
+    from . import ui
+    from .engine import Engine
+    from .errors import ImageError
+    from .store import open_store
+
+    engine = Engine()
+    info = engine.image(image)
+    if info is None:
+        raise ImageError(f"image {image} is not in the engine; build it with `repro image "
+                         "build` or pull it first")
+    digest = engine.push(info["id"], repository, tag or info["id"][7:19], ui.progress)
+    open_store().runs.add_push(info["id"], repository, digest)
+    pinned = f"{repository}@{digest}"
+    if json_:
+        ui.print_json({"image": info["id"], "repository": repository, "digest": digest,
+                       "ref": pinned})
+    else:
+        typer.echo(f"pushed {info['id'][:19]}... as {pinned}\nuse it in a spec as: "
+                   f"image: {{ref: {pinned}}}")
 
 
 @app.command()
@@ -186,6 +314,28 @@ def _existing_store(run: str | None = None) -> Store | None:
         raise RunNotFound(f"no run {run!r} in {home}: there is no store there yet; cd to the "
                           "folder you launched from or set REPRO_HOME")
     return None
+
+
+def _hooks(quiet: bool) -> Hooks:
+    from . import ui
+    from .runner import Hooks
+
+    return Hooks(on_line=ui.progress, on_log=(lambda _: None) if quiet else ui.job_log)
+
+
+def _render_replay(rec: RunRecord, store: Store, json_: bool) -> None:
+    from . import ui
+
+    series = store.runs.steps(rec.id)
+    if json_:
+        ui.print_json(ui.record_json(rec, series))
+    else:
+        ui.render_verdict(rec)
+
+
+def _exit(code: int) -> None:
+    if code:
+        raise typer.Exit(int(code))
 
 
 def _exit_for(record: object) -> None:

@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from .errors import EngineUnavailable, ImageError
 
@@ -126,6 +126,53 @@ class Engine:
         if info is None:
             raise ImageError(f"pull {ref}: pulled, but the engine does not list it")
         return info["id"]
+
+    def save(self, image_id: str) -> Iterator[bytes]:
+        """``docker save`` of one image, streamed (the archive keeps the image id)."""
+        stream = self._call(f"save image {image_id[:19]}", self.api.get_image, image_id,
+                            chunk_size=1 << 20)
+        yield from self._iter(f"save image {image_id[:19]}", stream)
+
+    def load(self, archive: BinaryIO) -> list[str]:
+        """``docker load``; returns the image ids the engine reports loading."""
+        stream = self._call("load image archive", self.api.load_image, archive)
+        loaded: list[str] = []
+        for chunk in self._iter("load image archive", stream or []):
+            if "error" in chunk:
+                raise ImageError(f"load image archive: {chunk['error'].strip()}")
+            text = chunk.get("stream", "")
+            for key in ("Loaded image ID: ", "Loaded image: "):
+                if key in text:
+                    loaded.append(text.split(key, 1)[1].strip())
+        return loaded
+
+    def push(self, image_id: str, repository: str, tag: str,
+             on_line: Callable[[str], None]) -> str:
+        """Tag ``image_id`` as REPOSITORY:TAG, push it, return the registry's manifest digest."""
+        self.tag(image_id, repository, tag)
+        stream = self._call(f"push {repository}:{tag}", self.api.push, repository, tag=tag,
+                            stream=True, decode=True)
+        digest = None
+        for chunk in self._iter(f"push {repository}:{tag}", stream):
+            if "error" in chunk:
+                raise ImageError(f"push {repository}:{tag}: {chunk['error'].strip()}")
+            if chunk.get("aux", {}).get("Digest"):
+                digest = chunk["aux"]["Digest"]
+            elif chunk.get("status") and not chunk.get("progressDetail"):
+                on_line(f"{chunk.get('id', '')} {chunk['status']}".strip())
+        if digest is None:
+            raise ImageError(f"push {repository}:{tag}: the registry reported no digest")
+        return digest
+
+    def remove_image(self, ref: str) -> None:
+        from docker import errors as derr
+
+        try:
+            self.api.remove_image(ref, force=True)
+        except derr.NotFound:
+            pass
+        except Exception as e:
+            raise EngineUnavailable(f"remove image {ref}: {_explain(e)}") from e
 
     def tag(self, image_id: str, repo: str, tag: str) -> None:
         self._call(f"tag {image_id}", self.api.tag, image_id, repo, tag)

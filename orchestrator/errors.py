@@ -70,9 +70,8 @@ class StoreError(ReproError):
     exit_code = ExitCode.ENVIRONMENT
 
 
-class JobFailed(ReproError):
-    """Raised by the CLI layer (not the runner) to report a recorded non-success outcome."""
+class CannotReplay(ReproError):
+    """Something a replay needs (image, code, input, lock, bundle artifact) is missing or
+    corrupt."""
 
-    def __init__(self, message: str, exit_code: ExitCode) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
+    exit_code = ExitCode.CANNOT_REPLAY

@@ -16,7 +16,8 @@ from typing import Any
 
 from .engine import Engine
 from .errors import SpecError
-from .hashing import digest_of, sha256_bytes, sha256_file
+from .hashing import digest_of, sha256_file
+from .image_archive import archiving_enabled, ensure_archived
 from .images import build as build_image
 from .record import ImageRef, InputRef, PackagesRef, ResolvedSpec, ResourcesRef
 from .runtime.repro_boot import parse_lock
@@ -83,6 +84,9 @@ def resolve(loaded: LoadedSpec, store: Store, engine: Engine, *, allow_dirty: bo
                         "again by replay)")
 
     image = resolve_image(spec.image, loaded, engine, strict, warnings, on_line)
+    if archiving_enabled():
+        image = image.model_copy(update={"archive": ensure_archived(image.digest, store,
+                                                                     engine, on_line)})
     code_path = (base / spec.code.path) if spec.code.path else _repo_root(base)
     snapshot = take(code_path, store, allow_dirty)
     if snapshot.ref.dirty:
@@ -104,7 +108,9 @@ def resolve(loaded: LoadedSpec, store: Store, engine: Engine, *, allow_dirty: bo
                                "create it (pip freeze style NAME==VERSION lines)") from None
         except ValueError as e:
             raise SpecError(f"{lock_path}: {e}; pin every package as NAME==VERSION") from None
-        packages = PackagesRef(lock=spec.packages.lock, sha256=sha256_bytes(data), pins=pins)
+        # kept in the store: replay mounts exactly these bytes, whatever the file says later
+        packages = PackagesRef(lock=spec.packages.lock, sha256=store.artifacts.put_bytes(data),
+                               pins=pins)
 
     resources = spec.resources
     threads = resources.threads
@@ -195,7 +201,7 @@ def _resolve_input(loaded: LoadedSpec, name: str, rel: str, pin: str | None,
     if not path.exists():
         raise loaded.error(("inputs", name, "path"), f"{path} does not exist")
     if path.is_dir():
-        sha, size = _dir_digest(path, store)
+        sha, size = dir_digest(path, store)
         ref, source = InputRef(path=str(path), kind="dir", sha256=sha, size=size), path
     else:
         sha, size, stored = _file_digest(path, store)
@@ -223,7 +229,7 @@ def _file_digest(path: Path, store: Store) -> tuple[str, int, bool]:
     return sha, size, keep
 
 
-def _dir_digest(path: Path, store: Store) -> tuple[str, int]:
+def dir_digest(path: Path, store: Store) -> tuple[str, int]:
     """sha256 of the canonical manifest {relative path: file sha256} of a folder."""
     manifest: dict[str, str] = {}
     total = 0

@@ -211,3 +211,57 @@ def render_doctor(checks: list[dict]) -> None:
         out.print(mark + Text(f"  {c['name']}: {c['detail']}"))
         if not c["ok"] and c.get("fix"):
             out.print(Text(f"        fix: {c['fix']}", style="yellow"))
+
+
+VERDICT_STYLE = {"identical": "bold green", "within-tolerance": "bold yellow",
+                 "differs": "bold red"}
+
+
+def render_verdict(rec: RunRecord) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    out = _out()
+    v = rec.verdict or {}
+    result = v.get("result", "differs")
+    out.print(Text(f"replay {rec.id} of {rec.replay_of}: ", style="bold")
+              + Text(result.upper(), style=VERDICT_STYLE.get(result, "")))
+    if v.get("outcome"):
+        out.print(Text(f"  outcome changed: original {v['outcome']['original']}, replay "
+                       f"{v['outcome']['replay']}", style="red"))
+    outs = v.get("outputs", {})
+    out.print(f"  outputs: {len(outs.get('identical', []))} identical, "
+              f"{len(outs.get('differ', []))} differ, {len(outs.get('missing', []))} missing, "
+              f"{len(outs.get('extra', []))} extra")
+    if outs.get("differ"):
+        t = Table(box=None, header_style="bold", pad_edge=False)
+        for col in ("differs", "original sha256", "replay sha256", "sizes"):
+            t.add_column(col, overflow="fold")
+        for d in outs["differ"]:
+            t.add_row(d["path"], d["original"]["sha256"], d["replay"]["sha256"],
+                      f"{_size(d['original']['size'])} -> {_size(d['replay']['size'])}")
+        out.print(t)
+    for p in outs.get("missing", []):
+        out.print(Text(f"  missing in the replay: {p}", style="red"))
+    for p in outs.get("extra", []):
+        out.print(Text(f"  only in the replay: {p}", style="yellow"))
+    changed = [m for m in v.get("metrics", []) if m["delta"] != 0]
+    if changed:
+        t = Table(box=None, header_style="bold", pad_edge=False)
+        for col in ("metric", "original", "replay", "delta", "tolerance"):
+            t.add_column(col)
+        for m in changed:
+            t.add_row(m["name"], fmt_num(m["original"]), fmt_num(m["replay"]),
+                      fmt_num(m["delta"]), fmt_num(m["tolerance"]) if m["tolerance"] is not None
+                      else "-", style="" if m["ok"] else "red")
+        out.print(t)
+    for c in v.get("environment", []):
+        if "original" in c:
+            what = f"{c['original']} -> {c['replay']}"
+        else:
+            parts = [f"+{', '.join(map(str, c['added']))}" if c["added"] else "",
+                     f"-{', '.join(map(str, c['removed']))}" if c["removed"] else ""]
+            parts += [f"{k} {a} -> {b}" for k, (a, b) in c.get("changed", {}).items()]
+            what = "; ".join(p for p in parts if p)
+        out.print(Text(f"  environment: {c['fact']} changed: {what[:300]}", style="yellow")
+                  + Text(f"  ({c['hint']})", style="dim"))

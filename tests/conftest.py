@@ -11,6 +11,14 @@ import pytest
 from tests.helpers import ROOT, git
 
 
+@pytest.fixture(autouse=True)
+def _image_archiving(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`docker save` of a 225 MB image per fresh store would cost seconds per test: it is off
+    except in tests marked `archive`, which exercise it for real."""
+    if request.node.get_closest_marker("archive") is None:
+        monkeypatch.setenv("REPRO_ARCHIVE_IMAGES", "0")
+
+
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh REPRO_HOME for this test."""

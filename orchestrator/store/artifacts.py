@@ -10,13 +10,19 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import StoreError
 from ..hashing import CHUNK, hex_of, sha256_file
+
+
+class DigestMismatch(StoreError):
+    def __init__(self, message: str, got: str) -> None:
+        super().__init__(message)
+        self.got = got
 
 
 class ArtifactStore:
@@ -44,17 +50,27 @@ class ArtifactStore:
                 finish(h)
         return h
 
-    def put_stream(self, stream: BinaryIO, limit: int | None = None,
-                   name: str = "stream") -> tuple[str, int]:
+    def put_stream(self, stream: BinaryIO, limit: int | None = None, name: str = "stream",
+                   expect: str | None = None) -> tuple[str, int]:
+        return self.put_chunks(iter(lambda: stream.read(CHUNK), b""), limit=limit, name=name,
+                               expect=expect)
+
+    def put_chunks(self, chunks: Iterable[bytes], limit: int | None = None,
+                   name: str = "stream", expect: str | None = None) -> tuple[str, int]:
+        """Store the concatenation of ``chunks`` (hashed while written). Returns (hex, size).
+        With ``expect``, bytes that hash to anything else are discarded (DigestMismatch)."""
         h = hashlib.sha256()
         size = 0
         with self._writer() as (out, finish):
-            while chunk := stream.read(CHUNK):
+            for chunk in chunks:
                 size += len(chunk)
                 if limit is not None and size > limit:
                     raise StoreError(f"{name}: larger than the limit of {limit} bytes")
                 h.update(chunk)
                 out.write(chunk)
+            if expect is not None and h.hexdigest() != expect:
+                raise DigestMismatch(f"{name}: its bytes hash to {h.hexdigest()}, not "
+                                     f"{expect}", got=h.hexdigest())
             finish(h.hexdigest())
         return h.hexdigest(), size
 

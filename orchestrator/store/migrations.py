@@ -35,6 +35,22 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             sha256 TEXT NOT NULL
         );
     """),
+    (2, "image-archives-and-pushes", """
+        CREATE TABLE images (
+            id TEXT PRIMARY KEY,
+            archive_sha256 TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            archived_at TEXT NOT NULL
+        );
+        CREATE TABLE image_pushes (
+            image_id TEXT NOT NULL,
+            repository TEXT NOT NULL,
+            digest TEXT NOT NULL,
+            pushed_at TEXT NOT NULL,
+            PRIMARY KEY (image_id, repository)
+        );
+        CREATE INDEX runs_replay_of ON runs (replay_of);
+    """),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -158,6 +158,34 @@ class RunStore:
             out.setdefault(name, []).append((step, value))
         return out
 
+    def replays_of(self, run_id: str) -> list[RunRecord]:
+        return [RunRecord.model_validate_json(r[0]) for r in self.db.execute(
+            "SELECT record FROM runs WHERE replay_of = ? ORDER BY created_at", (run_id,))]
+
+    def exists(self, run_id: str) -> bool:
+        return self.db.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is not None
+
+    # -- images: archives (docker save, once per image id) and registry pushes -------------------
+
+    def image_archive(self, image_id: str) -> tuple[str, int] | None:
+        row = self.db.execute("SELECT archive_sha256, size FROM images WHERE id = ?",
+                              (image_id,)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def add_image_archive(self, image_id: str, sha256: str, size: int) -> None:
+        with self.atomic() as db:
+            db.execute("INSERT OR REPLACE INTO images VALUES (?, ?, ?, ?)",
+                       (image_id, sha256, size, utc_now()))
+
+    def add_push(self, image_id: str, repository: str, digest: str) -> None:
+        with self.atomic() as db:
+            db.execute("INSERT OR REPLACE INTO image_pushes VALUES (?, ?, ?, ?)",
+                       (image_id, repository, digest, utc_now()))
+
+    def pushes(self, image_id: str) -> list[tuple[str, str]]:
+        return list(self.db.execute("SELECT repository, digest FROM image_pushes WHERE "
+                                    "image_id = ? ORDER BY pushed_at DESC", (image_id,)))
+
     # -- input hash cache (path, size, mtime, inode) -> sha256 ----------------------------------
 
     def cached_hash(self, path: str, size: int, mtime_ns: int, inode: int) -> str | None:

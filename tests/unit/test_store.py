@@ -34,7 +34,7 @@ def test_fresh_store_is_migrated_and_in_wal_mode(tmp_path):
     assert store.runs.schema_version == LATEST
     assert store.runs.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     names = [r[0] for r in store.runs.db.execute("SELECT name FROM schema_migrations")]
-    assert names == ["runs-and-metric-steps"]
+    assert names == ["runs-and-metric-steps", "image-archives-and-pushes"]
     store.close()
     again = open_store(tmp_path / "h")  # reopening applies nothing twice
     assert again.runs.schema_version == LATEST
@@ -155,3 +155,28 @@ def test_unusable_database_is_a_store_error(tmp_path):
     with pytest.raises(StoreError, match="unusable"):
         open_store(tmp_path / "h")
     assert sqlite3.sqlite_version
+
+
+def test_migration_from_schema_1_keeps_runs(tmp_path):
+    """A store written by the first release (schema 1) is upgraded in place."""
+    from orchestrator.store.migrations import MIGRATIONS
+
+    db_path = tmp_path / "h" / "repro.db"
+    db_path.parent.mkdir()
+    db = sqlite3.connect(db_path)
+    for statement in filter(str.strip, MIGRATIONS[0][2].split(";")):
+        db.execute(statement)
+    db.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+               " applied_at TEXT NOT NULL)")
+    db.execute("INSERT INTO schema_migrations VALUES (1, 'runs-and-metric-steps', 'then')")
+    r = record("old")
+    db.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+               (r.id, r.name, "succeeded", 0, r.spec_digest, r.created_at, None, None, None,
+                None, r.model_dump_json()))
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    store = open_store(tmp_path / "h")
+    assert store.runs.schema_version == LATEST and store.runs.get("old").id == "old"
+    store.runs.add_image_archive("sha256:img", "ab" * 32, 10)
+    assert store.runs.image_archive("sha256:img") == ("ab" * 32, 10)

@@ -1,0 +1,243 @@
+"""Replay a run from its record alone, and say whether the result reproduced.
+
+``plan_replay`` turns a stored record back into a ``Resolution`` (no spec file is read: it may
+have changed); ``verdict`` and ``environment_changes`` are pure comparisons of two records.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from . import capture, gpu
+from .engine import Engine
+from .errors import CannotReplay, UsageError
+from .hashing import sha256_file
+from .image_archive import ensure_present
+from .record import RunRecord, utc_now
+from .resolve import Resolution, dir_digest, spec_digest
+from .runner import Hooks, execute, new_run_id
+from .snapshot import Snapshot, extract
+from .store import Store
+
+IDENTICAL, DIFFERS, WITHIN_TOLERANCE = "identical", "differs", "within-tolerance"
+
+HINTS = {
+    "image": "a different image means different libraries and binaries",
+    "threads": "thread count changes the order of floating-point reductions",
+    "cpu.model": "another CPU can select other BLAS/SIMD kernels, changing float rounding",
+    "cpu.flags": "instruction-set extensions (AVX2, AVX-512, FMA) decide which kernels run",
+    "cpu.arch": "another architecture runs other code paths entirely",
+    "gpu.model": "another GPU runs other kernels; floating-point results differ",
+    "gpu.driver": "the driver is not in the image; a new one can change CUDA kernels",
+    "gpu.cuda": "the driver's CUDA version can change library kernels",
+    "kernel": "rarely changes bits; noted for completeness",
+    "docker": "the engine version rarely changes bits; noted for completeness",
+    "container.os": "a different OS release in the container means different libraries",
+    "container.python": "another Python version can change hashing, floats and libraries",
+    "container.packages": "different package versions run different code",
+}
+
+
+def parse_tolerances(items: list[str]) -> dict[str, float]:
+    """``metrics.NAME=1e-6`` (or ``NAME=1e-6``) -> {NAME: 1e-6}, absolute tolerances."""
+    out: dict[str, float] = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        name = name.removeprefix("metrics.")
+        try:
+            value = float(raw)
+        except ValueError:
+            value = -1.0
+        if not sep or not name or not math.isfinite(value) or value < 0:
+            raise UsageError(f"--tolerance {item!r}: expected metrics.NAME=ABS_TOLERANCE, "
+                             "e.g. metrics.accuracy=1e-6")
+        out[name] = value
+    return out
+
+
+# -- facts ------------------------------------------------------------------------------------
+
+def _host_facts(host: dict[str, Any]) -> dict[str, Any]:
+    cpu = host.get("cpu", {})
+    gpus = host.get("gpus", [])
+    assigned = set(host.get("gpus_assigned", []))
+    used = [g for g in gpus if g.get("uuid") in assigned] or gpus
+    return {
+        "cpu.model": cpu.get("model"), "cpu.arch": cpu.get("arch"),
+        "cpu.flags": set(cpu.get("flags", [])),
+        "gpu.model": sorted(g.get("name") for g in used),
+        "gpu.driver": sorted({g.get("driver") for g in used}),
+        "gpu.cuda": sorted({g.get("cuda") for g in used}),
+        "kernel": host.get("kernel"), "docker": host.get("docker"),
+    }
+
+
+def _facts(record: RunRecord) -> dict[str, Any]:
+    cont = record.environment.get("container", {})
+    return {
+        "image": record.resolved.image.digest,
+        "threads": record.resolved.resources.threads,
+        **_host_facts(record.environment.get("host", {})),
+        "container.os": cont.get("os"), "container.python": cont.get("python"),
+        "container.packages": {p["name"]: p["version"] for p in cont.get("packages", [])},
+    }
+
+
+def _diff_fact(name: str, a: Any, b: Any) -> dict[str, Any] | None:
+    if a == b:
+        return None
+    change: dict[str, Any] = {"fact": name, "hint": HINTS[name]}
+    if isinstance(a, set):
+        change.update(added=sorted(b - a), removed=sorted(a - b))
+    elif isinstance(a, dict):
+        change.update(added={k: b[k] for k in sorted(set(b) - set(a))},
+                      removed={k: a[k] for k in sorted(set(a) - set(b))},
+                      changed={k: [a[k], b[k]] for k in sorted(set(a) & set(b))
+                               if a[k] != b[k]})
+    else:
+        change.update(original=a, replay=b)
+    return change
+
+
+def host_changes(original: dict[str, Any], current: dict[str, Any]) -> list[dict[str, Any]]:
+    """Hardware facts that differ between the recording host and this one."""
+    a, b = _host_facts(original), _host_facts(current)
+    hardware = ("cpu.model", "cpu.arch", "cpu.flags", "gpu.model", "gpu.driver", "gpu.cuda")
+    return [c for k in hardware if (c := _diff_fact(k, a[k], b[k]))]
+
+
+def environment_changes(original: RunRecord, replay: RunRecord) -> list[dict[str, Any]]:
+    a, b = _facts(original), _facts(replay)
+    return [c for k in a if (c := _diff_fact(k, a[k], b[k]))]
+
+
+# -- verdict ----------------------------------------------------------------------------------
+
+def verdict(original: RunRecord, replay: RunRecord,
+            tolerances: dict[str, float] | None = None) -> dict[str, Any]:
+    tolerances = tolerances or {}
+    a, b = original.outputs, replay.outputs
+    differ = [{"path": p, "original": a[p].model_dump(), "replay": b[p].model_dump()}
+              for p in sorted(set(a) & set(b)) if a[p].sha256 != b[p].sha256]
+    missing, extra = sorted(set(a) - set(b)), sorted(set(b) - set(a))
+    metrics = []
+    metrics_ok = True
+    for name in sorted(set(original.metrics) | set(replay.metrics)):
+        x, y = original.metrics.get(name), replay.metrics.get(name)
+        tol = tolerances.get(name, 0.0)
+        delta = None if x is None or y is None else y - x
+        ok = delta is not None and abs(delta) <= tol
+        metrics_ok &= ok
+        metrics.append({"name": name, "original": x, "replay": y, "delta": delta,
+                        "tolerance": tolerances.get(name), "ok": ok})
+    same_outcome = (replay.status == original.status
+                    and replay.exit_code == original.exit_code)
+    if not same_outcome:
+        result = DIFFERS
+    elif not differ and not missing and not extra:
+        result = IDENTICAL
+    elif tolerances and metrics_ok and not missing and not extra:
+        result = WITHIN_TOLERANCE
+    else:
+        result = DIFFERS
+    return {
+        "result": result, "original": original.id, "replay": replay.id,
+        "outcome": None if same_outcome else {
+            "original": f"{original.status} (exit {original.exit_code})",
+            "replay": f"{replay.status} (exit {replay.exit_code})" + (
+                f": {replay.reason}" if replay.reason else "")},
+        "outputs": {"identical": sorted(p for p in set(a) & set(b)
+                                        if a[p].sha256 == b[p].sha256),
+                    "differ": differ, "missing": missing, "extra": extra},
+        "metrics": metrics,
+        "tolerances": tolerances,
+        "environment": environment_changes(original, replay),
+        "checked_at": utc_now(),
+    }
+
+
+# -- replay -------------------------------------------------------------------------------------
+
+def plan_replay(record: RunRecord, store: Store, engine: Engine, hooks: Hooks) -> Resolution:
+    """A Resolution from the record alone: the same image, snapshot, input bytes, lock, env."""
+    r = record.resolved
+    ensure_present(r.image, store, engine, hooks.on_line)
+    if not store.artifacts.has(r.code.snapshot):
+        raise CannotReplay(f"run {record.id}: code snapshot {r.code.snapshot[:19]}... is not in "
+                           "the store; verify from an exported bundle (`repro export RUN "
+                           "--bundle DIR`)")
+    snapshot = Snapshot(ref=r.code, source_date_epoch=int(r.env.get("SOURCE_DATE_EPOCH", "0")),
+                        extracted=extract(r.code.snapshot, store))
+    sources = {name: _input_source(record, name, store) for name in r.inputs}
+    lock_path = None
+    if r.packages is not None:
+        if not store.artifacts.has(r.packages.sha256):
+            raise CannotReplay(f"run {record.id}: package lock {r.packages.lock} (sha256 "
+                               f"{r.packages.sha256[:16]}...) is not in the store")
+        lock_path = store.artifacts.path(r.packages.sha256)
+    secret_env = {}
+    for name in r.secrets:
+        if name not in os.environ:
+            raise CannotReplay(f"run {record.id} passes secret {name}, which is not set in this "
+                               "shell; export it and replay again")
+        secret_env[name] = os.environ[name]
+    return Resolution(resolved=r, spec_digest=spec_digest(r), snapshot=snapshot,
+                      input_sources=sources, lock_path=lock_path, secret_env=secret_env)
+
+
+def _input_source(record: RunRecord, name: str, store: Store) -> Path:
+    inp = record.resolved.inputs[name]
+    if inp.kind == "file":
+        if store.artifacts.has(inp.sha256):
+            return store.artifacts.path(inp.sha256)
+        path = Path(inp.path)
+        if path.is_file() and sha256_file(path)[0] == inp.sha256:
+            return path
+    else:
+        path = Path(inp.path)
+        if path.is_dir() and dir_digest(path, store)[0] == inp.sha256:
+            return path
+    raise CannotReplay(f"run {record.id}: input {name} (sha256 {inp.sha256[:16]}...) is not in "
+                       f"the store and {inp.path} is missing or changed; restore it or verify "
+                       "from a bundle that carries it")
+
+
+def replay(original: RunRecord, store: Store, engine: Engine, hooks: Hooks,
+           tolerances: dict[str, float] | None = None,
+           strict_env: bool = False) -> RunRecord:
+    """Run ``original`` again from its record; returns the new record with its verdict."""
+    inventory, why_none = gpu.inventory()
+    current_host = capture.host_facts(engine, inventory, [])
+    hw = host_changes(original.environment.get("host", {}), current_host)
+    for c in hw:
+        hooks.on_line(f"warning: {c['fact']} differs from the recording host: {_fmt(c)} "
+                      f"({c['hint']})")
+    if hw and strict_env:
+        raise CannotReplay(f"--strict-env: this host differs from the one that recorded run "
+                           f"{original.id} ({', '.join(c['fact'] for c in hw)}); replay on "
+                           "matching hardware or drop --strict-env")
+    requirement = original.resolved.resources.gpus
+    assigned = gpu.select(requirement, inventory, why_none)
+    res = plan_replay(original, store, engine, hooks)
+    record = RunRecord(
+        id=new_run_id(), name=original.name, spec=original.spec,
+        spec_path=original.spec_path, spec_digest=res.spec_digest, resolved=res.resolved,
+        hermetic=original.hermetic, params=dict(original.params), created_at=utc_now(),
+        replay_of=original.id, warnings=[f"hardware differs: {c['fact']}" for c in hw])
+    store.runs.insert(record)
+    record = execute(record, res, store, engine, hooks, inventory, assigned)
+    record.verdict = verdict(original, record, tolerances)
+    store.runs.save(record, previous=record.status)
+    return record
+
+
+def _fmt(change: dict[str, Any]) -> str:
+    if "original" in change:
+        return f"{change['original']} -> {change['replay']}"
+    parts = [f"+{len(change['added'])}", f"-{len(change['removed'])}"]
+    if "changed" in change:
+        parts.append(f"~{len(change['changed'])}")
+    return " ".join(parts)

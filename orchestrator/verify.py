@@ -1,0 +1,67 @@
+"""`repro verify`: the CI gate. Replay a run (or an exported bundle) and turn the verdict into
+an exit code and a report (JSON, JUnit XML)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree as ET
+
+from .bundle import import_bundle
+from .engine import Engine
+from .errors import ExitCode
+from .record import RunRecord
+from .replay import DIFFERS, IDENTICAL, WITHIN_TOLERANCE, replay
+from .runner import Hooks
+from .store import Store
+
+
+def target_record(target: str, store: Store, on_line: Callable[[str], None]) -> RunRecord:
+    """A run id (or prefix) in the store, or a bundle folder / manifest file to import."""
+    path = Path(target)
+    if path.exists():
+        return import_bundle(path, store, on_line)
+    return store.runs.get(target)
+
+
+def verify(target: str, store: Store, engine: Engine, hooks: Hooks,
+           tolerances: dict[str, float], strict_env: bool) -> tuple[RunRecord, RunRecord]:
+    original = target_record(target, store, hooks.on_line)
+    return original, replay(original, store, engine, hooks, tolerances, strict_env)
+
+
+def exit_code(verdict: dict[str, Any]) -> ExitCode:
+    return ExitCode.OK if verdict["result"] in (IDENTICAL, WITHIN_TOLERANCE) else ExitCode.DIFFERS
+
+
+def junit(original: RunRecord, rec: RunRecord) -> str:
+    """One test case per output file and metric, plus the run's outcome."""
+    v = rec.verdict or {"result": DIFFERS, "outputs": {}, "metrics": []}
+    suite = ET.Element("testsuite", name=f"repro verify {original.name}",
+                       timestamp=rec.created_at, time=f"{rec.duration_s or 0:.3f}")
+    cases: list[tuple[str, str | None]] = []
+    outcome = v.get("outcome")
+    cases.append(("outcome", None if outcome is None else
+                  f"original {outcome['original']}, replay {outcome['replay']}"))
+    outs = v.get("outputs", {})
+    cases += [(f"output {p}", None) for p in outs.get("identical", [])]
+    cases += [(f"output {d['path']}", f"sha256 {d['original']['sha256']} -> "
+               f"{d['replay']['sha256']}") for d in outs.get("differ", [])]
+    cases += [(f"output {p}", "missing in the replay") for p in outs.get("missing", [])]
+    cases += [(f"output {p}", "not in the original") for p in outs.get("extra", [])]
+    for m in v.get("metrics", []):
+        cases.append((f"metric {m['name']}", None if m["ok"] or v["result"] == IDENTICAL else
+                      f"{m['original']} -> {m['replay']} (delta {m['delta']}, tolerance "
+                      f"{m['tolerance']})"))
+    failures = 0
+    for name, failure in cases:
+        case = ET.SubElement(suite, "testcase", classname=f"repro.{original.name}", name=name)
+        if failure:
+            failures += 1
+            ET.SubElement(case, "failure", message=failure).text = failure
+    suite.set("tests", str(len(cases)))
+    suite.set("failures", str(failures))
+    ET.SubElement(suite, "system-out").text = (
+        f"run {original.id} replayed as {rec.id}: {v['result']}")
+    return ET.tostring(suite, encoding="unicode", xml_declaration=True)

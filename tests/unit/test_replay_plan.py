@@ -1,0 +1,96 @@
+"""Verdicts and environment diffs are pure: tested on records, without Docker."""
+
+import pytest
+
+from orchestrator.errors import UsageError
+from orchestrator.record import FileRef, RunStatus
+from orchestrator.replay import environment_changes, host_changes, parse_tolerances, verdict
+from tests.unit.test_store import record
+
+
+def pair(**changes):
+    a = record("orig")
+    a.status, a.exit_code = RunStatus.SUCCEEDED, 0
+    a.outputs = {"w.npy": FileRef(sha256="a" * 64, size=10),
+                 "metrics.json": FileRef(sha256="b" * 64, size=5)}
+    a.metrics = {"acc": 0.9, "loss": 0.3}
+    a.environment = {"host": {"cpu": {"model": "Xeon", "flags": ["avx", "sse"], "arch": "x86"},
+                              "gpus": [], "kernel": "6.1", "docker": "20.10"},
+                     "container": {"os": "Debian 12", "python": "3.11.2",
+                                   "packages": [{"name": "numpy", "version": "1.24.2"}]}}
+    b = a.model_copy(deep=True)
+    b.id, b.replay_of = "repl", "orig"
+    for k, v in changes.items():
+        setattr(b, k, v)
+    return a, b
+
+
+def test_identical_when_every_output_digest_matches():
+    a, b = pair()
+    v = verdict(a, b)
+    assert v["result"] == "identical" and v["environment"] == []
+    assert v["outputs"]["identical"] == ["metrics.json", "w.npy"] and v["outputs"]["differ"] == []
+
+
+def test_differs_names_files_both_digests_and_metric_deltas():
+    a, b = pair(outputs={"w.npy": FileRef(sha256="c" * 64, size=11),
+                         "metrics.json": FileRef(sha256="b" * 64, size=5)},
+                metrics={"acc": 0.9000001, "loss": 0.3})
+    v = verdict(a, b)
+    assert v["result"] == "differs"
+    assert v["outputs"]["differ"] == [{"path": "w.npy", "original": {"sha256": "a" * 64,
+                                                                      "size": 10},
+                                       "replay": {"sha256": "c" * 64, "size": 11}}]
+    acc = next(m for m in v["metrics"] if m["name"] == "acc")
+    assert acc["delta"] == pytest.approx(1e-7) and not acc["ok"]
+
+
+def test_within_tolerance_is_never_identical():
+    a, b = pair(outputs={"w.npy": FileRef(sha256="c" * 64, size=10),
+                         "metrics.json": FileRef(sha256="d" * 64, size=5)},
+                metrics={"acc": 0.9000001, "loss": 0.3})
+    assert verdict(a, b, {"acc": 1e-6})["result"] == "within-tolerance"
+    assert verdict(a, b, {"acc": 1e-8})["result"] == "differs"
+    a2, b2 = pair()
+    assert verdict(a2, b2, {"acc": 1e-6})["result"] == "identical"  # bits equal: identical
+
+
+def test_missing_output_or_changed_outcome_differs():
+    a, b = pair(outputs={"w.npy": FileRef(sha256="a" * 64, size=10)})
+    v = verdict(a, b, {"acc": 1.0})
+    assert v["result"] == "differs" and v["outputs"]["missing"] == ["metrics.json"]
+    a, b = pair(status=RunStatus.FAILED, exit_code=1, reason="the job exited with code 1")
+    v = verdict(a, b)
+    assert v["result"] == "differs" and "failed (exit 1)" in v["outcome"]["replay"]
+
+
+def test_environment_changes_with_hints():
+    a, b = pair()
+    b.environment = {"host": {"cpu": {"model": "EPYC", "flags": ["avx", "avx2"], "arch": "x86"},
+                              "gpus": [], "kernel": "6.1", "docker": "24.0"},
+                     "container": {"os": "Debian 12", "python": "3.11.2",
+                                   "packages": [{"name": "numpy", "version": "1.26.4"},
+                                                {"name": "scipy", "version": "1.11"}]}}
+    changes = {c["fact"]: c for c in environment_changes(a, b)}
+    assert set(changes) == {"cpu.model", "cpu.flags", "docker", "container.packages"}
+    assert changes["cpu.model"]["original"] == "Xeon" and "BLAS" in changes["cpu.model"]["hint"]
+    assert changes["cpu.flags"]["added"] == ["avx2"] and changes["cpu.flags"]["removed"] == ["sse"]
+    pk = changes["container.packages"]
+    assert pk["added"] == {"scipy": "1.11"} and pk["changed"] == {"numpy": ["1.24.2", "1.26.4"]}
+    hw = host_changes(a.environment["host"], b.environment["host"])
+    assert [c["fact"] for c in hw] == ["cpu.model", "cpu.flags"]  # docker is not hardware
+
+
+def test_gpu_driver_change_is_hardware():
+    host = {"cpu": {}, "gpus": [{"name": "H100", "uuid": "u", "driver": "550", "cuda": "12.4"}],
+            "gpus_assigned": ["u"]}
+    newer = {"cpu": {}, "gpus": [{"name": "H100", "uuid": "v", "driver": "560", "cuda": "12.6"}],
+             "gpus_assigned": ["v"]}
+    assert [c["fact"] for c in host_changes(host, newer)] == ["gpu.driver", "gpu.cuda"]
+
+
+def test_parse_tolerances():
+    assert parse_tolerances(["metrics.acc=1e-6", "loss=0.01"]) == {"acc": 1e-6, "loss": 0.01}
+    for bad in ("acc", "metrics.acc=x", "acc=-1", "=1"):
+        with pytest.raises(UsageError, match="expected metrics.NAME=ABS_TOLERANCE"):
+            parse_tolerances([bad])
