@@ -8,11 +8,14 @@
 2. artifact ingest: ArtifactStore.put_file of a 1 GiB output (hash + copy + fsync + rename)
    vs `sha256sum` of the same file, alternating (target: ratio <= 1.3).
 3. `repro --help` wall time (vs `python -c pass`).
+4. replay overhead: `repro replay` of a hello run vs `repro launch` of the same spec.
+5. image archive: size, and time to archive it into the store vs `docker save > /dev/null`.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -29,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from orchestrator.capture import cpu_facts  # noqa: E402
 from orchestrator.engine import Engine  # noqa: E402
+from orchestrator.image_archive import ensure_archived  # noqa: E402
 from orchestrator.images import build  # noqa: E402
 from orchestrator.store import open_store  # noqa: E402
 
@@ -65,8 +69,34 @@ def bench_launch(n: int, tmp: Path) -> dict:
     for _ in range(n):
         ours.append(timed(launch, cwd=proj, env=env))
         base.append(timed(docker))
+    run_id = json.loads(subprocess.run(launch, cwd=proj, env=env, check=True,
+                                       capture_output=True, text=True).stdout)["id"]
+    replay = [*REPRO, "replay", run_id, "--json", "-q"]
+    rep, lau = [], []
+    for _ in range(n):
+        rep.append(timed(replay, cwd=proj, env=env))
+        lau.append(timed(launch, cwd=proj, env=env))
     return {"repro": statistics.median(ours), "docker": statistics.median(base),
-            "ratio": statistics.median(ours) / statistics.median(base), "n": n}
+            "ratio": statistics.median(ours) / statistics.median(base), "n": n,
+            "replay": statistics.median(rep), "relaunch": statistics.median(lau),
+            "replay_ratio": statistics.median(rep) / statistics.median(lau), "image": image}
+
+
+def bench_archive(image: str, n: int, tmp: Path) -> dict:
+    ours, base = [], []
+    size = 0
+    for i in range(n):
+        store = open_store(tmp / f"archive-{i}")
+        t0 = time.perf_counter()
+        ensure_archived(image, store, Engine(), lambda _: None)
+        ours.append(time.perf_counter() - t0)
+        size = store.runs.image_archive(image)[1]
+        shutil.rmtree(tmp / f"archive-{i}")
+        t0 = time.perf_counter()
+        subprocess.run(f"docker save {image} > /dev/null", shell=True, check=True)  # noqa: S602
+        base.append(time.perf_counter() - t0)
+    return {"repro": statistics.median(ours), "docker_save": statistics.median(base),
+            "ratio": statistics.median(ours) / statistics.median(base), "size": size, "n": n}
 
 
 def bench_ingest(size_mb: int, n: int, tmp: Path) -> dict:
@@ -107,6 +137,7 @@ def report(res: dict, out: Path) -> None:
     cpu = cpu_facts()
     docker_v = Engine().version()["version"]
     la, ing, hp, imp = res["launch"], res["ingest"], res["help"], res["imports"]
+    ar = res["archive"]
     ok = lambda r, t: "meets" if r <= t else "misses"  # noqa: E731
     text = f"""# Benchmarks
 
@@ -120,6 +151,8 @@ measured in the same run, alternating with it.
 | launch of `specs/hello.yaml` vs `docker run --rm` of the same image and command (n={la['n']}) | {la['repro']*1000:.0f} ms | {la['docker']*1000:.0f} ms | **{la['ratio']:.2f}x** | <= 1.5x ({ok(la['ratio'], 1.5)}) |
 | ingest of a {ing['size_mb']} MiB output (hash + copy + fsync) vs `sha256sum` (n={ing['n']}) | {ing['repro']:.2f} s ({ing['repro_mbps']:.0f} MB/s) | {ing['sha256sum']:.2f} s ({ing['sha256sum_mbps']:.0f} MB/s) | **{ing['ratio']:.2f}x** | <= 1.3x ({ok(ing['ratio'], 1.3)}) |
 | `repro --help` vs `python -c pass` (n={hp['n']}) | {hp['repro']*1000:.0f} ms | {hp['python']*1000:.0f} ms | {hp['repro']/hp['python']:.1f}x | fast start |
+| `repro replay` of a hello run vs `repro launch` of its spec (n={la['n']}) | {la['replay']*1000:.0f} ms | {la['relaunch']*1000:.0f} ms | **{la['replay_ratio']:.2f}x** | replay overhead |
+| archive the base image into the store (first use) vs `docker save > /dev/null` (n={ar['n']}) | {ar['repro']:.2f} s | {ar['docker_save']:.2f} s | {ar['ratio']:.2f}x | {ar['size'] / 2**20:.0f} MiB archive |
 
 Where launch time goes: importing what a launch needs (typer, pydantic, docker SDK + requests,
 rich, yaml) takes {imp['launch_imports']*1000:.0f} ms here before any work; the rest is the
@@ -141,7 +174,8 @@ def main() -> None:
     n = 5 if args.quick else 15
     with tempfile.TemporaryDirectory(prefix="repro-bench-", dir=ROOT) as t:
         tmp = Path(t)
-        res = {"launch": bench_launch(n, tmp),
+        res = {"launch": (la := bench_launch(n, tmp)),
+               "archive": bench_archive(la["image"], 3, tmp),
                "ingest": bench_ingest(256 if args.quick else 1024, 3, tmp),
                "help": bench_help(n), "imports": import_cost()}
     report(res, args.out)

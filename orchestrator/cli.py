@@ -109,10 +109,11 @@ def show(
     store = _existing_store(run)
     record = store.runs.get(run)
     series = store.runs.steps(record.id)
+    replays = store.runs.replays_of(record.id)
     if json_:
-        ui.print_json(ui.record_json(record, series))
+        ui.print_json(ui.record_json(record, series, replays))
     else:
-        ui.render_record(record, series)
+        ui.render_record(record, series, replays)
 
 
 @app.command()

@@ -83,9 +83,13 @@ def fmt_num(v: Any) -> str:
     return str(v)
 
 
-def record_json(record: RunRecord, series: dict[str, list[tuple[int, float]]]) -> dict:
+def record_json(record: RunRecord, series: dict[str, list[tuple[int, float]]],
+                replays: list[RunRecord] = ()) -> dict:
+    """The record plus its metric series and the replays made of it (id, verdict)."""
     doc = record.model_dump(mode="json")
     doc["series"] = {name: [[s, v] for s, v in pts] for name, pts in series.items()}
+    doc["replays"] = [{"id": r.id, "status": str(r.status), "created_at": r.created_at,
+                       "verdict": (r.verdict or {}).get("result")} for r in replays]
     return doc
 
 
@@ -115,7 +119,8 @@ def render_runs(records: list[RunRecord]) -> None:
     out.print(t)
 
 
-def render_record(r: RunRecord, series: dict[str, list[tuple[int, float]]]) -> None:
+def render_record(r: RunRecord, series: dict[str, list[tuple[int, float]]],
+                  replays: list[RunRecord] = ()) -> None:
     from rich.table import Table
     from rich.text import Text
 
@@ -171,6 +176,14 @@ def render_record(r: RunRecord, series: dict[str, list[tuple[int, float]]]) -> N
             t.add_row(name, fmt_num(value), sparkline([v for _, v in pts]) if len(pts) > 1
                       else "")
         out.print(t)
+    if r.replay_of:
+        result = (r.verdict or {}).get("result", "-")
+        out.print(Text("replay of ", style="bold") + Text(f"{r.replay_of}: ")
+                  + Text(result, style=VERDICT_STYLE.get(result, "")))
+    for rep in replays:
+        result = (rep.verdict or {}).get("result", str(rep.status))
+        out.print(Text("replayed ", style="bold") + Text(f"as {rep.id} at {rep.created_at}: ")
+                  + Text(result, style=VERDICT_STYLE.get(result, "")))
     for w in r.warnings:
         out.print(Text(f"warning: {w}", style="yellow"))
     if r.status != RunStatus.SUCCEEDED and r.stderr_tail.strip():

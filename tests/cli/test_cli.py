@@ -8,7 +8,8 @@ import pytest
 
 from tests.helpers import ROOT, repro
 
-COMMANDS = ["launch", "runs", "show", "logs", "doctor", "image build"]
+COMMANDS = ["launch", "runs", "show", "logs", "replay", "verify", "export", "doctor",
+            "image build", "image push"]
 
 
 def test_top_level_help_lists_every_command():
