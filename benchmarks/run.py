@@ -172,7 +172,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     args = ap.parse_args()
     n = 5 if args.quick else 15
-    with tempfile.TemporaryDirectory(prefix="repro-bench-", dir=ROOT) as t:
+    with tempfile.TemporaryDirectory(prefix="repro-bench-") as t:
         tmp = Path(t)
         res = {"launch": (la := bench_launch(n, tmp)),
                "archive": bench_archive(la["image"], 3, tmp),

@@ -120,8 +120,9 @@ class Engine:
 
     def pull(self, ref: str) -> str:
         name, _, digest = ref.partition("@")
-        repo, tag = (name, None) if digest else (name.rsplit(":", 1) + [None])[:2]
-        self._call(f"pull {ref}", self.api.pull, repo, tag=digest or tag or "latest")
+        repo = repository_of(name)
+        tag = digest or name[len(repo) + 1:] or "latest"
+        self._call(f"pull {ref}", self.api.pull, repo, tag=tag)
         info = self.image(ref)
         if info is None:
             raise ImageError(f"pull {ref}: pulled, but the engine does not list it")
@@ -285,6 +286,13 @@ class Engine:
         found = self._call("list containers", self.api.containers, all=True, filters=flt)
         return [{"id": c["Id"], "labels": c.get("Labels") or {}, "state": c.get("State")}
                 for c in found]
+
+
+def repository_of(ref: str) -> str:
+    """'host:5000/name:tag' or 'name@sha256:...' -> the repository (a port is not a tag)."""
+    name = ref.split("@", 1)[0]
+    head, _, last = name.rpartition("/")
+    return f"{head}/{last.split(':', 1)[0]}" if head else last.split(":", 1)[0]
 
 
 def _explain(e: Exception) -> str:

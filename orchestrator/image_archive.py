@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from .engine import Engine
+from .engine import Engine, repository_of
 from .errors import CannotReplay, ReproError
 from .hashing import CHUNK, sha256_file
 from .record import ImageRef
@@ -86,9 +86,3 @@ def _registry_refs(image: ImageRef, store: Store) -> list[str]:
     return list(dict.fromkeys(refs))
 
 
-
-def repository_of(ref: str) -> str:
-    """'host:5000/name:tag' -> 'host:5000/name' (a port is not a tag)."""
-    name = ref.split("@", 1)[0]
-    head, _, last = name.rpartition("/")
-    return f"{head}/{last.split(':', 1)[0]}" if head else last.split(":", 1)[0]

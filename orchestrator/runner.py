@@ -146,9 +146,8 @@ def _classify(record: RunRecord, code: int, oom: bool, meta_dir: Path) -> None:
             f"resources.memory ({record.resolved.resources.memory})"
     elif code == 0:
         record.status = RunStatus.SUCCEEDED
-    elif code == LOCK_MISMATCH and (meta_dir / "env.json").is_file() and \
-            capture.container_facts(meta_dir)["lock_problems"]:
-        problems = capture.container_facts(meta_dir)["lock_problems"]
+    elif code == LOCK_MISMATCH and (problems := capture.container_facts(meta_dir)[
+            "lock_problems"]):
         record.status = RunStatus.FAILED
         record.reason = "package lock mismatch: " + "; ".join(problems)
     else:
