@@ -200,7 +200,10 @@ def test_push_then_launch_pinned_by_digest_pulls_when_absent(proj, registry, ima
         image: {{ref: "{pinned}"}}
         command: [python3, /repro/code/hello.py]
         """)
-    p, rec = launch_json(proj, spec, "--strict")
+    try:
+        p, rec = launch_json(proj, spec, "--strict")
+    finally:
+        engine.api.remove_image(pinned)  # the pulled reference; the image stays
     assert p.returncode == 0, p.stderr
     assert f"pulling {pinned}" in p.stderr
     assert rec["resolved"]["image"] == {**rec["resolved"]["image"], "digest": images["base"],
