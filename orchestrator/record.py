@@ -133,5 +133,6 @@ class RunRecord(_Doc):
     finished_at: str | None = None
     duration_s: float | None = None
     replay_of: str | None = None
+    sweep_id: str | None = None  # set when the run is one point of `repro sweep`
     verdict: dict[str, Any] | None = None
     warnings: list[str] = []

@@ -51,6 +51,56 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         CREATE INDEX runs_replay_of ON runs (replay_of);
     """),
+    (3, "queryable-params-metrics-tags-notes-sweeps", """
+        CREATE TABLE run_params (
+            run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            value_num REAL,
+            value_text TEXT,
+            PRIMARY KEY (run_id, name)
+        ) WITHOUT ROWID;
+        CREATE INDEX run_params_num ON run_params (name, value_num);
+        CREATE INDEX run_params_text ON run_params (name, value_text);
+        CREATE TABLE run_metrics (
+            run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            value REAL,
+            PRIMARY KEY (run_id, name)
+        ) WITHOUT ROWID;
+        CREATE INDEX run_metrics_value ON run_metrics (name, value);
+        CREATE TABLE run_tags (
+            run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            key TEXT NOT NULL,
+            value TEXT NOT NULL,
+            PRIMARY KEY (run_id, key)
+        ) WITHOUT ROWID;
+        CREATE INDEX run_tags_value ON run_tags (key, value);
+        CREATE TABLE run_notes (
+            run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            created_at TEXT NOT NULL,
+            text TEXT NOT NULL
+        );
+        CREATE INDEX run_notes_run ON run_notes (run_id, created_at);
+        CREATE TABLE sweeps (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            spec_path TEXT,
+            plan TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        ALTER TABLE runs ADD COLUMN sweep_id TEXT;
+        CREATE INDEX runs_sweep ON runs (sweep_id);
+        CREATE INDEX runs_duration ON runs (duration_s);
+        INSERT INTO run_params
+            SELECT runs.id, j.key,
+                   CASE j.type WHEN 'integer' THEN j.value WHEN 'real' THEN j.value
+                               WHEN 'true' THEN 1 WHEN 'false' THEN 0 END,
+                   CASE j.type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false'
+                               ELSE CAST(j.value AS TEXT) END
+            FROM runs, json_each(runs.record, '$.params') AS j;
+        INSERT INTO run_metrics
+            SELECT runs.id, j.key, j.value FROM runs, json_each(runs.record, '$.metrics') AS j
+    """),
 ]
 
 LATEST = MIGRATIONS[-1][0]

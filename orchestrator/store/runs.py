@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import RunNotFound, StoreError
+from ..query import COLUMNS as COLUMNS_BY_FIELD
+from ..query import Sort
 from ..record import ALLOWED, RunRecord, RunStatus, utc_now
 from .migrations import LATEST, MIGRATIONS
 
@@ -85,7 +87,9 @@ class RunStore:
     def insert(self, record: RunRecord) -> None:
         try:
             with self.atomic() as db:
-                db.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?)", _row(record))
+                db.execute(f"INSERT INTO runs ({', '.join(COLUMNS)}) VALUES "
+                           f"({', '.join('?' * len(COLUMNS))})", _row(record))
+                _project(db, record)
         except sqlite3.DatabaseError as e:
             raise StoreError(f"store {self.path}: cannot record run {record.id}: {e}") from e
 
@@ -100,13 +104,13 @@ class RunStore:
         try:
             with self.atomic() as db:
                 cur = db.execute(
-                    "UPDATE runs SET name=?, status=?, exit_code=?, spec_digest=?, "
-                    "created_at=?, started_at=?, finished_at=?, duration_s=?, replay_of=?, "
-                    "record=? WHERE id=?" + (" AND status=?" if previous else ""),
+                    f"UPDATE runs SET {', '.join(c + '=?' for c in COLUMNS[1:])} WHERE id=?"
+                    + (" AND status=?" if previous else ""),
                     (*row[1:], row[0], *([str(previous)] if previous else [])))
                 if cur.rowcount != 1:
                     raise StoreError(f"run {record.id} changed under us (expected status "
                                      f"{previous}); not overwritten")
+                _project(db, record)
         except sqlite3.DatabaseError as e:
             raise StoreError(f"store {self.path}: cannot update run {record.id}: {e}") from e
 
@@ -135,6 +139,81 @@ class RunStore:
             sql += " LIMIT ?"
             args.append(limit)
         return [RunRecord.model_validate_json(r[0]) for r in self.db.execute(sql, args)]
+
+    def query(self, where: tuple[str, list[object]] = ("1", []), sort: Sort | None = None,
+              limit: int | None = 50) -> list[RunRecord]:
+        """Runs matching a compiled --where expression, sorted (missing keys last)."""
+        return [RunRecord.model_validate_json(r[0])
+                for r in self.db.execute(*self._query_sql("runs.record", where, sort, limit))]
+
+    def query_count(self, where: tuple[str, list[object]]) -> int:
+        return self.db.execute(f"SELECT count(*) FROM runs WHERE {where[0]}",
+                               where[1]).fetchone()[0]
+
+    def query_ids(self, where: tuple[str, list[object]], sort: Sort | None = None,
+                  limit: int | None = None) -> list[str]:
+        return [r[0] for r in self.db.execute(*self._query_sql("runs.id", where, sort, limit))]
+
+    @staticmethod
+    def _query_sql(what: str, where: tuple[str, list[object]], sort: Sort | None,
+                   limit: int | None) -> tuple[str, list[object]]:
+        sort = sort or Sort("column", "created_at", True)
+        direction = "DESC" if sort.descending else "ASC"
+        join, args = "", []
+        if sort.kind == "column":
+            key = f"runs.{COLUMNS_BY_FIELD[sort.name]}"
+        elif sort.kind == "metrics":
+            join, key = " LEFT JOIN run_metrics s ON s.run_id = runs.id AND s.name = ?", "s.value"
+            args.append(sort.name)
+        else:
+            join = " LEFT JOIN run_params s ON s.run_id = runs.id AND s.name = ?"
+            key = "coalesce(s.value_num, s.value_text)"
+            args.append(sort.name)
+        sql = (f"SELECT {what} FROM runs{join} WHERE {where[0]} ORDER BY {key} IS NULL, "
+               f"{key} {direction}, runs.created_at DESC, runs.id")
+        args += where[1]
+        if limit:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return sql, args
+
+    # -- tags and notes ---------------------------------------------------------------------
+
+    def set_tags(self, run_id: str, tags: dict[str, str], remove: Iterable[str] = ()) -> None:
+        with self.atomic() as db:
+            db.executemany("INSERT OR REPLACE INTO run_tags VALUES (?, ?, ?)",
+                           ((run_id, k, v) for k, v in tags.items()))
+            db.executemany("DELETE FROM run_tags WHERE run_id = ? AND key = ?",
+                           ((run_id, k) for k in remove))
+
+    def tags(self, run_id: str) -> dict[str, str]:
+        return dict(self.db.execute("SELECT key, value FROM run_tags WHERE run_id = ? "
+                                    "ORDER BY key", (run_id,)))
+
+    def tags_of(self, run_ids: list[str]) -> dict[str, dict[str, str]]:
+        out: dict[str, dict[str, str]] = {i: {} for i in run_ids}
+        for i in range(0, len(run_ids), 500):
+            chunk = run_ids[i:i + 500]
+            for rid, k, v in self.db.execute(
+                    f"SELECT run_id, key, value FROM run_tags WHERE run_id IN "
+                    f"({', '.join('?' * len(chunk))})", chunk):
+                out[rid][k] = v
+        return out
+
+    def add_note(self, run_id: str, text: str) -> None:
+        with self.atomic() as db:
+            db.execute("INSERT INTO run_notes VALUES (?, ?, ?)", (run_id, utc_now(), text))
+
+    def notes(self, run_id: str) -> list[tuple[str, str]]:
+        return list(self.db.execute("SELECT created_at, text FROM run_notes WHERE run_id = ? "
+                                    "ORDER BY created_at", (run_id,)))
+
+    # -- sweeps -------------------------------------------------------------------------------
+
+    def add_sweep(self, sweep_id: str, name: str, spec_path: str, plan: str) -> None:
+        with self.atomic() as db:
+            db.execute("INSERT INTO sweeps VALUES (?, ?, ?, ?, ?)",
+                       (sweep_id, name, spec_path, plan, utc_now()))
 
     def count(self) -> int:
         return self.db.execute("SELECT count(*) FROM runs").fetchone()[0]
@@ -199,6 +278,30 @@ class RunStore:
                        (path, size, mtime_ns, inode, sha256))
 
 
+COLUMNS = ("id", "name", "status", "exit_code", "spec_digest", "created_at", "started_at",
+           "finished_at", "duration_s", "replay_of", "sweep_id", "record")
+
+
 def _row(r: RunRecord) -> tuple[object, ...]:
     return (r.id, r.name, str(r.status), r.exit_code, r.spec_digest, r.created_at,
-            r.started_at, r.finished_at, r.duration_s, r.replay_of, r.model_dump_json())
+            r.started_at, r.finished_at, r.duration_s, r.replay_of, r.sweep_id,
+            r.model_dump_json())
+
+
+def param_values(value: object) -> tuple[float | None, str]:
+    """(numeric, text) columns of one param value, as the query language compares them."""
+    if isinstance(value, bool):
+        return float(value), "true" if value else "false"
+    if isinstance(value, int | float):
+        return float(value), repr(value) if isinstance(value, float) else str(value)
+    return None, str(value)
+
+
+def _project(db: sqlite3.Connection, r: RunRecord) -> None:
+    """The queryable projections of a record's params and metrics (same transaction)."""
+    db.execute("DELETE FROM run_params WHERE run_id = ?", (r.id,))
+    db.execute("DELETE FROM run_metrics WHERE run_id = ?", (r.id,))
+    db.executemany("INSERT INTO run_params VALUES (?, ?, ?, ?)",
+                   ((r.id, k, *param_values(v)) for k, v in r.params.items()))
+    db.executemany("INSERT INTO run_metrics VALUES (?, ?, ?)",
+                   ((r.id, k, v) for k, v in r.metrics.items()))

@@ -34,7 +34,8 @@ def test_fresh_store_is_migrated_and_in_wal_mode(tmp_path):
     assert store.runs.schema_version == LATEST
     assert store.runs.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     names = [r[0] for r in store.runs.db.execute("SELECT name FROM schema_migrations")]
-    assert names == ["runs-and-metric-steps", "image-archives-and-pushes"]
+    assert names == ["runs-and-metric-steps", "image-archives-and-pushes",
+                     "queryable-params-metrics-tags-notes-sweeps"]
     store.close()
     again = open_store(tmp_path / "h")  # reopening applies nothing twice
     assert again.runs.schema_version == LATEST
@@ -170,6 +171,7 @@ def test_migration_from_schema_1_keeps_runs(tmp_path):
                " applied_at TEXT NOT NULL)")
     db.execute("INSERT INTO schema_migrations VALUES (1, 'runs-and-metric-steps', 'then')")
     r = record("old")
+    r.params, r.metrics = {"lr": 0.1, "arch": "mlp", "aug": True}, {"acc": 0.9}
     db.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                (r.id, r.name, "succeeded", 0, r.spec_digest, r.created_at, None, None, None,
                 None, r.model_dump_json()))
@@ -178,5 +180,9 @@ def test_migration_from_schema_1_keeps_runs(tmp_path):
     db.close()
     store = open_store(tmp_path / "h")
     assert store.runs.schema_version == LATEST and store.runs.get("old").id == "old"
+    # the migration backfilled the queryable projections from the stored JSON
+    assert sorted(store.runs.db.execute("SELECT name, value_num, value_text FROM run_params")
+                  ) == [("arch", None, "mlp"), ("aug", 1.0, "true"), ("lr", 0.1, "0.1")]
+    assert list(store.runs.db.execute("SELECT name, value FROM run_metrics")) == [("acc", 0.9)]
     store.runs.add_image_archive("sha256:img", "ab" * 32, 10)
     assert store.runs.image_archive("sha256:img") == ("ab" * 32, 10)
