@@ -6,6 +6,7 @@ fast. One handler in ``main`` maps ``ReproError`` to exit codes; tracebacks only
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -81,21 +82,92 @@ def launch(
 
 @app.command()
 def runs(
-    limit: Annotated[int, typer.Option("--limit", "-n", help="Most recent N runs (0: all).")]
-    = 50,
+    where: Annotated[str | None, typer.Option(
+        "--where", "-w", help="Filter, e.g. \"params.lr < 0.1 and metrics.acc >= 0.9\".")] = None,
+    sort: Annotated[str | None, typer.Option(
+        "--sort", "-s", help="Sort key, e.g. -metrics.acc (descending); default -created_at.")]
+    = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="At most N runs (0: all).")] = 50,
     name: Annotated[str | None, typer.Option("--name", help="Only runs of this spec name.")]
     = None,
+    csv_: Annotated[bool, typer.Option("--csv", help="CSV with flattened params, metrics, "
+                                       "tags.")] = False,
     json_: JsonOpt = False,
 ) -> None:
-    """List recorded runs, newest first."""
+    """List and query recorded runs (newest first), as a table, JSON or CSV."""
     from . import ui
+    from .query import compile_where, parse_sort
 
+    expr = where or ""
+    if name:
+        expr = f"name = {ui.quote(name)}" + (f" and ({expr})" if expr else "")
+    compiled, order = compile_where(expr), parse_sort(sort) if sort else None
     store = _existing_store()
-    records = store.runs.list(limit=limit or None, name=name) if store else []
+    records = store.runs.query(compiled, order, limit or None) if store else []
+    tags = store.runs.tags_of([r.id for r in records]) if store else {}
     if json_:
-        ui.print_json([ui.summary_json(r) for r in records])
+        ui.print_json([ui.flat_row(r, tags.get(r.id, {})) for r in records])
+    elif csv_:
+        ui.print_csv([ui.flat_row(r, tags.get(r.id, {})) for r in records])
     else:
-        ui.render_runs(records)
+        ui.render_runs(records, tags)
+        total = store.runs.query_count(compiled) if store else 0
+        if total > len(records):
+            ui.progress(f"showing {len(records)} of {total} runs; --limit 0 shows all")
+
+
+@app.command()
+def tag(
+    run: Annotated[str, typer.Argument(help="Run id (or unique prefix).")],
+    pairs: Annotated[list[str] | None, typer.Argument(help="KEY=VALUE pairs to set.")] = None,
+    remove: Annotated[list[str] | None, typer.Option(
+        "--remove", "-r", help="Remove this tag key (repeatable).")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Set or remove tags on a run; tags are shown by runs/show and queryable as tags.KEY."""
+    from . import ui
+    from .errors import UsageError
+
+    tags = {}
+    for item in pairs or []:
+        key, sep, value = item.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z0-9_.-]+", key):
+            raise UsageError(f"tag {item!r}: expected KEY=VALUE with a key of letters, digits, "
+                             "_ - .")
+        tags[key] = value
+    if not tags and not remove:
+        raise UsageError("give KEY=VALUE pairs to set or --remove KEY")
+    store = _existing_store(run)
+    record = store.runs.get(run)
+    store.runs.set_tags(record.id, tags, remove or [])
+    current = store.runs.tags(record.id)
+    if json_:
+        ui.print_json({"id": record.id, "tags": current})
+    else:
+        typer.echo(f"{record.id}  " + ("  ".join(f"{k}={v}" for k, v in current.items())
+                                       or "(no tags)"))
+
+
+@app.command()
+def note(
+    run: Annotated[str, typer.Argument(help="Run id (or unique prefix).")],
+    text: Annotated[str, typer.Argument(help="The note, e.g. \"diverged: LR too high\".")],
+    json_: JsonOpt = False,
+) -> None:
+    """Attach a note to a run (kept with a timestamp; searchable with note ~ 'text')."""
+    from . import ui
+    from .errors import UsageError
+
+    if not text.strip():
+        raise UsageError("an empty note says nothing; give the text to attach")
+    store = _existing_store(run)
+    record = store.runs.get(run)
+    store.runs.add_note(record.id, text.strip())
+    notes = store.runs.notes(record.id)
+    if json_:
+        ui.print_json({"id": record.id, "notes": [{"at": a, "text": t} for a, t in notes]})
+    else:
+        typer.echo(f"{record.id}: {len(notes)} note(s); latest: {notes[-1][1]}")
 
 
 @app.command()
@@ -109,11 +181,12 @@ def show(
     store = _existing_store(run)
     record = store.runs.get(run)
     series = store.runs.steps(record.id)
-    replays = store.runs.replays_of(record.id)
+    extras = {"replays": store.runs.replays_of(record.id), "tags": store.runs.tags(record.id),
+              "notes": store.runs.notes(record.id)}
     if json_:
-        ui.print_json(ui.record_json(record, series, replays))
+        ui.print_json(ui.record_json(record, series, **extras))
     else:
-        ui.render_record(record, series, replays)
+        ui.render_record(record, series, **extras)
 
 
 @app.command()

@@ -84,43 +84,78 @@ def fmt_num(v: Any) -> str:
 
 
 def record_json(record: RunRecord, series: dict[str, list[tuple[int, float]]],
-                replays: list[RunRecord] = ()) -> dict:
-    """The record plus its metric series and the replays made of it (id, verdict)."""
+                replays: list[RunRecord] = (), tags: dict[str, str] | None = None,
+                notes: list[tuple[str, str]] = ()) -> dict:
+    """The record plus its metric series, tags, notes and the replays made of it."""
     doc = record.model_dump(mode="json")
     doc["series"] = {name: [[s, v] for s, v in pts] for name, pts in series.items()}
     doc["replays"] = [{"id": r.id, "status": str(r.status), "created_at": r.created_at,
                        "verdict": (r.verdict or {}).get("result")} for r in replays]
+    doc["tags"] = dict(tags or {})
+    doc["notes"] = [{"at": at, "text": text} for at, text in notes]
     return doc
 
 
-def summary_json(r: RunRecord) -> dict:
-    return {"id": r.id, "name": r.name, "status": str(r.status), "exit_code": r.exit_code,
-            "reason": r.reason, "created_at": r.created_at, "duration_s": r.duration_s,
-            "spec_digest": r.spec_digest, "image": r.resolved.image.digest,
-            "commit": r.resolved.code.commit, "params": r.params, "metrics": r.metrics,
-            "replay_of": r.replay_of}
+def quote(value: str) -> str:
+    """A value as a --where literal."""
+    return "'" + value.replace("'", "") + "'"
 
 
-def render_runs(records: list[RunRecord]) -> None:
+def flat_row(r: RunRecord, tags: dict[str, str]) -> dict[str, Any]:
+    """One run as a flat row (params.X, metrics.X, tags.X) for pandas and spreadsheets."""
+    row: dict[str, Any] = {
+        "id": r.id, "name": r.name, "status": str(r.status), "exit_code": r.exit_code,
+        "created_at": r.created_at, "duration_s": r.duration_s, "sweep": r.sweep_id,
+        "replay_of": r.replay_of, "verdict": (r.verdict or {}).get("result"),
+        "spec_digest": r.spec_digest, "image": r.resolved.image.digest,
+        "commit": r.resolved.code.commit, "seed": r.resolved.seed}
+    row.update({f"params.{k}": v for k, v in sorted(r.params.items())})
+    row.update({f"metrics.{k}": v for k, v in sorted(r.metrics.items())})
+    row.update({f"tags.{k}": v for k, v in sorted(tags.items())})
+    return row
+
+
+def print_csv(rows: list[dict[str, Any]]) -> None:
+    import csv
+
+    columns: list[str] = []
+    for row in rows:
+        columns += [c for c in row if c not in columns]
+    writer = csv.DictWriter(sys.stdout, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+
+
+def render_runs(records: list[RunRecord], tags: dict[str, dict[str, str]] | None = None) -> None:
     from rich.table import Table
 
     out = _out()
+    tags = tags or {}
     if not records:
-        out.print("no runs yet: try `repro launch specs/hello.yaml`")
+        out.print("no runs match (or none yet: try `repro launch specs/hello.yaml`)")
         return
     metric_names = sorted({m for r in records for m in r.metrics})[:4]
+    param_names = sorted({p for r in records for p in r.params})[:4]
     t = Table(box=None, header_style="bold", pad_edge=False)
-    for col in ("id", "name", "status", "created", "took", *metric_names):
+    for col in ("id", "name", "status", "created", "took", *param_names, *metric_names):
         t.add_column(col, no_wrap=col != "name")
+    any_tags = any(tags.get(r.id) for r in records)
+    if any_tags:
+        t.add_column("tags")
     for r in records:
         took = f"{r.duration_s:.1f}s" if r.duration_s is not None else ""
-        t.add_row(r.id, r.name, status_text(r.status), r.created_at.replace("T", " ")[:19],
-                  took, *(fmt_num(r.metrics[m]) if m in r.metrics else "" for m in metric_names))
+        row = [r.id, r.name, status_text(r.status), r.created_at.replace("T", " ")[:19], took]
+        row += [fmt_num(r.params[p]) if p in r.params else "" for p in param_names]
+        row += [fmt_num(r.metrics[m]) if m in r.metrics else "" for m in metric_names]
+        if any_tags:
+            row.append(" ".join(f"{k}={v}" for k, v in tags.get(r.id, {}).items()))
+        t.add_row(*row)
     out.print(t)
 
 
 def render_record(r: RunRecord, series: dict[str, list[tuple[int, float]]],
-                  replays: list[RunRecord] = ()) -> None:
+                  replays: list[RunRecord] = (), tags: dict[str, str] | None = None,
+                  notes: list[tuple[str, str]] = ()) -> None:
     from rich.table import Table
     from rich.text import Text
 
@@ -184,6 +219,12 @@ def render_record(r: RunRecord, series: dict[str, list[tuple[int, float]]],
         result = (rep.verdict or {}).get("result", str(rep.status))
         out.print(Text("replayed ", style="bold") + Text(f"as {rep.id} at {rep.created_at}: ")
                   + Text(result, style=VERDICT_STYLE.get(result, "")))
+    if tags:
+        out.print(Text("tags  ", style="bold") + Text(
+            "  ".join(f"{k}={v}" for k, v in tags.items())))
+    for at, text in notes:
+        out.print(Text("note  ", style="bold") + Text(f"{at[:19].replace('T', ' ')}  ",
+                                                      style="dim") + Text(text))
     for w in r.warnings:
         out.print(Text(f"warning: {w}", style="yellow"))
     if r.status != RunStatus.SUCCEEDED and r.stderr_tail.strip():
