@@ -117,6 +117,79 @@ def runs(
 
 
 @app.command()
+def sweep(
+    spec: Annotated[Path, typer.Argument(help="Run spec YAML file.")],
+    grid: Annotated[list[str] | None, typer.Option(
+        "--grid", "-g", help="NAME=V1,V2,... values of one param (repeatable).")] = None,
+    random_n: Annotated[int | None, typer.Option(
+        "--random", help="Run N points drawn at random from the grid, not all of them.")]
+    = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the --random draw.")] = 0,
+    parallel: Annotated[int, typer.Option("-j", "--parallel", help="Points run at once.")] = 1,
+    metric: Annotated[str | None, typer.Option(
+        "--metric", "-m", help="Rank the summary by this metric.")] = None,
+    minimize: Annotated[bool, typer.Option(
+        "--minimize", help="Lower --metric is better (e.g. loss).")] = False,
+    allow_dirty: Annotated[bool, typer.Option(
+        "--allow-dirty", help="Run uncommitted code; the diff is recorded.")] = False,
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="Refuse image tags that are not pinned by digest.")] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Launch one recorded run per grid point (sharing a sweep id) and rank them."""
+    from . import ui
+    from .errors import UsageError
+    from .spec import load_spec
+    from .store import default_home
+    from .sweep import parse_grid, plan, run_sweep
+
+    if not grid:
+        raise UsageError("give at least one --grid NAME=V1,V2")
+    if parallel < 1 or (random_n is not None and random_n < 1):
+        raise UsageError("-j and --random take a positive number")
+    loaded = load_spec(spec)
+    values = parse_grid(loaded, grid)
+    points = plan(values, random_n, seed)
+    board = ui.SweepBoard(len(points), metric)
+    with board:
+        result = run_sweep(loaded, points, default_home(), parallel=parallel,
+                           allow_dirty=allow_dirty, strict=strict, on_line=board.line,
+                           on_done=board.done, plan_doc={"grid": values, "random": random_n,
+                                                          "seed": seed})
+    ranked = ui.rank_points(result.points, metric, minimize)
+    if json_:
+        ui.print_json({"sweep": result.id, "points": len(result.points),
+                       "failed": len(result.failed), "metric": metric,
+                       "best": ranked[0]["id"] if ranked and metric else None,
+                       "runs": ranked})
+    else:
+        ui.render_sweep(result.id, ranked, metric, list(values))
+    if result.failed:
+        raise typer.Exit(3)
+
+
+@app.command()
+def compare(
+    runs_: Annotated[list[str], typer.Argument(metavar="RUN...", help="Two or more run ids.")],
+    show_all: Annotated[bool, typer.Option("--all", help="Show identical rows too.")] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Compare runs side by side: params, metrics, outputs, image, packages, host and GPUs."""
+    from . import ui
+    from .compare import compare as compare_runs
+    from .errors import UsageError
+
+    if len(runs_) < 2:
+        raise UsageError("compare needs at least two runs")
+    store = _existing_store(runs_[0])
+    doc = compare_runs([store.runs.get(r) for r in runs_])
+    if json_:
+        ui.print_json(doc)
+    else:
+        ui.render_compare(doc, show_all)
+
+
+@app.command()
 def tag(
     run: Annotated[str, typer.Argument(help="Run id (or unique prefix).")],
     pairs: Annotated[list[str] | None, typer.Argument(help="KEY=VALUE pairs to set.")] = None,

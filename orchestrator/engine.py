@@ -18,6 +18,7 @@ from .errors import EngineUnavailable, ImageError
 LABEL_RUN = "org.repro.run"
 LABEL_STORE = "org.repro.store"
 LABEL_RECIPE = "org.repro.recipe"
+LABEL_SWEEP = "org.repro.sweep"
 
 
 @dataclass

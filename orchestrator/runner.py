@@ -22,7 +22,15 @@ from pathlib import Path
 from typing import BinaryIO
 
 from . import capture, gpu
-from .engine import LABEL_RUN, LABEL_STORE, ContainerConfig, Engine, Mount, WaitTimeout
+from .engine import (
+    LABEL_RUN,
+    LABEL_STORE,
+    LABEL_SWEEP,
+    ContainerConfig,
+    Engine,
+    Mount,
+    WaitTimeout,
+)
 from .errors import ReproError
 from .hashing import sha256_file
 from .outputs import collect, final_metrics, read_series
@@ -45,6 +53,7 @@ class Interrupted(BaseException):
 class Hooks:
     on_line: Callable[[str], None] = lambda _: None  # progress for people (stderr)
     on_log: Callable[[bytes], None] = lambda _: None  # the job's own output, live
+    cancel: threading.Event | None = None  # set by a sweep's Ctrl-C: the run was stopped
 
 
 def new_run_id() -> str:
@@ -53,7 +62,8 @@ def new_run_id() -> str:
 
 
 def launch(loaded: LoadedSpec, store: Store, engine: Engine, *, allow_dirty: bool = False,
-           strict: bool = False, hooks: Hooks | None = None) -> RunRecord:
+           strict: bool = False, hooks: Hooks | None = None,
+           sweep_id: str | None = None) -> RunRecord:
     hooks = hooks or Hooks()
     requirement = loaded.spec.resources.gpu_requirement
     inventory, why_none = gpu.inventory() if requirement else ([], None)
@@ -68,7 +78,7 @@ def launch(loaded: LoadedSpec, store: Store, engine: Engine, *, allow_dirty: boo
         spec=loaded.spec.model_dump(mode="json"), spec_path=str(loaded.path.resolve()),
         spec_digest=res.spec_digest, resolved=res.resolved, hermetic=res.resolved.network ==
         "none", params=dict(res.resolved.params), created_at=utc_now(),
-        warnings=list(res.warnings))
+        warnings=list(res.warnings), sweep_id=sweep_id)
     store.runs.insert(record)
     return execute(record, res, store, engine, hooks, inventory if requirement else None,
                    assigned)
@@ -138,6 +148,9 @@ def _run_container(record: RunRecord, res: Resolution, store: Store, engine: Eng
     else:
         record.exit_code = exit_.code
         _classify(record, exit_.code, exit_.oom_killed, meta_dir)
+        if hooks.cancel is not None and hooks.cancel.is_set():
+            record.status = RunStatus.INTERRUPTED
+            record.reason = "interrupted with its sweep; container stopped, partial outputs"
 
 
 def _classify(record: RunRecord, code: int, oom: bool, meta_dir: Path) -> None:
@@ -222,7 +235,8 @@ def _container_config(record: RunRecord, res: Resolution, work: Path, store: Sto
         image=r.image.digest, command=["/bin/sh", "/repro/lib/boot.sh", *r.command], env=env,
         mounts=mounts, user=CONTAINER_USER, workdir="/repro/outputs",
         nano_cpus=int(r.resources.cpus * 1e9), memory_bytes=r.resources.memory_bytes,
-        network=r.network, labels={LABEL_RUN: record.id, LABEL_STORE: str(store.home)},
+        network=r.network, labels={LABEL_RUN: record.id, LABEL_STORE: str(store.home),
+                                   **({LABEL_SWEEP: record.sweep_id} if record.sweep_id else {})},
         gpu_ids=[g.uuid for g in assigned])
 
 

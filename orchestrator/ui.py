@@ -319,3 +319,128 @@ def render_verdict(rec: RunRecord) -> None:
             what = "; ".join(p for p in parts if p)
         out.print(Text(f"  environment: {c['fact']} changed: {what[:300]}", style="yellow")
                   + Text(f"  ({c['hint']})", style="dim"))
+
+
+def render_compare(doc: dict[str, Any], show_all: bool) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    out = _out()
+    ids = [r["id"] for r in doc["runs"]]
+    differs = doc["differs"]
+
+    def section(title: str, rows: dict[str, list[Any]], changed: list[str],
+                fmt: Any = fmt_num) -> None:
+        shown = {k: v for k, v in rows.items() if show_all or k in changed or title in (
+            "params", "metrics")}
+        if not shown:
+            return
+        t = Table(box=None, header_style="bold", pad_edge=False, title_justify="left")
+        t.add_column(title)
+        for rid in ids:
+            t.add_column(rid[:12], overflow="fold")
+        for key, values in shown.items():
+            style = "bold yellow" if key in changed else ""
+            t.add_row(Text(key, style=style), *(Text("-" if v is None else fmt(v),
+                                                     style=style) for v in values))
+        out.print(t)
+
+    section("params", doc["params"], differs["params"])
+    section("metrics", doc["metrics"], differs["metrics"])
+    section("outputs", doc["outputs"], differs["outputs"], fmt=lambda v: str(v)[:16])
+    section("facts", doc["facts"], differs["facts"],
+            fmt=lambda v: str(v)[:40] if isinstance(v, str) else fmt_num(v))
+    for p in doc["packages_vs_first"]:
+        changes = [f"+{k}=={v}" for k, v in p["added"].items()]
+        changes += [f"-{k}=={v}" for k, v in p["removed"].items()]
+        changes += [f"{k} {a} -> {b}" for k, (a, b) in p["changed"].items()]
+        if changes:
+            out.print(Text(f"packages of {p['run'][:12]} vs {ids[0][:12]}: ", style="bold")
+                      + Text(", ".join(changes), style="yellow"))
+    if not any(differs[k] for k in ("params", "metrics", "outputs", "facts", "packages")):
+        out.print(Text("no differences", style="green"))
+    elif not show_all:
+        out.print(Text("only differing outputs and facts shown; --all shows every row",
+                       style="dim"))
+
+
+class SweepBoard:
+    """Live progress of a sweep on stderr: a bar, and one line per finished point."""
+
+    def __init__(self, total: int, metric: str | None) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        self.metric = metric
+        self.console = Console(stderr=True, highlight=False)
+        self.progress = Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[failed]} failed"),
+                                 console=self.console, transient=False)
+        self.task = self.progress.add_task("sweep", total=total, failed=0)
+        self.failed = 0
+
+    def __enter__(self) -> SweepBoard:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def line(self, text: str) -> None:
+        self.console.print(text, style="dim", markup=False)
+
+    def done(self, point: Any) -> None:
+        from rich.text import Text
+
+        params = " ".join(f"{k}={fmt_num(v)}" for k, v in point.params.items())
+        r = point.record
+        if r is None or r.status != RunStatus.SUCCEEDED:
+            self.failed += 1
+            why = point.error or (r.reason if r else "") or (str(r.status) if r else "")
+            self.console.print(Text("✗ ", style="red") + Text(f"{params}  ")
+                               + Text(f"{r.id if r else '-'} {why}", style="red"))
+        else:
+            value = r.metrics.get(self.metric) if self.metric else None
+            shown = f"  {self.metric} {fmt_num(value)}" if value is not None else ""
+            self.console.print(Text("✓ ", style="green") + Text(f"{params}  {r.id}{shown}"))
+        self.progress.update(self.task, advance=1, failed=self.failed)
+
+
+def rank_points(points: list[Any], metric: str | None, minimize: bool) -> list[dict[str, Any]]:
+    rows = []
+    for p in points:
+        r = p.record
+        rows.append({"id": r.id if r else None, "status": str(r.status) if r else "error",
+                     "reason": (r.reason if r else p.error), "params": p.params,
+                     "metrics": r.metrics if r else {}})
+    if metric:
+        def key(row: dict[str, Any]) -> tuple[int, float]:
+            v = row["metrics"].get(metric)
+            ok = row["status"] == "succeeded" and v is not None
+            return (0 if ok else 1, (v if minimize else -v) if ok else 0.0)
+        rows.sort(key=key)
+    for i, row in enumerate(rows, 1):
+        row["rank"] = i
+    return rows
+
+
+def render_sweep(sweep_id: str, rows: list[dict[str, Any]], metric: str | None,
+                 swept: list[str]) -> None:
+    from rich.table import Table
+
+    out = _out()
+    t = Table(box=None, header_style="bold", pad_edge=False,
+              title=f"sweep {sweep_id}" + (f", ranked by {metric}" if metric else ""),
+              title_justify="left")
+    for col in ("#", "run", "status", *swept, *([metric] if metric else [])):
+        t.add_column(col)
+    for row in rows:
+        style = "" if row["status"] == "succeeded" else "red"
+        cells = [str(row["rank"]), row["id"] or "-", row["status"]]
+        cells += [fmt_num(row["params"].get(n)) for n in swept]
+        if metric:
+            v = row["metrics"].get(metric)
+            cells.append(fmt_num(v) if v is not None else "-")
+        t.add_row(*cells, style=style)
+    out.print(t)
+    out.print(f"query it: repro runs --where \"sweep = {sweep_id}\"")

@@ -1,0 +1,127 @@
+"""`repro sweep`: many ordinary recorded runs of one spec over a grid (or a random sample of
+it), sharing a sweep id, optionally in parallel. One failing point never stops the others.
+
+``plan`` is pure (grid -> points); ``run_sweep`` launches them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import secrets
+import threading
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .engine import LABEL_SWEEP, Engine
+from .errors import ReproError, UsageError
+from .record import RunRecord, RunStatus
+from .resolve import resolve
+from .runner import Hooks, launch
+from .spec import LoadedSpec, apply_overrides
+from .store import open_store
+
+
+def parse_grid(loaded: LoadedSpec, items: list[str]) -> dict[str, list[Any]]:
+    """``--grid lr=0.1,0.01`` -> {"lr": [0.1, 0.01]}, each value of the param's declared type."""
+    grid: dict[str, list[Any]] = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        values = [v.strip() for v in raw.split(",") if v.strip()]
+        if not sep or not name or not values:
+            raise UsageError(f"--grid {item!r}: expected NAME=V1,V2,...")
+        if name in grid:
+            raise UsageError(f"--grid {name}: given twice; list all its values in one --grid")
+        grid[name] = [apply_overrides(loaded, [f"{name}={v}"]).spec.params[name]
+                      for v in values]
+    return grid
+
+
+def plan(grid: dict[str, list[Any]], sample: int | None = None,
+         seed: int = 0) -> list[dict[str, Any]]:
+    """Every combination of the grid, or ``sample`` of them drawn without replacement."""
+    names = list(grid)
+    points = [dict(zip(names, combo, strict=True))
+              for combo in itertools.product(*(grid[n] for n in names))]
+    if sample is not None and sample < len(points):
+        points = random.Random(seed).sample(points, sample)
+    return points
+
+
+@dataclass
+class PointResult:
+    index: int
+    params: dict[str, Any]
+    record: RunRecord | None = None
+    error: str | None = None
+
+
+@dataclass
+class SweepResult:
+    id: str
+    points: list[PointResult] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[PointResult]:
+        return [p for p in self.points
+                if p.record is None or p.record.status != RunStatus.SUCCEEDED]
+
+
+def run_sweep(loaded: LoadedSpec, points: list[dict[str, Any]], home: Path, *,
+              parallel: int = 1, allow_dirty: bool = False, strict: bool = False,
+              on_line: Callable[[str], None] = lambda _: None,
+              on_done: Callable[[PointResult], None] = lambda _: None,
+              plan_doc: dict[str, Any] | None = None) -> SweepResult:
+    sweep_id = secrets.token_hex(6)
+    store = open_store(home)
+    engine = Engine()
+    # resolve once up front: builds/archives the image, snapshots the code, hashes inputs,
+    # so the parallel points only find everything cached (and a bad spec fails before any run)
+    resolve(loaded, store, engine, allow_dirty=allow_dirty, strict=strict, on_line=on_line)
+    store.runs.add_sweep(sweep_id, loaded.spec.name, str(loaded.path.resolve()),
+                         json.dumps({**(plan_doc or {}), "points": points}, sort_keys=True))
+    result = SweepResult(id=sweep_id, points=[PointResult(i, p) for i, p in enumerate(points)])
+    cancel = threading.Event()
+
+    def one(point: PointResult) -> PointResult:
+        if cancel.is_set():
+            point.error = "not started: the sweep was interrupted"
+            return point
+        local = open_store(home)  # a connection per thread
+        try:
+            spec = apply_overrides(loaded, [f"{k}={_text(v)}" for k, v in point.params.items()])
+            point.record = launch(spec, local, Engine(), allow_dirty=allow_dirty,
+                                  strict=strict, sweep_id=sweep_id,
+                                  hooks=Hooks(on_line=lambda _: None, cancel=cancel))
+        except ReproError as e:
+            point.error = str(e)
+        finally:
+            local.close()
+        return point
+
+    with ThreadPoolExecutor(max_workers=max(1, parallel),
+                            thread_name_prefix=f"sweep-{sweep_id}") as pool:
+        pending: set[Future[PointResult]] = {pool.submit(one, p) for p in result.points}
+        try:
+            while pending:
+                done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                for f in done:
+                    on_done(f.result())
+        except KeyboardInterrupt:
+            cancel.set()
+            on_line(f"interrupted: stopping the running points of sweep {sweep_id}")
+            for c in engine.containers_with_label(LABEL_SWEEP, sweep_id):
+                engine.stop(c["id"], grace=5)
+            for f in pending:
+                on_done(f.result())
+    return result
+
+
+def _text(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return repr(v) if isinstance(v, float) else str(v)
