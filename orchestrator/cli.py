@@ -169,6 +169,38 @@ def sweep(
 
 
 @app.command()
+def importance(
+    metric: Annotated[str, typer.Option("--metric", "-m", help="The metric to explain.")],
+    where: Annotated[str | None, typer.Option(
+        "--where", "-w", help="Which runs (same language as `repro runs --where`).")] = None,
+    plot: Annotated[Path | None, typer.Option(
+        "--plot", help="Also draw it: FILE.png or FILE.html.")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Estimate how much each parameter explains a metric over the selected runs."""
+    from . import ui
+    from .importance import importance as estimate
+    from .plots import write_plot
+    from .query import compile_where
+
+    store = _existing_store()
+    if store is None:
+        from .errors import UsageError
+
+        raise UsageError("no runs recorded here yet; launch or sweep first")
+    records = store.runs.query(compile_where(where or ""), limit=None)
+    doc = estimate(records, metric)
+    if plot is not None:
+        write_plot(doc, plot)
+    if json_:
+        ui.print_json({k: v for k, v in doc.items()} | {"plot": str(plot) if plot else None})
+    else:
+        ui.render_importance(doc)
+        if plot is not None:
+            ui.progress(f"plot written to {plot}")
+
+
+@app.command()
 def compare(
     runs_: Annotated[list[str], typer.Argument(metavar="RUN...", help="Two or more run ids.")],
     show_all: Annotated[bool, typer.Option("--all", help="Show identical rows too.")] = False,

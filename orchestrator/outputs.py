@@ -142,3 +142,24 @@ def _flatten(data: dict, prefix: str, warnings: list[str]) -> dict[str, float]:
         else:
             warnings.append(f"metrics.json: {name} is not a finite number; ignored")
     return out
+
+
+def read_logged_params(meta_dir: Path, declared: dict, warnings: list[str]) -> dict:
+    """Params written by ``repro.log_param``; the spec's declared params win."""
+    logged: dict = {}
+    try:
+        lines = (meta_dir / "params.jsonl").read_text().splitlines()
+    except OSError:
+        return logged
+    for line in lines:
+        try:
+            item = json.loads(line)
+            name, value = str(item["name"]), item["value"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        if name in declared:
+            if declared[name] != value:
+                warnings.append(f"log_param({name!r}) ignored: the spec declares {name}")
+            continue
+        logged[name] = value
+    return logged

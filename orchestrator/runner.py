@@ -33,7 +33,7 @@ from .engine import (
 )
 from .errors import ReproError
 from .hashing import sha256_file
-from .outputs import collect, final_metrics, read_series
+from .outputs import collect, final_metrics, read_logged_params, read_series
 from .record import FileRef, RunRecord, RunStatus, utc_now
 from .resolve import Resolution, resolve
 from .runtime import RUNTIME_DIR
@@ -188,6 +188,8 @@ def _finish(record: RunRecord, res: Resolution, store: Store, engine: Engine, li
         meta_dir, outputs_dir = work / "meta", work / "outputs"
         record.environment["container"] = capture.container_facts(meta_dir)
         series = read_series(meta_dir)
+        record.params = {**read_logged_params(meta_dir, record.resolved.params,
+                                              record.warnings), **record.resolved.params}
         record.metrics = final_metrics(series, outputs_dir, record.warnings)
         record.outputs, record.skipped_outputs = collect(outputs_dir, res.resolved.outputs,
                                                          store.artifacts)

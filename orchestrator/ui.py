@@ -444,3 +444,29 @@ def render_sweep(sweep_id: str, rows: list[dict[str, Any]], metric: str | None,
         t.add_row(*cells, style=style)
     out.print(t)
     out.print(f"query it: repro runs --where \"sweep = {sweep_id}\"")
+
+
+def render_importance(doc: dict[str, Any]) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    out = _out()
+    out.print(Text(f"importance for {doc['metric']} over {doc['runs']} runs", style="bold"))
+    t = Table(box=None, header_style="bold", pad_edge=False)
+    for col in ("param", "importance", "", "direction", "kind", "levels"):
+        t.add_column(col)
+    for p in doc["params"]:
+        bar = "█" * round(p["importance"] * 30)
+        rho = p["spearman"]
+        if rho is None:
+            direction = ""
+        elif abs(rho) < 0.1:
+            direction = f"no monotone trend (rho {rho:+.2f})"
+        else:
+            direction = (f"{'higher' if rho > 0 else 'lower'} {p['name']} -> higher "
+                         f"{doc['metric']} (rho {rho:+.2f})")
+        t.add_row(p["name"], f"{p['importance']:.1%}", Text(bar, style="blue"), direction,
+                  p["kind"], str(p["levels"]))
+    out.print(t)
+    out.print(f"unexplained by main effects (interactions, noise): {doc['unexplained']:.1%}")
+    out.print(Text(f"method: {doc['method']}", style="dim"))

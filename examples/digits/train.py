@@ -34,6 +34,7 @@ def main():
     x, y = x[order], y[order]
     split = int(0.8 * len(x))
     xtr, ytr, xva, yva = x[:split], y[:split], x[split:], y[split:]
+    repro.log_param("n_train", len(xtr))
 
     w1 = rng.normal(0, np.sqrt(2 / 64), (64, args.hidden))
     b1 = np.zeros(args.hidden)

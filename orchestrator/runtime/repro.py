@@ -15,7 +15,8 @@ import os
 import random
 from pathlib import Path
 
-__all__ = ["input_path", "log_metric", "output_dir", "params", "run_info", "seed_everything"]
+__all__ = ["input_path", "log_metric", "log_param", "output_dir", "params", "run_info",
+           "seed_everything"]
 
 _ROOT = Path("/repro")
 _INSIDE = (_ROOT / "run.json").exists()
@@ -82,3 +83,13 @@ def log_metric(name, value, step=None):
     line = json.dumps({"name": str(name), "value": value, "step": step})
     with open(meta / ("metrics.jsonl" if _INSIDE else ".repro-metrics.jsonl"), "a") as f:
         f.write(line + "\n")
+
+
+def log_param(name, value):
+    """Record a parameter the job decided itself (e.g. the train-set size). Params declared in
+    the spec win over logged ones of the same name."""
+    if not isinstance(value, (bool, int, float, str)):
+        value = str(value)
+    meta = _ROOT / "meta" if _INSIDE else output_dir()
+    with open(meta / ("params.jsonl" if _INSIDE else ".repro-params.jsonl"), "a") as f:
+        f.write(json.dumps({"name": str(name), "value": value}) + "\n")

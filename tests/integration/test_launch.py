@@ -51,7 +51,8 @@ def test_digits_example_succeeds_and_records_everything(proj, home, images):
     assert r["packages"]["pins"] == {"numpy": "1.24.2"}
     assert r["env"]["OPENBLAS_NUM_THREADS"] == "1" and r["seed"] == 1234
     assert r["command"][2:] == ["--lr=0.1", "--hidden=32", "--epochs=30", "--batch-size=32"]
-    assert rec["params"] == {"lr": 0.1, "hidden": 32, "epochs": 30, "batch_size": 32}
+    assert rec["params"] == {"lr": 0.1, "hidden": 32, "epochs": 30, "batch_size": 32,
+                             "n_train": 1600}  # the last one from repro.log_param
     # environment: host and container facts with real values
     host, cont = rec["environment"]["host"], rec["environment"]["container"]
     assert host["os"] and host["kernel"] and host["cpu"]["model"] and host["cpu"]["flags"]
