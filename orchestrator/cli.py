@@ -121,6 +121,8 @@ def sweep(
     spec: Annotated[Path, typer.Argument(help="Run spec YAML file.")],
     grid: Annotated[list[str] | None, typer.Option(
         "--grid", "-g", help="NAME=V1,V2,... values of one param (repeatable).")] = None,
+    param: Annotated[list[str] | None, typer.Option(
+        "--param", "-p", help="Fix a param for every point: NAME=VALUE (repeatable).")] = None,
     random_n: Annotated[int | None, typer.Option(
         "--random", help="Run N points drawn at random from the grid, not all of them.")]
     = None,
@@ -139,7 +141,7 @@ def sweep(
     """Launch one recorded run per grid point (sharing a sweep id) and rank them."""
     from . import ui
     from .errors import UsageError
-    from .spec import load_spec
+    from .spec import apply_overrides, load_spec
     from .store import default_home
     from .sweep import parse_grid, plan, run_sweep
 
@@ -147,7 +149,7 @@ def sweep(
         raise UsageError("give at least one --grid NAME=V1,V2")
     if parallel < 1 or (random_n is not None and random_n < 1):
         raise UsageError("-j and --random take a positive number")
-    loaded = load_spec(spec)
+    loaded = apply_overrides(load_spec(spec), param or [])
     values = parse_grid(loaded, grid)
     points = plan(values, random_n, seed)
     board = ui.SweepBoard(len(points), metric)
