@@ -93,6 +93,20 @@ class RunStore:
         except sqlite3.DatabaseError as e:
             raise StoreError(f"store {self.path}: cannot record run {record.id}: {e}") from e
 
+    def insert_many(self, records: Iterable[RunRecord]) -> int:
+        """Insert runs in one transaction (imports, benchmarks); returns how many."""
+        n = 0
+        try:
+            with self.atomic() as db:
+                for record in records:
+                    db.execute(f"INSERT INTO runs ({', '.join(COLUMNS)}) VALUES "
+                               f"({', '.join('?' * len(COLUMNS))})", _row(record))
+                    _project(db, record)
+                    n += 1
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"store {self.path}: cannot record runs: {e}") from e
+        return n
+
     def save(self, record: RunRecord, previous: RunStatus | None = None) -> None:
         """Write the whole record. With ``previous``, the status must still be that one in
         the store (and the transition allowed), so two writers cannot both finish a run."""

@@ -8,8 +8,8 @@ import pytest
 
 from tests.helpers import ROOT, repro
 
-COMMANDS = ["launch", "runs", "show", "logs", "replay", "verify", "export", "doctor",
-            "image build", "image push"]
+COMMANDS = ["launch", "runs", "show", "logs", "replay", "verify", "export", "sweep",
+            "compare", "tag", "note", "importance", "doctor", "image build", "image push"]
 
 
 def test_top_level_help_lists_every_command():
@@ -41,7 +41,7 @@ def test_unknown_run_is_exit_4_one_line(tmp_path):
         " folder you launched from or set REPRO_HOME"]
     assert not (tmp_path / "h").exists()  # reading never creates a store
     p = repro("runs", env={"REPRO_HOME": str(tmp_path / "h")})
-    assert p.returncode == 0 and "no runs yet" in p.stdout
+    assert p.returncode == 0 and "none yet" in p.stdout
 
 
 def test_missing_spec_file_is_exit_2(tmp_path):
