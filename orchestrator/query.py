@@ -69,6 +69,106 @@ def _error(text: str, pos: int, what: str) -> QueryError:
     return QueryError(f"--where {text!r}: {what} at column {pos + 1}{near}")
 
 
+# -- the expression tree ------------------------------------------------------------------------
+# Conditions on params/metrics/tags/notes live in side tables. Each can be written two ways:
+# "in" (runs.id IN (SELECT run_id ...): one index range scan, good for selective terms and for
+# counting) or "exists" (a primary-key probe per candidate run: good when the runs are walked in
+# sort order and the LIMIT stops the walk early). The store picks per query (see RunStore).
+
+
+class Node:
+    def sql(self, driver: Cond | None = None) -> tuple[str, list[object]]:
+        raise NotImplementedError
+
+    def conjuncts(self) -> list[Node]:
+        return [self]
+
+
+@dataclass(frozen=True)
+class Cond(Node):
+    """One condition. ``table`` is None for a column of ``runs``."""
+
+    pred: str  # over the side table's columns, or with {col} for a column of runs
+    args: tuple[object, ...]
+    table: str | None = None
+    negated: bool = False  # "is null": no row in the side table
+    column: str | None = None  # runs.status, ... for a column condition
+
+    def sql(self, driver: Cond | None = None) -> tuple[str, list[object]]:
+        if self.column is not None:
+            # a unary + keeps SQLite from using the column's index unless this condition
+            # drives the query: then the walk in sort order (and LIMIT) is what it takes
+            col = self.column if self is driver else f"+{self.column}"
+            return self.pred.format(col=col), list(self.args)
+        if self is driver:
+            return f"runs.id IN (SELECT run_id FROM {self.table} WHERE {self.pred})", list(
+                self.args)
+        exists = f"EXISTS (SELECT 1 FROM {self.table} WHERE run_id = runs.id AND {self.pred})"
+        return (f"NOT {exists}" if self.negated else exists), list(self.args)
+
+    def in_sql(self) -> tuple[str, list[object]]:
+        """The set form (for counting and for driving a query)."""
+        if self.negated:
+            return self.sql()
+        return self.sql(driver=self)
+
+    def estimate_sql(self, cap: int) -> tuple[str, list[object]] | None:
+        """Counts matching rows, up to ``cap`` (cheap when an index covers the condition)."""
+        if self.negated:
+            return None
+        if self.column is not None:
+            pred, table = self.pred.format(col=self.column), "runs"
+        else:
+            pred, table = self.pred, self.table
+        return (f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {pred} LIMIT {int(cap)})",
+                list(self.args))
+
+
+@dataclass(frozen=True)
+class Bool(Node):
+    op: str  # AND / OR
+    parts: tuple[Node, ...]
+
+    def sql(self, driver: Cond | None = None) -> tuple[str, list[object]]:
+        frags = [p.sql(driver) for p in self.parts]
+        return ("(" + f" {self.op} ".join(f for f, _ in frags) + ")",
+                [a for _, args in frags for a in args])
+
+    def conjuncts(self) -> list[Node]:
+        if self.op != "AND":
+            return [self]
+        return [c for p in self.parts for c in p.conjuncts()]
+
+
+@dataclass(frozen=True)
+class Not(Node):
+    part: Node
+
+    def sql(self, driver: Cond | None = None) -> tuple[str, list[object]]:
+        frag, args = self.part.sql()
+        return f"(NOT {frag})", args
+
+
+@dataclass(frozen=True)
+class Where:
+    """A compiled --where expression."""
+
+    root: Node | None
+
+    def sql(self, driver: Cond | None = None) -> tuple[str, list[object]]:
+        return self.root.sql(driver) if self.root else ("1", [])
+
+    def count_sql(self) -> tuple[str, list[object]]:
+        """Set form everywhere at the top level: index range scans, then intersect."""
+        if self.root is None:
+            return "1", []
+        frags = [c.in_sql() if isinstance(c, Cond) else c.sql() for c in self.conjuncts()]
+        return " AND ".join(f for f, _ in frags), [a for _, args in frags for a in args]
+
+    def conjuncts(self) -> list[Node]:
+        return self.root.conjuncts() if self.root else []
+
+
 class _Parser:
     def __init__(self, text: str) -> None:
         self.text = text
@@ -89,38 +189,37 @@ class _Parser:
     def expect(self, kind: str, what: str, text: str | None = None) -> Tok:
         t = self.take(kind, text)
         if t is None:
-            got = f"{self.tok.text!r}" if self.tok.kind != "end" else "the end"
-            raise _error(self.text, self.tok.pos, f"expected {what}, got {got}")
+            raise _error(self.text, self.tok.pos, f"expected {what}, got {self._got()}")
         return t
 
-    def parse(self) -> tuple[str, list[object]]:
-        sql, args = self.or_()
+    def _got(self) -> str:
+        return f"{self.tok.text!r}" if self.tok.kind != "end" else "the end"
+
+    def parse(self) -> Node:
+        node = self.or_()
         if self.tok.kind != "end":
             raise _error(self.text, self.tok.pos, f"unexpected {self.tok.text!r}")
-        return sql, args
+        return node
 
-    def or_(self) -> tuple[str, list[object]]:
-        sql, args = self.and_()
+    def or_(self) -> Node:
+        parts = [self.and_()]
         while self.take("kw", "or"):
-            s2, a2 = self.and_()
-            sql, args = f"({sql} OR {s2})", args + a2
-        return sql, args
+            parts.append(self.and_())
+        return parts[0] if len(parts) == 1 else Bool("OR", tuple(parts))
 
-    def and_(self) -> tuple[str, list[object]]:
-        sql, args = self.not_()
+    def and_(self) -> Node:
+        parts = [self.not_()]
         while self.take("kw", "and"):
-            s2, a2 = self.not_()
-            sql, args = f"({sql} AND {s2})", args + a2
-        return sql, args
+            parts.append(self.not_())
+        return parts[0] if len(parts) == 1 else Bool("AND", tuple(parts))
 
-    def not_(self) -> tuple[str, list[object]]:
+    def not_(self) -> Node:
         if self.take("kw", "not"):
-            sql, args = self.not_()
-            return f"(NOT {sql})", args
+            return Not(self.not_())
         if self.take("paren", "("):
-            sql, args = self.or_()
+            node = self.or_()
             self.expect("paren", "')'", ")")
-            return sql, args
+            return node
         return self.comparison()
 
     def value(self) -> Tok:
@@ -128,37 +227,37 @@ class _Parser:
         if t.kind in ("num", "str", "word"):
             self.i += 1
             return t
-        got = f"{t.text!r}" if t.kind != "end" else "the end"
-        raise _error(self.text, t.pos, f"expected a value, got {got}")
+        raise _error(self.text, t.pos, f"expected a value, got {self._got()}")
 
-    def comparison(self) -> tuple[str, list[object]]:
+    def comparison(self) -> Node:
         ftok = self.tok
         if ftok.kind != "word":
-            got = f"{ftok.text!r}" if ftok.kind != "end" else "the end"
-            raise _error(self.text, ftok.pos, f"expected a field (params.X, metrics.X, "
-                         f"tags.X, status, name, created_at, ...), got {got}")
+            raise _error(self.text, ftok.pos, "expected a field (params.X, metrics.X, tags.X, "
+                         f"status, name, created_at, ...), got {self._got()}")
         self.i += 1
         field = Field.parse(ftok, self.text)
         if self.take("kw", "is"):
             negate = bool(self.take("kw", "not"))
             self.expect("kw", "'null'", "null")
-            sql, args = field.present()
-            return (sql, args) if negate else (f"(NOT {sql})", args)
+            return field.present(not negate)
         if self.take("kw", "in"):
             self.expect("paren", "'(' after in", "(")
             values = [self.value()]
             while self.take("paren", ","):
                 values.append(self.value())
             self.expect("paren", "')'", ")")
-            parts = [field.compare("=", v) for v in values]
-            return "(" + " OR ".join(p for p, _ in parts) + ")", [a for _, x in parts for a in x]
+            parts = tuple(field.compare("=", v) for v in values)
+            return parts[0] if len(parts) == 1 else Bool("OR", parts)
         op = self.tok
         if op.kind != "op":
-            got = f"{op.text!r}" if op.kind != "end" else "the end"
-            raise _error(self.text, op.pos, f"expected an operator (= != < <= > >= ~ in is) "
-                         f"after {ftok.text}, got {got}")
+            raise _error(self.text, op.pos, "expected an operator (= != < <= > >= ~ in is) "
+                         f"after {ftok.text}, got {self._got()}")
         self.i += 1
         return field.compare(op.text, self.value())
+
+
+SIDE = {"params": ("run_params", "name"), "metrics": ("run_metrics", "name"),
+        "tags": ("run_tags", "key"), "note": ("run_notes", None)}
 
 
 @dataclass(frozen=True)
@@ -178,66 +277,51 @@ class Field:
         raise _error(text, tok.pos, f"unknown field {tok.text!r} (use params.NAME, "
                      f"metrics.NAME, tags.KEY, note, {', '.join(COLUMNS)})")
 
-    def present(self) -> tuple[str, list[object]]:
-        if self.kind == "params":
-            return "runs.id IN (SELECT run_id FROM run_params WHERE name = ?)", [self.name]
-        if self.kind == "metrics":
-            return ("runs.id IN (SELECT run_id FROM run_metrics WHERE name = ? AND value IS "
-                    "NOT NULL)", [self.name])
-        if self.kind == "tags":
-            return "runs.id IN (SELECT run_id FROM run_tags WHERE key = ?)", [self.name]
-        if self.kind == "note":
-            return "runs.id IN (SELECT run_id FROM run_notes)", []
-        return f"runs.{COLUMNS[self.name]} IS NOT NULL", []
+    def _side(self, pred: str, args: list[object], negated: bool = False) -> Cond:
+        table, key = SIDE[self.kind]
+        if key:
+            pred, args = f"{key} = ? AND {pred}", [self.name, *args]
+        return Cond(pred, tuple(args), table, negated)
 
-    def compare(self, op: str, v: Tok) -> tuple[str, list[object]]:
-        number = _number(v)
+    def present(self, missing: bool) -> Cond:
+        """``is null`` (missing=True) or ``is not null``."""
+        if self.kind == "column":
+            return Cond(f"{{col}} IS {'' if missing else 'NOT '}NULL", (),
+                        column=f"runs.{COLUMNS[self.name]}")
+        pred = "value IS NOT NULL" if self.kind == "metrics" else "1"
+        return self._side(pred, [], negated=missing)
+
+    def compare(self, op: str, v: Tok) -> Cond:
+        number = float(v.text) if v.kind == "num" else None
         text = v.text[1:-1] if v.kind == "str" else v.text
         if op == "~":
-            like = f"%{text}%"
             if self.kind == "column":
-                return f"runs.{COLUMNS[self.name]} LIKE ?", [like]
-            table, col, key = {
-                "params": ("run_params", "value_text", "name"),
-                "tags": ("run_tags", "value", "key"),
-                "note": ("run_notes", "text", None),
-                "metrics": ("run_metrics", "CAST(value AS TEXT)", "name"),
-            }[self.kind]
-            where = f"{key} = ? AND " if key else ""
-            args: list[object] = [self.name] if key else []
-            return f"runs.id IN (SELECT run_id FROM {table} WHERE {where}{col} LIKE ?)", [
-                *args, like]
+                return Cond("{col} LIKE ?", (f"%{text}%",), column=f"runs.{COLUMNS[self.name]}")
+            col = {"params": "value_text", "tags": "value", "note": "text",
+                   "metrics": "CAST(value AS TEXT)"}[self.kind]
+            return self._side(f"{col} LIKE ?", [f"%{text}%"])
         sql_op = OPS[op]
         if self.kind == "params":
             col, arg = ("value_num", number) if number is not None else ("value_text", text)
-            return (f"runs.id IN (SELECT run_id FROM run_params WHERE name = ? AND {col} "
-                    f"{sql_op} ?)", [self.name, arg])
+            return self._side(f"{col} {sql_op} ?", [arg])
         if self.kind == "metrics":
             if number is None:
                 raise QueryError(f"--where: metrics.{self.name} is numeric; compare it with a "
                                  f"number, not {v.text!r}")
-            return (f"runs.id IN (SELECT run_id FROM run_metrics WHERE name = ? AND value "
-                    f"{sql_op} ?)", [self.name, number])
+            return self._side(f"value {sql_op} ?", [number])
         if self.kind == "tags":
-            return (f"runs.id IN (SELECT run_id FROM run_tags WHERE key = ? AND value {sql_op} "
-                    "?)", [self.name, text])
+            return self._side(f"value {sql_op} ?", [text])
         if self.kind == "note":
             raise QueryError("--where: compare note with ~ (contains), e.g. note ~ 'baseline'")
         arg = number if self.name in NUMERIC_COLUMNS and number is not None else text
-        return f"runs.{COLUMNS[self.name]} {sql_op} ?", [arg]
+        return Cond(f"{{col}} {sql_op} ?", (arg,), column=f"runs.{COLUMNS[self.name]}")
 
 
-def _number(v: Tok) -> float | None:
-    if v.kind != "num":
-        return None
-    return float(v.text)
-
-
-def compile_where(text: str) -> tuple[str, list[object]]:
-    """SQL boolean expression (over ``runs``) and its arguments for a --where expression."""
+def compile_where(text: str) -> Where:
+    """The expression tree of a --where expression (empty: every run)."""
     if not text.strip():
-        return "1", []
-    return _Parser(text).parse()
+        return Where(None)
+    return Where(_Parser(text).parse())
 
 
 @dataclass(frozen=True)

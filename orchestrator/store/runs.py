@@ -6,6 +6,7 @@ columns are indexed projections of it for listing and querying.
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from ..errors import RunNotFound, StoreError
 from ..query import COLUMNS as COLUMNS_BY_FIELD
-from ..query import Sort
+from ..query import Cond, Sort, Where
 from ..record import ALLOWED, RunRecord, RunStatus, utc_now
 from .migrations import LATEST, MIGRATIONS
 
@@ -154,42 +155,95 @@ class RunStore:
             args.append(limit)
         return [RunRecord.model_validate_json(r[0]) for r in self.db.execute(sql, args)]
 
-    def query(self, where: tuple[str, list[object]] = ("1", []), sort: Sort | None = None,
+    def query(self, where: Where | None = None, sort: Sort | None = None,
               limit: int | None = 50) -> list[RunRecord]:
         """Runs matching a compiled --where expression, sorted (missing keys last)."""
-        return [RunRecord.model_validate_json(r[0])
-                for r in self.db.execute(*self._query_sql("runs.record", where, sort, limit))]
+        ids = self.query_ids(where, sort, limit)
+        found: dict[str, RunRecord] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            for rid, doc in self.db.execute(
+                    f"SELECT id, record FROM runs WHERE id IN ({', '.join('?' * len(chunk))})",
+                    chunk):
+                found[rid] = RunRecord.model_validate_json(doc)
+        return [found[i] for i in ids]
 
-    def query_count(self, where: tuple[str, list[object]]) -> int:
-        return self.db.execute(f"SELECT count(*) FROM runs WHERE {where[0]}",
-                               where[1]).fetchone()[0]
+    def query_count(self, where: Where) -> int:
+        sql, args = where.count_sql()
+        return self.db.execute(f"SELECT count(*) FROM runs WHERE {sql}", args).fetchone()[0]
 
-    def query_ids(self, where: tuple[str, list[object]], sort: Sort | None = None,
+    def query_ids(self, where: Where | None = None, sort: Sort | None = None,
                   limit: int | None = None) -> list[str]:
-        return [r[0] for r in self.db.execute(*self._query_sql("runs.id", where, sort, limit))]
-
-    @staticmethod
-    def _query_sql(what: str, where: tuple[str, list[object]], sort: Sort | None,
-                   limit: int | None) -> tuple[str, list[object]]:
+        """Ids in sort order. The plan: when one condition is selective, drive the query from
+        its index range (then sort the few matches); otherwise walk the sort key's index and
+        probe each run's conditions, letting LIMIT stop the walk early."""
+        where = where or Where(None)
         sort = sort or Sort("column", "created_at", True)
+        driver = self._selective_condition(where, limit)
         direction = "DESC" if sort.descending else "ASC"
-        join, args = "", []
+        if driver is not None or sort.kind == "column" or not limit:
+            return self._ids_sorted_after(where, driver, sort, direction, limit)
+        ids: list[str] = []
+        cond, args = where.sql()
+        for table, key, extra in _sort_phases(sort):
+            if len(ids) >= limit:
+                break
+            rows = self.db.execute(
+                f"SELECT runs.id FROM {table} s CROSS JOIN runs ON runs.id = s.run_id "
+                f"WHERE s.name = ? AND {extra} AND {cond} "
+                f"ORDER BY s.{key} {direction}, s.run_id {direction} LIMIT ?",
+                [sort.name, *args, limit - len(ids)])
+            ids += [r[0] for r in rows]
+        if len(ids) < limit:  # runs without the sort key come last, newest first
+            table = "run_metrics" if sort.kind == "metrics" else "run_params"
+            present = "value IS NOT NULL" if sort.kind == "metrics" else "1"
+            rows = self.db.execute(
+                f"SELECT runs.id FROM runs WHERE NOT EXISTS (SELECT 1 FROM {table} WHERE "
+                f"run_id = runs.id AND name = ? AND {present}) AND {cond} "
+                "ORDER BY runs.created_at DESC, runs.rowid DESC LIMIT ?",
+                [sort.name, *args, limit - len(ids)])
+            ids += [r[0] for r in rows]
+        return ids
+
+    def _ids_sorted_after(self, where: Where, driver: Cond | None, sort: Sort,
+                          direction: str, limit: int | None) -> list[str]:
+        cond, args = where.sql(driver)
+        join, jargs = "", []
         if sort.kind == "column":
-            key = f"runs.{COLUMNS_BY_FIELD[sort.name]}"
-        elif sort.kind == "metrics":
-            join, key = " LEFT JOIN run_metrics s ON s.run_id = runs.id AND s.name = ?", "s.value"
-            args.append(sort.name)
+            col = f"runs.{COLUMNS_BY_FIELD[sort.name]}"
+            order = f"{col} IS NULL, {col} {direction}, runs.rowid {direction}"
+            if sort.name == "created_at":  # served by its index, so LIMIT stops early
+                order = f"runs.created_at {direction}, runs.rowid {direction}"
         else:
-            join = " LEFT JOIN run_params s ON s.run_id = runs.id AND s.name = ?"
-            key = "coalesce(s.value_num, s.value_text)"
-            args.append(sort.name)
-        sql = (f"SELECT {what} FROM runs{join} WHERE {where[0]} ORDER BY {key} IS NULL, "
-               f"{key} {direction}, runs.created_at DESC, runs.id")
-        args += where[1]
+            table = "run_metrics" if sort.kind == "metrics" else "run_params"
+            join = f" LEFT JOIN {table} s ON s.run_id = runs.id AND s.name = ?"
+            jargs = [sort.name]
+            key = "s.value" if sort.kind == "metrics" else "coalesce(s.value_num, s.value_text)"
+            order = f"{key} IS NULL, {key} {direction}, runs.created_at DESC, runs.rowid DESC"
+        sql = f"SELECT runs.id FROM runs{join} WHERE {cond} ORDER BY {order}"
+        params: list[object] = [*jargs, *args]
         if limit:
             sql += " LIMIT ?"
-            args.append(limit)
-        return sql, args
+            params.append(limit)
+        return [r[0] for r in self.db.execute(sql, params)]
+
+    def _selective_condition(self, where: Where, limit: int | None) -> Cond | None:
+        """The condition with the fewest matching rows, if few enough that driving the query
+        from it beats walking an index in sort order (about sqrt(limit * runs) rows)."""
+        conds = [c for c in where.conjuncts() if isinstance(c, Cond)]
+        if not conds:
+            return None
+        total = self.db.execute("SELECT max(rowid) FROM runs").fetchone()[0] or 0
+        cap = max(1000, int(2 * math.sqrt((limit or total) * max(total, 1))))
+        best, best_n = None, cap
+        for c in conds:
+            est = c.estimate_sql(cap)
+            if est is None:
+                continue
+            n = self.db.execute(*est).fetchone()[0]
+            if n < best_n:
+                best, best_n = c, n
+        return best
 
     # -- tags and notes ---------------------------------------------------------------------
 
@@ -294,6 +348,15 @@ class RunStore:
 
 COLUMNS = ("id", "name", "status", "exit_code", "spec_digest", "created_at", "started_at",
            "finished_at", "duration_s", "replay_of", "sweep_id", "record")
+
+
+def _sort_phases(sort: Sort) -> list[tuple[str, str, str]]:
+    """(table, key column, filter) walked in order for an EAV sort key: numbers, then text."""
+    if sort.kind == "metrics":
+        return [("run_metrics", "value", "s.value IS NOT NULL")]
+    phases = [("run_params", "value_num", "s.value_num IS NOT NULL"),
+              ("run_params", "value_text", "s.value_num IS NULL")]
+    return phases[::-1] if sort.descending else phases  # SQLite sorts numbers before text
 
 
 def _row(r: RunRecord) -> tuple[object, ...]:
