@@ -167,14 +167,7 @@ class Engine:
         return digest
 
     def remove_image(self, ref: str) -> None:
-        from docker import errors as derr
-
-        try:
-            self.api.remove_image(ref, force=True)
-        except derr.NotFound:
-            pass
-        except Exception as e:
-            raise EngineUnavailable(f"remove image {ref}: {_explain(e)}") from e
+        self._unless_gone(f"remove image {ref}", self.api.remove_image, ref, force=True)
 
     def tag(self, image_id: str, repo: str, tag: str) -> None:
         self._call(f"tag {image_id}", self.api.tag, image_id, repo, tag)
@@ -263,24 +256,22 @@ class Engine:
                           oom_killed=bool(state.get("OOMKilled")))
 
     def stop(self, cid: str, grace: float = 10) -> None:
-        from docker import errors as derr
-
-        try:
-            self.api.stop(cid, timeout=int(grace))
-        except derr.NotFound:
-            pass
-        except Exception as e:
-            raise EngineUnavailable(f"stop container {cid[:12]}: {_explain(e)}") from e
+        self._unless_gone(f"stop container {cid[:12]}", self.api.stop, cid, timeout=int(grace))
 
     def remove(self, cid: str) -> None:
+        self._unless_gone(f"remove container {cid[:12]}", self.api.remove_container, cid,
+                          force=True)
+
+    def _unless_gone(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Call ``fn``; a 404 (already gone) is fine, anything else is reported."""
         from docker import errors as derr
 
         try:
-            self.api.remove_container(cid, force=True)
+            fn(*args, **kwargs)
         except derr.NotFound:
             pass
         except Exception as e:
-            raise EngineUnavailable(f"remove container {cid[:12]}: {_explain(e)}") from e
+            raise EngineUnavailable(f"{what}: {_explain(e)}") from e
 
     def containers_with_label(self, key: str, value: str | None = None) -> list[dict[str, Any]]:
         flt = {"label": f"{key}={value}" if value is not None else key}

@@ -7,8 +7,10 @@ import json
 import math
 import os
 import re
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from .errors import StoreError
 from .record import FileRef
@@ -86,22 +88,30 @@ def collect(outputs_dir: Path, globs: list[str], artifacts: ArtifactStore,
     return stored, skipped
 
 
+def _jsonl_points(path: Path) -> Iterator[dict[str, Any]]:
+    """Valid ``{"name": ..., "value": ...}`` lines of a helper file; others are skipped."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return
+    for line in lines:
+        try:
+            item = json.loads(line)
+            if "value" not in item:
+                continue
+            item["name"] = str(item["name"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        yield item
+
+
 def read_series(meta_dir: Path) -> list[tuple[str, int, float]]:
     """Points written by ``repro.log_metric`` (name, step, value); steps default to the
     point's position in its series."""
     points: list[tuple[str, int, float]] = []
     counters: dict[str, int] = {}
-    try:
-        lines = (meta_dir / "metrics.jsonl").read_text().splitlines()
-    except OSError:
-        return points
-    for line in lines:
-        try:
-            item = json.loads(line)
-            name, value = str(item["name"]), item["value"]
-        except (ValueError, KeyError, TypeError):
-            continue
-        step = item.get("step")
+    for item in _jsonl_points(meta_dir / "metrics.jsonl"):
+        name, value, step = item["name"], item["value"], item.get("step")
         if not isinstance(step, int):
             step = counters.get(name, 0)
         counters[name] = step + 1
@@ -147,16 +157,8 @@ def _flatten(data: dict, prefix: str, warnings: list[str]) -> dict[str, float]:
 def read_logged_params(meta_dir: Path, declared: dict, warnings: list[str]) -> dict:
     """Params written by ``repro.log_param``; the spec's declared params win."""
     logged: dict = {}
-    try:
-        lines = (meta_dir / "params.jsonl").read_text().splitlines()
-    except OSError:
-        return logged
-    for line in lines:
-        try:
-            item = json.loads(line)
-            name, value = str(item["name"]), item["value"]
-        except (ValueError, KeyError, TypeError):
-            continue
+    for item in _jsonl_points(meta_dir / "params.jsonl"):
+        name, value = item["name"], item["value"]
         if name in declared:
             if declared[name] != value:
                 warnings.append(f"log_param({name!r}) ignored: the spec declares {name}")

@@ -101,6 +101,15 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         INSERT INTO run_metrics
             SELECT runs.id, j.key, j.value FROM runs, json_each(runs.record, '$.metrics') AS j
     """),
+    (4, "run-owners", """
+        CREATE TABLE run_owners (
+            run_id TEXT PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,
+            host TEXT NOT NULL,
+            boot_id TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            pid_start TEXT NOT NULL
+        ) WITHOUT ROWID
+    """),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -7,6 +7,8 @@ columns are indexed projections of it for listing and querying.
 from __future__ import annotations
 
 import math
+import os
+import socket
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -85,12 +87,17 @@ class RunStore:
 
     # -- records ---------------------------------------------------------------------------
 
-    def insert(self, record: RunRecord) -> None:
+    def insert(self, record: RunRecord, owned: bool = True) -> None:
+        """Record a new run; ``owned`` also notes this process as the one running it (so a
+        later `repro` can tell an orphan from a run that is still going)."""
         try:
             with self.atomic() as db:
                 db.execute(f"INSERT INTO runs ({', '.join(COLUMNS)}) VALUES "
                            f"({', '.join('?' * len(COLUMNS))})", _row(record))
                 _project(db, record)
+                if owned and not record.status.terminal:
+                    db.execute("INSERT OR REPLACE INTO run_owners VALUES (?, ?, ?, ?, ?)",
+                               (record.id, *process_identity()))
         except sqlite3.DatabaseError as e:
             raise StoreError(f"store {self.path}: cannot record run {record.id}: {e}") from e
 
@@ -126,6 +133,8 @@ class RunStore:
                     raise StoreError(f"run {record.id} changed under us (expected status "
                                      f"{previous}); not overwritten")
                 _project(db, record)
+                if record.status.terminal:
+                    db.execute("DELETE FROM run_owners WHERE run_id = ?", (record.id,))
         except sqlite3.DatabaseError as e:
             raise StoreError(f"store {self.path}: cannot update run {record.id}: {e}") from e
 
@@ -286,6 +295,11 @@ class RunStore:
     def count(self) -> int:
         return self.db.execute("SELECT count(*) FROM runs").fetchone()[0]
 
+    def owner(self, run_id: str) -> tuple[str, str, int, str] | None:
+        row = self.db.execute("SELECT host, boot_id, pid, pid_start FROM run_owners WHERE "
+                              "run_id = ?", (run_id,)).fetchone()
+        return tuple(row) if row else None  # type: ignore[return-value]
+
     def unfinished(self) -> list[RunRecord]:
         return [RunRecord.model_validate_json(r[0]) for r in self.db.execute(
             "SELECT record FROM runs WHERE status IN ('pending', 'running')")]
@@ -348,6 +362,36 @@ class RunStore:
 
 COLUMNS = ("id", "name", "status", "exit_code", "spec_digest", "created_at", "started_at",
            "finished_at", "duration_s", "replay_of", "sweep_id", "record")
+
+
+def _boot_id() -> str:
+    try:
+        return open("/proc/sys/kernel/random/boot_id").read().strip()
+    except OSError:
+        return ""
+
+
+def pid_start(pid: int) -> str | None:
+    """The start time of a process (clock ticks since boot), or None if it does not exist."""
+    try:
+        stat = open(f"/proc/{pid}/stat").read()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def process_identity() -> tuple[str, str, int, str]:
+    """(host, boot id, pid, pid start): a process, unambiguously, even after pid reuse."""
+    pid = os.getpid()
+    return socket.gethostname(), _boot_id(), pid, pid_start(pid) or ""
+
+
+def owner_alive(owner: tuple[str, str, int, str]) -> bool | None:
+    """True/False for an owner on this host; None when it ran on another host (unknowable)."""
+    host, boot, pid, start = owner
+    if host != socket.gethostname():
+        return None
+    return boot == _boot_id() and pid_start(pid) == start
 
 
 def _sort_phases(sort: Sort) -> list[tuple[str, str, str]]:

@@ -1,0 +1,94 @@
+"""Runs whose repro process died (SIGKILL, power loss, a crash) are found and finished.
+
+A run is an orphan when it is ``pending``/``running`` and the process recorded as running it
+(host, boot id, pid and its start time, so a reused pid does not fool us) no longer exists.
+Its container (found by its ``org.repro.run`` label) is stopped and removed, the log written so
+far and any outputs are kept (flagged partial), and the run is recorded ``lost`` with the
+reason. Runs owned by a live process, or by another host, are left alone.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from . import capture
+from .engine import LABEL_RUN, Engine
+from .errors import ReproError
+from .outputs import collect, final_metrics, read_series
+from .record import FileRef, RunRecord, RunStatus, utc_now
+from .store import Store
+from .store.runs import owner_alive
+
+
+def orphans(store: Store) -> list[RunRecord]:
+    found = []
+    for rec in store.runs.unfinished():
+        owner = store.runs.owner(rec.id)
+        if owner is None or owner_alive(owner) is False:
+            found.append(rec)
+    return found
+
+
+def recover(store: Store, engine: Engine, on_line: Callable[[str], None] = lambda _: None,
+            ) -> list[RunRecord]:
+    """Finish every orphaned run as ``lost``; returns them."""
+    done = []
+    for rec in orphans(store):
+        owner = store.runs.owner(rec.id)
+        who = f"pid {owner[2]} on {owner[0]}" if owner else "an unknown process"
+        exited = None
+        for c in engine.containers_with_label(LABEL_RUN, rec.id):
+            state = c.get("state")
+            if state == "running":
+                engine.stop(c["id"], grace=5)
+            else:
+                exited = state
+            engine.remove(c["id"])
+        previous = rec.status
+        rec.status = RunStatus.LOST
+        rec.reason = (f"the repro process that ran it ({who}) died; its container was "
+                      f"{'stopped' if exited is None else exited} and removed by recovery")
+        rec.finished_at = utc_now()
+        _keep_what_it_left(rec, store)
+        try:
+            store.runs.save(rec, previous=previous)
+        except ReproError:
+            continue  # another process finished or recovered it first
+        shutil.rmtree(store.work_dir / rec.id, ignore_errors=True)
+        on_line(f"recovered run {rec.id}: lost ({who} died)")
+        done.append(rec)
+    return done
+
+
+def _keep_what_it_left(rec: RunRecord, store: Store) -> None:
+    work: Path = store.work_dir / rec.id
+    log = store.log_path(rec.id)
+    try:
+        if log.exists():
+            sha, size = store.artifacts.put_file(log)
+            rec.logs = FileRef(sha256=sha, size=size)
+            log.unlink()
+        if (work / "outputs").is_dir():
+            rec.outputs, rec.skipped_outputs = collect(work / "outputs", rec.resolved.outputs,
+                                                       store.artifacts)
+            if rec.outputs:
+                rec.warnings.append("outputs are partial: the run was lost")
+        if (work / "meta").is_dir():
+            rec.environment["container"] = capture.container_facts(work / "meta")
+            series = read_series(work / "meta")
+            rec.metrics = final_metrics(series, work / "outputs", rec.warnings)
+            if series:
+                store.runs.add_steps(rec.id, series)
+    except (ReproError, OSError) as e:
+        rec.warnings.append(f"recovery could not keep everything: {e}")
+
+
+def stale_files(store: Store) -> list[Path]:
+    """Temp files of interrupted artifact writes and work folders of runs that are over."""
+    stale = [p for p in store.artifacts.tmp.glob("in-*")] if store.artifacts.tmp.is_dir() else []
+    unfinished = {r.id for r in store.runs.unfinished()}
+    if store.work_dir.is_dir():
+        stale += [p for p in store.work_dir.iterdir() if p.name not in unfinished]
+    return stale
