@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -91,7 +90,11 @@ def export_bundle(record: RunRecord, store: Store, engine: Engine, dest: Path,
                                    "missing from the store; cannot export a replayable bundle")
         else:
             on_line(f"bundling {meta['role']} ({(meta['size'] or 0) >> 20} MiB)")
-            shutil.copyfile(store.artifacts.path(hex_), dest / "artifacts" / hex_)
+            try:
+                store.artifacts.copy_out(hex_, dest / "artifacts" / hex_)
+            except DigestMismatch:
+                raise CannotReplay(f"run {record.id}: {meta['role']} artifact {hex_[:16]}... "
+                                   "is corrupt in the store; run `repro fsck`") from None
             meta["bundled"] = True
         manifest["artifacts"][hex_] = meta
     tmp = dest / ".manifest.json.tmp"

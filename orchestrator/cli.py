@@ -69,7 +69,7 @@ def launch(
     from .store import open_store
 
     loaded = apply_overrides(load_spec(spec), param or [])
-    store = open_store()
+    store = _recovered(open_store())
     record = launch_run(loaded, store, Engine(), allow_dirty=allow_dirty, strict=strict,
                         hooks=_hooks(quiet))
     series = store.runs.steps(record.id)
@@ -463,6 +463,60 @@ def image_push(
 
 
 @app.command()
+def fsck(json_: JsonOpt = False) -> None:
+    """Check that every artifact a run refers to exists and still matches its sha256
+    (exit 10 when one does not)."""
+    from . import ui
+    from .errors import ExitCode
+    from .integrity import fsck as check
+
+    store = _existing_store()
+    if store is None:
+        doc = {"runs": 0, "artifacts": 0, "problems": [], "ok": True}
+    else:
+        doc = check(store, ui.progress if not json_ else (lambda _: None))
+    if json_:
+        ui.print_json(doc)
+    else:
+        typer.echo(f"checked {doc['artifacts']} artifacts of {doc['runs']} runs: "
+                   + ("all intact" if doc["ok"] else f"{len(doc['problems'])} problem(s)"))
+    if not doc["ok"]:
+        raise typer.Exit(int(ExitCode.CORRUPT))
+
+
+@app.command()
+def gc(json_: JsonOpt = False) -> None:
+    """Recover runs whose repro process died (stop their containers, record them lost) and
+    remove temp files of interrupted writes."""
+    import shutil
+
+    from . import ui
+    from .engine import Engine
+    from .recovery import recover, remove_strays, stale_files
+
+    store = _existing_store()
+    if store is None:
+        recovered, strays, stale = [], [], []
+    else:
+        engine = Engine()
+        recovered = recover(store, engine, ui.progress)
+        strays = remove_strays(store, engine, ui.progress)
+        stale = stale_files(store)
+        for path in stale:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+    doc = {"recovered": [r.id for r in recovered], "stray_containers": strays,
+           "removed": [str(p) for p in stale]}
+    if json_:
+        ui.print_json(doc)
+    else:
+        typer.echo(f"recovered {len(recovered)} run(s), removed {len(strays)} stray "
+                   f"container(s) and {len(stale)} stale file(s)")
+
+
+@app.command()
 def doctor(
     images: Annotated[Path, typer.Option("--images", help="Recipe folder to check.")]
     = Path("images"),
@@ -490,11 +544,30 @@ def _existing_store(run: str | None = None) -> Store | None:
 
     home = default_home()
     if (home / "repro.db").exists():
-        return open_store(home)
+        return _recovered(open_store(home))
     if run is not None:
         raise RunNotFound(f"no run {run!r} in {home}: there is no store there yet; cd to the "
                           "folder you launched from or set REPRO_HOME")
     return None
+
+
+def _recovered(store: Store) -> Store:
+    """Finish runs whose repro process died (found by every command that opens the store;
+    costs one indexed query when there are none)."""
+    from . import ui
+    from .errors import EngineUnavailable
+    from .recovery import orphans, recover
+
+    lost = orphans(store)
+    if lost:
+        from .engine import Engine
+
+        try:
+            recover(store, Engine(), ui.progress)
+        except EngineUnavailable as e:
+            ui.progress(f"warning: {len(lost)} run(s) whose repro process died are not "
+                        f"recovered yet: {e}")
+    return store
 
 
 def _hooks(quiet: bool) -> Hooks:

@@ -10,6 +10,7 @@ from . import gpu
 from .engine import Engine
 from .errors import ReproError
 from .images import recipe_kind
+from .recovery import recover
 from .store import default_home, open_store
 
 
@@ -50,6 +51,10 @@ def check(engine: Engine, images_dir: Path, home: Path | None = None) -> list[di
         store = open_store(home)
         add("store", True, f"{home} (schema {store.runs.schema_version}, "
                            f"{store.runs.count()} runs)")
+        if docker_ok:
+            lost = recover(store, engine)
+            add("orphaned runs", True, f"recovered {len(lost)} whose repro process died: "
+                f"{', '.join(r.id for r in lost)}" if lost else "none")
         store.close()
     except ReproError as e:
         add("store", False, str(e), "set REPRO_HOME to a writable folder")

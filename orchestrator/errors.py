@@ -20,7 +20,8 @@ class ExitCode(IntEnum):
     ENVIRONMENT = 5  # Docker unreachable, image or GPU missing, store unusable
     TIMEOUT = 6  # the job ran past its timeout
     DIFFERS = 8  # a replay produced different outputs (replay/verify)
-    CANNOT_REPLAY = 9  # what a replay needs is missing (replay/verify)
+    CANNOT_REPLAY = 9  # what a replay needs is missing or corrupt (replay/verify)
+    CORRUPT = 10  # `repro fsck` found missing or corrupt artifacts
     INTERRUPTED = 130  # Ctrl-C / SIGTERM stopped the run
 
 

@@ -16,7 +16,19 @@ from .errors import StoreError
 from .record import FileRef
 from .store.artifacts import ArtifactStore
 
-OUTPUT_LIMIT = int(os.environ.get("REPRO_OUTPUT_LIMIT", str(64 << 30)))
+TOO_LARGE = "larger than the output limit"
+
+
+def output_limit() -> int:
+    """REPRO_OUTPUT_LIMIT (bytes, or like '2g'); default 64 GiB per output file."""
+    from .errors import UsageError
+    from .spec import parse_size
+
+    raw = os.environ.get("REPRO_OUTPUT_LIMIT", str(64 << 30))
+    try:
+        return parse_size(raw.strip(), "REPRO_OUTPUT_LIMIT")
+    except ValueError as e:
+        raise UsageError(f"{e}") from None
 
 
 @lru_cache(maxsize=64)
@@ -47,11 +59,12 @@ def wanted(rel: str, globs: list[str]) -> bool:
 
 
 def collect(outputs_dir: Path, globs: list[str], artifacts: ArtifactStore,
-            limit: int = OUTPUT_LIMIT) -> tuple[dict[str, FileRef], dict[str, str]]:
+            limit: int | None = None) -> tuple[dict[str, FileRef], dict[str, str]]:
     """Every regular file under ``outputs_dir`` matching ``globs`` -> (stored, skipped).
 
     Symlinks are never followed nor stored (they could point anywhere on the host).
     """
+    limit = output_limit() if limit is None else limit
     stored: dict[str, FileRef] = {}
     skipped: dict[str, str] = {}
     for root, dirs, files in os.walk(outputs_dir):
@@ -81,7 +94,7 @@ def collect(outputs_dir: Path, globs: list[str], artifacts: ArtifactStore,
                     sha, size = artifacts.put_stream(f, limit=limit, name=f"output {rel}")
                 except StoreError as e:
                     if "larger than the limit" in str(e):
-                        skipped[rel] = f"larger than the output limit of {limit} bytes"
+                        skipped[rel] = f"{TOO_LARGE} of {limit} bytes (REPRO_OUTPUT_LIMIT)"
                         continue
                     raise
             stored[rel] = FileRef(sha256=sha, size=size)

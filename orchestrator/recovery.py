@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import capture
-from .engine import LABEL_RUN, Engine
+from .engine import LABEL_RUN, LABEL_STORE, Engine
 from .errors import ReproError
 from .outputs import collect, final_metrics, read_series
 from .record import FileRef, RunRecord, RunStatus, utc_now
@@ -60,6 +60,24 @@ def recover(store: Store, engine: Engine, on_line: Callable[[str], None] = lambd
         on_line(f"recovered run {rec.id}: lost ({who} died)")
         done.append(rec)
     return done
+
+
+def remove_strays(store: Store, engine: Engine,
+                  on_line: Callable[[str], None] = lambda _: None) -> list[str]:
+    """Containers of this store whose run is already over (say, the engine vanished while
+    the run was live, so repro recorded it lost but could not stop the container)."""
+    removed = []
+    for c in engine.containers_with_label(LABEL_STORE, str(store.home)):
+        run_id = c["labels"].get(LABEL_RUN, "")
+        try:
+            finished = store.runs.get(run_id).status.terminal if run_id else True
+        except ReproError:
+            finished = True  # not a run of this store (any more)
+        if finished:
+            engine.remove(c["id"])
+            on_line(f"removed stray container {c['id'][:12]} of run {run_id or '?'}")
+            removed.append(c["id"])
+    return removed
 
 
 def _keep_what_it_left(rec: RunRecord, store: Store) -> None:

@@ -14,8 +14,9 @@ from typing import Any
 from . import capture, gpu
 from .engine import Engine
 from .errors import CannotReplay, UsageError
-from .hashing import sha256_file
+from .hashing import hex_of, sha256_file
 from .image_archive import ensure_present
+from .integrity import check_artifact
 from .record import RunRecord, utc_now
 from .resolve import Resolution, dir_digest, spec_digest
 from .runner import Hooks, execute, new_run_id
@@ -165,18 +166,13 @@ def plan_replay(record: RunRecord, store: Store, engine: Engine, hooks: Hooks) -
     """A Resolution from the record alone: the same image, snapshot, input bytes, lock, env."""
     r = record.resolved
     ensure_present(r.image, store, engine, hooks.on_line)
-    if not store.artifacts.has(r.code.snapshot):
-        raise CannotReplay(f"run {record.id}: code snapshot {r.code.snapshot[:19]}... is not in "
-                           "the store; verify from an exported bundle (`repro export RUN "
-                           "--bundle DIR`)")
+    _check(record, store, "code snapshot", r.code.snapshot)
     snapshot = Snapshot(ref=r.code, source_date_epoch=int(r.env.get("SOURCE_DATE_EPOCH", "0")),
                         extracted=extract(r.code.snapshot, store))
     sources = {name: _input_source(record, name, store) for name in r.inputs}
     lock_path = None
     if r.packages is not None:
-        if not store.artifacts.has(r.packages.sha256):
-            raise CannotReplay(f"run {record.id}: package lock {r.packages.lock} (sha256 "
-                               f"{r.packages.sha256[:16]}...) is not in the store")
+        _check(record, store, f"package lock {r.packages.lock}", r.packages.sha256)
         lock_path = store.artifacts.path(r.packages.sha256)
     secret_env = {}
     for name in r.secrets:
@@ -192,6 +188,7 @@ def _input_source(record: RunRecord, name: str, store: Store) -> Path:
     inp = record.resolved.inputs[name]
     if inp.kind == "file":
         if store.artifacts.has(inp.sha256):
+            _check(record, store, f"input {name}", inp.sha256)
             return store.artifacts.path(inp.sha256)
         path = Path(inp.path)
         if path.is_file() and sha256_file(path)[0] == inp.sha256:
@@ -203,6 +200,19 @@ def _input_source(record: RunRecord, name: str, store: Store) -> Path:
     raise CannotReplay(f"run {record.id}: input {name} (sha256 {inp.sha256[:16]}...) is not in "
                        f"the store and {inp.path} is missing or changed; restore it or verify "
                        "from a bundle that carries it")
+
+
+def _check(record: RunRecord, store: Store, what: str, digest: str) -> None:
+    """A stored artifact a replay will use must exist and still hash to its name."""
+    problem = check_artifact(store, hex_of(digest))
+    if problem == "missing":
+        raise CannotReplay(f"run {record.id}: {what} ({hex_of(digest)[:16]}...) is not in the "
+                           "store; verify from an exported bundle (`repro export RUN --bundle "
+                           "DIR` where the run was recorded)")
+    if problem == "corrupt":
+        raise CannotReplay(f"run {record.id}: {what} ({hex_of(digest)[:16]}...) is corrupt in "
+                           "the store (its bytes no longer match their sha256); run `repro "
+                           "fsck` and restore it from a bundle")
 
 
 def replay(original: RunRecord, store: Store, engine: Engine, hooks: Hooks,

@@ -33,7 +33,14 @@ from .engine import (
 )
 from .errors import ReproError
 from .hashing import sha256_file
-from .outputs import collect, final_metrics, read_logged_params, read_series
+from .outputs import (
+    TOO_LARGE,
+    collect,
+    final_metrics,
+    output_limit,
+    read_logged_params,
+    read_series,
+)
 from .record import FileRef, RunRecord, RunStatus, utc_now
 from .resolve import Resolution, resolve
 from .runtime import RUNTIME_DIR
@@ -200,6 +207,11 @@ def _finish(record: RunRecord, res: Resolution, store: Store, engine: Engine, li
         if record.status == RunStatus.SUCCEEDED:
             record.status = RunStatus.FAILED
         record.reason = f"{record.reason + '; ' if record.reason else ''}storing outputs: {e}"
+    too_large = sorted(p for p, why in record.skipped_outputs.items() if TOO_LARGE in why)
+    if too_large and record.status == RunStatus.SUCCEEDED:
+        record.status = RunStatus.FAILED
+        record.reason = (f"output {too_large[0]} is {TOO_LARGE} ({output_limit()} bytes) and was "
+                         "not stored; raise REPRO_OUTPUT_LIMIT or write less")
     if record.status == RunStatus.INTERRUPTED and record.outputs:
         record.warnings.append("outputs are partial: the run was interrupted")
     if not record.status.terminal:  # an unexpected exception is on its way up

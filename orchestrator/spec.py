@@ -156,17 +156,21 @@ class RunSpec(_Strict):
 _MEM = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.I)
 
 
-def parse_memory(v: Any) -> int:
-    """'512m', '2g', '2GiB', or a byte count -> bytes (binary units, like Docker)."""
+def parse_size(v: Any, what: str = "size") -> int:
+    """'512m', '2g', '2GiB', '100', or a byte count -> bytes (binary units, like Docker)."""
     if isinstance(v, bool):
-        raise ValueError("memory must be like '2g' or '512m'")
+        raise ValueError(f"{what} must be like '2g' or '512m'")
     if isinstance(v, int):
-        n = v
-    else:
-        m = _MEM.match(str(v))
-        if not m:
-            raise ValueError(f"memory {v!r} must be like '2g', '512m' or a byte count")
-        n = int(float(m.group(1)) * 1024 ** " kmgt".index(m.group(2).lower() or " "))
+        return v
+    m = _MEM.match(str(v))
+    if not m:
+        raise ValueError(f"{what} {v!r} must be like '2g', '512m' or a byte count")
+    return int(float(m.group(1)) * 1024 ** " kmgt".index(m.group(2).lower() or " "))
+
+
+def parse_memory(v: Any) -> int:
+    """resources.memory -> bytes; at least Docker's minimum of 6 MiB."""
+    n = parse_size(v, "memory")
     if n < 6 * 1024 * 1024:
         raise ValueError("memory must be at least 6m (Docker's minimum)")
     return n

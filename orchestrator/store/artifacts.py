@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -112,8 +111,20 @@ class ArtifactStore:
         return p.is_file() and sha256_file(p)[0] == hex_of(digest)
 
     def copy_out(self, digest: str, dest: Path) -> None:
-        with self.open(digest) as src, open(dest, "wb") as out:
-            shutil.copyfileobj(src, out, CHUNK)
+        """Copy an artifact out, hashing it on the way: a corrupt one raises DigestMismatch
+        and leaves no file behind."""
+        h = hashlib.sha256()
+        try:
+            with self.open(digest) as src, open(dest, "wb") as out:
+                while chunk := src.read(CHUNK):
+                    h.update(chunk)
+                    out.write(chunk)
+            if h.hexdigest() != hex_of(digest):
+                raise DigestMismatch(f"artifact {hex_of(digest)[:16]}... is corrupt in "
+                                     f"{self.root}", got=h.hexdigest())
+        except BaseException:
+            dest.unlink(missing_ok=True)
+            raise
 
 
 def _unlink_quietly(name: str) -> None:

@@ -191,7 +191,17 @@ def test_secret_reaches_the_job_but_never_the_store(proj, home):
     rec = json.loads(p.stdout)
     assert p.returncode == 0 and rec["resolved"]["secrets"] == ["API_TOKEN"]
     assert "token is ***" in repro("logs", rec["id"], cwd=proj).stdout
-    for path in home.rglob("*"):
+    failing = add_spec(proj, "secret-fails", """\
+        command: [python3, -c, "import os, sys; sys.exit('bad token ' + os.environ['API_TOKEN'])"]
+        secrets: [API_TOKEN]
+        """)
+    p = repro("launch", str(failing.relative_to(proj)), "--json", "--debug", cwd=proj,
+              env={"API_TOKEN": value})
+    assert p.returncode == 3 and value not in p.stdout and "bad token ***" in p.stdout
+    bundle = home.parent / "secret-bundle"
+    exported = repro("export", rec["id"], "--bundle", str(bundle), cwd=proj)
+    assert exported.returncode == 0, exported.stderr
+    for path in [*home.rglob("*"), *bundle.rglob("*")]:
         if path.is_file():
             assert value.encode() not in path.read_bytes(), path
 

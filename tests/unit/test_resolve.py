@@ -131,6 +131,13 @@ def test_numeric_looking_pin_asks_for_quotes(repo, tmp_path):
         do(repo, tmp_path, allow_dirty=True)
 
 
+def test_missing_code_folder(repo, tmp_path):
+    (repo / "spec.yaml").write_text((repo / "spec.yaml").read_text().replace(
+        "code: {path: job}", "code: {path: nowhere}"))
+    with pytest.raises(ResolveError, match="code.path .*nowhere: no such folder"):
+        do(repo, tmp_path, allow_dirty=True)
+
+
 def test_missing_input(repo, tmp_path):
     (repo / "data.bin").unlink()
     with pytest.raises(SpecError, match="inputs.data.path: .*does not exist"):
