@@ -88,7 +88,7 @@ class Engine:
             raise ImageError(f"{what}: image not found ({_explain(e)})") from e
         except derr.APIError as e:
             raise EngineUnavailable(f"{what}: Docker refused: {_explain(e)}") from e
-        except (rexc.ConnectionError, derr.DockerException, OSError) as e:
+        except (rexc.RequestException, derr.DockerException, OSError) as e:
             raise EngineUnavailable(f"{what}: {_socket_hint()}") from e
 
     # -- facts ------------------------------------------------------------------------------
@@ -205,8 +205,10 @@ class Engine:
 
         try:
             yield from stream
-        except (rexc.ConnectionError, OSError) as e:
-            raise EngineUnavailable(f"{what}: lost the Docker engine: {e}") from e
+        except (rexc.RequestException, OSError) as e:
+            raise EngineUnavailable(f"{what}: lost the Docker engine at "
+                                    f"{os.environ.get('DOCKER_HOST', 'unix:///var/run/docker.sock')}"
+                                    f" ({type(e).__name__})") from e
 
     # -- containers ---------------------------------------------------------------------------
 
@@ -247,10 +249,10 @@ class Engine:
 
         try:
             res = self.api.wait(cid, timeout=timeout)
-        except (rexc.ReadTimeout, rexc.ConnectionError) as e:
+        except rexc.RequestException as e:
             if timeout is not None and "timed out" in str(e).lower():
                 raise WaitTimeout from e
-            raise EngineUnavailable(f"wait for container: {_socket_hint()}") from e
+            raise EngineUnavailable(f"lost the engine while the job ran: {_socket_hint()}") from e
         state = self._call("inspect container", self.api.inspect_container, cid)["State"]
         return ExitStatus(code=int(res.get("StatusCode", state.get("ExitCode", -1))),
                           oom_killed=bool(state.get("OOMKilled")))

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -99,6 +99,7 @@ class _Live:
     previous: RunStatus = RunStatus.PENDING
     started: float = 0.0
     follower: threading.Thread | None = None
+    log_problems: list[str] = field(default_factory=list)
 
 
 def execute(record: RunRecord, res: Resolution, store: Store, engine: Engine, hooks: Hooks,
@@ -145,7 +146,8 @@ def _run_container(record: RunRecord, res: Resolution, store: Store, engine: Eng
     live.started = time.monotonic()
     engine.start(cid)
     hooks.on_line(f"run {record.id} started ({res.resolved.image.digest[:19]})")
-    live.follower = _follow_logs(engine, cid, log_path, hooks.on_log, res.redact_bytes)
+    live.follower, live.log_problems = _follow_logs(engine, cid, log_path, hooks.on_log,
+                                                    res.redact_bytes)
     try:
         exit_ = engine.wait(cid, timeout=res.resolved.timeout_s)
     except WaitTimeout:
@@ -179,6 +181,7 @@ def _finish(record: RunRecord, res: Resolution, store: Store, engine: Engine, li
     """Always runs: ingest what the run left, finish the record, remove the container."""
     if live.follower is not None:
         live.follower.join(timeout=10)
+    record.warnings += live.log_problems
     if live.started:
         record.duration_s = round(time.monotonic() - live.started, 3)
     record.finished_at = utc_now()
@@ -218,6 +221,11 @@ def _finish(record: RunRecord, res: Resolution, store: Store, engine: Engine, li
         record.status = (RunStatus.FAILED if live.previous == RunStatus.PENDING
                          else RunStatus.LOST)
         record.reason = record.reason or "repro stopped unexpectedly; see --debug output"
+    # what the job left is in the store now (or could not be): free its space before the
+    # final write, which may need it (a full disk)
+    shutil.rmtree(work, ignore_errors=True)
+    if record.logs is not None:
+        log_path.unlink(missing_ok=True)
     try:
         if series:
             store.runs.add_steps(record.id, series)
@@ -225,9 +233,6 @@ def _finish(record: RunRecord, res: Resolution, store: Store, engine: Engine, li
     finally:
         if remover is not None:
             remover.join()
-        if record.logs is not None:
-            log_path.unlink(missing_ok=True)
-        shutil.rmtree(work, ignore_errors=True)
     hooks.on_line(f"run {record.id} {record.status}" + (f": {record.reason}"
                                                         if record.reason else ""))
 
@@ -262,38 +267,53 @@ def _run_info(record: RunRecord, res: Resolution) -> dict:
 
 
 def _follow_logs(engine: Engine, cid: str, log_path: Path, on_log: Callable[[bytes], None],
-                 redact: Callable[[bytes], bytes]) -> threading.Thread:
+                 redact: Callable[[bytes], bytes]) -> tuple[threading.Thread, list[str]]:
     """Stream the job's output into the store's log file (and to the screen) as it comes,
     whole lines at a time so a secret value split across chunks is still redacted."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
 
-    def emit(f: BinaryIO, data: bytes) -> None:
+    failed: list[str] = []
+
+    def emit(f: BinaryIO | None, data: bytes) -> None:
         data = redact(data)
-        f.write(data)
-        f.flush()
+        if f is not None and not failed:
+            try:
+                f.write(data)
+                f.flush()
+            except OSError as e:  # a full disk must not kill the run: keep showing the output
+                failed.append(f"logs are incomplete: {e.strerror}")
         on_log(data)
 
     def follow() -> None:
         carry = b""
-        with open(log_path, "ab") as f:
-            try:
-                for chunk in engine.logs(cid):
-                    carry += chunk
-                    cut = carry.rfind(b"\n") + 1
-                    if cut == 0 and len(carry) < 65536:
-                        continue
-                    cut = cut or len(carry)
-                    emit(f, carry[:cut])
-                    carry = carry[cut:]
-            except ReproError:
-                pass  # the wait in the main thread reports a lost engine
-            finally:
-                if carry:
-                    emit(f, carry)
+        try:
+            f: BinaryIO | None = open(log_path, "ab")
+        except OSError as e:
+            f = None
+            failed.append(f"logs were not stored: {e.strerror}")
+        try:
+            for chunk in engine.logs(cid):
+                carry += chunk
+                cut = carry.rfind(b"\n") + 1
+                if cut == 0 and len(carry) < 65536:
+                    continue
+                cut = cut or len(carry)
+                emit(f, carry[:cut])
+                carry = carry[cut:]
+        except ReproError:
+            pass  # the wait in the main thread reports a lost engine
+        finally:
+            if carry:
+                emit(f, carry)
+            if f is not None:
+                try:
+                    f.close()
+                except OSError:
+                    pass
 
     t = threading.Thread(target=follow, name=f"logs-{cid[:12]}", daemon=True)
     t.start()
-    return t
+    return t, failed
 
 
 @contextmanager

@@ -76,14 +76,19 @@ class RunStore:
         try:
             yield self.db
         except BaseException:
-            self.db.execute("ROLLBACK")
+            self._rollback()
             raise
         else:
             try:
                 self.db.execute("COMMIT")
             except sqlite3.DatabaseError as e:
-                self.db.execute("ROLLBACK")
+                self._rollback()
                 raise StoreError(f"store {self.path}: cannot commit: {e}") from e
+
+    def _rollback(self) -> None:
+        """Roll back if SQLite has not already (it does by itself on a full disk)."""
+        if self.db.in_transaction:
+            self.db.execute("ROLLBACK")
 
     # -- records ---------------------------------------------------------------------------
 

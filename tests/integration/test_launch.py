@@ -195,9 +195,10 @@ def test_secret_reaches_the_job_but_never_the_store(proj, home):
         command: [python3, -c, "import os, sys; sys.exit('bad token ' + os.environ['API_TOKEN'])"]
         secrets: [API_TOKEN]
         """)
-    p = repro("launch", str(failing.relative_to(proj)), "--json", "--debug", cwd=proj,
+    p = repro("--debug", "launch", str(failing.relative_to(proj)), "--json", cwd=proj,
               env={"API_TOKEN": value})
-    assert p.returncode == 3 and value not in p.stdout and "bad token ***" in p.stdout
+    assert p.returncode == 3 and "bad token ***" in p.stdout
+    assert value not in p.stdout and value not in p.stderr  # live output is redacted too
     bundle = home.parent / "secret-bundle"
     exported = repro("export", rec["id"], "--bundle", str(bundle), cwd=proj)
     assert exported.returncode == 0, exported.stderr

@@ -158,7 +158,7 @@ def small_disk(tmp_path: Path):
 def test_disk_full_while_storing_outputs_fails_cleanly(proj, small_disk):
     env = {"REPRO_HOME": str(small_disk / "home")}
     spec = add_spec(proj, "filler", """\
-        command: [python3, -c, "open('/repro/outputs/big.bin', 'wb').write(b'x' * 30_000_000)"]
+        command: [python3, -c, "open('/repro/outputs/big.bin', 'wb').write(b'x' * 14_000_000)"]
         """)
     p = repro("launch", str(spec.relative_to(proj)), "--json", cwd=proj, env=env)
     assert p.returncode == 3, p.stderr
@@ -212,7 +212,8 @@ def test_corrupt_or_deleted_artifacts_are_named_by_fsck_replay_and_export(proj, 
     snap.chmod(0o644)
     snap.unlink()
     p = repro("export", rec["id"], "--bundle", str(tmp_path / "b"), cwd=proj)
-    assert p.returncode == 9 and "code" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    last = p.stderr.strip().splitlines()[-1]
+    assert p.returncode == 9 and last.startswith(f"error: run {rec['id']}: code ")
     p = repro("fsck", "--json", cwd=proj)
     whats = {x["what"]: x["problem"] for x in json.loads(p.stdout)["problems"]}
     assert whats == {"output weights/w1.npy": "corrupt", "input digits": "corrupt",
