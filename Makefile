@@ -1,12 +1,12 @@
 # repro: two commands do everything on a fresh Debian machine (as root):
 #   make demo   install, start Docker, build images, launch the example training run, show it
-#   make test   install, start Docker, build images, run the whole test suite
+#   make test   install, start Docker, build images, install Chromium, run the whole test suite
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 REPRO := $(VENV)/bin/repro
 
-.PHONY: install docker images demo test unit lint bench clean
+.PHONY: install docker browser images demo test unit lint bench ui screenshots vendor clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -19,6 +19,9 @@ install: $(VENV)/.installed
 docker:
 	scripts/ensure-docker
 
+browser:
+	scripts/ensure-browser
+
 images: install docker
 	$(REPRO) image build images/train
 
@@ -26,8 +29,20 @@ demo: images
 	$(REPRO) launch specs/digits-mlp.yaml
 	$(REPRO) runs
 
-test: images
+test: images browser
 	$(PY) -m pytest
+
+ui: install
+	$(REPRO) ui
+
+screenshots: images browser
+	REPRO_UPDATE_SCREENSHOTS=1 $(PY) -m pytest tests/integration/test_dashboard.py
+
+vendor:
+	rm -rf build/npm && mkdir -p build/npm
+	cd build/npm && npm install --silent chart.js@4.6.1
+	cp build/npm/node_modules/chart.js/dist/chart.umd.min.js orchestrator/web/static/vendor/
+	cp build/npm/node_modules/chart.js/LICENSE.md orchestrator/web/static/vendor/chart.js-LICENSE.md
 
 unit: install
 	$(PY) -m pytest tests/unit

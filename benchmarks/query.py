@@ -109,9 +109,33 @@ def bench_repro(home: Path) -> dict:
     t_floor, floor = median_time(lambda: [r[0] for r in store.runs.db.execute(FLOOR_SQL)])
     t_count, count = median_time(lambda: store.runs.query_count(shared))
     assert ids == floor, "repro's query and the hand-written SQL disagree"
+    t_api, page = median_time(lambda: dashboard_page(home))
     return {"ids_s": t_ids, "records_s": t_full, "range_s": t_range, "floor_s": t_floor,
             "count_s": t_count, "matches": count, "returned": len(ids),
-            "top": ids[:5], "range_returned": len(range_ids), "records": len(recs)}
+            "top": ids[:5], "range_returned": len(range_ids), "records": len(recs),
+            "dashboard_page_s": t_api, "dashboard_rows": page}
+
+
+def dashboard_page(home: Path) -> int:
+    """One page of the dashboard's runs table over HTTP, as the browser asks for it."""
+    import threading
+    import urllib.parse
+    import urllib.request
+
+    from orchestrator.web import make_server
+
+    global _SERVER
+    if _SERVER is None:
+        _SERVER = make_server(home, "127.0.0.1", 0)
+        threading.Thread(target=_SERVER.serve_forever, daemon=True).start()
+    qs = urllib.parse.urlencode({"where": SHARED_WHERE, "sort": SHARED_SORT, "limit": 50,
+                                 "offset": 50})
+    with urllib.request.urlopen(f"http://127.0.0.1:{_SERVER.server_address[1]}/api/runs?{qs}"
+                                ) as resp:
+        return len(json.loads(resp.read())["runs"])
+
+
+_SERVER = None
 
 
 def ensure_mlflow_venv() -> Path | None:

@@ -200,6 +200,7 @@ because MLflow stores them as strings{'; both return the same top runs' if q.get
 | repro query, ids | {r['ids_s']*1000:.1f} ms | {r['ids_s']/r['floor_s']:.1f}x |
 | repro query, full records (what `repro runs --json` reads) | {r['records_s']*1000:.1f} ms | {r['records_s']/r['floor_s']:.1f}x |
 | repro count of all matches | {r['count_s']*1000:.1f} ms | |
+| `repro ui`: one page (50 rows, second page) of the runs table over HTTP, with its total | {r['dashboard_page_s']*1000:.1f} ms | |
 | repro numeric range on params (`{q['range_where']}`, sort params.lr; MLflow cannot express it) | {r['range_s']*1000:.1f} ms | |
 {ml_row}
 {f"MLflow takes {m['search_s'] / r['records_s']:.0f}x as long as repro's full-record query. "

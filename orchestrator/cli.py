@@ -516,6 +516,34 @@ def gc(json_: JsonOpt = False) -> None:
                    f"container(s) and {len(stale)} stale file(s)")
 
 
+@app.command("ui")
+def ui_serve(
+    port: Annotated[int, typer.Option("--port", help="Port to serve on.")] = 8765,
+    host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
+    allow_remote: Annotated[bool, typer.Option(
+        "--allow-remote", help="Allow a non-loopback --host (needs --token).")] = False,
+    token: Annotated[str | None, typer.Option(
+        "--token", help="Secret every request must carry (?token= once, then a cookie).",
+        envvar="REPRO_UI_TOKEN")] = None,
+) -> None:
+    """Serve the dashboard (runs, run pages, comparisons, sweeps, importance) on localhost."""
+    from .store import default_home, open_store
+    from .web import check_bind, make_server
+
+    check_bind(host, allow_remote, token)
+    home = default_home()
+    open_store(home).close()  # create/migrate before serving
+    server = make_server(home, host, port, token)
+    url = f"http://{host}:{server.server_address[1]}/" + (f"?token={token}" if token else "")
+    typer.echo(f"repro ui: serving {home} at {url} (Ctrl-C to stop)", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
 @app.command()
 def doctor(
     images: Annotated[Path, typer.Option("--images", help="Recipe folder to check.")]

@@ -170,9 +170,9 @@ class RunStore:
         return [RunRecord.model_validate_json(r[0]) for r in self.db.execute(sql, args)]
 
     def query(self, where: Where | None = None, sort: Sort | None = None,
-              limit: int | None = 50) -> list[RunRecord]:
+              limit: int | None = 50, offset: int = 0) -> list[RunRecord]:
         """Runs matching a compiled --where expression, sorted (missing keys last)."""
-        ids = self.query_ids(where, sort, limit)
+        ids = self.query_ids(where, sort, limit + offset if limit else None)[offset:]
         found: dict[str, RunRecord] = {}
         for i in range(0, len(ids), 500):
             chunk = ids[i:i + 500]
@@ -296,6 +296,19 @@ class RunStore:
         with self.atomic() as db:
             db.execute("INSERT INTO sweeps VALUES (?, ?, ?, ?, ?)",
                        (sweep_id, name, spec_path, plan, utc_now()))
+
+    def names(self) -> dict[str, list[str]]:
+        """Every param, metric and tag name in the store (for column pickers)."""
+        def distinct(table: str, col: str) -> list[str]:
+            # a loose index scan: one index probe per distinct name, not one per row
+            return [r[0] for r in self.db.execute(
+                f"WITH RECURSIVE n(v) AS (SELECT min({col}) FROM {table} UNION ALL "
+                f"SELECT (SELECT min({col}) FROM {table} WHERE {col} > n.v) FROM n "
+                "WHERE n.v IS NOT NULL) SELECT v FROM n WHERE v IS NOT NULL")]
+
+        return {"params": distinct("run_params", "name"),
+                "metrics": distinct("run_metrics", "name"),
+                "tags": distinct("run_tags", "key")}
 
     def count(self) -> int:
         return self.db.execute("SELECT count(*) FROM runs").fetchone()[0]

@@ -9,8 +9,8 @@ import pytest
 from tests.helpers import ROOT, repro
 
 COMMANDS = ["launch", "runs", "show", "logs", "replay", "verify", "export", "sweep",
-            "compare", "tag", "note", "importance", "fsck", "gc", "doctor", "image build",
-            "image push"]
+            "compare", "tag", "note", "importance", "fsck", "gc", "ui", "doctor",
+            "image build", "image push"]
 
 
 def test_top_level_help_lists_every_command():

@@ -1,0 +1,198 @@
+"""`repro ui`: a local dashboard over the same store (standard-library HTTP server + a
+static single-page app; Chart.js vendored from npm, nothing from a CDN).
+
+Binds 127.0.0.1 by default. Any other address needs ``--allow-remote`` and a token: every
+request must then carry it (``?token=`` once, kept in a cookie, or ``Authorization: Bearer``).
+All filtering, sorting and paging happens in the store (the same query language as
+``repro runs --where``), so the browser only ever receives a page of runs.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import mimetypes
+import re
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+from ..compare import compare
+from ..errors import ReproError, UsageError
+from ..importance import importance
+from ..query import compile_where, parse_sort
+from ..store import Store, open_store
+from ..ui import flat_row, record_json
+
+STATIC = Path(__file__).resolve().parent / "static"
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+PAGE_MAX = 1000
+
+
+def check_bind(host: str, allow_remote: bool, token: str | None) -> None:
+    if host in LOOPBACK:
+        return
+    if not allow_remote or not token:
+        raise UsageError(f"--host {host} would expose the store beyond this machine; pass "
+                         "--allow-remote and --token SECRET (or keep the default 127.0.0.1)")
+
+
+class Api:
+    """The JSON endpoints; each request gets its own store connection (SQLite per thread)."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.local = threading.local()
+
+    @property
+    def store(self) -> Store:
+        if getattr(self.local, "store", None) is None:
+            self.local.store = open_store(self.home)
+        return self.local.store
+
+    def runs(self, q: dict[str, str]) -> dict[str, Any]:
+        where = compile_where(q.get("where", ""))
+        sort = parse_sort(q["sort"]) if q.get("sort") else None
+        limit = max(1, min(PAGE_MAX, int(q.get("limit", "50"))))
+        offset = max(0, int(q.get("offset", "0")))
+        records = self.store.runs.query(where, sort, limit, offset)
+        tags = self.store.runs.tags_of([r.id for r in records])
+        return {"total": self.store.runs.query_count(where), "offset": offset, "limit": limit,
+                "runs": [flat_row(r, tags.get(r.id, {})) for r in records]}
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        runs = self.store.runs
+        record = runs.get(run_id)
+        doc = record_json(record, runs.steps(record.id), runs.replays_of(record.id),
+                          runs.tags(record.id), runs.notes(record.id))
+        if record.replay_of:
+            try:
+                doc["original"] = {"id": runs.get(record.replay_of).id}
+            except ReproError:
+                doc["original"] = None
+        return doc
+
+    def compare(self, q: dict[str, str]) -> dict[str, Any]:
+        ids = [i for i in q.get("ids", "").split(",") if i]
+        if len(ids) < 2:
+            raise UsageError("compare needs at least two run ids (?ids=a,b)")
+        records = [self.store.runs.get(i) for i in ids]
+        doc = compare(records)
+        doc["series"] = {r.id: self.store.runs.steps(r.id) for r in records}
+        return doc
+
+    def importance(self, q: dict[str, str]) -> dict[str, Any]:
+        if not q.get("metric"):
+            raise UsageError("importance needs ?metric=NAME")
+        records = self.store.runs.query(compile_where(q.get("where", "")), limit=None)
+        return importance(records, q["metric"])
+
+    def meta(self) -> dict[str, Any]:
+        runs = self.store.runs
+        return {**runs.names(), "count": runs.count(), "home": str(self.home)}
+
+
+def make_server(home: Path, host: str = "127.0.0.1", port: int = 8765,
+                token: str | None = None) -> ThreadingHTTPServer:
+    api = Api(home)
+
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "repro-ui"
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet by default
+            pass
+
+        def do_GET(self) -> None:
+            url = urlparse(self.path)
+            q = {k: v[-1] for k, v in parse_qs(url.query).items()}
+            if token and not self._authorized(q):
+                return self._send(HTTPStatus.UNAUTHORIZED, {"error": "token required"})
+            try:
+                self._route(url.path, q)
+            except ReproError as e:
+                status = (HTTPStatus.NOT_FOUND if e.exit_code == 4
+                          else HTTPStatus.BAD_REQUEST)
+                self._send(status, {"error": str(e)})
+            except (ValueError, KeyError) as e:
+                self._send(HTTPStatus.BAD_REQUEST, {"error": f"bad request: {e}"})
+
+        def _authorized(self, q: dict[str, str]) -> bool:
+            given = q.get("token") or ""
+            auth = self.headers.get("Authorization", "")
+            if auth.startswith("Bearer "):
+                given = auth[7:]
+            for part in self.headers.get("Cookie", "").split(";"):
+                k, _, v = part.strip().partition("=")
+                if k == "repro_token" and not given:
+                    given = v
+            return hmac.compare_digest(given.encode(), (token or "").encode())
+
+        def _route(self, path: str, q: dict[str, str]) -> None:
+            if path in ("/", "/index.html"):
+                return self._file(STATIC / "index.html")
+            if path == "/favicon.ico":
+                self.send_response(HTTPStatus.NO_CONTENT)
+                return self.end_headers()
+            if path.startswith("/static/"):
+                target = (STATIC / path[len("/static/"):]).resolve()
+                if STATIC not in target.parents or not target.is_file():
+                    return self._send(HTTPStatus.NOT_FOUND, {"error": "no such file"})
+                return self._file(target)
+            if path == "/api/runs":
+                return self._send(HTTPStatus.OK, api.runs(q))
+            if path.startswith("/api/runs/"):
+                return self._send(HTTPStatus.OK, api.run(path.rsplit("/", 1)[1]))
+            if path == "/api/compare":
+                return self._send(HTTPStatus.OK, api.compare(q))
+            if path == "/api/importance":
+                return self._send(HTTPStatus.OK, api.importance(q))
+            if path == "/api/meta":
+                return self._send(HTTPStatus.OK, api.meta())
+            if path.startswith("/api/artifacts/"):
+                return self._artifact(path.rsplit("/", 1)[1], q.get("name", "artifact"))
+            return self._send(HTTPStatus.NOT_FOUND, {"error": f"no route {path}"})
+
+        def _artifact(self, sha: str, name: str) -> None:
+            if not HEX64.match(sha) or not api.store.artifacts.has(sha):
+                return self._send(HTTPStatus.NOT_FOUND, {"error": "no such artifact"})
+            path = api.store.artifacts.path(sha)
+            safe = re.sub(r"[^A-Za-z0-9._-]", "_", name.rsplit("/", 1)[-1])[:100]
+            self.send_response(HTTPStatus.OK)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(path.stat().st_size))
+            self.send_header("Content-Disposition", f'attachment; filename="{safe}"')
+            self.end_headers()
+            with open(path, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    self.wfile.write(chunk)
+
+        def _file(self, path: Path) -> None:
+            data = path.read_bytes()
+            ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+            self.send_response(HTTPStatus.OK)
+            self.send_header("Content-Type", f"{ctype}; charset=utf-8"
+                             if ctype.startswith(("text/", "application/javascript"))
+                             else ctype)
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Cache-Control", "no-cache")
+            if token:
+                self.send_header("Set-Cookie", f"repro_token={token}; HttpOnly; "
+                                 "SameSite=Strict; Path=/")
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _send(self, status: HTTPStatus, doc: Any) -> None:
+            data = json.dumps(doc, default=str).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    return server
