@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from orchestrator.engine import LABEL_RUN
+from orchestrator.engine import LABEL_RUN, LABEL_STORE
 from orchestrator.store import open_store
 from tests.helpers import repro
 from tests.integration.conftest import add_spec, launch_json
@@ -207,7 +207,7 @@ def test_secret_reaches_the_job_but_never_the_store(proj, home):
             assert value.encode() not in path.read_bytes(), path
 
 
-def test_ctrl_c_stops_the_container_and_records_interrupted(proj, engine):
+def test_ctrl_c_stops_the_container_and_records_interrupted(proj, home, engine):
     spec = add_spec(proj, "long", """\
         command: [python3, -c, "import time; print('started', flush=True); time.sleep(120)"]
         """)
@@ -216,7 +216,8 @@ def test_ctrl_c_stops_the_container_and_records_interrupted(proj, engine):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=os.environ.copy())
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not engine.containers_with_label(LABEL_RUN):
+    while time.monotonic() < deadline and not engine.containers_with_label(
+            LABEL_STORE, str(home.resolve())):
         time.sleep(0.2)
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
