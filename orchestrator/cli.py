@@ -166,6 +166,8 @@ def sweep(
                        "runs": ranked})
     else:
         ui.render_sweep(result.id, ranked, metric, list(values))
+    if result.interrupted:
+        raise typer.Exit(130)
     if result.failed:
         raise typer.Exit(3)
 

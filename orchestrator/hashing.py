@@ -25,10 +25,6 @@ def digest_of(obj: Any) -> str:
     return "sha256:" + hashlib.sha256(canonical_json(obj).encode()).hexdigest()
 
 
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def sha256_stream(stream: BinaryIO) -> tuple[str, int]:
     """Hex digest and size of everything left in ``stream``."""
     h = hashlib.sha256()

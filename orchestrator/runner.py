@@ -32,7 +32,6 @@ from .engine import (
     WaitTimeout,
 )
 from .errors import ReproError
-from .hashing import sha256_file
 from .outputs import (
     TOO_LARGE,
     collect,
@@ -339,10 +338,3 @@ def _quietly(fn: Callable[[], object], default: object = None) -> object:
         return fn()
     except ReproError:
         return default
-
-
-def verify_outputs(record: RunRecord, store: Store) -> dict[str, bool]:
-    """Each recorded output still hashes to its digest in the artifact store."""
-    return {rel: store.artifacts.has(ref.sha256)
-            and sha256_file(store.artifacts.path(ref.sha256))[0] == ref.sha256
-            for rel, ref in record.outputs.items()}

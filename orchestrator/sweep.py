@@ -10,9 +10,11 @@ import itertools
 import json
 import random
 import secrets
+import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +66,7 @@ class PointResult:
 class SweepResult:
     id: str
     points: list[PointResult] = field(default_factory=list)
+    interrupted: bool = False
 
     @property
     def failed(self) -> list[PointResult]:
@@ -104,7 +107,7 @@ def run_sweep(loaded: LoadedSpec, points: list[dict[str, Any]], home: Path, *,
         return point
 
     with ThreadPoolExecutor(max_workers=max(1, parallel),
-                            thread_name_prefix=f"sweep-{sweep_id}") as pool:
+                            thread_name_prefix=f"sweep-{sweep_id}") as pool, _sigterm_as_sigint():
         pending: set[Future[PointResult]] = {pool.submit(one, p) for p in result.points}
         try:
             while pending:
@@ -113,12 +116,31 @@ def run_sweep(loaded: LoadedSpec, points: list[dict[str, Any]], home: Path, *,
                     on_done(f.result())
         except KeyboardInterrupt:
             cancel.set()
+            result.interrupted = True
             on_line(f"interrupted: stopping the running points of sweep {sweep_id}")
             for c in engine.containers_with_label(LABEL_SWEEP, sweep_id):
                 engine.stop(c["id"], grace=5)
             for f in pending:
                 on_done(f.result())
     return result
+
+
+@contextmanager
+def _sigterm_as_sigint() -> Iterator[None]:
+    """SIGTERM stops a sweep the way Ctrl-C does (the points run in worker threads, where the
+    runner's own signal handling cannot be installed)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def _text(v: Any) -> str:

@@ -157,13 +157,10 @@ class RunStore:
             raise RunNotFound(f"run id prefix {ref!r} is ambiguous ({ids}); give more of it")
         return RunRecord.model_validate_json(rows[0][1])
 
-    def list(self, limit: int | None = 50, name: str | None = None) -> list[RunRecord]:
-        sql = "SELECT record FROM runs"
+    def list(self, limit: int | None = 50) -> list[RunRecord]:
+        """Newest first (the query language is in ``query``)."""
+        sql = "SELECT record FROM runs ORDER BY created_at DESC, id DESC"
         args: list[object] = []
-        if name:
-            sql += " WHERE name = ?"
-            args.append(name)
-        sql += " ORDER BY created_at DESC, id DESC"
         if limit:
             sql += " LIMIT ?"
             args.append(limit)

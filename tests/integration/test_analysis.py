@@ -94,3 +94,36 @@ def test_sweep_failures_do_not_stop_the_other_points(proj):
     out = json.loads(p.stdout)
     assert out["points"] == 3 and out["failed"] == 1
     assert sorted(r["status"] for r in out["runs"]) == ["failed", "succeeded", "succeeded"]
+
+
+def test_interrupting_a_sweep_stops_every_running_point(proj, home, engine):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from orchestrator.engine import LABEL_STORE
+
+    spec = proj / "specs" / "slow.yaml"
+    spec.write_text("version: 1\nname: slow\nimage: {build: ../images/base}\n"
+                    "code: {path: ../examples/hello}\n"
+                    "command: [python3, -c, \"import time; time.sleep({params.secs})\"]\n"
+                    "params: {secs: 1}\n")
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "sweep", "specs/slow.yaml",
+                             "--grid", "secs=120,121,122", "-j", "2", "--allow-dirty",
+                             "--json"], cwd=proj, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        running = [c for c in engine.containers_with_label(LABEL_STORE, str(home.resolve()))
+                   if c["state"] == "running"]
+        if len(running) == 2:
+            break
+        time.sleep(0.3)
+    time.sleep(1)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=90)
+    assert proc.returncode == 130, err
+    doc = json.loads(out)
+    assert sorted(r["status"] for r in doc["runs"]) == ["error", "interrupted", "interrupted"]
+    assert engine.containers_with_label(LABEL_STORE, str(home.resolve())) == []
