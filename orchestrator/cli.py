@@ -335,14 +335,12 @@ def replay(
     from .engine import Engine
     from .replay import parse_tolerances
     from .replay import replay as replay_run
-    from .verify import exit_code
-
     tolerances = parse_tolerances(tolerance or [])
     store = _existing_store(run)
     original = store.runs.get(run)
     rec = replay_run(original, store, Engine(), _hooks(quiet), tolerances, strict_env)
     _render_replay(rec, store, json_)
-    _exit(exit_code(rec.verdict or {"result": "differs"}))
+    _exit(_verdict_exit(rec))
 
 
 @app.command()
@@ -361,7 +359,6 @@ def verify(
     from .engine import Engine
     from .replay import parse_tolerances
     from .store import open_store
-    from .verify import exit_code
     from .verify import junit as junit_xml
     from .verify import verify as verify_run
 
@@ -371,7 +368,7 @@ def verify(
     if junit is not None:
         junit.write_text(junit_xml(original, rec))
     _render_replay(rec, store, json_)
-    _exit(exit_code(rec.verdict or {"result": "differs"}))
+    _exit(_verdict_exit(rec))
 
 
 @app.command()
@@ -617,20 +614,21 @@ def _render_replay(rec: RunRecord, store: Store, json_: bool) -> None:
         ui.render_verdict(rec)
 
 
+def _verdict_exit(rec: RunRecord) -> int:
+    from .errors import VERDICT_EXIT
+
+    return VERDICT_EXIT[(rec.verdict or {}).get("result", "differs")]
+
+
 def _exit(code: int) -> None:
     if code:
         raise typer.Exit(int(code))
 
 
-def _exit_for(record: object) -> None:
-    from .errors import ExitCode
-    from .record import RunStatus
+def _exit_for(record: RunRecord) -> None:
+    from .errors import STATUS_EXIT
 
-    code = {RunStatus.SUCCEEDED: ExitCode.OK, RunStatus.FAILED: ExitCode.JOB_FAILED,
-            RunStatus.TIMEOUT: ExitCode.TIMEOUT, RunStatus.INTERRUPTED: ExitCode.INTERRUPTED,
-            RunStatus.LOST: ExitCode.ENVIRONMENT}[record.status]  # type: ignore[attr-defined]
-    if code:
-        raise typer.Exit(int(code))
+    _exit(STATUS_EXIT[str(record.status)])
 
 
 def main() -> None:

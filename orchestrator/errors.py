@@ -25,6 +25,14 @@ class ExitCode(IntEnum):
     INTERRUPTED = 130  # Ctrl-C / SIGTERM stopped the run
 
 
+# How a finished run and a replay verdict become the command's exit code.
+STATUS_EXIT = {"succeeded": ExitCode.OK, "failed": ExitCode.JOB_FAILED,
+               "timeout": ExitCode.TIMEOUT, "interrupted": ExitCode.INTERRUPTED,
+               "lost": ExitCode.ENVIRONMENT}
+VERDICT_EXIT = {"identical": ExitCode.OK, "within-tolerance": ExitCode.OK,
+                "differs": ExitCode.DIFFERS}
+
+
 class ReproError(Exception):
     """Base of all errors shown to users. ``str(err)`` is the one-line message."""
 

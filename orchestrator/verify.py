@@ -5,14 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 from xml.etree import ElementTree as ET
 
 from .bundle import import_bundle
 from .engine import Engine
-from .errors import ExitCode
 from .record import RunRecord
-from .replay import DIFFERS, IDENTICAL, WITHIN_TOLERANCE, replay
+from .replay import DIFFERS, IDENTICAL, replay
 from .runner import Hooks
 from .store import Store
 
@@ -29,10 +27,6 @@ def verify(target: str, store: Store, engine: Engine, hooks: Hooks,
            tolerances: dict[str, float], strict_env: bool) -> tuple[RunRecord, RunRecord]:
     original = target_record(target, store, hooks.on_line)
     return original, replay(original, store, engine, hooks, tolerances, strict_env)
-
-
-def exit_code(verdict: dict[str, Any]) -> ExitCode:
-    return ExitCode.OK if verdict["result"] in (IDENTICAL, WITHIN_TOLERANCE) else ExitCode.DIFFERS
 
 
 def junit(original: RunRecord, rec: RunRecord) -> str:

@@ -313,7 +313,7 @@ class RunStore:
     def owner(self, run_id: str) -> tuple[str, str, int, str] | None:
         row = self.db.execute("SELECT host, boot_id, pid, pid_start FROM run_owners WHERE "
                               "run_id = ?", (run_id,)).fetchone()
-        return tuple(row) if row else None  # type: ignore[return-value]
+        return (row[0], row[1], int(row[2]), row[3]) if row else None
 
     def unfinished(self) -> list[RunRecord]:
         return [RunRecord.model_validate_json(r[0]) for r in self.db.execute(
