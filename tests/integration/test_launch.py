@@ -111,6 +111,13 @@ def test_network_none_really_has_no_network(proj):
     net = json.loads(store.artifacts.path(rec["outputs"]["net.json"]["sha256"]).read_text())
     assert net == {"ifaces": ["lo"], "routes": [], "errno": 101}  # ENETUNREACH, no packet sent
     assert rec["hermetic"] is True and rec["resolved"]["network"] == "none"
+    # asking for a network gives one (a route exists; nothing is contacted), and says so
+    routes = "print(len(open('/proc/net/route').read().splitlines()) - 1)"
+    spec = add_spec(proj, "online", f"command: [python3, -c, {json.dumps(routes)}]\n"
+                    "network: bridge\n")
+    p, rec = launch_json(proj, spec)
+    assert p.returncode == 0 and rec["hermetic"] is False
+    assert int(repro("logs", rec["id"], cwd=proj).stdout.strip()) >= 1
 
 
 def test_timeout_is_enforced_and_recorded(proj):
