@@ -13,11 +13,10 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from . import capture
 from .engine import LABEL_RUN, LABEL_STORE, Engine
 from .errors import ReproError
-from .outputs import collect, final_metrics, read_series
-from .record import FileRef, RunRecord, RunStatus, utc_now
+from .record import RunRecord, RunStatus, utc_now
+from .runner import ingest
 from .store import Store
 from .store.runs import owner_alive
 
@@ -81,24 +80,15 @@ def remove_strays(store: Store, engine: Engine,
 
 
 def _keep_what_it_left(rec: RunRecord, store: Store) -> None:
-    work: Path = store.work_dir / rec.id
     log = store.log_path(rec.id)
     try:
-        if log.exists():
-            sha, size = store.artifacts.put_file(log)
-            rec.logs = FileRef(sha256=sha, size=size)
-            log.unlink()
-        if (work / "outputs").is_dir():
-            rec.outputs, rec.skipped_outputs = collect(work / "outputs", rec.resolved.outputs,
-                                                       store.artifacts)
-            if rec.outputs:
-                rec.warnings.append("outputs are partial: the run was lost")
-        if (work / "meta").is_dir():
-            rec.environment["container"] = capture.container_facts(work / "meta")
-            series = read_series(work / "meta")
-            rec.metrics = final_metrics(series, work / "outputs", rec.warnings)
-            if series:
-                store.runs.add_steps(rec.id, series)
+        series = ingest(rec, store, store.work_dir / rec.id, log)
+        if series:
+            store.runs.add_steps(rec.id, series)
+        if rec.logs is not None:
+            log.unlink(missing_ok=True)
+        if rec.outputs:
+            rec.warnings.append("outputs are partial: the run was lost")
     except (ReproError, OSError) as e:
         rec.warnings.append(f"recovery could not keep everything: {e}")
 

@@ -220,7 +220,8 @@ def replay(original: RunRecord, store: Store, engine: Engine, hooks: Hooks,
            strict_env: bool = False) -> RunRecord:
     """Run ``original`` again from its record; returns the new record with its verdict."""
     inventory, why_none = gpu.inventory()
-    current_host = capture.host_facts(engine, inventory, [])
+    assigned = gpu.select(original.resolved.resources.gpus, inventory, why_none)
+    current_host = capture.host_facts(engine, inventory, assigned)  # checked, then recorded
     hw = host_changes(original.environment.get("host", {}), current_host)
     for c in hw:
         hooks.on_line(f"warning: {c['fact']} differs from the recording host: {_fmt(c)} "
@@ -229,8 +230,6 @@ def replay(original: RunRecord, store: Store, engine: Engine, hooks: Hooks,
         raise CannotReplay(f"--strict-env: this host differs from the one that recorded run "
                            f"{original.id} ({', '.join(c['fact'] for c in hw)}); replay on "
                            "matching hardware or drop --strict-env")
-    requirement = original.resolved.resources.gpus
-    assigned = gpu.select(requirement, inventory, why_none)
     res = plan_replay(original, store, engine, hooks)
     record = RunRecord(
         id=new_run_id(), name=original.name, spec=original.spec,
@@ -238,7 +237,7 @@ def replay(original: RunRecord, store: Store, engine: Engine, hooks: Hooks,
         hermetic=original.hermetic, params=dict(original.params), created_at=utc_now(),
         replay_of=original.id, warnings=[f"hardware differs: {c['fact']}" for c in hw])
     store.runs.insert(record)
-    record = execute(record, res, store, engine, hooks, inventory, assigned)
+    record = execute(record, res, store, engine, hooks, inventory, assigned, current_host)
     record.verdict = verdict(original, record, tolerances)
     store.runs.save(record, previous=record.status)
     return record

@@ -103,7 +103,8 @@ class _Live:
 
 def execute(record: RunRecord, res: Resolution, store: Store, engine: Engine, hooks: Hooks,
             inventory: list[gpu.GPU] | None = None,
-            assigned: list[gpu.GPU] | None = None) -> RunRecord:
+            assigned: list[gpu.GPU] | None = None,
+            host: dict | None = None) -> RunRecord:
     """Run a recorded ``pending`` run to a terminal status. Never raises for a job's failure;
     the record is finished and saved whatever happens."""
     work = store.work_dir / record.id
@@ -116,9 +117,11 @@ def execute(record: RunRecord, res: Resolution, store: Store, engine: Engine, ho
     live = _Live()
     try:
         with _signals_as_interrupts():
-            if inventory is None:
-                inventory = gpu.inventory()[0]
-            record.environment["host"] = capture.host_facts(engine, inventory, assigned or [])
+            if host is None:
+                if inventory is None:
+                    inventory = gpu.inventory()[0]
+                host = capture.host_facts(engine, inventory, assigned or [])
+            record.environment["host"] = host
             _run_container(record, res, store, engine, hooks, cfg, log_path, work / "meta", live)
     except (Interrupted, KeyboardInterrupt):
         if live.cid:
@@ -194,17 +197,7 @@ def _finish(record: RunRecord, res: Resolution, store: Store, engine: Engine, li
         remover.start()
     series: list[tuple[str, int, float]] = []
     try:
-        meta_dir, outputs_dir = work / "meta", work / "outputs"
-        record.environment["container"] = capture.container_facts(meta_dir)
-        series = read_series(meta_dir)
-        record.params = {**read_logged_params(meta_dir, record.resolved.params,
-                                              record.warnings), **record.resolved.params}
-        record.metrics = final_metrics(series, outputs_dir, record.warnings)
-        record.outputs, record.skipped_outputs = collect(outputs_dir, res.resolved.outputs,
-                                                         store.artifacts)
-        if log_path.exists():
-            sha, size = store.artifacts.put_file(log_path)
-            record.logs = FileRef(sha256=sha, size=size)
+        series = ingest(record, store, work, log_path)
     except (ReproError, OSError) as e:
         if record.status == RunStatus.SUCCEEDED:
             record.status = RunStatus.FAILED
@@ -234,6 +227,25 @@ def _finish(record: RunRecord, res: Resolution, store: Store, engine: Engine, li
             remover.join()
     hooks.on_line(f"run {record.id} {record.status}" + (f": {record.reason}"
                                                         if record.reason else ""))
+
+
+def ingest(record: RunRecord, store: Store, work: Path,
+           log_path: Path) -> list[tuple[str, int, float]]:
+    """What a run left (outputs, environment, metrics, logged params, the live log) into its
+    record and the artifact store. Returns the metric series, for the caller to store with
+    the record. Used when a run ends and when recovery finishes an orphan."""
+    meta_dir, outputs_dir = work / "meta", work / "outputs"
+    record.environment["container"] = capture.container_facts(meta_dir)
+    series = read_series(meta_dir)
+    record.params = {**read_logged_params(meta_dir, record.resolved.params, record.warnings),
+                     **record.resolved.params}
+    record.metrics = final_metrics(series, outputs_dir, record.warnings)
+    record.outputs, record.skipped_outputs = collect(outputs_dir, record.resolved.outputs,
+                                                     store.artifacts)
+    if log_path.exists():
+        sha, size = store.artifacts.put_file(log_path)
+        record.logs = FileRef(sha256=sha, size=size)
+    return series
 
 
 def _container_config(record: RunRecord, res: Resolution, work: Path, store: Store,

@@ -3,12 +3,11 @@ them after scripts/ensure-docker, and a missing engine fails them loudly."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, git
+from tests.helpers import copy_project
 
 
 @pytest.fixture(autouse=True)
@@ -29,15 +28,4 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    """A committed copy of the repository's specs, examples, images and data: a clean work
-    tree, whatever state the developer's checkout is in."""
-    dest = tmp_path / "project"
-    dest.mkdir()
-    for name in ("specs", "examples", "images", "data"):
-        shutil.copytree(ROOT / name, dest / name,
-                        ignore=shutil.ignore_patterns("__pycache__", "outputs"))
-    (dest / ".gitignore").write_text(".repro/\n")
-    git(dest, "init", "-q")
-    git(dest, "add", "-A")
-    git(dest, "commit", "-qm", "copy of the examples")
-    return dest
+    return copy_project(tmp_path / "project")

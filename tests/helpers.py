@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -35,3 +36,17 @@ def repro(*args: str, cwd: Path | None = None, env: dict | None = None,
     return subprocess.run([sys.executable, "-m", "orchestrator", *args], cwd=cwd,
                           capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})})
+
+
+def copy_project(dest: Path) -> Path:
+    """A committed copy of the repository's specs, examples, images and data: a clean work
+    tree, whatever state the developer's checkout is in."""
+    dest.mkdir(parents=True)
+    for name in ("specs", "examples", "images", "data"):
+        shutil.copytree(ROOT / name, dest / name,
+                        ignore=shutil.ignore_patterns("__pycache__", "outputs"))
+    (dest / ".gitignore").write_text(".repro/\n")
+    git(dest, "init", "-q")
+    git(dest, "add", "-A")
+    git(dest, "commit", "-qm", "copy of the examples")
+    return dest

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
-from orchestrator.engine import LABEL_STORE, Engine
+from orchestrator.engine import LABEL_RUN, LABEL_STORE, Engine
 from orchestrator.images import build
 from tests.helpers import ROOT, git, repro
 
@@ -58,3 +59,18 @@ def launch_json(project: Path, spec: Path, *args: str, timeout: float = 300):
               timeout=timeout)
     assert "Traceback" not in p.stderr, p.stderr
     return p, (json.loads(p.stdout) if p.stdout.strip() else None)
+
+
+def wait_for_running(engine: Engine, home: Path, count: int = 1, timeout: float = 60) -> str:
+    """Wait until ``count`` containers of the store at ``home`` run (other stores', say of a
+    parallel test session, are ignored), then a moment more for the job to print and write;
+    returns the run id of one of them."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        running = [c for c in engine.containers_with_label(LABEL_STORE, str(home.resolve()))
+                   if c["state"] == "running"]
+        if len(running) >= count:
+            time.sleep(1.5)
+            return running[0]["labels"][LABEL_RUN]
+        time.sleep(0.2)
+    raise AssertionError(f"{count} container(s) did not start within {timeout} s")

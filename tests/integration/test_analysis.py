@@ -100,9 +100,9 @@ def test_interrupting_a_sweep_stops_every_running_point(proj, home, engine):
     import signal
     import subprocess
     import sys
-    import time
 
     from orchestrator.engine import LABEL_STORE
+    from tests.integration.conftest import wait_for_running
 
     spec = proj / "specs" / "slow.yaml"
     spec.write_text("version: 1\nname: slow\nimage: {build: ../images/base}\n"
@@ -113,14 +113,7 @@ def test_interrupting_a_sweep_stops_every_running_point(proj, home, engine):
                              "--grid", "secs=120,121,122", "-j", "2", "--allow-dirty",
                              "--json"], cwd=proj, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        running = [c for c in engine.containers_with_label(LABEL_STORE, str(home.resolve()))
-                   if c["state"] == "running"]
-        if len(running) == 2:
-            break
-        time.sleep(0.3)
-    time.sleep(1)
+    wait_for_running(engine, home, count=2)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=90)
     assert proc.returncode == 130, err

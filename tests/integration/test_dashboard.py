@@ -13,7 +13,7 @@ import pytest
 
 from orchestrator.errors import UsageError
 from orchestrator.web import check_bind, make_server
-from tests.helpers import ROOT, repro
+from tests.helpers import ROOT, copy_project, repro
 
 pytestmark = pytest.mark.integration
 
@@ -26,17 +26,8 @@ SHOTS = (ROOT / "docs" / "screenshots") if os.environ.get("REPRO_UPDATE_SCREENSH
 @pytest.fixture(scope="module")
 def populated(tmp_path_factory, images, engine):
     """A store with a grid sweep, a replayed run (identical) and a verify that differs."""
-    from tests.conftest import git
-
     base = tmp_path_factory.mktemp("dash")
-    proj = base / "project"
-    import shutil
-
-    for name in ("specs", "examples", "images", "data"):
-        shutil.copytree(ROOT / name, proj / name)
-    git(proj, "init", "-q")
-    git(proj, "add", "-A")
-    git(proj, "commit", "-qm", "dashboard fixture")
+    proj = copy_project(base / "project")
     env = {"REPRO_HOME": str(base / "home"), "REPRO_ARCHIVE_IMAGES": "0"}
     sweep = repro("sweep", "specs/digits-mlp.yaml", "--grid", "lr=0.05,0.3", "--grid",
                   "hidden=4,16", "--param", "epochs=3", "-j", "2", "--json", cwd=proj, env=env)

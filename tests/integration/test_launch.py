@@ -12,10 +12,10 @@ import time
 
 import pytest
 
-from orchestrator.engine import LABEL_RUN, LABEL_STORE
+from orchestrator.engine import LABEL_RUN
 from orchestrator.store import open_store
 from tests.helpers import repro
-from tests.integration.conftest import add_spec, launch_json
+from tests.integration.conftest import add_spec, launch_json, wait_for_running
 
 pytestmark = pytest.mark.integration
 
@@ -222,11 +222,7 @@ def test_ctrl_c_stops_the_container_and_records_interrupted(proj, home, engine):
                              str(spec.relative_to(proj)), "--json"], cwd=proj,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=os.environ.copy())
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not engine.containers_with_label(
-            LABEL_STORE, str(home.resolve())):
-        time.sleep(0.2)
-    time.sleep(1.0)
+    wait_for_running(engine, home)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

@@ -10,15 +10,14 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
-from orchestrator.engine import LABEL_RUN, LABEL_STORE, Engine
+from orchestrator.engine import LABEL_RUN
 from orchestrator.store import open_store
 from tests.helpers import repro
-from tests.integration.conftest import add_spec, launch_json
+from tests.integration.conftest import add_spec, launch_json, wait_for_running
 
 pytestmark = pytest.mark.integration
 
@@ -35,24 +34,10 @@ def start_launch(proj: Path, spec: Path, env: dict | None = None) -> subprocess.
                             env={**os.environ, **(env or {})})
 
 
-def wait_for_container(engine: Engine, home: Path, timeout: float = 60) -> str:
-    """The run id of the first running container of the store at ``home`` (other stores'
-    containers, say of a parallel test session, are ignored)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        running = [c for c in engine.containers_with_label(LABEL_STORE, str(home.resolve()))
-                   if c["state"] == "running"]
-        if running:
-            time.sleep(1.5)  # let the job print and write its partial output
-            return running[0]["labels"][LABEL_RUN]
-        time.sleep(0.2)
-    raise AssertionError("no container started")
-
-
 def test_sigkill_of_repro_leaves_an_orphan_that_the_next_command_recovers(proj, home, engine):
     spec = add_spec(proj, "killed", SLEEPER)
     proc = start_launch(proj, spec)
-    run_id = wait_for_container(engine, home)
+    run_id = wait_for_running(engine, home)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
     assert engine.containers_with_label(LABEL_RUN, run_id), "the container outlives repro"
@@ -71,7 +56,7 @@ def test_sigkill_of_repro_leaves_an_orphan_that_the_next_command_recovers(proj, 
 def test_sigterm_stops_the_container_and_records_interrupted(proj, home, engine):
     spec = add_spec(proj, "termed", SLEEPER)
     proc = start_launch(proj, spec)
-    run_id = wait_for_container(engine, home)
+    run_id = wait_for_running(engine, home)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
@@ -133,7 +118,7 @@ def test_engine_lost_mid_run_ends_lost_never_running(proj, home, engine, tmp_pat
     spec = add_spec(proj, "unplugged", SLEEPER)
     proxy = SocketProxy(tmp_path / "docker.sock")
     proc = start_launch(proj, spec, env={"DOCKER_HOST": f"unix://{tmp_path / 'docker.sock'}"})
-    run_id = wait_for_container(engine, home)
+    run_id = wait_for_running(engine, home)
     proxy.cut()
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 5, err
