@@ -40,18 +40,15 @@ class Resolution:
     secret_env: dict[str, str] = field(repr=False, default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
-    def redact(self, text: str) -> str:
-        """Secret values replaced by ``***`` (for logs, stderr tails and reasons)."""
-        for value in self.secret_env.values():
-            if value:
-                text = text.replace(value, "***")
-        return text
-
     def redact_bytes(self, data: bytes) -> bytes:
+        """Secret values replaced by ``***`` (for logs, stderr tails and reasons)."""
         for value in self.secret_env.values():
             if value:
                 data = data.replace(value.encode(), b"***")
         return data
+
+    def redact(self, text: str) -> str:
+        return self.redact_bytes(text.encode()).decode() if self.secret_env else text
 
 
 def spec_digest(resolved: ResolvedSpec) -> str:
