@@ -95,7 +95,7 @@ def _keep_what_it_left(rec: RunRecord, store: Store) -> None:
 
 def stale_files(store: Store) -> list[Path]:
     """Temp files of interrupted artifact writes and work folders of runs that are over."""
-    stale = [p for p in store.artifacts.tmp.glob("in-*")] if store.artifacts.tmp.is_dir() else []
+    stale = store.artifacts.stale_temp_files()
     unfinished = {r.id for r in store.runs.unfinished()}
     if store.work_dir.is_dir():
         stale += [p for p in store.work_dir.iterdir() if p.name not in unfinished]

@@ -50,7 +50,7 @@ def open_store(home: Path | None = None, create: bool = True) -> Store:
         if not create:
             raise StoreError(f"no store at {home}; launch a run first or set REPRO_HOME")
         try:
-            home.mkdir(parents=True)
+            home.mkdir(parents=True, exist_ok=True)  # another process may race us
         except OSError as e:
             raise StoreError(f"cannot create store at {home}: {e.strerror}; set REPRO_HOME "
                              "to a writable folder") from e

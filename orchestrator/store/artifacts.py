@@ -6,6 +6,7 @@ its address, so a reader never sees a partial artifact and a byte is read once.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import tempfile
@@ -76,28 +77,53 @@ class ArtifactStore:
     @contextmanager
     def _writer(self) -> Iterator[tuple[BinaryIO, object]]:
         self.tmp.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=self.tmp, prefix="in-")
+        # The lock is held until the file is renamed into place: `repro gc` removes only
+        # "in-*" files no writer holds (stale_temp_files). The file gets that name only once
+        # it is locked, so gc never sees one between its creation and its lock.
+        fd, new_name = tempfile.mkstemp(dir=self.tmp, prefix="new-")
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        tmp_name = str(self.tmp / ("in-" + Path(new_name).name[4:]))
+        os.rename(new_name, tmp_name)
         target: list[str] = []
         try:
             with os.fdopen(fd, "wb") as out:
                 yield out, target.append
                 out.flush()
                 os.fsync(out.fileno())
-            if not target:
-                raise StoreError("artifact write finished without a digest")
-            dest = self.path(target[0])
-            if dest.exists():
-                os.unlink(tmp_name)
-                return
-            dest.parent.mkdir(exist_ok=True)
-            os.chmod(tmp_name, 0o444)
-            os.replace(tmp_name, dest)
+                if not target:
+                    raise StoreError("artifact write finished without a digest")
+                dest = self.path(target[0])
+                if dest.exists():
+                    os.unlink(tmp_name)
+                    return
+                dest.parent.mkdir(exist_ok=True)
+                os.fchmod(out.fileno(), 0o444)
+                os.replace(tmp_name, dest)
         except OSError as e:
             _unlink_quietly(tmp_name)
             raise StoreError(f"cannot write artifact under {self.root}: {e.strerror or e}") from e
         except BaseException:
             _unlink_quietly(tmp_name)
             raise
+
+    def stale_temp_files(self) -> list[Path]:
+        """Temp files of writes that were interrupted: those no live writer holds locked."""
+        if not self.tmp.is_dir():
+            return []
+        stale = []
+        for p in self.tmp.glob("in-*"):
+            try:
+                fd = os.open(p, os.O_RDONLY)
+            except FileNotFoundError:
+                continue  # its writer just finished
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a writer is still at it
+            finally:
+                os.close(fd)
+            stale.append(p)
+        return stale
 
     def open(self, digest: str) -> BinaryIO:
         try:

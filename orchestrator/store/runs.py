@@ -6,6 +6,7 @@ columns are indexed projections of it for listing and querying.
 
 from __future__ import annotations
 
+import fcntl
 import math
 import os
 import socket
@@ -21,6 +22,20 @@ from ..record import ALLOWED, RunRecord, RunStatus, utc_now
 from .migrations import LATEST, MIGRATIONS
 
 
+@contextmanager
+def _setup_lock(db_path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``<db>.lock`` for the store's one-time set-up."""
+    try:
+        fd = os.open(f"{db_path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise StoreError(f"cannot lock store database {db_path}: {e.strerror}") from e
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 class RunStore:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -29,12 +44,21 @@ class RunStore:
                                       check_same_thread=False)
             self.db.execute("PRAGMA busy_timeout = 30000")
             self.db.execute("PRAGMA foreign_keys = ON")
-            if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                self.db.execute("PRAGMA journal_mode = WAL")
+            if not self._ready():
+                # Switching to WAL takes an exclusive lock and SQLite answers "database is
+                # locked" at once, without waiting, when another process opens the same new
+                # store at that moment. One process at a time sets the store up.
+                with _setup_lock(path):
+                    if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                        self.db.execute("PRAGMA journal_mode = WAL")
+                    self._migrate()
             self.db.execute("PRAGMA synchronous = NORMAL")
-            self._migrate()
         except sqlite3.DatabaseError as e:
             raise StoreError(f"store database {path} is unusable: {e}") from e
+
+    def _ready(self) -> bool:
+        return (self.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+                and self.schema_version == LATEST)
 
     def close(self) -> None:
         self.db.close()

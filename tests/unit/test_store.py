@@ -1,7 +1,9 @@
 import hashlib
+import multiprocessing
 import os
 import sqlite3
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -27,6 +29,28 @@ def record(run_id: str, name: str = "t") -> RunRecord:
         resources=ResourcesRef(cpus=1, threads=1, memory="1g", memory_bytes=1 << 30))
     return RunRecord(id=run_id, name=name, spec={}, spec_digest="sha256:" + "3" * 64,
                      resolved=resolved, created_at=utc_now())
+
+
+def _open_and_close(home: str) -> str:
+    try:
+        open_store(Path(home)).close()
+        return ""
+    except StoreError as e:
+        return str(e)
+
+
+def test_many_processes_opening_one_new_store_at_once_all_succeed(tmp_path):
+    # Switching a new database to WAL answers "database is locked" without waiting when
+    # another process opens it at that moment; CI once saw this from eight launches at once.
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(8) as pool:
+        for attempt in range(40):
+            home = str(tmp_path / f"h{attempt}")
+            errors = [e for e in pool.map(_open_and_close, [home] * 8) if e]
+            assert errors == [], f"attempt {attempt}: {errors[0]}"
+            store = open_store(Path(home))
+            assert store.runs.schema_version == LATEST
+            store.close()
 
 
 def test_fresh_store_is_migrated_and_in_wal_mode(tmp_path):
@@ -186,3 +210,21 @@ def test_migration_from_schema_1_keeps_runs(tmp_path):
     assert list(store.runs.db.execute("SELECT name, value FROM run_metrics")) == [("acc", 0.9)]
     store.runs.add_image_archive("sha256:img", "ab" * 32, 10)
     assert store.runs.image_archive("sha256:img") == ("ab" * 32, 10)
+
+
+def test_gc_removes_abandoned_temp_files_but_never_one_being_written(tmp_path):
+    store = open_store(tmp_path / "h")
+    store.artifacts.tmp.mkdir(parents=True, exist_ok=True)
+    abandoned = store.artifacts.tmp / "in-crashed"  # what a killed writer leaves
+    abandoned.write_bytes(b"half")
+    seen_while_writing: list[list] = []
+
+    def chunks():
+        yield b"first half "
+        seen_while_writing.append(store.artifacts.stale_temp_files())
+        yield b"second half"
+
+    digest, _size = store.artifacts.put_chunks(chunks())
+    assert seen_while_writing == [[abandoned]]  # the live write is not stale
+    assert store.artifacts.stale_temp_files() == [abandoned]
+    assert store.artifacts.path(digest).read_bytes() == b"first half second half"
