@@ -1,18 +1,22 @@
-"""The container engine seam: the only module that imports docker.
+"""The container engine seam: the only module that talks to Docker.
 
 Small on purpose: the runner needs create/start/wait/logs/stop/remove, images by id or label,
-build and import. ``docker.errors.*`` and ``requests`` errors are translated here into
-``ReproError`` subclasses and never leave this module.
+build and import. It speaks the Engine API through ``dockerhttp`` (standard library only);
+its errors are translated here into ``ReproError`` subclasses and never leave this module.
 """
 
 from __future__ import annotations
 
+import fnmatch
+import io
 import os
+import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from . import dockerhttp as dh
 from .errors import EngineUnavailable, ImageError
 
 LABEL_RUN = "org.repro.run"
@@ -54,47 +58,45 @@ class WaitTimeout(Exception):
 
 
 def _socket_hint() -> str:
-    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-    return (f"cannot reach the Docker engine at {host}; start it with `scripts/ensure-docker` "
-            "(or `systemctl start docker`) and check you may use its socket")
+    return (f"cannot reach the Docker engine at {dh.host()}; start it with "
+            "`scripts/ensure-docker` (or `systemctl start docker`) and check you may use its "
+            "socket")
 
 
 class Engine:
     def __init__(self) -> None:
-        self._client: Any = None
+        self._client: dh.Client | None = None
 
     @property
-    def client(self) -> Any:
+    def client(self) -> dh.Client:
         if self._client is None:
-            import docker  # lazy: ~100 ms of imports the CLI's --help should not pay
             try:  # no ping: the first real call reports an unreachable engine just as well
-                self._client = docker.from_env(timeout=120)
-            except Exception as e:  # docker raises DockerException, requests errors, OSError
-                self._client = None
-                raise EngineUnavailable(_socket_hint()) from e
+                self._client = dh.Client(timeout=120)
+            except dh.TransportError as e:
+                raise EngineUnavailable(f"{e}; {_socket_hint()}") from e
         return self._client
 
-    @property
-    def api(self) -> Any:
-        return self.client.api
-
     def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        from docker import errors as derr
-        from requests import exceptions as rexc
-
         try:
             return fn(*args, **kwargs)
-        except derr.ImageNotFound as e:
-            raise ImageError(f"{what}: image not found ({_explain(e)})") from e
-        except derr.APIError as e:
+        except dh.APIError as e:
+            if e.status == 404 and ("image" in what or "no such image" in e.message.lower()):
+                raise ImageError(f"{what}: image not found ({_explain(e)})") from e
             raise EngineUnavailable(f"{what}: Docker refused: {_explain(e)}") from e
-        except (rexc.RequestException, derr.DockerException, OSError) as e:
+        except (dh.TransportError, OSError) as e:
             raise EngineUnavailable(f"{what}: {_socket_hint()}") from e
+
+    def _json(self, what: str, method: str, url: str, **kwargs: Any) -> Any:
+        return self._call(what, self.client.json, method, url, **kwargs)
+
+    def _stream(self, what: str, method: str, url: str, **kwargs: Any) -> Any:
+        """The open response of a streaming call (read it with ``_iter``)."""
+        return self._call(what, self.client.request, method, url, **kwargs)
 
     # -- facts ------------------------------------------------------------------------------
 
     def version(self) -> dict[str, Any]:
-        v = self._call("docker version", self.api.version)
+        v = self._json("docker version", "GET", "/version")
         return {"version": v.get("Version"), "api": v.get("ApiVersion"),
                 "os": v.get("Os"), "arch": v.get("Arch"),
                 "kernel": v.get("KernelVersion")}
@@ -103,17 +105,13 @@ class Engine:
 
     def image(self, ref: str) -> dict[str, Any] | None:
         """{id, repo_digests, labels, size} of a local image, or None when absent."""
-        from docker import errors as derr
-
         try:
-            info = self.api.inspect_image(ref)
-        except derr.ImageNotFound:
-            return None
-        except derr.APIError as e:
-            if e.status_code == 404:
+            info = self.client.json("GET", dh.path("/images/{}/json", ref))
+        except dh.APIError as e:
+            if e.status == 404:
                 return None
             raise EngineUnavailable(f"inspect image {ref}: {_explain(e)}") from e
-        except Exception as e:
+        except (dh.TransportError, OSError) as e:
             raise EngineUnavailable(f"inspect image {ref}: {_socket_hint()}") from e
         return {"id": info["Id"], "repo_digests": info.get("RepoDigests") or [],
                 "labels": (info.get("Config") or {}).get("Labels") or {},
@@ -123,25 +121,33 @@ class Engine:
         name, _, digest = ref.partition("@")
         repo = repository_of(name)
         tag = digest or name[len(repo) + 1:] or "latest"
-        self._call(f"pull {ref}", self.api.pull, repo, tag=tag)
+        what = f"pull {ref}"
+        resp = self._stream(what, "POST", "/images/create",
+                            params={"fromImage": repo, "tag": tag},
+                            headers={"X-Registry-Auth": dh.registry_auth()}, timeout=None)
+        for chunk in self._iter(what, dh.json_stream(resp)):
+            if "error" in chunk:
+                raise ImageError(f"{what}: {chunk['error'].strip()}")
         info = self.image(ref)
         if info is None:
-            raise ImageError(f"pull {ref}: pulled, but the engine does not list it")
+            raise ImageError(f"{what}: pulled, but the engine does not list it")
         return info["id"]
 
     def save(self, image_id: str) -> Iterator[bytes]:
         """``docker save`` of one image, streamed (the archive keeps the image id)."""
-        stream = self._call(f"save image {image_id[:19]}", self.api.get_image, image_id,
-                            chunk_size=1 << 20)
-        yield from self._iter(f"save image {image_id[:19]}", stream)
+        what = f"save image {image_id[:19]}"
+        resp = self._stream(what, "GET", dh.path("/images/{}/get", image_id), timeout=None)
+        yield from self._iter(what, dh.chunks(resp))
 
     def load(self, archive: BinaryIO) -> list[str]:
         """``docker load``; returns the image ids the engine reports loading."""
-        stream = self._call("load image archive", self.api.load_image, archive)
+        what = "load image archive"
+        resp = self._stream(what, "POST", "/images/load", body=dh.file_body(archive),
+                            headers={"Content-Type": "application/x-tar"}, timeout=None)
         loaded: list[str] = []
-        for chunk in self._iter("load image archive", stream or []):
+        for chunk in self._iter(what, dh.json_stream(resp)):
             if "error" in chunk:
-                raise ImageError(f"load image archive: {chunk['error'].strip()}")
+                raise ImageError(f"{what}: {chunk['error'].strip()}")
             text = chunk.get("stream", "")
             for key in ("Loaded image ID: ", "Loaded image: "):
                 if key in text:
@@ -152,134 +158,184 @@ class Engine:
              on_line: Callable[[str], None]) -> str:
         """Tag ``image_id`` as REPOSITORY:TAG, push it, return the registry's manifest digest."""
         self.tag(image_id, repository, tag)
-        stream = self._call(f"push {repository}:{tag}", self.api.push, repository, tag=tag,
-                            stream=True, decode=True)
+        what = f"push {repository}:{tag}"
+        resp = self._stream(what, "POST", dh.path("/images/{}/push", repository),
+                            params={"tag": tag},
+                            headers={"X-Registry-Auth": dh.registry_auth()}, timeout=None)
         digest = None
-        for chunk in self._iter(f"push {repository}:{tag}", stream):
+        for chunk in self._iter(what, dh.json_stream(resp)):
             if "error" in chunk:
-                raise ImageError(f"push {repository}:{tag}: {chunk['error'].strip()}")
+                raise ImageError(f"{what}: {chunk['error'].strip()}")
             if chunk.get("aux", {}).get("Digest"):
                 digest = chunk["aux"]["Digest"]
             elif chunk.get("status") and not chunk.get("progressDetail"):
                 on_line(f"{chunk.get('id', '')} {chunk['status']}".strip())
         if digest is None:
-            raise ImageError(f"push {repository}:{tag}: the registry reported no digest")
+            raise ImageError(f"{what}: the registry reported no digest")
         return digest
 
     def remove_image(self, ref: str) -> None:
-        self._unless_gone(f"remove image {ref}", self.api.remove_image, ref, force=True)
+        self._unless_gone(f"remove image {ref}", "DELETE", dh.path("/images/{}", ref),
+                          params={"force": True})
 
     def tag(self, image_id: str, repo: str, tag: str) -> None:
-        self._call(f"tag {image_id}", self.api.tag, image_id, repo, tag)
+        self._call(f"tag image {image_id}", self.client.call, "POST",
+                   dh.path("/images/{}/tag", image_id), params={"repo": repo, "tag": tag})
 
     def build(self, context: Path, tag: str, buildargs: dict[str, str],
               labels: dict[str, str], on_line: Callable[[str], None]) -> str:
         """``docker build`` of a folder; returns the image id."""
-        stream = self._call(f"build {context}", self.api.build, path=str(context), tag=tag,
-                            buildargs=buildargs, labels=labels, rm=True, forcerm=True,
-                            decode=True, pull=False)
+        what = f"build {context}"
+        resp = self._stream(what, "POST", "/build", body=_context_tar(context),
+                            headers={"Content-Type": "application/x-tar"},
+                            params={"t": tag, "buildargs": buildargs, "labels": labels,
+                                    "rm": True, "forcerm": True}, timeout=None)
         image_id = None
-        for chunk in self._iter(f"build {context}", stream):
+        for chunk in self._iter(what, dh.json_stream(resp)):
             if "error" in chunk:
-                raise ImageError(f"build {context}: {chunk['error'].strip()}")
+                raise ImageError(f"{what}: {chunk['error'].strip()}")
             if "stream" in chunk and chunk["stream"].strip():
                 on_line(chunk["stream"].rstrip())
             if "aux" in chunk and "ID" in chunk["aux"]:
                 image_id = chunk["aux"]["ID"]
         info = self.image(tag)
         if info is None:
-            raise ImageError(f"build {context}: finished without an image")
+            raise ImageError(f"{what}: finished without an image")
         return image_id or info["id"]
 
     def import_rootfs(self, tar_path: Path, repository: str, tag: str,
                       changes: list[str]) -> str:
-        out = self._call(f"import {tar_path}", self.api.import_image_from_file,
-                         str(tar_path), repository=repository, tag=tag, changes=changes)
+        what = f"import {tar_path}"
+        try:
+            f = open(tar_path, "rb")
+        except OSError as e:
+            raise ImageError(f"{what}: {e.strerror}") from e
+        with f:
+            out = self._json(what, "POST", "/images/create", body=dh.file_body(f),
+                             params={"fromSrc": "-", "repo": repository, "tag": tag,
+                                     "changes": changes},
+                             headers={"Content-Type": "application/x-tar",
+                                      "Content-Length": str(os.fstat(f.fileno()).st_size)},
+                             timeout=None)
         info = self.image(f"{repository}:{tag}")
         if info is None:
-            raise ImageError(f"import {tar_path}: no image came out ({str(out)[:200]})")
+            raise ImageError(f"{what}: no image came out ({str(out)[:200]})")
         return info["id"]
 
-    def _iter(self, what: str, stream: Any) -> Iterator[Any]:
-        from requests import exceptions as rexc
-
+    def _iter(self, what: str, stream: Iterator[Any]) -> Iterator[Any]:
         try:
             yield from stream
-        except (rexc.RequestException, OSError) as e:
-            raise EngineUnavailable(f"{what}: lost the Docker engine at "
-                                    f"{os.environ.get('DOCKER_HOST', 'unix:///var/run/docker.sock')}"
-                                    f" ({type(e).__name__})") from e
+        except (dh.TransportError, OSError) as e:
+            raise EngineUnavailable(f"{what}: lost the Docker engine at {dh.host()} "
+                                    f"({e})") from e
 
     # -- containers ---------------------------------------------------------------------------
 
     def create(self, cfg: ContainerConfig) -> str:
-        from docker.types import DeviceRequest
-        from docker.types import Mount as DMount
-
-        host = self.api.create_host_config(
-            mounts=[DMount(m.target, m.source, type="bind", read_only=m.read_only)
-                    for m in cfg.mounts],
-            nano_cpus=cfg.nano_cpus, mem_limit=cfg.memory_bytes,
-            memswap_limit=cfg.memory_bytes, network_mode=cfg.network,
-            cap_drop=["ALL"], security_opt=["no-new-privileges"], pids_limit=4096,
-            device_requests=[DeviceRequest(device_ids=cfg.gpu_ids, capabilities=[["gpu"]])]
-            if cfg.gpu_ids else None,
-        )
-        c = self._call("create container", self.api.create_container, cfg.image,
-                       command=cfg.command, environment=cfg.env, user=cfg.user,
-                       working_dir=cfg.workdir, labels=cfg.labels, host_config=host,
-                       network_disabled=cfg.network == "none")
-        return c["Id"]
+        host: dict[str, Any] = {
+            "Mounts": [{"Type": "bind", "Source": m.source, "Target": m.target,
+                        "ReadOnly": m.read_only} for m in cfg.mounts],
+            "NanoCpus": cfg.nano_cpus, "Memory": cfg.memory_bytes,
+            "MemorySwap": cfg.memory_bytes, "NetworkMode": cfg.network,
+            "CapDrop": ["ALL"], "SecurityOpt": ["no-new-privileges"], "PidsLimit": 4096,
+        }
+        if cfg.gpu_ids:
+            host["DeviceRequests"] = [{"Driver": "", "Count": 0, "DeviceIDs": cfg.gpu_ids,
+                                       "Capabilities": [["gpu"]], "Options": {}}]
+        config = {"Image": cfg.image, "Cmd": cfg.command,
+                  "Env": [f"{k}={v}" for k, v in cfg.env.items()], "User": cfg.user,
+                  "WorkingDir": cfg.workdir, "Labels": cfg.labels, "HostConfig": host,
+                  "NetworkDisabled": cfg.network == "none", "Tty": False, "OpenStdin": False,
+                  "AttachStdout": True, "AttachStderr": True}
+        return self._json("create container", "POST", "/containers/create", body=config)["Id"]
 
     def start(self, cid: str) -> None:
-        self._call("start container", self.api.start, cid)
+        self._call("start container", self.client.call, "POST",
+                   dh.path("/containers/{}/start", cid))
 
     def logs(self, cid: str) -> Iterator[bytes]:
         """Follow the merged stdout/stderr stream from the beginning until the exit."""
-        stream = self._call("follow logs", self.api.logs, cid, stream=True, follow=True)
-        yield from self._iter("follow logs", stream)
+        resp = self._stream("follow logs", "GET", dh.path("/containers/{}/logs", cid),
+                            params={"stdout": True, "stderr": True, "follow": True},
+                            timeout=None)
+        yield from self._iter("follow logs", dh.frames(dh.chunks(resp, 65536)))
 
     def stderr_tail(self, cid: str, lines: int = 40) -> str:
-        data = self._call("read logs", self.api.logs, cid, stdout=False, stderr=True,
-                          tail=lines)
+        resp = self._stream("read logs", "GET", dh.path("/containers/{}/logs", cid),
+                            params={"stdout": False, "stderr": True, "tail": lines})
+        data = b"".join(self._iter("read logs", dh.frames(dh.chunks(resp))))
         return data.decode("utf-8", "replace")
 
     def wait(self, cid: str, timeout: float | None) -> ExitStatus:
-        from requests import exceptions as rexc
-
         try:
-            res = self.api.wait(cid, timeout=timeout)
-        except rexc.RequestException as e:
-            if timeout is not None and "timed out" in str(e).lower():
+            res = self.client.json("POST", dh.path("/containers/{}/wait", cid), timeout=timeout)
+        except TimeoutError as e:
+            if timeout is not None:
                 raise WaitTimeout from e
             raise EngineUnavailable(f"lost the engine while the job ran: {_socket_hint()}") from e
-        state = self._call("inspect container", self.api.inspect_container, cid)["State"]
-        return ExitStatus(code=int(res.get("StatusCode", state.get("ExitCode", -1))),
+        except (dh.TransportError, dh.APIError, OSError) as e:
+            raise EngineUnavailable(f"lost the engine while the job ran: {_socket_hint()}") from e
+        state = self._json("inspect container", "GET",
+                           dh.path("/containers/{}/json", cid))["State"]
+        return ExitStatus(code=int((res or {}).get("StatusCode", state.get("ExitCode", -1))),
                           oom_killed=bool(state.get("OOMKilled")))
 
     def stop(self, cid: str, grace: float = 10) -> None:
-        self._unless_gone(f"stop container {cid[:12]}", self.api.stop, cid, timeout=int(grace))
+        self._unless_gone(f"stop container {cid[:12]}", "POST",
+                          dh.path("/containers/{}/stop", cid), params={"t": int(grace)},
+                          timeout=120 + grace)
 
     def remove(self, cid: str) -> None:
-        self._unless_gone(f"remove container {cid[:12]}", self.api.remove_container, cid,
-                          force=True)
+        self._unless_gone(f"remove container {cid[:12]}", "DELETE",
+                          dh.path("/containers/{}", cid), params={"force": True})
 
-    def _unless_gone(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-        """Call ``fn``; a 404 (already gone) is fine, anything else is reported."""
-        from docker import errors as derr
-
+    def _unless_gone(self, what: str, method: str, url: str, **kwargs: Any) -> None:
+        """A request for which a 404 (already gone) is fine; anything else is reported."""
         try:
-            fn(*args, **kwargs)
-        except derr.NotFound:
-            pass
-        except Exception as e:
-            raise EngineUnavailable(f"{what}: {_explain(e)}") from e
+            self.client.call(method, url, **kwargs)
+        except dh.APIError as e:
+            if e.status != 404:
+                raise EngineUnavailable(f"{what}: {_explain(e)}") from e
+        except (dh.TransportError, OSError) as e:
+            raise EngineUnavailable(f"{what}: {_socket_hint()}") from e
 
     def containers_with_label(self, key: str, value: str | None = None) -> list[dict[str, Any]]:
-        flt = {"label": f"{key}={value}" if value is not None else key}
-        found = self._call("list containers", self.api.containers, all=True, filters=flt)
+        flt = {"label": [f"{key}={value}" if value is not None else key]}
+        found = self._json("list containers", "GET", "/containers/json",
+                           params={"all": True, "filters": flt})
         return [{"id": c["Id"], "labels": c.get("Labels") or {}, "state": c.get("State")}
                 for c in found]
+
+
+def _context_tar(context: Path) -> bytes:
+    """The build context: the recipe folder as a tar, less what ``.dockerignore`` names
+    (glob patterns on paths relative to the folder; ``!pattern`` takes a path back; the
+    last matching line wins, as in Docker)."""
+    rules: list[tuple[bool, str]] = []
+    ignore = context / ".dockerignore"
+    if ignore.is_file():
+        for line in ignore.read_text().splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                keep = line.startswith("!")
+                rules.append((keep, line.lstrip("!").strip("/")))
+
+    def ignored(rel: str) -> bool:
+        verdict = False
+        for keep, pattern in rules:
+            parts = rel.split("/")
+            if any(fnmatch.fnmatchcase("/".join(parts[:i]), pattern)
+                   for i in range(1, len(parts) + 1)):
+                verdict = not keep
+        return verdict
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for path in sorted(context.rglob("*")):
+            rel = path.relative_to(context).as_posix()
+            if rel in ("Dockerfile", ".dockerignore") or not ignored(rel):
+                tar.add(path, arcname=rel, recursive=False)
+    return buf.getvalue()
 
 
 def repository_of(ref: str) -> str:
@@ -290,8 +346,6 @@ def repository_of(ref: str) -> str:
 
 
 def _explain(e: Exception) -> str:
-    text = getattr(e, "explanation", None) or str(e)
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
+    text = getattr(e, "message", None) or str(e)
     lines = text.strip().splitlines()
     return lines[0] if lines else type(e).__name__

@@ -194,7 +194,7 @@ def test_push_then_launch_pinned_by_digest_pulls_when_absent(proj, registry, ima
     assert pinned == f"{repo}@{pushed['digest']}"
     # drop every reference to the registry copy (the image itself stays for other tests)
     for ref in (pinned, f"{repo}:{images['base'][7:19]}"):
-        engine.api.remove_image(ref)
+        engine.remove_image(ref)
     assert engine.image(pinned) is None
     spec = add_spec(proj, "pinned", f"""\
         image: {{ref: "{pinned}"}}
@@ -203,7 +203,7 @@ def test_push_then_launch_pinned_by_digest_pulls_when_absent(proj, registry, ima
     try:
         p, rec = launch_json(proj, spec, "--strict")
     finally:
-        engine.api.remove_image(pinned)  # the pulled reference; the image stays
+        engine.remove_image(pinned)  # the pulled reference; the image stays
     assert p.returncode == 0, p.stderr
     assert f"pulling {pinned}" in p.stderr
     assert rec["resolved"]["image"] == {**rec["resolved"]["image"], "digest": images["base"],
