@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -21,8 +22,15 @@ class GPU:
         return asdict(self)
 
 
-def inventory() -> tuple[list[GPU], str | None]:
+# Any of these exists where an NVIDIA driver does (Linux, a container given GPUs, WSL2).
+DRIVER_MARKERS = ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/dxg")
+
+
+def inventory(markers: tuple[str, ...] = DRIVER_MARKERS) -> tuple[list[GPU], str | None]:
     """All GPUs NVML sees, and why there are none when the list is empty."""
+    if not any(os.path.exists(m) for m in markers):
+        # importing pynvml costs 30-60 ms of every launch; without a driver it finds nothing
+        return [], "no NVIDIA driver on this host"
     try:
         import pynvml
     except ImportError:

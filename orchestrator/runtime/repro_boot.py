@@ -10,8 +10,6 @@ Zero dependencies: the standard library of whatever Python the image has (3.8+).
 
 import json
 import os
-import platform
-import re
 import sys
 
 LOCK_MISMATCH = 86
@@ -19,7 +17,16 @@ META = "/repro/meta"
 
 
 def normalize(name):
-    return re.sub(r"[-_.]+", "-", name).lower()
+    """PEP 503: runs of -, _ and . become one -, lower case (without importing re: this
+    runs before every job, and every millisecond here is on the launch path)."""
+    out = []
+    for ch in name.lower():
+        if ch in "-_.":
+            if not out or out[-1] != "-":
+                out.append("-")
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
 def parse_lock(text):
@@ -28,6 +35,8 @@ def parse_lock(text):
     Options (--hash=..., -i ...), comments, markers and line continuations are allowed; a
     requirement that is not pinned with '==' raises ValueError naming its line.
     """
+    import re
+
     pins = {}
     logical = re.sub(r"\\\n", " ", text)
     for n, line in enumerate(logical.splitlines(), 1):
@@ -43,14 +52,47 @@ def parse_lock(text):
 
 
 def installed():
-    from importlib import metadata
+    """{normalized name: (name, version)} of every distribution on sys.path, first wins.
 
+    What importlib.metadata.distributions() finds, read directly: its import alone (email,
+    zipfile, csv...) costs ~70 ms in a container, this ~1 ms. Only the metadata headers
+    (up to the first blank line) are read."""
     found = {}
-    for dist in metadata.distributions():
-        name = dist.metadata["Name"]
-        if name:
-            found.setdefault(normalize(name), (name, dist.version))
+    for entry in sys.path:
+        try:
+            listing = sorted(os.listdir(entry or "."))
+        except OSError:
+            continue
+        for name in listing:
+            if name.endswith(".dist-info"):
+                path = os.path.join(entry, name, "METADATA")
+            elif name.endswith(".egg-info"):
+                path = os.path.join(entry, name)
+                if os.path.isdir(path):
+                    path = os.path.join(path, "PKG-INFO")
+            else:
+                continue
+            headers = _headers(path)
+            if headers.get("Name"):
+                found.setdefault(normalize(headers["Name"]),
+                                 (headers["Name"], headers.get("Version", "")))
     return found
+
+
+def _headers(path):
+    headers = {}
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                line = line.rstrip("\r\n")
+                if not line:
+                    break
+                key, sep, value = line.partition(":")
+                if sep and key in ("Name", "Version") and key not in headers:
+                    headers[key] = value.strip()
+    except OSError:
+        pass
+    return headers
 
 
 def os_release():
@@ -62,6 +104,12 @@ def os_release():
         except OSError:
             continue
     return {}
+
+
+def _implementation():
+    """platform.python_implementation()'s answer, without importing platform (~15 ms)."""
+    name = sys.implementation.name
+    return {"cpython": "CPython", "pypy": "PyPy", "ironpython": "IronPython"}.get(name, name)
 
 
 def check(pins, found):
@@ -81,8 +129,8 @@ def main(argv):
     env = {
         "os": rel.get("PRETTY_NAME", ""),
         "os_release": {k: rel[k] for k in ("ID", "VERSION_ID", "VERSION_CODENAME") if k in rel},
-        "python": platform.python_version(),
-        "python_implementation": platform.python_implementation(),
+        "python": sys.version.split()[0],  # what platform.python_version() says
+        "python_implementation": _implementation(),
         "packages": sorted(({"name": n, "version": v} for n, v in found.values()),
                            key=lambda p: p["name"].lower()),
     }

@@ -90,3 +90,30 @@ def test_lock_check_names_each_offender():
 
 def test_wanted_defaults():
     assert wanted("anything/at/all", ["**"])
+
+
+def test_boot_finds_the_distributions_importlib_metadata_finds(tmp_path, monkeypatch):
+    from importlib import metadata
+
+    from orchestrator.runtime.repro_boot import installed, normalize
+
+    expected: dict[str, tuple[str, str]] = {}
+    for dist in metadata.distributions():
+        expected.setdefault(normalize(dist.metadata["Name"]), (dist.metadata["Name"],
+                                                               dist.version))
+    assert installed() == expected  # this venv: ~40 distributions
+
+    # the three layouts: wheel dist-info, egg-info folder, Debian's egg-info file
+    first, second = tmp_path / "a", tmp_path / "b"
+    (first / "Torch_Vision-0.1.dist-info").mkdir(parents=True)
+    (first / "Torch_Vision-0.1.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: torch_vision\nVersion: 0.1\n\nName: not-a-header\n")
+    (first / "six-1.0.egg-info").mkdir()
+    (first / "six-1.0.egg-info" / "PKG-INFO").write_text("Name: six\nVersion: 1.0\n")
+    (second / "numpy-1.24.2.egg-info").parent.mkdir()
+    (second / "numpy-1.24.2.egg-info").write_text("Name: numpy\r\nVersion: 1.24.2\r\n")
+    (second / "six-2.0.dist-info").mkdir()
+    (second / "six-2.0.dist-info" / "METADATA").write_text("Name: six\nVersion: 2.0\n")
+    monkeypatch.setattr("sys.path", [str(first), str(tmp_path / "missing"), str(second)])
+    assert installed() == {"torch-vision": ("torch_vision", "0.1"), "six": ("six", "1.0"),
+                           "numpy": ("numpy", "1.24.2")}
