@@ -128,8 +128,10 @@ def bench_help(n: int) -> dict:
 
 
 def import_cost() -> dict:
-    code = ("import time; t=time.perf_counter(); import orchestrator.cli, orchestrator.runner, "
-            "orchestrator.ui, docker; print(time.perf_counter()-t)")
+    # what a launch imports: the CLI, typer's pydantic-based option parsing, the runner
+    # (records, store, engine client), the resolver (spec, yaml, images)
+    code = ("import time; t=time.perf_counter(); import orchestrator.cli, typer._adapters, "
+            "orchestrator.runner, orchestrator.resolve; print(time.perf_counter()-t)")
     runs = [float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                  check=True, cwd=ROOT).stdout) for _ in range(5)]
     return {"launch_imports": statistics.median(runs)}
@@ -156,10 +158,12 @@ measured in the same run, alternating with it.
 | `repro replay` of a hello run vs `repro launch` of its spec (n={la['n']}) | {la['replay']*1000:.0f} ms | {la['relaunch']*1000:.0f} ms | **{la['replay_ratio']:.2f}x** | replay overhead |
 | archive the base image into the store (first use) vs `docker save > /dev/null` (n={ar['n']}) | {ar['repro']:.2f} s | {ar['docker_save']:.2f} s | {ar['ratio']:.2f}x | {ar['size'] / 2**20:.0f} MiB archive |
 
-Where launch time goes: importing what a launch needs (typer, pydantic, docker SDK + requests,
-rich, yaml) takes {imp['launch_imports']*1000:.0f} ms here before any work; the rest is the
-engine's create/start/wait/remove (the same floor `docker run` pays), a logs follow, two
-inspects, a git status of the code folder and the SQLite writes. See the notes below.
+Where launch time goes: importing what a launch needs (typer, which parses options through
+pydantic, pydantic models, yaml, the engine client on `http.client`) takes
+{imp['launch_imports']*1000:.0f} ms here before any work; the rest is the engine's
+create/start/wait/remove (the same floor `docker run` pays), a logs follow, an inspect, the
+environment capture inside the container, a git status of the code folder and the SQLite
+writes. See the notes below.
 """
     text += query_section(res.get("query"))
     notes = ROOT / "benchmarks" / "NOTES.md"
