@@ -5,7 +5,8 @@ A bundle is a folder::
     manifest.json            {"schema_version": 1, "kind": "repro-bundle", "record": {...},
                               "series": {...}, "artifacts": {HEX: {"role", "size", "bundled"}}}
     artifacts/HEX            code snapshot, package lock, inputs (up to a size limit), the
-                             `docker save` image archive; each named by its sha256
+                             image archive (its index and its layers, see image_archive.py);
+                             each named by its sha256
 
 ``manifest.json`` is written last, so a folder without one is not a bundle. On import every
 artifact is hashed while it is copied into the store; one that does not match its name is
@@ -26,7 +27,7 @@ from pydantic import ValidationError
 from .engine import Engine
 from .errors import CannotReplay, UsageError
 from .hashing import CHUNK
-from .image_archive import archive_of, ensure_archived
+from .image_archive import archive_of, ensure_archived, member_digests, read_index
 from .record import RunRecord
 from .store import Store
 from .store.artifacts import DigestMismatch
@@ -64,6 +65,8 @@ def needed_artifacts(record: RunRecord, store: Store) -> dict[str, dict[str, Any
     archive = archive_of(r.image, store)
     if archive:
         add(archive, "image")
+        for member, sha in member_digests(archive, store):
+            add(sha, f"image-layer:{member}")
     return need
 
 
@@ -153,8 +156,12 @@ def import_bundle(path: Path, store: Store, on_line: Callable[[str], None]) -> R
             raise CannotReplay(f"bundle {folder}: artifacts/{hex_} ({meta.get('role')}) is "
                                f"corrupt: its bytes hash to {e.got[:16]}...; re-export the "
                                "run") from None
-        if meta.get("role") == "image":
-            store.runs.add_image_archive(record.resolved.image.digest, hex_, size)
+    image_archive = next((h for h, m in artifacts.items() if (m or {}).get("role") == "image"
+                          and store.artifacts.has(h)), None)
+    if image_archive is not None:
+        index = read_index(image_archive, store)
+        size = index["size"] if index else store.artifacts.path(image_archive).stat().st_size
+        store.runs.add_image_archive(record.resolved.image.digest, image_archive, size)
     if not store.runs.exists(record.id):
         store.runs.insert(record)
         points = [(n, int(s), float(v)) for n, pts in (doc.get("series") or {}).items()

@@ -11,10 +11,10 @@ import fnmatch
 import io
 import os
 import tarfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from . import dockerhttp as dh
 from .errors import EngineUnavailable, ImageError
@@ -139,10 +139,10 @@ class Engine:
         resp = self._stream(what, "GET", dh.path("/images/{}/get", image_id), timeout=None)
         yield from self._iter(what, dh.chunks(resp))
 
-    def load(self, archive: BinaryIO) -> list[str]:
-        """``docker load``; returns the image ids the engine reports loading."""
+    def load(self, archive: Iterable[bytes]) -> list[str]:
+        """``docker load`` of a tar stream; returns the image ids the engine reports."""
         what = "load image archive"
-        resp = self._stream(what, "POST", "/images/load", body=dh.file_body(archive),
+        resp = self._stream(what, "POST", "/images/load", body=iter(archive),
                             headers={"Content-Type": "application/x-tar"}, timeout=None)
         loaded: list[str] = []
         for chunk in self._iter(what, dh.json_stream(resp)):

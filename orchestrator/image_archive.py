@@ -1,21 +1,36 @@
-"""Images that outlive their tags: ``docker save`` archives in the artifact store (once per
-image id), and getting a recorded image back into the engine for a replay.
+"""Images that outlive their tags: ``docker save`` archives in the artifact store, split into
+their members so layers shared between images (a base and everything built on it) are
+stored once, and getting a recorded image back into the engine for a replay.
 
-Order of preference when the engine lacks an image: the archive in the store (hash-checked as
-it is read), then a registry by digest (the spec's pinned ref, or a recorded ``repro image
-push``). Whatever comes back must have exactly the recorded image id.
+An archive is an *index* artifact (JSON, kind ``repro-image-archive``) listing the archive's
+tar members in order, each file member by the sha256 of its bytes, also an artifact. Its
+sha256 is what records and the ``images`` table hold. Loading streams the tar back together
+from the members; every member is hash-checked first. (Stores written before the split hold
+the whole tar as one artifact; those still load.)
+
+Order of preference when the engine lacks an image: the archive in the store, then a
+registry by digest (the spec's pinned ref, or a recorded ``repro image push``). Whatever
+comes back must have exactly the recorded image id.
 """
 
 from __future__ import annotations
 
+import io
+import json
 import os
-from collections.abc import Callable
+import tarfile
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from .engine import Engine, repository_of
-from .errors import CannotReplay, ReproError
+from .errors import CannotReplay, ImageError, ReproError
 from .hashing import CHUNK, sha256_file
 from .record import ImageRef
 from .store import Store
+
+INDEX_KIND = "repro-image-archive"
+INDEX_FORMAT = 1
+BLOCK = tarfile.BLOCKSIZE
 
 
 def archiving_enabled() -> bool:
@@ -24,23 +39,78 @@ def archiving_enabled() -> bool:
 
 def ensure_archived(image_id: str, store: Store, engine: Engine,
                     on_line: Callable[[str], None]) -> str:
-    """sha256 hex of the image's archive in the store, saving it on first use."""
+    """sha256 hex of the image's archive index in the store, saving it on first use."""
     known = store.runs.image_archive(image_id)
-    if known and store.artifacts.has(known[0]):
+    if known and complete(known[0], store):
         return known[0]
     on_line(f"archiving image {image_id[:19]} into the store (first use of this image)")
-    sha, size = store.artifacts.put_chunks(engine.save(image_id),
-                                           name=f"image {image_id[:19]} archive")
-    store.runs.add_image_archive(image_id, sha, size)
-    on_line(f"archived image {image_id[:19]}: {size >> 20} MiB")
-    return sha
+    index, new_bytes = split_into_store(engine.save(image_id), store,
+                                        f"image {image_id[:19]} archive")
+    index_sha = store.artifacts.put_bytes(json.dumps(index, sort_keys=True).encode())
+    store.runs.add_image_archive(image_id, index_sha, index["size"])
+    shared = index["size"] - new_bytes
+    on_line(f"archived image {image_id[:19]}: {index['size'] >> 20} MiB"
+            + (f" ({shared >> 20} MiB of layers already in the store)" if shared >> 20 else ""))
+    return index_sha
+
+
+def split_into_store(chunks: Iterable[bytes], store: Store, name: str) -> tuple[dict, int]:
+    """Store each file of a tar stream as an artifact; return (index, bytes newly stored)."""
+    members: list[dict[str, Any]] = []
+    total = new = 0
+    try:
+        with tarfile.open(fileobj=_Reader(chunks), mode="r|") as tar:
+            for m in tar:
+                entry: dict[str, Any] = {"name": m.name, "type": m.type.decode("latin-1"),
+                                         "mode": m.mode, "mtime": int(m.mtime)}
+                if m.issym() or m.islnk():
+                    entry["linkname"] = m.linkname
+                if m.isreg():
+                    f = tar.extractfile(m)
+                    assert f is not None
+                    sha, size, fresh = store.artifacts.put_stream_new(f, name=f"{name}: {m.name}")
+                    entry.update(sha256=sha, size=size)
+                    total += size
+                    new += size if fresh else 0
+                members.append(entry)
+    except tarfile.TarError as e:
+        raise ImageError(f"{name}: the engine's image archive is not a tar ({e})") from e
+    return {"kind": INDEX_KIND, "format": INDEX_FORMAT, "size": total,
+            "members": members}, new
+
+
+def read_index(sha: str, store: Store) -> dict[str, Any] | None:
+    """The index behind an archive digest; None for an archive stored whole (older stores)."""
+    with store.artifacts.open(sha) as f:
+        head = f.read(1)
+        if head != b"{":
+            return None
+        try:
+            doc = json.loads(head + f.read())
+        except ValueError:
+            return None
+    return doc if isinstance(doc, dict) and doc.get("kind") == INDEX_KIND else None
+
+
+def member_digests(sha: str, store: Store) -> list[tuple[str, str]]:
+    """(member name, sha256) of every file an archive index names ([] when stored whole)."""
+    index = read_index(sha, store) if store.artifacts.has(sha) else None
+    if index is None:
+        return []
+    return [(m["name"], m["sha256"]) for m in index["members"] if "sha256" in m]
+
+
+def complete(sha: str, store: Store) -> bool:
+    """The archive and every member it names are in the store."""
+    return store.artifacts.has(sha) and all(
+        store.artifacts.has(member) for _, member in member_digests(sha, store))
 
 
 def archive_of(image: ImageRef, store: Store) -> str | None:
-    if image.archive and store.artifacts.has(image.archive):
+    if image.archive and complete(image.archive, store):
         return image.archive
     known = store.runs.image_archive(image.digest)
-    return known[0] if known and store.artifacts.has(known[0]) else None
+    return known[0] if known and complete(known[0], store) else None
 
 
 def ensure_present(image: ImageRef, store: Store, engine: Engine,
@@ -50,14 +120,15 @@ def ensure_present(image: ImageRef, store: Store, engine: Engine,
         return "engine"
     archive = archive_of(image, store)
     if archive is not None:
-        path = store.artifacts.path(archive)
-        if sha256_file(path)[0] != archive:
-            raise CannotReplay(f"image archive {archive[:16]}... of {image.digest[:19]} is "
-                               "corrupt in the store (its bytes no longer match their hash); "
-                               "run `repro fsck`, re-export or re-push the image")
+        for what, sha in [("archive", archive), *member_digests(archive, store)]:
+            if sha256_file(store.artifacts.path(sha))[0] != sha:
+                raise CannotReplay(f"image {image.digest[:19]}: {what} ({sha[:16]}...) is "
+                                   "corrupt in the store (its bytes no longer match their "
+                                   "hash); run `repro fsck`, re-export or re-push the image")
         on_line(f"loading image {image.digest[:19]} from the store's archive")
-        with open(path, "rb", buffering=CHUNK) as f:
-            engine.load(f)
+        index = read_index(archive, store)
+        engine.load(join_from_store(index, store) if index is not None
+                    else _file_chunks(store, archive))
         if engine.image(image.digest) is not None:
             return "archive"
     for ref in _registry_refs(image, store):
@@ -74,6 +145,50 @@ def ensure_present(image: ImageRef, store: Store, engine: Engine,
     raise CannotReplay(f"image {image.digest[:19]}... is not in the engine, not archived in "
                        "the store and not pushed anywhere known; export the run with its "
                        "image from a machine that has it (`repro export RUN --bundle DIR`)")
+
+
+def join_from_store(index: dict[str, Any], store: Store) -> Iterator[bytes]:
+    """The archive as a tar stream again, member by member, in the recorded order."""
+    for m in index["members"]:
+        info = tarfile.TarInfo(m["name"])
+        info.type = m["type"].encode("latin-1")
+        info.mode, info.mtime = m["mode"], m["mtime"]
+        info.linkname = m.get("linkname", "")
+        info.size = m.get("size", 0)
+        yield info.tobuf(format=tarfile.PAX_FORMAT)
+        if "sha256" in m:
+            yield from _file_chunks(store, m["sha256"])
+            if info.size % BLOCK:
+                yield b"\0" * (BLOCK - info.size % BLOCK)
+    yield b"\0" * (2 * BLOCK)  # end of archive
+
+
+def _file_chunks(store: Store, sha: str) -> Iterator[bytes]:
+    with store.artifacts.open(sha) as f:
+        while data := f.read(CHUNK):
+            yield data
+
+
+class _Reader(io.RawIOBase):
+    """A file object over an iterator of byte chunks (for tarfile's stream mode)."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self._buf = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        while not self._buf:
+            try:
+                self._buf = next(self._chunks)
+            except StopIteration:
+                return 0
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
 
 
 def _registry_refs(image: ImageRef, store: Store) -> list[str]:

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from .hashing import hex_of, sha256_file
+from .image_archive import member_digests
 from .record import RunRecord
 from .store import Store
 
@@ -29,6 +30,8 @@ def references(record: RunRecord, store: Store) -> Iterator[tuple[str, str]]:
     archive = r.image.archive or (store.runs.image_archive(r.image.digest) or (None,))[0]
     if archive:
         yield "image archive", archive
+        for member, sha in member_digests(archive, store):
+            yield f"image layer {member}", sha
 
 
 def check_artifact(store: Store, sha: str) -> str | None:

@@ -51,7 +51,7 @@ class ImageRef(_Doc):
     repo_digest: str | None = None  # registry manifest digest, when the image came from one
     recipe: str | None = None  # recipe folder, relative to the spec, when built from images/
     recipe_digest: str | None = None
-    archive: str | None = None  # sha256 hex of its `docker save` archive in the artifact store
+    archive: str | None = None  # sha256 hex of its archive index in the store (image_archive.py)
 
 
 class CodeRef(_Doc):

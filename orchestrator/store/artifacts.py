@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from ..errors import StoreError
 from ..hashing import CHUNK, hex_of, sha256_file
@@ -45,9 +45,9 @@ class ArtifactStore:
     def put_bytes(self, data: bytes) -> str:
         h = hashlib.sha256(data).hexdigest()
         if not self.has(h):
-            with self._writer() as (out, finish):
+            with self._writer() as (out, state):
                 out.write(data)
-                finish(h)
+                state["digest"] = h
         return h
 
     def put_stream(self, stream: BinaryIO, limit: int | None = None, name: str = "stream",
@@ -55,13 +55,22 @@ class ArtifactStore:
         return self.put_chunks(iter(lambda: stream.read(CHUNK), b""), limit=limit, name=name,
                                expect=expect)
 
+    def put_stream_new(self, stream: BinaryIO, name: str = "stream") -> tuple[str, int, bool]:
+        """put_stream, also saying whether the bytes were new to the store."""
+        return self._put(iter(lambda: stream.read(CHUNK), b""), None, name, None)
+
     def put_chunks(self, chunks: Iterable[bytes], limit: int | None = None,
                    name: str = "stream", expect: str | None = None) -> tuple[str, int]:
         """Store the concatenation of ``chunks`` (hashed while written). Returns (hex, size).
         With ``expect``, bytes that hash to anything else are discarded (DigestMismatch)."""
+        hex_, size, _created = self._put(chunks, limit, name, expect)
+        return hex_, size
+
+    def _put(self, chunks: Iterable[bytes], limit: int | None, name: str,
+             expect: str | None) -> tuple[str, int, bool]:
         h = hashlib.sha256()
         size = 0
-        with self._writer() as (out, finish):
+        with self._writer() as (out, state):
             for chunk in chunks:
                 size += len(chunk)
                 if limit is not None and size > limit:
@@ -71,11 +80,13 @@ class ArtifactStore:
             if expect is not None and h.hexdigest() != expect:
                 raise DigestMismatch(f"{name}: its bytes hash to {h.hexdigest()}, not "
                                      f"{expect}", got=h.hexdigest())
-            finish(h.hexdigest())
-        return h.hexdigest(), size
+            state["digest"] = h.hexdigest()
+        return h.hexdigest(), size, state["created"]
 
     @contextmanager
-    def _writer(self) -> Iterator[tuple[BinaryIO, object]]:
+    def _writer(self) -> Iterator[tuple[BinaryIO, dict[str, Any]]]:
+        """A temp file to write; the caller sets ``state["digest"]`` when done, and the file
+        becomes that artifact (``state["created"]``: it was not in the store before)."""
         self.tmp.mkdir(parents=True, exist_ok=True)
         # The lock is held until the file is renamed into place: `repro gc` removes only
         # "in-*" files no writer holds (stale_temp_files). The file gets that name only once
@@ -84,21 +95,22 @@ class ArtifactStore:
         fcntl.flock(fd, fcntl.LOCK_EX)
         tmp_name = str(self.tmp / ("in-" + Path(new_name).name[4:]))
         os.rename(new_name, tmp_name)
-        target: list[str] = []
+        state: dict[str, Any] = {"digest": None, "created": False}
         try:
             with os.fdopen(fd, "wb") as out:
-                yield out, target.append
+                yield out, state
                 out.flush()
                 os.fsync(out.fileno())
-                if not target:
+                if not state["digest"]:
                     raise StoreError("artifact write finished without a digest")
-                dest = self.path(target[0])
+                dest = self.path(state["digest"])
                 if dest.exists():
                     os.unlink(tmp_name)
                     return
                 dest.parent.mkdir(exist_ok=True)
                 os.fchmod(out.fileno(), 0o444)
                 os.replace(tmp_name, dest)
+                state["created"] = True
         except OSError as e:
             _unlink_quietly(tmp_name)
             raise StoreError(f"cannot write artifact under {self.root}: {e.strerror or e}") from e
