@@ -84,7 +84,11 @@ def resolve(loaded: LoadedSpec, store: Store, engine: Engine, *, allow_dirty: bo
     if archiving_enabled():
         image = image.model_copy(update={"archive": ensure_archived(image.digest, store,
                                                                      engine, on_line)})
-    code_path = (base / spec.code.path) if spec.code.path else _repo_root(base)
+    if spec.code.path:
+        code_path = _existing(loaded, ("code", "path"), spec.code.path,
+                              "is not a folder; point code.path at the job's code", folder=True)
+    else:
+        code_path = _repo_root(base)
     snapshot = take(code_path, store, allow_dirty)
     if snapshot.ref.dirty:
         warnings.append(f"code at {snapshot.ref.path} has uncommitted changes; the diff is "
@@ -96,7 +100,8 @@ def resolve(loaded: LoadedSpec, store: Store, engine: Engine, *, allow_dirty: bo
 
     packages, lock_path = None, None
     if spec.packages:
-        lock_path = (base / spec.packages.lock).resolve()
+        lock_path = _existing(loaded, ("packages", "lock"), spec.packages.lock,
+                              "does not exist; create it (pip freeze style NAME==VERSION lines)")
         try:
             data = lock_path.read_bytes()
             pins = parse_lock(data.decode())
@@ -153,6 +158,24 @@ def determinism_env(mode: str, seed: int, threads: int, epoch: int) -> dict[str,
     return env
 
 
+def _existing(loaded: LoadedSpec, field: tuple[str, ...], rel: str, problem: str,
+              folder: bool = False) -> Path:
+    """A spec path, relative to the spec file's folder. When it is missing there but exists
+    from the repository root (or the working directory), the error says how to write it."""
+    path = (loaded.base_dir / rel).resolve()
+    if path.is_dir() if folder else path.exists():
+        return path
+    hint = ""
+    for root in (_repo_root(loaded.base_dir), Path.cwd()):
+        other = (root / rel).resolve()
+        if other.is_dir() if folder else other.exists():
+            fixed = os.path.relpath(other, loaded.base_dir)
+            hint = (f" (paths in a spec are relative to the spec file's folder: did you mean "
+                    f"{fixed!r}?)")
+            break
+    raise loaded.error(field, f"{path} {problem}{hint}")
+
+
 def _repo_root(base: Path) -> Path:
     p = base.resolve()
     for candidate in (p, *p.parents):
@@ -164,10 +187,9 @@ def _repo_root(base: Path) -> Path:
 def resolve_image(image: ImageSpec, loaded: LoadedSpec, engine: Engine, strict: bool,
                   warnings: list[str], on_line: Callable[[str], None]) -> ImageRef:
     if image.build is not None:
-        folder = (loaded.base_dir / image.build).resolve()
-        if not folder.is_dir():
-            raise loaded.error(("image", "build"), f"no recipe folder {folder}; point it at "
-                               "a folder of images/")
+        folder = _existing(loaded, ("image", "build"), image.build,
+                           "is not a recipe folder; point it at a folder of images/",
+                           folder=True)
         built = build_image(folder, engine, on_line)
         return ImageRef(ref=built.tag, digest=built.id, recipe=image.build,
                         recipe_digest=built.recipe_digest)
@@ -194,9 +216,7 @@ def resolve_image(image: ImageSpec, loaded: LoadedSpec, engine: Engine, strict: 
 
 def _resolve_input(loaded: LoadedSpec, name: str, rel: str, pin: str | None,
                    store: Store) -> tuple[InputRef, Path]:
-    path = (loaded.base_dir / rel).resolve()
-    if not path.exists():
-        raise loaded.error(("inputs", name, "path"), f"{path} does not exist")
+    path = _existing(loaded, ("inputs", name, "path"), rel, "does not exist")
     if path.is_dir():
         sha, size = dir_digest(path, store)
         ref, source = InputRef(path=str(path), kind="dir", sha256=sha, size=size), path

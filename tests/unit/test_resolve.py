@@ -49,9 +49,9 @@ def repo(tmp_path: Path) -> Path:
                                          "data.bin": "0123456789"})
 
 
-def do(repo: Path, tmp_path: Path, overrides=(), **kw):
+def do(repo: Path, tmp_path: Path, overrides=(), spec="spec.yaml", **kw):
     store = open_store(tmp_path / "home")
-    loaded = apply_overrides(load_spec(repo / "spec.yaml"), list(overrides))
+    loaded = apply_overrides(load_spec(repo / spec), list(overrides))
     return resolve(loaded, store, FakeEngine(), **kw), store
 
 
@@ -134,8 +134,17 @@ def test_numeric_looking_pin_asks_for_quotes(repo, tmp_path):
 def test_missing_code_folder(repo, tmp_path):
     (repo / "spec.yaml").write_text((repo / "spec.yaml").read_text().replace(
         "code: {path: job}", "code: {path: nowhere}"))
-    with pytest.raises(ResolveError, match="code.path .*nowhere: no such folder"):
+    with pytest.raises(SpecError, match="code.path: .*nowhere is not a folder"):
         do(repo, tmp_path, allow_dirty=True)
+
+
+def test_a_path_written_from_the_repository_root_gets_the_spec_relative_fix(repo, tmp_path):
+    # paths in a spec are relative to the spec file; a spec in specs/ naming "job" from the
+    # root is told to write "../job"
+    (repo / "specs").mkdir()
+    (repo / "specs" / "spec.yaml").write_text((repo / "spec.yaml").read_text())
+    with pytest.raises(SpecError, match=r"code.path: .*did you mean '\.\./job'\?"):
+        do(repo, tmp_path, allow_dirty=True, spec="specs/spec.yaml")
 
 
 def test_missing_input(repo, tmp_path):
