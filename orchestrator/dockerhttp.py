@@ -100,7 +100,8 @@ class Client:
         query = {k: _query_value(v) for k, v in (params or {}).items() if v is not None}
         if query:
             url += "?" + urlencode(query, doseq=True)  # a list: the key once per item
-        hdrs = dict(headers or {})
+        # one request per connection: the socket goes away with the response
+        hdrs = {"Connection": "close", **(headers or {})}
         if isinstance(body, (dict, list)):
             body = json.dumps(body).encode()
             hdrs.setdefault("Content-Type", "application/json")

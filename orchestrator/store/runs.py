@@ -405,7 +405,7 @@ COLUMNS = ("id", "name", "status", "exit_code", "spec_digest", "created_at", "st
 
 def _boot_id() -> str:
     try:
-        return open("/proc/sys/kernel/random/boot_id").read().strip()
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:
         return ""
 
@@ -413,7 +413,7 @@ def _boot_id() -> str:
 def pid_start(pid: int) -> str | None:
     """The start time of a process (clock ticks since boot), or None if it does not exist."""
     try:
-        stat = open(f"/proc/{pid}/stat").read()
+        stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     return stat.rsplit(")", 1)[1].split()[19]
