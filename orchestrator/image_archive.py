@@ -59,7 +59,7 @@ def split_into_store(chunks: Iterable[bytes], store: Store, name: str) -> tuple[
     members: list[dict[str, Any]] = []
     total = new = 0
     try:
-        with tarfile.open(fileobj=_Reader(chunks), mode="r|") as tar:
+        with tarfile.open(fileobj=_Reader(chunks), mode="r|", bufsize=CHUNK) as tar:
             for m in tar:
                 entry: dict[str, Any] = {"name": m.name, "type": m.type.decode("latin-1"),
                                          "mode": m.mode, "mtime": int(m.mtime)}
@@ -174,7 +174,7 @@ class _Reader(io.RawIOBase):
 
     def __init__(self, chunks: Iterable[bytes]) -> None:
         self._chunks = iter(chunks)
-        self._buf = b""
+        self._buf = memoryview(b"")
 
     def readable(self) -> bool:
         return True
@@ -182,12 +182,12 @@ class _Reader(io.RawIOBase):
     def readinto(self, b: Any) -> int:
         while not self._buf:
             try:
-                self._buf = next(self._chunks)
+                self._buf = memoryview(next(self._chunks))
             except StopIteration:
                 return 0
         n = min(len(b), len(self._buf))
         b[:n] = self._buf[:n]
-        self._buf = self._buf[n:]
+        self._buf = self._buf[n:]  # a view: no copy of the rest
         return n
 
 
