@@ -313,6 +313,31 @@ class RunStore:
 
     # -- sweeps -------------------------------------------------------------------------------
 
+    def sweep_groups(self, where: Where, metric: str | None = None, limit: int = 50,
+                     offset: int = 0) -> tuple[int, list[dict[str, object]]]:
+        """The sweeps that have runs matching ``where``, newest first, one summary each:
+        (how many sweeps match, [{sweep, name, runs, succeeded, active, failed, created_at,
+        min, max}]), where min/max are ``metrics.<metric>`` over the matching runs."""
+        cond, args = where.count_sql()
+        total = self.db.execute(
+            f"SELECT count(DISTINCT runs.sweep_id) FROM runs WHERE runs.sweep_id IS NOT NULL "
+            f"AND {cond}", args).fetchone()[0]
+        join, jargs = "", []
+        lo_hi = "NULL, NULL"
+        if metric:
+            join = " LEFT JOIN run_metrics m ON m.run_id = runs.id AND m.name = ?"
+            jargs, lo_hi = [metric], "min(m.value), max(m.value)"
+        rows = self.db.execute(
+            "SELECT runs.sweep_id, sw.name, count(*), sum(runs.status = 'succeeded'), "
+            "sum(runs.status IN ('pending', 'running')), min(runs.created_at), "
+            f"{lo_hi} FROM runs{join} LEFT JOIN sweeps sw ON sw.id = runs.sweep_id "
+            f"WHERE runs.sweep_id IS NOT NULL AND {cond} GROUP BY runs.sweep_id "
+            "ORDER BY min(runs.created_at) DESC, runs.sweep_id LIMIT ? OFFSET ?",
+            [*jargs, *args, limit, offset])
+        return total, [{"sweep": r[0], "name": r[1], "runs": r[2], "succeeded": r[3],
+                        "active": r[4], "failed": r[2] - r[3] - r[4], "created_at": r[5],
+                        "min": r[6], "max": r[7]} for r in rows]
+
     def add_sweep(self, sweep_id: str, name: str, spec_path: str, plan: str) -> None:
         with self.atomic() as db:
             db.execute("INSERT INTO sweeps VALUES (?, ?, ?, ?, ?)",

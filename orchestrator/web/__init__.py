@@ -64,6 +64,18 @@ class Api:
         return {"total": self.store.runs.query_count(where), "offset": offset, "limit": limit,
                 "runs": [flat_row(r, tags.get(r.id, {})) for r in records]}
 
+    def sweep_groups(self, q: dict[str, str]) -> dict[str, Any]:
+        """The runs table grouped by sweep: one row per sweep with matching runs, and how
+        many matching runs belong to no sweep."""
+        text = q.get("where", "").strip()
+        limit = max(1, min(PAGE_MAX, int(q.get("limit", "50"))))
+        offset = max(0, int(q.get("offset", "0")))
+        metric = q.get("metric") or None
+        total, groups = self.store.runs.sweep_groups(compile_where(text), metric, limit, offset)
+        outside = compile_where(f"({text}) and sweep is null" if text else "sweep is null")
+        return {"total": total, "offset": offset, "limit": limit, "metric": metric,
+                "groups": groups, "outside": self.store.runs.query_count(outside)}
+
     def run(self, run_id: str) -> dict[str, Any]:
         runs = self.store.runs
         record = runs.get(run_id)
@@ -144,6 +156,8 @@ def make_server(home: Path, host: str = "127.0.0.1", port: int = 8765,
                 return self._file(target)
             if path == "/api/runs":
                 return self._send(HTTPStatus.OK, api.runs(q))
+            if path == "/api/sweep-groups":
+                return self._send(HTTPStatus.OK, api.sweep_groups(q))
             if path.startswith("/api/runs/"):
                 return self._send(HTTPStatus.OK, api.run(path.rsplit("/", 1)[1]))
             if path == "/api/compare":

@@ -149,6 +149,37 @@ def test_compare_shows_differences_and_overlaid_curves(page, server, populated, 
     shot(page, "compare", tmp_path)
 
 
+def test_runs_grouped_by_sweep_open_in_place(page, server, populated, tmp_path):
+    sweep = populated["sweep"]["sweep"]
+    visit(page, f"{server}/#/runs?cols=params.lr,params.hidden,metrics.val_accuracy", "runs")
+    page.click("#group-sweeps")
+    page.wait_for_selector("#sweep-groups")
+    group = page.locator(f"tr.group[data-sweep='{sweep}']")
+    cells = group.locator("td").all_inner_texts()
+    assert cells[1] == sweep and cells[3] == "4" and cells[4] == "4 succeeded"
+    accs = [r["metrics"]["val_accuracy"] for r in populated["sweep"]["runs"]]
+    low, high = cells[6].split(" – ")
+    assert abs(float(low) - min(accs)) < 1e-5 and abs(float(high) - max(accs)) < 1e-5
+    # the other four runs (hello, its replay, nondeterministic and its verify) are outside
+    assert page.locator("#outside").inner_text() == "4 matching run(s) outside sweeps"
+    group.click()
+    inner = page.locator(f"tr.group-runs[data-sweep='{sweep}'] tbody tr")
+    inner.first.wait_for()
+    assert inner.count() == 4  # best first: sorted by the metric column
+    assert "null" not in page.locator(f"tr.group-runs[data-sweep='{sweep}']").inner_text()
+    firsts = [float(t.split("\t")[-1]) for t in inner.all_inner_texts()]
+    assert firsts == sorted(firsts, reverse=True)
+    shot(page, "runs-grouped", tmp_path)
+    # a filter applies inside the groups too
+    page.fill("#where", "params.hidden > 8")
+    page.press("#where", "Enter")
+    page.wait_for_function("document.querySelector('#sweep-groups tr.group td:nth-child(4)')"
+                           "?.textContent === '2'")
+    page.click("#outside")
+    page.wait_for_selector("#runs-table")
+    page.wait_for_function("document.querySelector('#total')?.textContent.startsWith('0 run')")
+
+
 def test_sweep_parallel_coordinates(page, server, populated, tmp_path):
     visit(page, f"{server}/#/sweep/{populated['sweep']['sweep']}", "sweep")
     assert page.locator("#parallel path").count() == 4

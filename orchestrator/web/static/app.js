@@ -79,9 +79,14 @@ async function runsPage() {
       h("label", {}, h("input", { type: "checkbox", checked: cols.includes(c) ? "checked" : null,
         onchange: e => { const next = e.target.checked ? [...cols, c] : cols.filter(x => x !== c);
           go("runs", { ...q, cols: next.join(",") }); } }), " ", c))));
+  const grouped = q.group === "sweep";
+  const groupBtn = h("button", { id: "group-sweeps", onclick: () => go("runs", { ...q, group: grouped ? "" : "sweep", page: 0 }) },
+    grouped ? "Ungroup" : "Group by sweep");
   app.replaceChildren(h("h1", {}, "Runs"),
-    h("div", { class: "toolbar" }, whereInput, h("button", { onclick: () => go("runs", { ...q, where: whereInput.value, page: 0 }) }, "Filter"), compareBtn),
+    h("div", { class: "toolbar" }, whereInput, h("button", { onclick: () => go("runs", { ...q, where: whereInput.value, page: 0 }) }, "Filter"),
+      groupBtn, grouped ? null : compareBtn),
     colPicker, h("div", { id: "runs-body" }, h("p", { class: "muted" }, "loading…")));
+  if (grouped) return sweepGroups(q, cols);
   let doc;
   try {
     doc = await api(`/api/runs?${new URLSearchParams({ where: q.where || "", sort: q.sort || "", limit, offset: page * limit })}`);
@@ -115,6 +120,61 @@ async function runsPage() {
   const pages = Math.max(1, Math.ceil(doc.total / limit));
   document.getElementById("runs-body").replaceChildren(
     h("p", { class: "muted", id: "total" }, `${doc.total} run(s) match`), table,
+    h("div", { class: "pager" },
+      h("button", { disabled: page === 0 ? true : null, onclick: () => go("runs", { ...q, page: page - 1 }) }, "‹ prev"),
+      h("span", {}, `page ${page + 1} of ${pages}`),
+      h("button", { disabled: page + 1 >= pages ? true : null, onclick: () => go("runs", { ...q, page: page + 1 }) }, "next ›")));
+}
+
+// ---- runs grouped by sweep: one row a sweep, opened in place ------------------------------------
+async function sweepGroups(q, cols) {
+  const body = document.getElementById("runs-body");
+  const page = Number(q.page || 0), limit = 50;
+  const metricCol = cols.find(c => c.startsWith("metrics.")) || (meta.metrics[0] ? `metrics.${meta.metrics[0]}` : "");
+  const metric = metricCol.replace(/^metrics\./, "");
+  let doc;
+  try {
+    doc = await api(`/api/sweep-groups?${new URLSearchParams({ where: q.where || "", metric, limit, offset: page * limit })}`);
+  } catch (e) {
+    body.replaceChildren(h("p", { class: "error", id: "error" }, e.message));
+    return;
+  }
+  const within = id => q.where ? `(${q.where}) and sweep = ${id}` : `sweep = ${id}`;
+  const rows = doc.groups.flatMap(g => {
+    const arrow = h("td", { class: "arrow" }, "▸");
+    const cell = h("td", { colspan: 7 });
+    const detail = h("tr", { class: "group-runs", "data-sweep": g.sweep, hidden: true }, cell);
+    const toggle = async () => {
+      detail.hidden = !detail.hidden;
+      arrow.textContent = detail.hidden ? "▸" : "▾";
+      if (detail.hidden || detail.dataset.loaded) return;
+      cell.replaceChildren(h("p", { class: "muted" }, "loading…"));
+      const where = within(g.sweep);
+      const runs = await api(`/api/runs?${new URLSearchParams({ where, sort: metricCol ? `-${metricCol}` : "", limit: 200 })}`);
+      detail.dataset.loaded = "1";
+      cell.replaceChildren(...[h("table", { class: "inner" },
+        h("thead", {}, h("tr", {}, h("th", {}, "id"), h("th", {}, "status"), h("th", {}, "took"), ...cols.map(c => h("th", {}, c)))),
+        h("tbody", {}, runs.runs.map(r => h("tr", { class: "row", "data-id": r.id, onclick: () => go(`run/${r.id}`) },
+          h("td", { class: "mono" }, r.id), h("td", {}, status(r.status)),
+          h("td", {}, r.duration_s != null ? `${r.duration_s.toFixed(1)}s` : ""), ...cols.map(c => h("td", {}, fmt(r[c]))))))),
+        runs.total > runs.runs.length ? h("p", { class: "muted" }, `best ${runs.runs.length} of ${runs.total} · `,
+          h("a", { href: `#/runs?${new URLSearchParams({ where })}` }, "all in the table")) : null].filter(Boolean));
+    };
+    const outcome = `${g.succeeded} succeeded` + (g.failed ? ` · ${g.failed} failed` : "") + (g.active ? ` · ${g.active} running` : "");
+    return [h("tr", { class: "group row", "data-sweep": g.sweep, onclick: toggle }, arrow,
+      h("td", { class: "mono" }, h("a", { href: `#/sweep/${g.sweep}`, onclick: e => e.stopPropagation() }, g.sweep)),
+      h("td", {}, g.name || ""), h("td", {}, g.runs), h("td", {}, outcome),
+      h("td", { class: "nowrap" }, (g.created_at || "").replace("T", " ").slice(0, 19)),
+      h("td", {}, g.min === null ? "" : g.min === g.max ? fmt(g.min) : `${fmt(g.min)} – ${fmt(g.max)}`)), detail];
+  });
+  const pages = Math.max(1, Math.ceil(doc.total / limit));
+  const outside = q.where ? `(${q.where}) and sweep is null` : "sweep is null";
+  body.replaceChildren(
+    h("p", { class: "muted", id: "total" }, `${doc.total} sweep(s) with matching runs · `,
+      h("a", { id: "outside", href: `#/runs?${new URLSearchParams({ ...q, where: outside, group: "" })}` }, `${doc.outside} matching run(s) outside sweeps`)),
+    h("table", { id: "sweep-groups" }, h("thead", {}, h("tr", {}, h("th", {}, ""), h("th", {}, "sweep"), h("th", {}, "name"),
+      h("th", {}, "runs"), h("th", {}, "outcome"), h("th", {}, "created"), h("th", {}, metricCol ? `${metricCol} (min – max)` : ""))),
+      h("tbody", {}, rows)),
     h("div", { class: "pager" },
       h("button", { disabled: page === 0 ? true : null, onclick: () => go("runs", { ...q, page: page - 1 }) }, "‹ prev"),
       h("span", {}, `page ${page + 1} of ${pages}`),
