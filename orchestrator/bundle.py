@@ -34,6 +34,7 @@ from .store.artifacts import DigestMismatch
 
 BUNDLE_SCHEMA = 1
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
+PROGRESS_MIN = 1 << 20  # artifacts at least this big get a progress line
 
 
 def manifest_of(record: RunRecord, store: Store) -> dict[str, Any]:
@@ -92,7 +93,8 @@ def export_bundle(record: RunRecord, store: Store, engine: Engine, dest: Path,
                 raise CannotReplay(f"run {record.id}: {meta['role']} artifact {hex_[:16]}... is "
                                    "missing from the store; cannot export a replayable bundle")
         else:
-            on_line(f"bundling {meta['role']} ({(meta['size'] or 0) >> 20} MiB)")
+            if (meta["size"] or 0) >= PROGRESS_MIN:  # small files are not worth a line
+                on_line(f"bundling {meta['role']} ({(meta['size'] or 0) >> 20} MiB)")
             try:
                 store.artifacts.copy_out(hex_, dest / "artifacts" / hex_)
             except DigestMismatch:
@@ -148,7 +150,8 @@ def import_bundle(path: Path, store: Store, on_line: Callable[[str], None]) -> R
         if not src.is_file():
             raise CannotReplay(f"bundle {folder}: artifacts/{hex_} ({meta.get('role')}) is "
                                "missing; re-export the run")
-        on_line(f"importing {meta.get('role')} ({src.stat().st_size >> 20} MiB)")
+        if src.stat().st_size >= PROGRESS_MIN:
+            on_line(f"importing {meta.get('role')} ({src.stat().st_size >> 20} MiB)")
         try:
             with open(src, "rb", buffering=CHUNK) as f:
                 _, size = store.artifacts.put_stream(f, name=str(src), expect=hex_)
