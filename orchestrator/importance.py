@@ -9,6 +9,14 @@ explained (eta-squared minus what chance grouping explains), clipped at 0; ``1 -
 scores is what main effects do not explain (interactions and noise). For numeric parameters
 the Spearman rank correlation gives the direction. On a full grid this is exactly the
 main-effect ANOVA; on random search it is an estimate, better with more runs.
+
+Pairwise interactions (the second-order terms): for each pair of parameters, the variance
+the pair's cells explain beyond both main effects, SS(cells) - SS(A) - SS(B), as a share of
+the total (exact on a full grid, an estimate otherwise). When the cells hold repeated runs the
+score is bias-corrected against the within-cell variance (noise) and the pair is reported
+only when an F-test puts it beyond chance (p < 0.01 over all pairs together, Bonferroni);
+when every cell holds one run,
+interaction and noise cannot be told apart and the pair is marked ``replicated: false``.
 """
 
 from __future__ import annotations
@@ -21,6 +29,8 @@ from .errors import UsageError
 from .record import RunRecord, RunStatus
 
 MAX_LEVELS = 8
+MAX_INTERACTIONS = 5
+INTERACTION_P = 0.01  # family-wise: a replicated pair is reported when F-test p < this / pairs
 METHOD = ("one-way ANOVA per parameter (functional-ANOVA main effects, estimated from the runs "
           "directly); score = bias-corrected variance share (epsilon-squared), numeric params "
           f"with > {MAX_LEVELS} values binned by quantiles; direction = Spearman rank "
@@ -108,4 +118,57 @@ def importance(records: list[RunRecord], metric: str) -> dict[str, Any]:
     explained = min(1.0, sum(p["importance"] for p in params))
     return {"metric": metric, "runs": n, "method": METHOD, "metric_mean": mean,
             "metric_std": math.sqrt(ss_total / n), "params": params,
-            "unexplained": round(1 - explained, 6)}
+            "unexplained": round(1 - explained, 6),
+            "interactions": interactions(runs, y, params, ss_total)}
+
+
+def interactions(runs: list[RunRecord], y: list[float], params: list[dict[str, Any]],
+                 ss_total: float, top: int = MAX_INTERACTIONS) -> list[dict[str, Any]]:
+    """The strongest pairwise interaction terms (see the module docstring)."""
+    if ss_total <= 0 or len(params) < 2:
+        return []
+    n, mean = len(y), sum(y) / len(y)
+    labels = {p["name"]: _groups([r.params.get(p["name"]) for r in runs])[0] for p in params}
+    ss_main = {p["name"]: p["eta_squared"] * ss_total for p in params}
+    found = []
+    pairs = len(params) * (len(params) - 1) // 2
+    for i, a in enumerate(params):
+        for b in params[i + 1:]:
+            cells: dict[tuple[str, str], list[float]] = defaultdict(list)
+            for la, lb, v in zip(labels[a["name"]], labels[b["name"]], y, strict=True):
+                cells[(la, lb)].append(v)
+            ss_cells = sum(len(c) * (sum(c) / len(c) - mean) ** 2 for c in cells.values())
+            ss_ab = max(0.0, ss_cells - ss_main[a["name"]] - ss_main[b["name"]])
+            df_ab = (a["levels"] - 1) * (b["levels"] - 1)
+            replicated = n > len(cells)
+            p_value = None
+            if replicated:
+                ms_within = (ss_total - ss_cells) / (n - len(cells))
+                score = max(0.0, (ss_ab - df_ab * ms_within) / ss_total)
+                if df_ab > 0:
+                    p_value = f_test_p(ss_ab / df_ab, ms_within, df_ab, n - len(cells))
+                    if p_value > INTERACTION_P / pairs:  # Bonferroni over all pairs
+                        continue  # not told apart from chance cell-to-cell variation
+            else:
+                score = ss_ab / ss_total
+            found.append({"params": sorted([a["name"], b["name"]]),
+                          "importance": round(score, 6),
+                          "eta_squared": round(ss_ab / ss_total, 6), "cells": len(cells),
+                          "replicated": replicated,
+                          "p": None if p_value is None else float(f"{p_value:.3g}")})
+    found.sort(key=lambda x: (-x["importance"], x["params"]))
+    return [f for f in found if f["importance"] > 0][:top]
+
+
+def f_test_p(ms_effect: float, ms_error: float, d1: int, d2: int) -> float:
+    """Upper-tail p of F = ms_effect / ms_error with (d1, d2) degrees of freedom, by
+    Paulson's normal approximation (good to a few percent in p for d2 >= 3; no scipy)."""
+    if ms_error <= 0:
+        return 0.0 if ms_effect > 0 else 1.0
+    f = ms_effect / ms_error
+    if f <= 0:
+        return 1.0
+    a, b = 2 / (9 * d1), 2 / (9 * max(d2, 1))
+    cube = f ** (1 / 3)
+    z = ((1 - b) * cube - (1 - a)) / math.sqrt(b * cube * cube + a)
+    return 0.5 * math.erfc(z / math.sqrt(2))

@@ -469,4 +469,7 @@ def render_importance(doc: dict[str, Any]) -> None:
                   p["kind"], str(p["levels"]))
     out.print(t)
     out.print(f"unexplained by main effects (interactions, noise): {doc['unexplained']:.1%}")
+    for x in doc.get("interactions", []):
+        note = "" if x["replicated"] else "  (one run a cell: interaction and noise together)"
+        out.print(f"  interaction {' x '.join(x['params'])}: {x['importance']:.1%}{note}")
     out.print(Text(f"method: {doc['method']}", style="dim"))

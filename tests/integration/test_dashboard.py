@@ -195,6 +195,14 @@ def test_importance_chart_renders(page, server, populated, tmp_path):
     bars = page.evaluate("Chart.getChart(document.getElementById('importance-chart'))"
                          ".data.datasets[0].data")
     assert len(bars) == 2 and all(0 <= b <= 1 for b in bars)
+    assert "null" not in page.locator("#importance-body").inner_text()
+    # a 2x2 grid without repeats: what main effects leave is lr x hidden and noise together
+    doc = json.loads(urllib.request.urlopen(
+        f"{server}/api/importance?metric=val_accuracy&where={urllib.request.quote(where)}"
+    ).read())
+    for x in doc["interactions"]:
+        assert x["params"] == ["hidden", "lr"] and not x["replicated"]
+        assert "hidden × lr" in page.locator("#interactions").inner_text()
     shot(page, "importance", tmp_path)
 
 

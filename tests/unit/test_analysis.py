@@ -110,3 +110,24 @@ def test_parse_grid_uses_declared_types(tmp_path):
         parse_grid(loaded, ["epochs=1,2.5"])
     with pytest.raises(UsageError, match="expected NAME=V1,V2"):
         parse_grid(loaded, ["lr="])
+
+
+def test_importance_names_the_interaction_main_effects_miss():
+    # acc depends on lr and hidden only together (an XOR-like pattern): no main effect at all
+    def acc(p, rng):
+        return (1.0 if (p["lr"] == 0.1) == (p["hidden"] == 64) else 0.0) + rng.gauss(0, 0.01)
+
+    runs = [r for r in runs_with(acc, n=240) if r.params["lr"] != 0.01
+            and r.params["hidden"] != 32]  # a 2x2 design with ~60 repeats a cell
+    doc = importance(runs, "acc")
+    by = {p["name"]: p for p in doc["params"]}
+    assert by["lr"]["importance"] < 0.05 and by["hidden"]["importance"] < 0.05
+    top = doc["interactions"][0]
+    assert top["params"] == ["hidden", "lr"] and top["replicated"] and top["importance"] > 0.9
+    assert all(x["importance"] < 0.05 for x in doc["interactions"][1:])
+
+
+def test_additive_effects_show_no_interaction():
+    doc = importance(runs_with(lambda p, rng: {0.001: 0.5, 0.01: 0.8, 0.1: 0.6}[p["lr"]]
+                               + p["hidden"] / 640 + rng.gauss(0, 0.01), n=200), "acc")
+    assert all(x["importance"] < 0.05 for x in doc["interactions"])

@@ -334,12 +334,16 @@ async function importancePage() {
   try { doc = await api(`/api/importance?${new URLSearchParams({ metric, where: q.where || "" })}`); }
   catch (e) { body.append(h("p", { class: "error", id: "error" }, e.message)); return; }
   const canvas = h("canvas", { id: "importance-chart", height: 60 + 30 * doc.params.length });
-  body.append(h("p", { class: "muted" }, `${doc.runs} runs; unexplained by main effects (interactions, noise): ${(doc.unexplained * 100).toFixed(1)}%`),
+  body.append(...[h("p", { class: "muted" }, `${doc.runs} runs; unexplained by main effects (interactions, noise): ${(doc.unexplained * 100).toFixed(1)}%`),
     h("div", { class: "card", style: "max-width: 760px" }, canvas),
     h("table", { id: "importance-table" }, h("thead", {}, h("tr", {}, ["param", "importance", "eta²", "spearman", "kind", "levels"].map(c => h("th", {}, c)))),
       h("tbody", {}, doc.params.map(p => h("tr", {}, h("td", {}, p.name), h("td", {}, `${(p.importance * 100).toFixed(1)}%`), h("td", {}, fmt(p.eta_squared)),
         h("td", {}, p.spearman === null ? "" : fmt(p.spearman)), h("td", {}, p.kind), h("td", {}, p.levels))))),
-    h("p", { class: "muted" }, `Method: ${doc.method}.`));
+    doc.interactions.length ? h("div", { id: "interactions" }, h("h2", {}, "Interactions (pairs, beyond their main effects)"),
+      h("table", {}, h("tbody", {}, doc.interactions.map(x => h("tr", {}, h("td", {}, x.params.join(" × ")),
+        h("td", {}, `${(x.importance * 100).toFixed(1)}%`),
+        h("td", { class: "muted" }, x.replicated ? `F-test p = ${fmt(x.p)}` : "one run a cell: interaction and noise together")))))) : null,
+    h("p", { class: "muted" }, `Method: ${doc.method}.`)].filter(Boolean));
   charts.push(new Chart(canvas, { type: "bar", data: { labels: doc.params.map(p => p.name),
     datasets: [{ label: `share of ${metric} variance explained`, data: doc.params.map(p => p.importance), backgroundColor: PALETTE[0] }] },
     options: { indexAxis: "y", animation: false, scales: { x: { min: 0, max: 1 } } } }));
