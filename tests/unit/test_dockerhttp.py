@@ -150,3 +150,19 @@ def test_build_context_leaves_out_what_dockerignore_names(tmp_path):
     with tarfile.open(fileobj=io.BytesIO(_context_tar(tmp_path))) as tar:
         names = sorted(tar.getnames())
     assert names == [".dockerignore", "Dockerfile", "keep.ckpt", "requirements.lock"]
+
+
+def test_a_tcp_engine_without_tls_is_spoken_to_the_same_way(monkeypatch):
+    class TCPEngine(socketserver.ThreadingMixIn, socketserver.TCPServer):
+        daemon_threads = True
+
+    srv = TCPEngine(("127.0.0.1", 0), _Handler)
+    srv.seen, srv.answer = [], chunked("200 OK", [b'{"Version": "27.0.1", "ApiVersion":',
+                                                  b' "1.46"}'])
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("DOCKER_HOST", f"tcp://127.0.0.1:{srv.server_address[1]}")
+        assert Engine().version()["version"] == "27.0.1" and srv.seen == ["/version"]
+    finally:
+        srv.shutdown()
+        srv.server_close()
