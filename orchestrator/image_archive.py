@@ -45,7 +45,7 @@ def ensure_archived(image_id: str, store: Store, engine: Engine,
         return known[0]
     on_line(f"archiving image {image_id[:19]} into the store (first use of this image)")
     index, new_bytes = split_into_store(engine.save(image_id), store,
-                                        f"image {image_id[:19]} archive")
+                                        f"image {image_id[:19]} archive", on_line)
     index_sha = store.artifacts.put_bytes(json.dumps(index, sort_keys=True).encode())
     store.runs.add_image_archive(image_id, index_sha, index["size"])
     shared = index["size"] - new_bytes
@@ -54,8 +54,10 @@ def ensure_archived(image_id: str, store: Store, engine: Engine,
     return index_sha
 
 
-def split_into_store(chunks: Iterable[bytes], store: Store, name: str) -> tuple[dict, int]:
-    """Store each file of a tar stream as an artifact; return (index, bytes newly stored)."""
+def split_into_store(chunks: Iterable[bytes], store: Store, name: str,
+                     on_line: Callable[[str], None] = lambda _: None) -> tuple[dict, int]:
+    """Store each file of a tar stream as an artifact; return (index, bytes newly stored).
+    Each member of 64 MiB or more gets a progress line (a CUDA image has several GiB)."""
     members: list[dict[str, Any]] = []
     total = new = 0
     try:
@@ -72,6 +74,9 @@ def split_into_store(chunks: Iterable[bytes], store: Store, name: str) -> tuple[
                     entry.update(sha256=sha, size=size)
                     total += size
                     new += size if fresh else 0
+                    if size >= 64 << 20:
+                        on_line(f"  {m.name}: {size >> 20} MiB"
+                                + ("" if fresh else " (already in the store)"))
                 members.append(entry)
     except tarfile.TarError as e:
         raise ImageError(f"{name}: the engine's image archive is not a tar ({e})") from e
