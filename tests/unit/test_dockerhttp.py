@@ -83,7 +83,9 @@ def test_log_frames_are_demultiplexed_whatever_the_chunking():
 
     raw = frame(1, b"out line\n") + frame(2, b"err line\n") + frame(1, b"")
     pieces = [raw[:3], raw[3:12], raw[12:30], raw[30:]]
-    assert list(dh.frames(iter(pieces))) == [b"out line\n", b"err line\n", b""]
+    # one piece per chunk that completes frames: the first frame ends in the third chunk
+    assert list(dh.frames(iter(pieces))) == [b"out line\n", b"err line\n"]
+    assert list(dh.frames(iter([raw]))) == [b"out line\nerr line\n"]
     with pytest.raises(dh.TransportError, match="inside a frame"):
         list(dh.frames(iter([raw[:12]])))
 
@@ -166,3 +168,32 @@ def test_a_tcp_engine_without_tls_is_spoken_to_the_same_way(monkeypatch):
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+class Pieces:
+    """A socket file that returns the given pieces, one per read1."""
+
+    def __init__(self, pieces: list[bytes]) -> None:
+        self.pieces = list(pieces)
+
+    def read1(self, n: int) -> bytes:
+        return self.pieces.pop(0) if self.pieces else b""
+
+
+def test_chunked_bodies_decode_whatever_the_reads_cut():
+    import random
+
+    rng = random.Random(7)
+    payloads = [bytes(rng.randrange(256) for _ in range(rng.choice([1, 2, 9, 300, 4000])))
+                for _ in range(40)]
+    wire = b"".join(b"%x%s\r\n%s\r\n" % (len(p), b";ext=1" if i % 7 == 0 else b"", p)
+                    for i, p in enumerate(payloads)) + b"0\r\nX-Trailer: t\r\n\r\n"
+    for cut in range(1, len(wire), 37):  # one cut anywhere: inside a size, a CRLF, a payload
+        got = b"".join(dh._dechunked(Pieces([wire[:cut], wire[cut:]]), 1 << 20))
+        assert got == b"".join(payloads), cut
+    bytewise = b"".join(dh._dechunked(Pieces([wire[i:i + 1] for i in range(len(wire))]), 1))
+    assert bytewise == b"".join(payloads)
+    with pytest.raises(dh.TransportError, match="ended inside a chunk"):
+        b"".join(dh._dechunked(Pieces([wire[:500]]), 1 << 20))
+    with pytest.raises(dh.TransportError, match="bad chunk size"):
+        b"".join(dh._dechunked(Pieces([b"zz\r\n"]), 1 << 20))
