@@ -84,6 +84,33 @@ def bench_launch(n: int, tmp: Path) -> dict:
             "replay_ratio": statistics.median(rep) / statistics.median(lau), "image": image}
 
 
+CHATTY_LINES = 200_000
+CHATTY = f"import sys\nfor i in range({CHATTY_LINES}): print('step', i, 'loss', 1 / (i + 1))"
+
+
+def bench_logs(image: str, n: int, tmp: Path) -> dict:
+    """A job that prints a line per step (progress output): every line streamed into the
+    store's log and hashed, vs `docker run` printing the same to /dev/null."""
+    proj = tmp / "project"
+    spec = proj / "specs" / "chatty.yaml"
+    spec.write_text("version: 1\nname: chatty\nimage: {build: ../images/base}\n"
+                    "code: {path: ../examples/hello}\n"
+                    f"command: [python3, -c, {json.dumps(CHATTY)}]\nseed: 0\n")
+    git(proj, "add", "-A")
+    git(proj, "commit", "-qm", "chatty")
+    env = {**os.environ, "REPRO_HOME": str(tmp / "home")}
+    launch = [*REPRO, "launch", "specs/chatty.yaml", "--json", "-q"]
+    docker = ["docker", "run", "--rm", "--network", "none", "--user", "65534:65534", image,
+              "python3", "-c", CHATTY]
+    ours, base = [], []
+    for _ in range(n):
+        ours.append(timed(launch, cwd=proj, env=env))
+        base.append(timed(docker))
+    return {"repro": statistics.median(ours), "docker": statistics.median(base),
+            "ratio": statistics.median(ours) / statistics.median(base), "n": n,
+            "lines": CHATTY_LINES}
+
+
 def bench_archive(image: str, n: int, tmp: Path) -> dict:
     ours, base = [], []
     size = 0
@@ -141,7 +168,7 @@ def report(res: dict, out: Path) -> None:
     cpu = cpu_facts()
     docker_v = Engine().version()["version"]
     la, ing, hp, imp = res["launch"], res["ingest"], res["help"], res["imports"]
-    ar = res["archive"]
+    ar, lg = res["archive"], res["logs"]
     ok = lambda r, t: "meets" if r <= t else "misses"  # noqa: E731
     text = f"""# Benchmarks
 
@@ -154,6 +181,7 @@ measured in the same run, alternating with it.
 |---|---|---|---|---|
 | launch of `specs/hello.yaml` vs `docker run --rm` of the same image and command (n={la['n']}) | {la['repro']*1000:.0f} ms | {la['docker']*1000:.0f} ms | **{la['ratio']:.2f}x** | <= 1.5x ({ok(la['ratio'], 1.5)}) |
 | ingest of a {ing['size_mb']} MiB output (hash + copy + fsync) vs `sha256sum` (n={ing['n']}) | {ing['repro']:.2f} s ({ing['repro_mbps']:.0f} MB/s) | {ing['sha256sum']:.2f} s ({ing['sha256sum_mbps']:.0f} MB/s) | **{ing['ratio']:.2f}x** | <= 1.3x ({ok(ing['ratio'], 1.3)}) |
+| a job printing {lg['lines']:,} lines: launch (logs streamed into the store) vs `docker run` of it (n={lg['n']}) | {lg['repro']:.2f} s | {lg['docker']:.2f} s | {lg['ratio']:.2f}x | log streaming |
 | `repro --help` vs `python -c pass` (n={hp['n']}) | {hp['repro']*1000:.0f} ms | {hp['python']*1000:.0f} ms | {hp['repro']/hp['python']:.1f}x | fast start |
 | `repro replay` of a hello run vs `repro launch` of its spec (n={la['n']}) | {la['replay']*1000:.0f} ms | {la['relaunch']*1000:.0f} ms | **{la['replay_ratio']:.2f}x** | replay overhead |
 | archive the base image into the store (first use) vs `docker save > /dev/null` (n={ar['n']}) | {ar['repro']:.2f} s | {ar['docker_save']:.2f} s | {ar['ratio']:.2f}x | {ar['size'] / 2**20:.0f} MiB archive |
@@ -222,6 +250,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="repro-bench-") as t:
         tmp = Path(t)
         res = {"launch": (la := bench_launch(n, tmp)),
+               "logs": bench_logs(la["image"], 3, tmp),
                "archive": bench_archive(la["image"], 3, tmp),
                "ingest": bench_ingest(256 if args.quick else 1024, 3, tmp),
                "help": bench_help(n), "imports": import_cost(),
