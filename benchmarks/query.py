@@ -110,7 +110,11 @@ def bench_repro(home: Path) -> dict:
     t_count, count = median_time(lambda: store.runs.query_count(shared))
     assert ids == floor, "repro's query and the hand-written SQL disagree"
     t_api, page = median_time(lambda: dashboard_page(home))
-    return {"ids_s": t_ids, "records_s": t_full, "range_s": t_range, "floor_s": t_floor,
+    from orchestrator.web import Api
+
+    api = Api(home)
+    t_imp, imp = median_time(lambda: api.importance({"metric": "acc", "where": ""}), n=3)
+    return {"importance_s": t_imp, "importance_runs": imp["runs"], "ids_s": t_ids, "records_s": t_full, "range_s": t_range, "floor_s": t_floor,
             "count_s": t_count, "matches": count, "returned": len(ids),
             "top": ids[:5], "range_returned": len(range_ids), "records": len(recs),
             "dashboard_page_s": t_api, "dashboard_rows": page}

@@ -234,6 +234,7 @@ because MLflow stores them as strings{'; both return the same top runs' if q.get
 | repro count of all matches | {r['count_s']*1000:.1f} ms | |
 | `repro ui`: one page (50 rows, second page) of the runs table over HTTP, with its total | {r['dashboard_page_s']*1000:.1f} ms | |
 | repro numeric range on params (`{q['range_where']}`, sort params.lr; MLflow cannot express it) | {r['range_s']*1000:.1f} ms | |
+| parameter importance of `acc` over all {q['runs']:,} runs (a seeded sample of {r.get('importance_runs', 0):,}; dashboard and CLI) | {r.get('importance_s', 0)*1000:.0f} ms | |
 {ml_row}
 {f"MLflow takes {m['search_s'] / r['records_s']:.0f}x as long as repro's full-record query. "
  if "search_s" in m else ""}Populating the store took {q['repro_populate_s']:.0f} s for repro

@@ -183,7 +183,7 @@ def importance(
 ) -> None:
     """Estimate how much each parameter explains a metric over the selected runs."""
     from . import ui
-    from .importance import importance as estimate
+    from .importance import SAMPLE_RUNS, importance_of
     from .plots import write_plot
     from .query import compile_where
 
@@ -192,8 +192,9 @@ def importance(
         from .errors import UsageError
 
         raise UsageError("no runs recorded here yet; launch or sweep first")
-    records = store.runs.query(compile_where(where or ""), limit=None)
-    doc = estimate(records, metric)
+    samples, total = store.runs.importance_samples(compile_where(where or ""), metric,
+                                                   SAMPLE_RUNS)
+    doc = importance_of(metric, samples, total)
     if plot is not None:
         write_plot(doc, plot)
     if json_:

@@ -21,6 +21,7 @@ interaction and noise cannot be told apart and the pair is marked ``replicated: 
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import defaultdict
 from typing import Any
@@ -30,6 +31,8 @@ from .record import RunRecord, RunStatus
 
 MAX_LEVELS = 8
 MAX_INTERACTIONS = 5
+SAMPLE_RUNS = 20_000  # beyond this many runs, estimate on a seeded uniform sample of them
+MAX_POINTS = 2_000  # (param value, metric) points per param returned for plotting
 INTERACTION_P = 0.01  # family-wise: a replicated pair is reported when F-test p < this / pairs
 METHOD = ("one-way ANOVA per parameter (functional-ANOVA main effects, estimated from the runs "
           "directly); score = bias-corrected variance share (epsilon-squared), numeric params "
@@ -50,7 +53,7 @@ def _groups(values: list[Any]) -> tuple[list[str], str]:
             return [("missing" if v is None else repr(v)) for v in values], "numeric"
         cuts = [distinct[min(len(distinct) - 1, int(len(distinct) * q / MAX_LEVELS))]
                 for q in range(1, MAX_LEVELS)]
-        return [("missing" if v is None else f"bin{sum(v >= c for c in cuts)}")
+        return [("missing" if v is None else f"bin{bisect.bisect_right(cuts, v)}")
                 for v in values], "numeric (binned)"
     return [("missing" if v is None else str(v)) for v in values], "categorical"
 
@@ -80,26 +83,41 @@ def spearman(xs: list[float], ys: list[float]) -> float | None:
     return None if vx == 0 or vy == 0 else cov / math.sqrt(vx * vy)
 
 
+Sample = tuple[dict[str, Any], float]  # one succeeded run: its params, its metric value
+
+
 def importance(records: list[RunRecord], metric: str) -> dict[str, Any]:
-    runs = [r for r in records if r.status == RunStatus.SUCCEEDED and metric in r.metrics]
-    if len(runs) < 3:
+    """Importance over records (the store reads samples straight from its indexed tables:
+    ``RunStore.importance_samples``, no record parsing)."""
+    return importance_of(metric, [(r.params, r.metrics[metric]) for r in records
+                                  if r.status == RunStatus.SUCCEEDED and metric in r.metrics])
+
+
+def importance_of(metric: str, samples: list[Sample], total: int | None = None
+                  ) -> dict[str, Any]:
+    """``total``: how many runs ``samples`` were drawn from, when it is a sample."""
+    if len(samples) < 3:
         raise UsageError(f"importance of {metric!r} needs at least 3 succeeded runs that "
-                         f"report it; found {len(runs)} (check --where and the metric name)")
-    y = [r.metrics[metric] for r in runs]
+                         f"report it; found {len(samples)} (check --where and the metric name)")
+    runs = [p for p, _ in samples]
+    y = [v for _, v in samples]
     n = len(y)
     mean = sum(y) / n
     ss_total = sum((v - mean) ** 2 for v in y)
-    names = sorted({p for r in runs for p in r.params})
+    names = sorted({p for r in runs for p in r})
     params = []
+    codes: dict[str, tuple[list[int], float]] = {}  # per param: group code per run, SS
     for name in names:
-        values = [r.params.get(name) for r in runs]
+        values = [r.get(name) for r in runs]
         if len({repr(v) for v in values}) < 2:
             continue  # constant over the selection: explains nothing here
         labels, kind = _groups(values)
+        index: dict[str, int] = {}
         by: dict[str, list[float]] = defaultdict(list)
         for label, v in zip(labels, y, strict=True):
             by[label].append(v)
         ss_between = sum(len(g) * (sum(g) / len(g) - mean) ** 2 for g in by.values())
+        codes[name] = ([index.setdefault(label, len(index)) for label in labels], ss_between)
         k = len(by)
         ms_within = (ss_total - ss_between) / (n - k) if n > k else 0.0
         eta2 = ss_between / ss_total if ss_total > 0 else 0.0
@@ -112,48 +130,57 @@ def importance(records: list[RunRecord], metric: str) -> dict[str, Any]:
             "eta_squared": round(eta2, 6), "spearman": None if rho is None else round(rho, 4),
             "groups": {label: {"n": len(g), "mean": sum(g) / len(g)}
                        for label, g in sorted(by.items())},
-            "points": [[v, m] for v, m in zip(values, y, strict=True)],
+            "points": [[v, m] for v, m in zip(values[:MAX_POINTS], y, strict=False)],
         })
     params.sort(key=lambda p: (-p["importance"], p["name"]))
     explained = min(1.0, sum(p["importance"] for p in params))
-    return {"metric": metric, "runs": n, "method": METHOD, "metric_mean": mean,
+    sampled = total is not None and total > n
+    method = METHOD + (f"; estimated on a seeded uniform sample of {n:,} of the {total:,} "
+                       "matching runs" if sampled else "")
+    return {"metric": metric, "runs": n, "sampled_from": total if sampled else None,
+            "method": method, "metric_mean": mean,
             "metric_std": math.sqrt(ss_total / n), "params": params,
             "unexplained": round(1 - explained, 6),
-            "interactions": interactions(runs, y, params, ss_total)}
+            "interactions": interactions(y, params, codes, ss_total)}
 
 
-def interactions(runs: list[RunRecord], y: list[float], params: list[dict[str, Any]],
-                 ss_total: float, top: int = MAX_INTERACTIONS) -> list[dict[str, Any]]:
-    """The strongest pairwise interaction terms (see the module docstring)."""
+def interactions(y: list[float], params: list[dict[str, Any]],
+                 codes: dict[str, tuple[list[int], float]], ss_total: float,
+                 top: int = MAX_INTERACTIONS) -> list[dict[str, Any]]:
+    """The strongest pairwise interaction terms (see the module docstring). ``codes``: per
+    parameter, its group number for each run and its main-effect sum of squares."""
     if ss_total <= 0 or len(params) < 2:
         return []
     n, mean = len(y), sum(y) / len(y)
-    labels = {p["name"]: _groups([r.params.get(p["name"]) for r in runs])[0] for p in params}
-    ss_main = {p["name"]: p["eta_squared"] * ss_total for p in params}
+    centred = [v - mean for v in y]  # cell sums of these give SS(cells) without cancellation
     found = []
     pairs = len(params) * (len(params) - 1) // 2
     for i, a in enumerate(params):
         for b in params[i + 1:]:
-            cells: dict[tuple[str, str], list[float]] = defaultdict(list)
-            for la, lb, v in zip(labels[a["name"]], labels[b["name"]], y, strict=True):
-                cells[(la, lb)].append(v)
-            ss_cells = sum(len(c) * (sum(c) / len(c) - mean) ** 2 for c in cells.values())
-            ss_ab = max(0.0, ss_cells - ss_main[a["name"]] - ss_main[b["name"]])
+            (ca, ss_a), (cb, ss_b) = codes[a["name"]], codes[b["name"]]
+            kb = b["levels"]
+            count, total = [0] * (a["levels"] * kb), [0.0] * (a["levels"] * kb)
+            for ga, gb, v in zip(ca, cb, centred, strict=True):
+                count[ga * kb + gb] += 1
+                total[ga * kb + gb] += v
+            ss_cells = sum(t * t / c for t, c in zip(total, count, strict=True) if c)
+            cells = sum(1 for c in count if c)
+            ss_ab = max(0.0, ss_cells - ss_a - ss_b)
             df_ab = (a["levels"] - 1) * (b["levels"] - 1)
-            replicated = n > len(cells)
+            replicated = n > cells
             p_value = None
             if replicated:
-                ms_within = (ss_total - ss_cells) / (n - len(cells))
+                ms_within = (ss_total - ss_cells) / (n - cells)
                 score = max(0.0, (ss_ab - df_ab * ms_within) / ss_total)
                 if df_ab > 0:
-                    p_value = f_test_p(ss_ab / df_ab, ms_within, df_ab, n - len(cells))
+                    p_value = f_test_p(ss_ab / df_ab, ms_within, df_ab, n - cells)
                     if p_value > INTERACTION_P / pairs:  # Bonferroni over all pairs
                         continue  # not told apart from chance cell-to-cell variation
             else:
                 score = ss_ab / ss_total
             found.append({"params": sorted([a["name"], b["name"]]),
                           "importance": round(score, 6),
-                          "eta_squared": round(ss_ab / ss_total, 6), "cells": len(cells),
+                          "eta_squared": round(ss_ab / ss_total, 6), "cells": cells,
                           "replicated": replicated,
                           "p": None if p_value is None else float(f"{p_value:.3g}")})
     found.sort(key=lambda x: (-x["importance"], x["params"]))

@@ -451,7 +451,9 @@ def render_importance(doc: dict[str, Any]) -> None:
     from rich.text import Text
 
     out = _out()
-    out.print(Text(f"importance for {doc['metric']} over {doc['runs']} runs", style="bold"))
+    over = (f"a sample of {doc['runs']:,} of {doc['sampled_from']:,}" if doc.get("sampled_from")
+            else f"{doc['runs']}")
+    out.print(Text(f"importance for {doc['metric']} over {over} runs", style="bold"))
     t = Table(box=None, header_style="bold", pad_edge=False)
     for col in ("param", "importance", "", "direction", "kind", "levels"):
         t.add_column(col)

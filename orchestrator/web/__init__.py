@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, urlparse
 
 from ..compare import compare
 from ..errors import ReproError, UsageError
-from ..importance import importance
+from ..importance import SAMPLE_RUNS, importance_of
 from ..query import compile_where, parse_sort
 from ..store import Store, open_store
 from ..ui import flat_row, record_json
@@ -100,8 +100,9 @@ class Api:
     def importance(self, q: dict[str, str]) -> dict[str, Any]:
         if not q.get("metric"):
             raise UsageError("importance needs ?metric=NAME")
-        records = self.store.runs.query(compile_where(q.get("where", "")), limit=None)
-        return importance(records, q["metric"])
+        samples, total = self.store.runs.importance_samples(
+            compile_where(q.get("where", "")), q["metric"], SAMPLE_RUNS)
+        return importance_of(q["metric"], samples, total)
 
     def meta(self) -> dict[str, Any]:
         runs = self.store.runs

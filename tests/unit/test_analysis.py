@@ -131,3 +131,37 @@ def test_additive_effects_show_no_interaction():
     doc = importance(runs_with(lambda p, rng: {0.001: 0.5, 0.01: 0.8, 0.1: 0.6}[p["lr"]]
                                + p["hidden"] / 640 + rng.gauss(0, 0.01), n=200), "acc")
     assert all(x["importance"] < 0.05 for x in doc["interactions"])
+
+
+def test_store_samples_give_the_importance_the_records_give(tmp_path):
+    from orchestrator.importance import importance_of
+    from orchestrator.query import compile_where
+    from orchestrator.store import open_store
+
+    store = open_store(tmp_path / "h")
+    runs = runs_with(lambda p, rng: {0.001: 0.5, 0.01: 0.8, 0.1: 0.6}[p["lr"]]
+                     + rng.gauss(0, 0.01), n=80)
+    for i, r in enumerate(runs):
+        r.params.update(aug=i % 2 == 0, note=None if i % 3 else "x", arch="mlp" if i % 4 else "1")
+    runs[0].status = RunStatus.FAILED  # not a sample
+    for r in runs:
+        store.runs.insert(r)
+    samples, total = store.runs.importance_samples(compile_where(""), "acc")
+    assert total == 79 and len(samples) == 79
+    by_metric = {r.metrics["acc"]: r.params for r in runs[1:]}
+    for params, value in samples:  # types come back: bool, int, float, str, None
+        assert params == by_metric[value]
+        assert {k: type(v) for k, v in params.items()} == \
+            {k: type(v) for k, v in by_metric[value].items()}
+    a, b = importance(runs, "acc"), importance_of("acc", samples)
+    assert [(p["name"], p["kind"], p["levels"]) for p in a["params"]] == \
+        [(p["name"], p["kind"], p["levels"]) for p in b["params"]]
+    assert [p["importance"] for p in a["params"]] == pytest.approx(
+        [p["importance"] for p in b["params"]], abs=1e-6)
+    some, total = store.runs.importance_samples(compile_where("params.hidden > 16"), "acc",
+                                                at_most=20)
+    assert total > 20 and len(some) == 20
+    assert some == store.runs.importance_samples(compile_where("params.hidden > 16"), "acc",
+                                                 at_most=20)[0]  # the same sample each time
+    doc = importance_of("acc", some, total)
+    assert doc["sampled_from"] == total and f"sample of 20 of the {total}" in doc["method"]

@@ -334,7 +334,7 @@ async function importancePage() {
   try { doc = await api(`/api/importance?${new URLSearchParams({ metric, where: q.where || "" })}`); }
   catch (e) { body.append(h("p", { class: "error", id: "error" }, e.message)); return; }
   const canvas = h("canvas", { id: "importance-chart", height: 60 + 30 * doc.params.length });
-  body.append(...[h("p", { class: "muted" }, `${doc.runs} runs; unexplained by main effects (interactions, noise): ${(doc.unexplained * 100).toFixed(1)}%`),
+  body.append(...[h("p", { class: "muted" }, `${doc.sampled_from ? `a sample of ${doc.runs} of ${doc.sampled_from}` : doc.runs} runs; unexplained by main effects (interactions, noise): ${(doc.unexplained * 100).toFixed(1)}%`),
     h("div", { class: "card", style: "max-width: 760px" }, canvas),
     h("table", { id: "importance-table" }, h("thead", {}, h("tr", {}, ["param", "importance", "eta²", "spearman", "kind", "levels"].map(c => h("th", {}, c)))),
       h("tbody", {}, doc.params.map(p => h("tr", {}, h("td", {}, p.name), h("td", {}, `${(p.importance * 100).toFixed(1)}%`), h("td", {}, fmt(p.eta_squared)),
