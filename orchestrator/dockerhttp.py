@@ -83,8 +83,10 @@ class Client:
             self._unix = None
             self._netloc = self.host.split("://", 1)[1].rstrip("/")
         else:
-            raise TransportError(f"DOCKER_HOST={self.host} is not supported (unix:// or "
-                                 "tcp:// without TLS)")
+            raise TransportError(f"DOCKER_HOST={self.host} is not supported; set it to "
+                                 "unix://PATH or tcp://HOST:PORT without TLS (forward a "
+                                 "remote engine's socket, e.g. `ssh -NL /tmp/d.sock:"
+                                 "/var/run/docker.sock HOST`)")
 
     def _connection(self, timeout: float | None) -> http.client.HTTPConnection:
         if self._unix is not None:

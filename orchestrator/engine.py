@@ -72,8 +72,8 @@ class Engine:
         if self._client is None:
             try:  # no ping: the first real call reports an unreachable engine just as well
                 self._client = dh.Client(timeout=120)
-            except dh.TransportError as e:
-                raise EngineUnavailable(f"{e}; {_socket_hint()}") from e
+            except dh.TransportError as e:  # a DOCKER_HOST we cannot speak to
+                raise EngineUnavailable(str(e)) from e
         return self._client
 
     def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
