@@ -312,9 +312,8 @@ def logs(run: Annotated[str, typer.Argument(help="Run id or a unique prefix of i
             raise StoreError(f"run {record.id} has no stored logs")
         sys.stdout.buffer.write(live.read_bytes())
         return
-    with store.artifacts.open(record.logs.sha256) as f:
-        while chunk := f.read(1 << 20):
-            sys.stdout.buffer.write(chunk)
+    for chunk in store.artifacts.chunks(record.logs.sha256):
+        sys.stdout.buffer.write(chunk)
 
 
 TolOpt = Annotated[list[str] | None, typer.Option(

@@ -18,11 +18,12 @@ import os
 import socket
 import struct
 from collections.abc import Iterator
-from typing import Any, BinaryIO
+from typing import Any
 from urllib.parse import quote, urlencode
 
+from .hashing import CHUNK
+
 DEFAULT_HOST = "unix:///var/run/docker.sock"
-CHUNK = 1 << 20
 
 
 class APIError(Exception):
@@ -249,11 +250,6 @@ def frames(data_chunks: Iterator[bytes]) -> Iterator[bytes]:
             yield b"".join(out)
     if buf:
         raise TransportError("the engine's log stream ended inside a frame")
-
-
-def file_body(f: BinaryIO) -> Iterator[bytes]:
-    while data := f.read(CHUNK):
-        yield data
 
 
 def _query_value(v: Any) -> Any:

@@ -18,6 +18,7 @@ from typing import Any
 
 from . import dockerhttp as dh
 from .errors import EngineUnavailable, ImageError
+from .hashing import chunks_of
 
 LABEL_RUN = "org.repro.run"
 LABEL_STORE = "org.repro.store"
@@ -211,7 +212,7 @@ class Engine:
         except OSError as e:
             raise ImageError(f"{what}: {e.strerror}") from e
         with f:
-            out = self._json(what, "POST", "/images/create", body=dh.file_body(f),
+            out = self._json(what, "POST", "/images/create", body=chunks_of(f),
                              params={"fromSrc": "-", "repo": repository, "tag": tag,
                                      "changes": changes},
                              headers={"Content-Type": "application/x-tar",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -25,11 +26,17 @@ def digest_of(obj: Any) -> str:
     return "sha256:" + hashlib.sha256(canonical_json(obj).encode()).hexdigest()
 
 
+def chunks_of(stream: BinaryIO) -> Iterator[bytes]:
+    """Everything left in ``stream``, CHUNK bytes at a time."""
+    while chunk := stream.read(CHUNK):
+        yield chunk
+
+
 def sha256_stream(stream: BinaryIO) -> tuple[str, int]:
     """Hex digest and size of everything left in ``stream``."""
     h = hashlib.sha256()
     size = 0
-    while chunk := stream.read(CHUNK):
+    for chunk in chunks_of(stream):
         h.update(chunk)
         size += len(chunk)
     return h.hexdigest(), size

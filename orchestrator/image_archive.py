@@ -133,7 +133,7 @@ def ensure_present(image: ImageRef, store: Store, engine: Engine,
         on_line(f"loading image {image.digest[:19]} from the store's archive")
         index = read_index(archive, store)
         engine.load(join_from_store(index, store) if index is not None
-                    else _file_chunks(store, archive))
+                    else store.artifacts.chunks(archive))
         if engine.image(image.digest) is not None:
             return "archive"
     for ref in _registry_refs(image, store):
@@ -162,16 +162,10 @@ def join_from_store(index: dict[str, Any], store: Store) -> Iterator[bytes]:
         info.size = m.get("size", 0)
         yield info.tobuf(format=tarfile.PAX_FORMAT)
         if "sha256" in m:
-            yield from _file_chunks(store, m["sha256"])
+            yield from store.artifacts.chunks(m["sha256"])
             if info.size % BLOCK:
                 yield b"\0" * (BLOCK - info.size % BLOCK)
     yield b"\0" * (2 * BLOCK)  # end of archive
-
-
-def _file_chunks(store: Store, sha: str) -> Iterator[bytes]:
-    with store.artifacts.open(sha) as f:
-        while data := f.read(CHUNK):
-            yield data
 
 
 class _Reader(io.RawIOBase):

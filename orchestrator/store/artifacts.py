@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..errors import StoreError
-from ..hashing import CHUNK, hex_of, sha256_file
+from ..hashing import chunks_of, hex_of, sha256_file
 
 
 class DigestMismatch(StoreError):
@@ -52,12 +52,12 @@ class ArtifactStore:
 
     def put_stream(self, stream: BinaryIO, limit: int | None = None, name: str = "stream",
                    expect: str | None = None) -> tuple[str, int]:
-        return self.put_chunks(iter(lambda: stream.read(CHUNK), b""), limit=limit, name=name,
+        return self.put_chunks(chunks_of(stream), limit=limit, name=name,
                                expect=expect)
 
     def put_stream_new(self, stream: BinaryIO, name: str = "stream") -> tuple[str, int, bool]:
         """put_stream, also saying whether the bytes were new to the store."""
-        return self._put(iter(lambda: stream.read(CHUNK), b""), None, name, None)
+        return self._put(chunks_of(stream), None, name, None)
 
     def put_chunks(self, chunks: Iterable[bytes], limit: int | None = None,
                    name: str = "stream", expect: str | None = None) -> tuple[str, int]:
@@ -137,6 +137,11 @@ class ArtifactStore:
             stale.append(p)
         return stale
 
+    def chunks(self, digest: str) -> Iterator[bytes]:
+        """An artifact's bytes, as they are read (not hash-checked: see ``verify``)."""
+        with self.open(digest) as f:
+            yield from chunks_of(f)
+
     def open(self, digest: str) -> BinaryIO:
         try:
             return open(self.path(digest), "rb")
@@ -154,7 +159,7 @@ class ArtifactStore:
         h = hashlib.sha256()
         try:
             with self.open(digest) as src, open(dest, "wb") as out:
-                while chunk := src.read(CHUNK):
+                for chunk in chunks_of(src):
                     h.update(chunk)
                     out.write(chunk)
             if h.hexdigest() != hex_of(digest):
