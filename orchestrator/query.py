@@ -168,6 +168,12 @@ class Where:
     def conjuncts(self) -> list[Node]:
         return self.root.conjuncts() if self.root else []
 
+    def and_(self, other: Where) -> Where:
+        """Both expressions (a filter narrowed by the dashboard, say)."""
+        if self.root is None or other.root is None:
+            return self if other.root is None else other
+        return Where(Bool("AND", (self.root, other.root)))
+
 
 class _Parser:
     def __init__(self, text: str) -> None:

@@ -41,6 +41,12 @@ def check_bind(host: str, allow_remote: bool, token: str | None) -> None:
                          "--allow-remote and --token SECRET (or keep the default 127.0.0.1)")
 
 
+def _page(q: dict[str, str]) -> tuple[int, int]:
+    """(limit, offset) of a paged request, within bounds."""
+    return (max(1, min(PAGE_MAX, int(q.get("limit", "50")))),
+            max(0, int(q.get("offset", "0"))))
+
+
 class Api:
     """The JSON endpoints; each request gets its own store connection (SQLite per thread)."""
 
@@ -57,8 +63,7 @@ class Api:
     def runs(self, q: dict[str, str]) -> dict[str, Any]:
         where = compile_where(q.get("where", ""))
         sort = parse_sort(q["sort"]) if q.get("sort") else None
-        limit = max(1, min(PAGE_MAX, int(q.get("limit", "50"))))
-        offset = max(0, int(q.get("offset", "0")))
+        limit, offset = _page(q)
         records = self.store.runs.query(where, sort, limit, offset)
         tags = self.store.runs.tags_of([r.id for r in records])
         return {"total": self.store.runs.query_count(where), "offset": offset, "limit": limit,
@@ -67,12 +72,11 @@ class Api:
     def sweep_groups(self, q: dict[str, str]) -> dict[str, Any]:
         """The runs table grouped by sweep: one row per sweep with matching runs, and how
         many matching runs belong to no sweep."""
-        text = q.get("where", "").strip()
-        limit = max(1, min(PAGE_MAX, int(q.get("limit", "50"))))
-        offset = max(0, int(q.get("offset", "0")))
+        where = compile_where(q.get("where", ""))
+        limit, offset = _page(q)
         metric = q.get("metric") or None
-        total, groups = self.store.runs.sweep_groups(compile_where(text), metric, limit, offset)
-        outside = compile_where(f"({text}) and sweep is null" if text else "sweep is null")
+        total, groups = self.store.runs.sweep_groups(where, metric, limit, offset)
+        outside = where.and_(compile_where("sweep is null"))
         return {"total": total, "offset": offset, "limit": limit, "metric": metric,
                 "groups": groups, "outside": self.store.runs.query_count(outside)}
 
@@ -181,9 +185,8 @@ def make_server(home: Path, host: str = "127.0.0.1", port: int = 8765,
             self.send_header("Content-Length", str(path.stat().st_size))
             self.send_header("Content-Disposition", f'attachment; filename="{safe}"')
             self.end_headers()
-            with open(path, "rb") as f:
-                while chunk := f.read(1 << 20):
-                    self.wfile.write(chunk)
+            for chunk in api.store.artifacts.chunks(sha):
+                self.wfile.write(chunk)
 
         def _file(self, path: Path) -> None:
             data = path.read_bytes()

@@ -117,3 +117,14 @@ def test_both_query_plans_agree(store, monkeypatch, where, sort):
     walked = ids(store, where, sort, limit=3)
     assert driven == walked
     assert set(ids(store, where, sort)) >= set(walked)
+
+
+@pytest.mark.parametrize("first, second, expected", [
+    ("params.lr <= 0.1 or status = failed", "params.arch = mlp", {"a", "c"}),
+    ("", "params.arch = cnn", {"b", "d"}),
+    ("params.aug = true", "", {"a", "d"}),
+])
+def test_where_and_narrows_a_compiled_filter(store, first, second, expected):
+    both = compile_where(first).and_(compile_where(second))
+    assert set(store.runs.query_ids(both)) == expected
+    assert store.runs.query_count(both) == len(expected)
