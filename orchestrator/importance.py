@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections import defaultdict
 from typing import Any
 
 from .errors import UsageError
@@ -103,7 +102,8 @@ def importance_of(metric: str, samples: list[Sample], total: int | None = None
     y = [v for _, v in samples]
     n = len(y)
     mean = sum(y) / n
-    ss_total = sum((v - mean) ** 2 for v in y)
+    centred = [v - mean for v in y]  # group sums of these give sums of squares directly
+    ss_total = sum(v * v for v in centred)
     names = sorted({p for r in runs for p in r})
     params = []
     codes: dict[str, tuple[list[int], float]] = {}  # per param: group code per run, SS
@@ -113,12 +113,11 @@ def importance_of(metric: str, samples: list[Sample], total: int | None = None
             continue  # constant over the selection: explains nothing here
         labels, kind = _groups(values)
         index: dict[str, int] = {}
-        by: dict[str, list[float]] = defaultdict(list)
-        for label, v in zip(labels, y, strict=True):
-            by[label].append(v)
-        ss_between = sum(len(g) * (sum(g) / len(g) - mean) ** 2 for g in by.values())
-        codes[name] = ([index.setdefault(label, len(index)) for label in labels], ss_between)
-        k = len(by)
+        code = [index.setdefault(label, len(index)) for label in labels]
+        k = len(index)
+        count, sums = _cell_sums(code, k, centred)
+        ss_between = _ss(count, sums)
+        codes[name] = (code, ss_between)
         ms_within = (ss_total - ss_between) / (n - k) if n > k else 0.0
         eta2 = ss_between / ss_total if ss_total > 0 else 0.0
         eps2 = max(0.0, (ss_between - (k - 1) * ms_within) / ss_total) if ss_total > 0 else 0.0
@@ -128,8 +127,8 @@ def importance_of(metric: str, samples: list[Sample], total: int | None = None
         params.append({
             "name": name, "kind": kind, "levels": k, "importance": round(eps2, 6),
             "eta_squared": round(eta2, 6), "spearman": None if rho is None else round(rho, 4),
-            "groups": {label: {"n": len(g), "mean": sum(g) / len(g)}
-                       for label, g in sorted(by.items())},
+            "groups": {label: {"n": count[i], "mean": mean + sums[i] / count[i]}
+                       for label, i in sorted(index.items())},
             "points": [[v, m] for v, m in zip(values[:MAX_POINTS], y, strict=False)],
         })
     params.sort(key=lambda p: (-p["importance"], p["name"]))
@@ -141,29 +140,41 @@ def importance_of(metric: str, samples: list[Sample], total: int | None = None
             "method": method, "metric_mean": mean,
             "metric_std": math.sqrt(ss_total / n), "params": params,
             "unexplained": round(1 - explained, 6),
-            "interactions": interactions(y, params, codes, ss_total)}
+            "interactions": interactions(centred, params, codes, ss_total)}
 
 
-def interactions(y: list[float], params: list[dict[str, Any]],
+def _cell_sums(code: list[int], size: int, centred: list[float]
+               ) -> tuple[list[int], list[float]]:
+    """Runs and sum of centred metric values per group code."""
+    count, total = [0] * size, [0.0] * size
+    for c, v in zip(code, centred, strict=True):
+        count[c] += 1
+        total[c] += v
+    return count, total
+
+
+def _ss(count: list[int], total: list[float]) -> float:
+    """Between-group sum of squares from per-group counts and centred sums."""
+    return sum(t * t / c for t, c in zip(total, count, strict=True) if c)
+
+
+def interactions(centred: list[float], params: list[dict[str, Any]],
                  codes: dict[str, tuple[list[int], float]], ss_total: float,
                  top: int = MAX_INTERACTIONS) -> list[dict[str, Any]]:
     """The strongest pairwise interaction terms (see the module docstring). ``codes``: per
     parameter, its group number for each run and its main-effect sum of squares."""
     if ss_total <= 0 or len(params) < 2:
         return []
-    n, mean = len(y), sum(y) / len(y)
-    centred = [v - mean for v in y]  # cell sums of these give SS(cells) without cancellation
+    n = len(centred)
     found = []
     pairs = len(params) * (len(params) - 1) // 2
     for i, a in enumerate(params):
         for b in params[i + 1:]:
             (ca, ss_a), (cb, ss_b) = codes[a["name"]], codes[b["name"]]
             kb = b["levels"]
-            count, total = [0] * (a["levels"] * kb), [0.0] * (a["levels"] * kb)
-            for ga, gb, v in zip(ca, cb, centred, strict=True):
-                count[ga * kb + gb] += 1
-                total[ga * kb + gb] += v
-            ss_cells = sum(t * t / c for t, c in zip(total, count, strict=True) if c)
+            count, total = _cell_sums([ga * kb + gb for ga, gb in zip(ca, cb, strict=True)],
+                                      a["levels"] * kb, centred)
+            ss_cells = _ss(count, total)
             cells = sum(1 for c in count if c)
             ss_ab = max(0.0, ss_cells - ss_a - ss_b)
             df_ab = (a["levels"] - 1) * (b["levels"] - 1)
