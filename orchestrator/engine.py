@@ -77,11 +77,17 @@ class Engine:
                 raise EngineUnavailable(str(e)) from e
         return self._client
 
-    def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def _call(self, what: str, fn: Callable[..., Any], *args: Any,
+              absent: str = "refused", **kwargs: Any) -> Any:
+        """``fn``, its errors as ReproErrors. ``absent`` says what a 404 means: "refused"
+        (an error like any other), "image" (the image is missing: ImageError) or "fine"
+        (already gone, or not there to find: None)."""
         try:
             return fn(*args, **kwargs)
         except dh.APIError as e:
-            if e.status == 404 and ("image" in what or "no such image" in e.message.lower()):
+            if e.status == 404 and absent == "fine":
+                return None
+            if e.status == 404 and absent == "image":
                 raise ImageError(f"{what}: image not found ({_explain(e)})") from e
             raise EngineUnavailable(f"{what}: Docker refused: {_explain(e)}") from e
         except (dh.TransportError, OSError) as e:
@@ -93,6 +99,10 @@ class Engine:
     def _stream(self, what: str, method: str, url: str, **kwargs: Any) -> Any:
         """The open response of a streaming call (read it with ``_iter``)."""
         return self._call(what, self.client.request, method, url, **kwargs)
+
+    def _send(self, what: str, method: str, url: str, **kwargs: Any) -> None:
+        """A request whose answer carries nothing we need."""
+        self._call(what, self.client.call, method, url, **kwargs)
 
     # -- facts ------------------------------------------------------------------------------
 
@@ -106,14 +116,10 @@ class Engine:
 
     def image(self, ref: str) -> dict[str, Any] | None:
         """{id, repo_digests, labels, size} of a local image, or None when absent."""
-        try:
-            info = self.client.json("GET", dh.path("/images/{}/json", ref))
-        except dh.APIError as e:
-            if e.status == 404:
-                return None
-            raise EngineUnavailable(f"inspect image {ref}: {_explain(e)}") from e
-        except (dh.TransportError, OSError) as e:
-            raise EngineUnavailable(f"inspect image {ref}: {_socket_hint()}") from e
+        info = self._json(f"inspect image {ref}", "GET", dh.path("/images/{}/json", ref),
+                          absent="fine")
+        if info is None:
+            return None
         return {"id": info["Id"], "repo_digests": info.get("RepoDigests") or [],
                 "labels": (info.get("Config") or {}).get("Labels") or {},
                 "size": info.get("Size"), "tags": info.get("RepoTags") or []}
@@ -123,7 +129,7 @@ class Engine:
         repo = repository_of(name)
         tag = digest or name[len(repo) + 1:] or "latest"
         what = f"pull {ref}"
-        resp = self._stream(what, "POST", "/images/create",
+        resp = self._stream(what, "POST", "/images/create", absent="image",
                             params={"fromImage": repo, "tag": tag},
                             headers={"X-Registry-Auth": dh.registry_auth()}, timeout=None)
         for chunk in self._iter(what, dh.json_stream(resp)):
@@ -137,7 +143,8 @@ class Engine:
     def save(self, image_id: str) -> Iterator[bytes]:
         """``docker save`` of one image, streamed (the archive keeps the image id)."""
         what = f"save image {image_id[:19]}"
-        resp = self._stream(what, "GET", dh.path("/images/{}/get", image_id), timeout=None)
+        resp = self._stream(what, "GET", dh.path("/images/{}/get", image_id), timeout=None,
+                            absent="image")
         yield from self._iter(what, dh.chunks(resp))
 
     def load(self, archive: Iterable[bytes]) -> list[str]:
@@ -161,7 +168,7 @@ class Engine:
         self.tag(image_id, repository, tag)
         what = f"push {repository}:{tag}"
         resp = self._stream(what, "POST", dh.path("/images/{}/push", repository),
-                            params={"tag": tag},
+                            absent="image", params={"tag": tag},
                             headers={"X-Registry-Auth": dh.registry_auth()}, timeout=None)
         digest = None
         for chunk in self._iter(what, dh.json_stream(resp)):
@@ -176,11 +183,11 @@ class Engine:
         return digest
 
     def remove_image(self, ref: str) -> None:
-        self._unless_gone(f"remove image {ref}", "DELETE", dh.path("/images/{}", ref),
-                          params={"force": True})
+        self._send(f"remove image {ref}", "DELETE", dh.path("/images/{}", ref),
+                   params={"force": True}, absent="fine")
 
     def tag(self, image_id: str, repo: str, tag: str) -> None:
-        self._call(f"tag image {image_id}", self.client.call, "POST",
+        self._send(f"tag image {image_id}", "POST",
                    dh.path("/images/{}/tag", image_id), params={"repo": repo, "tag": tag})
 
     def build(self, context: Path, tag: str, buildargs: dict[str, str],
@@ -248,10 +255,11 @@ class Engine:
                   "WorkingDir": cfg.workdir, "Labels": cfg.labels, "HostConfig": host,
                   "NetworkDisabled": cfg.network == "none", "Tty": False, "OpenStdin": False,
                   "AttachStdout": True, "AttachStderr": True}
-        return self._json("create container", "POST", "/containers/create", body=config)["Id"]
+        return self._json("create container", "POST", "/containers/create", body=config,
+                          absent="image")["Id"]  # the only thing create can miss
 
     def start(self, cid: str) -> None:
-        self._call("start container", self.client.call, "POST",
+        self._send("start container", "POST",
                    dh.path("/containers/{}/start", cid))
 
     def logs(self, cid: str) -> Iterator[bytes]:
@@ -282,23 +290,12 @@ class Engine:
                           oom_killed=bool(state.get("OOMKilled")))
 
     def stop(self, cid: str, grace: float = 10) -> None:
-        self._unless_gone(f"stop container {cid[:12]}", "POST",
-                          dh.path("/containers/{}/stop", cid), params={"t": int(grace)},
-                          timeout=120 + grace)
+        self._send(f"stop container {cid[:12]}", "POST", dh.path("/containers/{}/stop", cid),
+                   params={"t": int(grace)}, timeout=120 + grace, absent="fine")
 
     def remove(self, cid: str) -> None:
-        self._unless_gone(f"remove container {cid[:12]}", "DELETE",
-                          dh.path("/containers/{}", cid), params={"force": True})
-
-    def _unless_gone(self, what: str, method: str, url: str, **kwargs: Any) -> None:
-        """A request for which a 404 (already gone) is fine; anything else is reported."""
-        try:
-            self.client.call(method, url, **kwargs)
-        except dh.APIError as e:
-            if e.status != 404:
-                raise EngineUnavailable(f"{what}: {_explain(e)}") from e
-        except (dh.TransportError, OSError) as e:
-            raise EngineUnavailable(f"{what}: {_socket_hint()}") from e
+        self._send(f"remove container {cid[:12]}", "DELETE", dh.path("/containers/{}", cid),
+                   params={"force": True}, absent="fine")
 
     def containers_with_label(self, key: str, value: str | None = None) -> list[dict[str, Any]]:
         flt = {"label": [f"{key}={value}" if value is not None else key]}
