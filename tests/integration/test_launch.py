@@ -242,6 +242,27 @@ def test_bad_spec_is_one_line_exit_2_and_records_nothing(proj, home):
     assert not (home / "repro.db").exists() or open_store(home).runs.count() == 0
 
 
+def test_a_path_written_from_the_repository_root_is_refused_with_the_fix(proj, home):
+    bad = proj / "specs" / "rooted.yaml"
+    bad.write_text("version: 1\nname: rooted\nimage: {build: images/base}\n"
+                   "command: [python3]\n")
+    p = repro("launch", "specs/rooted.yaml", cwd=proj)
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1
+    assert "specs/rooted.yaml:3: image.build:" in p.stderr
+    assert "did you mean '../images/base'?" in p.stderr
+
+
+def test_a_chatty_job_keeps_every_line_in_order(proj):
+    # the engine sends each line as its own HTTP chunk and log frame; all must arrive
+    spec = add_spec(proj, "chatty", """\
+        command: [python3, -c, "import sys\\nfor i in range(50000): print('line', i)"]
+        """)
+    p, rec = launch_json(proj, spec)
+    assert p.returncode == 0, p.stderr
+    logs = repro("logs", rec["id"], cwd=proj).stdout.splitlines()
+    assert logs == [f"line {i}" for i in range(50000)]
+
+
 def test_every_example_spec_runs(proj):
     for spec in sorted((proj / "specs").glob("*.yaml")):
         if spec.name == "digits-mlp.yaml":  # launched (and checked in depth) above
