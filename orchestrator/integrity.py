@@ -11,9 +11,10 @@ from .record import RunRecord
 from .store import Store
 
 
-def references(record: RunRecord, store: Store) -> Iterator[tuple[str, str]]:
+def references(record: RunRecord, store: Store,
+               layers: Callable[[str], list[tuple[str, str]]]) -> Iterator[tuple[str, str]]:
     """(what, sha256 hex) of every artifact ``record`` needs: outputs, logs, code, inputs,
-    lock, image archive."""
+    lock, image archive and its layers (``layers``: the archive's members, looked up)."""
     r = record.resolved
     for path, ref in sorted(record.outputs.items()):
         yield f"output {path}", ref.sha256
@@ -30,7 +31,7 @@ def references(record: RunRecord, store: Store) -> Iterator[tuple[str, str]]:
     archive = r.image.archive or (store.runs.image_archive(r.image.digest) or (None,))[0]
     if archive:
         yield "image archive", archive
-        for member, sha in member_digests(archive, store):
+        for member, sha in layers(archive):
             yield f"image layer {member}", sha
 
 
@@ -47,9 +48,16 @@ def fsck(store: Store, on_line: Callable[[str], None] = lambda _: None) -> dict[
     verdicts: dict[str, str | None] = {}
     problems = []
     runs = 0
+    indexes: dict[str, list[tuple[str, str]]] = {}  # many runs share one image archive
+
+    def layers(archive: str) -> list[tuple[str, str]]:
+        if archive not in indexes:
+            indexes[archive] = member_digests(archive, store)
+        return indexes[archive]
+
     for record in store.runs.list(limit=None):
         runs += 1
-        for what, sha in references(record, store):
+        for what, sha in references(record, store, layers):
             if sha not in verdicts:
                 verdicts[sha] = check_artifact(store, sha)
             if verdicts[sha]:
