@@ -7,11 +7,35 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from .untrusted import relative_path_problem
 
 SCHEMA_VERSION = 1
+
+# The shapes of every identifier repro writes. A record from elsewhere (a bundle, another
+# store) that breaks one is refused before any of its fields becomes a path or a query.
+RunId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16}$")]
+SweepId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{12}$")]
+Hex64 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+Digest = Annotated[str, StringConstraints(pattern=r"^sha256:[0-9a-f]{64}$")]
+Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+                                        max_length=128)]
+EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                                           max_length=256)]
+EnvValue = Annotated[str, StringConstraints(pattern=r"^[^\x00]*$")]
+
+
+def _relative(path: str) -> str:
+    problem = relative_path_problem(path)
+    if problem:
+        raise ValueError(f"{path[:80]!r} {problem}")
+    return path
+
+
+RelPath = Annotated[str, AfterValidator(_relative)]
 
 
 def utc_now() -> str:
@@ -47,11 +71,11 @@ class _Doc(BaseModel):
 
 class ImageRef(_Doc):
     ref: str | None = None  # what the spec said (tag, ref@digest) or the recipe's local tag
-    digest: str  # the image ID (config digest) the container ran: sha256:...
-    repo_digest: str | None = None  # registry manifest digest, when the image came from one
+    digest: Digest  # the image ID (config digest) the container ran
+    repo_digest: Digest | None = None  # registry manifest digest, when it came from one
     recipe: str | None = None  # recipe folder, relative to the spec, when built from images/
-    recipe_digest: str | None = None
-    archive: str | None = None  # sha256 hex of its archive index in the store (image_archive.py)
+    recipe_digest: Digest | None = None
+    archive: Hex64 | None = None  # sha256 of its archive index in the store (image_archive.py)
 
 
 class CodeRef(_Doc):
@@ -60,71 +84,71 @@ class CodeRef(_Doc):
     subdir: str = "."  # path of the snapshot inside the repo
     commit: str | None = None
     dirty: bool = False
-    snapshot: str  # sha256:... of the deterministic tar in the artifact store
-    diff: str | None = None  # sha256:... of `git diff HEAD` (plus untracked list) when dirty
+    snapshot: Digest  # of the deterministic tar in the artifact store
+    diff: Digest | None = None  # of `git diff HEAD` (plus untracked list) when dirty
     files: int = 0
 
 
 class InputRef(_Doc):
     path: str
-    kind: str = "file"  # file | dir
-    sha256: str  # file: sha256 of the bytes; dir: sha256 of the canonical file manifest
-    size: int
+    kind: Literal["file", "dir"] = "file"
+    sha256: Hex64  # file: sha256 of the bytes; dir: sha256 of the canonical file manifest
+    size: Annotated[int, Field(ge=0)]
     stored: bool = False  # a copy is in the artifact store (file inputs under the limit)
 
 
 class PackagesRef(_Doc):
     lock: str  # path as given
-    sha256: str
+    sha256: Hex64
     pins: dict[str, str]  # name (normalized) -> version
 
 
 class ResourcesRef(_Doc):
-    cpus: float
-    threads: int
+    cpus: Annotated[float, Field(gt=0, le=1024)]
+    threads: Annotated[int, Field(ge=1, le=1024)]
     memory: str
-    memory_bytes: int
+    memory_bytes: Annotated[int, Field(ge=6 << 20)]  # Docker's minimum; 0 would mean none
     gpus: dict[str, Any] | None = None  # {count, model, min_memory_gb}
 
 
 class ResolvedSpec(_Doc):
     image: ImageRef
     code: CodeRef
-    inputs: dict[str, InputRef] = {}
+    inputs: dict[Name, InputRef] = {}
     packages: PackagesRef | None = None
     command: list[str]
     params: dict[str, Any] = {}
-    seed: int
-    env: dict[str, str] = {}  # everything set in the container except secret values
-    secrets: list[str] = []  # names only; values are never recorded
+    seed: Annotated[int, Field(ge=0, lt=2**32)]
+    env: dict[EnvName, EnvValue] = {}  # everything set in the container but secret values
+    secrets: list[EnvName] = []  # names only; values are never recorded
     resources: ResourcesRef
-    network: str = "none"
-    timeout_s: float | None = None
-    determinism: str = "strict"
+    network: Literal["none", "bridge"] = "none"
+    timeout_s: Annotated[float, Field(gt=0)] | None = None
+    determinism: Literal["strict", "off"] = "strict"
     outputs: list[str] = ["**"]
 
 
 class FileRef(_Doc):
-    sha256: str
-    size: int
+    sha256: Hex64
+    size: Annotated[int, Field(ge=0)]
 
 
 class RunRecord(_Doc):
     schema_version: int = SCHEMA_VERSION
-    id: str
-    name: str
+    id: RunId
+    name: Name
     status: RunStatus = RunStatus.PENDING
     exit_code: int | None = None
     reason: str | None = None  # why it ended as it did, one line
     spec: dict[str, Any]  # the spec as loaded (with --param overrides applied)
     spec_path: str | None = None
-    spec_digest: str
+    spec_digest: Digest
     resolved: ResolvedSpec
     hermetic: bool = True  # False when the job had network access
     environment: dict[str, Any] = {"host": {}, "container": {}}
     params: dict[str, Any] = {}
     metrics: dict[str, float] = {}
-    outputs: dict[str, FileRef] = {}
+    outputs: dict[RelPath, FileRef] = {}
     skipped_outputs: dict[str, str] = {}  # path -> why it was not stored (symlink, ...)
     logs: FileRef | None = None
     stderr_tail: str = ""
@@ -132,7 +156,7 @@ class RunRecord(_Doc):
     started_at: str | None = None
     finished_at: str | None = None
     duration_s: float | None = None
-    replay_of: str | None = None
-    sweep_id: str | None = None  # set when the run is one point of `repro sweep`
+    replay_of: RunId | None = None
+    sweep_id: SweepId | None = None  # set when the run is one point of `repro sweep`
     verdict: dict[str, Any] | None = None
     warnings: list[str] = []

@@ -55,7 +55,7 @@ def recover(store: Store, engine: Engine, on_line: Callable[[str], None] = lambd
             store.runs.save(rec, previous=previous)
         except ReproError:
             continue  # another process finished or recovered it first
-        shutil.rmtree(store.work_dir / rec.id, ignore_errors=True)
+        shutil.rmtree(store.work_path(rec.id), ignore_errors=True)
         on_line(f"recovered run {rec.id}: lost ({who} died)")
         done.append(rec)
     return done
@@ -82,7 +82,7 @@ def remove_strays(store: Store, engine: Engine,
 def _keep_what_it_left(rec: RunRecord, store: Store) -> None:
     log = store.log_path(rec.id)
     try:
-        series = ingest(rec, store, store.work_dir / rec.id, log)
+        series = ingest(rec, store, store.work_path(rec.id), log)
         if series:
             store.runs.add_steps(rec.id, series)
         if rec.logs is not None:

@@ -107,7 +107,7 @@ def execute(record: RunRecord, res: Resolution, store: Store, engine: Engine, ho
             host: dict | None = None) -> RunRecord:
     """Run a recorded ``pending`` run to a terminal status. Never raises for a job's failure;
     the record is finished and saved whatever happens."""
-    work = store.work_dir / record.id
+    work = store.work_path(record.id)
     for d in (work / "outputs", work / "meta"):
         d.mkdir(parents=True)
         os.chmod(d, 0o777)  # the container runs as nobody

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import StoreError
+from ..untrusted import RUN_ID
 from .artifacts import ArtifactStore
 from .runs import RunStore
 
@@ -38,10 +39,23 @@ class Store:
         return self.home / "cache" / "code"
 
     def log_path(self, run_id: str) -> Path:
-        return self.logs_dir / f"{run_id}.log"
+        return self.logs_dir / f"{_checked(run_id)}.log"
+
+    def work_path(self, run_id: str) -> Path:
+        """The folder a run's container writes into (outputs, meta) while it runs."""
+        return self.work_dir / _checked(run_id)
 
     def close(self) -> None:
         self.runs.close()
+
+
+def _checked(run_id: str) -> str:
+    """A run id about to become part of a path: 16 hex digits, nothing else (a record from
+    elsewhere could hold ``../..``)."""
+    if not RUN_ID.match(run_id):
+        raise StoreError(f"run id {run_id[:80]!r} is not 16 hex digits; refusing to build a "
+                         "path from it")
+    return run_id
 
 
 def open_store(home: Path | None = None, create: bool = True) -> Store:

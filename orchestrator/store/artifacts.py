@@ -17,6 +17,7 @@ from typing import Any, BinaryIO
 
 from ..errors import StoreError
 from ..hashing import chunks_of, hex_of, sha256_file
+from ..untrusted import HEX64
 
 
 class DigestMismatch(StoreError):
@@ -31,7 +32,12 @@ class ArtifactStore:
         self.tmp = root / "tmp"
 
     def path(self, digest: str) -> Path:
+        """Where an artifact lives. Only a sha256 names one: anything else (``../x``, a path
+        from a hostile record) is refused here, whatever the caller checked before."""
         h = hex_of(digest)
+        if not HEX64.match(h):
+            raise StoreError(f"{digest[:80]!r} is not a sha256 digest; refusing to use it as "
+                             "an artifact name")
         return self.root / h[:2] / h[2:]
 
     def has(self, digest: str) -> bool:

@@ -10,16 +10,19 @@ import fcntl
 import math
 import os
 import random
+import re
 import socket
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from ..errors import RunNotFound, StoreError
 from ..query import COLUMNS as COLUMNS_BY_FIELD
 from ..query import Cond, Sort, Where
-from ..record import ALLOWED, RunRecord, RunStatus, utc_now
+from ..record import ALLOWED, SCHEMA_VERSION, RunRecord, RunStatus, utc_now
 from .migrations import LATEST, MIGRATIONS
 
 
@@ -180,16 +183,16 @@ class RunStore:
         if rows[0][0] != ref and len(rows) > 1:
             ids = ", ".join(r[0] for r in rows[:2]) + (", ..." if len(rows) > 2 else "")
             raise RunNotFound(f"run id prefix {ref!r} is ambiguous ({ids}); give more of it")
-        return RunRecord.model_validate_json(rows[0][1])
+        return _parse(rows[0][0], rows[0][1])
 
     def list(self, limit: int | None = 50) -> list[RunRecord]:
         """Newest first (the query language is in ``query``)."""
-        sql = "SELECT record FROM runs ORDER BY created_at DESC, id DESC"
+        sql = "SELECT id, record FROM runs ORDER BY created_at DESC, id DESC"
         args: list[object] = []
         if limit:
             sql += " LIMIT ?"
             args.append(limit)
-        return [RunRecord.model_validate_json(r[0]) for r in self.db.execute(sql, args)]
+        return [_parse(*r) for r in self.db.execute(sql, args)]
 
     def query(self, where: Where | None = None, sort: Sort | None = None,
               limit: int | None = 50, offset: int = 0) -> list[RunRecord]:
@@ -201,7 +204,7 @@ class RunStore:
             for rid, doc in self.db.execute(
                     f"SELECT id, record FROM runs WHERE id IN ({', '.join('?' * len(chunk))})",
                     chunk):
-                found[rid] = RunRecord.model_validate_json(doc)
+                found[rid] = _parse(rid, doc)
         return [found[i] for i in ids]
 
     def query_count(self, where: Where) -> int:
@@ -390,8 +393,16 @@ class RunStore:
         return (row[0], row[1], int(row[2]), row[3]) if row else None
 
     def unfinished(self) -> list[RunRecord]:
-        return [RunRecord.model_validate_json(r[0]) for r in self.db.execute(
-            "SELECT record FROM runs WHERE status IN ('pending', 'running')")]
+        """Pending and running runs. A record that does not parse (damaged, or written by a
+        newer repro) is left out: recovery must never block every command on one bad row."""
+        found = []
+        for rid, doc in self.db.execute(
+                "SELECT id, record FROM runs WHERE status IN ('pending', 'running')"):
+            try:
+                found.append(_parse(rid, doc))
+            except StoreError:
+                continue
+        return found
 
     # -- metric series -----------------------------------------------------------------------
 
@@ -409,8 +420,8 @@ class RunStore:
         return out
 
     def replays_of(self, run_id: str) -> list[RunRecord]:
-        return [RunRecord.model_validate_json(r[0]) for r in self.db.execute(
-            "SELECT record FROM runs WHERE replay_of = ? ORDER BY created_at", (run_id,))]
+        return [_parse(*r) for r in self.db.execute(
+            "SELECT id, record FROM runs WHERE replay_of = ? ORDER BY created_at", (run_id,))]
 
     def exists(self, run_id: str) -> bool:
         return self.db.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is not None
@@ -490,6 +501,22 @@ def _sort_phases(sort: Sort) -> list[tuple[str, str, str]]:
     phases = [("run_params", "value_num", "s.value_num IS NOT NULL"),
               ("run_params", "value_text", "s.value_num IS NULL")]
     return phases[::-1] if sort.descending else phases  # SQLite sorts numbers before text
+
+
+def _parse(run_id: str, doc: str) -> RunRecord:
+    """A stored record as the model; one that does not validate is a StoreError that says
+    whether a newer repro wrote it or it is damaged, never a traceback."""
+    try:
+        return RunRecord.model_validate_json(doc)
+    except ValidationError as e:
+        first = e.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"]) or "record"
+        version = re.search(r'"schema_version":\s*(\d+)', doc[:200])
+        if version and int(version.group(1)) > SCHEMA_VERSION:
+            raise StoreError(f"run {run_id[:40]!r} was written by a newer repro (record schema "
+                             f"{version.group(1)}); upgrade repro to read it") from None
+        raise StoreError(f"run {run_id[:40]!r}: its stored record is damaged at {where} "
+                         f"({first['msg']}); remove it with `repro rm {run_id[:40]}`") from None
 
 
 def _row(r: RunRecord) -> tuple[object, ...]:

@@ -5,7 +5,7 @@ import pytest
 from orchestrator.query import QueryError, compile_where, parse_sort
 from orchestrator.record import RunStatus
 from orchestrator.store import open_store
-from tests.unit.test_store import record
+from tests.unit.test_store import record, rid
 
 
 @pytest.fixture
@@ -15,21 +15,22 @@ def store(tmp_path):
             ("b", 0.01, 64, "cnn", False, 0.95, RunStatus.SUCCEEDED, "2026-11-02T10:00:00.000Z"),
             ("c", 0.5, 32, "mlp", False, 0.42, RunStatus.FAILED, "2026-11-03T10:00:00.000Z"),
             ("d", 0.05, 16, "cnn", True, None, RunStatus.SUCCEEDED, "2026-11-04T10:00:00.000Z")]
-    for rid, lr, hidden, arch, aug, acc, status, created in rows:
-        r = record(rid, name="digits" if arch == "mlp" else "vision")
+    for label, lr, hidden, arch, aug, acc, status, created in rows:
+        r = record(label, name="digits" if arch == "mlp" else "vision")
         r.params = {"lr": lr, "hidden": hidden, "arch": arch, "aug": aug}
         r.metrics = {"acc": acc, "loss": 1 - acc} if acc is not None else {}
-        r.status, r.created_at, r.duration_s = status, created, len(rid) * 1.5
+        r.status, r.created_at, r.duration_s = status, created, len(label) * 1.5
         s.runs.insert(r)
-    s.runs.set_tags("a", {"team": "vision", "stage": "baseline"})
-    s.runs.set_tags("b", {"team": "nlp"})
-    s.runs.add_note("c", "diverged after epoch 3; LR too high")
+    s.runs.set_tags(rid("a"), {"team": "vision", "stage": "baseline"})
+    s.runs.set_tags(rid("b"), {"team": "nlp"})
+    s.runs.add_note(rid("c"), "diverged after epoch 3; LR too high")
     return s
 
 
 def ids(store, where, sort=None, limit=None):
-    return store.runs.query_ids(compile_where(where), parse_sort(sort) if sort else None,
-                                limit)
+    found = store.runs.query_ids(compile_where(where), parse_sort(sort) if sort else None,
+                                 limit)
+    return [i.rstrip("0") for i in found]  # back to the test's labels
 
 
 @pytest.mark.parametrize("where, expected", [
@@ -89,15 +90,15 @@ def test_bad_sort():
 
 
 def test_projection_follows_record_updates(store):
-    r = store.runs.get("d")
+    r = store.runs.get(rid("d"))
     r.metrics = {"acc": 0.99}
     store.runs.save(r)
     assert ids(store, "metrics.acc > 0.98") == ["d"]
 
 
 def test_tags_can_be_removed(store):
-    store.runs.set_tags("a", {}, remove=["team"])
-    assert store.runs.tags("a") == {"stage": "baseline"}
+    store.runs.set_tags(rid("a"), {}, remove=["team"])
+    assert store.runs.tags(rid("a")) == {"stage": "baseline"}
 
 
 WHERES = ["", "params.lr < 0.1", "params.arch = mlp and metrics.acc >= 0.4",
@@ -126,5 +127,5 @@ def test_both_query_plans_agree(store, monkeypatch, where, sort):
 ])
 def test_where_and_narrows_a_compiled_filter(store, first, second, expected):
     both = compile_where(first).and_(compile_where(second))
-    assert set(store.runs.query_ids(both)) == expected
+    assert {i.rstrip("0") for i in store.runs.query_ids(both)} == expected
     assert store.runs.query_count(both) == len(expected)

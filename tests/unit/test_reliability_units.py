@@ -14,7 +14,7 @@ from orchestrator.spec import load_spec
 from orchestrator.store import open_store
 from orchestrator.store.runs import owner_alive, process_identity
 from tests.unit.test_spec import GOOD, write
-from tests.unit.test_store import record
+from tests.unit.test_store import record, rid
 
 
 def bundle(tmp_path, artifacts, rec=None):
@@ -70,8 +70,9 @@ def test_orphans_are_runs_whose_owner_is_gone(tmp_path):
     store = open_store(tmp_path / "h")
     store.runs.insert(record("mine"))  # owned by this live process
     store.runs.insert(record("gone"))
-    store.runs.db.execute("UPDATE run_owners SET pid = 999999999 WHERE run_id = 'gone'")
-    assert [r.id for r in orphans(store)] == ["gone"]
+    store.runs.db.execute("UPDATE run_owners SET pid = 999999999 WHERE run_id = ?",
+                              (rid("gone"),))
+    assert [r.id for r in orphans(store)] == [rid("gone")]
     assert os.getpid() != 999999999
 
 

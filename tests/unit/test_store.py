@@ -21,7 +21,16 @@ from orchestrator.store import open_store
 from orchestrator.store.migrations import LATEST
 
 
+def rid(label: str) -> str:
+    """A valid run id for a test label: hex labels padded (prefixes keep working), others
+    hashed."""
+    if all(c in "0123456789abcdef" for c in label) and len(label) <= 16:
+        return label.ljust(16, "0")
+    return hashlib.sha256(label.encode()).hexdigest()[:16]
+
+
 def record(run_id: str, name: str = "t") -> RunRecord:
+    run_id = rid(run_id)
     resolved = ResolvedSpec(
         image=ImageRef(digest="sha256:" + "1" * 64),
         code=CodeRef(path="/x", snapshot="sha256:" + "2" * 64),
@@ -77,8 +86,8 @@ def test_insert_get_prefix_and_ambiguity(tmp_path):
     store = open_store(tmp_path / "h")
     store.runs.insert(record("abc123"))
     store.runs.insert(record("abd456"))
-    assert store.runs.get("abc").id == "abc123"
-    assert store.runs.get("abd456").id == "abd456"
+    assert store.runs.get("abc").id == rid("abc123")
+    assert store.runs.get(rid("abd456")).id == rid("abd456")
     with pytest.raises(RunNotFound, match="ambiguous"):
         store.runs.get("ab")
     with pytest.raises(RunNotFound, match="no run 'zz'"):
@@ -99,7 +108,7 @@ def test_transitions_are_checked_and_compare_and_set(tmp_path):
     r.status = RunStatus.SUCCEEDED
     with pytest.raises(StoreError):  # a second writer cannot finish it again
         store.runs.save(r, previous=RunStatus.RUNNING)
-    assert store.runs.get("r1").status == RunStatus.FAILED
+    assert store.runs.get(rid("r1")).status == RunStatus.FAILED
 
 
 def test_failed_transaction_leaves_nothing(tmp_path):
@@ -136,8 +145,8 @@ def test_concurrent_writers_do_not_lock_out(tmp_path):
 def test_metric_steps_round_trip(tmp_path):
     store = open_store(tmp_path / "h")
     store.runs.insert(record("r"))
-    store.runs.add_steps("r", [("loss", 0, 1.0), ("loss", 1, 0.5), ("acc", 0, 0.1)])
-    assert store.runs.steps("r") == {"acc": [(0, 0.1)], "loss": [(0, 1.0), (1, 0.5)]}
+    store.runs.add_steps(rid("r"), [("loss", 0, 1.0), ("loss", 1, 0.5), ("acc", 0, 0.1)])
+    assert store.runs.steps(rid("r")) == {"acc": [(0, 0.1)], "loss": [(0, 1.0), (1, 0.5)]}
 
 
 def test_artifacts_are_content_addressed_and_read_only(tmp_path):
@@ -203,7 +212,7 @@ def test_migration_from_schema_1_keeps_runs(tmp_path):
     db.commit()
     db.close()
     store = open_store(tmp_path / "h")
-    assert store.runs.schema_version == LATEST and store.runs.get("old").id == "old"
+    assert store.runs.schema_version == LATEST and store.runs.get(rid("old")).id == rid("old")
     # the migration backfilled the queryable projections from the stored JSON
     assert sorted(store.runs.db.execute("SELECT name, value_num, value_text FROM run_params")
                   ) == [("arch", None, "mlp"), ("aug", 1.0, "true"), ("lr", 0.1, "0.1")]
