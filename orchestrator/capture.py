@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 from pathlib import Path
@@ -12,6 +11,8 @@ from typing import Any
 from . import __version__
 from .engine import Engine
 from .gpu import GPU
+
+ENV_JSON_LIMIT = 16 << 20  # bytes of the boot script's env.json (packages of a big image)
 
 
 def cpu_facts() -> dict[str, Any]:
@@ -70,17 +71,32 @@ def host_facts(engine: Engine, gpus: list[GPU], assigned: list[GPU]) -> dict[str
     }
 
 
-def container_facts(meta_dir: Path) -> dict[str, Any]:
-    """What the boot script saw inside the container; empty when it did not run."""
-    env_file = meta_dir / "env.json"
+def container_facts(meta_dir: Path, warnings: list[str]) -> dict[str, Any]:
+    """What the boot script saw inside the container; empty when it did not run.
+
+    The job can rewrite ``/repro/meta`` (it runs as the same user as the boot script), so
+    the file is hostile input: read capped and without following links, and it must have
+    the shape the boot script writes, else the facts are left out with a warning."""
+    from pydantic import ValidationError
+
+    from .record import ContainerFacts
+    from .untrusted import Untrusted, read_file, read_json
+
+    facts = ContainerFacts()
     try:
-        data = json.loads(env_file.read_text())
-    except (OSError, ValueError):
-        data = {}
-        rel = meta_dir / "os-release"
-        if rel.is_file():
-            pairs = (ln.split("=", 1) for ln in rel.read_text().splitlines() if "=" in ln)
-            data = {"os": dict(pairs).get("PRETTY_NAME", "").strip('"'), "packages": []}
-    return {"os": data.get("os", ""), "os_release": data.get("os_release", {}),
-            "python": data.get("python"), "packages": data.get("packages", []),
-            "lock_problems": data.get("lock_problems", [])}
+        data = read_json(meta_dir / "env.json", ENV_JSON_LIMIT)
+        if data is None:
+            text = (read_file(meta_dir / "os-release", 1 << 16) or b"").decode("utf-8",
+                                                                               "replace")
+            pairs = (ln.split("=", 1) for ln in text.splitlines() if "=" in ln)
+            data = {"os": dict(pairs).get("PRETTY_NAME", "").strip('"')}
+        facts = ContainerFacts.model_validate(data)
+    except Untrusted as e:
+        warnings.append(f"container facts not recorded: {e}")
+    except ValidationError as e:
+        first = e.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"]) or "document"
+        warnings.append(f"container facts not recorded: env.json is malformed at {where} "
+                        f"({first['msg']})")
+    return facts.model_dump(mode="json", include={"os", "os_release", "python", "packages",
+                                                  "lock_problems"})

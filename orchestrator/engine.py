@@ -46,6 +46,7 @@ class ContainerConfig:
     network: str = "none"
     labels: dict[str, str] = field(default_factory=dict)
     gpu_ids: list[str] = field(default_factory=list)
+    tmp_bytes: int | None = None  # size of the tmpfs at /tmp and /var/tmp (None: the disk)
 
 
 @dataclass
@@ -247,6 +248,9 @@ class Engine:
             "MemorySwap": cfg.memory_bytes, "NetworkMode": cfg.network,
             "CapDrop": ["ALL"], "SecurityOpt": ["no-new-privileges"], "PidsLimit": 4096,
         }
+        if cfg.tmp_bytes:  # a job's scratch space counts against its memory, not the disk
+            opts = f"rw,nosuid,nodev,size={cfg.tmp_bytes},mode=1777"
+            host["Tmpfs"] = {"/tmp": opts, "/var/tmp": opts}
         if cfg.gpu_ids:
             host["DeviceRequests"] = [{"Driver": "", "Count": 0, "DeviceIDs": cfg.gpu_ids,
                                        "Capabilities": [["gpu"]], "Options": {}}]

@@ -11,6 +11,12 @@ the whole tar as one artifact; those still load.)
 Order of preference when the engine lacks an image: the archive in the store, then a
 registry by digest (the spec's pinned ref, or a recorded ``repro image push``). Whatever
 comes back must have exactly the recorded image id.
+
+An archive may come from a bundle, so it is hostile input: its index is validated, every
+member is hash-checked before the engine sees a byte, and the engine is handed only the one
+image the record names (the ``manifest.json`` entry whose config hashes to the image id)
+with no tags at all: an archive never names images in this engine. repro tags the image
+itself (``repro-loaded:<id>``), once the engine holds exactly the recorded id.
 """
 
 from __future__ import annotations
@@ -20,17 +26,51 @@ import json
 import os
 import tarfile
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .engine import Engine, repository_of
 from .errors import CannotReplay, ImageError, ReproError
-from .hashing import CHUNK, sha256_file
-from .record import ImageRef
+from .hashing import CHUNK, hex_of, sha256_file
+from .record import Hex64, ImageRef
 from .store import Store
+from .untrusted import Untrusted, loads
 
 INDEX_KIND = "repro-image-archive"
 INDEX_FORMAT = 1
 BLOCK = tarfile.BLOCKSIZE
+INDEX_LIMIT = 16 << 20  # bytes of an index (a CUDA image's has a few hundred members)
+MANIFEST_LIMIT = 1 << 20  # bytes of the archive's own manifest.json
+LOADED_REPO = "repro-loaded"  # the tag repro gives an image it loaded (never a recipe's name)
+REGULAR = ("0", "\x00", "7")
+
+
+class _Member(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, Field(min_length=1, max_length=4096, pattern=r"^[^\x00]+$")]
+    type: Literal["0", "\x00", "7", "1", "2", "5"]
+    mode: Annotated[int, Field(ge=0, le=0o7777)]
+    mtime: int
+    linkname: Annotated[str, Field(max_length=4096, pattern=r"^[^\x00]*$")] | None = None
+    sha256: Hex64 | None = None
+    size: Annotated[int, Field(ge=0)] | None = None
+
+    @model_validator(mode="after")
+    def _file_has_bytes(self) -> _Member:
+        if (self.type in REGULAR) != (self.sha256 is not None and self.size is not None):
+            raise ValueError("a regular file member needs sha256 and size; others have none")
+        return self
+
+
+class _Index(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["repro-image-archive"]
+    format: Literal[1]
+    size: Annotated[int, Field(ge=0)]
+    members: list[_Member]
 
 
 def archiving_enabled() -> bool:
@@ -84,17 +124,35 @@ def split_into_store(chunks: Iterable[bytes], store: Store, name: str,
             "members": members}, new
 
 
+def parse_index(data: bytes, what: str) -> dict[str, Any] | None:
+    """An index document, validated; None when ``data`` is not an index at all (an archive
+    stored whole). A document that claims to be an index and is malformed: CannotReplay."""
+    try:
+        doc = loads(data, what)
+    except Untrusted:
+        return None
+    if not isinstance(doc, dict) or doc.get("kind") != INDEX_KIND:
+        return None
+    try:
+        _Index.model_validate(doc)
+    except ValidationError as e:
+        first = e.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise CannotReplay(f"{what}: malformed archive index at {where[:120]} "
+                           f"({first['msg'][:120]}); re-export the run") from None
+    return doc
+
+
 def read_index(sha: str, store: Store) -> dict[str, Any] | None:
     """The index behind an archive digest; None for an archive stored whole (older stores)."""
     with store.artifacts.open(sha) as f:
         head = f.read(1)
         if head != b"{":
             return None
-        try:
-            doc = json.loads(head + f.read())
-        except ValueError:
-            return None
-    return doc if isinstance(doc, dict) and doc.get("kind") == INDEX_KIND else None
+        data = head + f.read(INDEX_LIMIT)
+    if len(data) > INDEX_LIMIT:
+        return None
+    return parse_index(data, f"image archive {sha[:16]}...")
 
 
 def member_digests(sha: str, store: Store) -> list[tuple[str, str]]:
@@ -132,9 +190,10 @@ def ensure_present(image: ImageRef, store: Store, engine: Engine,
                                    "hash); run `repro fsck`, re-export or re-push the image")
         on_line(f"loading image {image.digest[:19]} from the store's archive")
         index = read_index(archive, store)
-        engine.load(join_from_store(index, store) if index is not None
-                    else store.artifacts.chunks(archive))
-        if engine.image(image.digest) is not None:
+        if index is None:  # stored whole by an older repro: split it, then load as usual
+            index, _ = split_into_store(store.artifacts.chunks(archive), store,
+                                        f"image {image.digest[:19]} archive")
+        if _load(index, image.digest, store, engine):
             return "archive"
     for ref in _registry_refs(image, store):
         on_line(f"pulling {ref}")
@@ -152,20 +211,85 @@ def ensure_present(image: ImageRef, store: Store, engine: Engine,
                        "image from a machine that has it (`repro export RUN --bundle DIR`)")
 
 
-def join_from_store(index: dict[str, Any], store: Store) -> Iterator[bytes]:
-    """The archive as a tar stream again, member by member, in the recorded order."""
+def _load(index: dict[str, Any], image_id: str, store: Store, engine: Engine) -> bool:
+    """Load the one image ``image_id`` from an archive, untagged; tag it ourselves when the
+    engine then holds exactly that id. An image the engine rejects cannot be replayed."""
+    try:
+        loaded = engine.load(join_from_store(index, store, image_id))
+    except ImageError as e:
+        raise CannotReplay(f"image {image_id[:19]}: the engine rejected its archive ({e}); "
+                           "re-export the run from where it was recorded") from None
+    for other in loaded:
+        if other.startswith("sha256:") and other != image_id:  # nothing else may stay
+            engine.remove_image(other)
+    if engine.image(image_id) is None:
+        return False
+    engine.tag(image_id, LOADED_REPO, hex_of(image_id)[:12])
+    return True
+
+
+def join_from_store(index: dict[str, Any], store: Store,
+                    image_id: str | None = None) -> Iterator[bytes]:
+    """The archive as a tar stream again, member by member, in the recorded order. With
+    ``image_id``, only that image and no tags: ``manifest.json`` keeps the one entry whose
+    config is that image, without RepoTags; ``repositories`` is left out and ``index.json``
+    loses its image names."""
+    rewritten = _untagged(index, store, image_id) if image_id else {}
     for m in index["members"]:
-        info = tarfile.TarInfo(m["name"])
+        name = m["name"]
+        if image_id and name == "repositories":
+            continue
+        info = tarfile.TarInfo(name)
         info.type = m["type"].encode("latin-1")
         info.mode, info.mtime = m["mode"], m["mtime"]
-        info.linkname = m.get("linkname", "")
-        info.size = m.get("size", 0)
+        info.linkname = m.get("linkname") or ""
+        info.size = m.get("size") or 0
+        if name in rewritten:
+            info.size = len(rewritten[name])
         yield info.tobuf(format=tarfile.PAX_FORMAT)
-        if "sha256" in m:
+        if name in rewritten:
+            yield rewritten[name]
+        elif "sha256" in m:
             yield from store.artifacts.chunks(m["sha256"])
-            if info.size % BLOCK:
-                yield b"\0" * (BLOCK - info.size % BLOCK)
+        if info.size % BLOCK:
+            yield b"\0" * (BLOCK - info.size % BLOCK)
     yield b"\0" * (2 * BLOCK)  # end of archive
+
+
+def _untagged(index: dict[str, Any], store: Store, image_id: str) -> dict[str, bytes]:
+    """New bytes for the archive's manifest.json (and index.json): only ``image_id``, no
+    names. CannotReplay when the archive does not hold that image."""
+    members = {m["name"]: m for m in index["members"] if "sha256" in m}
+    what = f"image {image_id[:19]} archive"
+
+    def doc_of(name: str) -> Any:
+        with store.artifacts.open(members[name]["sha256"]) as f:
+            data = f.read(MANIFEST_LIMIT + 1)
+        try:
+            return loads(data[:MANIFEST_LIMIT], f"{what}: {name}")
+        except Untrusted as e:
+            raise CannotReplay(f"{e}; re-export the run") from None
+
+    if "manifest.json" not in members:
+        raise CannotReplay(f"{what} has no manifest.json; re-export the run")
+    entries = doc_of("manifest.json")
+    want = hex_of(image_id)
+    keep = [e for e in entries if isinstance(e, dict) and isinstance(e.get("Config"), str)
+            and members.get(e["Config"], {}).get("sha256") == want] \
+        if isinstance(entries, list) else []
+    if not keep:
+        raise CannotReplay(f"{what} does not hold that image (no manifest entry whose config "
+                           "hashes to its id); re-export the run")
+    out = {"manifest.json": json.dumps([{**keep[0], "RepoTags": None}]).encode()}
+    if "index.json" in members:
+        oci = doc_of("index.json")
+        if isinstance(oci, dict) and isinstance(oci.get("manifests"), list):
+            for entry in oci["manifests"]:
+                if isinstance(entry, dict) and isinstance(entry.get("annotations"), dict):
+                    for key in ("io.containerd.image.name", "org.opencontainers.image.ref.name"):
+                        entry["annotations"].pop(key, None)
+            out["index.json"] = json.dumps(oci).encode()
+    return out
 
 
 class _Reader(io.RawIOBase):

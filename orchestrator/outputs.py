@@ -1,34 +1,64 @@
 """After the container exits: outputs into the artifact store (hashed while copied, once),
-and metrics from ``metrics.json`` and the helper's ``log_metric`` series."""
+and metrics from ``metrics.json`` and the helper's ``log_metric`` series.
+
+Everything here reads what a job wrote, so it is hostile input: files are opened without
+following links or blocking, regular files only, under size, count and depth caps
+(``untrusted.py``); names with control characters or that are not UTF-8 are skipped with the
+reason; a bad line or file is a warning, never an exception that could leave a run running.
+"""
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
+import stat
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .errors import StoreError
 from .record import FileRef
-from .store.artifacts import ArtifactStore
+from .store.artifacts import ArtifactStore, TooLarge
+from .untrusted import (
+    META_FILE_LIMIT,
+    Untrusted,
+    loads,
+    name_problem,
+    read_file,
+    read_json,
+)
 
-TOO_LARGE = "larger than the output limit"
+MAX_DIR_DEPTH = 64  # folders below /repro/outputs that are walked
+PARAM_TEXT_LIMIT = 1000  # characters of a logged string param
+
+
+def setting(name: str, default: str, what: str) -> int:
+    from .errors import UsageError
+    from .spec import parse_size
+
+    raw = os.environ.get(name, default)
+    try:
+        return parse_size(raw.strip(), name)
+    except ValueError as e:
+        raise UsageError(f"{e} ({what})") from None
 
 
 def output_limit() -> int:
     """REPRO_OUTPUT_LIMIT (bytes, or like '2g'); default 64 GiB per output file."""
-    from .errors import UsageError
-    from .spec import parse_size
+    return setting("REPRO_OUTPUT_LIMIT", str(64 << 30), "bytes of one output file")
 
-    raw = os.environ.get("REPRO_OUTPUT_LIMIT", str(64 << 30))
-    try:
-        return parse_size(raw.strip(), "REPRO_OUTPUT_LIMIT")
-    except ValueError as e:
-        raise UsageError(f"{e}") from None
+
+def run_output_limit() -> int:
+    """REPRO_RUN_OUTPUT_LIMIT: bytes of all of one run's outputs together; default 256 GiB."""
+    return setting("REPRO_RUN_OUTPUT_LIMIT", str(256 << 30), "bytes of a run's outputs")
+
+
+def max_outputs() -> int:
+    """REPRO_MAX_OUTPUTS: output files one run may record; default 10,000 (a record lists
+    each, and 20,000 made a 2 MB record)."""
+    return setting("REPRO_MAX_OUTPUTS", "10000", "output files of a run")
 
 
 @lru_cache(maxsize=64)
@@ -51,84 +81,178 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
         else:
             out.append(re.escape(pattern[i]))
             i += 1
-    return re.compile("".join(out) + r"\Z")
+    return re.compile("".join(out) + r"\Z", re.DOTALL)  # a name may hold a newline
 
 
 def wanted(rel: str, globs: list[str]) -> bool:
     return any(glob_regex(g).match(rel) for g in globs)
 
 
-def collect(outputs_dir: Path, globs: list[str], artifacts: ArtifactStore,
-            limit: int | None = None) -> tuple[dict[str, FileRef], dict[str, str]]:
-    """Every regular file under ``outputs_dir`` matching ``globs`` -> (stored, skipped).
+@dataclass
+class Collected:
+    """What ``collect`` found: stored files, skipped ones (path -> why), problems that fail
+    the run (a limit was hit: the record would be incomplete) and warnings."""
 
-    Symlinks are never followed nor stored (they could point anywhere on the host).
-    """
+    stored: dict[str, FileRef] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def collect(outputs_dir: Path, globs: list[str], artifacts: ArtifactStore,
+            limit: int | None = None, total: int | None = None,
+            count: int | None = None) -> Collected:
+    """Every regular file under ``outputs_dir`` matching ``globs`` into the artifact store.
+
+    Links are never followed nor stored (they could point anywhere on the host); FIFOs and
+    devices are skipped, never opened; names that are not printable UTF-8 are skipped; at
+    most ``count`` files, ``limit`` bytes each and ``total`` bytes together are stored, and
+    hitting a cap is a problem that fails the run."""
     limit = output_limit() if limit is None else limit
-    stored: dict[str, FileRef] = {}
-    skipped: dict[str, str] = {}
-    for root, dirs, files in os.walk(outputs_dir):
-        dirs.sort()
-        for name in sorted(dirs):
-            p = Path(root, name)
-            if p.is_symlink():
-                skipped[p.relative_to(outputs_dir).as_posix()] = "symlink (not followed)"
-        for name in sorted(files):
-            p = Path(root, name)
-            rel = p.relative_to(outputs_dir).as_posix()
-            if not wanted(rel, globs):
-                continue
-            if p.is_symlink():
-                skipped[rel] = "symlink (not followed)"
-                continue
-            if not p.is_file():
-                skipped[rel] = "not a regular file"
+    total = run_output_limit() if total is None else total
+    count = max_outputs() if count is None else count
+    found = Collected()
+    used = 0
+    for rel, st, why in _walk(outputs_dir, found):
+        if len(found.stored) + len(found.skipped) >= count:
+            found.problems.append(f"it wrote more than {count} output files; only the first "
+                                  f"{count} are recorded (raise REPRO_MAX_OUTPUTS or write "
+                                  "fewer files)")
+            break
+        if not wanted(rel, globs):
+            continue
+        if why:
+            found.skipped[_shown(rel)] = why
+            continue
+        if st.st_size >= 1 << 20 and st.st_blocks * 512 < st.st_size // 2:
+            found.warnings.append(f"output {_shown(rel)} is sparse ({st.st_size} bytes, "
+                                  f"{st.st_blocks * 512} allocated); it is stored in full")
+        cap = min(limit, total - used)
+        try:
+            fd = os.open(outputs_dir / rel, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError as e:
+            found.skipped[rel] = f"unreadable: {e.strerror}"
+            continue
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                found.skipped[rel] = "not a regular file"
                 continue
             try:
-                fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW)
-            except OSError as e:
-                skipped[rel] = f"unreadable: {e.strerror}"
+                sha, size = artifacts.put_stream(f, limit=cap, name=f"output {rel}")
+            except TooLarge:
+                if cap == limit:
+                    found.skipped[rel] = f"larger than the output limit of {limit} bytes " \
+                        "(REPRO_OUTPUT_LIMIT)"
+                    found.problems.append(f"output {rel} is larger than the output limit "
+                                          f"({limit} bytes) and was not stored; raise "
+                                          "REPRO_OUTPUT_LIMIT or write less")
+                else:
+                    found.skipped[rel] = "over the run's total output limit " \
+                        f"of {total} bytes (REPRO_RUN_OUTPUT_LIMIT)"
+                    found.problems.append(f"its outputs are larger than the run's total limit "
+                                          f"({total} bytes); {rel} and later files were not "
+                                          "stored: raise REPRO_RUN_OUTPUT_LIMIT or write less")
                 continue
-            with os.fdopen(fd, "rb") as f:
-                try:
-                    sha, size = artifacts.put_stream(f, limit=limit, name=f"output {rel}")
-                except StoreError as e:
-                    if "larger than the limit" in str(e):
-                        skipped[rel] = f"{TOO_LARGE} of {limit} bytes (REPRO_OUTPUT_LIMIT)"
-                        continue
-                    raise
-            stored[rel] = FileRef(sha256=sha, size=size)
-    return stored, skipped
+        used += size
+        found.stored[rel] = FileRef(sha256=sha, size=size)
+    return found
 
 
-def _jsonl_points(path: Path) -> Iterator[dict[str, Any]]:
-    """Valid ``{"name": ..., "value": ...}`` lines of a helper file; others are skipped."""
-    try:
-        lines = path.read_text().splitlines()
-    except OSError:
-        return
-    for line in lines:
+def _walk(top: Path, found: Collected) -> Iterator[tuple[str, os.stat_result, str | None]]:
+    """(relative path, lstat, why it is skipped or None) of every file and link below
+    ``top``, sorted, without following links, at most MAX_DIR_DEPTH folders deep."""
+    stack: list[tuple[Path, str, int]] = [(top, "", 0)]
+    while stack:
+        folder, prefix, depth = stack.pop()
         try:
-            item = json.loads(line)
-            if "value" not in item:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name, reverse=True)
+        except OSError as e:
+            found.warnings.append(f"output folder {_shown(prefix) or '.'} unreadable: "
+                                  f"{e.strerror}")
+            continue
+        subdirs = []
+        for entry in reversed(entries):
+            rel = prefix + entry.name
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
                 continue
-            item["name"] = str(item["name"])
-        except (ValueError, KeyError, TypeError):
+            problem = _name_problem(entry.name)
+            if stat.S_ISDIR(st.st_mode):
+                if problem:
+                    found.skipped[_shown(rel)] = f"folder skipped: {problem}"
+                elif depth + 1 >= MAX_DIR_DEPTH:
+                    found.skipped[_shown(rel)] = f"folder deeper than {MAX_DIR_DEPTH} levels " \
+                        "(not walked)"
+                else:
+                    subdirs.append((Path(entry.path), rel + "/", depth + 1))
+                continue
+            if stat.S_ISLNK(st.st_mode):
+                yield rel, st, "symlink (not followed)"
+            elif problem:
+                yield rel, st, problem
+            elif not stat.S_ISREG(st.st_mode):
+                yield rel, st, "not a regular file"
+            else:
+                yield rel, st, None
+        stack.extend(reversed(subdirs))
+
+
+def _name_problem(name: str) -> str | None:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "the name is not valid UTF-8"
+    return name_problem(name)
+
+
+def _shown(rel: str) -> str:
+    """A path as a record key even when it is not valid UTF-8 or holds control characters."""
+    text = rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+
+
+def _jsonl_points(path: Path, warnings: list[str]) -> Iterator[dict[str, Any]]:
+    """Valid ``{"name": ..., "value": ...}`` lines of a helper file; bad lines are counted
+    in one warning. The file is read capped, without following a link."""
+    try:
+        data = read_file(path, META_FILE_LIMIT)
+    except Untrusted as e:
+        warnings.append(f"{e}; ignored")
+        return
+    if data is None:
+        return
+    bad = 0
+    for line in data.splitlines():
+        if not line.strip():
+            continue
+        try:
+            item = loads(line, path.name, max_depth=4)
+        except Untrusted:
+            bad += 1
+            continue
+        if not isinstance(item, dict) or "value" not in item or not isinstance(
+                item.get("name"), str) or name_problem(item["name"]):
+            bad += 1
             continue
         yield item
+    if bad:
+        warnings.append(f"{path.name}: {bad} line(s) without a valid name and value; ignored")
 
 
-def read_series(meta_dir: Path) -> list[tuple[str, int, float]]:
+def read_series(meta_dir: Path, warnings: list[str] | None = None) -> list[tuple[str, int, float]]:
     """Points written by ``repro.log_metric`` (name, step, value); steps default to the
     point's position in its series."""
     points: list[tuple[str, int, float]] = []
     counters: dict[str, int] = {}
-    for item in _jsonl_points(meta_dir / "metrics.jsonl"):
+    for item in _jsonl_points(meta_dir / "metrics.jsonl", [] if warnings is None else warnings):
         name, value, step = item["name"], item["value"], item.get("step")
-        if not isinstance(step, int):
+        if not isinstance(step, int) or isinstance(step, bool) or not -2**62 < step < 2**62:
             step = counters.get(name, 0)
         counters[name] = step + 1
-        if isinstance(value, int | float) and math.isfinite(value):
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(
+                value):
             points.append((name, step, float(value)))
     return points
 
@@ -139,17 +263,17 @@ def final_metrics(series: list[tuple[str, int, float]], outputs_dir: Path,
     metrics: dict[str, float] = {}
     for name, _step, value in sorted(series, key=lambda p: (p[0], p[1])):
         metrics[name] = value
-    path = outputs_dir / "metrics.json"
-    if path.is_file() and not path.is_symlink():
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError) as e:
-            warnings.append(f"metrics.json is not valid JSON ({e}); ignored")
-            return metrics
-        if isinstance(data, dict):
-            metrics.update(_flatten(data, "", warnings))
-        else:
-            warnings.append("metrics.json is not an object of numbers; ignored")
+    try:
+        data = read_json(outputs_dir / "metrics.json")
+    except Untrusted as e:
+        warnings.append(f"{e}; ignored")
+        return metrics
+    if data is None:
+        return metrics
+    if isinstance(data, dict):
+        metrics.update(_flatten(data, "", warnings))
+    else:
+        warnings.append("metrics.json is not an object of numbers; ignored")
     return metrics
 
 
@@ -159,6 +283,8 @@ def _flatten(data: dict, prefix: str, warnings: list[str]) -> dict[str, float]:
         name = f"{prefix}{key}"
         if isinstance(value, dict):
             out.update(_flatten(value, name + ".", warnings))
+        elif problem := name_problem(name):
+            warnings.append(f"metrics.json: {_shown(name)[:60]!r}: {problem}; ignored")
         elif isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(
                 value):
             out[name] = float(value)
@@ -168,13 +294,20 @@ def _flatten(data: dict, prefix: str, warnings: list[str]) -> dict[str, float]:
 
 
 def read_logged_params(meta_dir: Path, declared: dict, warnings: list[str]) -> dict:
-    """Params written by ``repro.log_param``; the spec's declared params win."""
+    """Params written by ``repro.log_param`` (numbers, booleans, short strings); the spec's
+    declared params win."""
     logged: dict = {}
-    for item in _jsonl_points(meta_dir / "params.jsonl"):
+    for item in _jsonl_points(meta_dir / "params.jsonl", warnings):
         name, value = item["name"], item["value"]
         if name in declared:
             if declared[name] != value:
                 warnings.append(f"log_param({name!r}) ignored: the spec declares {name}")
+            continue
+        if isinstance(value, float) and not math.isfinite(value) or not (
+                value is None or isinstance(value, bool | int | float)
+                or isinstance(value, str) and len(value) <= PARAM_TEXT_LIMIT):
+            warnings.append(f"log_param({name!r}) ignored: not a number, boolean or string of "
+                            f"at most {PARAM_TEXT_LIMIT} characters")
             continue
         logged[name] = value
     return logged

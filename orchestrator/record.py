@@ -9,7 +9,14 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
 from .untrusted import relative_path_problem
 
@@ -133,6 +140,112 @@ class FileRef(_Doc):
     size: Annotated[int, Field(ge=0)]
 
 
+# -- shapes of the free-form parts ----------------------------------------------------------
+# ``environment`` and ``verdict`` are stored as plain dicts (their readers use .get), but a
+# record from elsewhere must have the shapes repro writes: these models check that on every
+# validation. Unknown keys are allowed (a newer repro may record more facts).
+
+class _Shape(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class CPUFacts(_Shape):
+    model: str = ""
+    vendor: str = ""
+    arch: str = ""
+    count: int | None = None
+    flags: list[str] = []
+
+
+class GPUFacts(_Shape):
+    index: int = 0
+    name: str = ""
+    uuid: str = ""
+    memory_gb: float = 0.0
+    driver: str = ""
+    cuda: str = ""
+
+
+class HostFacts(_Shape):
+    os: str = ""
+    kernel: str = ""
+    cpu: CPUFacts = CPUFacts()
+    memory_gb: float | None = None
+    docker: str | None = None
+    docker_api: str | None = None
+    gpus: list[GPUFacts] = []
+    gpus_assigned: list[str] = []
+    repro: str | None = None
+
+
+class Package(_Shape):
+    name: str
+    version: str
+
+
+class ContainerFacts(_Shape):
+    os: str = ""
+    os_release: dict[str, str] = {}
+    python: str | None = None
+    packages: list[Package] = []
+    lock_problems: list[str] = []
+
+
+class Environment(_Shape):
+    host: HostFacts = HostFacts()
+    container: ContainerFacts = ContainerFacts()
+
+
+class OutputDiff(_Shape):
+    path: str
+    original: FileRef
+    replay: FileRef
+
+
+class OutputsVerdict(_Shape):
+    identical: list[str] = []
+    differ: list[OutputDiff] = []
+    missing: list[str] = []
+    extra: list[str] = []
+
+
+class MetricDelta(_Shape):
+    name: str
+    original: Finite | None = None
+    replay: Finite | None = None
+    delta: Finite | None = None
+    tolerance: Finite | None = None
+    ok: bool = False
+
+
+class EnvChange(_Shape):
+    fact: str
+    hint: str = ""
+    added: list[Any] | dict[str, Any] = []
+    removed: list[Any] | dict[str, Any] = []
+    changed: dict[str, tuple[Any, Any]] = {}
+
+
+class Outcome(_Shape):
+    original: str
+    replay: str
+
+
+class Verdict(_Shape):
+    result: Literal["identical", "differs", "within-tolerance"]
+    original: RunId | None = None
+    replay: RunId | None = None
+    outcome: Outcome | None = None
+    outputs: OutputsVerdict = OutputsVerdict()
+    metrics: list[MetricDelta] = []
+    tolerances: dict[str, Finite] = {}
+    environment: list[EnvChange] = []
+    checked_at: str | None = None
+
+
 class RunRecord(_Doc):
     schema_version: int = SCHEMA_VERSION
     id: RunId
@@ -147,7 +260,7 @@ class RunRecord(_Doc):
     hermetic: bool = True  # False when the job had network access
     environment: dict[str, Any] = {"host": {}, "container": {}}
     params: dict[str, Any] = {}
-    metrics: dict[str, float] = {}
+    metrics: dict[str, Finite] = {}
     outputs: dict[RelPath, FileRef] = {}
     skipped_outputs: dict[str, str] = {}  # path -> why it was not stored (symlink, ...)
     logs: FileRef | None = None
@@ -160,3 +273,16 @@ class RunRecord(_Doc):
     sweep_id: SweepId | None = None  # set when the run is one point of `repro sweep`
     verdict: dict[str, Any] | None = None
     warnings: list[str] = []
+
+    @field_validator("environment")
+    @classmethod
+    def _environment_shape(cls, v: dict[str, Any]) -> dict[str, Any]:
+        Environment.model_validate(v)
+        return v
+
+    @field_validator("verdict")
+    @classmethod
+    def _verdict_shape(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is not None:
+            Verdict.model_validate(v)
+        return v

@@ -89,8 +89,9 @@ def _keep_what_it_left(rec: RunRecord, store: Store) -> None:
             log.unlink(missing_ok=True)
         if rec.outputs:
             rec.warnings.append("outputs are partial: the run was lost")
-    except (ReproError, OSError) as e:
-        rec.warnings.append(f"recovery could not keep everything: {e}")
+    except Exception as e:  # what a job left must never keep a run from being finished
+        why = str(e) if isinstance(e, ReproError | OSError) else f"{type(e).__name__}: {e}"
+        rec.warnings.append(f"recovery could not keep everything: {why}")
 
 
 def stale_files(store: Store) -> list[Path]:

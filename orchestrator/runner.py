@@ -32,14 +32,7 @@ from .engine import (
     WaitTimeout,
 )
 from .errors import ReproError
-from .outputs import (
-    TOO_LARGE,
-    collect,
-    final_metrics,
-    output_limit,
-    read_logged_params,
-    read_series,
-)
+from .outputs import collect, final_metrics, read_logged_params, read_series
 from .record import FileRef, RunRecord, RunStatus, utc_now
 from .resolve import Resolution, resolve
 from .runtime import RUNTIME_DIR
@@ -158,22 +151,19 @@ def _run_container(record: RunRecord, res: Resolution, store: Store, engine: Eng
         record.reason = f"timed out after {res.resolved.timeout_s:g} s; stopped"
     else:
         record.exit_code = exit_.code
-        _classify(record, exit_.code, exit_.oom_killed, meta_dir)
+        _classify(record, exit_.code, exit_.oom_killed)
         if hooks.cancel is not None and hooks.cancel.is_set():
             record.status = RunStatus.INTERRUPTED
             record.reason = "interrupted with its sweep; container stopped, partial outputs"
 
 
-def _classify(record: RunRecord, code: int, oom: bool, meta_dir: Path) -> None:
+def _classify(record: RunRecord, code: int, oom: bool) -> None:
+    """The status an exit gives (a lock mismatch is named once ingest read the facts)."""
     if oom:
         record.status, record.reason = RunStatus.FAILED, "oom-killed: the job exceeded " \
             f"resources.memory ({record.resolved.resources.memory})"
     elif code == 0:
         record.status = RunStatus.SUCCEEDED
-    elif code == LOCK_MISMATCH and (problems := capture.container_facts(meta_dir)[
-            "lock_problems"]):
-        record.status = RunStatus.FAILED
-        record.reason = "package lock mismatch: " + "; ".join(problems)
     else:
         record.status, record.reason = RunStatus.FAILED, f"the job exited with code {code}"
 
@@ -198,15 +188,11 @@ def _finish(record: RunRecord, res: Resolution, store: Store, engine: Engine, li
     series: list[tuple[str, int, float]] = []
     try:
         series = ingest(record, store, work, log_path)
-    except (ReproError, OSError) as e:
+    except Exception as e:  # whatever a job left, the run must end recorded
         if record.status == RunStatus.SUCCEEDED:
             record.status = RunStatus.FAILED
-        record.reason = f"{record.reason + '; ' if record.reason else ''}storing outputs: {e}"
-    too_large = sorted(p for p, why in record.skipped_outputs.items() if TOO_LARGE in why)
-    if too_large and record.status == RunStatus.SUCCEEDED:
-        record.status = RunStatus.FAILED
-        record.reason = (f"output {too_large[0]} is {TOO_LARGE} ({output_limit()} bytes) and was "
-                         "not stored; raise REPRO_OUTPUT_LIMIT or write less")
+        why = str(e) if isinstance(e, ReproError | OSError) else f"{type(e).__name__}: {e}"
+        record.reason = f"{record.reason + '; ' if record.reason else ''}storing outputs: {why}"
     if record.status == RunStatus.INTERRUPTED and record.outputs:
         record.warnings.append("outputs are partial: the run was interrupted")
     if not record.status.terminal:  # an unexpected exception is on its way up
@@ -235,13 +221,23 @@ def ingest(record: RunRecord, store: Store, work: Path,
     record and the artifact store. Returns the metric series, for the caller to store with
     the record. Used when a run ends and when recovery finishes an orphan."""
     meta_dir, outputs_dir = work / "meta", work / "outputs"
-    record.environment["container"] = capture.container_facts(meta_dir)
-    series = read_series(meta_dir)
+    facts = capture.container_facts(meta_dir, record.warnings)
+    record.environment["container"] = facts
+    if record.exit_code == LOCK_MISMATCH and facts["lock_problems"] and \
+            record.status == RunStatus.FAILED:
+        record.reason = "package lock mismatch: " + "; ".join(facts["lock_problems"])
+    series = read_series(meta_dir, record.warnings)
     record.params = {**read_logged_params(meta_dir, record.resolved.params, record.warnings),
                      **record.resolved.params}
     record.metrics = final_metrics(series, outputs_dir, record.warnings)
-    record.outputs, record.skipped_outputs = collect(outputs_dir, record.resolved.outputs,
-                                                     store.artifacts)
+    found = collect(outputs_dir, record.resolved.outputs, store.artifacts)
+    record.outputs, record.skipped_outputs = found.stored, found.skipped
+    record.warnings += found.warnings
+    if found.problems:
+        if record.status == RunStatus.SUCCEEDED:
+            record.status, record.reason = RunStatus.FAILED, found.problems[0]
+        else:
+            record.warnings += found.problems[:1]
     if log_path.exists():
         sha, size = store.artifacts.put_file(log_path)
         record.logs = FileRef(sha256=sha, size=size)
@@ -267,7 +263,15 @@ def _container_config(record: RunRecord, res: Resolution, work: Path, store: Sto
         nano_cpus=int(r.resources.cpus * 1e9), memory_bytes=r.resources.memory_bytes,
         network=r.network, labels={LABEL_RUN: record.id, LABEL_STORE: str(store.home),
                                    **({LABEL_SWEEP: record.sweep_id} if record.sweep_id else {})},
-        gpu_ids=[g.uuid for g in assigned])
+        gpu_ids=[g.uuid for g in assigned], tmp_bytes=tmp_size(r.resources.memory_bytes))
+
+
+def tmp_size(memory_bytes: int) -> int:
+    """REPRO_TMP_SIZE, else the run's memory limit: a tmpfs is charged to the container's
+    memory, so /tmp can never fill the host's disk."""
+    from .outputs import setting
+
+    return setting("REPRO_TMP_SIZE", str(memory_bytes), "size of the job's /tmp")
 
 
 def _run_info(record: RunRecord, res: Resolution) -> dict:

@@ -26,6 +26,14 @@ class DigestMismatch(StoreError):
         self.got = got
 
 
+class TooLarge(StoreError):
+    """A write went past the limit its caller set (nothing was stored)."""
+
+    def __init__(self, message: str, limit: int) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
 class ArtifactStore:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -80,7 +88,7 @@ class ArtifactStore:
             for chunk in chunks:
                 size += len(chunk)
                 if limit is not None and size > limit:
-                    raise StoreError(f"{name}: larger than the limit of {limit} bytes")
+                    raise TooLarge(f"{name}: larger than the limit of {limit} bytes", limit)
                 h.update(chunk)
                 out.write(chunk)
             if expect is not None and h.hexdigest() != expect:
@@ -89,18 +97,35 @@ class ArtifactStore:
             state["digest"] = h.hexdigest()
         return h.hexdigest(), size, state["created"]
 
-    @contextmanager
-    def _writer(self) -> Iterator[tuple[BinaryIO, dict[str, Any]]]:
-        """A temp file to write; the caller sets ``state["digest"]`` when done, and the file
-        becomes that artifact (``state["created"]``: it was not in the store before)."""
+    def _temp(self) -> tuple[int, str]:
+        """A new temp file, locked, as (fd, name). `repro gc` removes only "in-*" files no
+        writer holds (stale_temp_files); the file gets that name only once it is locked, so gc
+        never sees one between its creation and its lock. The lock lasts until the fd closes."""
         self.tmp.mkdir(parents=True, exist_ok=True)
-        # The lock is held until the file is renamed into place: `repro gc` removes only
-        # "in-*" files no writer holds (stale_temp_files). The file gets that name only once
-        # it is locked, so gc never sees one between its creation and its lock.
         fd, new_name = tempfile.mkstemp(dir=self.tmp, prefix="new-")
         fcntl.flock(fd, fcntl.LOCK_EX)
         tmp_name = str(self.tmp / ("in-" + Path(new_name).name[4:]))
         os.rename(new_name, tmp_name)
+        return fd, tmp_name
+
+    def _install(self, out: BinaryIO, tmp_name: str, digest: str,
+                 replace: bool = False) -> bool:
+        """Move a written, fsynced temp file to its address; False when it was there already
+        (``replace``: overwrite it anyway, to repair a corrupt copy)."""
+        dest = self.path(digest)
+        if dest.exists() and not replace:
+            os.unlink(tmp_name)
+            return False
+        dest.parent.mkdir(exist_ok=True)
+        os.fchmod(out.fileno(), 0o444)
+        os.replace(tmp_name, dest)
+        return True
+
+    @contextmanager
+    def _writer(self) -> Iterator[tuple[BinaryIO, dict[str, Any]]]:
+        """A temp file to write; the caller sets ``state["digest"]`` when done, and the file
+        becomes that artifact (``state["created"]``: it was not in the store before)."""
+        fd, tmp_name = self._temp()
         state: dict[str, Any] = {"digest": None, "created": False}
         try:
             with os.fdopen(fd, "wb") as out:
@@ -109,20 +134,25 @@ class ArtifactStore:
                 os.fsync(out.fileno())
                 if not state["digest"]:
                     raise StoreError("artifact write finished without a digest")
-                dest = self.path(state["digest"])
-                if dest.exists():
-                    os.unlink(tmp_name)
-                    return
-                dest.parent.mkdir(exist_ok=True)
-                os.fchmod(out.fileno(), 0o444)
-                os.replace(tmp_name, dest)
-                state["created"] = True
+                state["created"] = self._install(out, tmp_name, state["digest"])
         except OSError as e:
             _unlink_quietly(tmp_name)
             raise StoreError(f"cannot write artifact under {self.root}: {e.strerror or e}") from e
         except BaseException:
             _unlink_quietly(tmp_name)
             raise
+
+    @contextmanager
+    def staging(self) -> Iterator[Stage]:
+        """Writes that land together or not at all: each is hashed into a locked temp file
+        and renamed into place only when the block ends without an error (a bundle import
+        writes nothing unless every artifact checked out)."""
+        stage = Stage(self)
+        try:
+            yield stage
+            stage.commit()
+        finally:
+            stage.discard()
 
     def stale_temp_files(self) -> list[Path]:
         """Temp files of writes that were interrupted: those no live writer holds locked."""
@@ -174,6 +204,58 @@ class ArtifactStore:
         except BaseException:
             dest.unlink(missing_ok=True)
             raise
+
+
+class Stage:
+    """Artifacts written but not yet in place (see ``ArtifactStore.staging``)."""
+
+    def __init__(self, store: ArtifactStore) -> None:
+        self.store = store
+        self._pending: list[tuple[BinaryIO, str, str, bool]] = []
+
+    def put_stream(self, stream: BinaryIO, expect: str, name: str,
+                   replace: bool = False) -> int:
+        """Hash ``stream`` into a temp file; bytes that hash to anything but ``expect`` raise
+        DigestMismatch. Returns the size."""
+        fd, tmp_name = self.store._temp()
+        out = os.fdopen(fd, "wb")
+        h, size = hashlib.sha256(), 0
+        try:
+            for chunk in chunks_of(stream):
+                h.update(chunk)
+                out.write(chunk)
+                size += len(chunk)
+            if h.hexdigest() != expect:
+                raise DigestMismatch(f"{name}: its bytes hash to {h.hexdigest()}, not "
+                                     f"{expect}", got=h.hexdigest())
+            out.flush()
+            os.fsync(out.fileno())
+        except BaseException as e:
+            out.close()
+            _unlink_quietly(tmp_name)
+            if isinstance(e, OSError):
+                raise StoreError(f"cannot stage {name} under {self.store.root}: "
+                                 f"{e.strerror or e}") from e
+            raise
+        self._pending.append((out, tmp_name, expect, replace))
+        return size
+
+    def commit(self) -> None:
+        while self._pending:
+            out, tmp_name, digest, replace = self._pending.pop(0)
+            with out:
+                try:
+                    self.store._install(out, tmp_name, digest, replace)
+                except OSError as e:
+                    _unlink_quietly(tmp_name)
+                    raise StoreError(f"cannot write artifact under {self.store.root}: "
+                                     f"{e.strerror or e}") from e
+
+    def discard(self) -> None:
+        while self._pending:
+            out, tmp_name, _, _ = self._pending.pop()
+            out.close()
+            _unlink_quietly(tmp_name)
 
 
 def _unlink_quietly(name: str) -> None:

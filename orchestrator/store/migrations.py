@@ -110,6 +110,14 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             pid_start TEXT NOT NULL
         ) WITHOUT ROWID
     """),
+    (5, "run-imports", """
+        CREATE TABLE run_imports (
+            run_id TEXT PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,
+            source TEXT NOT NULL,
+            imported_at TEXT NOT NULL,
+            absent TEXT NOT NULL
+        ) WITHOUT ROWID
+    """),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -7,6 +7,7 @@ columns are indexed projections of it for listing and querying.
 from __future__ import annotations
 
 import fcntl
+import json
 import math
 import os
 import random
@@ -16,6 +17,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -133,6 +135,41 @@ class RunStore:
                                (record.id, *process_identity()))
         except sqlite3.DatabaseError as e:
             raise StoreError(f"store {self.path}: cannot record run {record.id}: {e}") from e
+
+    def import_run(self, record: RunRecord, steps: list[tuple[str, int, float]],
+                   source: str, absent: list[str],
+                   image_archive: tuple[str, str, int] | None) -> None:
+        """Record a run from elsewhere (a bundle) in one transaction: the record (never owned:
+        no process here runs it), its metric series, where it came from and which of its
+        artifacts did not come with it, and its image's archive unless one is known."""
+        try:
+            with self.atomic() as db:
+                db.execute(f"INSERT INTO runs ({', '.join(COLUMNS)}) VALUES "
+                           f"({', '.join('?' * len(COLUMNS))})", _row(record))
+                _project(db, record)
+                db.executemany("INSERT OR REPLACE INTO metric_steps VALUES (?, ?, ?, ?)",
+                               ((record.id, n, s, v) for n, s, v in steps))
+                db.execute("INSERT INTO run_imports VALUES (?, ?, ?, ?)",
+                           (record.id, source, utc_now(), json.dumps(sorted(absent))))
+                if image_archive is not None:
+                    db.execute("INSERT OR IGNORE INTO images VALUES (?, ?, ?, ?)",
+                               (*image_archive, utc_now()))
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"store {self.path}: cannot record run {record.id}: {e}") from e
+
+    def origin(self, run_id: str) -> dict[str, Any] | None:
+        """Where an imported run came from ({source, imported_at, absent}); None for a run
+        recorded here."""
+        row = self.db.execute("SELECT source, imported_at, absent FROM run_imports WHERE "
+                              "run_id = ?", (run_id,)).fetchone()
+        if row is None:
+            return None
+        return {"source": row[0], "imported_at": row[1], "absent": json.loads(row[2])}
+
+    def imported_absent(self) -> dict[str, set[str]]:
+        """run id -> the artifacts its bundle did not carry, for every imported run."""
+        return {rid: set(json.loads(absent)) for rid, absent in self.db.execute(
+            "SELECT run_id, absent FROM run_imports")}
 
     def insert_many(self, records: Iterable[RunRecord]) -> int:
         """Insert runs in one transaction (imports, benchmarks); returns how many."""
@@ -432,6 +469,12 @@ class RunStore:
         row = self.db.execute("SELECT archive_sha256, size FROM images WHERE id = ?",
                               (image_id,)).fetchone()
         return (row[0], row[1]) if row else None
+
+    def add_image_archive_if_new(self, image_id: str, sha256: str, size: int) -> None:
+        """Note an archive for an image that has none (a bundle never replaces one)."""
+        with self.atomic() as db:
+            db.execute("INSERT OR IGNORE INTO images VALUES (?, ?, ?, ?)",
+                       (image_id, sha256, size, utc_now()))
 
     def add_image_archive(self, image_id: str, sha256: str, size: int) -> None:
         with self.atomic() as db:

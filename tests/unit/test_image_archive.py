@@ -1,5 +1,6 @@
 """Image archives split into their members (shared layers stored once) and joined again."""
 
+import hashlib
 import io
 import json
 import tarfile
@@ -83,31 +84,64 @@ def test_an_archive_stored_whole_by_an_older_repro_is_recognised(tmp_path):
 
 
 class EngineWithout:
-    """An engine that lacks every image and records what it is asked to load."""
+    """An engine that lacks every image (until ``gives`` is loaded) and records what it is
+    asked to load, tag and remove."""
 
-    def __init__(self) -> None:
+    def __init__(self, gives: str | None = None, also: tuple[str, ...] = ()) -> None:
         self.loaded: list[bytes] = []
+        self.gives, self.also = gives, also
+        self.held: set[str] = set()
+        self.tags: list[tuple[str, str, str]] = []
+        self.removed: list[str] = []
 
     def image(self, ref):
-        return None
+        return {"id": ref} if ref in self.held else None
 
     def load(self, chunks):
         self.loaded.append(b"".join(chunks))
-        return []
+        if self.gives:
+            self.held.add(self.gives)
+        return [*(self.gives and [self.gives] or []), *self.also]
+
+    def tag(self, image_id, repo, tag):
+        self.tags.append((image_id, repo, tag))
+
+    def remove_image(self, ref):
+        self.removed.append(ref)
+
+
+CONFIG = b'{"architecture": "amd64", "config": {}}'
+IMAGE_ID = "sha256:" + hashlib.sha256(CONFIG).hexdigest()
+OTHER = b'{"architecture": "amd64", "evil": true}'
+
+
+def saved_image(extra: dict[str, bytes] | None = None) -> bytes:
+    """What `docker save` writes for IMAGE_ID, plus a second (attacker's) image and tags."""
+    manifest = [{"Config": "other.json", "RepoTags": ["repro/base:latest"],
+                 "Layers": ["bbb/layer.tar"]},
+                {"Config": "cfg.json", "RepoTags": ["repro/train:5994bbc17c92"],
+                 "Layers": ["aaa/layer.tar"]}]
+    return make_tar({"aaa/layer.tar": b"layer" * 999, "bbb/layer.tar": b"evil" * 99,
+                     "cfg.json": CONFIG, "other.json": OTHER,
+                     "manifest.json": json.dumps(manifest).encode(),
+                     "repositories": b'{"repro/base": {"latest": "x"}}', **(extra or {})})
+
+
+def stored_archive(store, data: bytes) -> str:
+    index, _ = split_into_store(chunked(data), store, "img")
+    return store.artifacts.put_bytes(json.dumps(index).encode())
 
 
 def test_a_corrupt_layer_is_named_before_anything_is_loaded(tmp_path):
     store = open_store(tmp_path / "h")
-    index, _ = split_into_store(chunked(make_tar({"aaa/layer.tar": b"layer" * 999,
-                                                  "manifest.json": b"[]"})), store, "img")
-    index_sha = store.artifacts.put_bytes(json.dumps(index).encode())
-    image = ImageRef(digest="sha256:" + "7" * 64, archive=index_sha)
+    index_sha = stored_archive(store, saved_image())
+    image = ImageRef(digest=IMAGE_ID, archive=index_sha)
     engine = EngineWithout()
     with pytest.raises(CannotReplay, match="not in the engine, not archived"):
         ensure_present(image, store, engine, print)  # engine lacks it; so does the registry
     assert len(engine.loaded) == 1  # ... but the archive was loaded, intact
-    assert members(engine.loaded[0]) == members(make_tar({"aaa/layer.tar": b"layer" * 999,
-                                                          "manifest.json": b"[]"}))
+    sent = dict((m[0], m[5]) for m in members(engine.loaded[0]))
+    assert sent["aaa/layer.tar"] == b"layer" * 999 and sent["cfg.json"] == CONFIG
     layer = dict(member_digests(index_sha, store))["aaa/layer.tar"]  # what fsck checks too
     path = store.artifacts.path(layer)
     path.chmod(0o644)
@@ -116,3 +150,59 @@ def test_a_corrupt_layer_is_named_before_anything_is_loaded(tmp_path):
     with pytest.raises(CannotReplay, match=r"aaa/layer.tar \(.*\) is corrupt"):
         ensure_present(image, store, engine, print)
     assert len(engine.loaded) == 1  # nothing more was sent to the engine
+
+
+def test_an_archive_never_tags_images_and_loads_only_the_recorded_one(tmp_path):
+    """H3: a bundle's archive tagged its own image repro/<recipe>:<digest12>, which the next
+    launch of that recipe then reused. Now the engine gets one manifest entry (the config
+    that hashes to the recorded id), no RepoTags, no `repositories`; repro tags it."""
+    store = open_store(tmp_path / "h")
+    image = ImageRef(digest=IMAGE_ID, archive=stored_archive(store, saved_image()))
+    engine = EngineWithout(gives=IMAGE_ID, also=("sha256:" + "6" * 64,))
+    assert ensure_present(image, store, engine, print) == "archive"
+    sent = {m[0]: m[5] for m in members(engine.loaded[0])}
+    assert "repositories" not in sent
+    assert json.loads(sent["manifest.json"]) == [
+        {"Config": "cfg.json", "RepoTags": None, "Layers": ["aaa/layer.tar"]}]
+    assert engine.tags == [(IMAGE_ID, "repro-loaded", IMAGE_ID[7:19])]
+    assert engine.removed == ["sha256:" + "6" * 64]  # anything else it loaded goes
+
+
+def test_an_archive_without_the_recorded_image_is_refused_before_loading(tmp_path):
+    store = open_store(tmp_path / "h")
+    wrong = ImageRef(digest="sha256:" + "7" * 64, archive=stored_archive(store, saved_image()))
+    engine = EngineWithout()
+    with pytest.raises(CannotReplay, match="does not hold that image"):
+        ensure_present(wrong, store, engine, print)
+    assert engine.loaded == []
+
+
+def test_an_archive_the_engine_rejects_cannot_be_replayed(tmp_path):
+    from orchestrator.errors import ImageError
+
+    class Rejecting(EngineWithout):
+        def load(self, chunks):
+            b"".join(chunks)
+            raise ImageError("load image archive: unexpected EOF")
+
+    store = open_store(tmp_path / "h")
+    image = ImageRef(digest=IMAGE_ID, archive=stored_archive(store, saved_image()))
+    with pytest.raises(CannotReplay, match="engine rejected its archive") as e:
+        ensure_present(image, store, Rejecting(), print)
+    assert e.value.exit_code == 9
+
+
+@pytest.mark.parametrize("mutate, problem", [
+    (lambda ix: ix["members"][0].update(sha256="../../etc/passwd"), "members.0.sha256"),
+    (lambda ix: ix["members"][0].update(type="3"), "members.0.type"),
+    (lambda ix: ix["members"][0].update(name="a\x00b"), "members.0.name"),
+    (lambda ix: ix.update(members=[{"name": "x", "type": "0", "mode": 1, "mtime": 0}]),
+     "members.0"),
+])
+def test_a_malformed_index_is_refused_by_name(tmp_path, mutate, problem):
+    store = open_store(tmp_path / "h")
+    index, _ = split_into_store(chunked(saved_image()), store, "img")
+    mutate(index)
+    sha = store.artifacts.put_bytes(json.dumps(index).encode())
+    with pytest.raises(CannotReplay, match=f"malformed archive index at {problem}"):
+        read_index(sha, store)

@@ -34,9 +34,10 @@ def test_collect_stores_matching_files_and_never_follows_symlinks(tmp_path):
     os.symlink(secret, out / "weights" / "leak.npy")
     os.symlink(tmp_path, out / "weights" / "dirlink")
     store = open_store(tmp_path / "h")
-    stored, skipped = collect(out, ["weights/**", "metrics.json"], store.artifacts)
+    found = collect(out, ["weights/**", "metrics.json"], store.artifacts)
+    stored = found.stored
     assert sorted(stored) == ["metrics.json", "weights/w.npy"]
-    assert skipped == {"weights/dirlink": "symlink (not followed)",
+    assert found.skipped == {"weights/dirlink": "symlink (not followed)",
                        "weights/leak.npy": "symlink (not followed)"}
     assert store.artifacts.path(stored["weights/w.npy"].sha256).read_bytes() == b"w" * 1000
 
@@ -46,8 +47,11 @@ def test_collect_skips_files_over_the_limit(tmp_path):
     out.mkdir()
     (out / "big").write_bytes(b"x" * 100)
     (out / "small").write_bytes(b"x")
-    stored, skipped = collect(out, ["**"], open_store(tmp_path / "h").artifacts, limit=10)
-    assert list(stored) == ["small"] and "larger than the output limit" in skipped["big"]
+    found = collect(out, ["**"], open_store(tmp_path / "h").artifacts, limit=10)
+    assert list(found.stored) == ["small"]
+    assert "larger than the output limit" in found.skipped["big"]
+    assert found.problems == ["output big is larger than the output limit (10 bytes) and was "
+                              "not stored; raise REPRO_OUTPUT_LIMIT or write less"]
 
 
 def test_metrics_from_series_and_metrics_json(tmp_path):
