@@ -46,14 +46,20 @@ def os_name() -> str:
     return platform.platform()
 
 
-def memory_gb() -> float | None:
+def memory_bytes() -> int | None:
+    """This machine's memory (MemTotal), or None when unknown."""
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemTotal:"):
-                return round(int(line.split()[1]) / 2**20, 1)
-    except OSError:
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
         pass
     return None
+
+
+def memory_gb() -> float | None:
+    total = memory_bytes()
+    return None if total is None else round(total / 2**30, 1)
 
 
 def host_facts(engine: Engine, gpus: list[GPU], assigned: list[GPU]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import typer
 
 if TYPE_CHECKING:
     from .record import RunRecord
+    from .replay import Grants
     from .runner import Hooks
     from .store import Store
 
@@ -321,6 +322,38 @@ TolOpt = Annotated[list[str] | None, typer.Option(
 StrictEnvOpt = Annotated[bool, typer.Option(
     "--strict-env", help="Refuse to replay when CPU/GPU/driver/CUDA differ from the record.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Do not echo job output.")]
+NetworkOpt = Annotated[bool, typer.Option(
+    "--allow-network", help="Let a run from a bundle have the network it asks for (and pull "
+    "its image from the registry it names).")]
+SecretOpt = Annotated[list[str] | None, typer.Option(
+    "--secret", help="Pass this secret (a variable of this shell) to a run from a bundle "
+    "that asks for it (repeatable).")]
+InputOpt = Annotated[list[str] | None, typer.Option(
+    "--input", help="NAME=PATH: read input NAME from PATH (hash-checked against the record; "
+    "repeatable).")]
+TimeoutOpt = Annotated[str | None, typer.Option(
+    "--timeout", help="Stop the replay after this long (e.g. 30m); default: the recorded "
+    "timeout, for a run from a bundle without one 10x its recorded duration, at least 10m.")]
+
+
+def _grants(allow_network: bool, secret: list[str] | None, input_: list[str] | None,
+            timeout: str | None) -> Grants:
+    from .errors import UsageError
+    from .replay import Grants
+    from .spec import parse_duration
+
+    inputs = {}
+    for item in input_ or []:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise UsageError(f"--input {item!r}: expected NAME=PATH")
+        inputs[name] = Path(path)
+    try:
+        seconds = parse_duration(timeout) if timeout else None
+    except ValueError as e:
+        raise UsageError(f"--timeout {timeout}: {e}") from None
+    return Grants(network=allow_network, secrets=tuple(secret or ()), inputs=inputs,
+                  timeout_s=seconds)
 
 
 @app.command()
@@ -328,6 +361,10 @@ def replay(
     run: Annotated[str, typer.Argument(help="Run id (or unique prefix) to replay.")],
     tolerance: TolOpt = None,
     strict_env: StrictEnvOpt = False,
+    allow_network: NetworkOpt = False,
+    secret: SecretOpt = None,
+    input_: InputOpt = None,
+    timeout: TimeoutOpt = None,
     quiet: QuietOpt = False,
     json_: JsonOpt = False,
 ) -> None:
@@ -336,9 +373,10 @@ def replay(
     from .replay import parse_tolerances
     from .replay import replay as replay_run
     tolerances = parse_tolerances(tolerance or [])
+    grants = _grants(allow_network, secret, input_, timeout)
     store = _existing_store(run)
     original = store.runs.get(run)
-    rec = replay_run(original, store, Engine(), _hooks(quiet), tolerances, strict_env)
+    rec = replay_run(original, store, Engine(), _hooks(quiet), tolerances, strict_env, grants)
     _render_replay(rec, store, json_)
     _exit(_verdict_exit(rec))
 
@@ -351,6 +389,10 @@ def verify(
     strict_env: StrictEnvOpt = False,
     junit: Annotated[Path | None, typer.Option(
         "--junit", help="Also write a JUnit XML report here.")] = None,
+    allow_network: NetworkOpt = False,
+    secret: SecretOpt = None,
+    input_: InputOpt = None,
+    timeout: TimeoutOpt = None,
     quiet: QuietOpt = False,
     json_: JsonOpt = False,
 ) -> None:
@@ -363,8 +405,10 @@ def verify(
     from .verify import verify as verify_run
 
     tolerances = parse_tolerances(tolerance or [])
-    store = open_store() if Path(target).exists() else _existing_store(target)
-    original, rec = verify_run(target, store, Engine(), _hooks(quiet), tolerances, strict_env)
+    grants = _grants(allow_network, secret, input_, timeout)
+    store = _recovered(open_store()) if Path(target).exists() else _existing_store(target)
+    original, rec = verify_run(target, store, Engine(), _hooks(quiet), tolerances, strict_env,
+                               grants)
     if junit is not None:
         junit.write_text(junit_xml(original, rec))
     _render_replay(rec, store, json_)
@@ -380,6 +424,9 @@ def export(
     max_input_size: Annotated[str | None, typer.Option(
         "--max-input-size", help="Leave inputs larger than this out of the bundle (e.g. 2g); "
         "their path and digest stay in the manifest.")] = None,
+    max_output_size: Annotated[str | None, typer.Option(
+        "--max-output-size", help="Leave outputs and logs larger than this out of the bundle "
+        "(e.g. 1g); their digests stay in the manifest.")] = None,
     json_: JsonOpt = False,
 ) -> None:
     """Export a run's manifest (to stdout) or a portable bundle that `repro verify` replays
@@ -388,7 +435,7 @@ def export(
     from .bundle import export_bundle, manifest_of, needed_artifacts
     from .engine import Engine
     from .errors import UsageError
-    from .spec import parse_memory
+    from .spec import parse_size
 
     store = _existing_store(run)
     record = store.runs.get(run)
@@ -398,11 +445,15 @@ def export(
                                  for h, m in needed_artifacts(record, store).items()}
         ui.print_json(manifest)
         return
-    try:
-        limit = parse_memory(max_input_size) if max_input_size else None
-    except ValueError as e:
-        raise UsageError(f"--max-input-size {max_input_size}: {e}") from None
-    manifest = export_bundle(record, store, Engine(), bundle, limit, ui.progress)
+    limits = {}
+    for option, value in (("--max-input-size", max_input_size),
+                          ("--max-output-size", max_output_size)):
+        try:
+            limits[option] = parse_size(value, option) if value else None
+        except ValueError as e:
+            raise UsageError(f"{option} {value}: {e}") from None
+    manifest = export_bundle(record, store, Engine(), bundle, limits["--max-input-size"],
+                             ui.progress, limits["--max-output-size"])
     summary = {"run": record.id, "bundle": str(bundle), "artifacts": manifest["artifacts"]}
     if json_:
         ui.print_json(summary)
@@ -410,6 +461,32 @@ def export(
         size = sum(m["size"] or 0 for m in manifest["artifacts"].values() if m["bundled"])
         typer.echo(f"exported run {record.id} to {bundle} ({size >> 20} MiB); verify it "
                    f"anywhere with: repro verify {bundle}")
+
+
+@app.command("import")
+def import_(
+    bundle: Annotated[Path, typer.Argument(help="A bundle folder or its manifest.json.")],
+    json_: JsonOpt = False,
+) -> None:
+    """Import an exported bundle's run into this store without replaying it (validated and
+    hash-checked; `repro verify BUNDLE` imports and replays)."""
+    from . import ui
+    from .bundle import import_bundle
+    from .errors import UsageError
+    from .store import open_store
+
+    if not bundle.exists():
+        raise UsageError(f"{bundle}: no such bundle folder or manifest")
+    store = _recovered(open_store())
+    record = import_bundle(bundle, store, ui.progress)
+    origin = store.runs.origin(record.id)
+    absent = len(origin["absent"]) if origin else 0
+    if json_:
+        ui.print_json({"id": record.id, "name": record.name, "status": str(record.status),
+                       "origin": origin})
+    else:
+        typer.echo(f"imported run {record.id} ({record.name}, {record.status})"
+                   + (f"; {absent} artifact(s) did not come with it" if absent else ""))
 
 
 @image_app.command("build")

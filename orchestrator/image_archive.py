@@ -51,7 +51,7 @@ class _Member(BaseModel):
 
     name: Annotated[str, Field(min_length=1, max_length=4096, pattern=r"^[^\x00]+$")]
     type: Literal["0", "\x00", "7", "1", "2", "5"]
-    mode: Annotated[int, Field(ge=0, le=0o7777)]
+    mode: Annotated[int, Field(ge=0, le=0o7777777)]  # a tar header field: 7 octal digits
     mtime: int
     linkname: Annotated[str, Field(max_length=4096, pattern=r"^[^\x00]*$")] | None = None
     sha256: Hex64 | None = None
@@ -177,8 +177,9 @@ def archive_of(image: ImageRef, store: Store) -> str | None:
 
 
 def ensure_present(image: ImageRef, store: Store, engine: Engine,
-                   on_line: Callable[[str], None]) -> str:
-    """Make the engine hold ``image.digest``; say how ('engine', 'archive', 'registry')."""
+                   on_line: Callable[[str], None], registries: bool = True) -> str:
+    """Make the engine hold ``image.digest``; say how ('engine', 'archive', 'registry').
+    ``registries=False``: never pull (the record naming the registry came from elsewhere)."""
     if engine.image(image.digest) is not None:
         return "engine"
     archive = archive_of(image, store)
@@ -195,7 +196,7 @@ def ensure_present(image: ImageRef, store: Store, engine: Engine,
                                         f"image {image.digest[:19]} archive")
         if _load(index, image.digest, store, engine):
             return "archive"
-    for ref in _registry_refs(image, store):
+    for ref in _registry_refs(image, store) if registries else []:
         on_line(f"pulling {ref}")
         try:
             engine.pull(ref)

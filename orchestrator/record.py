@@ -128,6 +128,9 @@ class ResolvedSpec(_Doc):
     seed: Annotated[int, Field(ge=0, lt=2**32)]
     env: dict[EnvName, EnvValue] = {}  # everything set in the container but secret values
     secrets: list[EnvName] = []  # names only; values are never recorded
+    # secrets also set as environment variables (None: a record from before secrets were
+    # files, when every secret was an environment variable)
+    secret_env: list[EnvName] | None = None
     resources: ResourcesRef
     network: Literal["none", "bridge"] = "none"
     timeout_s: Annotated[float, Field(gt=0)] | None = None

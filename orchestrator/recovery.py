@@ -16,7 +16,7 @@ from pathlib import Path
 from .engine import LABEL_RUN, LABEL_STORE, Engine
 from .errors import ReproError
 from .record import RunRecord, RunStatus, utc_now
-from .runner import ingest
+from .runner import ingest, remove_secrets
 from .store import Store
 from .store.runs import owner_alive
 
@@ -50,6 +50,7 @@ def recover(store: Store, engine: Engine, on_line: Callable[[str], None] = lambd
         rec.reason = (f"the repro process that ran it ({who}) died; its container was "
                       f"{'stopped' if exited is None else exited} and removed by recovery")
         rec.finished_at = utc_now()
+        remove_secrets(rec.id)
         _keep_what_it_left(rec, store)
         try:
             store.runs.save(rec, previous=previous)

@@ -1,24 +1,32 @@
 """Replay a run from its record alone, and say whether the result reproduced.
 
-``plan_replay`` turns a stored record back into a ``Resolution`` (no spec file is read: it may
-have changed); ``verdict`` and ``environment_changes`` are pure comparisons of two records.
+``plan_replay`` (pure) decides what will run: the record's resolved spec, less what this
+machine's user did not grant a run that came from elsewhere; ``prepare`` turns that plan
+into a ``Resolution`` (image, snapshot, input bytes, lock, secrets: no spec file is read, it
+may have changed); ``verdict`` and ``environment_changes`` are pure comparisons of two records.
+
+A run imported from a bundle never picks its own privileges: it replays without network
+unless ``--allow-network``, with only the secrets ``--secret`` names, within this machine's
+CPUs and memory, with a timeout, and with inputs from the store (or ``--input``), never from
+host paths its record names.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import capture, gpu
 from .engine import Engine
-from .errors import CannotReplay, UsageError
+from .errors import CannotReplay, SpecError, UsageError
 from .hashing import hex_of, sha256_file
 from .image_archive import ensure_present
 from .integrity import check_artifact
-from .record import RunRecord, utc_now
-from .resolve import Resolution, dir_digest, spec_digest
+from .record import ResolvedSpec, RunRecord, utc_now
+from .resolve import Resolution, dir_digest, secret_values, spec_digest
 from .runner import Hooks, execute, new_run_id
 from .snapshot import Snapshot, extract
 from .store import Store
@@ -162,44 +170,126 @@ def verdict(original: RunRecord, replay: RunRecord,
 
 # -- replay -------------------------------------------------------------------------------------
 
-def plan_replay(record: RunRecord, store: Store, engine: Engine, hooks: Hooks) -> Resolution:
-    """A Resolution from the record alone: the same image, snapshot, input bytes, lock, env."""
+FOREIGN_TIMEOUT_MIN_S = 600.0  # a run from elsewhere without a timeout gets at least this
+
+
+@dataclass(frozen=True)
+class Grants:
+    """What the user running a replay allows a run from elsewhere: nothing by default."""
+
+    network: bool = False  # --allow-network (also: pull its image from a registry it names)
+    secrets: tuple[str, ...] = ()  # --secret NAME
+    inputs: dict[str, Path] = field(default_factory=dict)  # --input NAME=PATH
+    timeout_s: float | None = None  # --timeout
+
+
+@dataclass
+class ReplayPlan:
+    resolved: ResolvedSpec  # what will run
+    foreign: bool  # the run came from a bundle (another store, another machine)
+    notes: list[str] = field(default_factory=list)  # what differs from the record, and why
+
+
+def asks(record: RunRecord) -> list[str]:
+    """What a run asks of the machine that replays it, one line each (shown before a bundle
+    is verified)."""
     r = record.resolved
-    ensure_present(r.image, store, engine, hooks.on_line)
+    gpus = r.resources.gpus
+    return [f"network: {r.network}", "secrets: " + (", ".join(r.secrets) or "none"),
+            f"GPUs: {gpus['count']} ({gpus.get('model') or 'any model'})" if gpus
+            else "GPUs: none",
+            f"resources: {r.resources.cpus:g} CPUs, {r.resources.memory_bytes >> 20} MiB memory, "
+            f"timeout {f'{r.timeout_s:g} s' if r.timeout_s else 'none'}",
+            "inputs: " + (", ".join(f"{n} ({i.size} bytes)" for n, i in sorted(
+                r.inputs.items())) or "none")]
+
+
+def plan_replay(record: RunRecord, foreign: bool, grants: Grants, host_cpus: int,
+                host_memory: int | None) -> ReplayPlan:
+    """What replaying ``record`` will run. Pure. A run recorded here replays as recorded
+    (``--timeout`` aside); a foreign one gets only what ``grants`` allow."""
+    r = record.resolved
+    update: dict[str, Any] = {}
+    notes: list[str] = []
+    if grants.timeout_s is not None:
+        update["timeout_s"] = grants.timeout_s
+    if not foreign:
+        return ReplayPlan(resolved=r.model_copy(update=update), foreign=False)
+    if r.network != "none" and not grants.network:
+        update["network"] = "none"
+        notes.append(f"ran without network: the run asks for network {r.network} (pass "
+                     "--allow-network to grant it)")
+    withheld = [n for n in r.secrets if n not in grants.secrets]
+    if withheld:
+        update["secrets"] = [n for n in r.secrets if n in grants.secrets]
+        notes.append(f"secrets not passed: {', '.join(withheld)} (pass --secret NAME to "
+                     "grant one)")
+    resources: dict[str, Any] = {}
+    if r.resources.cpus > host_cpus:
+        resources["cpus"] = float(host_cpus)
+        notes.append(f"CPU limit lowered from {r.resources.cpus:g} to this machine's "
+                     f"{host_cpus} (threads stay {r.resources.threads})")
+    if host_memory and r.resources.memory_bytes > host_memory:
+        resources.update(memory_bytes=host_memory, memory=f"{host_memory >> 20}m")
+        notes.append(f"memory limit lowered from {r.resources.memory_bytes >> 20} MiB to "
+                     f"this machine's {host_memory >> 20} MiB")
+    if resources:
+        update["resources"] = r.resources.model_copy(update=resources)
+    if grants.timeout_s is None and r.timeout_s is None:
+        update["timeout_s"] = max(FOREIGN_TIMEOUT_MIN_S, 10 * (record.duration_s or 0))
+        notes.append(f"timeout set to {update['timeout_s']:g} s: the run records none "
+                     "(pass --timeout to choose)")
+    return ReplayPlan(resolved=r.model_copy(update=update), foreign=True, notes=notes)
+
+
+def prepare(plan: ReplayPlan, record: RunRecord, store: Store, engine: Engine, hooks: Hooks,
+            grants: Grants) -> Resolution:
+    """A Resolution for the plan: the same image, snapshot, input bytes, lock; secrets from
+    this shell."""
+    r = plan.resolved
+    ensure_present(r.image, store, engine, hooks.on_line, registries=not plan.foreign
+                   or grants.network)
     _check(record, store, "code snapshot", r.code.snapshot)
     snapshot = Snapshot(ref=r.code, source_date_epoch=int(r.env.get("SOURCE_DATE_EPOCH", "0")),
                         extracted=extract(r.code.snapshot, store))
-    sources = {name: _input_source(record, name, store) for name in r.inputs}
+    sources = {name: _input_source(record, name, store, plan.foreign, grants.inputs.get(name))
+               for name in r.inputs}
     lock_path = None
     if r.packages is not None:
         _check(record, store, f"package lock {r.packages.lock}", r.packages.sha256)
         lock_path = store.artifacts.path(r.packages.sha256)
-    secret_env = {}
-    for name in r.secrets:
-        if name not in os.environ:
-            raise CannotReplay(f"run {record.id} passes secret {name}, which is not set in this "
-                               "shell; export it and replay again")
-        secret_env[name] = os.environ[name]
+    try:
+        secret_env = secret_values(r.secrets, f"run {record.id}")
+    except SpecError as e:
+        raise CannotReplay(f"{e}; replay again once it is") from None
     return Resolution(resolved=r, spec_digest=spec_digest(r), snapshot=snapshot,
                       input_sources=sources, lock_path=lock_path, secret_env=secret_env)
 
 
-def _input_source(record: RunRecord, name: str, store: Store) -> Path:
+def _input_source(record: RunRecord, name: str, store: Store, foreign: bool,
+                  given: Path | None) -> Path:
+    """Where input ``name``'s recorded bytes are: the store, a ``--input`` path, or (for a
+    run recorded here) the path it was read from; each hash-checked."""
     inp = record.resolved.inputs[name]
-    if inp.kind == "file":
-        if store.artifacts.has(inp.sha256):
-            _check(record, store, f"input {name}", inp.sha256)
-            return store.artifacts.path(inp.sha256)
-        path = Path(inp.path)
-        if path.is_file() and sha256_file(path)[0] == inp.sha256:
+    if inp.kind == "file" and given is None and store.artifacts.has(inp.sha256):
+        _check(record, store, f"input {name}", inp.sha256)
+        return store.artifacts.path(inp.sha256)
+    path = given if given is not None else None if foreign else Path(inp.path)
+    if path is not None:
+        if inp.kind == "file" and path.is_file() and sha256_file(path)[0] == inp.sha256:
             return path
-    else:
-        path = Path(inp.path)
-        if path.is_dir() and dir_digest(path, store)[0] == inp.sha256:
+        if inp.kind == "dir" and path.is_dir() and dir_digest(path, store)[0] == inp.sha256:
             return path
+        if given is not None:
+            raise CannotReplay(f"--input {name}={given}: its sha256 is not the recorded "
+                               f"{inp.sha256[:16]}...; give the same bytes the run read")
+    if foreign:
+        raise CannotReplay(f"run {record.id}: input {name} (sha256 {inp.sha256[:16]}...) did not "
+                           "come with its bundle; give it with --input "
+                           f"{name}=PATH (it is hash-checked)")
     raise CannotReplay(f"run {record.id}: input {name} (sha256 {inp.sha256[:16]}...) is not in "
-                       f"the store and {inp.path} is missing or changed; restore it or verify "
-                       "from a bundle that carries it")
+                       f"the store and {inp.path} is missing or changed; restore it, give it "
+                       f"with --input {name}=PATH, or verify from a bundle that carries it")
 
 
 def _check(record: RunRecord, store: Store, what: str, digest: str) -> None:
@@ -217,8 +307,17 @@ def _check(record: RunRecord, store: Store, what: str, digest: str) -> None:
 
 def replay(original: RunRecord, store: Store, engine: Engine, hooks: Hooks,
            tolerances: dict[str, float] | None = None,
-           strict_env: bool = False) -> RunRecord:
+           strict_env: bool = False, grants: Grants | None = None) -> RunRecord:
     """Run ``original`` again from its record; returns the new record with its verdict."""
+    grants = grants or Grants()
+    plan = plan_replay(original, store.runs.origin(original.id) is not None, grants,
+                       os.cpu_count() or 1, capture.memory_bytes())
+    if plan.foreign:
+        hooks.on_line(f"run {original.id} came from a bundle; it asks for:")
+        for line in asks(original):
+            hooks.on_line(f"  {line}")
+    for note in plan.notes:
+        hooks.on_line(f"note: {note}")
     inventory, why_none = gpu.inventory()
     assigned = gpu.select(original.resolved.resources.gpus, inventory, why_none)
     current_host = capture.host_facts(engine, inventory, assigned)  # checked, then recorded
@@ -230,12 +329,13 @@ def replay(original: RunRecord, store: Store, engine: Engine, hooks: Hooks,
         raise CannotReplay(f"--strict-env: this host differs from the one that recorded run "
                            f"{original.id} ({', '.join(c['fact'] for c in hw)}); replay on "
                            "matching hardware or drop --strict-env")
-    res = plan_replay(original, store, engine, hooks)
+    res = prepare(plan, original, store, engine, hooks, grants)
     record = RunRecord(
         id=new_run_id(), name=original.name, spec=original.spec,
         spec_path=original.spec_path, spec_digest=res.spec_digest, resolved=res.resolved,
-        hermetic=original.hermetic, params=dict(original.params), created_at=utc_now(),
-        replay_of=original.id, warnings=[f"hardware differs: {c['fact']}" for c in hw])
+        hermetic=res.resolved.network == "none", params=dict(original.params),
+        created_at=utc_now(), replay_of=original.id,
+        warnings=[f"hardware differs: {c['fact']}" for c in hw] + plan.notes)
     store.runs.insert(record)
     record = execute(record, res, store, engine, hooks, inventory, assigned, current_host)
     record.verdict = verdict(original, record, tolerances)

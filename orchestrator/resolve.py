@@ -11,6 +11,7 @@ import os
 import secrets as _secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,9 @@ THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
 INPUT_STORE_LIMIT = int(os.environ.get("REPRO_INPUT_STORE_LIMIT", str(1 << 30)))
 
 
+SECRET_MIN = 4  # characters a secret (and each redacted line of one) must have
+
+
 @dataclass
 class Resolution:
     resolved: ResolvedSpec
@@ -37,18 +41,61 @@ class Resolution:
     snapshot: Snapshot
     input_sources: dict[str, Path]  # name -> host path mounted read-only
     lock_path: Path | None
-    secret_env: dict[str, str] = field(repr=False, default_factory=dict)
+    secret_env: dict[str, str] = field(repr=False, default_factory=dict)  # name -> value
     warnings: list[str] = field(default_factory=list)
 
+    @cached_property
+    def redactor(self) -> Redactor:
+        return Redactor(list(self.secret_env.values()))
+
     def redact_bytes(self, data: bytes) -> bytes:
-        """Secret values replaced by ``***`` (for logs, stderr tails and reasons)."""
-        for value in self.secret_env.values():
-            if value:
-                data = data.replace(value.encode(), b"***")
+        return self.redactor.redact_bytes(data)
+
+    def redact(self, text: str) -> str:
+        return self.redactor.redact(text)
+
+
+class Redactor:
+    """Secret values replaced by ``***`` in logs, stderr tails, reasons and names: each value
+    and each line of a multi-line one (a job printing a key line by line), longest first."""
+
+    def __init__(self, values: list[str]) -> None:
+        found = set(values)
+        for value in values:
+            found.update(line.strip() for line in value.splitlines())
+        self.needles = sorted((v.encode() for v in found if len(v) >= SECRET_MIN), key=len,
+                              reverse=True)
+
+    def redact_bytes(self, data: bytes) -> bytes:
+        for needle in self.needles:
+            data = data.replace(needle, b"***")
         return data
 
     def redact(self, text: str) -> str:
-        return self.redact_bytes(text.encode()).decode() if self.secret_env else text
+        if not self.needles:
+            return text
+        return self.redact_bytes(text.encode("utf-8", "surrogateescape")).decode(
+            "utf-8", "surrogateescape")
+
+    def holds_secret(self, text: str) -> bool:
+        return self.redact(text) != text
+
+
+def secret_values(names: list[str], where: str) -> dict[str, str]:
+    """The values of the named secrets in this shell. Each must be set and long enough to be
+    redacted: a 1-character secret would turn every log into asterisks."""
+    values = {}
+    for name in names:
+        if name not in os.environ:
+            raise SpecError(f"{where}: secret {name} is not set in this shell; export it "
+                               "or remove it from secrets")
+        value = os.environ[name]
+        if len(value.strip()) < SECRET_MIN:
+            raise SpecError(f"{where}: secret {name} is {len(value.strip())} character(s); "
+                               f"one shorter than {SECRET_MIN} cannot be kept out of logs "
+                               "(redacting it would shred them); pass such a value in env")
+        values[name] = value
+    return values
 
 
 def spec_digest(resolved: ResolvedSpec) -> str:
@@ -63,6 +110,8 @@ def spec_digest(resolved: ResolvedSpec) -> str:
     for key in ("command", "params", "seed", "env", "secrets", "network", "timeout_s",
                 "determinism", "outputs"):
         identity[key] = r[key]
+    if r["secrets"] and r.get("secret_env") is not None:  # how the job sees its secrets
+        identity["secret_env"] = r["secret_env"]
     identity["resources"] = {k: r["resources"][k] for k in ("cpus", "threads", "memory_bytes",
                                                             "gpus")}
     return digest_of(identity)
@@ -124,17 +173,14 @@ def resolve(loaded: LoadedSpec, store: Store, engine: Engine, *, allow_dirty: bo
         env[key] = str(value)
     env["PYTHONPATH"] = ":".join(p for p in ("/repro/lib", env.get("PYTHONPATH")) if p)
 
-    secret_env = {}
-    for name in spec.secrets:
-        if name not in os.environ:
-            raise loaded.error(("secrets",), f"{name} is not set in this shell; export it or "
-                               "remove it from secrets")
-        secret_env[name] = os.environ[name]
+    secret_env = secret_values(spec.secret_names, loaded.where(("secrets",)))
+    check_params_hold_no_secret(dict(spec.params), secret_env, loaded)
 
     command = [substitute(a, dict(spec.params), seed) for a in spec.command]
     resolved = ResolvedSpec(
         image=image, code=snapshot.ref, inputs=inputs, packages=packages, command=command,
-        params=dict(spec.params), seed=seed, env=env, secrets=list(spec.secrets),
+        params=dict(spec.params), seed=seed, env=env, secrets=spec.secret_names,
+        secret_env=spec.secret_env_names,
         resources=ResourcesRef(cpus=resources.cpus, threads=threads, memory=resources.memory,
                                memory_bytes=parse_memory(resources.memory),
                                gpus=gpu_req.model_dump() if gpu_req else None),
@@ -144,6 +190,16 @@ def resolve(loaded: LoadedSpec, store: Store, engine: Engine, *, allow_dirty: bo
     return Resolution(resolved=resolved, spec_digest=spec_digest(resolved), snapshot=snapshot,
                       input_sources=sources, lock_path=lock_path, secret_env=secret_env,
                       warnings=warnings)
+
+
+def check_params_hold_no_secret(params: dict[str, Any], secret_env: dict[str, str],
+                                loaded: LoadedSpec) -> None:
+    """Params are recorded and shown everywhere: one holding a secret's value is refused."""
+    redactor = Redactor(list(secret_env.values()))
+    for name, value in params.items():
+        if isinstance(value, str) and redactor.holds_secret(value):
+            raise loaded.error(("params", name), "holds the value of a secret; params are "
+                               "recorded and shown, so pass it as a secret, not a param")
 
 
 def determinism_env(mode: str, seed: int, threads: int, epoch: int) -> dict[str, str]:

@@ -13,6 +13,8 @@ import os
 import secrets
 import shutil
 import signal
+import stat
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -34,7 +36,7 @@ from .engine import (
 from .errors import ReproError
 from .outputs import collect, final_metrics, read_logged_params, read_series
 from .record import FileRef, RunRecord, RunStatus, utc_now
-from .resolve import Resolution, resolve
+from .resolve import Redactor, Resolution, resolve
 from .runtime import RUNTIME_DIR
 from .runtime.repro_boot import LOCK_MISMATCH
 from .spec import LoadedSpec
@@ -105,10 +107,11 @@ def execute(record: RunRecord, res: Resolution, store: Store, engine: Engine, ho
         d.mkdir(parents=True)
         os.chmod(d, 0o777)  # the container runs as nobody
     (work / "run.json").write_text(json.dumps(_run_info(record, res)))
-    cfg = _container_config(record, res, work, store, assigned or [])
     log_path = store.log_path(record.id)
     live = _Live()
     try:
+        cfg = _container_config(record, res, work, store, assigned or [],
+                                write_secrets(record.id, res.secret_env))
         with _signals_as_interrupts():
             if host is None:
                 if inventory is None:
@@ -127,7 +130,10 @@ def execute(record: RunRecord, res: Resolution, store: Store, engine: Engine, ho
                          else RunStatus.LOST)
         record.reason = res.redact(str(e))
     finally:
-        _finish(record, res, store, engine, live, log_path, work, hooks)
+        try:
+            _finish(record, res, store, engine, live, log_path, work, hooks)
+        finally:
+            remove_secrets(record.id)
     return record
 
 
@@ -187,7 +193,7 @@ def _finish(record: RunRecord, res: Resolution, store: Store, engine: Engine, li
         remover.start()
     series: list[tuple[str, int, float]] = []
     try:
-        series = ingest(record, store, work, log_path)
+        series = ingest(record, store, work, log_path, res.redactor)
     except Exception as e:  # whatever a job left, the run must end recorded
         if record.status == RunStatus.SUCCEEDED:
             record.status = RunStatus.FAILED
@@ -215,11 +221,12 @@ def _finish(record: RunRecord, res: Resolution, store: Store, engine: Engine, li
                                                         if record.reason else ""))
 
 
-def ingest(record: RunRecord, store: Store, work: Path,
-           log_path: Path) -> list[tuple[str, int, float]]:
+def ingest(record: RunRecord, store: Store, work: Path, log_path: Path,
+           redactor: Redactor | None = None) -> list[tuple[str, int, float]]:
     """What a run left (outputs, environment, metrics, logged params, the live log) into its
     record and the artifact store. Returns the metric series, for the caller to store with
-    the record. Used when a run ends and when recovery finishes an orphan."""
+    the record. Used when a run ends and when recovery finishes an orphan. Secret values in
+    names and logged params are redacted (``redactor``)."""
     meta_dir, outputs_dir = work / "meta", work / "outputs"
     facts = capture.container_facts(meta_dir, record.warnings)
     record.environment["container"] = facts
@@ -241,11 +248,68 @@ def ingest(record: RunRecord, store: Store, work: Path,
     if log_path.exists():
         sha, size = store.artifacts.put_file(log_path)
         record.logs = FileRef(sha256=sha, size=size)
+    if redactor is not None and redactor.needles:
+        series = _redact_names(record, series, redactor)
     return series
 
 
+def _redact_names(record: RunRecord, series: list[tuple[str, int, float]],
+                  redactor: Redactor) -> list[tuple[str, int, float]]:
+    """Secret values out of everything a job named: metrics, logged params, output files."""
+    r = redactor.redact
+
+    def keys(d: dict) -> dict:
+        return {r(k): v for k, v in d.items()}
+
+    before = (list(record.metrics), list(record.params), list(record.outputs))
+    record.metrics, record.outputs = keys(record.metrics), keys(record.outputs)
+    record.skipped_outputs = {r(k): v for k, v in record.skipped_outputs.items()}
+    record.params = {r(k): r(v) if isinstance(v, str) else v for k, v in record.params.items()}
+    if before != (list(record.metrics), list(record.params), list(record.outputs)) or any(
+            r(str(v)) != str(v) for v in record.params.values()):
+        record.warnings.append("the job put a secret's value in a name or logged param; "
+                               "it was redacted")
+    return [(r(n), s, v) for n, s, v in series]
+
+
+SECRETS_ROOT = Path("/dev/shm")  # a tmpfs: secret values never touch a disk
+
+
+def _secrets_dir(run_id: str) -> Path:
+    root = SECRETS_ROOT if SECRETS_ROOT.is_dir() else Path(tempfile.gettempdir())
+    return root / f"repro-secrets-{os.getuid()}" / run_id
+
+
+def write_secrets(run_id: str, values: dict[str, str]) -> dict[str, Path]:
+    """Each secret as a file in a private folder on a tmpfs (mounted into the container at
+    /run/secrets/NAME, so `docker inspect` shows a path, never the value)."""
+    if not values:
+        return {}
+    folder = _secrets_dir(run_id)
+    folder.parent.mkdir(mode=0o700, exist_ok=True)
+    st = folder.parent.lstat()  # someone else's folder (or a link) there would see them
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+        raise ReproError(f"{folder.parent} is not a folder of this user; remove it and "
+                         "launch again (secret values go there)")
+    os.chmod(folder.parent, 0o700)  # only this user reaches the files; the engine mounts them
+    folder.mkdir(mode=0o700, exist_ok=True)
+    files = {}
+    for name, value in values.items():
+        path = folder / name
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o444)
+        with os.fdopen(fd, "w") as f:
+            f.write(value)
+        os.chmod(path, 0o444)  # the job runs as another user (nobody)
+        files[name] = path
+    return files
+
+
+def remove_secrets(run_id: str) -> None:
+    shutil.rmtree(_secrets_dir(run_id), ignore_errors=True)
+
+
 def _container_config(record: RunRecord, res: Resolution, work: Path, store: Store,
-                      assigned: list[gpu.GPU]) -> ContainerConfig:
+                      assigned: list[gpu.GPU], secret_files: dict[str, Path]) -> ContainerConfig:
     r = res.resolved
     mounts = [Mount(str(res.snapshot.extracted), "/repro/code"),
               Mount(str(RUNTIME_DIR), "/repro/lib"),
@@ -256,7 +320,10 @@ def _container_config(record: RunRecord, res: Resolution, work: Path, store: Sto
                res.input_sources.items()]
     if res.lock_path is not None:
         mounts.append(Mount(str(res.lock_path), "/repro/lock.txt"))
-    env = {**r.env, "REPRO_RUN_ID": record.id, **res.secret_env}
+    mounts += [Mount(str(path), f"/run/secrets/{name}") for name, path in secret_files.items()]
+    as_env = r.secrets if r.secret_env is None else r.secret_env  # None: an older record
+    env = {**r.env, "REPRO_RUN_ID": record.id,
+           **{n: v for n, v in res.secret_env.items() if n in as_env}}
     return ContainerConfig(
         image=r.image.digest, command=["/bin/sh", "/repro/lib/boot.sh", *r.command], env=env,
         mounts=mounts, user=CONTAINER_USER, workdir="/repro/outputs",

@@ -112,6 +112,14 @@ class Resources(_Strict):
         return GPURequirement(count=self.gpus) if self.gpus else None
 
 
+class SecretSpec(_Strict):
+    """A secret by name, delivered as the file ``/run/secrets/NAME``; ``env: true`` also sets
+    the environment variable (visible to ``docker inspect``: only for jobs that need it)."""
+
+    name: Annotated[str, Field(pattern=ENV_NAME_RE)]
+    env: bool = False
+
+
 class RunSpec(_Strict):
     version: Literal[1]
     name: Annotated[str, Field(pattern=NAME_RE, max_length=128)]
@@ -125,7 +133,7 @@ class RunSpec(_Strict):
     outputs: list[StrictStr] = ["**"]
     resources: Resources = Resources()
     env: dict[Annotated[str, Field(pattern=ENV_NAME_RE)], StrictStr | StrictInt | StrictFloat] = {}
-    secrets: list[Annotated[str, Field(pattern=ENV_NAME_RE)]] = []
+    secrets: list[Annotated[str, Field(pattern=ENV_NAME_RE)] | SecretSpec] = []
     network: Literal["none", "bridge"] = "none"
     timeout: float | str | None = None
     determinism: Literal["strict", "off"] = "strict"
@@ -145,10 +153,21 @@ class RunSpec(_Strict):
 
     @model_validator(mode="after")
     def _secrets_not_env(self) -> RunSpec:
-        clash = sorted(set(self.secrets) & set(self.env))
+        clash = sorted(set(self.secret_names) & set(self.env))
         if clash:
             raise ValueError(f"{clash[0]} is both in env and secrets; keep secrets out of env")
+        if len(set(self.secret_names)) != len(self.secret_names):
+            raise ValueError("a secret is named twice")
         return self
+
+    @property
+    def secret_names(self) -> list[str]:
+        return [s if isinstance(s, str) else s.name for s in self.secrets]
+
+    @property
+    def secret_env_names(self) -> list[str]:
+        """Secrets the job also gets as environment variables."""
+        return [s.name for s in self.secrets if isinstance(s, SecretSpec) and s.env]
 
 
 # -- value parsers -------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from xml.etree import ElementTree as ET
 from .bundle import import_bundle
 from .engine import Engine
 from .record import RunRecord
-from .replay import DIFFERS, IDENTICAL, replay
+from .replay import DIFFERS, IDENTICAL, Grants, replay
 from .runner import Hooks
 from .store import Store
 
@@ -24,9 +24,10 @@ def target_record(target: str, store: Store, on_line: Callable[[str], None]) -> 
 
 
 def verify(target: str, store: Store, engine: Engine, hooks: Hooks,
-           tolerances: dict[str, float], strict_env: bool) -> tuple[RunRecord, RunRecord]:
+           tolerances: dict[str, float], strict_env: bool,
+           grants: Grants | None = None) -> tuple[RunRecord, RunRecord]:
     original = target_record(target, store, hooks.on_line)
-    return original, replay(original, store, engine, hooks, tolerances, strict_env)
+    return original, replay(original, store, engine, hooks, tolerances, strict_env, grants)
 
 
 def junit(original: RunRecord, rec: RunRecord) -> str:

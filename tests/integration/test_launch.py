@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -187,31 +188,70 @@ def test_container_is_unprivileged_and_code_and_inputs_read_only(proj):
                    "threads": "2", "hash_seed": "99"}
 
 
-def test_secret_reaches_the_job_but_never_the_store(proj, home):
+SECRET_JOB = """\
+import json, os, sys, time
+sys.path.insert(0, "/repro/lib")
+import repro
+value = open("/run/secrets/API_TOKEN").read()
+print("token is", value, "| env has it:", "API_TOKEN" in os.environ, flush=True)
+for line in value.splitlines():
+    print("line:", line, flush=True)
+repro.log_metric("loss-" + value.splitlines()[0], 1.0)
+open(os.path.join("/repro/outputs", "key-" + value.splitlines()[0] + ".txt"), "w").write("x")
+time.sleep(float(os.environ.get("PAUSE", "0")))
+"""
+
+
+def test_secret_reaches_the_job_as_a_file_but_never_the_store(proj, home, engine):
+    """Secrets are files on a tmpfs (/run/secrets/NAME), not environment variables unless the
+    spec asks; `docker inspect` never shows a value; every line of a multi-line secret and
+    every name a job builds from one is redacted."""
+    (proj / "examples" / "hello" / "secret_job.py").write_text(SECRET_JOB)
     spec = add_spec(proj, "secretive", """\
-        command: [python3, -c, "import os; print('token is', os.environ['API_TOKEN'])"]
+        command: [python3, /repro/code/secret_job.py]
         secrets: [API_TOKEN]
+        env: {PAUSE: "4"}
         """)
-    value = "s3cr3t-value-for-test-0042"
-    p = repro("launch", str(spec.relative_to(proj)), "--json", cwd=proj,
-              env={"API_TOKEN": value})
-    rec = json.loads(p.stdout)
-    assert p.returncode == 0 and rec["resolved"]["secrets"] == ["API_TOKEN"]
-    assert "token is ***" in repro("logs", rec["id"], cwd=proj).stdout
+    value = "s3cr3t-value-for-test-0042\nsecond-line-of-the-key-77\nthird-line-9"
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "launch",
+                             str(spec.relative_to(proj)), "--json"], cwd=proj,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "API_TOKEN": value})
+    run_id = wait_for_running(engine, home)
+    inspect = subprocess.run(["docker", "inspect", engine.containers_with_label(
+        LABEL_RUN, run_id)[0]["id"]], capture_output=True, text=True)
+    assert "/run/secrets/API_TOKEN" in inspect.stdout
+    assert "s3cr3t" not in inspect.stdout and "second-line" not in inspect.stdout
+    out, err = proc.communicate(timeout=120)
+    rec = json.loads(out)
+    assert proc.returncode == 0, err
+    assert rec["resolved"]["secrets"] == ["API_TOKEN"] and rec["resolved"]["secret_env"] == []
+    logs = repro("logs", rec["id"], cwd=proj).stdout
+    assert "token is ***" in logs and "env has it: False" in logs
+    assert logs.count("line: ***") == 3
+    assert list(rec["metrics"]) == ["loss-***"] and list(rec["outputs"]) == ["key-***.txt"]
+    assert any("secret's value in a name" in w for w in rec["warnings"])
+    for line in value.splitlines():
+        assert line not in out and line not in err
+    assert not list(Path("/dev/shm").glob(f"repro-secrets-*/{rec['id']}"))  # removed after
     failing = add_spec(proj, "secret-fails", """\
         command: [python3, -c, "import os, sys; sys.exit('bad token ' + os.environ['API_TOKEN'])"]
-        secrets: [API_TOKEN]
+        secrets: [{name: API_TOKEN, env: true}]
         """)
     p = repro("--debug", "launch", str(failing.relative_to(proj)), "--json", cwd=proj,
               env={"API_TOKEN": value})
     assert p.returncode == 3 and "bad token ***" in p.stdout
-    assert value not in p.stdout and value not in p.stderr  # live output is redacted too
+    for line in value.splitlines():
+        assert line not in p.stdout and line not in p.stderr  # live output is redacted too
+    p = repro("launch", str(failing.relative_to(proj)), cwd=proj, env={"API_TOKEN": "ab"})
+    assert p.returncode == 2 and "secret API_TOKEN is 2 character(s)" in p.stderr
     bundle = home.parent / "secret-bundle"
     exported = repro("export", rec["id"], "--bundle", str(bundle), cwd=proj)
     assert exported.returncode == 0, exported.stderr
     for path in [*home.rglob("*"), *bundle.rglob("*")]:
         if path.is_file():
-            assert value.encode() not in path.read_bytes(), path
+            for line in value.splitlines():
+                assert line.encode() not in path.read_bytes(), path
 
 
 def test_ctrl_c_stops_the_container_and_records_interrupted(proj, home, engine):

@@ -173,7 +173,38 @@ def test_secret_values_are_not_in_the_resolved_spec(repo, tmp_path, monkeypatch)
     res, _ = do(repo, tmp_path)
     assert res.secret_env == {"API_TOKEN": "hunter2-value"}
     assert "hunter2-value" not in res.resolved.model_dump_json()
-    assert res.resolved.secrets == ["API_TOKEN"]
+    assert res.resolved.secrets == ["API_TOKEN"] and res.resolved.secret_env == []
+
+
+def test_a_secret_too_short_to_redact_or_inside_a_param_is_refused(repo, tmp_path,
+                                                                     monkeypatch):
+    text = (repo / "spec.yaml").read_text()
+    (repo / "spec.yaml").write_text(text + "secrets: [{name: API_TOKEN, env: true}]\n")
+    git(repo, "commit", "-qam", "secret")
+    monkeypatch.setenv("API_TOKEN", "x")  # redacting 'x' would shred every log
+    with pytest.raises(SpecError, match="secret API_TOKEN is 1 character"):
+        do(repo, tmp_path)
+    monkeypatch.setenv("API_TOKEN", "hunter2-value")
+    res, _ = do(repo, tmp_path)
+    assert res.resolved.secret_env == ["API_TOKEN"]
+    loaded = apply_overrides(load_spec(repo / "spec.yaml"), ["lr=0.5"])
+    assert loaded.spec.params["lr"] == 0.5
+    (repo / "spec.yaml").write_text(text.replace("params: {", "params: {tok: x, ")
+                                    + "secrets: [API_TOKEN]\n")
+    git(repo, "commit", "-qam", "param")
+    loaded = apply_overrides(load_spec(repo / "spec.yaml"), ["tok=Bearer hunter2-value"])
+    with pytest.raises(SpecError, match="params.tok: holds the value of a secret"):
+        resolve(loaded, open_store(tmp_path / "h2"), FakeEngine(), allow_dirty=True)
+
+
+def test_redaction_covers_every_line_of_a_multi_line_secret():
+    from orchestrator.resolve import Redactor
+
+    key = "-----BEGIN KEY-----\nAAAAB3NzaC1yc2E\nQQQQ\n-----END KEY-----"
+    r = Redactor([key])
+    assert r.redact(f"key: {key}") == "key: ***"
+    assert r.redact("line 2 is AAAAB3NzaC1yc2E, and 3 QQQQ") == "line 2 is ***, and 3 ***"
+    assert r.redact("a 1-char line is left alone: Q") == "a 1-char line is left alone: Q"
 
 
 def gpu(i, name, mem):
