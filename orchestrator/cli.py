@@ -238,6 +238,7 @@ def tag(
     """Set or remove tags on a run; tags are shown by runs/show and queryable as tags.KEY."""
     from . import ui
     from .errors import UsageError
+    from .resolve import check_annotation
 
     tags = {}
     for item in pairs or []:
@@ -250,13 +251,14 @@ def tag(
         raise UsageError("give KEY=VALUE pairs to set or --remove KEY")
     store = _existing_store(run)
     record = store.runs.get(run)
+    check_annotation(record, tags.values())
     store.runs.set_tags(record.id, tags, remove or [])
     current = store.runs.tags(record.id)
     if json_:
         ui.print_json({"id": record.id, "tags": current})
     else:
-        typer.echo(f"{record.id}  " + ("  ".join(f"{k}={v}" for k, v in current.items())
-                                       or "(no tags)"))
+        typer.echo(ui.printable(f"{record.id}  " + ("  ".join(
+            f"{k}={v}" for k, v in current.items()) or "(no tags)")))
 
 
 @app.command()
@@ -268,17 +270,19 @@ def note(
     """Attach a note to a run (kept with a timestamp; searchable with note ~ 'text')."""
     from . import ui
     from .errors import UsageError
+    from .resolve import check_annotation
 
     if not text.strip():
         raise UsageError("an empty note says nothing; give the text to attach")
     store = _existing_store(run)
     record = store.runs.get(run)
+    check_annotation(record, [text])
     store.runs.add_note(record.id, text.strip())
     notes = store.runs.notes(record.id)
     if json_:
         ui.print_json({"id": record.id, "notes": [{"at": a, "text": t} for a, t in notes]})
     else:
-        typer.echo(f"{record.id}: {len(notes)} note(s); latest: {notes[-1][1]}")
+        typer.echo(ui.printable(f"{record.id}: {len(notes)} note(s); latest: {notes[-1][1]}"))
 
 
 @app.command()
@@ -548,16 +552,51 @@ def fsck(json_: JsonOpt = False) -> None:
 
     store = _existing_store()
     if store is None:
-        doc = {"runs": 0, "artifacts": 0, "problems": [], "ok": True}
+        doc = {"runs": 0, "artifacts": 0, "problems": [], "not_carried": 0, "ok": True}
     else:
         doc = check(store, ui.progress if not json_ else (lambda _: None))
     if json_:
         ui.print_json(doc)
     else:
         typer.echo(f"checked {doc['artifacts']} artifacts of {doc['runs']} runs: "
-                   + ("all intact" if doc["ok"] else f"{len(doc['problems'])} problem(s)"))
+                   + ("all intact" if doc["ok"] else f"{len(doc['problems'])} problem(s)")
+                   + (f" ({doc['not_carried']} left out of the bundles runs came in)"
+                      if doc["not_carried"] else ""))
     if not doc["ok"]:
         raise typer.Exit(int(ExitCode.CORRUPT))
+
+
+@app.command()
+def rm(
+    runs_: Annotated[list[str], typer.Argument(metavar="RUN...", help="Run ids (or unique "
+                                               "prefixes) to remove.")],
+    json_: JsonOpt = False,
+) -> None:
+    """Remove runs from the store: records, metrics, tags, notes (a run still running is
+    refused; artifacts stay, other runs may share them)."""
+    from . import ui
+    from .errors import ReproError, UsageError
+
+    store = _existing_store(runs_[0])
+    removed = []
+    for ref in runs_:
+        try:
+            record = store.runs.get(ref)
+        except ReproError:
+            if not store.runs.exists(ref):  # a damaged record is removed by its exact id
+                raise
+            run_id = ref
+        else:
+            if not record.status.terminal:
+                raise UsageError(f"run {record.id} is {record.status}; wait for it (or `repro "
+                                 "gc` if its process died) before removing it")
+            run_id = record.id
+        store.runs.remove(run_id)
+        removed.append(run_id)
+    if json_:
+        ui.print_json({"removed": removed})
+    else:
+        typer.echo(f"removed {len(removed)} run(s): {', '.join(ui.printable(r) for r in removed)}")
 
 
 @app.command()
@@ -595,23 +634,40 @@ def gc(json_: JsonOpt = False) -> None:
 @app.command("ui")
 def ui_serve(
     port: Annotated[int, typer.Option("--port", help="Port to serve on.")] = 8765,
-    host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
+    host: Annotated[str, typer.Option("--host", help="Address to bind (IPv4 or IPv6).")]
+    = "127.0.0.1",
     allow_remote: Annotated[bool, typer.Option(
-        "--allow-remote", help="Allow a non-loopback --host (needs --token).")] = False,
-    token: Annotated[str | None, typer.Option(
-        "--token", help="Secret every request must carry (?token= once, then a cookie).",
-        envvar="REPRO_UI_TOKEN")] = None,
+        "--allow-remote", help="Allow a non-loopback --host (needs a token).")] = False,
+    token_file: Annotated[Path | None, typer.Option(
+        "--token-file", help="File whose first line is the secret every request must carry "
+        "(?token= once, then a cookie); or set REPRO_UI_TOKEN. At least 16 characters.")]
+    = None,
+    allow_host: Annotated[list[str] | None, typer.Option(
+        "--allow-host", help="Also answer requests addressed to this host name "
+        "(repeatable).")] = None,
 ) -> None:
     """Serve the dashboard (runs, run pages, comparisons, sweeps, importance) on localhost."""
-    from .store import default_home, open_store
-    from .web import check_bind, make_server
+    import os
 
+    from .store import default_home, open_store
+    from .web import check_bind, make_server, read_token
+
+    token = read_token(token_file, os.environ.get("REPRO_UI_TOKEN"))
     check_bind(host, allow_remote, token)
     home = default_home()
     open_store(home).close()  # create/migrate before serving
-    server = make_server(home, host, port, token)
-    url = f"http://{host}:{server.server_address[1]}/" + (f"?token={token}" if token else "")
-    typer.echo(f"repro ui: serving {home} at {url} (Ctrl-C to stop)", err=True)
+    try:
+        server = make_server(home, host, port, token, set(allow_host or ()))
+    except OSError as e:
+        from .errors import UsageError
+
+        raise UsageError(f"--host {host} --port {port}: cannot listen there ({e.strerror})"
+                         ) from None
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{server.server_address[1]}/"
+    typer.echo(f"repro ui: serving {home} at {url}" + (" (add ?token=<your token> once)"
+                                                        if token else "")
+               + " (Ctrl-C to stop)", err=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+from .errors import ReproError
 from .hashing import hex_of, sha256_file
 from .image_archive import member_digests
 from .record import RunRecord
+from .snapshot import cache_problems
 from .store import Store
+from .untrusted import HEX64, printable
 
 
 def references(record: RunRecord, store: Store,
@@ -44,25 +49,61 @@ def check_artifact(store: Store, sha: str) -> str | None:
 
 
 def fsck(store: Store, on_line: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
-    """Hash every referenced artifact once; report each run and file that is broken."""
+    """Hash every referenced artifact once; report each run and file that is broken, every
+    record that does not parse, and unpacked code that no longer matches its snapshot (that
+    copy is removed: it is unpacked again on next use). An artifact an imported run's bundle
+    did not carry is counted, not a problem."""
     verdicts: dict[str, str | None] = {}
-    problems = []
-    runs = 0
+    problems: list[dict[str, Any]] = []
+    runs = not_carried = 0
     indexes: dict[str, list[tuple[str, str]]] = {}  # many runs share one image archive
+    absent = store.runs.imported_absent()
 
     def layers(archive: str) -> list[tuple[str, str]]:
         if archive not in indexes:
-            indexes[archive] = member_digests(archive, store)
+            try:
+                indexes[archive] = member_digests(archive, store)
+            except ReproError:
+                indexes[archive] = []  # the archive itself is reported
         return indexes[archive]
 
-    for record in store.runs.list(limit=None):
+    def problem(run: str | None, name: str | None, what: str, sha: str | None,
+                why: str) -> None:
+        problems.append({"run": run, "name": name, "what": what, "sha256": sha,
+                         "problem": why})
+        on_line(f"{f'run {run}: ' if run else ''}{what}"
+                f"{f' ({sha[:16]}...)' if sha else ''} is {why}")
+
+    for run_id in store.runs.ids():
         runs += 1
+        try:
+            record = store.runs.get(run_id)
+        except ReproError as e:
+            problem(printable(run_id[:40]), None, "record", None, f"unreadable: {e}")
+            continue
         for what, sha in references(record, store, layers):
             if sha not in verdicts:
                 verdicts[sha] = check_artifact(store, sha)
-            if verdicts[sha]:
-                problems.append({"run": record.id, "name": record.name, "what": what,
-                                 "sha256": sha, "problem": verdicts[sha]})
-                on_line(f"run {record.id}: {what} ({sha[:16]}...) is {verdicts[sha]}")
+            if verdicts[sha] == "missing" and sha in absent.get(record.id, ()):
+                not_carried += 1  # its bundle left it out; the record says what it was
+            elif verdicts[sha]:
+                problem(record.id, record.name, what, sha, str(verdicts[sha]))
+    for folder in _code_caches(store):
+        snapshot = folder.name
+        if check_artifact(store, snapshot) is not None:
+            why = "left without its snapshot (removed)"
+        else:
+            changed = cache_problems(snapshot, folder, store)
+            why = f"tampered: {'; '.join(changed[:3])} (removed)" if changed else ""
+        if why:
+            shutil.rmtree(folder, ignore_errors=True)
+            problem(None, None, f"unpacked code {snapshot[:16]}...", None, why)
     return {"runs": runs, "artifacts": len(verdicts), "problems": problems,
-            "ok": not problems}
+            "not_carried": not_carried, "ok": not problems}
+
+
+def _code_caches(store: Store) -> list[Path]:
+    if not store.code_cache.is_dir():
+        return []
+    return sorted(p for p in store.code_cache.iterdir()
+                  if HEX64.match(p.name) and p.is_dir() and not p.is_symlink())

@@ -34,6 +34,9 @@ TOKEN = re.compile(r"""
   | (?P<word>[A-Za-z0-9_][A-Za-z0-9_.:+/-]*)
 """, re.X)
 KEYWORDS = {"and", "or", "not", "in", "is", "null"}
+MAX_LENGTH = 4000  # characters of an expression (it may come from a dashboard request)
+MAX_TOKENS = 600  # SQLite limits expression depth and host parameters
+MAX_NESTING = 40  # parentheses and `not`s inside each other
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,9 @@ class QueryError(UsageError):
 
 
 def tokenize(text: str) -> list[Tok]:
+    if len(text) > MAX_LENGTH:
+        raise QueryError(f"--where: the expression is {len(text)} characters, more than "
+                         f"{MAX_LENGTH}; narrow it (tags or a sweep id select many runs)")
     toks, pos = [], 0
     while pos < len(text):
         m = TOKEN.match(text, pos)
@@ -60,6 +66,8 @@ def tokenize(text: str) -> list[Tok]:
                 kind, value = "kw", value.lower()
             toks.append(Tok(kind, value, pos))
         pos = m.end()
+        if len(toks) > MAX_TOKENS:
+            raise _error(text, pos, f"more than {MAX_TOKENS} terms")
     toks.append(Tok("end", "", len(text)))
     return toks
 
@@ -180,6 +188,7 @@ class _Parser:
         self.text = text
         self.toks = tokenize(text)
         self.i = 0
+        self.depth = 0
 
     @property
     def tok(self) -> Tok:
@@ -220,13 +229,20 @@ class _Parser:
         return parts[0] if len(parts) == 1 else Bool("AND", tuple(parts))
 
     def not_(self) -> Node:
-        if self.take("kw", "not"):
-            return Not(self.not_())
-        if self.take("paren", "("):
+        if not (self.tok.kind == "kw" and self.tok.text == "not" or self.tok.text == "("):
+            return self.comparison()
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise _error(self.text, self.tok.pos, f"nested more than {MAX_NESTING} deep")
+        try:
+            if self.take("kw", "not"):
+                return Not(self.not_())
+            self.expect("paren", "'('", "(")
             node = self.or_()
             self.expect("paren", "')'", ")")
             return node
-        return self.comparison()
+        finally:
+            self.depth -= 1
 
     def value(self) -> Tok:
         t = self.tok
@@ -300,12 +316,14 @@ class Field:
     def compare(self, op: str, v: Tok) -> Cond:
         number = float(v.text) if v.kind == "num" else None
         text = v.text[1:-1] if v.kind == "str" else v.text
-        if op == "~":
+        if op == "~":  # contains, case-insensitive; % and _ are themselves, not wildcards
+            pattern = "%" + re.sub(r"([\\%_])", r"\\\1", text) + "%"
             if self.kind == "column":
-                return Cond("{col} LIKE ?", (f"%{text}%",), column=f"runs.{COLUMNS[self.name]}")
+                return Cond("{col} LIKE ? ESCAPE '\\'", (pattern,),
+                            column=f"runs.{COLUMNS[self.name]}")
             col = {"params": "value_text", "tags": "value", "note": "text",
                    "metrics": "CAST(value AS TEXT)"}[self.kind]
-            return self._side(f"{col} LIKE ?", [f"%{text}%"])
+            return self._side(f"{col} LIKE ? ESCAPE '\\'", [pattern])
         sql_op = OPS[op]
         if self.kind == "params":
             col, arg = ("value_num", number) if number is not None else ("value_text", text)

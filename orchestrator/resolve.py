@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets as _secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -20,7 +20,7 @@ from .errors import SpecError
 from .hashing import digest_of, sha256_file
 from .image_archive import archiving_enabled, ensure_archived
 from .images import build as build_image
-from .record import ImageRef, InputRef, PackagesRef, ResolvedSpec, ResourcesRef
+from .record import ImageRef, InputRef, PackagesRef, ResolvedSpec, ResourcesRef, RunRecord
 from .runtime.repro_boot import parse_lock
 from .snapshot import Snapshot, take
 from .spec import ImageSpec, LoadedSpec, parse_memory, substitute
@@ -200,6 +200,23 @@ def check_params_hold_no_secret(params: dict[str, Any], secret_env: dict[str, st
         if isinstance(value, str) and redactor.holds_secret(value):
             raise loaded.error(("params", name), "holds the value of a secret; params are "
                                "recorded and shown, so pass it as a secret, not a param")
+
+
+ANNOTATION_LIMIT = 4000  # characters of a tag value or note
+
+
+def check_annotation(record: RunRecord, texts: Iterable[str]) -> None:
+    """A tag value or note is recorded and shown: refuse one too long, or one holding the
+    value of a secret the run uses (as set in this shell)."""
+    names = record.resolved.secrets
+    redactor = Redactor([os.environ[n] for n in names if n in os.environ])
+    for text in texts:
+        if len(text) > ANNOTATION_LIMIT:
+            raise SpecError(f"a tag or note longer than {ANNOTATION_LIMIT} characters; keep "
+                            "long text in a file and note where it is")
+        if redactor.holds_secret(text):
+            raise SpecError(f"that text holds the value of secret(s) run {record.id} uses "
+                            f"({', '.join(names)}); annotations are recorded and shown")
 
 
 def determinism_env(mode: str, seed: int, threads: int, epoch: int) -> dict[str, str]:

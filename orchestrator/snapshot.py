@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ResolveError
-from .hashing import as_digest, hex_of
+from .hashing import as_digest, hex_of, sha256_file, sha256_stream
 from .record import CodeRef
 from .store import Store
 
@@ -130,10 +130,19 @@ def _add(tar: tarfile.TarFile, src: Path, name: str) -> None:
 
 
 def extract(digest: str, store: Store) -> Path:
-    """The snapshot unpacked once per digest under the store's cache (read by the container)."""
+    """The snapshot unpacked once per digest under the store's cache (read by the container).
+    A cached copy is checked against the snapshot before every use: an edited file there
+    would otherwise run in place of the recorded code. A damaged copy is unpacked again."""
     dest = store.code_cache / hex_of(digest)
     if dest.is_dir():
-        return dest
+        if not cache_problems(digest, dest, store):
+            return dest
+        stale = dest.with_name(f".stale-{dest.name}-{os.getpid()}")
+        try:
+            os.rename(dest, stale)
+        except OSError:
+            pass  # another process moved it first
+        shutil.rmtree(stale, ignore_errors=True)
     store.code_cache.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=store.code_cache, prefix=".x-"))
     try:
@@ -150,3 +159,39 @@ def extract(digest: str, store: Store) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return dest
+
+
+def cache_problems(digest: str, dest: Path, store: Store) -> list[str]:
+    """How the unpacked copy at ``dest`` differs from the snapshot: files changed, missing
+    or added (empty when it is the snapshot, byte for byte)."""
+    expected: dict[str, tuple[str, str | int]] = {}  # name -> (kind, sha256 | link | 0)
+    with store.artifacts.open(digest) as f, tarfile.open(fileobj=f, mode="r|") as tar:
+        for m in tar:
+            name = os.path.normpath(m.name)
+            if m.isreg():
+                data = tar.extractfile(m)
+                assert data is not None
+                expected[name] = ("file", sha256_stream(data)[0])
+            elif m.issym():
+                expected[name] = ("link", m.linkname)
+            elif m.isdir():
+                expected[name] = ("dir", 0)
+    implied = {str(p) for name in expected for p in Path(name).parents if str(p) != "."}
+    problems = []
+    for root, dirs, files in os.walk(dest):
+        for name in [*dirs, *files]:
+            path = Path(root, name)
+            rel = os.path.relpath(path, dest)
+            kind, want = expected.pop(rel, ("extra", 0))
+            if kind == "extra":
+                if rel in implied and path.is_dir() and not path.is_symlink():
+                    continue  # a folder the tar only implies
+                problems.append(f"{rel} is not in the snapshot")
+            elif kind == "link":
+                if not path.is_symlink() or os.readlink(path) != want:
+                    problems.append(f"{rel} was changed")
+            elif kind == "file":
+                if path.is_symlink() or not path.is_file() or sha256_file(path)[0] != want:
+                    problems.append(f"{rel} was changed")
+    problems += [f"{rel} is missing" for rel, (kind, _) in expected.items() if kind != "dir"]
+    return problems

@@ -13,18 +13,37 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from .record import RunRecord, RunStatus
+from .untrusted import printable
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.text import Text
 
 
-@cache
-def _out() -> Console:
+def _console(**kwargs: Any) -> Console:
+    """A console that prints what it is given as plain text: no markup (a tag value like
+    ``[/x]`` once made `repro runs` exit 1), no emoji codes, and control characters shown as
+    escapes (an ANSI sequence in an output name would restyle the terminal)."""
     from rich.console import Console
 
+    class Plain(Console):
+        def render_str(self, text: str, **kw: Any) -> Any:
+            return super().render_str(printable(text), **kw)
+
+    return Plain(highlight=False, markup=False, emoji=False, **kwargs)
+
+
+@cache
+def _out() -> Console:
     # Piped output is not cut at 80 columns: digests must survive `| grep` and CI logs.
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+    return _console(width=None if sys.stdout.isatty() else 200)
+
+
+def T(text: str, style: str = "") -> Text:
+    """rich Text of user data, control characters escaped."""
+    from rich.text import Text
+
+    return Text(printable(text), style=style)
 
 
 def _tty_style(text: str, code: str) -> str:
@@ -46,7 +65,7 @@ def print_json(doc: Any) -> None:
 
 
 def progress(line: str) -> None:
-    sys.stderr.write(_tty_style(line, "2") + "\n")
+    sys.stderr.write(_tty_style(printable(line), "2") + "\n")
     sys.stderr.flush()
 
 
@@ -57,13 +76,12 @@ def job_log(chunk: bytes) -> None:
 
 
 def error(message: str) -> None:
-    sys.stderr.write(_tty_style("error: ", "1;31") + message + "\n")
+    sys.stderr.write(_tty_style("error: ", "1;31") + printable(message) + "\n")
 
 
 def status_text(status: RunStatus) -> Text:
-    from rich.text import Text
 
-    return Text(str(status), style=STATUS_STYLE.get(status, ""))
+    return T(str(status), STATUS_STYLE.get(status, ""))
 
 
 def sparkline(values: list[float]) -> str:
@@ -121,9 +139,18 @@ def print_csv(rows: list[dict[str, Any]]) -> None:
     columns: list[str] = []
     for row in rows:
         columns += [c for c in row if c not in columns]
-    writer = csv.DictWriter(sys.stdout, fieldnames=columns, lineterminator="\n")
+    writer = csv.DictWriter(sys.stdout, fieldnames=[_cell(c) for c in columns],
+                            lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({_cell(k): _cell(v) for k, v in row.items()} for row in rows)
+
+
+def _cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet will not run: text starting with = + - @ (or a tab or CR)
+    gets a leading quote. Numbers stay numbers."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
 
 
 def render_runs(records: list[RunRecord], tags: dict[str, dict[str, str]] | None = None) -> None:
@@ -157,16 +184,15 @@ def render_record(r: RunRecord, series: dict[str, list[tuple[int, float]]],
                   replays: list[RunRecord] = (), tags: dict[str, str] | None = None,
                   notes: list[tuple[str, str]] = ()) -> None:
     from rich.table import Table
-    from rich.text import Text
 
     out = _out()
     res = r.resolved
-    head = Text(f"run {r.id}  ", style="bold") + Text(f"{r.name}  ") + status_text(r.status)
+    head = T(f"run {r.id}  ", style="bold") + T(f"{r.name}  ") + status_text(r.status)
     if r.exit_code is not None:
-        head += Text(f"  exit {r.exit_code}")
+        head += T(f"  exit {r.exit_code}")
     out.print(head)
     if r.reason:
-        out.print(Text(f"  {r.reason}", style=STATUS_STYLE.get(r.status, "")))
+        out.print(T(f"  {r.reason}", style=STATUS_STYLE.get(r.status, "")))
     kv = Table.grid(padding=(0, 2))
     kv.add_column(style="bold", no_wrap=True)
     kv.add_column(overflow="fold")
@@ -198,9 +224,9 @@ def render_record(r: RunRecord, series: dict[str, list[tuple[int, float]]],
     _files_table("inputs", {n: (i.sha256, i.size) for n, i in res.inputs.items()})
     _files_table("outputs", {p: (f.sha256, f.size) for p, f in r.outputs.items()})
     for path, why in r.skipped_outputs.items():
-        out.print(Text(f"  skipped output {path}: {why}", style="yellow"))
+        out.print(T(f"  skipped output {path}: {why}", style="yellow"))
     if r.params:
-        out.print(Text("params  ", style="bold") + Text(
+        out.print(T("params  ", style="bold") + T(
             "  ".join(f"{k}={fmt_num(v)}" for k, v in sorted(r.params.items()))))
     if r.metrics:
         t = Table(box=None, header_style="bold", pad_edge=False)
@@ -213,23 +239,23 @@ def render_record(r: RunRecord, series: dict[str, list[tuple[int, float]]],
         out.print(t)
     if r.replay_of:
         result = (r.verdict or {}).get("result", "-")
-        out.print(Text("replay of ", style="bold") + Text(f"{r.replay_of}: ")
-                  + Text(result, style=VERDICT_STYLE.get(result, "")))
+        out.print(T("replay of ", style="bold") + T(f"{r.replay_of}: ")
+                  + T(result, style=VERDICT_STYLE.get(result, "")))
     for rep in replays:
         result = (rep.verdict or {}).get("result", str(rep.status))
-        out.print(Text("replayed ", style="bold") + Text(f"as {rep.id} at {rep.created_at}: ")
-                  + Text(result, style=VERDICT_STYLE.get(result, "")))
+        out.print(T("replayed ", style="bold") + T(f"as {rep.id} at {rep.created_at}: ")
+                  + T(result, style=VERDICT_STYLE.get(result, "")))
     if tags:
-        out.print(Text("tags  ", style="bold") + Text(
+        out.print(T("tags  ", style="bold") + T(
             "  ".join(f"{k}={v}" for k, v in tags.items())))
     for at, text in notes:
-        out.print(Text("note  ", style="bold") + Text(f"{at[:19].replace('T', ' ')}  ",
-                                                      style="dim") + Text(text))
+        out.print(T("note  ", style="bold") + T(f"{at[:19].replace('T', ' ')}  ",
+                                                      style="dim") + T(text))
     for w in r.warnings:
-        out.print(Text(f"warning: {w}", style="yellow"))
+        out.print(T(f"warning: {w}", style="yellow"))
     if r.status != RunStatus.SUCCEEDED and r.stderr_tail.strip():
-        out.print(Text("stderr (tail):", style="bold"))
-        out.print(Text(r.stderr_tail.rstrip()[-1500:], style="dim"))
+        out.print(T("stderr (tail):", style="bold"))
+        out.print(T(r.stderr_tail.rstrip()[-1500:], style="dim"))
 
 
 def _files_table(title: str, files: dict[str, tuple[str, int]]) -> None:
@@ -257,14 +283,13 @@ def _size(n: int) -> str:
 
 
 def render_doctor(checks: list[dict]) -> None:
-    from rich.text import Text
 
     out = _out()
     for c in checks:
-        mark = Text("ok  ", style="green") if c["ok"] else Text("FAIL", style="bold red")
-        out.print(mark + Text(f"  {c['name']}: {c['detail']}"))
+        mark = T("ok  ", style="green") if c["ok"] else T("FAIL", style="bold red")
+        out.print(mark + T(f"  {c['name']}: {c['detail']}"))
         if not c["ok"] and c.get("fix"):
-            out.print(Text(f"        fix: {c['fix']}", style="yellow"))
+            out.print(T(f"        fix: {c['fix']}", style="yellow"))
 
 
 VERDICT_STYLE = {"identical": "bold green", "within-tolerance": "bold yellow",
@@ -273,15 +298,14 @@ VERDICT_STYLE = {"identical": "bold green", "within-tolerance": "bold yellow",
 
 def render_verdict(rec: RunRecord) -> None:
     from rich.table import Table
-    from rich.text import Text
 
     out = _out()
     v = rec.verdict or {}
     result = v.get("result", "differs")
-    out.print(Text(f"replay {rec.id} of {rec.replay_of}: ", style="bold")
-              + Text(result.upper(), style=VERDICT_STYLE.get(result, "")))
+    out.print(T(f"replay {rec.id} of {rec.replay_of}: ", style="bold")
+              + T(result.upper(), style=VERDICT_STYLE.get(result, "")))
     if v.get("outcome"):
-        out.print(Text(f"  outcome changed: original {v['outcome']['original']}, replay "
+        out.print(T(f"  outcome changed: original {v['outcome']['original']}, replay "
                        f"{v['outcome']['replay']}", style="red"))
     outs = v.get("outputs", {})
     out.print(f"  outputs: {len(outs.get('identical', []))} identical, "
@@ -296,34 +320,34 @@ def render_verdict(rec: RunRecord) -> None:
                       f"{_size(d['original']['size'])} -> {_size(d['replay']['size'])}")
         out.print(t)
     for p in outs.get("missing", []):
-        out.print(Text(f"  missing in the replay: {p}", style="red"))
+        out.print(T(f"  missing in the replay: {p}", style="red"))
     for p in outs.get("extra", []):
-        out.print(Text(f"  only in the replay: {p}", style="yellow"))
-    changed = [m for m in v.get("metrics", []) if m["delta"] != 0]
+        out.print(T(f"  only in the replay: {p}", style="yellow"))
+    changed = [m for m in v.get("metrics", []) if m.get("delta") != 0]
     if changed:
         t = Table(box=None, header_style="bold", pad_edge=False)
         for col in ("metric", "original", "replay", "delta", "tolerance"):
             t.add_column(col)
         for m in changed:
-            t.add_row(m["name"], fmt_num(m["original"]), fmt_num(m["replay"]),
-                      fmt_num(m["delta"]), fmt_num(m["tolerance"]) if m["tolerance"] is not None
-                      else "-", style="" if m["ok"] else "red")
+            t.add_row(m["name"], fmt_num(m.get("original")), fmt_num(m.get("replay")),
+                      fmt_num(m.get("delta")), fmt_num(m["tolerance"])
+                      if m.get("tolerance") is not None else "-",
+                      style="" if m.get("ok") else "red")
         out.print(t)
     for c in v.get("environment", []):
         if "original" in c:
             what = f"{c['original']} -> {c['replay']}"
         else:
-            parts = [f"+{', '.join(map(str, c['added']))}" if c["added"] else "",
-                     f"-{', '.join(map(str, c['removed']))}" if c["removed"] else ""]
+            parts = [f"+{', '.join(map(str, c['added']))}" if c.get("added") else "",
+                     f"-{', '.join(map(str, c['removed']))}" if c.get("removed") else ""]
             parts += [f"{k} {a} -> {b}" for k, (a, b) in c.get("changed", {}).items()]
             what = "; ".join(p for p in parts if p)
-        out.print(Text(f"  environment: {c['fact']} changed: {what[:300]}", style="yellow")
-                  + Text(f"  ({c['hint']})", style="dim"))
+        out.print(T(f"  environment: {c['fact']} changed: {what[:300]}", style="yellow")
+                  + T(f"  ({c.get('hint', '')})", style="dim"))
 
 
 def render_compare(doc: dict[str, Any], show_all: bool) -> None:
     from rich.table import Table
-    from rich.text import Text
 
     out = _out()
     ids = [r["id"] for r in doc["runs"]]
@@ -341,7 +365,7 @@ def render_compare(doc: dict[str, Any], show_all: bool) -> None:
             t.add_column(rid[:12], overflow="fold")
         for key, values in shown.items():
             style = "bold yellow" if key in changed else ""
-            t.add_row(Text(key, style=style), *(Text("-" if v is None else fmt(v),
+            t.add_row(T(key, style=style), *(T("-" if v is None else fmt(v),
                                                      style=style) for v in values))
         out.print(t)
 
@@ -355,12 +379,12 @@ def render_compare(doc: dict[str, Any], show_all: bool) -> None:
         changes += [f"-{k}=={v}" for k, v in p["removed"].items()]
         changes += [f"{k} {a} -> {b}" for k, (a, b) in p["changed"].items()]
         if changes:
-            out.print(Text(f"packages of {p['run'][:12]} vs {ids[0][:12]}: ", style="bold")
-                      + Text(", ".join(changes), style="yellow"))
+            out.print(T(f"packages of {p['run'][:12]} vs {ids[0][:12]}: ", style="bold")
+                      + T(", ".join(changes), style="yellow"))
     if not any(differs[k] for k in ("params", "metrics", "outputs", "facts", "packages")):
-        out.print(Text("no differences", style="green"))
+        out.print(T("no differences", style="green"))
     elif not show_all:
-        out.print(Text("only differing outputs and facts shown; --all shows every row",
+        out.print(T("only differing outputs and facts shown; --all shows every row",
                        style="dim"))
 
 
@@ -368,11 +392,10 @@ class SweepBoard:
     """Live progress of a sweep on stderr: a bar, and one line per finished point."""
 
     def __init__(self, total: int, metric: str | None) -> None:
-        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
         self.metric = metric
-        self.console = Console(stderr=True, highlight=False)
+        self.console = _console(stderr=True)
         self.progress = Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("{task.fields[failed]} failed"),
                                  console=self.console, transient=False)
@@ -387,22 +410,21 @@ class SweepBoard:
         self.progress.stop()
 
     def line(self, text: str) -> None:
-        self.console.print(text, style="dim", markup=False)
+        self.console.print(text, style="dim")
 
     def done(self, point: Any) -> None:
-        from rich.text import Text
 
         params = " ".join(f"{k}={fmt_num(v)}" for k, v in point.params.items())
         r = point.record
         if r is None or r.status != RunStatus.SUCCEEDED:
             self.failed += 1
             why = point.error or (r.reason if r else "") or (str(r.status) if r else "")
-            self.console.print(Text("✗ ", style="red") + Text(f"{params}  ")
-                               + Text(f"{r.id if r else '-'} {why}", style="red"))
+            self.console.print(T("✗ ", style="red") + T(f"{params}  ")
+                               + T(f"{r.id if r else '-'} {why}", style="red"))
         else:
             value = r.metrics.get(self.metric) if self.metric else None
             shown = f"  {self.metric} {fmt_num(value)}" if value is not None else ""
-            self.console.print(Text("✓ ", style="green") + Text(f"{params}  {r.id}{shown}"))
+            self.console.print(T("✓ ", style="green") + T(f"{params}  {r.id}{shown}"))
         self.progress.update(self.task, advance=1, failed=self.failed)
 
 
@@ -448,12 +470,11 @@ def render_sweep(sweep_id: str, rows: list[dict[str, Any]], metric: str | None,
 
 def render_importance(doc: dict[str, Any]) -> None:
     from rich.table import Table
-    from rich.text import Text
 
     out = _out()
     over = (f"a sample of {doc['runs']:,} of {doc['sampled_from']:,}" if doc.get("sampled_from")
             else f"{doc['runs']}")
-    out.print(Text(f"importance for {doc['metric']} over {over} runs", style="bold"))
+    out.print(T(f"importance for {doc['metric']} over {over} runs", style="bold"))
     t = Table(box=None, header_style="bold", pad_edge=False)
     for col in ("param", "importance", "", "direction", "kind", "levels"):
         t.add_column(col)
@@ -467,11 +488,11 @@ def render_importance(doc: dict[str, Any]) -> None:
         else:
             direction = (f"{'higher' if rho > 0 else 'lower'} {p['name']} -> higher "
                          f"{doc['metric']} (rho {rho:+.2f})")
-        t.add_row(p["name"], f"{p['importance']:.1%}", Text(bar, style="blue"), direction,
+        t.add_row(p["name"], f"{p['importance']:.1%}", T(bar, style="blue"), direction,
                   p["kind"], str(p["levels"]))
     out.print(t)
     out.print(f"unexplained by main effects (interactions, noise): {doc['unexplained']:.1%}")
     for x in doc.get("interactions", []):
         note = "" if x["replicated"] else "  (one run a cell: interaction and noise together)"
         out.print(f"  interaction {' x '.join(x['params'])}: {x['importance']:.1%}{note}")
-    out.print(Text(f"method: {doc['method']}", style="dim"))
+    out.print(T(f"method: {doc['method']}", style="dim"))

@@ -421,6 +421,18 @@ class RunStore:
                 "metrics": distinct("run_metrics", "name"),
                 "tags": distinct("run_tags", "key")}
 
+    def ids(self) -> list[str]:
+        """Every run id, oldest first (records are not parsed: one may be damaged)."""
+        return [r[0] for r in self.db.execute("SELECT id FROM runs ORDER BY created_at, id")]
+
+    def remove(self, run_id: str) -> None:
+        """Delete one run and everything recorded about it (params, metrics, steps, tags,
+        notes, owner, origin) in one transaction. Artifacts are content-addressed and may be
+        shared; they stay."""
+        with self.atomic() as db:
+            if db.execute("DELETE FROM runs WHERE id = ?", (run_id,)).rowcount != 1:
+                raise RunNotFound(f"no run {run_id[:40]!r} in {self.path.parent}")
+
     def count(self) -> int:
         return self.db.execute("SELECT count(*) FROM runs").fetchone()[0]
 

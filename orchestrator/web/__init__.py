@@ -1,8 +1,13 @@
 """`repro ui`: a local dashboard over the same store (standard-library HTTP server + a
 static single-page app; Chart.js vendored from npm, nothing from a CDN).
 
-Binds 127.0.0.1 by default. Any other address needs ``--allow-remote`` and a token: every
-request must then carry it (``?token=`` once, kept in a cookie, or ``Authorization: Bearer``).
+Binds 127.0.0.1 by default. Any other address needs ``--allow-remote`` and a token (from
+``REPRO_UI_TOKEN`` or ``--token-file``, never the command line, where `ps` shows it; at least
+16 characters): every request must then carry it (``?token=`` once, kept in a cookie, or
+``Authorization: Bearer``). Every request's ``Host`` (and ``Origin``, when sent) must name
+this server: a loopback name, the bound address, this machine's name, an IP address, or a
+name given with ``--allow-host``; a web page whose DNS name was rebound to 127.0.0.1 is
+refused. Connections time out and their number is capped, so half-open ones cannot pile up.
 All filtering, sorting and paging happens in the store (the same query language as
 ``repro runs --where``), so the browser only ever receives a page of runs.
 """
@@ -10,10 +15,14 @@ All filtering, sorting and paging happens in the store (the same query language 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 import mimetypes
 import re
+import socket
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -21,7 +30,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from ..compare import compare
-from ..errors import ReproError, UsageError
+from ..errors import ExitCode, ReproError, UsageError
 from ..importance import SAMPLE_RUNS, importance_of
 from ..query import compile_where, parse_sort
 from ..store import Store, open_store
@@ -31,14 +40,54 @@ STATIC = Path(__file__).resolve().parent / "static"
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 PAGE_MAX = 1000
+TOKEN_MIN = 16  # characters of a dashboard token
+REQUEST_TIMEOUT_S = 15  # a connection idle this long is closed
+MAX_CONNECTIONS = 64  # connections served at once; more get 503
 
 
 def check_bind(host: str, allow_remote: bool, token: str | None) -> None:
+    if token is not None and (len(token.strip()) < TOKEN_MIN or token != token.strip()):
+        raise UsageError(f"the dashboard token must be at least {TOKEN_MIN} characters, "
+                         "without surrounding spaces; make one with `openssl rand -hex 16`")
     if host in LOOPBACK:
         return
     if not allow_remote or not token:
         raise UsageError(f"--host {host} would expose the store beyond this machine; pass "
-                         "--allow-remote and --token SECRET (or keep the default 127.0.0.1)")
+                         "--allow-remote and a token (REPRO_UI_TOKEN or --token-file; or keep "
+                         "the default 127.0.0.1)")
+
+
+def read_token(token_file: Path | None, env_token: str | None) -> str | None:
+    """The token from --token-file (first line) or REPRO_UI_TOKEN; None when neither."""
+    if token_file is None:
+        return env_token or None
+    try:
+        text = token_file.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"--token-file {token_file}: cannot read it ({e})") from None
+    return text.splitlines()[0] if text.strip() else ""
+
+
+def allowed_host(header: str, bound: str, extra: set[str]) -> bool:
+    """Whether a Host or Origin header names this server (see the module's docstring)."""
+    name = header.strip().lower()
+    if "://" in name:
+        name = urlparse(name).netloc
+    if name.startswith("["):  # [::1]:8765
+        name = name[1:].split("]", 1)[0]
+    elif name.count(":") == 1:
+        name = name.split(":", 1)[0]
+    if not name:
+        return False
+    try:
+        ipaddress.ip_address(name)
+        return True  # a browser sends an address only when it was opened at that address
+    except ValueError:
+        pass
+    names = {*LOOPBACK, bound.lower(), *(h.lower() for h in extra)}
+    if bound not in LOOPBACK:
+        names |= {socket.gethostname().lower(), socket.getfqdn().lower()}
+    return name in names
 
 
 def _page(q: dict[str, str]) -> tuple[int, int]:
@@ -48,7 +97,7 @@ def _page(q: dict[str, str]) -> tuple[int, int]:
 
 
 class Api:
-    """The JSON endpoints; each request gets its own store connection (SQLite per thread)."""
+    """The JSON endpoints; each request opens its own store connection and closes it."""
 
     def __init__(self, home: Path) -> None:
         self.home = home
@@ -59,6 +108,15 @@ class Api:
         if getattr(self.local, "store", None) is None:
             self.local.store = open_store(self.home)
         return self.local.store
+
+    @contextmanager
+    def request(self) -> Iterator[None]:
+        try:
+            yield
+        finally:
+            store, self.local.store = getattr(self.local, "store", None), None
+            if store is not None:
+                store.close()
 
     def runs(self, q: dict[str, str]) -> dict[str, Any]:
         where = compile_where(q.get("where", ""))
@@ -113,12 +171,44 @@ class Api:
         return {**runs.names(), "count": runs.count(), "home": str(self.home)}
 
 
+class _Server(ThreadingHTTPServer):
+    """A thread per connection, at most MAX_CONNECTIONS at once (more are answered 503 at
+    once), IPv4 or IPv6 by the address it binds."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type) -> None:
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.slots.acquire(blocking=False):
+            try:
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
+                                b"Connection: close\r\n\r\n")
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+
 def make_server(home: Path, host: str = "127.0.0.1", port: int = 8765,
-                token: str | None = None) -> ThreadingHTTPServer:
+                token: str | None = None,
+                allow_hosts: set[str] | None = None) -> ThreadingHTTPServer:
     api = Api(home)
+    extra_hosts = set(allow_hosts or ())
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "repro-ui"
+        timeout = REQUEST_TIMEOUT_S  # per socket operation: a silent client is dropped
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet by default
             pass
@@ -126,12 +216,20 @@ def make_server(home: Path, host: str = "127.0.0.1", port: int = 8765,
         def do_GET(self) -> None:
             url = urlparse(self.path)
             q = {k: v[-1] for k, v in parse_qs(url.query).items()}
+            origin = self.headers.get("Origin")
+            if not allowed_host(self.headers.get("Host", ""), host, extra_hosts) or (
+                    origin and origin != "null"
+                    and not allowed_host(origin, host, extra_hosts)):
+                return self._send(HTTPStatus.FORBIDDEN, {
+                    "error": "this server answers only to its own names; open it at the "
+                             "address `repro ui` printed (or pass --allow-host NAME)"})
             if token and not self._authorized(q):
                 return self._send(HTTPStatus.UNAUTHORIZED, {"error": "token required"})
             try:
-                self._route(url.path, q)
+                with api.request():
+                    self._route(url.path, q)
             except ReproError as e:
-                status = (HTTPStatus.NOT_FOUND if e.exit_code == 4
+                status = (HTTPStatus.NOT_FOUND if e.exit_code == ExitCode.NOT_FOUND
                           else HTTPStatus.BAD_REQUEST)
                 self._send(status, {"error": str(e)})
             except (ValueError, KeyError) as e:
@@ -211,6 +309,4 @@ def make_server(home: Path, host: str = "127.0.0.1", port: int = 8765,
             self.end_headers()
             self.wfile.write(data)
 
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
-    return server
+    return _Server((host, port), Handler)

@@ -216,19 +216,21 @@ def test_api_errors_are_json_and_paging_is_server_side(server, populated):
 
 
 def test_binds_loopback_and_other_hosts_need_a_token(populated):
-    with pytest.raises(UsageError, match="--allow-remote and --token"):
+    with pytest.raises(UsageError, match="--allow-remote and a token"):
         check_bind("0.0.0.0", allow_remote=False, token=None)
     with pytest.raises(UsageError):
         check_bind("0.0.0.0", allow_remote=True, token=None)
+    with pytest.raises(UsageError, match="at least 16 characters"):
+        check_bind("0.0.0.0", allow_remote=True, token=" ")
     check_bind("127.0.0.1", allow_remote=False, token=None)
-    srv = make_server(populated["home"], "127.0.0.1", 0, token="s3cret")
+    srv = make_server(populated["home"], "127.0.0.1", 0, token="s3cret-s3cret-s3cret")
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{srv.server_address[1]}"
     try:
         with pytest.raises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(f"{url}/api/meta")
         assert e.value.code == 401
-        with urllib.request.urlopen(f"{url}/api/meta?token=s3cret") as resp:
+        with urllib.request.urlopen(f"{url}/api/meta?token=s3cret-s3cret-s3cret") as resp:
             assert json.loads(resp.read())["count"] == 8
     finally:
         srv.shutdown()
