@@ -286,7 +286,10 @@ def write_secrets(run_id: str, values: dict[str, str]) -> dict[str, Path]:
     if not values:
         return {}
     folder = _secrets_dir(run_id)
-    folder.parent.mkdir(mode=0o700, exist_ok=True)
+    try:
+        folder.parent.mkdir(mode=0o700)
+    except FileExistsError:
+        pass  # checked next: it must be ours
     st = folder.parent.lstat()  # someone else's folder (or a link) there would see them
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
         raise ReproError(f"{folder.parent} is not a folder of this user; remove it and "
