@@ -54,9 +54,10 @@ def add_spec(project: Path, name: str, body: str) -> Path:
     return path
 
 
-def launch_json(project: Path, spec: Path, *args: str, timeout: float = 300):
+def launch_json(project: Path, spec: Path, *args: str, timeout: float = 300,
+                env: dict | None = None):
     p = repro("launch", str(spec.relative_to(project)), "--json", *args, cwd=project,
-              timeout=timeout)
+              timeout=timeout, env=env)
     assert "Traceback" not in p.stderr, p.stderr
     return p, (json.loads(p.stdout) if p.stdout.strip() else None)
 

@@ -1,0 +1,194 @@
+"""The trust boundary through the real engine: a hostile job and a hostile bundle, tried as
+an attacker would (issue 9's findings H2, H3, H4, M6, M7). Unit-level checks of every manifest
+field are in tests/unit/test_trust_boundary.py."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from orchestrator.engine import Engine
+from tests.helpers import repro
+from tests.integration.conftest import add_spec, launch_json, wait_for_running
+from tests.integration.test_replay import run_json
+
+pytestmark = pytest.mark.integration
+
+HOSTILE_JOB = """\
+import json, os, subprocess, sys, time
+meta, out = "/repro/meta", "/repro/outputs"
+os.mkfifo(f"{meta}/metrics.jsonl")                    # a reader would block forever
+os.symlink("/dev/zero", f"{meta}/params.jsonl")        # a reader would never stop
+json.dump([], open(f"{meta}/env.json", "w"))           # not the mapping the boot wrote
+open(f"{out}/metrics.json", "w").write("[" * 20000 + "]" * 20000)
+open(f"{out}/line\\nbreak.txt", "w").write("x")
+with open(f"{out}/sparse.bin", "wb") as f:             # 1 GiB that costs nothing here
+    f.truncate(1 << 30)
+d = out
+for _ in range(80):
+    d += "/d"
+os.makedirs(d)
+try:                                                   # /tmp is a tmpfs of REPRO_TMP_SIZE
+    with open("/tmp/fill", "wb") as f:
+        f.write(b"x" * (64 << 20))
+    tmp = "wrote 64 MiB"
+except OSError as e:
+    tmp = e.strerror
+open(f"{out}/tmp.txt", "w").write(tmp)
+print("hostile files written", flush=True)
+time.sleep(float(os.environ.get("PAUSE", "0")))
+"""
+
+
+def hostile_spec(proj: Path, pause: int = 0) -> Path:
+    (proj / "examples" / "hello" / "hostile.py").write_text(HOSTILE_JOB)
+    return add_spec(proj, f"hostile{pause}", f"""\
+        command: [python3, /repro/code/hostile.py]
+        env: {{PAUSE: "{pause}"}}
+        resources: {{memory: 256m}}
+        """)
+
+
+LIMITS = {"REPRO_RUN_OUTPUT_LIMIT": "64m", "REPRO_TMP_SIZE": "16m"}
+
+
+def test_a_hostile_job_neither_hangs_nor_bricks_the_store(proj, home):
+    """H4: a FIFO, /dev/zero behind a name, a malformed env.json and a 20,000-deep JSON once
+    hung launch and broke every later command. M7: a sparse 1 GiB file, an unbounded /tmp.
+    Low: a file name with a newline was silently dropped."""
+    spec = hostile_spec(proj)
+    p, rec = launch_json(proj, spec, env=LIMITS, timeout=180)
+    assert p.returncode == 3, p.stderr
+    assert rec["status"] == "failed" and "total limit (67108864 bytes)" in rec["reason"]
+    warnings = " | ".join(rec["warnings"])
+    for expected in ("metrics.jsonl is not a regular file", "params.jsonl is a symbolic link",
+                     "env.json is malformed", "metrics.json is nested too deeply",
+                     "sparse.bin is sparse"):
+        assert expected in warnings
+    skipped = rec["skipped_outputs"]
+    assert skipped["line\\x0abreak.txt"] == "the name contains control characters"
+    assert "over the run's total output limit" in skipped["sparse.bin"]
+    assert any("deeper than 64" in why for why in skipped.values())
+    tmp_result = repro("logs", rec["id"], cwd=proj)
+    assert tmp_result.returncode == 0 and "hostile files written" in tmp_result.stdout
+    from orchestrator.store import open_store
+
+    stored = open_store().artifacts.path(rec["outputs"]["tmp.txt"]["sha256"]).read_text()
+    assert stored == "No space left on device"  # the job's /tmp is a 16 MiB tmpfs
+    for command in (["runs"], ["show", rec["id"]], ["fsck"]):
+        p = repro(*command, cwd=proj, timeout=60)
+        assert p.returncode == 0 and "Traceback" not in p.stderr, (command, p.stderr)
+
+
+def test_orphan_recovery_survives_the_hostile_files_too(proj, home, engine):
+    """H4 again: recovery re-read the same files in every later command; the run must end
+    (lost) and the command must work."""
+    spec = hostile_spec(proj, pause=60)
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "launch",
+                             str(spec.relative_to(proj)), "--json"], cwd=proj,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, **LIMITS})
+    run_id = wait_for_running(engine, home)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    p = repro("runs", "--json", cwd=proj, timeout=120)
+    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+    p, rec = run_json("show", run_id, cwd=proj)
+    assert rec["status"] == "lost" and "died" in rec["reason"]
+    assert any("env.json is malformed" in w for w in rec["warnings"])
+
+
+def _unique_image_spec(proj: Path) -> Path:
+    recipe = proj / "images" / "unique"
+    recipe.mkdir()
+    (recipe / "recipe.yaml").write_text("base: ../base\n")
+    (recipe / "Dockerfile").write_text(f"ARG BASE\nFROM ${{BASE}}\nRUN echo {uuid.uuid4()} > "
+                                       "/etc/repro-test-id\n")
+    return add_spec(proj, "portable", """\
+        image: {build: ../images/unique}
+        command: [python3, -c, "import os; open('/repro/outputs/seen.txt', 'w').write(str(sorted(k for k in os.environ if k.startswith('HOSTILE'))))"]
+        """)
+
+
+def _put(bundle: Path, data: bytes) -> tuple[str, int]:
+    sha = hashlib.sha256(data).hexdigest()
+    (bundle / "artifacts" / sha).write_bytes(data)
+    return sha, len(data)
+
+
+def _poison(bundle: Path, victim_tag: str) -> None:
+    """What an attacker edits in a bundle: privileges in the record, and tags in the image
+    archive (its manifest.json names the image as the victim's recipe)."""
+    doc = json.loads((bundle / "manifest.json").read_text())
+    r = doc["record"]["resolved"]
+    r["network"] = "bridge"
+    r["secrets"] = ["HOSTILE_SECRET"]
+    r["secret_env"] = ["HOSTILE_SECRET"]
+    r["resources"]["cpus"] = 64.0
+    r["timeout_s"] = None
+    old = next(h for h, m in doc["artifacts"].items() if m["role"] == "image")
+    index = json.loads((bundle / "artifacts" / old).read_text())
+    member = next(m for m in index["members"] if m["name"] == "manifest.json")
+    entries = json.loads((bundle / "artifacts" / member["sha256"]).read_bytes())
+    for e in entries:
+        e["RepoTags"] = [victim_tag]
+    member["sha256"], member["size"] = _put(bundle, json.dumps(entries).encode())
+    doc["artifacts"][member["sha256"]] = {"role": "image-layer:manifest.json",
+                                          "size": member["size"], "bundled": True}
+    new, size = _put(bundle, json.dumps(index, sort_keys=True).encode())
+    doc["artifacts"][new] = {**doc["artifacts"].pop(old), "size": size}
+    r["image"]["archive"] = new
+    (bundle / "manifest.json").write_text(json.dumps(doc))
+
+
+@pytest.mark.archive
+def test_a_hostile_bundle_picks_neither_privileges_nor_image_tags(proj, home, tmp_path,
+                                                                 engine: Engine):
+    """H2: network, secrets and limits from a bundle were obeyed (verify still exited 0).
+    H3: tags inside a bundle's image archive were applied, so the victim's next launch of a
+    recipe ran the attacker's image. M6: a verified bundle left fsck red (no outputs, logs)."""
+    spec = _unique_image_spec(proj)
+    p, orig = launch_json(proj, spec)
+    assert p.returncode == 0, p.stderr
+    image = orig["resolved"]["image"]["digest"]
+    bundle = tmp_path / "bundle"
+    p, _ = run_json("export", orig["id"], "--bundle", str(bundle), cwd=proj)
+    assert p.returncode == 0, p.stderr
+    victim = f"repro/victim-{uuid.uuid4().hex[:8]}:latest"
+    _poison(bundle, victim)
+    engine.remove_image(image)
+    fresh = {"REPRO_HOME": str(tmp_path / "ci-home"), "HOSTILE_SECRET": "do-not-pass-me"}
+    try:
+        p, rec = run_json("verify", str(bundle), cwd=tmp_path, env=fresh)
+        assert p.returncode == 0, p.stderr
+        asks = p.stderr[p.stderr.index("came from a bundle; it asks for:"):]
+        assert "network: bridge" in asks and "secrets: HOSTILE_SECRET" in asks
+        assert "64 CPUs" in asks and "timeout none" in asks
+        r = rec["resolved"]
+        assert r["network"] == "none" and rec["hermetic"] and r["secrets"] == []
+        assert r["resources"]["cpus"] == float(os.cpu_count()) and r["timeout_s"] >= 600
+        notes = " | ".join(rec["warnings"])
+        assert "--allow-network" in notes and "--secret NAME" in notes
+        seen = repro("logs", rec["id"], cwd=tmp_path, env=fresh)
+        assert seen.returncode == 0
+        assert rec["verdict"]["result"] == "identical"  # seen.txt: no HOSTILE_* in the env
+        assert engine.image(victim) is None  # the archive's tag was never applied
+        assert engine.image(image)["tags"] == [f"repro-loaded:{image[7:19]}"]
+        p, doc = run_json("fsck", cwd=tmp_path, env=fresh)
+        assert p.returncode == 0 and doc["ok"], doc
+        p, granted = run_json("verify", str(bundle), "--allow-network", "--secret",
+                              "HOSTILE_SECRET", "--timeout", "5m", cwd=tmp_path, env=fresh)
+        assert granted["resolved"]["network"] == "bridge" and not granted["hermetic"]
+        assert granted["resolved"]["secrets"] == ["HOSTILE_SECRET"]
+        assert granted["verdict"]["result"] == "differs"  # it did see HOSTILE_SECRET now
+        assert granted["verdict"]["outputs"]["differ"][0]["path"] == "seen.txt"
+    finally:
+        engine.remove_image(image)
