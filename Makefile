@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 REPRO := $(VENV)/bin/repro
 
-.PHONY: install docker browser images demo test unit lint bench ui screenshots vendor clean
+.PHONY: install docker browser images demo test unit fuzz lint bench ui screenshots vendor clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -46,6 +46,11 @@ vendor:
 
 unit: install
 	$(PY) -m pytest tests/unit
+
+# the trust-boundary fuzzers at length (make test runs 40 examples each, derandomized)
+fuzz: install
+	REPRO_FUZZ_EXAMPLES=$${REPRO_FUZZ_EXAMPLES:-2000} REPRO_FUZZ_RANDOM=1 \
+		$(PY) -m pytest tests/unit/test_fuzz.py -q
 
 lint: install
 	$(VENV)/bin/ruff check .

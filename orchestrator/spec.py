@@ -254,6 +254,8 @@ def load_spec(path: str | Path) -> LoadedSpec:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
+    except RecursionError:
+        raise SpecError(f"{path}: invalid YAML: nested too deeply") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
@@ -261,7 +263,10 @@ def load_spec(path: str | Path) -> LoadedSpec:
         raise SpecError(f"{where}: invalid YAML: {problem}") from None
     lines: dict[Loc, int] = {}
     if node is not None:
-        _index_lines(node, (), lines, path)
+        try:
+            _index_lines(node, (), lines, path)
+        except RecursionError:
+            raise SpecError(f"{path}: invalid YAML: nested too deeply") from None
     if not isinstance(data, dict):
         raise SpecError(f"{path}:1: a run spec is a YAML mapping with 'version: 1' at the top")
     if data.get("version") != 1:

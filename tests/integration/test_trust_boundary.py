@@ -112,9 +112,12 @@ def _unique_image_spec(proj: Path) -> Path:
     (recipe / "recipe.yaml").write_text("base: ../base\n")
     (recipe / "Dockerfile").write_text(f"ARG BASE\nFROM ${{BASE}}\nRUN echo {uuid.uuid4()} > "
                                        "/etc/repro-test-id\n")
+    (proj / "examples" / "hello" / "seen.py").write_text(
+        "import os\nseen = sorted(k for k in os.environ if k.startswith('HOSTILE'))\n"
+        "open('/repro/outputs/seen.txt', 'w').write(str(seen))\n")
     return add_spec(proj, "portable", """\
         image: {build: ../images/unique}
-        command: [python3, -c, "import os; open('/repro/outputs/seen.txt', 'w').write(str(sorted(k for k in os.environ if k.startswith('HOSTILE'))))"]
+        command: [python3, /repro/code/seen.py]
         """)
 
 

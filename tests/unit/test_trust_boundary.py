@@ -29,6 +29,10 @@ __all__ = ["repo"]
 
 @pytest.fixture
 def exported(repo, tmp_path):
+    return make_bundle(repo, tmp_path)
+
+
+def make_bundle(repo: Path, tmp_path: Path) -> tuple[Path, RunRecord]:
     """A real bundle made by hand (no engine): the resolved run, an output and logs."""
     res, store = do(repo, tmp_path)
     out = store.artifacts.put_bytes(b"weights")
