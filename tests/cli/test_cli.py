@@ -8,9 +8,21 @@ import pytest
 
 from tests.helpers import ROOT, repro
 
-COMMANDS = ["launch", "runs", "show", "logs", "replay", "verify", "export", "sweep",
-            "compare", "tag", "note", "importance", "fsck", "gc", "ui", "doctor",
-            "image build", "image push"]
+def _commands() -> list[str]:
+    """Every command the typer app has (sub-commands as 'image build'), so a new command
+    cannot miss its help text or its README entry (sqlite-utils' test_docs.py)."""
+    import typer.main
+
+    from orchestrator.cli import app
+
+    names = []
+    for name, cmd in typer.main.get_command(app).commands.items():
+        subs = getattr(cmd, "commands", None)
+        names += [f"{name} {sub}" for sub in subs] if subs else [name]
+    return sorted(names)
+
+
+COMMANDS = _commands()
 
 
 def test_top_level_help_lists_every_command():
