@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -236,6 +237,7 @@ def import_bundle(path: Path, store: Store, on_line: Callable[[str], None]) -> R
                              "different record; a bundle cannot take another run's id "
                              "(export it again from where it was recorded)")
     wanted = record_artifacts(record)
+    index = None
     archive = record.resolved.image.archive or next(
         (h for h, a in manifest.artifacts.items() if a.role == "image"), None)
     members: list[tuple[str, str]] = []
@@ -305,7 +307,7 @@ def _stage_and_commit(wanted: dict[str, str], manifest: Manifest, folder: Path |
                                    "missing or not a plain file; re-export the run") from None
             with open(fd, "rb", buffering=CHUNK) as f:
                 st = os.fstat(f.fileno())
-                if not _regular(st.st_mode):
+                if not stat.S_ISREG(st.st_mode):
                     raise CannotReplay(f"bundle {folder}: artifacts/{hex_} is not a regular "
                                        "file; re-export the run")
                 if st.st_size >= PROGRESS_MIN:
@@ -321,12 +323,6 @@ def _stage_and_commit(wanted: dict[str, str], manifest: Manifest, folder: Path |
                         "corrupt")
             taken.add(hex_)
     return taken
-
-
-def _regular(mode: int) -> bool:
-    import stat
-
-    return stat.S_ISREG(mode)
 
 
 def _shown(role: str) -> str:

@@ -8,6 +8,7 @@ import pytest
 
 from tests.helpers import ROOT, repro
 
+
 def _commands() -> list[str]:
     """Every command the typer app has (sub-commands as 'image build'), so a new command
     cannot miss its help text or its README entry (sqlite-utils' test_docs.py)."""

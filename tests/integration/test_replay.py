@@ -97,16 +97,16 @@ def test_hardware_change_is_reported_and_strict_env_refuses(proj, home):
     assert rep["verdict"]["result"] == "identical"  # outputs still equal: said, not hidden
 
 
-def _unique_image_project(proj: Path) -> Path:
+def unique_image_project(proj: Path, script: str = "hello.py") -> Path:
     """A recipe whose image id exists only for this test (so it can be removed)."""
     recipe = proj / "images" / "unique"
     recipe.mkdir()
     (recipe / "recipe.yaml").write_text("base: ../base\n")
     (recipe / "Dockerfile").write_text(f"ARG BASE\nFROM ${{BASE}}\nRUN echo {uuid.uuid4()} > "
                                        "/etc/repro-test-id\n")
-    return add_spec(proj, "portable", """\
-        image: {build: ../images/unique}
-        command: [python3, /repro/code/hello.py]
+    return add_spec(proj, "portable", f"""\
+        image: {{build: ../images/unique}}
+        command: [python3, /repro/code/{script}]
         """)
 
 
@@ -115,7 +115,7 @@ def test_bundle_verifies_on_a_fresh_store_after_the_image_is_gone(proj, home, tm
                                                                    engine):
     """The CI story: launch, export a bundle, remove the image and the store, verify from the
     bundle alone: identical."""
-    spec = _unique_image_project(proj)
+    spec = unique_image_project(proj)
     p, orig = launch_json(proj, spec)
     assert p.returncode == 0, p.stderr
     image = orig["resolved"]["image"]

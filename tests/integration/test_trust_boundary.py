@@ -18,7 +18,7 @@ import pytest
 from orchestrator.engine import Engine
 from tests.helpers import repro
 from tests.integration.conftest import add_spec, launch_json, wait_for_running
-from tests.integration.test_replay import run_json
+from tests.integration.test_replay import run_json, unique_image_project
 
 pytestmark = pytest.mark.integration
 
@@ -107,18 +107,11 @@ def test_orphan_recovery_survives_the_hostile_files_too(proj, home, engine):
 
 
 def _unique_image_spec(proj: Path) -> Path:
-    recipe = proj / "images" / "unique"
-    recipe.mkdir()
-    (recipe / "recipe.yaml").write_text("base: ../base\n")
-    (recipe / "Dockerfile").write_text(f"ARG BASE\nFROM ${{BASE}}\nRUN echo {uuid.uuid4()} > "
-                                       "/etc/repro-test-id\n")
+    """The run writes which HOSTILE_* variables it saw (none, unless a secret is granted)."""
     (proj / "examples" / "hello" / "seen.py").write_text(
         "import os\nseen = sorted(k for k in os.environ if k.startswith('HOSTILE'))\n"
         "open('/repro/outputs/seen.txt', 'w').write(str(seen))\n")
-    return add_spec(proj, "portable", """\
-        image: {build: ../images/unique}
-        command: [python3, /repro/code/seen.py]
-        """)
+    return unique_image_project(proj, "seen.py")
 
 
 def _put(bundle: Path, data: bytes) -> tuple[str, int]:
