@@ -90,14 +90,14 @@ def fsck(store: Store, on_line: Callable[[str], None] = lambda _: None) -> dict[
                 problem(record.id, record.name, what, sha, str(verdicts[sha]))
     for folder in _code_caches(store):
         snapshot = folder.name
-        if check_artifact(store, snapshot) is not None:
-            why = "left without its snapshot (removed)"
-        else:
-            changed = cache_problems(snapshot, folder, store)
-            why = f"tampered: {'; '.join(changed[:3])} (removed)" if changed else ""
-        if why:
+        if check_artifact(store, snapshot) is not None:  # reported with its runs above
+            shutil.rmtree(folder, ignore_errors=True)  # and unusable without it
+            continue
+        changed = cache_problems(snapshot, folder, store)
+        if changed:
             shutil.rmtree(folder, ignore_errors=True)
-            problem(None, None, f"unpacked code {snapshot[:16]}...", None, why)
+            problem(None, None, f"unpacked code {snapshot[:16]}...", None,
+                    f"tampered: {'; '.join(changed[:3])} (removed)")
     return {"runs": runs, "artifacts": len(verdicts), "problems": problems,
             "not_carried": not_carried, "ok": not problems}
 
