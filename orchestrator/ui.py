@@ -39,11 +39,11 @@ def _out() -> Console:
     return _console(width=None if sys.stdout.isatty() else 200)
 
 
-def T(text: str, style: str = "") -> Text:
-    """rich Text of user data, control characters escaped."""
+def T(text: str, style: str = "", lines: bool = False) -> Text:
+    """rich Text of user data, control characters escaped (newlines kept with ``lines``)."""
     from rich.text import Text
 
-    return Text(printable(text), style=style)
+    return Text(printable(text, lines), style=style)
 
 
 def _tty_style(text: str, code: str) -> str:
@@ -255,7 +255,7 @@ def render_record(r: RunRecord, series: dict[str, list[tuple[int, float]]],
         out.print(T(f"warning: {w}", style="yellow"))
     if r.status != RunStatus.SUCCEEDED and r.stderr_tail.strip():
         out.print(T("stderr (tail):", style="bold"))
-        out.print(T(r.stderr_tail.rstrip()[-1500:], style="dim"))
+        out.print(T(r.stderr_tail.rstrip()[-1500:], style="dim", lines=True))
 
 
 def _files_table(title: str, files: dict[str, tuple[str, int]]) -> None:

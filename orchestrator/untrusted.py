@@ -108,12 +108,14 @@ def read_json(path: Path, limit: int = META_FILE_LIMIT, max_depth: int = MAX_DEP
     return None if data is None else loads(data, path.name, max_depth)
 
 
-def printable(text: str) -> str:
-    """``text`` with control characters (ANSI escapes, newlines, NUL...) shown as escapes,
-    so that nothing a job or a bundle wrote can move a terminal's cursor or restyle it."""
+def printable(text: str, lines: bool = False) -> str:
+    """``text`` with control characters (ANSI escapes, NUL, newlines unless ``lines``...)
+    shown as escapes, so nothing a job or a bundle wrote can move a terminal's cursor or
+    restyle it."""
     if text.isprintable():
         return text
-    return "".join(c if c.isprintable() or c == " " else _escape(c) for c in text)
+    keep = "\t\n" if lines else "\t"
+    return "".join(c if c.isprintable() or c in keep else _escape(c) for c in text)
 
 
 def _escape(c: str) -> str:

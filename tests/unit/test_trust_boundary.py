@@ -393,13 +393,15 @@ def test_markup_and_control_characters_in_user_data_print_as_text(exported, caps
     rec = record.model_copy(update={
         "metrics": {"[/x]": 1.0, "acc[bold]": 0.5},
         "outputs": {"esc\x1b]0;pwned\x07.txt": FileRef(sha256="a" * 64, size=1)},
-        "reason": "[red]not red[/red]\x1b[2J"})
+        "reason": "[red]not red[/red]\x1b[2J", "status": RunStatus.FAILED,
+        "stderr_tail": "Traceback:\n  boom\x1b[2J"})
     ui.render_runs([rec], {rec.id: {"team": "[/x]", "note": "\x1b[31mred"}})
     ui.render_record(rec, {}, tags={"k": "[/]"}, notes=[("2026-11-26T10:00:00Z", "[/x]")])
     out = capsys.readouterr().out
     assert "[/x]" in out and "[red]not red[/red]" in out and "acc[bold]" in out
     assert "\x1b]0;" not in out and "\x1b[2J" not in out and "\x1b[31m" not in out
     assert "\\x1b]0;pwned\\x07.txt" in out and "\\x1b[31mred" in out
+    assert "Traceback:\n  boom\\x1b[2J" in out  # a stderr tail keeps its lines
 
 
 def test_csv_cells_never_start_a_formula(exported, capsys):
