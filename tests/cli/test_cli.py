@@ -84,3 +84,29 @@ def test_unreachable_docker_names_the_socket(project, tmp_path):
 def test_debug_shows_the_traceback(tmp_path):
     p = repro("--debug", "show", "deadbeef", env={"REPRO_HOME": str(tmp_path / "h")})
     assert p.returncode == 4 and "Traceback" in p.stderr
+
+
+def test_import_then_rm_through_the_cli(tmp_path, monkeypatch):
+    """`repro import` of a bundle, then `repro rm`: one line each, and the store is clean."""
+    import json
+
+    from tests.helpers import make_repo
+    from tests.unit.test_resolve import SPEC
+    from tests.unit.test_trust_boundary import make_bundle
+
+    monkeypatch.setenv("REPRO_ARCHIVE_IMAGES", "0")
+    repo = make_repo(tmp_path / "repo", {"spec.yaml": SPEC, "job/train.py": "print(1)\n",
+                                         "data.bin": "0123456789"})
+    folder, record = make_bundle(repo, tmp_path)
+    env = {"REPRO_HOME": str(tmp_path / "other-home")}
+    p = repro("import", str(folder), cwd=tmp_path, env=env)
+    assert p.returncode == 0 and p.stdout.startswith(f"imported run {record.id} (r, succeeded)")
+    p = repro("import", str(folder / "manifest.json"), "--json", cwd=tmp_path, env=env)
+    assert json.loads(p.stdout)["origin"]["absent"] == []
+    p = repro("rm", record.id[:6], "--json", cwd=tmp_path, env=env)
+    assert p.returncode == 0 and json.loads(p.stdout) == {"removed": [record.id]}
+    assert json.loads(repro("runs", "--json", cwd=tmp_path, env=env).stdout) == []
+    p = repro("rm", record.id, cwd=tmp_path, env=env)
+    assert p.returncode == 4 and len(p.stderr.strip().splitlines()) == 1
+    p = repro("import", str(tmp_path / "nowhere"), cwd=tmp_path, env=env)
+    assert p.returncode == 2 and "no such bundle" in p.stderr
