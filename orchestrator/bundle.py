@@ -32,11 +32,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from . import settings
 from .engine import Engine
 from .errors import CannotReplay, UsageError
-from .hashing import CHUNK, canonical_json, hex_of
+from .hashing import CHUNK, canonical_json, hex_of, shown
 from .image_archive import archive_of, ensure_archived, member_digests, parse_index
-from .outputs import max_outputs
 from .record import Finite, Hex64, RunRecord
 from .store import Store
 from .store.artifacts import DigestMismatch
@@ -132,7 +132,7 @@ def export_bundle(record: RunRecord, store: Store, engine: Engine, dest: Path,
         raise UsageError(f"bundle folder {dest} is not empty; give a new folder")
     if archive_of(record.resolved.image, store) is None:
         if engine.image(record.resolved.image.digest) is None:
-            raise CannotReplay(f"run {record.id}: image {record.resolved.image.digest[:19]}... "
+            raise CannotReplay(f"run {record.id}: image {shown(record.resolved.image.digest)}... "
                                "is neither archived in the store nor in the engine; a bundle "
                                "without it could not be replayed")
         ensure_archived(record.resolved.image.digest, store, engine, on_line)
@@ -213,8 +213,9 @@ def validate_manifest(doc: dict[str, Any], path: Path) -> Manifest:
         problem = name_problem(name)
         if problem:
             raise refuse(f"{kind} name {name[:60]!r}: {problem}")
-    if len(record.outputs) + len(record.skipped_outputs) > max_outputs():
-        raise refuse(f"it lists more than {max_outputs()} outputs (REPRO_MAX_OUTPUTS)")
+    if len(record.outputs) + len(record.skipped_outputs) > settings.max_outputs():
+        raise refuse(f"it lists more than {settings.max_outputs()} outputs "
+                     "(REPRO_MAX_OUTPUTS)")
     if sum(len(pts) for pts in manifest.series.values()) > SERIES_LIMIT:
         raise refuse(f"it carries more than {SERIES_LIMIT} metric points")
     if sum(1 for a in manifest.artifacts.values() if a.role == "image") > 1:

@@ -141,7 +141,7 @@ def sweep(
 ) -> None:
     """Launch one recorded run per grid point (sharing a sweep id) and rank them."""
     from . import ui
-    from .errors import UsageError
+    from .errors import ExitCode, UsageError
     from .spec import apply_overrides, load_spec
     from .store import default_home
     from .sweep import parse_grid, plan, run_sweep
@@ -168,9 +168,9 @@ def sweep(
     else:
         ui.render_sweep(result.id, ranked, metric, list(values))
     if result.interrupted:
-        raise typer.Exit(130)
+        _exit(ExitCode.INTERRUPTED)
     if result.failed:
-        raise typer.Exit(3)
+        _exit(ExitCode.JOB_FAILED)
 
 
 @app.command()
@@ -344,7 +344,7 @@ def _grants(allow_network: bool, secret: list[str] | None, input_: list[str] | N
             timeout: str | None) -> Grants:
     from .errors import UsageError
     from .replay import Grants
-    from .spec import parse_duration
+    from .units import parse_duration
 
     inputs = {}
     for item in input_ or []:
@@ -353,7 +353,7 @@ def _grants(allow_network: bool, secret: list[str] | None, input_: list[str] | N
             raise UsageError(f"--input {item!r}: expected NAME=PATH")
         inputs[name] = Path(path)
     try:
-        seconds = parse_duration(timeout) if timeout else None
+        seconds = parse_duration(timeout, "--timeout") if timeout else None
     except ValueError as e:
         raise UsageError(f"--timeout {timeout}: {e}") from None
     return Grants(network=allow_network, secrets=tuple(secret or ()), inputs=inputs,
@@ -439,7 +439,7 @@ def export(
     from .bundle import export_bundle, manifest_of, needed_artifacts
     from .engine import Engine
     from .errors import UsageError
-    from .spec import parse_size
+    from .units import parse_size
 
     store = _existing_store(run)
     record = store.runs.get(run)
@@ -524,6 +524,7 @@ def image_push(
     from . import ui
     from .engine import Engine
     from .errors import ImageError
+    from .hashing import short, shown
     from .store import open_store
 
     engine = Engine()
@@ -531,14 +532,14 @@ def image_push(
     if info is None:
         raise ImageError(f"image {image} is not in the engine; build it with `repro image "
                          "build` or pull it first")
-    digest = engine.push(info["id"], repository, tag or info["id"][7:19], ui.progress)
+    digest = engine.push(info["id"], repository, tag or short(info["id"]), ui.progress)
     open_store().runs.add_push(info["id"], repository, digest)
     pinned = f"{repository}@{digest}"
     if json_:
         ui.print_json({"image": info["id"], "repository": repository, "digest": digest,
                        "ref": pinned})
     else:
-        typer.echo(f"pushed {info['id'][:19]}... as {pinned}\nuse it in a spec as: "
+        typer.echo(f"pushed {shown(info['id'])}... as {pinned}\nuse it in a spec as: "
                    f"image: {{ref: {pinned}}}")
 
 
@@ -647,12 +648,11 @@ def ui_serve(
         "(repeatable).")] = None,
 ) -> None:
     """Serve the dashboard (runs, run pages, comparisons, sweeps, importance) on localhost."""
-    import os
-
+    from . import settings
     from .store import default_home, open_store
     from .web import check_bind, make_server, read_token
 
-    token = read_token(token_file, os.environ.get("REPRO_UI_TOKEN"))
+    token = read_token(token_file, settings.ui_token())
     check_bind(host, allow_remote, token)
     home = default_home()
     open_store(home).close()  # create/migrate before serving
@@ -694,7 +694,7 @@ def doctor(
     else:
         ui.render_doctor(checks)
     if not all(c["ok"] for c in checks):
-        raise typer.Exit(ExitCode.ENVIRONMENT)
+        _exit(ExitCode.ENVIRONMENT)
 
 
 def _existing_store(run: str | None = None) -> Store | None:
@@ -759,9 +759,7 @@ def _exit(code: int) -> None:
 
 
 def _exit_for(record: RunRecord) -> None:
-    from .errors import STATUS_EXIT
-
-    _exit(STATUS_EXIT[str(record.status)])
+    _exit(record.status.exit_code)
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from typing import Any
 from . import gpu
 from .engine import Engine
 from .errors import ReproError
+from .hashing import shown
 from .images import recipe_kind
 from .recovery import recover
 from .store import default_home, open_store
@@ -41,7 +42,7 @@ def check(engine: Engine, images_dir: Path, home: Path | None = None) -> list[di
                 continue
             built = engine.image(f"repro/{folder.name.lower()}:latest")
             add(f"image {folder.name}", built is not None,
-                f"{kind} recipe, built as {built['id'][:19]}..." if built else
+                f"{kind} recipe, built as {shown(built['id'])}..." if built else
                 f"{kind} recipe, not built yet", f"repro image build {folder}")
     gpus, why = gpu.inventory()
     add("gpus", True, ", ".join(f"{g.name} ({g.memory_gb} GB, driver {g.driver}, CUDA "

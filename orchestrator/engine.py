@@ -18,7 +18,7 @@ from typing import Any
 
 from . import dockerhttp as dh
 from .errors import EngineUnavailable, ImageError
-from .hashing import chunks_of
+from .hashing import chunks_of, shown
 
 LABEL_RUN = "org.repro.run"
 LABEL_STORE = "org.repro.store"
@@ -143,7 +143,7 @@ class Engine:
 
     def save(self, image_id: str) -> Iterator[bytes]:
         """``docker save`` of one image, streamed (the archive keeps the image id)."""
-        what = f"save image {image_id[:19]}"
+        what = f"save image {shown(image_id)}"
         resp = self._stream(what, "GET", dh.path("/images/{}/get", image_id), timeout=None,
                             absent="image")
         yield from self._iter(what, dh.chunks(resp))

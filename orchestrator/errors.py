@@ -25,10 +25,7 @@ class ExitCode(IntEnum):
     INTERRUPTED = 130  # Ctrl-C / SIGTERM stopped the run
 
 
-# How a finished run and a replay verdict become the command's exit code.
-STATUS_EXIT = {"succeeded": ExitCode.OK, "failed": ExitCode.JOB_FAILED,
-               "timeout": ExitCode.TIMEOUT, "interrupted": ExitCode.INTERRUPTED,
-               "lost": ExitCode.ENVIRONMENT}
+# How a replay verdict becomes the command's exit code (a run's status: RunStatus.exit_code).
 VERDICT_EXIT = {"identical": ExitCode.OK, "within-tolerance": ExitCode.OK,
                 "differs": ExitCode.DIFFERS}
 

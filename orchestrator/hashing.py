@@ -53,3 +53,13 @@ def as_digest(hex_: str) -> str:
 
 def hex_of(digest: str) -> str:
     return digest.removeprefix("sha256:")
+
+
+def short(digest: str, n: int = 12) -> str:
+    """The first ``n`` hex digits of a digest (image tags, recipe tags)."""
+    return hex_of(digest)[:n]
+
+
+def shown(digest: str) -> str:
+    """A digest as people read it in messages: ``sha256:`` and its first 12 hex digits."""
+    return "sha256:" + short(digest)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import tarfile
 from collections.abc import Callable, Iterable, Iterator
 from typing import Annotated, Any, Literal
@@ -32,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from .engine import Engine, repository_of
 from .errors import CannotReplay, ImageError, ReproError
-from .hashing import CHUNK, hex_of, sha256_file
+from .hashing import CHUNK, hex_of, sha256_file, shown
 from .record import Hex64, ImageRef
 from .store import Store
 from .untrusted import Untrusted, loads
@@ -73,23 +72,19 @@ class _Index(BaseModel):
     members: list[_Member]
 
 
-def archiving_enabled() -> bool:
-    return os.environ.get("REPRO_ARCHIVE_IMAGES", "1").lower() not in ("0", "false", "no", "off")
-
-
 def ensure_archived(image_id: str, store: Store, engine: Engine,
                     on_line: Callable[[str], None]) -> str:
     """sha256 hex of the image's archive index in the store, saving it on first use."""
     known = store.runs.image_archive(image_id)
     if known and complete(known[0], store):
         return known[0]
-    on_line(f"archiving image {image_id[:19]} into the store (first use of this image)")
+    on_line(f"archiving image {shown(image_id)} into the store (first use of this image)")
     index, new_bytes = split_into_store(engine.save(image_id), store,
-                                        f"image {image_id[:19]} archive", on_line)
+                                        f"image {shown(image_id)} archive", on_line)
     index_sha = store.artifacts.put_bytes(json.dumps(index, sort_keys=True).encode())
     store.runs.add_image_archive(image_id, index_sha, index["size"])
     shared = index["size"] - new_bytes
-    on_line(f"archived image {image_id[:19]}: {index['size'] >> 20} MiB"
+    on_line(f"archived image {shown(image_id)}: {index['size'] >> 20} MiB"
             + (f" ({shared >> 20} MiB of layers already in the store)" if shared >> 20 else ""))
     return index_sha
 
@@ -186,14 +181,14 @@ def ensure_present(image: ImageRef, store: Store, engine: Engine,
     if archive is not None:
         for what, sha in [("archive", archive), *member_digests(archive, store)]:
             if sha256_file(store.artifacts.path(sha))[0] != sha:
-                raise CannotReplay(f"image {image.digest[:19]}: {what} ({sha[:16]}...) is "
+                raise CannotReplay(f"image {shown(image.digest)}: {what} ({sha[:16]}...) is "
                                    "corrupt in the store (its bytes no longer match their "
                                    "hash); run `repro fsck`, re-export or re-push the image")
-        on_line(f"loading image {image.digest[:19]} from the store's archive")
+        on_line(f"loading image {shown(image.digest)} from the store's archive")
         index = read_index(archive, store)
         if index is None:  # stored whole by an older repro: split it, then load as usual
             index, _ = split_into_store(store.artifacts.chunks(archive), store,
-                                        f"image {image.digest[:19]} archive")
+                                        f"image {shown(image.digest)} archive")
         if _load(index, image.digest, store, engine):
             return "archive"
     for ref in _registry_refs(image, store) if registries else []:
@@ -205,9 +200,9 @@ def ensure_present(image: ImageRef, store: Store, engine: Engine,
             continue
         if engine.image(image.digest) is not None:
             return "registry"
-        raise CannotReplay(f"{ref} did not give the recorded image {image.digest[:19]}; the "
+        raise CannotReplay(f"{ref} did not give the recorded image {shown(image.digest)}; the "
                            "registry serves something else under that digest")
-    raise CannotReplay(f"image {image.digest[:19]}... is not in the engine, not archived in "
+    raise CannotReplay(f"image {shown(image.digest)}... is not in the engine, not archived in "
                        "the store and not pushed anywhere known; export the run with its "
                        "image from a machine that has it (`repro export RUN --bundle DIR`)")
 
@@ -218,7 +213,7 @@ def _load(index: dict[str, Any], image_id: str, store: Store, engine: Engine) ->
     try:
         loaded = engine.load(join_from_store(index, store, image_id))
     except ImageError as e:
-        raise CannotReplay(f"image {image_id[:19]}: the engine rejected its archive ({e}); "
+        raise CannotReplay(f"image {shown(image_id)}: the engine rejected its archive ({e}); "
                            "re-export the run from where it was recorded") from None
     for other in loaded:
         if other.startswith("sha256:") and other != image_id:  # nothing else may stay
@@ -261,7 +256,7 @@ def _untagged(index: dict[str, Any], store: Store, image_id: str) -> dict[str, b
     """New bytes for the archive's manifest.json (and index.json): only ``image_id``, no
     names. CannotReplay when the archive does not hold that image."""
     members = {m["name"]: m for m in index["members"] if "sha256" in m}
-    what = f"image {image_id[:19]} archive"
+    what = f"image {shown(image_id)} archive"
 
     def doc_of(name: str) -> Any:
         with store.artifacts.open(members[name]["sha256"]) as f:

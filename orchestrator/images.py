@@ -24,8 +24,10 @@ from pathlib import Path
 
 import yaml
 
+from . import settings
 from .engine import LABEL_RECIPE, Engine
 from .errors import ImageError
+from .hashing import short
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 ROOTFS_ENV = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -86,7 +88,7 @@ def build(folder: Path, engine: Engine, on_line: Callable[[str], None],
             base = build((folder / base_rel).resolve(), engine, on_line, force=False)
     digest = folder_digest(folder, extra=base.id if base else "")
     repo = f"repro/{folder.name.lower()}"
-    tag = f"{repo}:{digest[7:19]}"
+    tag = f"{repo}:{short(digest)}"
     if not force:
         found = engine.image(tag)  # one inspect; the label proves it is this recipe's build
         if found and found["labels"].get(LABEL_RECIPE) == digest:
@@ -98,7 +100,7 @@ def build(folder: Path, engine: Engine, on_line: Callable[[str], None],
     else:
         args = {"BASE": base.id} if base else {}
         image_id = engine.build(folder, tag, args, {LABEL_RECIPE: digest}, on_line)
-    engine.tag(image_id, repo, digest[7:19])
+    engine.tag(image_id, repo, short(digest))
     engine.tag(image_id, repo, "latest")
     return BuiltImage(id=image_id, tag=tag, recipe=str(folder), recipe_digest=digest,
                       reused=False)
@@ -113,7 +115,7 @@ def _build_rootfs(folder: Path, repo: str, digest: str, engine: Engine,
     if os.geteuid() != 0:
         raise ImageError(f"{folder}: debootstrap needs root; run `repro image build` as root")
     suite = str(recipe.get("suite", "bookworm"))
-    mirror = os.environ.get("REPRO_DEBIAN_MIRROR") or recipe.get("mirror") or DEFAULT_MIRROR
+    mirror = settings.debian_mirror() or recipe.get("mirror") or DEFAULT_MIRROR
     include = ",".join(recipe.get("include", []))
     with tempfile.TemporaryDirectory(prefix="repro-rootfs-", dir="/var/tmp") as tmp:
         rootfs = Path(tmp, "rootfs")
@@ -138,7 +140,7 @@ def _build_rootfs(folder: Path, repo: str, digest: str, engine: Engine,
         changes += [f"LABEL {LABEL_RECIPE}={digest}", 'CMD ["python3"]']
         for key, value in (recipe.get("env") or {}).items():
             changes.append(f"ENV {key}={value}")
-        return engine.import_rootfs(tar_path, repo, digest[7:19], changes)
+        return engine.import_rootfs(tar_path, repo, short(digest), changes)
 
 
 def _stream(cmd: list[str], on_line: Callable[[str], None]) -> None:

@@ -19,6 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from . import settings
 from .record import FileRef
 from .store.artifacts import ArtifactStore, TooLarge
 from .untrusted import (
@@ -32,33 +33,6 @@ from .untrusted import (
 
 MAX_DIR_DEPTH = 64  # folders below /repro/outputs that are walked
 PARAM_TEXT_LIMIT = 1000  # characters of a logged string param
-
-
-def setting(name: str, default: str, what: str) -> int:
-    from .errors import UsageError
-    from .spec import parse_size
-
-    raw = os.environ.get(name, default)
-    try:
-        return parse_size(raw.strip(), name)
-    except ValueError as e:
-        raise UsageError(f"{e} ({what})") from None
-
-
-def output_limit() -> int:
-    """REPRO_OUTPUT_LIMIT (bytes, or like '2g'); default 64 GiB per output file."""
-    return setting("REPRO_OUTPUT_LIMIT", str(64 << 30), "bytes of one output file")
-
-
-def run_output_limit() -> int:
-    """REPRO_RUN_OUTPUT_LIMIT: bytes of all of one run's outputs together; default 256 GiB."""
-    return setting("REPRO_RUN_OUTPUT_LIMIT", str(256 << 30), "bytes of a run's outputs")
-
-
-def max_outputs() -> int:
-    """REPRO_MAX_OUTPUTS: output files one run may record; default 10,000 (a record lists
-    each, and 20,000 made a 2 MB record)."""
-    return setting("REPRO_MAX_OUTPUTS", "10000", "output files of a run")
 
 
 @lru_cache(maxsize=64)
@@ -108,9 +82,9 @@ def collect(outputs_dir: Path, globs: list[str], artifacts: ArtifactStore,
     devices are skipped, never opened; names that are not printable UTF-8 are skipped; at
     most ``count`` files, ``limit`` bytes each and ``total`` bytes together are stored, and
     hitting a cap is a problem that fails the run."""
-    limit = output_limit() if limit is None else limit
-    total = run_output_limit() if total is None else total
-    count = max_outputs() if count is None else count
+    limit = settings.output_limit() if limit is None else limit
+    total = settings.run_output_limit() if total is None else total
+    count = settings.max_outputs() if count is None else count
     found = Collected()
     used = 0
     for rel, st, why in _walk(outputs_dir, found):

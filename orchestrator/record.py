@@ -18,6 +18,7 @@ from pydantic import (
     field_validator,
 )
 
+from .errors import ExitCode
 from .untrusted import relative_path_problem
 
 SCHEMA_VERSION = 1
@@ -62,6 +63,13 @@ class RunStatus(StrEnum):
     @property
     def terminal(self) -> bool:
         return self not in (RunStatus.PENDING, RunStatus.RUNNING)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """The `repro` command's exit code for a run that ended so (README: Exit codes)."""
+        return {RunStatus.SUCCEEDED: ExitCode.OK, RunStatus.FAILED: ExitCode.JOB_FAILED,
+                RunStatus.TIMEOUT: ExitCode.TIMEOUT, RunStatus.INTERRUPTED: ExitCode.INTERRUPTED,
+                }.get(self, ExitCode.ENVIRONMENT)  # lost, or not finished
 
 
 ALLOWED = {

@@ -15,10 +15,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from . import settings
 from .engine import Engine
 from .errors import SpecError
-from .hashing import digest_of, sha256_file
-from .image_archive import archiving_enabled, ensure_archived
+from .hashing import digest_of, hex_of, sha256_file, shown
+from .image_archive import ensure_archived
 from .images import build as build_image
 from .record import ImageRef, InputRef, PackagesRef, ResolvedSpec, ResourcesRef, RunRecord
 from .runtime.repro_boot import parse_lock
@@ -28,7 +29,6 @@ from .store import Store
 
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "BLIS_NUM_THREADS")
-INPUT_STORE_LIMIT = int(os.environ.get("REPRO_INPUT_STORE_LIMIT", str(1 << 30)))
 
 
 SECRET_MIN = 4  # characters a secret (and each redacted line of one) must have
@@ -130,7 +130,7 @@ def resolve(loaded: LoadedSpec, store: Store, engine: Engine, *, allow_dirty: bo
                         "again by replay)")
 
     image = resolve_image(spec.image, loaded, engine, strict, warnings, on_line)
-    if archiving_enabled():
+    if settings.archive_images():
         image = image.model_copy(update={"archive": ensure_archived(image.digest, store,
                                                                      engine, on_line)})
     if spec.code.path:
@@ -282,7 +282,7 @@ def resolve_image(image: ImageSpec, loaded: LoadedSpec, engine: Engine, strict: 
     if image.pinned:
         return ImageRef(ref=ref, digest=info["id"], repo_digest=ref.split("@", 1)[1])
     repo_digest = next((d.split("@", 1)[1] for d in info["repo_digests"]), None)
-    warnings.append(f"image {ref} is a tag; recorded its digest {info['id'][:19]}... (pin it "
+    warnings.append(f"image {ref} is a tag; recorded its digest {shown(info['id'])}... (pin it "
                     "as NAME@sha256:... to make the spec itself reproducible)")
     return ImageRef(ref=ref, digest=info["id"], repo_digest=repo_digest)
 
@@ -308,7 +308,7 @@ def _file_digest(path: Path, store: Store) -> tuple[str, int, bool]:
     in the same pass (so the container reads exactly the bytes that were hashed)."""
     st = path.stat()
     cached = store.runs.cached_hash(str(path), st.st_size, st.st_mtime_ns, st.st_ino)
-    keep = st.st_size <= INPUT_STORE_LIMIT
+    keep = st.st_size <= settings.input_store_limit()
     if cached and (not keep or store.artifacts.has(cached)):
         return cached, st.st_size, keep
     if keep:
@@ -336,4 +336,4 @@ def dir_digest(path: Path, store: Store) -> tuple[str, int]:
                 store.runs.cache_hash(str(p), st.st_size, st.st_mtime_ns, st.st_ino, sha)
             manifest[p.relative_to(path).as_posix()] = sha
             total += st.st_size
-    return digest_of(manifest)[7:], total
+    return hex_of(digest_of(manifest)), total

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from . import capture, gpu
+from . import capture, gpu, settings
 from .engine import (
     LABEL_RUN,
     LABEL_STORE,
@@ -34,6 +34,7 @@ from .engine import (
     WaitTimeout,
 )
 from .errors import ReproError
+from .hashing import shown
 from .outputs import collect, final_metrics, read_logged_params, read_series
 from .record import FileRef, RunRecord, RunStatus, utc_now
 from .resolve import Redactor, Resolution, resolve
@@ -42,7 +43,6 @@ from .runtime.repro_boot import LOCK_MISMATCH
 from .spec import LoadedSpec
 from .store import Store
 
-STOP_GRACE_S = float(os.environ.get("REPRO_STOP_GRACE", "10"))
 CONTAINER_USER = "65534:65534"  # nobody:nogroup; never root
 
 
@@ -121,7 +121,7 @@ def execute(record: RunRecord, res: Resolution, store: Store, engine: Engine, ho
             _run_container(record, res, store, engine, hooks, cfg, log_path, work / "meta", live)
     except (Interrupted, KeyboardInterrupt):
         if live.cid:
-            _quietly(lambda: engine.stop(live.cid, grace=STOP_GRACE_S))
+            _quietly(lambda: engine.stop(live.cid, grace=settings.stop_grace()))
         record.status = RunStatus.INTERRUPTED
         record.reason = "interrupted (Ctrl-C or SIGTERM); container stopped, partial outputs"
         hooks.on_line(f"interrupted: stopping run {record.id}")
@@ -146,13 +146,13 @@ def _run_container(record: RunRecord, res: Resolution, store: Store, engine: Eng
     live.previous = RunStatus.RUNNING
     live.started = time.monotonic()
     engine.start(cid)
-    hooks.on_line(f"run {record.id} started ({res.resolved.image.digest[:19]})")
+    hooks.on_line(f"run {record.id} started ({shown(res.resolved.image.digest)})")
     live.follower, live.log_problems = _follow_logs(engine, cid, log_path, hooks.on_log,
                                                     res.redact_bytes)
     try:
         exit_ = engine.wait(cid, timeout=res.resolved.timeout_s)
     except WaitTimeout:
-        engine.stop(cid, grace=min(STOP_GRACE_S, 5))
+        engine.stop(cid, grace=min(settings.stop_grace(), 5))
         record.status = RunStatus.TIMEOUT
         record.reason = f"timed out after {res.resolved.timeout_s:g} s; stopped"
     else:
@@ -333,15 +333,9 @@ def _container_config(record: RunRecord, res: Resolution, work: Path, store: Sto
         nano_cpus=int(r.resources.cpus * 1e9), memory_bytes=r.resources.memory_bytes,
         network=r.network, labels={LABEL_RUN: record.id, LABEL_STORE: str(store.home),
                                    **({LABEL_SWEEP: record.sweep_id} if record.sweep_id else {})},
-        gpu_ids=[g.uuid for g in assigned], tmp_bytes=tmp_size(r.resources.memory_bytes))
-
-
-def tmp_size(memory_bytes: int) -> int:
-    """REPRO_TMP_SIZE, else the run's memory limit: a tmpfs is charged to the container's
-    memory, so /tmp can never fill the host's disk."""
-    from .outputs import setting
-
-    return setting("REPRO_TMP_SIZE", str(memory_bytes), "size of the job's /tmp")
+        gpu_ids=[g.uuid for g in assigned],
+        # a tmpfs is charged to the container's memory, so /tmp can never fill the disk
+        tmp_bytes=settings.tmp_size(r.resources.memory_bytes))
 
 
 def _run_info(record: RunRecord, res: Resolution) -> dict:

@@ -26,10 +26,11 @@ from pydantic import (
 )
 
 from .errors import SpecError
+from .units import parse_duration, parse_size
+from .untrusted import HEX64
 
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 ENV_NAME_RE = r"^[A-Za-z_][A-Za-z0-9_]*$"
-HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 ParamValue = StrictBool | StrictInt | StrictFloat | StrictStr
 
@@ -172,46 +173,15 @@ class RunSpec(_Strict):
 
 # -- value parsers -------------------------------------------------------------------------
 
-_MEM = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.I)
-
-
-def parse_size(v: Any, what: str = "size") -> int:
-    """'512m', '2g', '2GiB', '100', or a byte count -> bytes (binary units, like Docker)."""
-    if isinstance(v, bool):
-        raise ValueError(f"{what} must be like '2g' or '512m'")
-    if isinstance(v, int):
-        return v
-    m = _MEM.match(str(v))
-    if not m:
-        raise ValueError(f"{what} {v!r} must be like '2g', '512m' or a byte count")
-    return int(float(m.group(1)) * 1024 ** " kmgt".index(m.group(2).lower() or " "))
+DOCKER_MEMORY_MIN = 6 << 20
 
 
 def parse_memory(v: Any) -> int:
     """resources.memory -> bytes; at least Docker's minimum of 6 MiB."""
     n = parse_size(v, "memory")
-    if n < 6 * 1024 * 1024:
+    if n < DOCKER_MEMORY_MIN:
         raise ValueError("memory must be at least 6m (Docker's minimum)")
     return n
-
-
-_DUR = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
-
-
-def parse_duration(v: Any) -> float:
-    """90, 90.5, '90s', '10m', '2h', '1d' -> seconds."""
-    if isinstance(v, bool):
-        raise ValueError("timeout must be seconds or like '10m'")
-    if isinstance(v, int | float):
-        seconds = float(v)
-    else:
-        m = _DUR.match(str(v))
-        if not m:
-            raise ValueError(f"timeout {v!r} must be seconds or like '90s', '10m', '2h'")
-        seconds = float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2) or "s"]
-    if seconds <= 0:
-        raise ValueError("timeout must be positive")
-    return seconds
 
 
 # -- loading -------------------------------------------------------------------------------

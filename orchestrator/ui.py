@@ -12,6 +12,7 @@ import sys
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from .hashing import shown
 from .record import RunRecord, RunStatus
 from .untrusted import printable
 
@@ -202,7 +203,7 @@ def render_record(r: RunRecord, series: dict[str, list[tuple[int, float]]],
     kv.add_row("image", f"{res.image.digest}" + (f"  ({res.image.ref})" if res.image.ref else ""))
     code = res.code
     kv.add_row("code", f"{code.commit or 'no commit'}{' (dirty)' if code.dirty else ''}  "
-               f"{code.path}  snapshot {code.snapshot[:19]}...")
+               f"{code.path}  snapshot {shown(code.snapshot)}...")
     kv.add_row("command", " ".join(res.command))
     kv.add_row("seed", str(res.seed))
     rs = res.resources

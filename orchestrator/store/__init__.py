@@ -5,7 +5,6 @@ Home: ``REPRO_HOME``, else ``.repro/`` of the working directory.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,8 +15,9 @@ from .runs import RunStore
 
 
 def default_home() -> Path:
-    env = os.environ.get("REPRO_HOME")
-    return Path(env).expanduser().resolve() if env else (Path.cwd() / ".repro").resolve()
+    from ..settings import home
+
+    return home()
 
 
 @dataclass

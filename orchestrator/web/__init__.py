@@ -35,9 +35,9 @@ from ..importance import SAMPLE_RUNS, importance_of
 from ..query import compile_where, parse_sort
 from ..store import Store, open_store
 from ..ui import flat_row, record_json
+from ..untrusted import HEX64
 
 STATIC = Path(__file__).resolve().parent / "static"
-HEX64 = re.compile(r"^[0-9a-f]{64}$")
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 PAGE_MAX = 1000
 TOKEN_MIN = 16  # characters of a dashboard token

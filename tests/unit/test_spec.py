@@ -6,10 +6,10 @@ from orchestrator.errors import SpecError
 from orchestrator.spec import (
     apply_overrides,
     load_spec,
-    parse_duration,
     parse_memory,
     substitute,
 )
+from orchestrator.units import parse_duration
 
 GOOD = """\
 version: 1

@@ -1,0 +1,117 @@
+"""Every ``REPRO_*`` variable, parsed in one place, when it is first needed.
+
+A bad value is a one-line UsageError naming the variable and the form it takes (once,
+``REPRO_INPUT_STORE_LIMIT=2g`` was "internal error: invalid literal for int()"). Nothing
+here runs at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import UsageError
+from .units import parse_duration, parse_size
+
+GiB = 1 << 30
+
+
+def _raw(name: str) -> str | None:
+    value = os.environ.get(name)
+    return None if value is None or not value.strip() else value.strip()
+
+
+def size(name: str, default: int) -> int:
+    raw = _raw(name)
+    if raw is None:
+        return default
+    try:
+        return parse_size(raw, name)
+    except ValueError as e:
+        raise UsageError(f"{e}; set it to bytes or like 64g, 512m") from None
+
+
+def seconds(name: str, default: float) -> float:
+    raw = _raw(name)
+    if raw is None:
+        return default
+    try:
+        return parse_duration(raw, name)
+    except ValueError as e:
+        raise UsageError(f"{e}; set it to seconds or like 30s, 10m") from None
+
+
+def count(name: str, default: int) -> int:
+    raw = _raw(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise UsageError(f"{name} {raw!r} must be a positive whole number")
+    return int(raw)
+
+
+def flag(name: str, default: bool) -> bool:
+    raw = _raw(name)
+    if raw is None:
+        return default
+    low = raw.lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise UsageError(f"{name} {raw!r} must be 1/0, true/false, yes/no or on/off")
+
+
+# -- the variables, one function each (README: "Settings") -------------------------------------
+
+def home() -> Path:
+    """REPRO_HOME: the store (records, artifacts, logs); default ./.repro."""
+    raw = _raw("REPRO_HOME")
+    return Path(raw).expanduser().resolve() if raw else (Path.cwd() / ".repro").resolve()
+
+
+def output_limit() -> int:
+    """REPRO_OUTPUT_LIMIT: bytes of one output file (default 64 GiB)."""
+    return size("REPRO_OUTPUT_LIMIT", 64 * GiB)
+
+
+def run_output_limit() -> int:
+    """REPRO_RUN_OUTPUT_LIMIT: bytes of all of one run's outputs together (default 256 GiB)."""
+    return size("REPRO_RUN_OUTPUT_LIMIT", 256 * GiB)
+
+
+def max_outputs() -> int:
+    """REPRO_MAX_OUTPUTS: output files a run may record (default 10,000)."""
+    return count("REPRO_MAX_OUTPUTS", 10_000)
+
+
+def input_store_limit() -> int:
+    """REPRO_INPUT_STORE_LIMIT: input files up to this size are copied into the store
+    (default 1 GiB)."""
+    return size("REPRO_INPUT_STORE_LIMIT", GiB)
+
+
+def tmp_size(memory_bytes: int) -> int:
+    """REPRO_TMP_SIZE: the job's /tmp tmpfs (default: its memory limit)."""
+    return size("REPRO_TMP_SIZE", memory_bytes)
+
+
+def stop_grace() -> float:
+    """REPRO_STOP_GRACE: seconds between SIGTERM and SIGKILL when a run is stopped
+    (default 10)."""
+    return seconds("REPRO_STOP_GRACE", 10.0)
+
+
+def archive_images() -> bool:
+    """REPRO_ARCHIVE_IMAGES: archive each image into the store on first use (default on)."""
+    return flag("REPRO_ARCHIVE_IMAGES", True)
+
+
+def debian_mirror() -> str | None:
+    """REPRO_DEBIAN_MIRROR: the Debian mirror debootstrap uses for rootfs recipes."""
+    return _raw("REPRO_DEBIAN_MIRROR")
+
+
+def ui_token() -> str | None:
+    """REPRO_UI_TOKEN: the dashboard's token (never from the command line)."""
+    return os.environ.get("REPRO_UI_TOKEN") or None
