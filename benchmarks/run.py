@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from orchestrator.capture import cpu_facts  # noqa: E402
-from orchestrator.engine import Engine  # noqa: E402
+from orchestrator.engine import connect  # noqa: E402
 from orchestrator.image_archive import ensure_archived  # noqa: E402
 from orchestrator.images import build  # noqa: E402
 from orchestrator.store import open_store  # noqa: E402
@@ -61,7 +61,7 @@ def bench_launch(n: int, tmp: Path) -> dict:
     git(proj, "add", "-A")
     git(proj, "commit", "-qm", "bench")
     env = {**os.environ, "REPRO_HOME": str(tmp / "home")}
-    image = build(ROOT / "images" / "base", Engine(), on_line=lambda _: None).id
+    image = build(ROOT / "images" / "base", connect(), on_line=lambda _: None).id
     launch = [*REPRO, "launch", "specs/hello.yaml", "--json", "-q"]
     docker = ["docker", "run", "--rm", "--network", "none", "--user", "65534:65534", image,
               "python3", "-c", "print('hello from repro')"]
@@ -117,7 +117,7 @@ def bench_archive(image: str, n: int, tmp: Path) -> dict:
     for i in range(n):
         store = open_store(tmp / f"archive-{i}")
         t0 = time.perf_counter()
-        ensure_archived(image, store, Engine(), lambda _: None)
+        ensure_archived(image, store, connect(), lambda _: None)
         ours.append(time.perf_counter() - t0)
         size = store.runs.image_archive(image)[1]
         shutil.rmtree(tmp / f"archive-{i}")
@@ -166,7 +166,7 @@ def import_cost() -> dict:
 
 def report(res: dict, out: Path) -> None:
     cpu = cpu_facts()
-    docker_v = Engine().version()["version"]
+    docker_v = connect().version()["version"]
     la, ing, hp, imp = res["launch"], res["ingest"], res["help"], res["imports"]
     ar, lg = res["archive"], res["logs"]
     ok = lambda r, t: "meets" if r <= t else "misses"  # noqa: E731

@@ -33,7 +33,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import settings
-from .engine import Engine
+from .engine import ImageBackend
 from .errors import CannotReplay, UsageError
 from .hashing import CHUNK, canonical_json, hex_of, shown
 from .image_archive import archive_of, ensure_archived, member_digests, parse_index
@@ -125,7 +125,7 @@ def _left_out(meta: dict[str, Any], max_input: int | None, max_output: int | Non
     return False
 
 
-def export_bundle(record: RunRecord, store: Store, engine: Engine, dest: Path,
+def export_bundle(record: RunRecord, store: Store, engine: ImageBackend, dest: Path,
                   max_input_size: int | None, on_line: Callable[[str], None],
                   max_output_size: int | None = None) -> dict[str, Any]:
     if dest.exists() and any(dest.iterdir()):

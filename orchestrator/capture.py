@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .engine import Engine
 from .gpu import GPU
 
 ENV_JSON_LIMIT = 16 << 20  # bytes of the boot script's env.json (packages of a big image)
@@ -62,8 +61,9 @@ def memory_gb() -> float | None:
     return None if total is None else round(total / 2**30, 1)
 
 
-def host_facts(engine: Engine, gpus: list[GPU], assigned: list[GPU]) -> dict[str, Any]:
-    docker = engine.version()
+def host_facts(engine: dict[str, Any], gpus: list[GPU], assigned: list[GPU]) -> dict[str, Any]:
+    """This machine's facts; ``engine`` is what the engine said of itself (its version)."""
+    docker = engine
     return {
         "os": os_name(),
         "kernel": platform.release(),
@@ -71,6 +71,7 @@ def host_facts(engine: Engine, gpus: list[GPU], assigned: list[GPU]) -> dict[str
         "memory_gb": memory_gb(),
         "docker": docker["version"],
         "docker_api": docker["api"],
+        "engine": docker.get("engine", "docker"),
         "gpus": [g.as_dict() for g in gpus],
         "gpus_assigned": [g.uuid for g in assigned],
         "repro": __version__,

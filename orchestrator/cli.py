@@ -64,14 +64,14 @@ def launch(
 ) -> None:
     """Run a spec in a container and record everything about it."""
     from . import ui
-    from .engine import Engine
+    from .engine import connect
     from .runner import launch as launch_run
     from .spec import apply_overrides, load_spec
     from .store import open_store
 
     loaded = apply_overrides(load_spec(spec), param or [])
     store = _recovered(open_store())
-    record = launch_run(loaded, store, Engine(), allow_dirty=allow_dirty, strict=strict,
+    record = launch_run(loaded, store, connect(), allow_dirty=allow_dirty, strict=strict,
                         hooks=_hooks(quiet))
     series = store.runs.steps(record.id)
     if json_:
@@ -373,14 +373,14 @@ def replay(
     json_: JsonOpt = False,
 ) -> None:
     """Run a recorded run again from its record alone and compare every output bit for bit."""
-    from .engine import Engine
+    from .engine import connect
     from .replay import parse_tolerances
     from .replay import replay as replay_run
     tolerances = parse_tolerances(tolerance or [])
     grants = _grants(allow_network, secret, input_, timeout)
     store = _existing_store(run)
     original = store.runs.get(run)
-    rec = replay_run(original, store, Engine(), _hooks(quiet), tolerances, strict_env, grants)
+    rec = replay_run(original, store, connect(), _hooks(quiet), tolerances, strict_env, grants)
     _render_replay(rec, store, json_)
     _exit(_verdict_exit(rec))
 
@@ -402,7 +402,7 @@ def verify(
 ) -> None:
     """CI gate: replay and exit 0 only if the recorded result reproduces (8 differs, 9 cannot
     replay)."""
-    from .engine import Engine
+    from .engine import connect
     from .replay import parse_tolerances
     from .store import open_store
     from .verify import junit as junit_xml
@@ -411,7 +411,7 @@ def verify(
     tolerances = parse_tolerances(tolerance or [])
     grants = _grants(allow_network, secret, input_, timeout)
     store = _recovered(open_store()) if Path(target).exists() else _existing_store(target)
-    original, rec = verify_run(target, store, Engine(), _hooks(quiet), tolerances, strict_env,
+    original, rec = verify_run(target, store, connect(), _hooks(quiet), tolerances, strict_env,
                                grants)
     if junit is not None:
         junit.write_text(junit_xml(original, rec))
@@ -437,7 +437,7 @@ def export(
     on a machine that never saw the run."""
     from . import ui
     from .bundle import export_bundle, manifest_of, needed_artifacts
-    from .engine import Engine
+    from .engine import connect
     from .errors import UsageError
     from .units import parse_size
 
@@ -456,7 +456,7 @@ def export(
             limits[option] = parse_size(value, option) if value else None
         except ValueError as e:
             raise UsageError(f"{option} {value}: {e}") from None
-    manifest = export_bundle(record, store, Engine(), bundle, limits["--max-input-size"],
+    manifest = export_bundle(record, store, connect(), bundle, limits["--max-input-size"],
                              ui.progress, limits["--max-output-size"])
     summary = {"run": record.id, "bundle": str(bundle), "artifacts": manifest["artifacts"]}
     if json_:
@@ -501,10 +501,10 @@ def image_build(
 ) -> None:
     """Build an image recipe (and its base) into the local engine; a no-op when up to date."""
     from . import ui
-    from .engine import Engine
+    from .engine import connect
     from .images import build
 
-    built = build(folder, Engine(), on_line=ui.progress, force=force)
+    built = build(folder, connect(), on_line=ui.progress, force=force)
     doc = {"id": built.id, "tag": built.tag, "recipe": built.recipe,
            "recipe_digest": built.recipe_digest, "reused": built.reused}
     if json_:
@@ -522,12 +522,12 @@ def image_push(
 ) -> None:
     """Push an image to a registry and record its repository digest for replays."""
     from . import ui
-    from .engine import Engine
+    from .engine import connect
     from .errors import ImageError
     from .hashing import short, shown
     from .store import open_store
 
-    engine = Engine()
+    engine = connect()
     info = engine.image(image)
     if info is None:
         raise ImageError(f"image {image} is not in the engine; build it with `repro image "
@@ -607,14 +607,14 @@ def gc(json_: JsonOpt = False) -> None:
     import shutil
 
     from . import ui
-    from .engine import Engine
+    from .engine import connect
     from .recovery import recover, remove_strays, stale_files
 
     store = _existing_store()
     if store is None:
         recovered, strays, stale = [], [], []
     else:
-        engine = Engine()
+        engine = connect()
         recovered = recover(store, engine, ui.progress)
         strays = remove_strays(store, engine, ui.progress)
         stale = stale_files(store)
@@ -685,10 +685,10 @@ def doctor(
     """Check Docker, debootstrap, images, GPUs and the store."""
     from . import ui
     from .doctor import check
-    from .engine import Engine
+    from .engine import connect
     from .errors import ExitCode
 
-    checks = check(Engine(), images)
+    checks = check(connect(), images)
     if json_:
         ui.print_json({"ok": all(c["ok"] for c in checks), "checks": checks})
     else:
@@ -720,10 +720,10 @@ def _recovered(store: Store) -> Store:
 
     lost = orphans(store)
     if lost:
-        from .engine import Engine
+        from .engine import connect
 
         try:
-            recover(store, Engine(), ui.progress)
+            recover(store, connect(), ui.progress)
         except EngineUnavailable as e:
             ui.progress(f"warning: {len(lost)} run(s) whose repro process died are not "
                         f"recovered yet: {e}")

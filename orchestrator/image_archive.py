@@ -29,7 +29,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .engine import Engine, repository_of
+from .engine import ImageBackend, repository_of
 from .errors import CannotReplay, ImageError, ReproError
 from .hashing import CHUNK, hex_of, sha256_file, shown
 from .record import Hex64, ImageRef
@@ -72,7 +72,7 @@ class _Index(BaseModel):
     members: list[_Member]
 
 
-def ensure_archived(image_id: str, store: Store, engine: Engine,
+def ensure_archived(image_id: str, store: Store, engine: ImageBackend,
                     on_line: Callable[[str], None]) -> str:
     """sha256 hex of the image's archive index in the store, saving it on first use."""
     known = store.runs.image_archive(image_id)
@@ -171,7 +171,7 @@ def archive_of(image: ImageRef, store: Store) -> str | None:
     return known[0] if known and complete(known[0], store) else None
 
 
-def ensure_present(image: ImageRef, store: Store, engine: Engine,
+def ensure_present(image: ImageRef, store: Store, engine: ImageBackend,
                    on_line: Callable[[str], None], registries: bool = True) -> str:
     """Make the engine hold ``image.digest``; say how ('engine', 'archive', 'registry').
     ``registries=False``: never pull (the record naming the registry came from elsewhere)."""
@@ -207,7 +207,7 @@ def ensure_present(image: ImageRef, store: Store, engine: Engine,
                        "image from a machine that has it (`repro export RUN --bundle DIR`)")
 
 
-def _load(index: dict[str, Any], image_id: str, store: Store, engine: Engine) -> bool:
+def _load(index: dict[str, Any], image_id: str, store: Store, engine: ImageBackend) -> bool:
     """Load the one image ``image_id`` from an archive, untagged; tag it ourselves when the
     engine then holds exactly that id. An image the engine rejects cannot be replayed."""
     try:

@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from . import settings
-from .engine import LABEL_RECIPE, Engine
+from .engine import LABEL_RECIPE, ImageBackend
 from .errors import ImageError
 from .hashing import short
 
@@ -74,7 +74,7 @@ def folder_digest(folder: Path, extra: str = "") -> str:
     return "sha256:" + h.hexdigest()
 
 
-def build(folder: Path, engine: Engine, on_line: Callable[[str], None],
+def build(folder: Path, engine: ImageBackend, on_line: Callable[[str], None],
           force: bool = False) -> BuiltImage:
     """Build the recipe (and its base) unless an image of the same recipe digest exists."""
     folder = folder.resolve()
@@ -106,7 +106,7 @@ def build(folder: Path, engine: Engine, on_line: Callable[[str], None],
                       reused=False)
 
 
-def _build_rootfs(folder: Path, repo: str, digest: str, engine: Engine,
+def _build_rootfs(folder: Path, repo: str, digest: str, engine: ImageBackend,
                   on_line: Callable[[str], None]) -> str:
     recipe = _read_recipe(folder, "rootfs.yaml")
     if shutil.which("debootstrap") is None:

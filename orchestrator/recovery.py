@@ -13,7 +13,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from .engine import LABEL_RUN, LABEL_STORE, Engine
+from .engine import LABEL_RUN, LABEL_STORE, Executor
 from .errors import ReproError
 from .record import RunRecord, RunStatus, utc_now
 from .runner import ingest, remove_secrets
@@ -30,25 +30,23 @@ def orphans(store: Store) -> list[RunRecord]:
     return found
 
 
-def recover(store: Store, engine: Engine, on_line: Callable[[str], None] = lambda _: None,
+def recover(store: Store, executor: Executor, on_line: Callable[[str], None] = lambda _: None,
             ) -> list[RunRecord]:
     """Finish every orphaned run as ``lost``; returns them."""
     done = []
     for rec in orphans(store):
         owner = store.runs.owner(rec.id)
         who = f"pid {owner[2]} on {owner[0]}" if owner else "an unknown process"
-        exited = None
-        for c in engine.containers_with_label(LABEL_RUN, rec.id):
-            state = c.get("state")
-            if state == "running":
-                engine.stop(c["id"], grace=5)
-            else:
-                exited = state
-            engine.remove(c["id"])
+        stopped = False
+        for job in executor.find({LABEL_RUN: rec.id}):
+            if job.running:
+                executor.cancel(job.id, grace_s=5)
+                stopped = True
+            executor.cleanup(job.id)
         previous = rec.status
         rec.status = RunStatus.LOST
         rec.reason = (f"the repro process that ran it ({who}) died; its container was "
-                      f"{'stopped' if exited is None else exited} and removed by recovery")
+                      f"{'stopped' if stopped else 'over'} and removed by recovery")
         rec.finished_at = utc_now()
         remove_secrets(rec.id)
         _keep_what_it_left(rec, store)
@@ -62,21 +60,21 @@ def recover(store: Store, engine: Engine, on_line: Callable[[str], None] = lambd
     return done
 
 
-def remove_strays(store: Store, engine: Engine,
+def remove_strays(store: Store, executor: Executor,
                   on_line: Callable[[str], None] = lambda _: None) -> list[str]:
     """Containers of this store whose run is already over (say, the engine vanished while
     the run was live, so repro recorded it lost but could not stop the container)."""
     removed = []
-    for c in engine.containers_with_label(LABEL_STORE, str(store.home)):
-        run_id = c["labels"].get(LABEL_RUN, "")
+    for job in executor.find({LABEL_STORE: str(store.home)}):
+        run_id = job.labels.get(LABEL_RUN, "")
         try:
             finished = store.runs.get(run_id).status.terminal if run_id else True
         except ReproError:
             finished = True  # not a run of this store (any more)
         if finished:
-            engine.remove(c["id"])
-            on_line(f"removed stray container {c['id'][:12]} of run {run_id or '?'}")
-            removed.append(c["id"])
+            executor.cleanup(job.id)
+            on_line(f"removed stray container {job.id[:12]} of run {run_id or '?'}")
+            removed.append(job.id)
     return removed
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import capture, gpu
+from . import capture
 from .engine import Engine
 from .errors import CannotReplay, SpecError, UsageError
 from .hashing import hex_of, sha256_file
@@ -27,7 +27,7 @@ from .image_archive import ensure_present
 from .integrity import check_artifact
 from .record import ResolvedSpec, RunRecord, utc_now
 from .resolve import Resolution, dir_digest, secret_values, spec_digest
-from .runner import Hooks, execute, new_run_id
+from .runner import Hooks, execute, new_record
 from .snapshot import Snapshot, extract
 from .store import Store
 
@@ -318,9 +318,7 @@ def replay(original: RunRecord, store: Store, engine: Engine, hooks: Hooks,
             hooks.on_line(f"  {line}")
     for note in plan.notes:
         hooks.on_line(f"note: {note}")
-    inventory, why_none = gpu.inventory()
-    assigned = gpu.select(original.resolved.resources.gpus, inventory, why_none)
-    current_host = capture.host_facts(engine, inventory, assigned)  # checked, then recorded
+    current_host, _ = engine.host(plan.resolved.resources.gpus)
     hw = host_changes(original.environment.get("host", {}), current_host)
     for c in hw:
         hooks.on_line(f"warning: {c['fact']} differs from the recording host: {_fmt(c)} "
@@ -330,14 +328,12 @@ def replay(original: RunRecord, store: Store, engine: Engine, hooks: Hooks,
                            f"{original.id} ({', '.join(c['fact'] for c in hw)}); replay on "
                            "matching hardware or drop --strict-env")
     res = prepare(plan, original, store, engine, hooks, grants)
-    record = RunRecord(
-        id=new_run_id(), name=original.name, spec=original.spec,
-        spec_path=original.spec_path, spec_digest=res.spec_digest, resolved=res.resolved,
-        hermetic=res.resolved.network == "none", params=dict(original.params),
-        created_at=utc_now(), replay_of=original.id,
-        warnings=[f"hardware differs: {c['fact']}" for c in hw] + plan.notes)
+    record = new_record(res, name=original.name, spec=original.spec,
+                        spec_path=original.spec_path, params=dict(original.params),
+                        replay_of=original.id,
+                        warnings=[f"hardware differs: {c['fact']}" for c in hw] + plan.notes)
     store.runs.insert(record)
-    record = execute(record, res, store, engine, hooks, inventory, assigned, current_host)
+    record = execute(record, res, store, engine, hooks)
     record.verdict = verdict(original, record, tolerances)
     store.runs.save(record, previous=record.status)
     return record

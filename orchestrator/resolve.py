@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import settings
-from .engine import Engine
+from .engine import ImageBackend
 from .errors import SpecError
 from .hashing import digest_of, hex_of, sha256_file, shown
 from .image_archive import ensure_archived
@@ -117,7 +117,7 @@ def spec_digest(resolved: ResolvedSpec) -> str:
     return digest_of(identity)
 
 
-def resolve(loaded: LoadedSpec, store: Store, engine: Engine, *, allow_dirty: bool = False,
+def resolve(loaded: LoadedSpec, store: Store, engine: ImageBackend, *, allow_dirty: bool = False,
             strict: bool = False, on_line: Callable[[str], None] = lambda _: None) -> Resolution:
     spec = loaded.spec
     base = loaded.base_dir
@@ -257,7 +257,7 @@ def _repo_root(base: Path) -> Path:
     return p
 
 
-def resolve_image(image: ImageSpec, loaded: LoadedSpec, engine: Engine, strict: bool,
+def resolve_image(image: ImageSpec, loaded: LoadedSpec, engine: ImageBackend, strict: bool,
                   warnings: list[str], on_line: Callable[[str], None]) -> ImageRef:
     if image.build is not None:
         folder = _existing(loaded, ("image", "build"), image.build,

@@ -1,9 +1,10 @@
 """The run lifecycle: pending -> running -> succeeded | failed | interrupted | timeout | lost.
 
 ``launch`` resolves a spec, records the run as ``pending`` (failing to record aborts before any
-container exists), then ``execute`` owns every transition inside one try/except/finally: the
-container is always removed, outputs and logs are always ingested, the record is always
-finished. A job failing is data, not an exception.
+job exists), then ``execute`` owns every transition: an executor (``engine/``) runs the job and
+says how it ended, and this module turns that into a status, a record and stored outputs.
+The job is always cleaned up, outputs and logs always ingested, the record always finished.
+A job failing is data, not an exception.
 """
 
 from __future__ import annotations
@@ -19,19 +20,21 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from . import capture, gpu, settings
+from . import capture, settings
 from .engine import (
     LABEL_RUN,
     LABEL_STORE,
     LABEL_SWEEP,
-    ContainerConfig,
     Engine,
-    Mount,
-    WaitTimeout,
+    Executor,
+    Interrupted,
+    JobSpec,
+    Outcome,
+    Volume,
 )
 from .errors import ReproError
 from .hashing import shown
@@ -44,10 +47,6 @@ from .spec import LoadedSpec
 from .store import Store
 
 CONTAINER_USER = "65534:65534"  # nobody:nogroup; never root
-
-
-class Interrupted(BaseException):
-    """SIGTERM/SIGINT arrived while a run was in flight."""
 
 
 @dataclass
@@ -65,41 +64,43 @@ def new_run_id() -> str:
 def launch(loaded: LoadedSpec, store: Store, engine: Engine, *, allow_dirty: bool = False,
            strict: bool = False, hooks: Hooks | None = None,
            sweep_id: str | None = None) -> RunRecord:
+    """Resolve ``loaded``, record it ``pending`` and run it to its end; returns the record.
+    Raises only before the run is recorded (a bad spec, GPUs this host lacks, no engine)."""
     hooks = hooks or Hooks()
     requirement = loaded.spec.resources.gpu_requirement
-    inventory, why_none = gpu.inventory() if requirement else ([], None)
-    assigned = gpu.select(requirement.model_dump() if requirement else None, inventory,
-                          why_none)
+    if requirement is not None:  # no GPUs to be had: say so before anything is resolved
+        engine.host(requirement.model_dump())
     res = resolve(loaded, store, engine, allow_dirty=allow_dirty, strict=strict,
                   on_line=hooks.on_line)
     for w in res.warnings:
         hooks.on_line(f"warning: {w}")
-    record = RunRecord(
-        id=new_run_id(), name=loaded.spec.name,
-        spec=loaded.spec.model_dump(mode="json"), spec_path=str(loaded.path.resolve()),
-        spec_digest=res.spec_digest, resolved=res.resolved, hermetic=res.resolved.network ==
-        "none", params=dict(res.resolved.params), created_at=utc_now(),
-        warnings=list(res.warnings), sweep_id=sweep_id)
+    record = new_record(res, name=loaded.spec.name, spec=loaded.spec.model_dump(mode="json"),
+                        spec_path=str(loaded.path.resolve()), sweep_id=sweep_id,
+                        warnings=list(res.warnings))
     store.runs.insert(record)
-    return execute(record, res, store, engine, hooks, inventory if requirement else None,
-                   assigned)
+    return execute(record, res, store, engine, hooks)
+
+
+def new_record(res: Resolution, **fields: object) -> RunRecord:
+    """A pending record of what ``res`` will run (launch and replay)."""
+    return RunRecord.model_validate({
+        "id": new_run_id(), "spec_digest": res.spec_digest, "resolved": res.resolved,
+        "hermetic": res.resolved.network == "none", "params": dict(res.resolved.params),
+        "created_at": utc_now(), **fields})
 
 
 @dataclass
-class _Live:
+class _RunState:
     """What execute learns while the run goes on; _finish always gets it."""
 
-    cid: str | None = None
+    job_id: str | None = None
     previous: RunStatus = RunStatus.PENDING
     started: float = 0.0
-    follower: threading.Thread | None = None
-    log_problems: list[str] = field(default_factory=list)
+    outcome: Outcome | None = None
 
 
-def execute(record: RunRecord, res: Resolution, store: Store, engine: Engine, hooks: Hooks,
-            inventory: list[gpu.GPU] | None = None,
-            assigned: list[gpu.GPU] | None = None,
-            host: dict | None = None) -> RunRecord:
+def execute(record: RunRecord, res: Resolution, store: Store, executor: Executor,
+            hooks: Hooks) -> RunRecord:
     """Run a recorded ``pending`` run to a terminal status. Never raises for a job's failure;
     the record is finished and saved whatever happens."""
     work = store.work_path(record.id)
@@ -107,93 +108,87 @@ def execute(record: RunRecord, res: Resolution, store: Store, engine: Engine, ho
         d.mkdir(parents=True)
         os.chmod(d, 0o777)  # the container runs as nobody
     (work / "run.json").write_text(json.dumps(_run_info(record, res)))
-    log_path = store.log_path(record.id)
-    live = _Live()
+    state = _RunState()
+    sink = LogSink(store.log_path(record.id), res.redact_bytes, hooks.on_log)
+
+    def started(job_id: str) -> None:  # the job exists: record it running (or abort)
+        state.job_id = job_id
+        record.status, record.started_at = RunStatus.RUNNING, utc_now()
+        store.runs.save(record, previous=state.previous)
+        state.previous = RunStatus.RUNNING
+        state.started = time.monotonic()
+        hooks.on_line(f"run {record.id} started ({shown(res.resolved.image.digest)})")
+
     try:
-        cfg = _container_config(record, res, work, store, assigned or [],
-                                write_secrets(record.id, res.secret_env))
+        job = job_spec(record, res, work, write_secrets(record.id, res.secret_env),
+                       store.home)
         with _signals_as_interrupts():
-            if host is None:
-                if inventory is None:
-                    inventory = gpu.inventory()[0]
-                host = capture.host_facts(engine, inventory, assigned or [])
-            record.environment["host"] = host
-            _run_container(record, res, store, engine, hooks, cfg, log_path, work / "meta", live)
-    except (Interrupted, KeyboardInterrupt):
-        if live.cid:
-            _quietly(lambda: engine.stop(live.cid, grace=settings.stop_grace()))
-        record.status = RunStatus.INTERRUPTED
-        record.reason = "interrupted (Ctrl-C or SIGTERM); container stopped, partial outputs"
-        hooks.on_line(f"interrupted: stopping run {record.id}")
+            state.outcome = executor.run(job, started, sink.write)
+        classify(record, state.outcome, hooks)
+    except (Interrupted, KeyboardInterrupt):  # before or after the job ran
+        _interrupted(record, hooks)
     except ReproError as e:
-        record.status = (RunStatus.FAILED if live.previous == RunStatus.PENDING
+        record.status = (RunStatus.FAILED if state.previous == RunStatus.PENDING
                          else RunStatus.LOST)
         record.reason = res.redact(str(e))
     finally:
         try:
-            _finish(record, res, store, engine, live, log_path, work, hooks)
+            _finish(record, res, store, executor, state, sink, work, hooks)
         finally:
             remove_secrets(record.id)
     return record
 
 
-def _run_container(record: RunRecord, res: Resolution, store: Store, engine: Engine,
-                   hooks: Hooks, cfg: ContainerConfig, log_path: Path, meta_dir: Path,
-                   live: _Live) -> None:
-    live.cid = cid = engine.create(cfg)
-    record.status, record.started_at = RunStatus.RUNNING, utc_now()
-    store.runs.save(record, previous=live.previous)
-    live.previous = RunStatus.RUNNING
-    live.started = time.monotonic()
-    engine.start(cid)
-    hooks.on_line(f"run {record.id} started ({shown(res.resolved.image.digest)})")
-    live.follower, live.log_problems = _follow_logs(engine, cid, log_path, hooks.on_log,
-                                                    res.redact_bytes)
-    try:
-        exit_ = engine.wait(cid, timeout=res.resolved.timeout_s)
-    except WaitTimeout:
-        engine.stop(cid, grace=min(settings.stop_grace(), 5))
+def classify(record: RunRecord, outcome: Outcome, hooks: Hooks) -> None:
+    """The status an outcome gives (a lock mismatch is named once ingest read the facts)."""
+    record.environment["host"] = outcome.host
+    if outcome.interrupted:
+        _interrupted(record, hooks)
+    elif outcome.lost is not None:
+        record.status, record.reason = RunStatus.LOST, outcome.lost
+    elif outcome.timed_out:
         record.status = RunStatus.TIMEOUT
-        record.reason = f"timed out after {res.resolved.timeout_s:g} s; stopped"
-    else:
-        record.exit_code = exit_.code
-        _classify(record, exit_.code, exit_.oom_killed)
-        if hooks.cancel is not None and hooks.cancel.is_set():
-            record.status = RunStatus.INTERRUPTED
-            record.reason = "interrupted with its sweep; container stopped, partial outputs"
-
-
-def _classify(record: RunRecord, code: int, oom: bool) -> None:
-    """The status an exit gives (a lock mismatch is named once ingest read the facts)."""
-    if oom:
+        record.reason = f"timed out after {record.resolved.timeout_s:g} s; stopped"
+    elif outcome.oom_killed:
+        record.exit_code = outcome.code
         record.status, record.reason = RunStatus.FAILED, "oom-killed: the job exceeded " \
             f"resources.memory ({record.resolved.resources.memory})"
-    elif code == 0:
-        record.status = RunStatus.SUCCEEDED
+    elif outcome.code == 0:
+        record.exit_code, record.status = 0, RunStatus.SUCCEEDED
     else:
-        record.status, record.reason = RunStatus.FAILED, f"the job exited with code {code}"
+        record.exit_code = outcome.code
+        record.status = RunStatus.FAILED
+        record.reason = f"the job exited with code {outcome.code}"
+    if hooks.cancel is not None and hooks.cancel.is_set() and record.status != RunStatus.LOST:
+        record.status = RunStatus.INTERRUPTED
+        record.reason = "interrupted with its sweep; container stopped, partial outputs"
 
 
-def _finish(record: RunRecord, res: Resolution, store: Store, engine: Engine, live: _Live,
-            log_path: Path, work: Path, hooks: Hooks) -> None:
-    """Always runs: ingest what the run left, finish the record, remove the container."""
-    if live.follower is not None:
-        live.follower.join(timeout=10)
-    record.warnings += live.log_problems
-    if live.started:
-        record.duration_s = round(time.monotonic() - live.started, 3)
+def _interrupted(record: RunRecord, hooks: Hooks) -> None:
+    record.status = RunStatus.INTERRUPTED
+    record.reason = "interrupted (Ctrl-C or SIGTERM); container stopped, partial outputs"
+    hooks.on_line(f"interrupted: stopping run {record.id}")
+
+
+def _finish(record: RunRecord, res: Resolution, store: Store, executor: Executor,
+            state: _RunState, sink: LogSink, work: Path, hooks: Hooks) -> None:
+    """Always runs: ingest what the run left, finish the record, clean up the job."""
+    sink.close()
+    record.warnings += sink.problems
+    if state.started:
+        record.duration_s = round(time.monotonic() - state.started, 3)
     record.finished_at = utc_now()
-    remover = None
-    if live.cid:
-        cid = live.cid
-        tail = _quietly(lambda: engine.stderr_tail(cid), default="")
-        record.stderr_tail = res.redact(str(tail))[-4000:]
-        # the engine removes the container while we ingest outputs (it takes ~50 ms)
-        remover = threading.Thread(target=_quietly, args=(lambda: engine.remove(cid),))
-        remover.start()
+    if state.outcome is not None:
+        record.stderr_tail = res.redact(state.outcome.stderr_tail)[-4000:]
+    cleaner = None
+    if state.job_id:
+        job_id = state.job_id
+        # the executor removes the job while we ingest outputs (a container: ~50 ms)
+        cleaner = threading.Thread(target=_quietly, args=(lambda: executor.cleanup(job_id),))
+        cleaner.start()
     series: list[tuple[str, int, float]] = []
     try:
-        series = ingest(record, store, work, log_path, res.redactor)
+        series = ingest(record, store, work, sink.path, res.redactor)
     except Exception as e:  # whatever a job left, the run must end recorded
         if record.status == RunStatus.SUCCEEDED:
             record.status = RunStatus.FAILED
@@ -202,21 +197,21 @@ def _finish(record: RunRecord, res: Resolution, store: Store, engine: Engine, li
     if record.status == RunStatus.INTERRUPTED and record.outputs:
         record.warnings.append("outputs are partial: the run was interrupted")
     if not record.status.terminal:  # an unexpected exception is on its way up
-        record.status = (RunStatus.FAILED if live.previous == RunStatus.PENDING
+        record.status = (RunStatus.FAILED if state.previous == RunStatus.PENDING
                          else RunStatus.LOST)
         record.reason = record.reason or "repro stopped unexpectedly; see --debug output"
     # what the job left is in the store now (or could not be): free its space before the
     # final write, which may need it (a full disk)
     shutil.rmtree(work, ignore_errors=True)
     if record.logs is not None:
-        log_path.unlink(missing_ok=True)
+        sink.path.unlink(missing_ok=True)
     try:
         if series:
             store.runs.add_steps(record.id, series)
-        store.runs.save(record, previous=live.previous)
+        store.runs.save(record, previous=state.previous)
     finally:
-        if remover is not None:
-            remover.join()
+        if cleaner is not None:
+            cleaner.join()
     hooks.on_line(f"run {record.id} {record.status}" + (f": {record.reason}"
                                                         if record.reason else ""))
 
@@ -311,29 +306,33 @@ def remove_secrets(run_id: str) -> None:
     shutil.rmtree(_secrets_dir(run_id), ignore_errors=True)
 
 
-def _container_config(record: RunRecord, res: Resolution, work: Path, store: Store,
-                      assigned: list[gpu.GPU], secret_files: dict[str, Path]) -> ContainerConfig:
+def job_spec(record: RunRecord, res: Resolution, work: Path, secret_files: dict[str, Path],
+             store_home: Path) -> JobSpec:
+    """The backend-neutral job for a run: its volumes, environment, limits and labels."""
     r = res.resolved
-    mounts = [Mount(str(res.snapshot.extracted), "/repro/code"),
-              Mount(str(RUNTIME_DIR), "/repro/lib"),
-              Mount(str(work / "run.json"), "/repro/run.json"),
-              Mount(str(work / "outputs"), "/repro/outputs", read_only=False),
-              Mount(str(work / "meta"), "/repro/meta", read_only=False)]
-    mounts += [Mount(str(src), f"/repro/inputs/{name}") for name, src in
-               res.input_sources.items()]
+    volumes = [Volume("code", res.snapshot.extracted, "/repro/code"),
+               Volume("lib", RUNTIME_DIR, "/repro/lib"),
+               Volume("run", work / "run.json", "/repro/run.json"),
+               Volume("outputs", work / "outputs", "/repro/outputs", writable=True),
+               Volume("meta", work / "meta", "/repro/meta", writable=True)]
+    volumes += [Volume(f"input:{name}", src, f"/repro/inputs/{name}")
+                for name, src in res.input_sources.items()]
     if res.lock_path is not None:
-        mounts.append(Mount(str(res.lock_path), "/repro/lock.txt"))
-    mounts += [Mount(str(path), f"/run/secrets/{name}") for name, path in secret_files.items()]
+        volumes.append(Volume("lock", res.lock_path, "/repro/lock.txt"))
+    volumes += [Volume(f"secret:{name}", path, f"/run/secrets/{name}")
+                for name, path in secret_files.items()]
     as_env = r.secrets if r.secret_env is None else r.secret_env  # None: an older record
     env = {**r.env, "REPRO_RUN_ID": record.id,
            **{n: v for n, v in res.secret_env.items() if n in as_env}}
-    return ContainerConfig(
-        image=r.image.digest, command=["/bin/sh", "/repro/lib/boot.sh", *r.command], env=env,
-        mounts=mounts, user=CONTAINER_USER, workdir="/repro/outputs",
-        nano_cpus=int(r.resources.cpus * 1e9), memory_bytes=r.resources.memory_bytes,
-        network=r.network, labels={LABEL_RUN: record.id, LABEL_STORE: str(store.home),
-                                   **({LABEL_SWEEP: record.sweep_id} if record.sweep_id else {})},
-        gpu_ids=[g.uuid for g in assigned],
+    labels = {LABEL_RUN: record.id, LABEL_STORE: str(store_home)}
+    if record.sweep_id:
+        labels[LABEL_SWEEP] = record.sweep_id
+    return JobSpec(
+        run_id=record.id, image=r.image.digest,
+        command=["/bin/sh", "/repro/lib/boot.sh", *r.command], env=env, volumes=volumes,
+        user=CONTAINER_USER, workdir="/repro/outputs", cpus=r.resources.cpus,
+        memory_bytes=r.resources.memory_bytes, gpus=r.resources.gpus, network=r.network,
+        timeout_s=r.timeout_s, labels=labels, stop_grace_s=settings.stop_grace(),
         # a tmpfs is charged to the container's memory, so /tmp can never fill the disk
         tmp_bytes=settings.tmp_size(r.resources.memory_bytes))
 
@@ -345,59 +344,62 @@ def _run_info(record: RunRecord, res: Resolution) -> dict:
             "command": r.command}
 
 
-def _follow_logs(engine: Engine, cid: str, log_path: Path, on_log: Callable[[bytes], None],
-                 redact: Callable[[bytes], bytes]) -> tuple[threading.Thread, list[str]]:
-    """Stream the job's output into the store's log file (and to the screen) as it comes,
-    whole lines at a time so a secret value split across chunks is still redacted."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+class LogSink:
+    """The job's output as it comes: into the store's log file and to the screen, whole
+    lines at a time so a secret value split across chunks is still redacted. A full disk
+    must not kill the run: the output keeps showing, and the record says the log is short."""
 
-    failed: list[str] = []
-
-    def emit(f: BinaryIO | None, data: bytes) -> None:
-        data = redact(data)
-        if f is not None and not failed:
-            try:
-                f.write(data)
-                f.flush()
-            except OSError as e:  # a full disk must not kill the run: keep showing the output
-                failed.append(f"logs are incomplete: {e.strerror}")
-        on_log(data)
-
-    def follow() -> None:
-        carry = b""
+    def __init__(self, path: Path, redact: Callable[[bytes], bytes],
+                 on_log: Callable[[bytes], None]) -> None:
+        self.path, self.redact, self.on_log = path, redact, on_log
+        self.problems: list[str] = []
+        self.carry = b""
+        self.lock = threading.Lock()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.file: BinaryIO | None
         try:
-            f: BinaryIO | None = open(log_path, "ab")
+            self.file = open(path, "ab")
         except OSError as e:
-            f = None
-            failed.append(f"logs were not stored: {e.strerror}")
-        try:
-            for chunk in engine.logs(cid):
-                carry += chunk
-                cut = carry.rfind(b"\n") + 1
-                if cut == 0 and len(carry) < 65536:
-                    continue
-                cut = cut or len(carry)
-                emit(f, carry[:cut])
-                carry = carry[cut:]
-        except ReproError:
-            pass  # the wait in the main thread reports a lost engine
-        finally:
-            if carry:
-                emit(f, carry)
-            if f is not None:
+            self.file = None
+            self.problems.append(f"logs were not stored: {e.strerror}")
+
+    def write(self, chunk: bytes) -> None:
+        with self.lock:
+            self.carry += chunk
+            cut = self.carry.rfind(b"\n") + 1
+            if cut == 0 and len(self.carry) < 65536:
+                return
+            cut = cut or len(self.carry)
+            self._emit(self.carry[:cut])
+            self.carry = self.carry[cut:]
+
+    def close(self) -> None:
+        with self.lock:
+            if self.carry:
+                self._emit(self.carry)
+                self.carry = b""
+            if self.file is not None:
                 try:
-                    f.close()
+                    self.file.close()
                 except OSError:
                     pass
+                self.file = None
 
-    t = threading.Thread(target=follow, name=f"logs-{cid[:12]}", daemon=True)
-    t.start()
-    return t, failed
+    def _emit(self, data: bytes) -> None:
+        data = self.redact(data)
+        if self.file is not None and not self.problems:
+            try:
+                self.file.write(data)
+                self.file.flush()
+            except OSError as e:
+                self.problems.append(f"logs are incomplete: {e.strerror}")
+        self.on_log(data)
 
 
 @contextmanager
 def _signals_as_interrupts() -> Iterator[None]:
-    """SIGTERM and SIGINT raise ``Interrupted`` in the main thread while a run is live."""
+    """SIGTERM and SIGINT raise ``Interrupted`` in the main thread while a run is live (the
+    executor stops the job and reports it interrupted)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .engine import LABEL_SWEEP, Engine
+from .engine import LABEL_SWEEP, Engine, connect
 from .errors import ReproError, UsageError
 from .record import RunRecord, RunStatus
 from .resolve import resolve
@@ -78,10 +78,13 @@ def run_sweep(loaded: LoadedSpec, points: list[dict[str, Any]], home: Path, *,
               parallel: int = 1, allow_dirty: bool = False, strict: bool = False,
               on_line: Callable[[str], None] = lambda _: None,
               on_done: Callable[[PointResult], None] = lambda _: None,
-              plan_doc: dict[str, Any] | None = None) -> SweepResult:
+              plan_doc: dict[str, Any] | None = None,
+              engines: Callable[[], Engine] = connect) -> SweepResult:
+    """Launch every point (``parallel`` at a time, an engine client and a store connection
+    per thread); Ctrl-C or SIGTERM cancels the running points and starts no more."""
     sweep_id = secrets.token_hex(6)
     store = open_store(home)
-    engine = Engine()
+    engine = engines()
     # resolve once up front: builds/archives the image, snapshots the code, hashes inputs,
     # so the parallel points only find everything cached (and a bad spec fails before any run)
     resolve(loaded, store, engine, allow_dirty=allow_dirty, strict=strict, on_line=on_line)
@@ -97,7 +100,7 @@ def run_sweep(loaded: LoadedSpec, points: list[dict[str, Any]], home: Path, *,
         local = open_store(home)  # a connection per thread
         try:
             spec = apply_overrides(loaded, [f"{k}={_text(v)}" for k, v in point.params.items()])
-            point.record = launch(spec, local, Engine(), allow_dirty=allow_dirty,
+            point.record = launch(spec, local, engines(), allow_dirty=allow_dirty,
                                   strict=strict, sweep_id=sweep_id,
                                   hooks=Hooks(on_line=lambda _: None, cancel=cancel))
         except ReproError as e:
@@ -118,8 +121,8 @@ def run_sweep(loaded: LoadedSpec, points: list[dict[str, Any]], home: Path, *,
             cancel.set()
             result.interrupted = True
             on_line(f"interrupted: stopping the running points of sweep {sweep_id}")
-            for c in engine.containers_with_label(LABEL_SWEEP, sweep_id):
-                engine.stop(c["id"], grace=5)
+            for job in engine.find({LABEL_SWEEP: sweep_id}):
+                engine.cancel(job.id, grace_s=5)
             for f in pending:
                 on_done(f.result())
     return result

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.engine import LABEL_RUN, LABEL_STORE, Engine
+from orchestrator.engine import LABEL_RUN, LABEL_STORE, Engine, connect
 from orchestrator.images import build
 from tests.helpers import ROOT, git, repro
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="session")
 def engine() -> Engine:
-    e = Engine()
+    e = connect()
     e.version()  # fails loudly (never skips) when no engine runs: CI must have one
     return e
 
@@ -34,9 +34,9 @@ def images(engine: Engine) -> dict[str, str]:
 def proj(project: Path, home: Path, images: dict[str, str], engine: Engine):
     """A clean project + store; after the test, no container of this store may remain."""
     yield project
-    left = engine.containers_with_label(LABEL_STORE, str(home.resolve()))
-    for c in left:
-        engine.remove(c["id"])
+    left = engine.find({LABEL_STORE: str(home.resolve())})
+    for job in left:
+        engine.cleanup(job.id)
     assert left == [], "repro left containers behind"
 
 
@@ -68,10 +68,9 @@ def wait_for_running(engine: Engine, home: Path, count: int = 1, timeout: float 
     returns the run id of one of them."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        running = [c for c in engine.containers_with_label(LABEL_STORE, str(home.resolve()))
-                   if c["state"] == "running"]
+        running = [j for j in engine.find({LABEL_STORE: str(home.resolve())}) if j.running]
         if len(running) >= count:
             time.sleep(1.5)
-            return running[0]["labels"][LABEL_RUN]
+            return running[0].labels[LABEL_RUN]
         time.sleep(0.2)
     raise AssertionError(f"{count} container(s) did not start within {timeout} s")

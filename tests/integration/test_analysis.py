@@ -119,4 +119,4 @@ def test_interrupting_a_sweep_stops_every_running_point(proj, home, engine):
     assert proc.returncode == 130, err
     doc = json.loads(out)
     assert sorted(r["status"] for r in doc["runs"]) == ["error", "interrupted", "interrupted"]
-    assert engine.containers_with_label(LABEL_STORE, str(home.resolve())) == []
+    assert engine.find({LABEL_STORE: str(home.resolve())}) == []

@@ -218,8 +218,8 @@ def test_secret_reaches_the_job_as_a_file_but_never_the_store(proj, home, engine
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "API_TOKEN": value})
     run_id = wait_for_running(engine, home)
-    inspect = subprocess.run(["docker", "inspect", engine.containers_with_label(
-        LABEL_RUN, run_id)[0]["id"]], capture_output=True, text=True)
+    inspect = subprocess.run(["docker", "inspect", engine.find({LABEL_RUN: run_id})[0].id],
+                             capture_output=True, text=True)
     assert "/run/secrets/API_TOKEN" in inspect.stdout
     assert "s3cr3t" not in inspect.stdout and "second-line" not in inspect.stdout
     out, err = proc.communicate(timeout=120)
@@ -268,7 +268,7 @@ def test_ctrl_c_stops_the_container_and_records_interrupted(proj, home, engine):
     assert proc.returncode == 130, err
     rec = json.loads(out)
     assert rec["status"] == "interrupted" and "interrupted" in rec["reason"]
-    assert engine.containers_with_label(LABEL_RUN, rec["id"]) == []
+    assert engine.find({LABEL_RUN: rec["id"]}) == []
 
 
 def test_bad_spec_is_one_line_exit_2_and_records_nothing(proj, home):

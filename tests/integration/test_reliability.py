@@ -40,13 +40,13 @@ def test_sigkill_of_repro_leaves_an_orphan_that_the_next_command_recovers(proj, 
     run_id = wait_for_running(engine, home)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
-    assert engine.containers_with_label(LABEL_RUN, run_id), "the container outlives repro"
+    assert engine.find({LABEL_RUN: run_id}), "the container outlives repro"
     assert open_store(home).runs.get(run_id).status == "running"
     p = repro("runs", "--json", cwd=proj)  # any command that opens the store recovers
     assert p.returncode == 0 and f"recovered run {run_id}: lost" in p.stderr
     rec = open_store(home).runs.get(run_id)
     assert rec.status == "lost" and "died" in rec.reason
-    assert engine.containers_with_label(LABEL_RUN, run_id) == []
+    assert engine.find({LABEL_RUN: run_id}) == []
     assert "started" in repro("logs", run_id, cwd=proj).stdout  # its logs so far are kept
     assert "partial.txt" in rec.outputs and "outputs are partial: the run was lost" in \
         rec.warnings
@@ -64,7 +64,7 @@ def test_sigterm_stops_the_container_and_records_interrupted(proj, home, engine)
     assert rec["id"] == run_id and rec["status"] == "interrupted"
     assert "partial.txt" in rec["outputs"]
     assert "outputs are partial: the run was interrupted" in rec["warnings"]
-    assert engine.containers_with_label(LABEL_RUN, run_id) == []
+    assert engine.find({LABEL_RUN: run_id}) == []
 
 
 class SocketProxy:
@@ -76,6 +76,7 @@ class SocketProxy:
         self.server.bind(str(path))
         self.server.listen(16)
         self.conns: list[socket.socket] = []
+        self.is_cut = False
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -83,6 +84,9 @@ class SocketProxy:
             try:
                 client, _ = self.server.accept()
             except OSError:
+                return
+            if self.is_cut:  # closing a listening socket does not stop a blocked accept
+                client.close()
                 return
             upstream = socket.socket(socket.AF_UNIX)
             upstream.connect(self.target)
@@ -105,6 +109,11 @@ class SocketProxy:
                     pass
 
     def cut(self) -> None:
+        self.is_cut = True
+        try:
+            self.server.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept
+        except OSError:
+            pass
         self.server.close()
         for c in self.conns:
             try:
@@ -129,7 +138,7 @@ def test_engine_lost_mid_run_ends_lost_never_running(proj, home, engine, tmp_pat
     p = repro("gc", "--json", cwd=proj)
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["stray_containers"]
-    assert engine.containers_with_label(LABEL_RUN, run_id) == []
+    assert engine.find({LABEL_RUN: run_id}) == []
 
 
 @pytest.fixture
