@@ -215,8 +215,7 @@ class DockerEngine:
 
         def follow() -> None:
             try:
-                stream = self.api.logs(cid, stdout=True, stderr=True, stream=True, follow=True)
-                for chunk in self._stream("follow logs", stream):
+                for chunk in self._stream("follow logs", self._logs(cid)):
                     on_log(chunk)
             except ReproError:
                 pass  # the wait in the main thread reports a lost engine
@@ -224,6 +223,20 @@ class DockerEngine:
         t = threading.Thread(target=follow, name=f"logs-{cid[:12]}", daemon=True)
         t.start()
         return t
+
+    def _logs(self, cid: str) -> Iterator[bytes]:
+        """The job's merged stdout/stderr as it comes, read in bulk: the SDK reads each log
+        frame with two small reads, and the engine sends every line as its own frame in its
+        own HTTP chunk, so a job printing 200,000 lines took 3.2 s to stream that way and
+        1.9 s this way (BENCHMARKS.md). Uses the SDK's own request and raw-socket helpers."""
+        api = self.api
+        res = api._get(api._url("/containers/{0}/logs", cid), stream=True,
+                       params={"stdout": 1, "stderr": 1, "follow": 1, "tail": "all"})
+        sock = api._get_raw_response_socket(res)  # raises for an error status
+        api._disable_socket_timeout(sock)  # a quiet job is not a lost engine
+        fp = res.raw._fp.fp  # the socket's buffered reader, as the SDK itself reads it
+        raw = iter(lambda: fp.read1(1 << 16), b"")
+        yield from demux(dechunk(raw) if res.raw.chunked else raw)
 
     def _wait(self, cid: str, timeout: float | None) -> tuple[int, bool]:
         from requests.exceptions import ConnectionError as RequestsConnectionError
@@ -368,6 +381,50 @@ class DockerEngine:
         if info is None:
             raise ImageError(f"{what}: no image came out ({str(out)[:200]})")
         return str(info["id"])
+
+
+def dechunk(raw: Iterable[bytes]) -> Iterator[bytes]:
+    """HTTP/1.1 chunked transfer coding undone, whatever the reads cut: the data of every
+    whole chunk in each read, joined."""
+    buf = b""
+    for piece in raw:
+        buf += piece
+        out = []
+        while True:
+            eol = buf.find(b"\r\n")
+            if eol < 0:
+                break
+            size = int(buf[:eol].split(b";", 1)[0].strip() or b"0", 16)
+            if size == 0:
+                if out:
+                    yield b"".join(out)
+                return
+            end = eol + 2 + size
+            if len(buf) < end + 2:
+                break
+            out.append(buf[eol + 2:end])
+            buf = buf[end + 2:]
+        if out:
+            yield b"".join(out)
+
+
+def demux(stream: Iterable[bytes]) -> Iterator[bytes]:
+    """The payloads of the engine's multiplexed log frames (8-byte header: stream, 3 zero
+    bytes, big-endian length), stdout and stderr merged in order; every whole frame in each
+    piece, joined."""
+    buf = b""
+    for piece in stream:
+        buf += piece
+        out, pos = [], 0
+        while len(buf) - pos >= 8:
+            length = int.from_bytes(buf[pos + 4:pos + 8], "big")
+            if len(buf) - pos - 8 < length:
+                break
+            out.append(buf[pos + 8:pos + 8 + length])
+            pos += 8 + length
+        buf = buf[pos:]
+        if out:
+            yield b"".join(out)
 
 
 def gpu_options(uuids: list[str], podman: bool) -> dict[str, Any]:

@@ -1,0 +1,105 @@
+"""The Docker executor's pure parts: log stream decoding, GPU options, refusing remote
+engines, build contexts. The engine itself is exercised by every integration test."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+
+import pytest
+
+from orchestrator.engine import connect
+from orchestrator.engine.docker import (
+    _check_sees_files,
+    context_tar,
+    dechunk,
+    demux,
+    gpu_options,
+)
+from orchestrator.errors import EngineUnavailable, UsageError
+
+
+def frame(stream: int, data: bytes) -> bytes:
+    return bytes([stream, 0, 0, 0]) + len(data).to_bytes(4, "big") + data
+
+
+def chunk(data: bytes) -> bytes:
+    return f"{len(data):x}\r\n".encode() + data + b"\r\n"
+
+
+LINES = [f"step {i} loss {1 / (i + 1):.4f}\n".encode() for i in range(200)] + [b"", b"x" * 70000]
+
+
+def wire() -> bytes:
+    """What the engine sends for a follow: each line its own frame in its own HTTP chunk."""
+    return b"".join(chunk(frame(1 + i % 2, line)) for i, line in enumerate(LINES)) + \
+        b"0\r\n\r\n"
+
+
+@pytest.mark.parametrize("cut", [1, 2, 7, 37, 8192, 1 << 20])
+def test_logs_decode_whatever_the_reads_cut(cut):
+    raw = wire()
+    pieces = (raw[i:i + cut] for i in range(0, len(raw), cut))
+    assert b"".join(demux(dechunk(pieces))) == b"".join(LINES)
+
+
+def test_a_read_of_many_frames_is_handed_on_in_one_piece():
+    raw = wire()
+    out = list(demux(dechunk([raw])))
+    assert len(out) == 1 and out[0] == b"".join(LINES)
+
+
+def test_an_unchunked_stream_is_demultiplexed_too():
+    raw = b"".join(frame(1, line) for line in LINES)
+    assert b"".join(demux(raw[i:i + 5] for i in range(0, len(raw), 5))) == b"".join(LINES)
+
+
+def test_gpus_are_device_requests_under_docker_and_cdi_names_under_podman():
+    assert gpu_options([], podman=False) == {}
+    assert gpu_options(["GPU-1", "GPU-2"], podman=False) == {"device_requests": [
+        {"driver": "", "count": 0, "device_ids": ["GPU-1", "GPU-2"],
+         "capabilities": [["gpu"]]}]}
+    assert gpu_options(["GPU-1"], podman=True) == {"devices": ["nvidia.com/gpu=GPU-1"]}
+
+
+@pytest.mark.parametrize("where, ok", [
+    ("unix:///var/run/docker.sock", True), ("unix:///run/user/1000/docker.sock", True),
+    ("tcp://127.0.0.1:2375", True), ("tcp://localhost:2376", True),
+    ("tcp://docker:2376", False), ("ssh://user@build-box", False),
+    ("https://10.0.0.5:2376", False),
+])
+def test_an_engine_that_cannot_see_this_machines_files_is_refused(monkeypatch, where, ok):
+    monkeypatch.delenv("REPRO_ENGINE_SHARES_FILES", raising=False)
+    if ok:
+        _check_sees_files(where)
+        return
+    with pytest.raises(EngineUnavailable, match="runs on another machine"):
+        _check_sees_files(where)
+    monkeypatch.setenv("REPRO_ENGINE_SHARES_FILES", "1")  # docker:dind sharing /builds
+    _check_sees_files(where)
+
+
+def test_an_unknown_executor_lists_the_known_ones(monkeypatch):
+    monkeypatch.setenv("REPRO_EXECUTOR", "lsf")
+    with pytest.raises(UsageError, match="executor 'lsf' is not one of: docker, podman"):
+        connect()
+
+
+def test_an_unreachable_engine_is_one_line_naming_the_socket(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/nothing.sock")
+    with pytest.raises(EngineUnavailable) as e:
+        connect().version()
+    assert f"{tmp_path}/nothing.sock" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_build_context_leaves_out_what_dockerignore_names(tmp_path):
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    (tmp_path / ".dockerignore").write_text("data\n*.tmp\n!keep.tmp\n")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "big.bin").write_bytes(b"x" * 10)
+    (tmp_path / "a.tmp").write_text("no")
+    (tmp_path / "keep.tmp").write_text("yes")
+    (tmp_path / "app.py").write_text("print(1)")
+    with tarfile.open(fileobj=io.BytesIO(context_tar(tmp_path))) as tar:
+        names = sorted(tar.getnames())
+    assert names == [".dockerignore", "Dockerfile", "app.py", "keep.tmp"]
