@@ -5,7 +5,7 @@
 
 1. launch overhead: `repro launch specs/hello.yaml` vs `docker run --rm` of the same image and
    command, alternating, median of N each (target: ratio <= 1.5).
-2. artifact ingest: ArtifactStore.put_file of a 1 GiB output (hash + copy + fsync + rename)
+2. artifact ingest: ArtifactStore.put of a 1 GiB output (hash + copy + fsync + rename)
    vs `sha256sum` of the same file, alternating (target: ratio <= 1.3).
 3. `repro --help` wall time (vs `python -c pass`).
 4. replay overhead: `repro replay` of a hello run vs `repro launch` of the same spec.
@@ -137,7 +137,7 @@ def bench_ingest(size_mb: int, n: int, tmp: Path) -> dict:
     for i in range(n):
         store = open_store(tmp / f"ingest-{i}")
         t0 = time.perf_counter()
-        store.artifacts.put_file(src)
+        store.artifacts.put(src)
         ours.append(time.perf_counter() - t0)
         base.append(timed(["sha256sum", str(src)]))
         shutil.rmtree(tmp / f"ingest-{i}")

@@ -103,7 +103,7 @@ def needed_artifacts(record: RunRecord, store: Store) -> dict[str, dict[str, Any
     need: dict[str, dict[str, Any]] = {}
 
     def add(hex_: str, role: str) -> None:
-        size = store.artifacts.path(hex_).stat().st_size if store.artifacts.has(hex_) else None
+        size = store.artifacts.size(hex_) if store.artifacts.has(hex_) else None
         need.setdefault(hex_, {"role": role, "size": size})
 
     for hex_, role in record_artifacts(record).items():
@@ -269,7 +269,7 @@ def _archive_index(archive: str, manifest: Manifest, folder: Path | None, store:
     in neither or is an archive stored whole (older stores)."""
     entry = manifest.artifacts.get(archive)
     data = None
-    if store.artifacts.verify(archive):
+    if store.artifacts.check(archive) == "ok":
         with store.artifacts.open(archive) as f:
             data = f.read(INDEX_LIMIT + 1)
     elif entry is not None and entry.bundled and folder is not None:
@@ -298,7 +298,7 @@ def _stage_and_commit(wanted: dict[str, str], manifest: Manifest, folder: Path |
             if entry is None or not entry.bundled:
                 continue
             present = store.artifacts.has(hex_)
-            if present and store.artifacts.verify(hex_):
+            if present and store.artifacts.check(hex_) == "ok":
                 continue
             src = folder / "artifacts" / hex_
             try:

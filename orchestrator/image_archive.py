@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from .engine import ImageBackend, repository_of
 from .errors import CannotReplay, ImageError, ReproError
-from .hashing import CHUNK, hex_of, sha256_file, shown
+from .hashing import CHUNK, canonical_json, hex_of, shown
 from .record import Hex64, ImageRef
 from .store import Store
 from .untrusted import Untrusted, loads
@@ -81,7 +81,7 @@ def ensure_archived(image_id: str, store: Store, engine: ImageBackend,
     on_line(f"archiving image {shown(image_id)} into the store (first use of this image)")
     index, new_bytes = split_into_store(engine.save(image_id), store,
                                         f"image {shown(image_id)} archive", on_line)
-    index_sha = store.artifacts.put_bytes(json.dumps(index, sort_keys=True).encode())
+    index_sha = store.artifacts.put(canonical_json(index).encode(), name="image index").sha256
     store.runs.add_image_archive(image_id, index_sha, index["size"])
     shared = index["size"] - new_bytes
     on_line(f"archived image {shown(image_id)}: {index['size'] >> 20} MiB"
@@ -105,13 +105,13 @@ def split_into_store(chunks: Iterable[bytes], store: Store, name: str,
                 if m.isreg():
                     f = tar.extractfile(m)
                     assert f is not None
-                    sha, size, fresh = store.artifacts.put_stream_new(f, name=f"{name}: {m.name}")
-                    entry.update(sha256=sha, size=size)
-                    total += size
-                    new += size if fresh else 0
-                    if size >= 64 << 20:
-                        on_line(f"  {m.name}: {size >> 20} MiB"
-                                + ("" if fresh else " (already in the store)"))
+                    put = store.artifacts.put(f, name=f"{name}: {m.name}")
+                    entry.update(sha256=put.sha256, size=put.size)
+                    total += put.size
+                    new += put.size if put.created else 0
+                    if put.size >= 64 << 20:
+                        on_line(f"  {m.name}: {put.size >> 20} MiB"
+                                + ("" if put.created else " (already in the store)"))
                 members.append(entry)
     except tarfile.TarError as e:
         raise ImageError(f"{name}: the engine's image archive is not a tar ({e})") from e
@@ -180,7 +180,7 @@ def ensure_present(image: ImageRef, store: Store, engine: ImageBackend,
     archive = archive_of(image, store)
     if archive is not None:
         for what, sha in [("archive", archive), *member_digests(archive, store)]:
-            if sha256_file(store.artifacts.path(sha))[0] != sha:
+            if store.artifacts.check(sha) != "ok":
                 raise CannotReplay(f"image {shown(image.digest)}: {what} ({sha[:16]}...) is "
                                    "corrupt in the store (its bytes no longer match their "
                                    "hash); run `repro fsck`, re-export or re-push the image")

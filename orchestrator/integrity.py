@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ReproError
-from .hashing import hex_of, sha256_file
+from .hashing import hex_of
 from .image_archive import member_digests
 from .record import RunRecord
 from .snapshot import cache_problems
@@ -42,10 +42,8 @@ def references(record: RunRecord, store: Store,
 
 def check_artifact(store: Store, sha: str) -> str | None:
     """None when fine, else 'missing' or 'corrupt'."""
-    path = store.artifacts.path(sha)
-    if not path.is_file():
-        return "missing"
-    return None if sha256_file(path)[0] == sha else "corrupt"
+    verdict = store.artifacts.check(sha)
+    return None if verdict == "ok" else verdict
 
 
 def fsck(store: Store, on_line: Callable[[str], None] = lambda _: None) -> dict[str, Any]:

@@ -112,7 +112,7 @@ def collect(outputs_dir: Path, globs: list[str], artifacts: ArtifactStore,
                 found.skipped[rel] = "not a regular file"
                 continue
             try:
-                sha, size = artifacts.put_stream(f, limit=cap, name=f"output {rel}")
+                put = artifacts.put(f, limit=cap, name=f"output {rel}")
             except TooLarge:
                 if cap == limit:
                     found.skipped[rel] = f"larger than the output limit of {limit} bytes " \
@@ -127,8 +127,8 @@ def collect(outputs_dir: Path, globs: list[str], artifacts: ArtifactStore,
                                           f"({total} bytes); {rel} and later files were not "
                                           "stored: raise REPRO_RUN_OUTPUT_LIMIT or write less")
                 continue
-        used += size
-        found.stored[rel] = FileRef(sha256=sha, size=size)
+        used += put.size
+        found.stored[rel] = FileRef(sha256=put.sha256, size=put.size)
     return found
 
 

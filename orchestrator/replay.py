@@ -257,7 +257,7 @@ def prepare(plan: ReplayPlan, record: RunRecord, store: Store, engine: Engine, h
     lock_path = None
     if r.packages is not None:
         _check(record, store, f"package lock {r.packages.lock}", r.packages.sha256)
-        lock_path = store.artifacts.path(r.packages.sha256)
+        lock_path = store.artifacts.local_path(r.packages.sha256)
     try:
         secret_env = secret_values(r.secrets, f"run {record.id}")
     except SpecError as e:
@@ -273,7 +273,7 @@ def _input_source(record: RunRecord, name: str, store: Store, foreign: bool,
     inp = record.resolved.inputs[name]
     if inp.kind == "file" and given is None and store.artifacts.has(inp.sha256):
         _check(record, store, f"input {name}", inp.sha256)
-        return store.artifacts.path(inp.sha256)
+        return store.artifacts.local_path(inp.sha256)
     path = given if given is not None else None if foreign else Path(inp.path)
     if path is not None:
         if inp.kind == "file" and path.is_file() and sha256_file(path)[0] == inp.sha256:

@@ -160,7 +160,7 @@ def resolve(loaded: LoadedSpec, store: Store, engine: ImageBackend, *, allow_dir
         except ValueError as e:
             raise SpecError(f"{lock_path}: {e}; pin every package as NAME==VERSION") from None
         # kept in the store: replay mounts exactly these bytes, whatever the file says later
-        packages = PackagesRef(lock=spec.packages.lock, sha256=store.artifacts.put_bytes(data),
+        packages = PackagesRef(lock=spec.packages.lock, sha256=store.artifacts.put(data).sha256,
                                pins=pins)
 
     resources = spec.resources
@@ -296,7 +296,7 @@ def _resolve_input(loaded: LoadedSpec, name: str, rel: str, pin: str | None,
     else:
         sha, size, stored = _file_digest(path, store)
         ref = InputRef(path=str(path), sha256=sha, size=size, stored=stored)
-        source = store.artifacts.path(sha) if stored else path
+        source = store.artifacts.local_path(sha) if stored else path
     if pin and pin != ref.sha256:
         raise loaded.error(("inputs", name, "sha256"), f"{path} has sha256 {ref.sha256}, not "
                            f"the pinned {pin}; restore the data or update the pin")
@@ -312,7 +312,8 @@ def _file_digest(path: Path, store: Store) -> tuple[str, int, bool]:
     if cached and (not keep or store.artifacts.has(cached)):
         return cached, st.st_size, keep
     if keep:
-        sha, size = store.artifacts.put_file(path)
+        put = store.artifacts.put(path, name=str(path))
+        sha, size = put.sha256, put.size
     else:
         sha, size = sha256_file(path)
     store.runs.cache_hash(str(path), st.st_size, st.st_mtime_ns, st.st_ino, sha)

@@ -241,8 +241,8 @@ def ingest(record: RunRecord, store: Store, work: Path, log_path: Path,
         else:
             record.warnings += found.problems[:1]
     if log_path.exists():
-        sha, size = store.artifacts.put_file(log_path)
-        record.logs = FileRef(sha256=sha, size=size)
+        put = store.artifacts.put(log_path, name="logs")
+        record.logs = FileRef(sha256=put.sha256, size=put.size)
     if redactor is not None and redactor.needles:
         series = _redact_names(record, series, redactor)
     return series

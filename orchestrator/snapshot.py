@@ -81,7 +81,7 @@ def take(path: Path, store: Store, allow_dirty: bool) -> Snapshot:
         patch = _git(repo, "diff", "--binary", "HEAD", "--", subdir) if commit else ""
         untracked = [e[3:] for e in status.split("\0") if e.startswith("??")]
         text = patch + "".join(f"# untracked: {u}\n" for u in untracked)
-        diff = as_digest(store.artifacts.put_bytes(text.encode()))
+        diff = as_digest(store.artifacts.put(text.encode(), name="code diff").sha256)
     ref = CodeRef(path=str(path), repo=str(repo), subdir=subdir, commit=commit, dirty=dirty,
                   snapshot=digest, diff=diff, files=len(rels))
     return Snapshot(ref=ref, source_date_epoch=epoch, extracted=extract(digest, store))
@@ -107,7 +107,7 @@ def _store_tar(root: Path, rels: list[str], subdir: str, store: Store) -> str:
             for rel in rels:
                 _add(tar, root / rel, os.path.relpath(rel, subdir) if subdir != "." else rel)
         buf.seek(0)
-        hex_, _ = store.artifacts.put_stream(buf, name="code snapshot")
+        hex_ = store.artifacts.put(buf, name="code snapshot").sha256
     return as_digest(hex_)
 
 

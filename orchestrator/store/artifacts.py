@@ -12,6 +12,7 @@ import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -34,12 +35,27 @@ class TooLarge(StoreError):
         self.limit = limit
 
 
+@dataclass(frozen=True)
+class Put:
+    """What a write stored: its sha256, its size, and whether the bytes were new."""
+
+    sha256: str
+    size: int
+    created: bool
+
+
+Source = bytes | Path | BinaryIO | Iterable[bytes]
+
+
 class ArtifactStore:
+    """Artifacts by sha256: one ``put``, one ``check``, and ``size``/``open``/``local_path``
+    for readers, so no caller builds a path into the store itself."""
+
     def __init__(self, root: Path) -> None:
         self.root = root
         self.tmp = root / "tmp"
 
-    def path(self, digest: str) -> Path:
+    def _path(self, digest: str) -> Path:
         """Where an artifact lives. Only a sha256 names one: anything else (``../x``, a path
         from a hostile record) is refused here, whatever the caller checked before."""
         h = hex_of(digest)
@@ -49,39 +65,49 @@ class ArtifactStore:
         return self.root / h[:2] / h[2:]
 
     def has(self, digest: str) -> bool:
-        return self.path(digest).is_file()
+        return self._path(digest).is_file()
 
-    def put_file(self, src: Path, limit: int | None = None) -> tuple[str, int]:
-        """Copy ``src`` in, hashing in the same pass. Returns (hex, size)."""
-        with open(src, "rb") as f:
-            return self.put_stream(f, limit=limit, name=str(src))
+    def size(self, digest: str) -> int:
+        try:
+            return self._path(digest).stat().st_size
+        except FileNotFoundError:
+            raise StoreError(f"artifact {digest} is missing from {self.root}") from None
 
-    def put_bytes(self, data: bytes) -> str:
-        h = hashlib.sha256(data).hexdigest()
-        if not self.has(h):
-            with self._writer() as (out, state):
-                out.write(data)
-                state["digest"] = h
-        return h
+    def local_path(self, digest: str) -> Path:
+        """A file on this machine holding the artifact (what a container bind-mounts). For
+        this store it is the artifact itself; a remote store would materialize it into a
+        verified local cache first."""
+        path = self._path(digest)
+        if not path.is_file():
+            raise StoreError(f"artifact {digest} is missing from {self.root}")
+        return path
 
-    def put_stream(self, stream: BinaryIO, limit: int | None = None, name: str = "stream",
-                   expect: str | None = None) -> tuple[str, int]:
-        return self.put_chunks(chunks_of(stream), limit=limit, name=name,
-                               expect=expect)
+    def check(self, digest: str) -> str:
+        """'ok', 'missing', or 'corrupt' (the bytes no longer hash to the name)."""
+        path = self._path(digest)
+        if not path.is_file():
+            return "missing"
+        return "ok" if sha256_file(path)[0] == hex_of(digest) else "corrupt"
 
-    def put_stream_new(self, stream: BinaryIO, name: str = "stream") -> tuple[str, int, bool]:
-        """put_stream, also saying whether the bytes were new to the store."""
-        return self._put(chunks_of(stream), None, name, None)
-
-    def put_chunks(self, chunks: Iterable[bytes], limit: int | None = None,
-                   name: str = "stream", expect: str | None = None) -> tuple[str, int]:
-        """Store the concatenation of ``chunks`` (hashed while written). Returns (hex, size).
-        With ``expect``, bytes that hash to anything else are discarded (DigestMismatch)."""
-        hex_, size, _created = self._put(chunks, limit, name, expect)
-        return hex_, size
+    def put(self, source: Source, *, limit: int | None = None, expect: str | None = None,
+            name: str = "artifact") -> Put:
+        """Store ``source`` (bytes, a file path, a binary stream or byte chunks), hashed
+        while it is written, at most ``limit`` bytes (TooLarge); with ``expect``, bytes that
+        hash to anything else are discarded (DigestMismatch)."""
+        if isinstance(source, bytes):
+            h = hashlib.sha256(source).hexdigest()
+            if expect is None and self.has(h):
+                return Put(h, len(source), False)
+            return self._put([source], limit, name, expect)
+        if isinstance(source, Path):
+            with open(source, "rb") as f:
+                return self._put(chunks_of(f), limit, name, expect)
+        if hasattr(source, "read"):
+            return self._put(chunks_of(source), limit, name, expect)  # type: ignore[arg-type]
+        return self._put(source, limit, name, expect)  # type: ignore[arg-type]
 
     def _put(self, chunks: Iterable[bytes], limit: int | None, name: str,
-             expect: str | None) -> tuple[str, int, bool]:
+             expect: str | None) -> Put:
         h = hashlib.sha256()
         size = 0
         with self._writer() as (out, state):
@@ -95,7 +121,7 @@ class ArtifactStore:
                 raise DigestMismatch(f"{name}: its bytes hash to {h.hexdigest()}, not "
                                      f"{expect}", got=h.hexdigest())
             state["digest"] = h.hexdigest()
-        return h.hexdigest(), size, state["created"]
+        return Put(h.hexdigest(), size, state["created"])
 
     def _temp(self) -> tuple[int, str]:
         """A new temp file, locked, as (fd, name). `repro gc` removes only "in-*" files no
@@ -112,7 +138,7 @@ class ArtifactStore:
                  replace: bool = False) -> bool:
         """Move a written, fsynced temp file to its address; False when it was there already
         (``replace``: overwrite it anyway, to repair a corrupt copy)."""
-        dest = self.path(digest)
+        dest = self._path(digest)
         if dest.exists() and not replace:
             os.unlink(tmp_name)
             return False
@@ -180,14 +206,9 @@ class ArtifactStore:
 
     def open(self, digest: str) -> BinaryIO:
         try:
-            return open(self.path(digest), "rb")
+            return open(self._path(digest), "rb")
         except FileNotFoundError:
             raise StoreError(f"artifact {digest} is missing from {self.root}") from None
-
-    def verify(self, digest: str) -> bool:
-        """True when the stored bytes still hash to their address."""
-        p = self.path(digest)
-        return p.is_file() and sha256_file(p)[0] == hex_of(digest)
 
     def copy_out(self, digest: str, dest: Path) -> None:
         """Copy an artifact out, hashing it on the way: a corrupt one raises DigestMismatch

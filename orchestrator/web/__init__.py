@@ -276,11 +276,11 @@ def make_server(home: Path, host: str = "127.0.0.1", port: int = 8765,
         def _artifact(self, sha: str, name: str) -> None:
             if not HEX64.match(sha) or not api.store.artifacts.has(sha):
                 return self._send(HTTPStatus.NOT_FOUND, {"error": "no such artifact"})
-            path = api.store.artifacts.path(sha)
+            size = api.store.artifacts.size(sha)
             safe = re.sub(r"[^A-Za-z0-9._-]", "_", name.rsplit("/", 1)[-1])[:100]
             self.send_response(HTTPStatus.OK)
             self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Length", str(path.stat().st_size))
+            self.send_header("Content-Length", str(size))
             self.send_header("Content-Disposition", f'attachment; filename="{safe}"')
             self.end_headers()
             for chunk in api.store.artifacts.chunks(sha):

@@ -35,9 +35,9 @@ def test_digits_example_succeeds_and_records_everything(proj, home, images):
                                    "weights/w2.npy", "weights/b2.npy"}
     store = open_store(home)
     for ref in rec["outputs"].values():
-        data = store.artifacts.path(ref["sha256"]).read_bytes()
+        data = store.artifacts.local_path(ref["sha256"]).read_bytes()
         assert hashlib.sha256(data).hexdigest() == ref["sha256"] and len(data) == ref["size"]
-    stored_metrics = json.loads(store.artifacts.path(
+    stored_metrics = json.loads(store.artifacts.local_path(
         rec["outputs"]["metrics.json"]["sha256"]).read_bytes())
     assert rec["metrics"]["accuracy"] == stored_metrics["accuracy"] > 0.7
     assert len(rec["series"]["loss"]) == 30  # the learning curve, through the helper
@@ -109,7 +109,7 @@ def test_network_none_really_has_no_network(proj):
     p, rec = launch_json(proj, spec)
     assert p.returncode == 0, rec["stderr_tail"]
     store = open_store()
-    net = json.loads(store.artifacts.path(rec["outputs"]["net.json"]["sha256"]).read_text())
+    net = json.loads(store.artifacts.local_path(rec["outputs"]["net.json"]["sha256"]).read_text())
     assert net == {"ifaces": ["lo"], "routes": [], "errno": 101}  # ENETUNREACH, no packet sent
     assert rec["hermetic"] is True and rec["resolved"]["network"] == "none"
     # asking for a network gives one (a route exists; nothing is contacted), and says so
@@ -181,7 +181,7 @@ def test_container_is_unprivileged_and_code_and_inputs_read_only(proj):
         """)
     p, rec = launch_json(proj, spec)
     assert p.returncode == 0, rec["stderr_tail"]
-    out = json.loads(open_store().artifacts.path(
+    out = json.loads(open_store().artifacts.local_path(
         rec["outputs"]["probe.json"]["sha256"]).read_text())
     assert out == {"uid": 65534, "cap_eff": "0000000000000000", "no_new_privs": "1",
                    "code": False, "input": False, "lib": False, "run_json": True,

@@ -189,7 +189,7 @@ def test_corrupt_or_deleted_artifacts_are_named_by_fsck_replay_and_export(proj, 
     _, rec = launch_json(proj, proj / "specs" / "digits-mlp.yaml", "--param", "epochs=2")
     assert repro("fsck", cwd=proj).returncode == 0
     store = open_store(home)
-    w1 = store.artifacts.path(rec["outputs"]["weights/w1.npy"]["sha256"])
+    w1 = store.artifacts.local_path(rec["outputs"]["weights/w1.npy"]["sha256"])
     w1.chmod(0o644)
     w1.write_bytes(b"tampered")
     p = repro("fsck", "--json", cwd=proj)
@@ -198,13 +198,13 @@ def test_corrupt_or_deleted_artifacts_are_named_by_fsck_replay_and_export(proj, 
     assert problems == [{"run": rec["id"], "name": "digits-mlp", "what": "output weights/w1.npy",
                          "sha256": rec["outputs"]["weights/w1.npy"]["sha256"],
                          "problem": "corrupt"}]
-    data = store.artifacts.path(rec["resolved"]["inputs"]["digits"]["sha256"])
+    data = store.artifacts.local_path(rec["resolved"]["inputs"]["digits"]["sha256"])
     data.chmod(0o644)
     data.write_bytes(data.read_bytes()[:-1] + b"\x00")
     p = repro("replay", rec["id"], cwd=proj)
     assert p.returncode == 9 and f"run {rec['id']}: input digits" in p.stderr
     assert "is corrupt in the store" in p.stderr
-    snap = store.artifacts.path(rec["resolved"]["code"]["snapshot"])
+    snap = store.artifacts.local_path(rec["resolved"]["code"]["snapshot"])
     snap.chmod(0o644)
     snap.unlink()
     p = repro("export", rec["id"], "--bundle", str(tmp_path / "b"), cwd=proj)
@@ -273,7 +273,7 @@ def test_a_hostile_job_cannot_escape(proj):
         """)
     p, rec = launch_json(proj, spec)
     assert p.returncode == 0, rec["stderr_tail"]
-    out = json.loads(open_store().artifacts.path(
+    out = json.loads(open_store().artifacts.local_path(
         rec["outputs"]["escapes.json"]["sha256"]).read_text())
     assert all(v != "succeeded" for v in out["tried"].values()), out["tried"]
     assert len(out["tried"]) == 11

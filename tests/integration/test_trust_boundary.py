@@ -81,7 +81,7 @@ def test_a_hostile_job_neither_hangs_nor_bricks_the_store(proj, home):
     assert tmp_result.returncode == 0 and "hostile files written" in tmp_result.stdout
     from orchestrator.store import open_store
 
-    stored = open_store().artifacts.path(rec["outputs"]["tmp.txt"]["sha256"]).read_text()
+    stored = open_store().artifacts.local_path(rec["outputs"]["tmp.txt"]["sha256"]).read_text()
     assert stored == "No space left on device"  # the job's /tmp is a 16 MiB tmpfs
     for command in (["runs"], ["show", rec["id"]], ["fsck"]):
         p = repro(*command, cwd=proj, timeout=60)

@@ -39,7 +39,7 @@ def test_collect_stores_matching_files_and_never_follows_symlinks(tmp_path):
     assert sorted(stored) == ["metrics.json", "weights/w.npy"]
     assert found.skipped == {"weights/dirlink": "symlink (not followed)",
                        "weights/leak.npy": "symlink (not followed)"}
-    assert store.artifacts.path(stored["weights/w.npy"].sha256).read_bytes() == b"w" * 1000
+    assert store.artifacts.local_path(stored["weights/w.npy"].sha256).read_bytes() == b"w" * 1000
 
 
 def test_collect_skips_files_over_the_limit(tmp_path):

@@ -65,7 +65,7 @@ def test_resolution_is_content_addressed_and_stable(repo, tmp_path):
     assert r.code.subdir == "job" and r.code.files == 1
     assert r.inputs["data"].sha256 == \
         "84d89877f0d4041efb6bf91a16f0248f2fd573e6af05c19f96bedb9f882f7882"
-    assert r.inputs["data"].stored and a.input_sources["data"] == store.artifacts.path(
+    assert r.inputs["data"].stored and a.input_sources["data"] == store.artifacts.local_path(
         r.inputs["data"].sha256)
     assert a.spec_digest == b.spec_digest and a.spec_digest.startswith("sha256:")
     assert (a.snapshot.extracted / "train.py").read_text() == "print(1)\n"
@@ -96,7 +96,7 @@ def test_dirty_code_is_refused_then_recorded_with_allow_dirty(repo, tmp_path):
         do(repo, tmp_path)
     res, store = do(repo, tmp_path, allow_dirty=True)
     assert res.resolved.code.dirty and res.resolved.code.files == 2
-    diff = store.artifacts.path(res.resolved.code.diff).read_text()
+    diff = store.artifacts.local_path(res.resolved.code.diff).read_text()
     assert "+print(2)" in diff and "# untracked: job/new.py" in diff
     assert (res.snapshot.extracted / "train.py").read_text() == "print(2)\n"
 

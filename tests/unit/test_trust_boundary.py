@@ -35,8 +35,8 @@ def exported(repo, tmp_path):
 def make_bundle(repo: Path, tmp_path: Path) -> tuple[Path, RunRecord]:
     """A real bundle made by hand (no engine): the resolved run, an output and logs."""
     res, store = do(repo, tmp_path)
-    out = store.artifacts.put_bytes(b"weights")
-    logs = store.artifacts.put_bytes(b"epoch 1 loss 0.5\n")
+    out = store.artifacts.put(b"weights").sha256
+    logs = store.artifacts.put(b"epoch 1 loss 0.5\n").sha256
     record = RunRecord(id="0123456789abcdef", name="r", status=RunStatus.SUCCEEDED,
                        exit_code=0, spec={}, spec_digest=res.spec_digest,
                        resolved=res.resolved, created_at="2026-11-26T10:00:00.000Z",
@@ -46,7 +46,7 @@ def make_bundle(repo: Path, tmp_path: Path) -> tuple[Path, RunRecord]:
     (folder / "artifacts").mkdir(parents=True)
     doc = manifest_of(record, store)
     for hex_, meta in needed_artifacts(record, store).items():
-        shutil.copy(store.artifacts.path(hex_), folder / "artifacts" / hex_)
+        shutil.copy(store.artifacts.local_path(hex_), folder / "artifacts" / hex_)
         doc["artifacts"][hex_] = {**meta, "bundled": True}
     (folder / "manifest.json").write_text(json.dumps(doc))
     return folder, record
@@ -152,7 +152,7 @@ def test_a_corrupt_artifact_writes_nothing_and_a_good_one_repairs(exported, tmp_
     assert store_files(store) == before and store.runs.count() == 0
     (folder / "artifacts" / code).write_bytes(good)
     import_bundle(folder, store, lambda _: None)
-    path = store.artifacts.path(code)
+    path = store.artifacts.local_path(code)
     path.chmod(0o644)
     path.write_bytes(b"tampered")
     assert not fsck(store)["ok"]
@@ -193,7 +193,7 @@ def test_paths_from_records_never_leave_the_store(tmp_path):
     store = fresh(tmp_path)
     for bad in ("../../x", "sha256:../../etc/passwd", "a" * 63 + "/"):
         with pytest.raises(StoreError, match="not a sha256"):
-            store.artifacts.path(bad)
+            store.artifacts.local_path(bad)
     for bad in ("../..", "../../../etc", "0123456789abcdeF"):
         with pytest.raises(StoreError, match="not 16 hex digits"):
             store.work_path(bad)
