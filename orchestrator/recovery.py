@@ -18,14 +18,14 @@ from .errors import ReproError
 from .record import RunRecord, RunStatus, utc_now
 from .runner import ingest, remove_secrets
 from .store import Store
-from .store.runs import owner_alive
+from .store.local import owner_alive
 
 
 def orphans(store: Store) -> list[RunRecord]:
     found = []
-    for rec in store.runs.unfinished():
-        owner = store.runs.owner(rec.id)
-        if owner is None or owner_alive(owner) is False:
+    for rec in store.runs.unfinished():  # a run with no owner here runs on another machine
+        owner = store.local.owner(rec.id)
+        if owner is not None and owner_alive(owner) is False:
             found.append(rec)
     return found
 
@@ -35,8 +35,8 @@ def recover(store: Store, executor: Executor, on_line: Callable[[str], None] = l
     """Finish every orphaned run as ``lost``; returns them."""
     done = []
     for rec in orphans(store):
-        owner = store.runs.owner(rec.id)
-        who = f"pid {owner[2]} on {owner[0]}" if owner else "an unknown process"
+        owner = store.local.owner(rec.id)
+        who = f"pid {owner[2]} on {owner[0]}" if owner else "its process"
         stopped = False
         for job in executor.find({LABEL_RUN: rec.id}):
             if job.running:
@@ -49,11 +49,12 @@ def recover(store: Store, executor: Executor, on_line: Callable[[str], None] = l
                       f"{'stopped' if stopped else 'over'} and removed by recovery")
         rec.finished_at = utc_now()
         remove_secrets(rec.id)
-        _keep_what_it_left(rec, store)
+        series = _keep_what_it_left(rec, store)
         try:
-            store.runs.save(rec, previous=previous)
+            store.runs.save(rec, previous=previous, steps=series)
         except ReproError:
             continue  # another process finished or recovered it first
+        store.local.release(rec.id)
         shutil.rmtree(store.work_path(rec.id), ignore_errors=True)
         on_line(f"recovered run {rec.id}: lost ({who} died)")
         done.append(rec)
@@ -78,19 +79,20 @@ def remove_strays(store: Store, executor: Executor,
     return removed
 
 
-def _keep_what_it_left(rec: RunRecord, store: Store) -> None:
+def _keep_what_it_left(rec: RunRecord, store: Store) -> list[tuple[str, int, float]]:
+    """Logs, outputs and metrics an orphan left into its record; returns its series."""
     log = store.log_path(rec.id)
     try:
         series = ingest(rec, store, store.work_path(rec.id), log)
-        if series:
-            store.runs.add_steps(rec.id, series)
         if rec.logs is not None:
             log.unlink(missing_ok=True)
         if rec.outputs:
             rec.warnings.append("outputs are partial: the run was lost")
+        return series
     except Exception as e:  # what a job left must never keep a run from being finished
         why = str(e) if isinstance(e, ReproError | OSError) else f"{type(e).__name__}: {e}"
         rec.warnings.append(f"recovery could not keep everything: {why}")
+        return []
 
 
 def stale_files(store: Store) -> list[Path]:

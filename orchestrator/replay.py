@@ -27,7 +27,7 @@ from .image_archive import ensure_present
 from .integrity import check_artifact
 from .record import ResolvedSpec, RunRecord, utc_now
 from .resolve import Resolution, dir_digest, secret_values, spec_digest
-from .runner import Hooks, execute, new_record
+from .runner import Hooks, new_record, start
 from .snapshot import Snapshot, extract
 from .store import Store
 
@@ -332,8 +332,7 @@ def replay(original: RunRecord, store: Store, engine: Engine, hooks: Hooks,
                         spec_path=original.spec_path, params=dict(original.params),
                         replay_of=original.id,
                         warnings=[f"hardware differs: {c['fact']}" for c in hw] + plan.notes)
-    store.runs.insert(record)
-    record = execute(record, res, store, engine, hooks)
+    record = start(record, res, store, engine, hooks)
     record.verdict = verdict(original, record, tolerances)
     store.runs.save(record, previous=record.status)
     return record

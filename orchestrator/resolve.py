@@ -307,7 +307,7 @@ def _file_digest(path: Path, store: Store) -> tuple[str, int, bool]:
     """sha256 via the stat cache; files under the limit are copied into the artifact store
     in the same pass (so the container reads exactly the bytes that were hashed)."""
     st = path.stat()
-    cached = store.runs.cached_hash(str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+    cached = store.local.cached_hash(str(path), st.st_size, st.st_mtime_ns, st.st_ino)
     keep = st.st_size <= settings.input_store_limit()
     if cached and (not keep or store.artifacts.has(cached)):
         return cached, st.st_size, keep
@@ -316,7 +316,7 @@ def _file_digest(path: Path, store: Store) -> tuple[str, int, bool]:
         sha, size = put.sha256, put.size
     else:
         sha, size = sha256_file(path)
-    store.runs.cache_hash(str(path), st.st_size, st.st_mtime_ns, st.st_ino, sha)
+    store.local.cache_hash(str(path), st.st_size, st.st_mtime_ns, st.st_ino, sha)
     return sha, size, keep
 
 
@@ -331,10 +331,10 @@ def dir_digest(path: Path, store: Store) -> tuple[str, int]:
             if p.is_symlink() or not p.is_file():
                 continue
             st = p.stat()
-            sha = store.runs.cached_hash(str(p), st.st_size, st.st_mtime_ns, st.st_ino)
+            sha = store.local.cached_hash(str(p), st.st_size, st.st_mtime_ns, st.st_ino)
             if sha is None:
                 sha, _ = sha256_file(p)
-                store.runs.cache_hash(str(p), st.st_size, st.st_mtime_ns, st.st_ino, sha)
+                store.local.cache_hash(str(p), st.st_size, st.st_mtime_ns, st.st_ino, sha)
             manifest[p.relative_to(path).as_posix()] = sha
             total += st.st_size
     return hex_of(digest_of(manifest)), total

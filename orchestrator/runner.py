@@ -77,8 +77,15 @@ def launch(loaded: LoadedSpec, store: Store, engine: Engine, *, allow_dirty: boo
     record = new_record(res, name=loaded.spec.name, spec=loaded.spec.model_dump(mode="json"),
                         spec_path=str(loaded.path.resolve()), sweep_id=sweep_id,
                         warnings=list(res.warnings))
+    return start(record, res, store, engine, hooks)
+
+
+def start(record: RunRecord, res: Resolution, store: Store, executor: Executor,
+          hooks: Hooks) -> RunRecord:
+    """Record a new run ``pending``, owned by this process, and execute it."""
+    store.local.own(record.id)  # before it is recorded: an unfinished run has an owner here
     store.runs.insert(record)
-    return execute(record, res, store, engine, hooks)
+    return execute(record, res, store, executor, hooks)
 
 
 def new_record(res: Resolution, **fields: object) -> RunRecord:
@@ -206,9 +213,8 @@ def _finish(record: RunRecord, res: Resolution, store: Store, executor: Executor
     if record.logs is not None:
         sink.path.unlink(missing_ok=True)
     try:
-        if series:
-            store.runs.add_steps(record.id, series)
-        store.runs.save(record, previous=state.previous)
+        store.runs.save(record, previous=state.previous, steps=series)  # together
+        store.local.release(record.id)
     finally:
         if cleaner is not None:
             cleaner.join()

@@ -64,8 +64,7 @@ def take(path: Path, store: Store, allow_dirty: bool) -> Snapshot:
         raise ResolveError(f"code at {path} has uncommitted changes ({len(changed)} "
                            f"file(s): {sample}); commit them, or pass --allow-dirty to "
                            "record the diff with the run")
-    cache_key = f"code:{repo}:{subdir}:{commit}"
-    cached = store.runs.cached_hash(cache_key, 0, 0, 0) if not dirty else None
+    cached = store.local.snapshot(str(repo), subdir, commit) if commit and not dirty else None
     files = _git(repo, "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--",
                  subdir).split("\0")
     rels = sorted({f for f in files if f and os.path.lexists(repo / f)
@@ -74,8 +73,8 @@ def take(path: Path, store: Store, allow_dirty: bool) -> Snapshot:
         digest = as_digest(cached)
     else:
         digest = _store_tar(repo, rels, subdir, store)
-        if not dirty:
-            store.runs.cache_hash(cache_key, 0, 0, 0, hex_of(digest))
+        if commit and not dirty:
+            store.local.remember_snapshot(str(repo), subdir, commit, hex_of(digest))
     diff = None
     if dirty:
         patch = _git(repo, "diff", "--binary", "HEAD", "--", subdir) if commit else ""

@@ -1,16 +1,23 @@
-"""The store: run records (SQLite) + artifacts (content-addressed folder) under one home.
+"""The store: run records + artifacts (content-addressed) + this machine's local state.
 
-Home: ``REPRO_HOME``, else ``.repro/`` of the working directory.
+Home: ``REPRO_HOME``, else ``.repro/`` of the working directory. Records are chosen by URL
+(``REPRO_STORE``: a path or ``sqlite:///path``; default ``HOME/repro.db``), each scheme a
+builder in ``RECORD_STORES`` (PostgreSQL will be the second). Machine-local state (caches,
+the owners of runs running here) is always ``HOME/local.db`` and never shared.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
-from ..errors import StoreError
+from ..errors import StoreError, UsageError
 from ..untrusted import RUN_ID
 from .artifacts import ArtifactStore
+from .local import LocalState
 from .runs import RunStore
 
 
@@ -25,6 +32,7 @@ class Store:
     home: Path
     runs: RunStore
     artifacts: ArtifactStore
+    local: LocalState
 
     @property
     def logs_dir(self) -> Path:
@@ -47,6 +55,7 @@ class Store:
 
     def close(self) -> None:
         self.runs.close()
+        self.local.close()
 
 
 def _checked(run_id: str) -> str:
@@ -70,5 +79,30 @@ def open_store(home: Path | None = None, create: bool = True) -> Store:
                              "to a writable folder") from e
     for sub in ("artifacts", "logs", "work"):
         (home / sub).mkdir(exist_ok=True)
-    return Store(home=home, runs=RunStore(home / "repro.db"),
-                 artifacts=ArtifactStore(home / "artifacts"))
+    url = os.environ.get("REPRO_STORE", "").strip() or str(home / "repro.db")
+    local = LocalState(home / "local.db", legacy=home / "repro.db")  # before the records'
+    # migrations: it copies what a store from before the split kept in repro.db
+    return Store(home=home, runs=records(url), artifacts=ArtifactStore(home / "artifacts"),
+                 local=local)
+
+
+def _sqlite(url: str) -> RunStore:
+    path = urlparse(url).path if url.startswith("sqlite:") else url
+    if path.startswith("//"):  # sqlite:////abs/path, SQLAlchemy's spelling
+        path = "/" + path.lstrip("/")
+    if not path:
+        raise UsageError(f"REPRO_STORE {url!r}: give a path, e.g. sqlite:///srv/repro.db")
+    return RunStore(Path(path).expanduser())
+
+
+RECORD_STORES: dict[str, Callable[[str], RunStore]] = {"sqlite": _sqlite, "": _sqlite}
+
+
+def records(url: str) -> RunStore:
+    """The record store a URL names: a path or sqlite:///path (more schemes to come)."""
+    scheme = urlparse(url).scheme if "://" in url or url.startswith("sqlite:") else ""
+    if scheme not in RECORD_STORES:
+        known = ", ".join(f"{s}://" for s in sorted(RECORD_STORES) if s)
+        raise UsageError(f"REPRO_STORE {url!r}: unknown scheme {scheme!r}; use a path or "
+                         f"one of: {known}")
+    return RECORD_STORES[scheme](url)

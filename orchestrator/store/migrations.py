@@ -118,6 +118,12 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             absent TEXT NOT NULL
         ) WITHOUT ROWID
     """),
+    # run owners and the hash cache belong to one machine: they live in local.db now
+    # (store/local.py copies them there before this runs)
+    (6, "machine-local-state-out", """
+        DROP TABLE IF EXISTS run_owners;
+        DROP TABLE IF EXISTS hash_cache
+    """),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -12,7 +12,6 @@ import math
 import os
 import random
 import re
-import socket
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -29,7 +28,7 @@ from .migrations import LATEST, MIGRATIONS
 
 
 @contextmanager
-def _setup_lock(db_path: Path) -> Iterator[None]:
+def setup_lock(db_path: Path) -> Iterator[None]:
     """An exclusive advisory lock on ``<db>.lock`` for the store's one-time set-up."""
     try:
         fd = os.open(f"{db_path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -54,7 +53,7 @@ class RunStore:
                 # Switching to WAL takes an exclusive lock and SQLite answers "database is
                 # locked" at once, without waiting, when another process opens the same new
                 # store at that moment. One process at a time sets the store up.
-                with _setup_lock(path):
+                with setup_lock(path):
                     if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                         self.db.execute("PRAGMA journal_mode = WAL")
                     self._migrate()
@@ -98,7 +97,12 @@ class RunStore:
     @contextmanager
     def atomic(self) -> Iterator[sqlite3.Connection]:
         """A write transaction taken up front (BEGIN IMMEDIATE): no lock upgrades, no
-        'database is locked' half-way through."""
+        'database is locked' half-way through. Inside another one it is a SAVEPOINT, so
+        writes compose (a record and its metric series commit together)."""
+        if self.db.in_transaction:
+            with self._savepoint():
+                yield self.db
+            return
         try:
             self.db.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as e:
@@ -115,6 +119,23 @@ class RunStore:
                 self._rollback()
                 raise StoreError(f"store {self.path}: cannot commit: {e}") from e
 
+    @contextmanager
+    def _savepoint(self) -> Iterator[None]:
+        self._depth = getattr(self, "_depth", 0) + 1
+        name = f"sp{self._depth}"
+        self.db.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute(f"ROLLBACK TO {name}")
+                self.db.execute(f"RELEASE {name}")
+            raise
+        else:
+            self.db.execute(f"RELEASE {name}")
+        finally:
+            self._depth -= 1
+
     def _rollback(self) -> None:
         """Roll back if SQLite has not already (it does by itself on a full disk)."""
         if self.db.in_transaction:
@@ -122,17 +143,13 @@ class RunStore:
 
     # -- records ---------------------------------------------------------------------------
 
-    def insert(self, record: RunRecord, owned: bool = True) -> None:
-        """Record a new run; ``owned`` also notes this process as the one running it (so a
-        later `repro` can tell an orphan from a run that is still going)."""
+    def insert(self, record: RunRecord) -> None:
+        """Record a new run."""
         try:
             with self.atomic() as db:
                 db.execute(f"INSERT INTO runs ({', '.join(COLUMNS)}) VALUES "
                            f"({', '.join('?' * len(COLUMNS))})", _row(record))
                 _project(db, record)
-                if owned and not record.status.terminal:
-                    db.execute("INSERT OR REPLACE INTO run_owners VALUES (?, ?, ?, ?, ?)",
-                               (record.id, *process_identity()))
         except sqlite3.DatabaseError as e:
             raise StoreError(f"store {self.path}: cannot record run {record.id}: {e}") from e
 
@@ -185,9 +202,11 @@ class RunStore:
             raise StoreError(f"store {self.path}: cannot record runs: {e}") from e
         return n
 
-    def save(self, record: RunRecord, previous: RunStatus | None = None) -> None:
-        """Write the whole record. With ``previous``, the status must still be that one in
-        the store (and the transition allowed), so two writers cannot both finish a run."""
+    def save(self, record: RunRecord, previous: RunStatus | None = None,
+             steps: Iterable[tuple[str, int, float]] = ()) -> None:
+        """Write the whole record (and ``steps``, its metric series, in the same transaction).
+        With ``previous``, the status must still be that one in the store (and the transition
+        allowed), so two writers cannot both finish a run."""
         if previous is not None and record.status != previous:
             if record.status not in ALLOWED.get(previous, set()):
                 raise StoreError(f"run {record.id}: status cannot go from {previous} to "
@@ -203,8 +222,8 @@ class RunStore:
                     raise StoreError(f"run {record.id} changed under us (expected status "
                                      f"{previous}); not overwritten")
                 _project(db, record)
-                if record.status.terminal:
-                    db.execute("DELETE FROM run_owners WHERE run_id = ?", (record.id,))
+                db.executemany("INSERT OR REPLACE INTO metric_steps VALUES (?, ?, ?, ?)",
+                               ((record.id, n, s, v) for n, s, v in steps))
         except sqlite3.DatabaseError as e:
             raise StoreError(f"store {self.path}: cannot update run {record.id}: {e}") from e
 
@@ -436,11 +455,6 @@ class RunStore:
     def count(self) -> int:
         return self.db.execute("SELECT count(*) FROM runs").fetchone()[0]
 
-    def owner(self, run_id: str) -> tuple[str, str, int, str] | None:
-        row = self.db.execute("SELECT host, boot_id, pid, pid_start FROM run_owners WHERE "
-                              "run_id = ?", (run_id,)).fetchone()
-        return (row[0], row[1], int(row[2]), row[3]) if row else None
-
     def unfinished(self) -> list[RunRecord]:
         """Pending and running runs. A record that does not parse (damaged, or written by a
         newer repro) is left out: recovery must never block every command on one bad row."""
@@ -502,51 +516,8 @@ class RunStore:
         return list(self.db.execute("SELECT repository, digest FROM image_pushes WHERE "
                                     "image_id = ? ORDER BY pushed_at DESC", (image_id,)))
 
-    # -- input hash cache (path, size, mtime, inode) -> sha256 ----------------------------------
-
-    def cached_hash(self, path: str, size: int, mtime_ns: int, inode: int) -> str | None:
-        row = self.db.execute("SELECT sha256 FROM hash_cache WHERE path=? AND size=? AND "
-                              "mtime_ns=? AND inode=?", (path, size, mtime_ns, inode)).fetchone()
-        return row[0] if row else None
-
-    def cache_hash(self, path: str, size: int, mtime_ns: int, inode: int, sha256: str) -> None:
-        with self.atomic() as db:
-            db.execute("INSERT OR REPLACE INTO hash_cache VALUES (?, ?, ?, ?, ?)",
-                       (path, size, mtime_ns, inode, sha256))
-
-
 COLUMNS = ("id", "name", "status", "exit_code", "spec_digest", "created_at", "started_at",
            "finished_at", "duration_s", "replay_of", "sweep_id", "record")
-
-
-def _boot_id() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return ""
-
-
-def pid_start(pid: int) -> str | None:
-    """The start time of a process (clock ticks since boot), or None if it does not exist."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
-def process_identity() -> tuple[str, str, int, str]:
-    """(host, boot id, pid, pid start): a process, unambiguously, even after pid reuse."""
-    pid = os.getpid()
-    return socket.gethostname(), _boot_id(), pid, pid_start(pid) or ""
-
-
-def owner_alive(owner: tuple[str, str, int, str]) -> bool | None:
-    """True/False for an owner on this host; None when it ran on another host (unknowable)."""
-    host, boot, pid, start = owner
-    if host != socket.gethostname():
-        return None
-    return boot == _boot_id() and pid_start(pid) == start
 
 
 def _sort_phases(sort: Sort) -> list[tuple[str, str, str]]:

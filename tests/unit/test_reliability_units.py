@@ -12,7 +12,7 @@ from orchestrator.errors import SpecError, UsageError
 from orchestrator.recovery import orphans
 from orchestrator.spec import load_spec
 from orchestrator.store import open_store
-from orchestrator.store.runs import owner_alive, process_identity
+from orchestrator.store.local import owner_alive, process_identity
 from tests.unit.test_spec import GOOD, write
 from tests.unit.test_store import record, rid
 
@@ -68,10 +68,12 @@ def test_owner_liveness_survives_pid_reuse():
 
 def test_orphans_are_runs_whose_owner_is_gone(tmp_path):
     store = open_store(tmp_path / "h")
-    store.runs.insert(record("mine"))  # owned by this live process
-    store.runs.insert(record("gone"))
-    store.runs.db.execute("UPDATE run_owners SET pid = 999999999 WHERE run_id = ?",
-                              (rid("gone"),))
+    for label in ("mine", "gone", "elsewhere"):
+        if label != "elsewhere":  # a run of another machine has no owner here
+            store.local.own(rid(label))  # owned by this live process
+        store.runs.insert(record(label))
+    store.local.db.execute("UPDATE run_owners SET pid = 999999999 WHERE run_id = ?",
+                           (rid("gone"),))
     assert [r.id for r in orphans(store)] == [rid("gone")]
 
 

@@ -69,7 +69,7 @@ def test_fresh_store_is_migrated_and_in_wal_mode(tmp_path):
     names = [r[0] for r in store.runs.db.execute("SELECT name FROM schema_migrations")]
     assert names == ["runs-and-metric-steps", "image-archives-and-pushes",
                      "queryable-params-metrics-tags-notes-sweeps", "run-owners",
-                     "run-imports"]
+                     "run-imports", "machine-local-state-out"]
     store.close()
     again = open_store(tmp_path / "h")  # reopening applies nothing twice
     assert again.runs.schema_version == LATEST
@@ -270,3 +270,70 @@ def test_sweep_groups_count_outcomes_and_range_over_the_matching_runs(tmp_path):
     assert total == 1 and groups[0]["runs"] == 2 and groups[0]["min"] == groups[0]["max"] == 0.9
     assert store.runs.sweep_groups(compile_where(""), None, limit=1, offset=1)[1][0]["sweep"] \
         == "sw1"
+
+
+def test_atomic_nests_as_savepoints_so_writes_compose(tmp_path):
+    store = open_store(tmp_path / "h")
+    r = record("nest")
+    store.runs.insert(r)
+    with pytest.raises(RuntimeError):
+        with store.runs.atomic():
+            store.runs.add_steps(r.id, [("loss", 0, 1.0)])
+            with store.runs.atomic():  # a SAVEPOINT inside the outer transaction
+                store.runs.set_tags(r.id, {"k": "v"})
+            raise RuntimeError("the outer block fails")
+    assert store.runs.steps(r.id) == {} and store.runs.tags(r.id) == {}  # all rolled back
+    with store.runs.atomic():
+        try:
+            with store.runs.atomic():
+                store.runs.set_tags(r.id, {"k": "v"})
+                raise RuntimeError("only the inner block fails")
+        except RuntimeError:
+            pass
+        store.runs.add_steps(r.id, [("loss", 0, 1.0)])
+    assert store.runs.tags(r.id) == {} and store.runs.steps(r.id) == {"loss": [(0, 1.0)]}
+    r.status = RunStatus.RUNNING
+    store.runs.save(r, previous=RunStatus.PENDING, steps=[("acc", 0, 0.5)])
+    assert store.runs.steps(r.id)["acc"] == [(0, 0.5)]  # a record and its series, together
+
+
+def test_machine_local_state_moves_out_of_an_old_store(tmp_path):
+    """Owners and the hash cache belong to one machine: a store from before the split keeps
+    them in repro.db; opening it moves them to local.db and migration 6 drops them there."""
+    home = tmp_path / "h"
+    store = open_store(home)
+    store.close()
+    db = sqlite3.connect(home / "repro.db")
+    db.execute("PRAGMA user_version = 5")
+    db.execute("DELETE FROM schema_migrations WHERE version = 6")
+    db.execute("CREATE TABLE run_owners (run_id TEXT PRIMARY KEY, host TEXT NOT NULL, "
+               "boot_id TEXT NOT NULL, pid INTEGER NOT NULL, pid_start TEXT NOT NULL)")
+    db.execute("CREATE TABLE hash_cache (path TEXT PRIMARY KEY, size INTEGER NOT NULL, "
+               "mtime_ns INTEGER NOT NULL, inode INTEGER NOT NULL, sha256 TEXT NOT NULL)")
+    db.execute("INSERT INTO run_owners VALUES ('0123456789abcdef', 'box', 'b', 42, '7')")
+    db.execute("INSERT INTO hash_cache VALUES ('/data/x', 1, 2, 3, ?)", ("a" * 64,))
+    db.execute("INSERT INTO hash_cache VALUES ('code:/repo:.:abc', 0, 0, 0, ?)", ("b" * 64,))
+    db.commit()
+    db.close()
+    (home / "local.db").unlink()
+    store = open_store(home)
+    assert store.local.owner("0123456789abcdef") == ("box", "b", 42, "7")
+    assert store.local.cached_hash("/data/x", 1, 2, 3) == "a" * 64
+    assert store.local.cached_hash("code:/repo:.:abc", 0, 0, 0) is None  # the old hack: gone
+    tables = {r[0] for r in store.runs.db.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert not {"run_owners", "hash_cache"} & tables
+
+
+def test_the_record_store_is_chosen_by_url(tmp_path, monkeypatch):
+    from orchestrator.errors import UsageError
+
+    monkeypatch.setenv("REPRO_STORE", f"sqlite:///{tmp_path}/team/records.db")
+    (tmp_path / "team").mkdir()
+    store = open_store(tmp_path / "h")
+    assert store.runs.path == tmp_path / "team" / "records.db"
+    assert (tmp_path / "h" / "local.db").exists() and not (tmp_path / "h" / "repro.db").exists()
+    monkeypatch.setenv("REPRO_STORE", "mongodb://db/runs")
+    with pytest.raises(UsageError, match="unknown scheme 'mongodb'; use a path or one of: "
+                                         "sqlite://"):
+        open_store(tmp_path / "h")

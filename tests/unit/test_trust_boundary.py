@@ -73,7 +73,7 @@ def test_a_good_bundle_imports_whole_and_fsck_is_clean(exported, tmp_path):
     store = fresh(tmp_path)
     got = import_bundle(folder, store, lambda _: None)
     assert got == record and store.runs.get(record.id) == record
-    assert store.runs.owner(record.id) is None and orphans(store) == []
+    assert store.local.owner(record.id) is None and orphans(store) == []
     assert store.artifacts.has(record.outputs["w.bin"].sha256)  # outputs and logs travel too
     assert fsck(store)["ok"]
     import_bundle(folder, store, lambda _: None)  # idempotent: the identical record is fine

@@ -1,0 +1,159 @@
+"""Machine-local state: what must never be shared with a team store.
+
+``REPRO_HOME/local.db`` (SQLite) holds the input hash cache (keyed by this machine's paths),
+the code-snapshot cache (repository folder and commit -> snapshot digest) and the owners of
+the runs this machine is running (host, boot id, pid and the pid's start time). A shared
+record store (a team's PostgreSQL) would be wrong for each: paths and pids mean nothing on
+another machine. Stores written before this split kept them in ``repro.db``; the first open
+copies them here (migration 6 then drops them there).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+from pathlib import Path
+
+from ..errors import StoreError
+from .runs import setup_lock
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS hash_cache (
+    path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+    inode INTEGER NOT NULL, sha256 TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS snapshots (
+    repo TEXT NOT NULL, subdir TEXT NOT NULL, commit_id TEXT NOT NULL, digest TEXT NOT NULL,
+    PRIMARY KEY (repo, subdir, commit_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS run_owners (
+    run_id TEXT PRIMARY KEY, host TEXT NOT NULL, boot_id TEXT NOT NULL, pid INTEGER NOT NULL,
+    pid_start TEXT NOT NULL) WITHOUT ROWID
+"""
+
+Owner = tuple[str, str, int, str]  # host, boot id, pid, pid start
+
+
+class LocalState:
+    def __init__(self, path: Path, legacy: Path | None = None) -> None:
+        self.path = path
+        try:
+            self.db = sqlite3.connect(path, timeout=30, isolation_level=None,
+                                      check_same_thread=False)
+            self.db.execute("PRAGMA busy_timeout = 30000")
+            if self.db.execute("PRAGMA user_version").fetchone()[0] < 1:
+                with setup_lock(path):
+                    self._setup(legacy)
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"machine-local state {path} is unusable: {e}; remove it (it "
+                             "holds only caches and the runs this machine is running)") from e
+
+    def _setup(self, legacy: Path | None) -> None:
+        if self.db.execute("PRAGMA user_version").fetchone()[0] >= 1:
+            return  # another process set it up while we waited for the lock
+        if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            self.db.execute("PRAGMA journal_mode = WAL")
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in SCHEMA.split(";"):
+                self.db.execute(statement)
+            if legacy is not None and legacy.exists():
+                try:
+                    self._copy_legacy(legacy)
+                except sqlite3.DatabaseError:
+                    pass  # an unusable repro.db is reported when the records are opened
+            self.db.execute("PRAGMA user_version = 1")
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
+    def _copy_legacy(self, legacy: Path) -> None:
+        """Owners and caches that a store from before the split kept in ``repro.db``."""
+        self.db.execute("ATTACH DATABASE ? AS old", (str(legacy),))
+        try:
+            tables = {r[0] for r in self.db.execute(
+                "SELECT name FROM old.sqlite_master WHERE type = 'table'")}
+            if "run_owners" in tables:
+                self.db.execute("INSERT OR IGNORE INTO run_owners SELECT * FROM old.run_owners")
+            if "hash_cache" in tables:
+                self.db.execute("INSERT OR IGNORE INTO hash_cache SELECT * FROM old.hash_cache "
+                                "WHERE path NOT LIKE 'code:%'")
+        finally:
+            self.db.execute("DETACH DATABASE old")
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _write(self, sql: str, args: tuple[object, ...]) -> None:
+        try:
+            self.db.execute(sql, args)
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"machine-local state {self.path}: {e}") from e
+
+    # -- input hash cache: (path, size, mtime, inode) -> sha256 -------------------------------
+
+    def cached_hash(self, path: str, size: int, mtime_ns: int, inode: int) -> str | None:
+        row = self.db.execute("SELECT sha256 FROM hash_cache WHERE path=? AND size=? AND "
+                              "mtime_ns=? AND inode=?", (path, size, mtime_ns, inode)).fetchone()
+        return row[0] if row else None
+
+    def cache_hash(self, path: str, size: int, mtime_ns: int, inode: int, sha256: str) -> None:
+        self._write("INSERT OR REPLACE INTO hash_cache VALUES (?, ?, ?, ?, ?)",
+                    (path, size, mtime_ns, inode, sha256))
+
+    # -- code snapshots: (repository folder, subfolder, commit) -> snapshot digest --------------
+
+    def snapshot(self, repo: str, subdir: str, commit: str) -> str | None:
+        row = self.db.execute("SELECT digest FROM snapshots WHERE repo=? AND subdir=? AND "
+                              "commit_id=?", (repo, subdir, commit)).fetchone()
+        return row[0] if row else None
+
+    def remember_snapshot(self, repo: str, subdir: str, commit: str, digest: str) -> None:
+        self._write("INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?)",
+                    (repo, subdir, commit, digest))
+
+    # -- the runs this machine runs --------------------------------------------------------------
+
+    def own(self, run_id: str) -> None:
+        """Note this process as the one running ``run_id`` (before the run is recorded, so a
+        recorded unfinished run of this machine always has an owner to check)."""
+        self._write("INSERT OR REPLACE INTO run_owners VALUES (?, ?, ?, ?, ?)",
+                    (run_id, *process_identity()))
+
+    def release(self, run_id: str) -> None:
+        self._write("DELETE FROM run_owners WHERE run_id = ?", (run_id,))
+
+    def owner(self, run_id: str) -> Owner | None:
+        row = self.db.execute("SELECT host, boot_id, pid, pid_start FROM run_owners WHERE "
+                              "run_id = ?", (run_id,)).fetchone()
+        return (row[0], row[1], int(row[2]), row[3]) if row else None
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def pid_start(pid: int) -> str | None:
+    """The start time of a process (clock ticks since boot), or None if it does not exist."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def process_identity() -> Owner:
+    """(host, boot id, pid, pid start): a process, unambiguously, even after pid reuse."""
+    pid = os.getpid()
+    return socket.gethostname(), _boot_id(), pid, pid_start(pid) or ""
+
+
+def owner_alive(owner: Owner) -> bool | None:
+    """True/False for an owner on this host; None when it ran on another host (unknowable)."""
+    host, boot, pid, start = owner
+    if host != socket.gethostname():
+        return None
+    return boot == _boot_id() and pid_start(pid) == start
