@@ -26,7 +26,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from orchestrator.query import compile_where, parse_sort  # noqa: E402
 from orchestrator.record import (  # noqa: E402
     CodeRef,
     ImageRef,
@@ -36,6 +35,7 @@ from orchestrator.record import (  # noqa: E402
     RunStatus,
 )
 from orchestrator.store import open_store  # noqa: E402
+from orchestrator.store.query import parse_sort, parse_where  # noqa: E402
 
 SHARED_WHERE = "params.optimizer = adam and params.batch = 64 and metrics.acc >= 0.9"
 SHARED_SORT = "-metrics.acc"
@@ -101,11 +101,11 @@ def median_time(fn, n: int = 7) -> tuple[float, object]:
 
 def bench_repro(home: Path) -> dict:
     store = open_store(home)
-    shared, sort = compile_where(SHARED_WHERE), parse_sort(SHARED_SORT)
+    shared, sort = parse_where(SHARED_WHERE), parse_sort(SHARED_SORT)
     t_ids, ids = median_time(lambda: store.runs.query_ids(shared, sort, LIMIT))
     t_full, recs = median_time(lambda: store.runs.query(shared, sort, LIMIT))
     t_range, range_ids = median_time(lambda: store.runs.query_ids(
-        compile_where(RANGE_WHERE), parse_sort("params.lr"), LIMIT))
+        parse_where(RANGE_WHERE), parse_sort("params.lr"), LIMIT))
     t_floor, floor = median_time(lambda: [r[0] for r in store.runs.db.execute(FLOOR_SQL)])
     t_count, count = median_time(lambda: store.runs.query_count(shared))
     assert ids == floor, "repro's query and the hand-written SQL disagree"

@@ -97,12 +97,12 @@ def runs(
 ) -> None:
     """List and query recorded runs (newest first), as a table, JSON or CSV."""
     from . import ui
-    from .query import compile_where, parse_sort
+    from .store.query import parse_sort, parse_where
 
     expr = where or ""
     if name:
         expr = f"name = {ui.quote(name)}" + (f" and ({expr})" if expr else "")
-    compiled, order = compile_where(expr), parse_sort(sort) if sort else None
+    compiled, order = parse_where(expr), parse_sort(sort) if sort else None
     store = _existing_store()
     records = store.runs.query(compiled, order, limit or None) if store else []
     tags = store.runs.tags_of([r.id for r in records]) if store else {}
@@ -186,14 +186,14 @@ def importance(
     from . import ui
     from .importance import SAMPLE_RUNS, importance_of
     from .plots import write_plot
-    from .query import compile_where
+    from .store.query import parse_where
 
     store = _existing_store()
     if store is None:
         from .errors import UsageError
 
         raise UsageError("no runs recorded here yet; launch or sweep first")
-    samples, total = store.runs.importance_samples(compile_where(where or ""), metric,
+    samples, total = store.runs.importance_samples(parse_where(where or ""), metric,
                                                    SAMPLE_RUNS)
     doc = importance_of(metric, samples, total)
     if plot is not None:

@@ -21,10 +21,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..errors import RunNotFound, StoreError
-from ..query import COLUMNS as COLUMNS_BY_FIELD
-from ..query import Cond, Sort, Where
 from ..record import ALLOWED, SCHEMA_VERSION, RunRecord, RunStatus, utc_now
 from .migrations import LATEST, MIGRATIONS
+from .query import COLUMNS as COLUMNS_BY_FIELD
+from .query import Sort, Where
+from .sqlite_query import Compiled, Cond, compile_where
 
 
 @contextmanager
@@ -264,7 +265,7 @@ class RunStore:
         return [found[i] for i in ids]
 
     def query_count(self, where: Where) -> int:
-        sql, args = where.count_sql()
+        sql, args = compile_where(where).count_sql()
         return self.db.execute(f"SELECT count(*) FROM runs WHERE {sql}", args).fetchone()[0]
 
     def query_ids(self, where: Where | None = None, sort: Sort | None = None,
@@ -272,14 +273,14 @@ class RunStore:
         """Ids in sort order. The plan: when one condition is selective, drive the query from
         its index range (then sort the few matches); otherwise walk the sort key's index and
         probe each run's conditions, letting LIMIT stop the walk early."""
-        where = where or Where(None)
+        compiled = compile_where(where)
         sort = sort or Sort("column", "created_at", True)
-        driver = self._selective_condition(where, limit)
+        driver = self._selective_condition(compiled, limit)
         direction = "DESC" if sort.descending else "ASC"
         if driver is not None or sort.kind == "column" or not limit:
-            return self._ids_sorted_after(where, driver, sort, direction, limit)
+            return self._ids_sorted_after(compiled, driver, sort, direction, limit)
         ids: list[str] = []
-        cond, args = where.sql()
+        cond, args = compiled.sql()
         for table, key, extra in _sort_phases(sort):
             if len(ids) >= limit:
                 break
@@ -300,7 +301,7 @@ class RunStore:
             ids += [r[0] for r in rows]
         return ids
 
-    def _ids_sorted_after(self, where: Where, driver: Cond | None, sort: Sort,
+    def _ids_sorted_after(self, where: Compiled, driver: Cond | None, sort: Sort,
                           direction: str, limit: int | None) -> list[str]:
         cond, args = where.sql(driver)
         join, jargs = "", []
@@ -322,7 +323,7 @@ class RunStore:
             params.append(limit)
         return [r[0] for r in self.db.execute(sql, params)]
 
-    def _selective_condition(self, where: Where, limit: int | None) -> Cond | None:
+    def _selective_condition(self, where: Compiled, limit: int | None) -> Cond | None:
         """The condition with the fewest matching rows, if few enough that driving the query
         from it beats walking an index in sort order (about sqrt(limit * runs) rows)."""
         conds = [c for c in where.conjuncts() if isinstance(c, Cond)]
@@ -378,7 +379,7 @@ class RunStore:
         """The sweeps that have runs matching ``where``, newest first, one summary each:
         (how many sweeps match, [{sweep, name, runs, succeeded, active, failed, created_at,
         min, max}]), where min/max are ``metrics.<metric>`` over the matching runs."""
-        cond, args = where.count_sql()
+        cond, args = compile_where(where).count_sql()
         total = self.db.execute(
             f"SELECT count(DISTINCT runs.sweep_id) FROM runs WHERE runs.sweep_id IS NOT NULL "
             f"AND {cond}", args).fetchone()[0]
@@ -404,7 +405,7 @@ class RunStore:
         ``metric``, read from the indexed side tables (no record is parsed), and how many
         such runs there are. With ``at_most``, a seeded uniform sample of that many: the
         params of 100,000 runs are a million rows, several seconds to read here."""
-        cond, args = where.count_sql()
+        cond, args = compile_where(where).count_sql()
         values = dict(self.db.execute(
             "SELECT runs.id, m.value FROM runs JOIN run_metrics m ON m.run_id = runs.id AND "
             f"m.name = ? WHERE m.value IS NOT NULL AND runs.status = 'succeeded' AND {cond}",

@@ -32,8 +32,8 @@ from urllib.parse import parse_qs, urlparse
 from ..compare import compare
 from ..errors import ExitCode, ReproError, UsageError
 from ..importance import SAMPLE_RUNS, importance_of
-from ..query import compile_where, parse_sort
 from ..store import Store, open_store
+from ..store.query import parse_sort, parse_where
 from ..ui import flat_row, record_json
 from ..untrusted import HEX64
 
@@ -119,7 +119,7 @@ class Api:
                 store.close()
 
     def runs(self, q: dict[str, str]) -> dict[str, Any]:
-        where = compile_where(q.get("where", ""))
+        where = parse_where(q.get("where", ""))
         sort = parse_sort(q["sort"]) if q.get("sort") else None
         limit, offset = _page(q)
         records = self.store.runs.query(where, sort, limit, offset)
@@ -130,11 +130,11 @@ class Api:
     def sweep_groups(self, q: dict[str, str]) -> dict[str, Any]:
         """The runs table grouped by sweep: one row per sweep with matching runs, and how
         many matching runs belong to no sweep."""
-        where = compile_where(q.get("where", ""))
+        where = parse_where(q.get("where", ""))
         limit, offset = _page(q)
         metric = q.get("metric") or None
         total, groups = self.store.runs.sweep_groups(where, metric, limit, offset)
-        outside = where.and_(compile_where("sweep is null"))
+        outside = where.and_(parse_where("sweep is null"))
         return {"total": total, "offset": offset, "limit": limit, "metric": metric,
                 "groups": groups, "outside": self.store.runs.query_count(outside)}
 
@@ -163,7 +163,7 @@ class Api:
         if not q.get("metric"):
             raise UsageError("importance needs ?metric=NAME")
         samples, total = self.store.runs.importance_samples(
-            compile_where(q.get("where", "")), q["metric"], SAMPLE_RUNS)
+            parse_where(q.get("where", "")), q["metric"], SAMPLE_RUNS)
         return importance_of(q["metric"], samples, total)
 
     def meta(self) -> dict[str, Any]:

@@ -135,8 +135,8 @@ def test_additive_effects_show_no_interaction():
 
 def test_store_samples_give_the_importance_the_records_give(tmp_path):
     from orchestrator.importance import importance_of
-    from orchestrator.query import compile_where
     from orchestrator.store import open_store
+    from orchestrator.store.query import parse_where
 
     store = open_store(tmp_path / "h")
     runs = runs_with(lambda p, rng: {0.001: 0.5, 0.01: 0.8, 0.1: 0.6}[p["lr"]]
@@ -146,7 +146,7 @@ def test_store_samples_give_the_importance_the_records_give(tmp_path):
     runs[0].status = RunStatus.FAILED  # not a sample
     for r in runs:
         store.runs.insert(r)
-    samples, total = store.runs.importance_samples(compile_where(""), "acc")
+    samples, total = store.runs.importance_samples(parse_where(""), "acc")
     assert total == 79 and len(samples) == 79
     by_metric = {r.metrics["acc"]: r.params for r in runs[1:]}
     for params, value in samples:  # types come back: bool, int, float, str, None
@@ -158,10 +158,10 @@ def test_store_samples_give_the_importance_the_records_give(tmp_path):
         [(p["name"], p["kind"], p["levels"]) for p in b["params"]]
     assert [p["importance"] for p in a["params"]] == pytest.approx(
         [p["importance"] for p in b["params"]], abs=1e-6)
-    some, total = store.runs.importance_samples(compile_where("params.hidden > 16"), "acc",
+    some, total = store.runs.importance_samples(parse_where("params.hidden > 16"), "acc",
                                                 at_most=20)
     assert total > 20 and len(some) == 20
-    assert some == store.runs.importance_samples(compile_where("params.hidden > 16"), "acc",
+    assert some == store.runs.importance_samples(parse_where("params.hidden > 16"), "acc",
                                                  at_most=20)[0]  # the same sample each time
     doc = importance_of("acc", some, total)
     assert doc["sampled_from"] == total and f"sample of 20 of the {total}" in doc["method"]

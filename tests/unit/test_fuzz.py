@@ -29,8 +29,8 @@ from hypothesis import strategies as st
 
 from orchestrator import cli
 from orchestrator.errors import ExitCode, ReproError, SpecError
-from orchestrator.query import QueryError, compile_where
 from orchestrator.spec import apply_overrides, load_spec
+from orchestrator.store.query import QueryError, parse_where
 
 EXAMPLES = int(os.environ.get("REPRO_FUZZ_EXAMPLES", "40"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=not os.environ.get(
@@ -231,7 +231,7 @@ def test_where_expressions_compile_or_fail_with_a_query_error(tmp_path_factory, 
 
     store = _where_store(tmp_path_factory)
     try:
-        where = compile_where(text)
+        where = parse_where(text)
     except QueryError:
         return
     try:

@@ -2,9 +2,9 @@
 
 import pytest
 
-from orchestrator.query import QueryError, compile_where, parse_sort
 from orchestrator.record import RunStatus
 from orchestrator.store import open_store
+from orchestrator.store.query import QueryError, parse_sort, parse_where
 from tests.unit.test_store import record, rid
 
 
@@ -28,7 +28,7 @@ def store(tmp_path):
 
 
 def ids(store, where, sort=None, limit=None):
-    found = store.runs.query_ids(compile_where(where), parse_sort(sort) if sort else None,
+    found = store.runs.query_ids(parse_where(where), parse_sort(sort) if sort else None,
                                  limit)
     return [i.rstrip("0") for i in found]  # back to the test's labels
 
@@ -57,7 +57,7 @@ def ids(store, where, sort=None, limit=None):
 ])
 def test_where(store, where, expected):
     assert set(ids(store, where)) == expected
-    assert store.runs.query_count(compile_where(where)) == len(expected)
+    assert store.runs.query_count(parse_where(where)) == len(expected)
 
 
 def test_sort_and_limit(store):
@@ -80,7 +80,7 @@ def test_sort_and_limit(store):
 ])
 def test_bad_expressions_point_at_the_token(where, needle):
     with pytest.raises(QueryError) as e:
-        compile_where(where)
+        parse_where(where)
     assert needle in str(e.value) and "\n" not in str(e.value)
 
 
@@ -126,6 +126,19 @@ def test_both_query_plans_agree(store, monkeypatch, where, sort):
     ("params.aug = true", "", {"a", "d"}),
 ])
 def test_where_and_narrows_a_compiled_filter(store, first, second, expected):
-    both = compile_where(first).and_(compile_where(second))
+    both = parse_where(first).and_(parse_where(second))
     assert {i.rstrip("0") for i in store.runs.query_ids(both)} == expected
     assert store.runs.query_count(both) == len(expected)
+
+
+def test_the_parser_yields_a_tree_without_sql():
+    """The parser knows fields, operators and values; SQL is the store's (sqlite_query.py),
+    so another backend compiles the same tree."""
+    from orchestrator.store.query import Bool, Compare, Field, Present, Value, Where
+
+    assert parse_where("params.lr < 0.1 and (name ~ 'mlp' or metrics.acc is null)") == Where(
+        Bool("AND", (Compare(Field("params", "lr"), "<", Value("0.1", 0.1)),
+                     Bool("OR", (Compare(Field("column", "name"), "~", Value("mlp", None)),
+                                 Present(Field("metrics", "acc"), missing=True))))))
+    assert parse_where("status == failed").root == Compare(Field("column", "status"), "=",
+                                                           Value("failed", None))

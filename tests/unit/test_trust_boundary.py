@@ -414,21 +414,21 @@ def test_csv_cells_never_start_a_formula(exported, capsys):
 
 
 def test_contains_is_literal_and_expressions_are_bounded(tmp_path):
-    from orchestrator.query import QueryError, compile_where
+    from orchestrator.store.query import QueryError, parse_where
     from tests.unit.test_store import record
 
     store = fresh(tmp_path)
     for label, name in (("a", "digits_mlp"), ("b", "digits"), ("c", "100%")):
         store.runs.insert(record(label, name=name.replace("%", "pct")))
-    assert store.runs.query_count(compile_where("name ~ '_'")) == 1  # was: every run
-    assert store.runs.query_count(compile_where("name ~ DIGITS")) == 2  # case-insensitive
-    assert store.runs.query_count(compile_where("name ~ '%'")) == 0
+    assert store.runs.query_count(parse_where("name ~ '_'")) == 1  # was: every run
+    assert store.runs.query_count(parse_where("name ~ DIGITS")) == 2  # case-insensitive
+    assert store.runs.query_count(parse_where("name ~ '%'")) == 0
     with pytest.raises(QueryError, match="more than 4000"):
-        compile_where("name = x or " * 400 + "name = y")
+        parse_where("name = x or " * 400 + "name = y")
     with pytest.raises(QueryError, match="more than 600 terms"):
-        compile_where(" or ".join(["name = x"] * 200))
+        parse_where(" or ".join(["name = x"] * 200))
     with pytest.raises(QueryError, match="nested more than 40 deep"):
-        compile_where("not " * 50 + "name = x")
+        parse_where("not " * 50 + "name = x")
     with pytest.raises(QueryError, match="nested more than 40 deep"):
-        compile_where("(" * 45 + "name = x" + ")" * 45)
-    assert compile_where(" and ".join(["(name = x)"] * 60)).sql()  # siblings are not depth
+        parse_where("(" * 45 + "name = x" + ")" * 45)
+    assert parse_where(" and ".join(["(name = x)"] * 60)).root  # siblings are not depth

@@ -1,4 +1,6 @@
-"""The ``--where`` language, compiled to SQL over the store's indexed tables.
+"""The ``--where`` language, parsed into a dialect-free tree (each record store compiles
+it: ``sqlite_query.py`` for SQLite; a PostgreSQL compiler is a second module, not a second
+parser).
 
     params.lr < 0.1 and metrics.acc >= 0.9
     status = succeeded and (tags.team = vision or name ~ mlp)
@@ -17,14 +19,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .errors import UsageError
+from ..errors import UsageError
 
 COLUMNS = {"status": "status", "name": "name", "id": "id", "created_at": "created_at",
            "started_at": "started_at", "finished_at": "finished_at",
            "duration_s": "duration_s", "exit_code": "exit_code", "sweep": "sweep_id",
            "replay_of": "replay_of"}
 NUMERIC_COLUMNS = {"duration_s", "exit_code"}
-OPS = {"=": "=", "==": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 TOKEN = re.compile(r"""
     (?P<ws>\s+)
   | (?P<op>==|!=|<=|>=|=|<|>|~)
@@ -77,70 +78,44 @@ def _error(text: str, pos: int, what: str) -> QueryError:
     return QueryError(f"--where {text!r}: {what} at column {pos + 1}{near}")
 
 
-# -- the expression tree ------------------------------------------------------------------------
-# Conditions on params/metrics/tags/notes live in side tables. Each can be written two ways:
-# "in" (runs.id IN (SELECT run_id ...): one index range scan, good for selective terms and for
-# counting) or "exists" (a primary-key probe per candidate run: good when the runs are walked in
-# sort order and the LIMIT stops the walk early). The store picks per query (see RunStore).
-
+# -- the expression tree (no SQL in it) ------------------------------------------------------
 
 class Node:
-    def sql(self, driver: Cond | None = None) -> tuple[str, list[object]]:
-        raise NotImplementedError
-
     def conjuncts(self) -> list[Node]:
         return [self]
 
 
 @dataclass(frozen=True)
-class Cond(Node):
-    """One condition. ``table`` is None for a column of ``runs``."""
+class Field:
+    kind: str  # params metrics tags column note
+    name: str
 
-    pred: str  # over the side table's columns, or with {col} for a column of runs
-    args: tuple[object, ...]
-    table: str | None = None
-    negated: bool = False  # "is null": no row in the side table
-    column: str | None = None  # runs.status, ... for a column condition
 
-    def sql(self, driver: Cond | None = None) -> tuple[str, list[object]]:
-        if self.column is not None:
-            # a unary + keeps SQLite from using the column's index unless this condition
-            # drives the query: then the walk in sort order (and LIMIT) is what it takes
-            col = self.column if self is driver else f"+{self.column}"
-            return self.pred.format(col=col), list(self.args)
-        if self is driver:
-            return f"runs.id IN (SELECT run_id FROM {self.table} WHERE {self.pred})", list(
-                self.args)
-        exists = f"EXISTS (SELECT 1 FROM {self.table} WHERE run_id = runs.id AND {self.pred})"
-        return (f"NOT {exists}" if self.negated else exists), list(self.args)
+@dataclass(frozen=True)
+class Value:
+    text: str  # a quoted string's contents, or the word or number as written
+    number: float | None  # set when it was written as a number
 
-    def in_sql(self) -> tuple[str, list[object]]:
-        """The set form (for counting and for driving a query)."""
-        if self.negated:
-            return self.sql()
-        return self.sql(driver=self)
 
-    def estimate_sql(self, cap: int) -> tuple[str, list[object]] | None:
-        """Counts matching rows, up to ``cap`` (cheap when an index covers the condition)."""
-        if self.negated:
-            return None
-        if self.column is not None:
-            pred, table = self.pred.format(col=self.column), "runs"
-        else:
-            pred, table = self.pred, self.table
-        return (f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {pred} LIMIT {int(cap)})",
-                list(self.args))
+@dataclass(frozen=True)
+class Compare(Node):
+    field: Field
+    op: str  # = != < <= > >= ~
+    value: Value
+
+
+@dataclass(frozen=True)
+class Present(Node):
+    """``is null`` (missing=True) or ``is not null``."""
+
+    field: Field
+    missing: bool
 
 
 @dataclass(frozen=True)
 class Bool(Node):
     op: str  # AND / OR
     parts: tuple[Node, ...]
-
-    def sql(self, driver: Cond | None = None) -> tuple[str, list[object]]:
-        frags = [p.sql(driver) for p in self.parts]
-        return ("(" + f" {self.op} ".join(f for f, _ in frags) + ")",
-                [a for _, args in frags for a in args])
 
     def conjuncts(self) -> list[Node]:
         if self.op != "AND":
@@ -152,26 +127,12 @@ class Bool(Node):
 class Not(Node):
     part: Node
 
-    def sql(self, driver: Cond | None = None) -> tuple[str, list[object]]:
-        frag, args = self.part.sql()
-        return f"(NOT {frag})", args
-
 
 @dataclass(frozen=True)
 class Where:
-    """A compiled --where expression."""
+    """A parsed --where expression (``root`` None: every run)."""
 
     root: Node | None
-
-    def sql(self, driver: Cond | None = None) -> tuple[str, list[object]]:
-        return self.root.sql(driver) if self.root else ("1", [])
-
-    def count_sql(self) -> tuple[str, list[object]]:
-        """Set form everywhere at the top level: index range scans, then intersect."""
-        if self.root is None:
-            return "1", []
-        frags = [c.in_sql() if isinstance(c, Cond) else c.sql() for c in self.conjuncts()]
-        return " AND ".join(f for f, _ in frags), [a for _, args in frags for a in args]
 
     def conjuncts(self) -> list[Node]:
         return self.root.conjuncts() if self.root else []
@@ -257,91 +218,52 @@ class _Parser:
             raise _error(self.text, ftok.pos, "expected a field (params.X, metrics.X, tags.X, "
                          f"status, name, created_at, ...), got {self._got()}")
         self.i += 1
-        field = Field.parse(ftok, self.text)
+        field = _field(ftok, self.text)
         if self.take("kw", "is"):
             negate = bool(self.take("kw", "not"))
             self.expect("kw", "'null'", "null")
-            return field.present(not negate)
+            return Present(field, missing=not negate)
         if self.take("kw", "in"):
             self.expect("paren", "'(' after in", "(")
             values = [self.value()]
             while self.take("paren", ","):
                 values.append(self.value())
             self.expect("paren", "')'", ")")
-            parts = tuple(field.compare("=", v) for v in values)
+            parts = tuple(_compare(field, "=", v) for v in values)
             return parts[0] if len(parts) == 1 else Bool("OR", parts)
         op = self.tok
         if op.kind != "op":
             raise _error(self.text, op.pos, "expected an operator (= != < <= > >= ~ in is) "
                          f"after {ftok.text}, got {self._got()}")
         self.i += 1
-        return field.compare(op.text, self.value())
+        return _compare(field, op.text, self.value())
 
 
-SIDE = {"params": ("run_params", "name"), "metrics": ("run_metrics", "name"),
-        "tags": ("run_tags", "key"), "note": ("run_notes", None)}
+def _field(tok: Tok, text: str) -> Field:
+    head, dot, rest = tok.text.partition(".")
+    if head in ("params", "metrics", "tags") and dot and rest:
+        return Field(head, rest)
+    if tok.text in COLUMNS:
+        return Field("column", tok.text)
+    if tok.text == "note":
+        return Field("note", "")
+    raise _error(text, tok.pos, f"unknown field {tok.text!r} (use params.NAME, "
+                 f"metrics.NAME, tags.KEY, note, {', '.join(COLUMNS)})")
 
 
-@dataclass(frozen=True)
-class Field:
-    kind: str  # params metrics tags column note
-    name: str
-
-    @classmethod
-    def parse(cls, tok: Tok, text: str) -> Field:
-        head, dot, rest = tok.text.partition(".")
-        if head in ("params", "metrics", "tags") and dot and rest:
-            return cls(head, rest)
-        if tok.text in COLUMNS:
-            return cls("column", tok.text)
-        if tok.text == "note":
-            return cls("note", "")
-        raise _error(text, tok.pos, f"unknown field {tok.text!r} (use params.NAME, "
-                     f"metrics.NAME, tags.KEY, note, {', '.join(COLUMNS)})")
-
-    def _side(self, pred: str, args: list[object], negated: bool = False) -> Cond:
-        table, key = SIDE[self.kind]
-        if key:
-            pred, args = f"{key} = ? AND {pred}", [self.name, *args]
-        return Cond(pred, tuple(args), table, negated)
-
-    def present(self, missing: bool) -> Cond:
-        """``is null`` (missing=True) or ``is not null``."""
-        if self.kind == "column":
-            return Cond(f"{{col}} IS {'' if missing else 'NOT '}NULL", (),
-                        column=f"runs.{COLUMNS[self.name]}")
-        pred = "value IS NOT NULL" if self.kind == "metrics" else "1"
-        return self._side(pred, [], negated=missing)
-
-    def compare(self, op: str, v: Tok) -> Cond:
-        number = float(v.text) if v.kind == "num" else None
-        text = v.text[1:-1] if v.kind == "str" else v.text
-        if op == "~":  # contains, case-insensitive; % and _ are themselves, not wildcards
-            pattern = "%" + re.sub(r"([\\%_])", r"\\\1", text) + "%"
-            if self.kind == "column":
-                return Cond("{col} LIKE ? ESCAPE '\\'", (pattern,),
-                            column=f"runs.{COLUMNS[self.name]}")
-            col = {"params": "value_text", "tags": "value", "note": "text",
-                   "metrics": "CAST(value AS TEXT)"}[self.kind]
-            return self._side(f"{col} LIKE ? ESCAPE '\\'", [pattern])
-        sql_op = OPS[op]
-        if self.kind == "params":
-            col, arg = ("value_num", number) if number is not None else ("value_text", text)
-            return self._side(f"{col} {sql_op} ?", [arg])
-        if self.kind == "metrics":
-            if number is None:
-                raise QueryError(f"--where: metrics.{self.name} is numeric; compare it with a "
-                                 f"number, not {v.text!r}")
-            return self._side(f"value {sql_op} ?", [number])
-        if self.kind == "tags":
-            return self._side(f"value {sql_op} ?", [text])
-        if self.kind == "note":
-            raise QueryError("--where: compare note with ~ (contains), e.g. note ~ 'baseline'")
-        arg = number if self.name in NUMERIC_COLUMNS and number is not None else text
-        return Cond(f"{{col}} {sql_op} ?", (arg,), column=f"runs.{COLUMNS[self.name]}")
+def _compare(field: Field, op: str, v: Tok) -> Compare:
+    """A comparison, checked for what the fields allow (whatever the store)."""
+    number = float(v.text) if v.kind == "num" else None
+    text = v.text[1:-1] if v.kind == "str" else v.text
+    if op != "~" and field.kind == "metrics" and number is None:
+        raise QueryError(f"--where: metrics.{field.name} is numeric; compare it with a number, "
+                         f"not {v.text!r}")
+    if op != "~" and field.kind == "note":
+        raise QueryError("--where: compare note with ~ (contains), e.g. note ~ 'baseline'")
+    return Compare(field, "=" if op == "==" else op, Value(text, number))
 
 
-def compile_where(text: str) -> Where:
+def parse_where(text: str) -> Where:
     """The expression tree of a --where expression (empty: every run)."""
     if not text.strip():
         return Where(None)

@@ -1,0 +1,164 @@
+"""The ``--where`` tree (``query.py``) compiled to SQLite over the store's indexed tables.
+
+Conditions on params/metrics/tags/notes live in side tables. Each can be written two ways:
+"in" (``runs.id IN (SELECT run_id ...)``: one index range scan, good for selective terms and
+for counting) or "exists" (a primary-key probe per candidate run: good when the runs are
+walked in sort order and the LIMIT stops the walk early). ``RunStore.query_ids`` picks per
+query. SQLite specifics live here: the unary ``+`` that keeps an index out of a plan, ``LIKE``
+(case-insensitive for ASCII in SQLite; PostgreSQL would say ``ILIKE``), ``?`` placeholders.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .query import COLUMNS, NUMERIC_COLUMNS, Bool, Compare, Node, Not, Present, Where
+
+SIDE = {"params": ("run_params", "name"), "metrics": ("run_metrics", "name"),
+        "tags": ("run_tags", "key"), "note": ("run_notes", None)}
+CONTAINS = {"params": "value_text", "tags": "value", "note": "text",
+            "metrics": "CAST(value AS TEXT)"}
+
+
+class SqlNode:
+    def sql(self, driver: Cond | None = None) -> tuple[str, list[object]]:
+        raise NotImplementedError
+
+    def conjuncts(self) -> list[SqlNode]:
+        return [self]
+
+
+@dataclass(frozen=True)
+class Cond(SqlNode):
+    """One condition. ``table`` is None for a column of ``runs``."""
+
+    pred: str  # over the side table's columns, or with {col} for a column of runs
+    args: tuple[object, ...]
+    table: str | None = None
+    negated: bool = False  # "is null": no row in the side table
+    column: str | None = None  # runs.status, ... for a column condition
+
+    def sql(self, driver: Cond | None = None) -> tuple[str, list[object]]:
+        if self.column is not None:
+            # a unary + keeps SQLite from using the column's index unless this condition
+            # drives the query: then the walk in sort order (and LIMIT) is what it takes
+            col = self.column if self is driver else f"+{self.column}"
+            return self.pred.format(col=col), list(self.args)
+        if self is driver:
+            return f"runs.id IN (SELECT run_id FROM {self.table} WHERE {self.pred})", list(
+                self.args)
+        exists = f"EXISTS (SELECT 1 FROM {self.table} WHERE run_id = runs.id AND {self.pred})"
+        return (f"NOT {exists}" if self.negated else exists), list(self.args)
+
+    def in_sql(self) -> tuple[str, list[object]]:
+        """The set form (for counting and for driving a query)."""
+        if self.negated:
+            return self.sql()
+        return self.sql(driver=self)
+
+    def estimate_sql(self, cap: int) -> tuple[str, list[object]] | None:
+        """Counts matching rows, up to ``cap`` (cheap when an index covers the condition)."""
+        if self.negated:
+            return None
+        if self.column is not None:
+            pred, table = self.pred.format(col=self.column), "runs"
+        else:
+            pred, table = self.pred, str(self.table)
+        return (f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {pred} LIMIT {int(cap)})",
+                list(self.args))
+
+
+@dataclass(frozen=True)
+class SqlBool(SqlNode):
+    op: str  # AND / OR
+    parts: tuple[SqlNode, ...]
+
+    def sql(self, driver: Cond | None = None) -> tuple[str, list[object]]:
+        frags = [p.sql(driver) for p in self.parts]
+        return ("(" + f" {self.op} ".join(f for f, _ in frags) + ")",
+                [a for _, args in frags for a in args])
+
+    def conjuncts(self) -> list[SqlNode]:
+        if self.op != "AND":
+            return [self]
+        return [c for p in self.parts for c in p.conjuncts()]
+
+
+@dataclass(frozen=True)
+class SqlNot(SqlNode):
+    part: SqlNode
+
+    def sql(self, driver: Cond | None = None) -> tuple[str, list[object]]:
+        frag, args = self.part.sql()
+        return f"(NOT {frag})", args
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """A --where expression as SQLite."""
+
+    root: SqlNode | None
+
+    def sql(self, driver: Cond | None = None) -> tuple[str, list[object]]:
+        return self.root.sql(driver) if self.root else ("1", [])
+
+    def count_sql(self) -> tuple[str, list[object]]:
+        """Set form everywhere at the top level: index range scans, then intersect."""
+        if self.root is None:
+            return "1", []
+        frags = [c.in_sql() if isinstance(c, Cond) else c.sql() for c in self.conjuncts()]
+        return " AND ".join(f for f, _ in frags), [a for _, args in frags for a in args]
+
+    def conjuncts(self) -> list[SqlNode]:
+        return self.root.conjuncts() if self.root else []
+
+
+def compile_where(where: Where | None) -> Compiled:
+    return Compiled(_node(where.root) if where is not None and where.root else None)
+
+
+def _node(node: Node) -> SqlNode:
+    if isinstance(node, Compare):
+        return _compare(node)
+    if isinstance(node, Present):
+        return _present(node)
+    if isinstance(node, Bool):
+        return SqlBool(node.op, tuple(_node(p) for p in node.parts))
+    if isinstance(node, Not):
+        return SqlNot(_node(node.part))
+    raise TypeError(f"not a --where node: {node!r}")
+
+
+def _side(kind: str, name: str, pred: str, args: list[object], negated: bool = False) -> Cond:
+    table, key = SIDE[kind]
+    if key:
+        pred, args = f"{key} = ? AND {pred}", [name, *args]
+    return Cond(pred, tuple(args), table, negated)
+
+
+def _present(node: Present) -> Cond:
+    f = node.field
+    if f.kind == "column":
+        return Cond(f"{{col}} IS {'' if node.missing else 'NOT '}NULL", (),
+                    column=f"runs.{COLUMNS[f.name]}")
+    pred = "value IS NOT NULL" if f.kind == "metrics" else "1"
+    return _side(f.kind, f.name, pred, [], negated=node.missing)
+
+
+def _compare(node: Compare) -> Cond:
+    f, op, v = node.field, node.op, node.value
+    if op == "~":  # contains, case-insensitive; % and _ are themselves, not wildcards
+        pattern = "%" + re.sub(r"([\\%_])", r"\\\1", v.text) + "%"
+        if f.kind == "column":
+            return Cond("{col} LIKE ? ESCAPE '\\'", (pattern,), column=f"runs.{COLUMNS[f.name]}")
+        return _side(f.kind, f.name, f"{CONTAINS[f.kind]} LIKE ? ESCAPE '\\'", [pattern])
+    if f.kind == "params":
+        col, arg = ("value_num", v.number) if v.number is not None else ("value_text", v.text)
+        return _side(f.kind, f.name, f"{col} {op} ?", [arg])
+    if f.kind == "metrics":
+        return _side(f.kind, f.name, f"value {op} ?", [v.number])
+    if f.kind == "tags":
+        return _side(f.kind, f.name, f"value {op} ?", [v.text])
+    arg = v.number if f.name in NUMERIC_COLUMNS and v.number is not None else v.text
+    return Cond(f"{{col}} {op} ?", (arg,), column=f"runs.{COLUMNS[f.name]}")
