@@ -156,25 +156,27 @@ def test_package_lock_mismatch_fails_naming_the_package(proj):
     assert rec["outputs"] == {}  # the job itself never started
 
 
+PROBE = ("import json, os\n"
+         "st = dict(l.split(':\\t', 1) for l in open('/proc/self/status').read()"
+         ".splitlines() if ':\\t' in l)\n"
+         "def can_write(p):\n"
+         "    try:\n"
+         "        open(p, 'w').close(); return True\n"
+         "    except OSError:\n"
+         "        return False\n"
+         "json.dump({'uid': os.getuid(), 'cap_eff': st['CapEff'].strip(),\n"
+         "  'no_new_privs': st['NoNewPrivs'].strip(),\n"
+         "  'code': can_write('/repro/code/x'), 'input': can_write('/repro/inputs/d'),\n"
+         "  'lib': can_write('/repro/lib/x'), 'run_json': os.path.exists('/repro/run.json'),\n"
+         "  'threads': os.environ['OMP_NUM_THREADS'], 'hash_seed': "
+         "os.environ['PYTHONHASHSEED']},\n"
+         "  open('/repro/outputs/probe.json', 'w'))\n")
+
+
 def test_container_is_unprivileged_and_code_and_inputs_read_only(proj):
-    probe = ("import json, os\n"
-             "st = dict(l.split(':\\t', 1) for l in open('/proc/self/status').read()"
-             ".splitlines() if ':\\t' in l)\n"
-             "def can_write(p):\n"
-             "    try:\n"
-             "        open(p, 'w').close(); return True\n"
-             "    except OSError:\n"
-             "        return False\n"
-             "json.dump({'uid': os.getuid(), 'cap_eff': st['CapEff'].strip(),\n"
-             "  'no_new_privs': st['NoNewPrivs'].strip(),\n"
-             "  'code': can_write('/repro/code/x'), 'input': can_write('/repro/inputs/d'),\n"
-             "  'lib': can_write('/repro/lib/x'), 'run_json': os.path.exists('/repro/run.json'),\n"
-             "  'threads': os.environ['OMP_NUM_THREADS'], 'hash_seed': "
-             "os.environ['PYTHONHASHSEED']},\n"
-             "  open('/repro/outputs/probe.json', 'w'))\n")
     (proj / "data" / "tiny.txt").write_text("tiny\n")
     spec = add_spec(proj, "probe", f"""\
-        command: [python3, -c, {json.dumps(probe)}]
+        command: [python3, -c, {json.dumps(PROBE)}]
         inputs: {{d: {{path: ../data/tiny.txt}}}}
         seed: 99
         resources: {{cpus: 2}}

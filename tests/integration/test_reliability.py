@@ -77,6 +77,7 @@ class SocketProxy:
         self.server.listen(16)
         self.conns: list[socket.socket] = []
         self.is_cut = False
+        self.connections = 0
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -88,6 +89,7 @@ class SocketProxy:
             if self.is_cut:  # closing a listening socket does not stop a blocked accept
                 client.close()
                 return
+            self.connections += 1
             upstream = socket.socket(socket.AF_UNIX)
             upstream.connect(self.target)
             self.conns += [client, upstream]

@@ -8,6 +8,8 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
@@ -160,16 +162,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def registry(tmp_path: Path):
-    """A real registry (Debian's docker-registry) on 127.0.0.1."""
+@contextmanager
+def serve_registry(folder: Path, htpasswd: Path | None = None) -> Iterator[str]:
+    """A real registry (Debian's docker-registry) on 127.0.0.1; with ``htpasswd``, it asks
+    for basic auth. Yields HOST:PORT."""
     binary = shutil.which("docker-registry")
     assert binary, "docker-registry is not installed; run scripts/ensure-docker"
     port = _free_port()
-    config = tmp_path / "registry.yml"
+    config = folder / "registry.yml"
+    auth = (f"auth:\n  htpasswd:\n    realm: repro-test\n    path: {htpasswd}\n"
+            if htpasswd else "")
     config.write_text(f"version: 0.1\nlog: {{level: warn}}\nstorage:\n  filesystem:\n"
-                      f"    rootdirectory: {tmp_path / 'registry-data'}\n"
-                      f"http:\n  addr: 127.0.0.1:{port}\n")
+                      f"    rootdirectory: {folder / 'registry-data'}\n"
+                      f"http:\n  addr: 127.0.0.1:{port}\n" + auth)
     proc = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 20
@@ -179,9 +184,17 @@ def registry(tmp_path: Path):
             break
         except OSError:
             time.sleep(0.2)
-    yield f"127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(timeout=10)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def registry(tmp_path: Path):
+    with serve_registry(tmp_path) as where:
+        yield where
 
 
 def test_push_then_launch_pinned_by_digest_pulls_when_absent(proj, registry, images,
