@@ -155,7 +155,8 @@ def classify(record: RunRecord, outcome: Outcome, hooks: Hooks) -> None:
         record.status, record.reason = RunStatus.LOST, outcome.lost
     elif outcome.timed_out:
         record.status = RunStatus.TIMEOUT
-        record.reason = f"timed out after {record.resolved.timeout_s:g} s; stopped"
+        limit = record.resolved.timeout_s
+        record.reason = f"timed out after {limit:g} s; stopped" if limit else "timed out; stopped"
     elif outcome.oom_killed:
         record.exit_code = outcome.code
         record.status, record.reason = RunStatus.FAILED, "oom-killed: the job exceeded " \
