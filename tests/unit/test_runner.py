@@ -67,7 +67,7 @@ def test_a_successful_job_is_recorded_whole(spec, tmp_path):
     (Script(code=3), RunStatus.FAILED, "the job exited with code 3"),
     (Script(code=137, oom=True), RunStatus.FAILED, "oom-killed: the job exceeded "
      "resources.memory (1g)"),
-    (Script(timed_out=True), RunStatus.TIMEOUT, "timed out after"),
+    (Script(timed_out=True), RunStatus.TIMEOUT, "timed out; stopped"),
     (Script(interrupted=True), RunStatus.INTERRUPTED, "interrupted (Ctrl-C or SIGTERM)"),
     (Script(lost="lost the engine while the job ran: cannot reach it"), RunStatus.LOST,
      "lost the engine while the job ran"),
