@@ -63,7 +63,7 @@ def launch(
     json_: JsonOpt = False,
 ) -> None:
     """Run a spec in a container and record everything about it."""
-    from . import ui
+    from . import ui, views
     from .engine import connect
     from .runner import launch as launch_run
     from .spec import apply_overrides, load_spec
@@ -75,7 +75,7 @@ def launch(
                         hooks=_hooks(quiet))
     series = store.runs.steps(record.id)
     if json_:
-        ui.print_json(ui.record_json(record, series))
+        ui.print_json(views.record_json(record, series))
     else:
         ui.render_record(record, series)
     _exit_for(record)
@@ -96,20 +96,19 @@ def runs(
     json_: JsonOpt = False,
 ) -> None:
     """List and query recorded runs (newest first), as a table, JSON or CSV."""
-    from . import ui
-    from .store.query import parse_sort, parse_where
+    from . import ui, views
+    from .store.query import name_is, parse_sort, parse_where
 
-    expr = where or ""
+    compiled, order = parse_where(where or ""), parse_sort(sort) if sort else None
     if name:
-        expr = f"name = {ui.quote(name)}" + (f" and ({expr})" if expr else "")
-    compiled, order = parse_where(expr), parse_sort(sort) if sort else None
+        compiled = compiled.and_(name_is(name))
     store = _existing_store()
     records = store.runs.query(compiled, order, limit or None) if store else []
     tags = store.runs.tags_of([r.id for r in records]) if store else {}
     if json_:
-        ui.print_json([ui.flat_row(r, tags.get(r.id, {})) for r in records])
+        ui.print_json([views.flat_row(r, tags.get(r.id, {})) for r in records])
     elif csv_:
-        ui.print_csv([ui.flat_row(r, tags.get(r.id, {})) for r in records])
+        ui.print_csv([views.flat_row(r, tags.get(r.id, {})) for r in records])
     else:
         ui.render_runs(records, tags)
         total = store.runs.query_count(compiled) if store else 0
@@ -144,7 +143,7 @@ def sweep(
     from .errors import ExitCode, UsageError
     from .spec import apply_overrides, load_spec
     from .store import default_home
-    from .sweep import parse_grid, plan, run_sweep
+    from .sweep import parse_grid, plan, rank, run_sweep
 
     if not grid:
         raise UsageError("give at least one --grid NAME=V1,V2")
@@ -159,7 +158,7 @@ def sweep(
                            allow_dirty=allow_dirty, strict=strict, on_line=board.line,
                            on_done=board.done, plan_doc={"grid": values, "random": random_n,
                                                           "seed": seed})
-    ranked = ui.rank_points(result.points, metric, minimize)
+    ranked = rank(result.points, metric, minimize)
     if json_:
         ui.print_json({"sweep": result.id, "points": len(result.points),
                        "failed": len(result.failed), "metric": metric,
@@ -291,7 +290,7 @@ def show(
     json_: JsonOpt = False,
 ) -> None:
     """Show one run's full record."""
-    from . import ui
+    from . import ui, views
 
     store = _existing_store(run)
     record = store.runs.get(run)
@@ -299,7 +298,7 @@ def show(
     extras = {"replays": store.runs.replays_of(record.id), "tags": store.runs.tags(record.id),
               "notes": store.runs.notes(record.id)}
     if json_:
-        ui.print_json(ui.record_json(record, series, **extras))
+        ui.print_json(views.record_json(record, series, **extras))
     else:
         ui.render_record(record, series, **extras)
 
@@ -738,11 +737,11 @@ def _hooks(quiet: bool) -> Hooks:
 
 
 def _render_replay(rec: RunRecord, store: Store, json_: bool) -> None:
-    from . import ui
+    from . import ui, views
 
     series = store.runs.steps(rec.id)
     if json_:
-        ui.print_json(ui.record_json(rec, series))
+        ui.print_json(views.record_json(rec, series))
     else:
         ui.render_verdict(rec)
 

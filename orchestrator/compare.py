@@ -4,27 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import facts
 from .record import RunRecord
 
 
 def _facts(r: RunRecord) -> dict[str, Any]:
-    host = r.environment.get("host", {})
-    cont = r.environment.get("container", {})
-    gpus = host.get("gpus", [])
+    """The run's own settings, then its environment in the vocabulary replay uses."""
     res = r.resolved
+    env = facts.of_record(r)
+    env.pop("container.packages")  # compared package by package below
+    env.pop("cpu.flags")  # dozens of flags: replay names the ones that changed
     return {
-        "status": str(r.status), "spec_digest": r.spec_digest, "image": res.image.digest,
+        "status": str(r.status), "spec_digest": r.spec_digest,
         "code.commit": res.code.commit, "code.snapshot": res.code.snapshot,
-        "code.dirty": res.code.dirty, "seed": res.seed, "threads": res.resources.threads,
-        "cpus": res.resources.cpus, "memory": res.resources.memory,
-        "determinism": res.determinism, "network": res.network,
+        "code.dirty": res.code.dirty, "seed": res.seed, "cpus": res.resources.cpus,
+        "memory": res.resources.memory, "determinism": res.determinism, "network": res.network,
         "inputs": ", ".join(f"{n}={i.sha256[:12]}" for n, i in sorted(res.inputs.items())),
-        "host.os": host.get("os"), "host.kernel": host.get("kernel"),
-        "host.cpu": (host.get("cpu") or {}).get("model"), "host.docker": host.get("docker"),
-        "gpu.models": ", ".join(g.get("name", "") for g in gpus) or None,
-        "gpu.driver": ", ".join(sorted({g.get("driver", "") for g in gpus})) or None,
-        "gpu.cuda": ", ".join(sorted({g.get("cuda", "") for g in gpus})) or None,
-        "container.os": cont.get("os"), "container.python": cont.get("python"),
+        "host.os": r.environment.get("host", {}).get("os"),
+        **{k: facts.shown(v) for k, v in env.items()},
         "duration_s": r.duration_s,
     }
 
@@ -38,37 +35,29 @@ def _differs(row: list[Any]) -> bool:
     return any(x != row[0] for x in row[1:])
 
 
-def _packages(r: RunRecord) -> dict[str, str]:
-    return {p["name"]: p["version"]
-            for p in r.environment.get("container", {}).get("packages", [])}
-
-
 def compare(records: list[RunRecord]) -> dict[str, Any]:
     """Params, metrics, outputs, facts and packages of each run; what differs is listed."""
     params = _rows([r.params for r in records])
     metrics = _rows([r.metrics for r in records])
     outputs = _rows([{p: f.sha256 for p, f in r.outputs.items()} for r in records])
-    facts = _rows([_facts(r) for r in records])
-    base = _packages(records[0])
+    fact_rows = _rows([_facts(r) for r in records])
+    base = facts.of_record(records[0])["container.packages"]
     packages = []
     for r in records[1:]:
-        pk = _packages(r)
-        packages.append({
-            "run": r.id,
-            "added": {k: pk[k] for k in sorted(set(pk) - set(base))},
-            "removed": {k: base[k] for k in sorted(set(base) - set(pk))},
-            "changed": {k: [base[k], pk[k]] for k in sorted(set(base) & set(pk))
-                        if base[k] != pk[k]},
-        })
+        change = facts.diff("container.packages", base,
+                            facts.of_record(r)["container.packages"]) or {}
+        packages.append({"run": r.id, "added": change.get("added", {}),
+                         "removed": change.get("removed", {}),
+                         "changed": change.get("changed", {})})
     return {
         "runs": [{"id": r.id, "name": r.name, "created_at": r.created_at} for r in records],
-        "params": params, "metrics": metrics, "outputs": outputs, "facts": facts,
+        "params": params, "metrics": metrics, "outputs": outputs, "facts": fact_rows,
         "packages_vs_first": packages,
         "differs": {
             "params": [k for k, v in params.items() if _differs(v)],
             "metrics": [k for k, v in metrics.items() if _differs(v)],
             "outputs": [k for k, v in outputs.items() if _differs(v)],
-            "facts": [k for k, v in facts.items() if _differs(v) and k != "duration_s"],
+            "facts": [k for k, v in fact_rows.items() if _differs(v) and k != "duration_s"],
             "packages": any(p["added"] or p["removed"] or p["changed"] for p in packages),
         },
     }

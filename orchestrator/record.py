@@ -5,9 +5,11 @@ Replay is built from these alone, so everything that determines a run's result l
 
 from __future__ import annotations
 
+import json
+import types
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
@@ -15,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationError,
     field_validator,
 )
 
@@ -297,3 +300,41 @@ class RunRecord(_Doc):
         if v is not None:
             Verdict.model_validate(v)
         return v
+
+
+def read_record(doc: str | bytes) -> RunRecord:
+    """A stored record, read tolerantly: a field this repro does not know (written by a newer
+    one of the same schema version) is left out rather than refused. Records are written
+    with every field known (``extra="forbid"``); a newer *schema* is the caller's error."""
+    try:
+        return RunRecord.model_validate_json(doc)
+    except ValidationError as e:
+        if any(err["type"] != "extra_forbidden" for err in e.errors()):
+            raise
+    return RunRecord.model_validate(_prune(RunRecord, json.loads(doc)))
+
+
+def _prune(model: type[BaseModel], data: Any) -> Any:
+    """``data`` less the keys ``model`` (and the models inside it) do not declare."""
+    if not isinstance(data, dict):
+        return data
+    fields = model.model_fields
+    return {k: _prune_value(fields[k].annotation, v) for k, v in data.items() if k in fields}
+
+
+def _prune_value(ann: Any, value: Any) -> Any:
+    origin, args = get_origin(ann), get_args(ann)
+    if origin is Annotated:
+        return _prune_value(args[0], value)
+    if origin in (Union, types.UnionType):
+        for arg in args:
+            if isinstance(arg, type) and issubclass(arg, _Doc) and isinstance(value, dict):
+                return _prune(arg, value)
+        return value
+    if origin is dict and isinstance(value, dict):
+        return {k: _prune_value(args[1], v) for k, v in value.items()}
+    if origin is list and isinstance(value, list):
+        return [_prune_value(args[0], v) for v in value]
+    if isinstance(ann, type) and issubclass(ann, _Doc):
+        return _prune(ann, value)
+    return value

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import capture
+from . import capture, facts
 from .engine import Engine
 from .errors import CannotReplay, SpecError, UsageError
 from .hashing import hex_of, sha256_file
@@ -33,21 +33,6 @@ from .store import Store
 
 IDENTICAL, DIFFERS, WITHIN_TOLERANCE = "identical", "differs", "within-tolerance"
 
-HINTS = {
-    "image": "a different image means different libraries and binaries",
-    "threads": "thread count changes the order of floating-point reductions",
-    "cpu.model": "another CPU can select other BLAS/SIMD kernels, changing float rounding",
-    "cpu.flags": "instruction-set extensions (AVX2, AVX-512, FMA) decide which kernels run",
-    "cpu.arch": "another architecture runs other code paths entirely",
-    "gpu.model": "another GPU runs other kernels; floating-point results differ",
-    "gpu.driver": "the driver is not in the image; a new one can change CUDA kernels",
-    "gpu.cuda": "the driver's CUDA version can change library kernels",
-    "kernel": "rarely changes bits; noted for completeness",
-    "docker": "the engine version rarely changes bits; noted for completeness",
-    "container.os": "a different OS release in the container means different libraries",
-    "container.python": "another Python version can change hashing, floats and libraries",
-    "container.packages": "different package versions run different code",
-}
 
 
 def parse_tolerances(items: list[str]) -> dict[str, float]:
@@ -67,60 +52,14 @@ def parse_tolerances(items: list[str]) -> dict[str, float]:
     return out
 
 
-# -- facts ------------------------------------------------------------------------------------
-
-def _host_facts(host: dict[str, Any]) -> dict[str, Any]:
-    cpu = host.get("cpu", {})
-    gpus = host.get("gpus", [])
-    assigned = set(host.get("gpus_assigned", []))
-    used = [g for g in gpus if g.get("uuid") in assigned] or gpus
-    return {
-        "cpu.model": cpu.get("model"), "cpu.arch": cpu.get("arch"),
-        "cpu.flags": set(cpu.get("flags", [])),
-        "gpu.model": sorted(g.get("name") for g in used),
-        "gpu.driver": sorted({g.get("driver") for g in used}),
-        "gpu.cuda": sorted({g.get("cuda") for g in used}),
-        "kernel": host.get("kernel"), "docker": host.get("docker"),
-    }
-
-
-def _facts(record: RunRecord) -> dict[str, Any]:
-    cont = record.environment.get("container", {})
-    return {
-        "image": record.resolved.image.digest,
-        "threads": record.resolved.resources.threads,
-        **_host_facts(record.environment.get("host", {})),
-        "container.os": cont.get("os"), "container.python": cont.get("python"),
-        "container.packages": {p["name"]: p["version"] for p in cont.get("packages", [])},
-    }
-
-
-def _diff_fact(name: str, a: Any, b: Any) -> dict[str, Any] | None:
-    if a == b:
-        return None
-    change: dict[str, Any] = {"fact": name, "hint": HINTS[name]}
-    if isinstance(a, set):
-        change.update(added=sorted(b - a), removed=sorted(a - b))
-    elif isinstance(a, dict):
-        change.update(added={k: b[k] for k in sorted(set(b) - set(a))},
-                      removed={k: a[k] for k in sorted(set(a) - set(b))},
-                      changed={k: [a[k], b[k]] for k in sorted(set(a) & set(b))
-                               if a[k] != b[k]})
-    else:
-        change.update(original=a, replay=b)
-    return change
-
-
 def host_changes(original: dict[str, Any], current: dict[str, Any]) -> list[dict[str, Any]]:
     """Hardware facts that differ between the recording host and this one."""
-    a, b = _host_facts(original), _host_facts(current)
-    hardware = ("cpu.model", "cpu.arch", "cpu.flags", "gpu.model", "gpu.driver", "gpu.cuda")
-    return [c for k in hardware if (c := _diff_fact(k, a[k], b[k]))]
+    return facts.changes(facts.of_host(original), facts.of_host(current), facts.HARDWARE)
 
 
 def environment_changes(original: RunRecord, replay: RunRecord) -> list[dict[str, Any]]:
-    a, b = _facts(original), _facts(replay)
-    return [c for k in a if (c := _diff_fact(k, a[k], b[k]))]
+    a, b = facts.of_record(original), facts.of_record(replay)
+    return facts.changes(a, b, list(a))
 
 
 # -- verdict ----------------------------------------------------------------------------------

@@ -128,6 +128,26 @@ def run_sweep(loaded: LoadedSpec, points: list[dict[str, Any]], home: Path, *,
     return result
 
 
+def rank(points: list[PointResult], metric: str | None, minimize: bool) -> list[dict[str, Any]]:
+    """The points as summary rows, best first by ``metric`` (failed ones and those without
+    it last), numbered."""
+    rows = []
+    for p in points:
+        r = p.record
+        rows.append({"id": r.id if r else None, "status": str(r.status) if r else "error",
+                     "reason": (r.reason if r else p.error), "params": p.params,
+                     "metrics": r.metrics if r else {}})
+    if metric:
+        def key(row: dict[str, Any]) -> tuple[int, float]:
+            v = row["metrics"].get(metric)
+            ok = row["status"] == "succeeded" and v is not None
+            return (0 if ok else 1, (v if minimize else -v) if ok else 0.0)
+        rows.sort(key=key)
+    for i, row in enumerate(rows, 1):
+        row["rank"] = i
+    return rows
+
+
 @contextmanager
 def _sigterm_as_sigint() -> Iterator[None]:
     """SIGTERM stops a sweep the way Ctrl-C does (the points run in worker threads, where the

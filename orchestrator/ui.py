@@ -102,38 +102,6 @@ def fmt_num(v: Any) -> str:
     return str(v)
 
 
-def record_json(record: RunRecord, series: dict[str, list[tuple[int, float]]],
-                replays: list[RunRecord] = (), tags: dict[str, str] | None = None,
-                notes: list[tuple[str, str]] = ()) -> dict:
-    """The record plus its metric series, tags, notes and the replays made of it."""
-    doc = record.model_dump(mode="json")
-    doc["series"] = {name: [[s, v] for s, v in pts] for name, pts in series.items()}
-    doc["replays"] = [{"id": r.id, "status": str(r.status), "created_at": r.created_at,
-                       "verdict": (r.verdict or {}).get("result")} for r in replays]
-    doc["tags"] = dict(tags or {})
-    doc["notes"] = [{"at": at, "text": text} for at, text in notes]
-    return doc
-
-
-def quote(value: str) -> str:
-    """A value as a --where literal."""
-    return "'" + value.replace("'", "") + "'"
-
-
-def flat_row(r: RunRecord, tags: dict[str, str]) -> dict[str, Any]:
-    """One run as a flat row (params.X, metrics.X, tags.X) for pandas and spreadsheets."""
-    row: dict[str, Any] = {
-        "id": r.id, "name": r.name, "status": str(r.status), "exit_code": r.exit_code,
-        "created_at": r.created_at, "duration_s": r.duration_s, "sweep": r.sweep_id,
-        "replay_of": r.replay_of, "verdict": (r.verdict or {}).get("result"),
-        "spec_digest": r.spec_digest, "image": r.resolved.image.digest,
-        "commit": r.resolved.code.commit, "seed": r.resolved.seed}
-    row.update({f"params.{k}": v for k, v in sorted(r.params.items())})
-    row.update({f"metrics.{k}": v for k, v in sorted(r.metrics.items())})
-    row.update({f"tags.{k}": v for k, v in sorted(tags.items())})
-    return row
-
-
 def print_csv(rows: list[dict[str, Any]]) -> None:
     import csv
 
@@ -427,24 +395,6 @@ class SweepBoard:
             shown = f"  {self.metric} {fmt_num(value)}" if value is not None else ""
             self.console.print(T("✓ ", style="green") + T(f"{params}  {r.id}{shown}"))
         self.progress.update(self.task, advance=1, failed=self.failed)
-
-
-def rank_points(points: list[Any], metric: str | None, minimize: bool) -> list[dict[str, Any]]:
-    rows = []
-    for p in points:
-        r = p.record
-        rows.append({"id": r.id if r else None, "status": str(r.status) if r else "error",
-                     "reason": (r.reason if r else p.error), "params": p.params,
-                     "metrics": r.metrics if r else {}})
-    if metric:
-        def key(row: dict[str, Any]) -> tuple[int, float]:
-            v = row["metrics"].get(metric)
-            ok = row["status"] == "succeeded" and v is not None
-            return (0 if ok else 1, (v if minimize else -v) if ok else 0.0)
-        rows.sort(key=key)
-    for i, row in enumerate(rows, 1):
-        row["rank"] = i
-    return rows
 
 
 def render_sweep(sweep_id: str, rows: list[dict[str, Any]], metric: str | None,

@@ -40,10 +40,12 @@ class Script:
 class FakeEngine:
     name = "fake"
 
-    def __init__(self, script: Script | None = None, images: Iterable[str] = (IMAGE,)) -> None:
+    def __init__(self, script: Script | None = None,
+                 images: dict[str, str] | None = None) -> None:
+        """``images``: reference -> image id the engine holds (besides IMAGE itself)."""
         self.script = script or Script()
-        self.images = {i: {"id": i, "repo_digests": [], "labels": {}, "size": 1, "tags": []}
-                       for i in images}
+        self.images = {ref: {"id": i, "repo_digests": [], "labels": {}, "size": 1, "tags": []}
+                       for ref, i in {IMAGE: IMAGE, **(images or {})}.items()}
         self.calls: list[tuple[str, Any]] = []
         self.jobs: dict[str, JobSpec] = {}
         self.running: set[str] = set()
@@ -110,6 +112,7 @@ class FakeEngine:
         return self.images.get(ref)
 
     def pull(self, ref: str) -> str:
+        self.calls.append(("pull", ref))
         raise ImageError(f"pull {ref}: the fake has no registry")
 
     def push(self, image_id: str, repository: str, tag: str,

@@ -263,6 +263,11 @@ def _compare(field: Field, op: str, v: Tok) -> Compare:
     return Compare(field, "=" if op == "==" else op, Value(text, number))
 
 
+def name_is(name: str) -> Where:
+    """Runs of one spec name (`repro runs --name`), as a tree: no query text is pasted."""
+    return Where(Compare(Field("column", "name"), "=", Value(name, None)))
+
+
 def parse_where(text: str) -> Where:
     """The expression tree of a --where expression (empty: every run)."""
     if not text.strip():

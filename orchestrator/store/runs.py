@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..errors import RunNotFound, StoreError
-from ..record import ALLOWED, SCHEMA_VERSION, RunRecord, RunStatus, utc_now
+from ..record import ALLOWED, SCHEMA_VERSION, RunRecord, RunStatus, read_record, utc_now
 from .migrations import LATEST, MIGRATIONS
 from .query import COLUMNS as COLUMNS_BY_FIELD
 from .query import Sort, Where
@@ -531,17 +531,18 @@ def _sort_phases(sort: Sort) -> list[tuple[str, str, str]]:
 
 
 def _parse(run_id: str, doc: str) -> RunRecord:
-    """A stored record as the model; one that does not validate is a StoreError that says
-    whether a newer repro wrote it or it is damaged, never a traceback."""
+    """A stored record as the model, read tolerantly (fields a newer repro added are left
+    out); a newer record schema, or a record that does not validate, is a StoreError that
+    says which, never a traceback."""
+    version = re.search(r'"schema_version":\s*(\d+)', doc[:200])
+    if version and int(version.group(1)) > SCHEMA_VERSION:
+        raise StoreError(f"run {run_id[:40]!r} was written by a newer repro (record schema "
+                         f"{version.group(1)}); upgrade repro to read it")
     try:
-        return RunRecord.model_validate_json(doc)
+        return read_record(doc)
     except ValidationError as e:
         first = e.errors(include_url=False)[0]
         where = ".".join(str(p) for p in first["loc"]) or "record"
-        version = re.search(r'"schema_version":\s*(\d+)', doc[:200])
-        if version and int(version.group(1)) > SCHEMA_VERSION:
-            raise StoreError(f"run {run_id[:40]!r} was written by a newer repro (record schema "
-                             f"{version.group(1)}); upgrade repro to read it") from None
         raise StoreError(f"run {run_id[:40]!r}: its stored record is damaged at {where} "
                          f"({first['msg']}); remove it with `repro rm {run_id[:40]}`") from None
 

@@ -34,8 +34,8 @@ from ..errors import ExitCode, ReproError, UsageError
 from ..importance import SAMPLE_RUNS, importance_of
 from ..store import Store, open_store
 from ..store.query import parse_sort, parse_where
-from ..ui import flat_row, record_json
 from ..untrusted import HEX64
+from ..views import flat_row, record_json
 
 STATIC = Path(__file__).resolve().parent / "static"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}

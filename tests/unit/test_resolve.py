@@ -10,23 +10,14 @@ from orchestrator.resolve import THREAD_VARS, resolve
 from orchestrator.snapshot import take
 from orchestrator.spec import apply_overrides, load_spec
 from orchestrator.store import open_store
+from tests import fakes
 from tests.helpers import git, make_repo
 
 PIN = "sha256:" + "c" * 64
 
 
-class FakeEngine:
-    """The part of the engine seam that resolve uses."""
-
-    def image(self, ref):
-        if ref.startswith("img@"):
-            return {"id": "sha256:" + "d" * 64, "repo_digests": [ref], "labels": {}}
-        if ref == "img:latest":
-            return {"id": "sha256:" + "e" * 64, "repo_digests": [], "labels": {}}
-        return None
-
-    def pull(self, ref):
-        raise AssertionError("resolve must not pull an image the engine has")
+def FakeEngine() -> fakes.FakeEngine:
+    return fakes.FakeEngine(images={"img:latest": "sha256:" + "e" * 64})
 
 
 SPEC = f"""\

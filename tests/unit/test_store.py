@@ -337,3 +337,49 @@ def test_the_record_store_is_chosen_by_url(tmp_path, monkeypatch):
     with pytest.raises(UsageError, match="unknown scheme 'mongodb'; use a path or one of: "
                                          "sqlite://"):
         open_store(tmp_path / "h")
+
+
+def test_records_are_read_tolerantly_but_a_newer_schema_is_named(tmp_path):
+    """A field a newer repro added (same schema) is left out on read; a newer schema asks
+    for an upgrade; neither is a traceback (review, Appendix A 5)."""
+    store = open_store(tmp_path / "h")
+    r = record("newer")
+    store.runs.insert(r)
+    store.runs.db.execute("UPDATE runs SET record = json_set(record, '$.new_fact', 1, "
+                          "'$.resolved.code.new_field', 'x') WHERE id = ?", (r.id,))
+    assert store.runs.get(r.id) == r
+    store.runs.db.execute("UPDATE runs SET record = json_set(record, '$.schema_version', 2) "
+                          "WHERE id = ?", (r.id,))
+    with pytest.raises(StoreError, match="written by a newer repro .record schema 2.; "
+                                         "upgrade repro"):
+        store.runs.get(r.id)
+
+
+def test_the_schema_is_the_snapshot(tmp_path):
+    """A migration that changes the schema changes tests/unit/schema.sql with it, on purpose
+    (MLflow's schema test): `REPRO_UPDATE_SCHEMA=1 pytest -k schema` rewrites it."""
+    store = open_store(tmp_path / "h")
+    got = "\n".join(f"{sql};" for (sql,) in store.runs.db.execute(
+        "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY type DESC, name")) + "\n"
+    snapshot = Path(__file__).with_name("schema.sql")
+    if os.environ.get("REPRO_UPDATE_SCHEMA"):
+        snapshot.write_text(got)
+    assert got == snapshot.read_text()
+
+
+def test_spec_digest_is_stable_across_releases():
+    """Golden: a ResolvedSpec field added later must not move the digest of every run."""
+    from orchestrator.record import InputRef, PackagesRef
+    from orchestrator.resolve import spec_digest
+
+    resolved = ResolvedSpec(
+        image=ImageRef(digest="sha256:" + "1" * 64, ref="repro/base:latest"),
+        code=CodeRef(path="/somewhere", snapshot="sha256:" + "2" * 64, commit="abc"),
+        inputs={"data": InputRef(path="/data/x.npy", sha256="3" * 64, size=10)},
+        packages=PackagesRef(lock="req.lock", sha256="4" * 64, pins={"numpy": "1.24.2"}),
+        command=["python3", "train.py", "--lr=0.1"], params={"lr": 0.1, "arch": "mlp"},
+        seed=1234, env={"OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "1234"}, secrets=[],
+        resources=ResourcesRef(cpus=1, threads=1, memory="1g", memory_bytes=1 << 30),
+        timeout_s=600.0, outputs=["**"])
+    assert spec_digest(resolved) == (
+        "sha256:1e661cbb0d6efbfa4bf49d70ba9e37c9bb0b68e44483bd940af44a0b91c3c876")  # 0.1.0

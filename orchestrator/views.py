@@ -1,0 +1,38 @@
+"""The JSON shapes of repro's documents (the record as `show --json` prints it, the flat row
+of `runs --json/--csv`), shared by the CLI and the dashboard, which never import the
+terminal renderer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from .record import RunRecord
+
+
+def record_json(record: RunRecord, series: dict[str, list[tuple[int, float]]],
+                replays: Sequence[RunRecord] = (), tags: dict[str, str] | None = None,
+                notes: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
+    """The record plus its metric series, tags, notes and the replays made of it."""
+    doc = record.model_dump(mode="json")
+    doc["series"] = {name: [[s, v] for s, v in pts] for name, pts in series.items()}
+    doc["replays"] = [{"id": r.id, "status": str(r.status), "created_at": r.created_at,
+                       "verdict": (r.verdict or {}).get("result")} for r in replays]
+    doc["tags"] = dict(tags or {})
+    doc["notes"] = [{"at": at, "text": text} for at, text in notes]
+    return doc
+
+
+def flat_row(r: RunRecord, tags: dict[str, str]) -> dict[str, Any]:
+    """One run as a flat row (params.X, metrics.X, tags.X) for pandas and spreadsheets."""
+    row: dict[str, Any] = {
+        "id": r.id, "name": r.name, "status": str(r.status), "exit_code": r.exit_code,
+        "created_at": r.created_at, "duration_s": r.duration_s, "sweep": r.sweep_id,
+        "replay_of": r.replay_of, "verdict": (r.verdict or {}).get("result"),
+        "spec_digest": r.spec_digest, "image": r.resolved.image.digest,
+        "commit": r.resolved.code.commit, "seed": r.resolved.seed}
+    row.update({f"params.{k}": v for k, v in sorted(r.params.items())})
+    row.update({f"metrics.{k}": v for k, v in sorted(r.metrics.items())})
+    row.update({f"tags.{k}": v for k, v in sorted(tags.items())})
+    return row
