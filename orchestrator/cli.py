@@ -9,9 +9,10 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
+from typer import Abort
 
 if TYPE_CHECKING:
     from .record import RunRecord
@@ -762,30 +763,47 @@ def _exit_for(record: RunRecord) -> None:
 
 
 def main() -> None:
-    """Entry point: typer handles usage errors (exit 2); repro's own errors become one line
-    on stderr and their documented exit code."""
+    """Entry point: usage errors exit 2, repro's own errors are one line on stderr and their
+    documented exit code; with --json, stdout also gets one JSON error document (scripts read
+    stdout only)."""
+    from typer._click.exceptions import ClickException
+
     from .errors import ExitCode, ReproError
 
+    json_ = "--json" in sys.argv[1:]
     try:
-        app(prog_name="repro")
+        code = app(prog_name="repro", standalone_mode=False)
     except ReproError as e:
         if _state["debug"]:
             import traceback
 
             traceback.print_exc()
-        from . import ui
-
-        ui.error(str(e))
-        sys.exit(int(e.exit_code))
-    except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
-        sys.exit(int(ExitCode.INTERRUPTED))
+        _fail(str(e), int(e.exit_code), type(e).__name__, json_)
+    except ClickException as e:  # a bad option or argument: click's own message
+        e.show()
+        _fail(e.format_message(), e.exit_code, "UsageError", json_, echo=False)
+    except (KeyboardInterrupt, Abort):
+        _fail("interrupted", int(ExitCode.INTERRUPTED), "Interrupted", json_)
     except Exception as e:
         if _state["debug"]:
             raise
-        sys.stderr.write(f"internal error: {type(e).__name__}: {e}; rerun with --debug and "
-                         "report it\n")
-        sys.exit(int(ExitCode.INTERNAL))
+        _fail(f"internal error: {type(e).__name__}: {e}; rerun with --debug and report it",
+              int(ExitCode.INTERNAL), "InternalError", json_, prefix=False)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str, code: int, kind: str, json_: bool, echo: bool = True,
+          prefix: bool = True) -> NoReturn:
+    from . import ui
+
+    if echo:
+        if prefix:
+            ui.error(message)
+        else:
+            sys.stderr.write(ui.printable(message) + "\n")
+    if json_:
+        ui.print_json({"error": {"kind": kind, "message": message, "exit_code": code}})
+    sys.exit(code)
 
 
 if __name__ == "__main__":

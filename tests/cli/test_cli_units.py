@@ -1,0 +1,124 @@
+"""The CLI layer alone (DVC's tests/unit/command style): each command parses its options and
+hands exactly that to one core function; --json failures are one JSON document on stdout.
+The core functions are replaced, so nothing here needs Docker."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from orchestrator import cli
+from orchestrator.replay import Grants
+from tests.helpers import make_repo, repro
+from tests.unit.test_resolve import SPEC
+
+runner = CliRunner()
+
+
+class Called(Exception):
+    """Raised by a stand-in core function, carrying what it was given."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__("called")
+        self.args_, self.kwargs = args, kwargs
+
+
+def stand_in(*args: object, **kwargs: object) -> None:
+    raise Called(*args, **kwargs)
+
+
+@pytest.fixture
+def repo(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPRO_HOME", str(tmp_path / "home"))
+    return make_repo(tmp_path / "repo", {"spec.yaml": SPEC, "job/train.py": "print(1)\n",
+                                         "data.bin": "0123456789"})
+
+
+def invoke(*args: str) -> Called:
+    result = runner.invoke(cli.app, list(args))
+    assert isinstance(result.exception, Called), result.output
+    return result.exception
+
+
+def test_launch_forwards_its_options(repo, monkeypatch):
+    monkeypatch.setattr("orchestrator.runner.launch", stand_in)
+    call = invoke("launch", str(repo / "spec.yaml"), "--param", "lr=0.5", "--allow-dirty",
+                  "--strict", "-q")
+    loaded, _store, _engine = call.args_
+    assert loaded.spec.params == {"lr": 0.5}
+    assert call.kwargs["allow_dirty"] is True and call.kwargs["strict"] is True
+
+
+def test_replay_turns_its_flags_into_grants(repo, monkeypatch, tmp_path):
+    from orchestrator.store import open_store
+    from tests.unit.test_store import record
+
+    store = open_store()
+    store.runs.insert(record("0123456789abcdef"))
+    store.close()
+    monkeypatch.setattr("orchestrator.replay.replay", stand_in)
+    call = invoke("replay", "0123456789ab", "--allow-network", "--secret", "HF_TOKEN",
+                  "--input", f"data={tmp_path}/x.bin", "--timeout", "30m",
+                  "--tolerance", "metrics.acc=1e-6", "--strict-env")
+    original, _store, _engine, _hooks, tolerances, strict_env, grants = call.args_
+    assert original.id == "0123456789abcdef" and tolerances == {"acc": 1e-6} and strict_env
+    assert grants == Grants(network=True, secrets=("HF_TOKEN",),
+                            inputs={"data": tmp_path / "x.bin"}, timeout_s=1800.0)
+
+
+def test_export_limits_are_sizes_not_memory(repo, monkeypatch, tmp_path):
+    """Appendix A 1: --max-input-size 1m was refused by Docker's memory minimum."""
+    from orchestrator.store import open_store
+    from tests.unit.test_store import record
+
+    store = open_store()
+    store.runs.insert(record("0123456789abcdef"))
+    store.close()
+    monkeypatch.setattr("orchestrator.bundle.export_bundle", stand_in)
+    call = invoke("export", "0123456789abcdef", "--bundle", str(tmp_path / "b"),
+                  "--max-input-size", "1m", "--max-output-size", "512k")
+    _record, _store, _engine, dest, max_input, _progress, max_output = call.args_
+    assert (dest, max_input, max_output) == (tmp_path / "b", 1 << 20, 512 << 10)
+
+
+def test_runs_name_narrows_the_parsed_filter(repo, monkeypatch):
+    from orchestrator.store.query import Bool, name_is, parse_where
+
+    seen = {}
+
+    def query(self, where, sort, limit):
+        seen["where"] = where
+        return []
+
+    from orchestrator.store import open_store
+
+    open_store().close()
+    monkeypatch.setattr("orchestrator.store.runs.RunStore.query", query)
+    result = runner.invoke(cli.app, ["runs", "--name", "it's mlp", "--where",
+                                     "params.lr < 0.1", "--json"])
+    assert result.exit_code == 0, result.output
+    assert seen["where"].root == Bool("AND", (parse_where("params.lr < 0.1").root,
+                                              name_is("it's mlp").root))
+
+
+def test_sweep_forwards_the_planned_points(repo, monkeypatch):
+    monkeypatch.setattr("orchestrator.sweep.run_sweep", stand_in)
+    call = invoke("sweep", str(repo / "spec.yaml"), "--grid", "lr=0.1,0.01", "-j", "2")
+    _loaded, points, _home = call.args_
+    assert points == [{"lr": 0.1}, {"lr": 0.01}] and call.kwargs["parallel"] == 2
+
+
+@pytest.mark.parametrize("args, code, kind", [
+    (["show", "deadbeef", "--json"], 4, "RunNotFound"),
+    (["runs", "--where", "metrics.acc > high", "--json"], 2, "QueryError"),
+    (["launch", "nowhere.yaml", "--json"], 2, "SpecError"),
+    (["runs", "--limit", "many", "--json"], 2, "UsageError"),
+])
+def test_json_failures_are_one_json_document_on_stdout(tmp_path, args, code, kind):
+    p = repro(*args, env={"REPRO_HOME": str(tmp_path / "h")})
+    assert p.returncode == code
+    doc = json.loads(p.stdout)
+    assert doc["error"]["kind"] == kind and doc["error"]["exit_code"] == code
+    assert doc["error"]["message"] and "Traceback" not in p.stderr
