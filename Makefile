@@ -54,6 +54,7 @@ fuzz: install
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 bench: images
 	$(PY) benchmarks/run.py

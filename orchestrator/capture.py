@@ -15,7 +15,7 @@ ENV_JSON_LIMIT = 16 << 20  # bytes of the boot script's env.json (packages of a 
 
 
 def cpu_facts() -> dict[str, Any]:
-    model, vendor, flags = "", "", []
+    model, vendor, flags = "", "", list[str]()
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:

@@ -6,10 +6,11 @@ fast. One handler in ``main`` maps ``ReproError`` to exit codes; tracebacks only
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from typer import Abort
@@ -219,7 +220,7 @@ def compare(
 
     if len(runs_) < 2:
         raise UsageError("compare needs at least two runs")
-    store = _existing_store(runs_[0])
+    store = _store_of(runs_[0])
     doc = compare_runs([store.runs.get(r) for r in runs_])
     if json_:
         ui.print_json(doc)
@@ -249,7 +250,7 @@ def tag(
         tags[key] = value
     if not tags and not remove:
         raise UsageError("give KEY=VALUE pairs to set or --remove KEY")
-    store = _existing_store(run)
+    store = _store_of(run)
     record = store.runs.get(run)
     check_annotation(record, tags.values())
     store.runs.set_tags(record.id, tags, remove or [])
@@ -274,7 +275,7 @@ def note(
 
     if not text.strip():
         raise UsageError("an empty note says nothing; give the text to attach")
-    store = _existing_store(run)
+    store = _store_of(run)
     record = store.runs.get(run)
     check_annotation(record, [text])
     store.runs.add_note(record.id, text.strip())
@@ -293,15 +294,15 @@ def show(
     """Show one run's full record."""
     from . import ui, views
 
-    store = _existing_store(run)
+    store = _store_of(run)
     record = store.runs.get(run)
     series = store.runs.steps(record.id)
-    extras = {"replays": store.runs.replays_of(record.id), "tags": store.runs.tags(record.id),
-              "notes": store.runs.notes(record.id)}
+    replays, tags = store.runs.replays_of(record.id), store.runs.tags(record.id)
+    notes = store.runs.notes(record.id)
     if json_:
-        ui.print_json(views.record_json(record, series, **extras))
+        ui.print_json(views.record_json(record, series, replays, tags, notes))
     else:
-        ui.render_record(record, series, **extras)
+        ui.render_record(record, series, replays, tags, notes)
 
 
 @app.command()
@@ -309,7 +310,7 @@ def logs(run: Annotated[str, typer.Argument(help="Run id or a unique prefix of i
     """Print a run's stored output (stdout and stderr, as the job wrote them)."""
     from .errors import StoreError
 
-    store = _existing_store(run)
+    store = _store_of(run)
     record = store.runs.get(run)
     if record.logs is None:
         live = store.log_path(record.id)
@@ -378,7 +379,7 @@ def replay(
     from .replay import replay as replay_run
     tolerances = parse_tolerances(tolerance or [])
     grants = _grants(allow_network, secret, input_, timeout)
-    store = _existing_store(run)
+    store = _store_of(run)
     original = store.runs.get(run)
     rec = replay_run(original, store, connect(), _hooks(quiet), tolerances, strict_env, grants)
     _render_replay(rec, store, json_)
@@ -410,7 +411,7 @@ def verify(
 
     tolerances = parse_tolerances(tolerance or [])
     grants = _grants(allow_network, secret, input_, timeout)
-    store = _recovered(open_store()) if Path(target).exists() else _existing_store(target)
+    store = _recovered(open_store()) if Path(target).exists() else _store_of(target)
     original, rec = verify_run(target, store, connect(), _hooks(quiet), tolerances, strict_env,
                                grants)
     if junit is not None:
@@ -441,7 +442,7 @@ def export(
     from .errors import UsageError
     from .units import parse_size
 
-    store = _existing_store(run)
+    store = _store_of(run)
     record = store.runs.get(run)
     if bundle is None:
         manifest = manifest_of(record, store)
@@ -553,7 +554,8 @@ def fsck(json_: JsonOpt = False) -> None:
 
     store = _existing_store()
     if store is None:
-        doc = {"runs": 0, "artifacts": 0, "problems": [], "not_carried": 0, "ok": True}
+        doc: dict[str, Any] = {"runs": 0, "artifacts": 0, "problems": [], "not_carried": 0,
+                               "ok": True}
     else:
         doc = check(store, ui.progress if not json_ else (lambda _: None))
     if json_:
@@ -578,7 +580,7 @@ def rm(
     from . import ui
     from .errors import ReproError, UsageError
 
-    store = _existing_store(runs_[0])
+    store = _store_of(runs_[0])
     removed = []
     for ref in runs_:
         try:
@@ -697,18 +699,26 @@ def doctor(
         _exit(ExitCode.ENVIRONMENT)
 
 
-def _existing_store(run: str | None = None) -> Store | None:
+def _existing_store() -> Store | None:
     """The store, without creating one as a side effect of a read-only command."""
-    from .errors import RunNotFound
     from .store import default_home, open_store
 
     home = default_home()
-    if (home / "repro.db").exists():
+    if (home / "repro.db").exists() or os.environ.get("REPRO_STORE"):
         return _recovered(open_store(home))
-    if run is not None:
-        raise RunNotFound(f"no run {run!r} in {home}: there is no store there yet; cd to the "
-                          "folder you launched from or set REPRO_HOME")
     return None
+
+
+def _store_of(run: str) -> Store:
+    """The store that should hold ``run`` (an error naming the folder when there is none)."""
+    from .errors import RunNotFound
+    from .store import default_home
+
+    store = _existing_store()
+    if store is None:
+        raise RunNotFound(f"no run {run!r} in {default_home()}: there is no store there yet; "
+                          "cd to the folder you launched from or set REPRO_HOME")
+    return store
 
 
 def _recovered(store: Store) -> Store:

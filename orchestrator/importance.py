@@ -105,7 +105,7 @@ def importance_of(metric: str, samples: list[Sample], total: int | None = None
     centred = [v - mean for v in y]  # group sums of these give sums of squares directly
     ss_total = sum(v * v for v in centred)
     names = sorted({p for r in runs for p in r})
-    params = []
+    params: list[dict[str, Any]] = []
     codes: dict[str, tuple[list[int], float]] = {}  # per param: group code per run, SS
     for name in names:
         values = [r.get(name) for r in runs]
@@ -121,7 +121,8 @@ def importance_of(metric: str, samples: list[Sample], total: int | None = None
         ms_within = (ss_total - ss_between) / (n - k) if n > k else 0.0
         eta2 = ss_between / ss_total if ss_total > 0 else 0.0
         eps2 = max(0.0, (ss_between - (k - 1) * ms_within) / ss_total) if ss_total > 0 else 0.0
-        numeric = [(v, m) for v, m in zip(values, y, strict=True) if _is_num(v)]
+        numeric = [(float(v), m) for v, m in zip(values, y, strict=True)
+                   if isinstance(v, int | float) and not isinstance(v, bool)]
         rho = spearman([float(v) for v, _ in numeric], [m for _, m in numeric]) \
             if kind.startswith("numeric") else None
         params.append({
@@ -131,8 +132,8 @@ def importance_of(metric: str, samples: list[Sample], total: int | None = None
                        for label, i in sorted(index.items())},
             "points": [[v, m] for v, m in zip(values[:MAX_POINTS], y, strict=False)],
         })
-    params.sort(key=lambda p: (-p["importance"], p["name"]))
-    explained = min(1.0, sum(p["importance"] for p in params))
+    params.sort(key=lambda p: (-float(p["importance"]), str(p["name"])))
+    explained = min(1.0, sum(float(p["importance"]) for p in params))
     sampled = total is not None and total > n
     method = METHOD + (f"; estimated on a seeded uniform sample of {n:,} of the {total:,} "
                        "matching runs" if sampled else "")

@@ -90,7 +90,7 @@ def _take_plain(path: Path, store: Store, allow_dirty: bool) -> Snapshot:
     if not allow_dirty:
         raise ResolveError(f"code at {path} is not inside a git work tree; run `git init` and "
                            "commit it, or pass --allow-dirty to snapshot the folder as it is")
-    rels = []
+    rels: list[str] = []
     for root, dirs, names in os.walk(path):
         dirs[:] = sorted(d for d in dirs if d not in (".git", ".repro"))
         rels.extend(os.path.relpath(os.path.join(root, n), path) for n in names)
@@ -170,7 +170,7 @@ def cache_problems(digest: str, dest: Path, store: Store) -> list[str]:
             if m.isreg():
                 data = tar.extractfile(m)
                 assert data is not None
-                expected[name] = ("file", sha256_stream(data)[0])
+                expected[name] = ("file", sha256_stream(data)[0])  # type: ignore[arg-type]
             elif m.issym():
                 expected[name] = ("link", m.linkname)
             elif m.isdir():

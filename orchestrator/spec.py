@@ -136,7 +136,7 @@ class RunSpec(_Strict):
     env: dict[Annotated[str, Field(pattern=ENV_NAME_RE)], StrictStr | StrictInt | StrictFloat] = {}
     secrets: list[Annotated[str, Field(pattern=ENV_NAME_RE)] | SecretSpec] = []
     network: Literal["none", "bridge"] = "none"
-    timeout: float | str | None = None
+    timeout: float | None = None  # seconds; '10m' and the like are parsed on the way in
     determinism: Literal["strict", "off"] = "strict"
 
     @field_validator("outputs")

@@ -131,7 +131,7 @@ def run_sweep(loaded: LoadedSpec, points: list[dict[str, Any]], home: Path, *,
 def rank(points: list[PointResult], metric: str | None, minimize: bool) -> list[dict[str, Any]]:
     """The points as summary rows, best first by ``metric`` (failed ones and those without
     it last), numbered."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for p in points:
         r = p.record
         rows.append({"id": r.id if r else None, "status": str(r.status) if r else "error",

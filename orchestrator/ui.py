@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Sequence
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -140,7 +141,8 @@ def render_runs(records: list[RunRecord], tags: dict[str, dict[str, str]] | None
         t.add_column("tags")
     for r in records:
         took = f"{r.duration_s:.1f}s" if r.duration_s is not None else ""
-        row = [r.id, r.name, status_text(r.status), r.created_at.replace("T", " ")[:19], took]
+        row: list[Any] = [r.id, r.name, status_text(r.status),
+                          r.created_at.replace("T", " ")[:19], took]
         row += [fmt_num(r.params[p]) if p in r.params else "" for p in param_names]
         row += [fmt_num(r.metrics[m]) if m in r.metrics else "" for m in metric_names]
         if any_tags:
@@ -150,8 +152,8 @@ def render_runs(records: list[RunRecord], tags: dict[str, dict[str, str]] | None
 
 
 def render_record(r: RunRecord, series: dict[str, list[tuple[int, float]]],
-                  replays: list[RunRecord] = (), tags: dict[str, str] | None = None,
-                  notes: list[tuple[str, str]] = ()) -> None:
+                  replays: Sequence[RunRecord] = (), tags: dict[str, str] | None = None,
+                  notes: Sequence[tuple[str, str]] = ()) -> None:
     from rich.table import Table
 
     out = _out()
@@ -244,11 +246,12 @@ def _files_table(title: str, files: dict[str, tuple[str, int]]) -> None:
 
 
 def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
+    size = float(n)
+    for unit in ("B", "KiB", "MiB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
 
 
 def render_doctor(checks: list[dict]) -> None:

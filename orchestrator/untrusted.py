@@ -91,6 +91,7 @@ def check_depth(doc: Any, what: str, max_depth: int = MAX_DEPTH) -> None:
     stack = [(doc, 1)]
     while stack:
         node, depth = stack.pop()
+        children: Any
         if isinstance(node, dict):
             children = node.values()
         elif isinstance(node, list):

@@ -389,7 +389,7 @@ def dechunk(raw: Iterable[bytes]) -> Iterator[bytes]:
     buf = b""
     for piece in raw:
         buf += piece
-        out = []
+        out: list[bytes] = []
         while True:
             eol = buf.find(b"\r\n")
             if eol < 0:
@@ -415,7 +415,8 @@ def demux(stream: Iterable[bytes]) -> Iterator[bytes]:
     buf = b""
     for piece in stream:
         buf += piece
-        out, pos = [], 0
+        out: list[bytes] = []
+        pos = 0
         while len(buf) - pos >= 8:
             length = int.from_bytes(buf[pos + 4:pos + 8], "big")
             if len(buf) - pos - 8 < length:

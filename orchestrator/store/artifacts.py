@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from ..errors import StoreError
 from ..hashing import chunks_of, hex_of, sha256_file
@@ -103,8 +103,8 @@ class ArtifactStore:
             with open(source, "rb") as f:
                 return self._put(chunks_of(f), limit, name, expect)
         if hasattr(source, "read"):
-            return self._put(chunks_of(source), limit, name, expect)  # type: ignore[arg-type]
-        return self._put(source, limit, name, expect)  # type: ignore[arg-type]
+            return self._put(chunks_of(cast(BinaryIO, source)), limit, name, expect)
+        return self._put(source, limit, name, expect)
 
     def _put(self, chunks: Iterable[bytes], limit: int | None, name: str,
              expect: str | None) -> Put:

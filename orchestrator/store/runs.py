@@ -242,7 +242,7 @@ class RunStore:
             raise RunNotFound(f"run id prefix {ref!r} is ambiguous ({ids}); give more of it")
         return _parse(rows[0][0], rows[0][1])
 
-    def list(self, limit: int | None = 50) -> list[RunRecord]:
+    def recent(self, limit: int | None = 50) -> list[RunRecord]:
         """Newest first (the query language is in ``query``)."""
         sql = "SELECT id, record FROM runs ORDER BY created_at DESC, id DESC"
         args: list[object] = []

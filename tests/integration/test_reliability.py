@@ -183,7 +183,7 @@ def test_eight_launches_at_once_on_one_store(proj, home):
     ids = {json.loads(out)["id"] for out, _ in results}
     store = open_store(home)
     assert len(ids) == 8 and store.runs.count() == 8
-    assert all(r.status == "succeeded" for r in store.runs.list(limit=None))
+    assert all(r.status == "succeeded" for r in store.runs.recent(limit=None))
 
 
 def test_corrupt_or_deleted_artifacts_are_named_by_fsck_replay_and_export(proj, home,
