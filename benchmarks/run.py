@@ -34,8 +34,8 @@ sys.path.insert(0, str(ROOT))
 
 from orchestrator.capture import cpu_facts  # noqa: E402
 from orchestrator.engine import connect  # noqa: E402
-from orchestrator.image_archive import ensure_archived  # noqa: E402
-from orchestrator.images import build  # noqa: E402
+from orchestrator.engine.image_archive import ensure_archived  # noqa: E402
+from orchestrator.engine.images import build  # noqa: E402
 from orchestrator.store import open_store  # noqa: E402
 
 REPRO = [sys.executable, "-m", "orchestrator"]

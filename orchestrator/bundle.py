@@ -34,9 +34,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import settings
 from .engine import ImageBackend
+from .engine.image_archive import archive_of, ensure_archived, member_digests, parse_index
 from .errors import CannotReplay, UsageError
 from .hashing import CHUNK, canonical_json, hex_of, shown
-from .image_archive import archive_of, ensure_archived, member_digests, parse_index
 from .record import Finite, Hex64, RunRecord
 from .store import Store
 from .store.artifacts import DigestMismatch

@@ -185,8 +185,9 @@ def importance(
 ) -> None:
     """Estimate how much each parameter explains a metric over the selected runs."""
     from . import ui
-    from .importance import SAMPLE_RUNS, importance_of
-    from .plots import write_plot
+    from .analysis.importance import SAMPLE_RUNS, importance_of
+    from .analysis.plots import write_plot
+    from .store import sqlite_analysis
     from .store.query import parse_where
 
     store = _existing_store()
@@ -194,8 +195,8 @@ def importance(
         from .errors import UsageError
 
         raise UsageError("no runs recorded here yet; launch or sweep first")
-    samples, total = store.runs.importance_samples(parse_where(where or ""), metric,
-                                                   SAMPLE_RUNS)
+    samples, total = sqlite_analysis.importance_samples(store.runs, parse_where(where or ""),
+                                                        metric, SAMPLE_RUNS)
     doc = importance_of(metric, samples, total)
     if plot is not None:
         write_plot(doc, plot)
@@ -215,7 +216,7 @@ def compare(
 ) -> None:
     """Compare runs side by side: params, metrics, outputs, image, packages, host and GPUs."""
     from . import ui
-    from .compare import compare as compare_runs
+    from .analysis.compare import compare as compare_runs
     from .errors import UsageError
 
     if len(runs_) < 2:
@@ -503,7 +504,7 @@ def image_build(
     """Build an image recipe (and its base) into the local engine; a no-op when up to date."""
     from . import ui
     from .engine import connect
-    from .images import build
+    from .engine.images import build
 
     built = build(folder, connect(), on_line=ui.progress, force=force)
     doc = {"id": built.id, "tag": built.tag, "recipe": built.recipe,
@@ -550,7 +551,7 @@ def fsck(json_: JsonOpt = False) -> None:
     (exit 10 when one does not)."""
     from . import ui
     from .errors import ExitCode
-    from .integrity import fsck as check
+    from .store.fsck import fsck as check
 
     store = _existing_store()
     if store is None:

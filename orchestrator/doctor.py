@@ -8,9 +8,9 @@ from typing import Any
 
 from . import gpu
 from .engine import Engine
+from .engine.images import recipe_kind
 from .errors import ReproError
 from .hashing import shown
-from .images import recipe_kind
 from .recovery import recover
 from .store import default_home, open_store
 

@@ -21,15 +21,15 @@ from typing import Any
 
 from . import capture, facts
 from .engine import Engine
+from .engine.image_archive import ensure_present
 from .errors import CannotReplay, SpecError, UsageError
 from .hashing import hex_of, sha256_file
-from .image_archive import ensure_present
-from .integrity import check_artifact
 from .record import ResolvedSpec, RunRecord, utc_now
 from .resolve import Resolution, dir_digest, secret_values, spec_digest
 from .runner import Hooks, new_record, start
 from .snapshot import Snapshot, extract
 from .store import Store
+from .store.fsck import check_artifact
 
 IDENTICAL, DIFFERS, WITHIN_TOLERANCE = "identical", "differs", "within-tolerance"
 

@@ -17,10 +17,10 @@ from typing import Any
 
 from . import settings
 from .engine import ImageBackend
+from .engine.image_archive import ensure_archived
+from .engine.images import build as build_image
 from .errors import SpecError
 from .hashing import digest_of, hex_of, sha256_file, shown
-from .image_archive import ensure_archived
-from .images import build as build_image
 from .record import ImageRef, InputRef, PackagesRef, ResolvedSpec, ResourcesRef, RunRecord
 from .runtime.repro_boot import parse_lock
 from .snapshot import Snapshot, take

@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from ..errors import StoreError, UsageError
@@ -19,6 +20,12 @@ from ..untrusted import RUN_ID
 from .artifacts import ArtifactStore
 from .local import LocalState
 from .runs import RunStore
+
+if TYPE_CHECKING:
+    from .protocol import RecordStore
+
+    def _satisfies(backend: RunStore) -> RecordStore:  # mypy checks the SQLite backend
+        return backend
 
 
 def default_home() -> Path:

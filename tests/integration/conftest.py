@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.engine import LABEL_RUN, LABEL_STORE, Engine, connect
-from orchestrator.images import build
+from orchestrator.engine.images import build
 from tests.helpers import ROOT, git, repro
 
 pytestmark = pytest.mark.integration

@@ -4,12 +4,13 @@ import random
 
 import pytest
 
-from orchestrator.compare import compare
+from orchestrator.analysis.compare import compare
+from orchestrator.analysis.importance import importance, spearman
+from orchestrator.analysis.plots import write_plot
 from orchestrator.errors import SpecError, UsageError
-from orchestrator.importance import importance, spearman
-from orchestrator.plots import write_plot
 from orchestrator.record import FileRef, RunStatus
 from orchestrator.spec import load_spec
+from orchestrator.store import sqlite_analysis
 from orchestrator.sweep import parse_grid, plan
 from tests.unit.test_spec import GOOD, write
 from tests.unit.test_store import record
@@ -134,7 +135,7 @@ def test_additive_effects_show_no_interaction():
 
 
 def test_store_samples_give_the_importance_the_records_give(tmp_path):
-    from orchestrator.importance import importance_of
+    from orchestrator.analysis.importance import importance_of
     from orchestrator.store import open_store
     from orchestrator.store.query import parse_where
 
@@ -146,7 +147,7 @@ def test_store_samples_give_the_importance_the_records_give(tmp_path):
     runs[0].status = RunStatus.FAILED  # not a sample
     for r in runs:
         store.runs.insert(r)
-    samples, total = store.runs.importance_samples(parse_where(""), "acc")
+    samples, total = sqlite_analysis.importance_samples(store.runs, parse_where(""), "acc")
     assert total == 79 and len(samples) == 79
     by_metric = {r.metrics["acc"]: r.params for r in runs[1:]}
     for params, value in samples:  # types come back: bool, int, float, str, None
@@ -158,10 +159,9 @@ def test_store_samples_give_the_importance_the_records_give(tmp_path):
         [(p["name"], p["kind"], p["levels"]) for p in b["params"]]
     assert [p["importance"] for p in a["params"]] == pytest.approx(
         [p["importance"] for p in b["params"]], abs=1e-6)
-    some, total = store.runs.importance_samples(parse_where("params.hidden > 16"), "acc",
-                                                at_most=20)
+    where = parse_where("params.hidden > 16")
+    some, total = sqlite_analysis.importance_samples(store.runs, where, "acc", at_most=20)
     assert total > 20 and len(some) == 20
-    assert some == store.runs.importance_samples(parse_where("params.hidden > 16"), "acc",
-                                                 at_most=20)[0]  # the same sample each time
+    assert some == sqlite_analysis.importance_samples(store.runs, where, "acc", at_most=20)[0]
     doc = importance_of("acc", some, total)
     assert doc["sampled_from"] == total and f"sample of 20 of the {total}" in doc["method"]

@@ -7,17 +7,17 @@ import tarfile
 
 import pytest
 
-from orchestrator.errors import CannotReplay
-from orchestrator.image_archive import (
+from orchestrator.engine.image_archive import (
     ensure_present,
     join_from_store,
     member_digests,
     read_index,
     split_into_store,
 )
-from orchestrator.integrity import check_artifact
+from orchestrator.errors import CannotReplay
 from orchestrator.record import ImageRef
 from orchestrator.store import open_store
+from orchestrator.store.fsck import check_artifact
 
 LONG = "d" * 120 + "/layer.tar"  # past ustar's 100-character name field
 

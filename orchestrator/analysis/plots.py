@@ -7,7 +7,7 @@ import html
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
+from ..errors import UsageError
 
 
 def write_plot(doc: dict[str, Any], path: Path) -> None:

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import yaml
 
-from . import settings
-from .engine import LABEL_RECIPE, ImageBackend
-from .errors import ImageError
-from .hashing import short
+from .. import settings
+from ..errors import ImageError
+from ..hashing import short
+from . import LABEL_RECIPE, ImageBackend
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 ROOTFS_ENV = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",

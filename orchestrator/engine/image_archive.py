@@ -29,12 +29,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .engine import ImageBackend, repository_of
-from .errors import CannotReplay, ImageError, ReproError
-from .hashing import CHUNK, canonical_json, hex_of, shown
-from .record import Hex64, ImageRef
-from .store import Store
-from .untrusted import Untrusted, loads
+from ..errors import CannotReplay, ImageError, ReproError
+from ..hashing import CHUNK, canonical_json, hex_of, shown
+from ..record import Hex64, ImageRef
+from ..store import Store
+from ..untrusted import Untrusted, loads
+from . import ImageBackend, repository_of
 
 INDEX_KIND = "repro-image-archive"
 INDEX_FORMAT = 1

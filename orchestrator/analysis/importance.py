@@ -25,8 +25,8 @@ import bisect
 import math
 from typing import Any
 
-from .errors import UsageError
-from .record import RunRecord, RunStatus
+from ..errors import UsageError
+from ..record import RunRecord, RunStatus
 
 MAX_LEVELS = 8
 MAX_INTERACTIONS = 5

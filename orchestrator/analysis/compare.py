@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import facts
-from .record import RunRecord
+from .. import facts
+from ..record import RunRecord
 
 
 def _facts(r: RunRecord) -> dict[str, Any]:

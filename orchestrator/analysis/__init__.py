@@ -1,0 +1,1 @@
+"""Pure analysis over records: compare runs side by side, parameter importance, plots."""
