@@ -56,8 +56,10 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
+# the launch of the code before the executor/store redesign, timed in the same run
+BENCH_BEFORE ?= 0c17b1a
 bench: images
-	$(PY) benchmarks/run.py
+	$(PY) benchmarks/run.py --before $(BENCH_BEFORE)
 
 clean:
 	rm -rf .repro bench-out

@@ -53,7 +53,16 @@ def git(cwd: Path, *args: str) -> None:
                    capture_output=True)
 
 
-def bench_launch(n: int, tmp: Path) -> dict:
+def checkout(ref: str, tmp: Path) -> Path:
+    """The repository at ``ref`` (a worktree), to time the code before a change against the
+    code after it in one run: both use this venv, whose packages serve both."""
+    dest = tmp / f"before-{ref}"
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-f", str(dest),
+                    ref], check=True, capture_output=True)
+    return dest
+
+
+def bench_launch(n: int, tmp: Path, before: Path | None = None) -> dict:
     proj = tmp / "project"
     for name in ("specs", "examples", "images", "data"):
         shutil.copytree(ROOT / name, proj / name)
@@ -65,12 +74,17 @@ def bench_launch(n: int, tmp: Path) -> dict:
     launch = [*REPRO, "launch", "specs/hello.yaml", "--json", "-q"]
     docker = ["docker", "run", "--rm", "--network", "none", "--user", "65534:65534", image,
               "python3", "-c", "print('hello from repro')"]
+    old_env = {**env, "REPRO_HOME": str(tmp / "home-before"), "PYTHONPATH": str(before)}
     timed(launch, cwd=proj, env=env)  # warm: snapshot cache, page cache
     timed(docker)
-    ours, base = [], []
+    if before is not None:
+        timed(launch, cwd=proj, env=old_env)
+    ours, base, old = [], [], []
     for _ in range(n):
         ours.append(timed(launch, cwd=proj, env=env))
         base.append(timed(docker))
+        if before is not None:
+            old.append(timed(launch, cwd=proj, env=old_env))
     run_id = json.loads(subprocess.run(launch, cwd=proj, env=env, check=True,
                                        capture_output=True, text=True).stdout)["id"]
     replay = [*REPRO, "replay", run_id, "--json", "-q"]
@@ -78,8 +92,11 @@ def bench_launch(n: int, tmp: Path) -> dict:
     for _ in range(n):
         rep.append(timed(replay, cwd=proj, env=env))
         lau.append(timed(launch, cwd=proj, env=env))
+    before_s = statistics.median(old) if old else None
     return {"repro": statistics.median(ours), "docker": statistics.median(base),
             "ratio": statistics.median(ours) / statistics.median(base), "n": n,
+            "before": before_s,
+            "before_ratio": before_s / statistics.median(base) if before_s else None,
             "replay": statistics.median(rep), "relaunch": statistics.median(lau),
             "replay_ratio": statistics.median(rep) / statistics.median(lau), "image": image}
 
@@ -158,7 +175,8 @@ def import_cost() -> dict:
     # what a launch imports: the CLI, typer's pydantic-based option parsing, the runner
     # (records, store, engine client), the resolver (spec, yaml, images)
     code = ("import time; t=time.perf_counter(); import orchestrator.cli, typer._adapters, "
-            "orchestrator.runner, orchestrator.resolve; print(time.perf_counter()-t)")
+            "orchestrator.runner, orchestrator.resolve, orchestrator.engine.docker, docker; "
+            "print(time.perf_counter()-t)")
     runs = [float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                  check=True, cwd=ROOT).stdout) for _ in range(5)]
     return {"launch_imports": statistics.median(runs)}
@@ -170,6 +188,10 @@ def report(res: dict, out: Path) -> None:
     la, ing, hp, imp = res["launch"], res["ingest"], res["help"], res["imports"]
     ar, lg = res["archive"], res["logs"]
     ok = lambda r, t: "meets" if r <= t else "misses"  # noqa: E731
+    before_row = (f"| the same launch with the code at `{res['before_ref']}` (before the "
+                  f"redesign), alternating in the same run (n={la['n']}) | "
+                  f"{la['before']*1000:.0f} ms | {la['docker']*1000:.0f} ms | "
+                  f"**{la['before_ratio']:.2f}x** | before |\n" if la.get("before") else "")
     text = f"""# Benchmarks
 
 Measured by `make bench` (`benchmarks/run.py`) on {datetime.now(UTC):%Y-%m-%d}: {cpu['model']},
@@ -180,14 +202,14 @@ measured in the same run, alternating with it.
 | benchmark | repro | baseline | ratio | target |
 |---|---|---|---|---|
 | launch of `specs/hello.yaml` vs `docker run --rm` of the same image and command (n={la['n']}) | {la['repro']*1000:.0f} ms | {la['docker']*1000:.0f} ms | **{la['ratio']:.2f}x** | <= 1.5x ({ok(la['ratio'], 1.5)}) |
-| ingest of a {ing['size_mb']} MiB output (hash + copy + fsync) vs `sha256sum` (n={ing['n']}) | {ing['repro']:.2f} s ({ing['repro_mbps']:.0f} MB/s) | {ing['sha256sum']:.2f} s ({ing['sha256sum_mbps']:.0f} MB/s) | **{ing['ratio']:.2f}x** | <= 1.3x ({ok(ing['ratio'], 1.3)}) |
+{before_row}| ingest of a {ing['size_mb']} MiB output (hash + copy + fsync) vs `sha256sum` (n={ing['n']}) | {ing['repro']:.2f} s ({ing['repro_mbps']:.0f} MB/s) | {ing['sha256sum']:.2f} s ({ing['sha256sum_mbps']:.0f} MB/s) | **{ing['ratio']:.2f}x** | <= 1.3x ({ok(ing['ratio'], 1.3)}) |
 | a job printing {lg['lines']:,} lines: launch (logs streamed into the store) vs `docker run` of it (n={lg['n']}) | {lg['repro']:.2f} s | {lg['docker']:.2f} s | {lg['ratio']:.2f}x | log streaming |
 | `repro --help` vs `python -c pass` (n={hp['n']}) | {hp['repro']*1000:.0f} ms | {hp['python']*1000:.0f} ms | {hp['repro']/hp['python']:.1f}x | fast start |
 | `repro replay` of a hello run vs `repro launch` of its spec (n={la['n']}) | {la['replay']*1000:.0f} ms | {la['relaunch']*1000:.0f} ms | **{la['replay_ratio']:.2f}x** | replay overhead |
 | archive the base image into the store (first use) vs `docker save > /dev/null` (n={ar['n']}) | {ar['repro']:.2f} s | {ar['docker_save']:.2f} s | {ar['ratio']:.2f}x | {ar['size'] / 2**20:.0f} MiB archive |
 
 Where launch time goes: importing what a launch needs (typer, which parses options through
-pydantic, pydantic models, yaml, the engine client on `http.client`) takes
+pydantic, pydantic models, yaml, the docker SDK with requests) takes
 {imp['launch_imports']*1000:.0f} ms here before any work; the rest is the engine's
 create/start/wait/remove (the same floor `docker run` pays), a logs follow, an inspect, the
 environment capture inside the container, a git status of the code folder and the SQLite
@@ -246,16 +268,22 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer repetitions, 256 MiB ingest")
     ap.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
+    ap.add_argument("--before", help="a git ref whose launch is timed in the same run (the "
+                    "code before a change)")
     args = ap.parse_args()
     n = 5 if args.quick else 15
     with tempfile.TemporaryDirectory(prefix="repro-bench-") as t:
         tmp = Path(t)
-        res = {"launch": (la := bench_launch(n, tmp)),
+        before = checkout(args.before, tmp) if args.before else None
+        res = {"launch": (la := bench_launch(n, tmp, before)),
                "logs": bench_logs(la["image"], 3, tmp),
                "archive": bench_archive(la["image"], 3, tmp),
                "ingest": bench_ingest(256 if args.quick else 1024, 3, tmp),
                "help": bench_help(n), "imports": import_cost(),
-               "query": bench_query(args.quick)}
+               "query": bench_query(args.quick), "before_ref": args.before}
+        if before is not None:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
+                            str(before)], capture_output=True)
     report(res, args.out)
 
 
