@@ -607,32 +607,19 @@ def rm(
 def gc(json_: JsonOpt = False) -> None:
     """Recover runs whose repro process died (stop their containers, record them lost) and
     remove temp files of interrupted writes."""
-    import shutil
-
     from . import ui
     from .engine import connect
-    from .recovery import recover, remove_strays, stale_files
+    from .recovery import collect_garbage
 
     store = _existing_store()
-    if store is None:
-        recovered, strays, stale = [], [], []
-    else:
-        engine = connect()
-        recovered = recover(store, engine, ui.progress)
-        strays = remove_strays(store, engine, ui.progress)
-        stale = stale_files(store)
-        for path in stale:
-            if path.is_dir():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
-    doc = {"recovered": [r.id for r in recovered], "stray_containers": strays,
-           "removed": [str(p) for p in stale]}
+    doc = collect_garbage(store, connect(), ui.progress) if store else {
+        "recovered": [], "stray_containers": [], "removed": []}
     if json_:
         ui.print_json(doc)
     else:
-        typer.echo(f"recovered {len(recovered)} run(s), removed {len(strays)} stray "
-                   f"container(s) and {len(stale)} stale file(s)")
+        typer.echo(f"recovered {len(doc['recovered'])} run(s), removed "
+                   f"{len(doc['stray_containers'])} stray container(s) and "
+                   f"{len(doc['removed'])} stale file(s)")
 
 
 @app.command("ui")

@@ -95,6 +95,22 @@ def _keep_what_it_left(rec: RunRecord, store: Store) -> list[tuple[str, int, flo
         return []
 
 
+def collect_garbage(store: Store, executor: Executor,
+                    on_line: Callable[[str], None] = lambda _: None) -> dict[str, list[str]]:
+    """`repro gc`: finish orphaned runs, remove containers of finished runs, delete temp files
+    of interrupted writes and work folders of runs that are over."""
+    recovered = recover(store, executor, on_line)
+    strays = remove_strays(store, executor, on_line)
+    stale = stale_files(store)
+    for path in stale:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return {"recovered": [r.id for r in recovered], "stray_containers": strays,
+            "removed": [str(p) for p in stale]}
+
+
 def stale_files(store: Store) -> list[Path]:
     """Temp files of interrupted artifact writes and work folders of runs that are over."""
     stale = store.artifacts.stale_temp_files()
