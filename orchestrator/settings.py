@@ -8,12 +8,15 @@ here runs at import time.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from .errors import UsageError
 from .units import parse_duration, parse_size
 
 GiB = 1 << 30
+T = TypeVar("T")
 
 
 def _raw(name: str) -> str | None:
@@ -21,24 +24,22 @@ def _raw(name: str) -> str | None:
     return None if value is None or not value.strip() else value.strip()
 
 
-def size(name: str, default: int) -> int:
+def _parsed(name: str, default: T, parse: Callable[[str, str], T], form: str) -> T:
     raw = _raw(name)
     if raw is None:
         return default
     try:
-        return parse_size(raw, name)
+        return parse(raw, name)
     except ValueError as e:
-        raise UsageError(f"{e}; set it to bytes or like 64g, 512m") from None
+        raise UsageError(f"{e}; set it to {form}") from None
+
+
+def size(name: str, default: int) -> int:
+    return _parsed(name, default, parse_size, "bytes or like 64g, 512m")
 
 
 def seconds(name: str, default: float) -> float:
-    raw = _raw(name)
-    if raw is None:
-        return default
-    try:
-        return parse_duration(raw, name)
-    except ValueError as e:
-        raise UsageError(f"{e}; set it to seconds or like 30s, 10m") from None
+    return _parsed(name, default, parse_duration, "seconds or like 30s, 10m")
 
 
 def count(name: str, default: int) -> int:

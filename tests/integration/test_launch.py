@@ -173,21 +173,28 @@ PROBE = ("import json, os\n"
          "  open('/repro/outputs/probe.json', 'w'))\n")
 
 
-def test_container_is_unprivileged_and_code_and_inputs_read_only(proj):
+def probe_spec(proj: Path) -> Path:
+    """A job that writes what it can see and do (PROBE) to probe.json."""
     (proj / "data" / "tiny.txt").write_text("tiny\n")
-    spec = add_spec(proj, "probe", f"""\
+    return add_spec(proj, "probe", f"""\
         command: [python3, -c, {json.dumps(PROBE)}]
         inputs: {{d: {{path: ../data/tiny.txt}}}}
         seed: 99
         resources: {{cpus: 2}}
         """)
+
+
+PROBED = {"uid": 65534, "cap_eff": "0000000000000000", "no_new_privs": "1", "code": False,
+          "input": False, "lib": False, "run_json": True, "threads": "2", "hash_seed": "99"}
+
+
+def test_container_is_unprivileged_and_code_and_inputs_read_only(proj):
+    spec = probe_spec(proj)
     p, rec = launch_json(proj, spec)
     assert p.returncode == 0, rec["stderr_tail"]
     out = json.loads(open_store().artifacts.local_path(
         rec["outputs"]["probe.json"]["sha256"]).read_text())
-    assert out == {"uid": 65534, "cap_eff": "0000000000000000", "no_new_privs": "1",
-                   "code": False, "input": False, "lib": False, "run_json": True,
-                   "threads": "2", "hash_seed": "99"}
+    assert out == PROBED
 
 
 SECRET_JOB = """\

@@ -17,8 +17,7 @@ import pytest
 from orchestrator.engine import connect
 from orchestrator.store import open_store
 from tests.helpers import repro
-from tests.integration.conftest import add_spec
-from tests.integration.test_launch import PROBE
+from tests.integration.test_launch import PROBED, probe_spec
 
 pytestmark = pytest.mark.integration
 
@@ -78,19 +77,11 @@ def test_a_run_under_podman_is_the_same_record_and_replays_identical(proj, podma
 
 
 def test_podman_runs_the_job_unprivileged_too(proj, podman):
-    (proj / "data" / "tiny.txt").write_text("tiny\n")
-    spec = add_spec(proj, "probe", f"""\
-        command: [python3, -c, {json.dumps(PROBE)}]
-        inputs: {{d: {{path: ../data/tiny.txt}}}}
-        seed: 99
-        resources: {{cpus: 2}}
-        """)
+    spec = probe_spec(proj)
     env = {"REPRO_EXECUTOR": "podman", "REPRO_PODMAN_HOST": podman}
     p = repro("launch", str(spec.relative_to(proj)), "--json", cwd=proj, env=env)
     rec = json.loads(p.stdout)
     assert p.returncode == 0, rec["stderr_tail"]
     out = json.loads(Path(open_store().artifacts.local_path(
         rec["outputs"]["probe.json"]["sha256"])).read_text())
-    assert out == {"uid": 65534, "cap_eff": "0000000000000000", "no_new_privs": "1",
-                   "code": False, "input": False, "lib": False, "run_json": True,
-                   "threads": "2", "hash_seed": "99"}
+    assert out == PROBED
