@@ -22,12 +22,13 @@ class ExitCode(IntEnum):
     DIFFERS = 8  # a replay produced different outputs (replay/verify)
     CANNOT_REPLAY = 9  # what a replay needs is missing or corrupt (replay/verify)
     CORRUPT = 10  # `repro fsck` found missing or corrupt artifacts
+    NOTHING_COMPARED = 11  # a replay had nothing to compare: no outputs, metrics or logs
     INTERRUPTED = 130  # Ctrl-C / SIGTERM stopped the run
 
 
 # How a replay verdict becomes the command's exit code (a run's status: RunStatus.exit_code).
 VERDICT_EXIT = {"identical": ExitCode.OK, "within-tolerance": ExitCode.OK,
-                "differs": ExitCode.DIFFERS}
+                "differs": ExitCode.DIFFERS, "nothing-compared": ExitCode.NOTHING_COMPARED}
 
 
 class ReproError(Exception):

@@ -147,6 +147,8 @@ class ResolvedSpec(_Doc):
     timeout_s: Annotated[float, Field(gt=0)] | None = None
     determinism: Literal["strict", "off"] = "strict"
     outputs: list[str] = ["**"]
+    compare: list[Literal["outputs", "metrics", "logs"]] = ["outputs", "metrics"]
+    log_normalize: list[str] = []  # regexes removed from both logs before they are compared
 
 
 class FileRef(_Doc):
@@ -249,7 +251,7 @@ class Outcome(_Shape):
 
 
 class Verdict(_Shape):
-    result: Literal["identical", "differs", "within-tolerance"]
+    result: Literal["identical", "differs", "within-tolerance", "nothing-compared"]
     original: RunId | None = None
     replay: RunId | None = None
     outcome: Outcome | None = None

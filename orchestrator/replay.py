@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,8 @@ from .store import Store
 from .store.fsck import check_artifact
 
 IDENTICAL, DIFFERS, WITHIN_TOLERANCE = "identical", "differs", "within-tolerance"
+NOTHING_COMPARED = "nothing-compared"
+LOG_COMPARE_LIMIT = 64 << 20  # bytes of each log read to compare them
 
 
 
@@ -65,29 +68,42 @@ def environment_changes(original: RunRecord, replay: RunRecord) -> list[dict[str
 # -- verdict ----------------------------------------------------------------------------------
 
 def verdict(original: RunRecord, replay: RunRecord,
-            tolerances: dict[str, float] | None = None) -> dict[str, Any]:
+            tolerances: dict[str, float] | None = None,
+            logs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Did ``replay`` reproduce ``original``? What the spec compares (``compare``: outputs,
+    metrics, and the output stream as ``logs``, compared by ``compare_logs``) must agree:
+    every output's sha256, every metric exactly (or within its tolerance: never called
+    identical), the logs once normalised. A replay with nothing to compare is
+    ``nothing-compared``, never identical."""
     tolerances = tolerances or {}
-    a, b = original.outputs, replay.outputs
+    what = set(original.resolved.compare)
+    a = original.outputs if "outputs" in what else {}
+    b = replay.outputs if "outputs" in what else {}
     differ = [{"path": p, "original": a[p].model_dump(), "replay": b[p].model_dump()}
               for p in sorted(set(a) & set(b)) if a[p].sha256 != b[p].sha256]
     missing, extra = sorted(set(a) - set(b)), sorted(set(b) - set(a))
     metrics = []
-    metrics_ok = True
-    for name in sorted(set(original.metrics) | set(replay.metrics)):
+    metrics_ok = metrics_exact = True
+    names = set(original.metrics) | set(replay.metrics) if "metrics" in what else set()
+    for name in sorted(names):
         x, y = original.metrics.get(name), replay.metrics.get(name)
         tol = tolerances.get(name, 0.0)
         delta = None if x is None or y is None else y - x
         ok = delta is not None and abs(delta) <= tol
         metrics_ok &= ok
+        metrics_exact &= delta == 0
         metrics.append({"name": name, "original": x, "replay": y, "delta": delta,
                         "tolerance": tolerances.get(name), "ok": ok})
     same_outcome = (replay.status == original.status
                     and replay.exit_code == original.exit_code)
+    logs_same = logs is None or logs.get("identical", False)
     if not same_outcome:
         result = DIFFERS
-    elif not differ and not missing and not extra:
+    elif not a and not b and not names and logs is None:
+        result = NOTHING_COMPARED
+    elif not differ and not missing and not extra and metrics_exact and logs_same:
         result = IDENTICAL
-    elif tolerances and metrics_ok and not missing and not extra:
+    elif tolerances and metrics_ok and not missing and not extra and logs_same:
         result = WITHIN_TOLERANCE
     else:
         result = DIFFERS
@@ -101,10 +117,44 @@ def verdict(original: RunRecord, replay: RunRecord,
                                         if a[p].sha256 == b[p].sha256),
                     "differ": differ, "missing": missing, "extra": extra},
         "metrics": metrics,
+        "logs": logs,
+        "compared": sorted(what),
         "tolerances": tolerances,
         "environment": environment_changes(original, replay),
         "checked_at": utc_now(),
     }
+
+
+def compare_logs(original: RunRecord, replay: RunRecord, store: Store) -> dict[str, Any] | None:
+    """The two runs' output streams compared line by line, after the spec's ``log_normalize``
+    patterns (multi-line: ^ and $ match at each line) are removed from both (timestamps,
+    durations); None when the spec does not
+    compare logs."""
+    if "logs" not in original.resolved.compare:
+        return None
+    patterns = [re.compile(p, re.MULTILINE) for p in original.resolved.log_normalize]
+
+    def lines(record: RunRecord) -> list[str] | None:
+        if record.logs is None or not store.artifacts.has(record.logs.sha256):
+            return None
+        with store.artifacts.open(record.logs.sha256) as f:
+            text = f.read(LOG_COMPARE_LIMIT).decode("utf-8", "replace")
+        for p in patterns:
+            text = p.sub("", text)
+        return text.splitlines()
+
+    a, b = lines(original), lines(replay)
+    doc: dict[str, Any] = {"normalized": original.resolved.log_normalize}
+    if a is None or b is None:
+        return {**doc, "identical": False,
+                "missing": "original" if a is None else "replay"}
+    if a == b:
+        return {**doc, "identical": True, "lines": len(a)}
+    n = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a),
+                                                                                   len(b)))
+    return {**doc, "identical": False, "lines": len(a), "first_difference": {
+        "line": n + 1, "original": a[n][:300] if n < len(a) else None,
+        "replay": b[n][:300] if n < len(b) else None}}
 
 
 # -- replay -------------------------------------------------------------------------------------
@@ -272,7 +322,8 @@ def replay(original: RunRecord, store: Store, engine: Engine, hooks: Hooks,
                         replay_of=original.id,
                         warnings=[f"hardware differs: {c['fact']}" for c in hw] + plan.notes)
     record = start(record, res, store, engine, hooks)
-    record.verdict = verdict(original, record, tolerances)
+    record.verdict = verdict(original, record, tolerances,
+                             compare_logs(original, record, store))
     store.runs.save(record, previous=record.status)
     return record
 

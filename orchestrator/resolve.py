@@ -185,7 +185,8 @@ def resolve(loaded: LoadedSpec, store: Store, engine: ImageBackend, *, allow_dir
                                memory_bytes=parse_memory(resources.memory),
                                gpus=gpu_req.model_dump() if gpu_req else None),
         network=spec.network, timeout_s=spec.timeout, determinism=spec.determinism,
-        outputs=list(spec.outputs),
+        outputs=list(spec.outputs), compare=list(spec.compare),
+        log_normalize=list(spec.log_normalize),
     )
     return Resolution(resolved=resolved, spec_digest=spec_digest(resolved), snapshot=snapshot,
                       input_sources=sources, lock_path=lock_path, secret_env=secret_env,

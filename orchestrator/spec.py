@@ -138,6 +138,18 @@ class RunSpec(_Strict):
     network: Literal["none", "bridge"] = "none"
     timeout: float | None = None  # seconds; '10m' and the like are parsed on the way in
     determinism: Literal["strict", "off"] = "strict"
+    compare: list[Literal["outputs", "metrics", "logs"]] = ["outputs", "metrics"]
+    log_normalize: list[StrictStr] = []
+
+    @field_validator("log_normalize")
+    @classmethod
+    def _regexes(cls, v: list[str]) -> list[str]:
+        for pattern in v:
+            try:
+                re.compile(pattern)
+            except re.error as e:
+                raise ValueError(f"{pattern!r} is not a regular expression ({e})") from None
+        return v
 
     @field_validator("outputs")
     @classmethod

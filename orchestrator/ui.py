@@ -265,7 +265,7 @@ def render_doctor(checks: list[dict]) -> None:
 
 
 VERDICT_STYLE = {"identical": "bold green", "within-tolerance": "bold yellow",
-                 "differs": "bold red"}
+                 "differs": "bold red", "nothing-compared": "bold magenta"}
 
 
 def render_verdict(rec: RunRecord) -> None:
@@ -291,6 +291,22 @@ def render_verdict(rec: RunRecord) -> None:
             t.add_row(d["path"], d["original"]["sha256"], d["replay"]["sha256"],
                       f"{_size(d['original']['size'])} -> {_size(d['replay']['size'])}")
         out.print(t)
+    if result == "nothing-compared":
+        out.print(T("  the run left no outputs and no metrics (and its logs are not compared):"
+                    " nothing shows it reproduced. Write results to /repro/outputs, log "
+                    "metrics, or add `compare: [outputs, metrics, logs]` to the spec",
+                    style="magenta"))
+    logs = v.get("logs")
+    if logs:
+        if logs.get("identical"):
+            out.print(f"  logs: identical ({logs.get('lines', 0)} lines"
+                      + (", normalised" if logs.get("normalized") else "") + ")")
+        elif logs.get("missing"):
+            out.print(T(f"  logs: the {logs['missing']} run has none stored", style="red"))
+        else:
+            d = logs.get("first_difference") or {}
+            out.print(T(f"  logs differ from line {d.get('line')}: {d.get('original')!r} -> "
+                        f"{d.get('replay')!r}", style="red"))
     for p in outs.get("missing", []):
         out.print(T(f"  missing in the replay: {p}", style="red"))
     for p in outs.get("extra", []):

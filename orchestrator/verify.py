@@ -45,6 +45,15 @@ def junit(original: RunRecord, rec: RunRecord) -> str:
                f"{d['replay']['sha256']}") for d in outs.get("differ", [])]
     cases += [(f"output {p}", "missing in the replay") for p in outs.get("missing", [])]
     cases += [(f"output {p}", "not in the original") for p in outs.get("extra", [])]
+    logs = v.get("logs")
+    if logs is not None:
+        d = logs.get("first_difference") or {}
+        cases.append(("logs", None if logs.get("identical") else
+                      f"the {logs['missing']} run has no stored logs" if logs.get("missing")
+                      else f"line {d.get('line')}: {d.get('original')!r} -> "
+                           f"{d.get('replay')!r}"))
+    if v.get("result") == "nothing-compared":
+        cases.append(("something compared", "no outputs, no metrics, logs not compared"))
     for m in v.get("metrics", []):
         cases.append((f"metric {m['name']}", None if m["ok"] or v["result"] == IDENTICAL else
                       f"{m['original']} -> {m['replay']} (delta {m['delta']}, tolerance "

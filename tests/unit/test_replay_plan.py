@@ -94,3 +94,48 @@ def test_parse_tolerances():
     for bad in ("acc", "metrics.acc=x", "acc=-1", "=1"):
         with pytest.raises(UsageError, match="expected metrics.NAME=ABS_TOLERANCE"):
             parse_tolerances([bad])
+
+
+def test_a_replay_that_compared_nothing_is_not_identical():
+    """A run that wrote no files and logged no metrics once verified IDENTICAL."""
+    a, b = pair(outputs={}, metrics={})
+    a.outputs, a.metrics = {}, {}
+    v = verdict(a, b)
+    assert v["result"] == "nothing-compared" and v["compared"] == ["metrics", "outputs"]
+    from orchestrator.errors import VERDICT_EXIT, ExitCode
+
+    assert VERDICT_EXIT[v["result"]] == ExitCode.NOTHING_COMPARED == 11
+
+
+def test_metrics_are_always_compared():
+    a, b = pair(metrics={"acc": 0.9, "loss": 0.31})  # same files, another loss
+    v = verdict(a, b)
+    assert v["result"] == "differs"
+    assert [m["name"] for m in v["metrics"] if not m["ok"]] == ["loss"]
+
+
+def test_logs_are_compared_when_asked_once_normalised(tmp_path):
+    from orchestrator.replay import compare_logs
+    from orchestrator.store import open_store
+
+    store = open_store(tmp_path / "h")
+    a, b = pair()
+    a.resolved = a.resolved.model_copy(update={
+        "compare": ["outputs", "metrics", "logs"],
+        "log_normalize": [r"took [0-9.]+ s", r"^\d{2}:\d{2}:\d{2} "]})
+    text_a = "12:00:01 epoch 1 loss 0.5 took 1.25 s\n12:00:02 done\n"
+    text_b = "13:40:11 epoch 1 loss 0.5 took 1.31 s\n13:40:12 done\n"
+    a.logs = FileRef(sha256=store.artifacts.put(text_a.encode()).sha256, size=len(text_a))
+    b.logs = FileRef(sha256=store.artifacts.put(text_b.encode()).sha256, size=len(text_b))
+    logs = compare_logs(a, b, store)
+    assert logs["identical"] and logs["lines"] == 2
+    assert verdict(a, b, None, logs)["result"] == "identical"
+    text_c = "13:40:11 epoch 1 loss 0.7 took 1.31 s\n"
+    b.logs = FileRef(sha256=store.artifacts.put(text_c.encode()).sha256, size=len(text_c))
+    logs = compare_logs(a, b, store)
+    assert logs["first_difference"] == {"line": 1, "original": "epoch 1 loss 0.5 ",
+                                        "replay": "epoch 1 loss 0.7 "}
+    assert verdict(a, b, None, logs)["result"] == "differs"
+    only_logs = a.model_copy(update={"outputs": {}, "metrics": {}})
+    assert verdict(only_logs, b.model_copy(update={"outputs": {}, "metrics": {}}), None,
+                   logs)["result"] == "differs"  # logs alone are something compared
