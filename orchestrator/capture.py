@@ -105,5 +105,33 @@ def container_facts(meta_dir: Path, warnings: list[str]) -> dict[str, Any]:
         where = ".".join(str(p) for p in first["loc"]) or "document"
         warnings.append(f"container facts not recorded: env.json is malformed at {where} "
                         f"({first['msg']})")
+    facts.seeded, facts.determinism_warnings = _seeding(meta_dir, warnings)
     return facts.model_dump(mode="json", include={"os", "os_release", "python", "packages",
-                                                  "lock_problems"})
+                                                  "lock_problems", "seeded",
+                                                  "determinism_warnings"})
+
+
+def _seeding(meta_dir: Path, warnings: list[str]) -> tuple[list[str], list[str]]:
+    """What runtime/sitecustomize.py seeded in the job's processes, and the determinism
+    warnings torch gave (a job file: read capped, names checked)."""
+    from .untrusted import Untrusted, loads, printable, read_file
+
+    try:
+        data = read_file(meta_dir / "seeded.jsonl", 1 << 20) or b""
+    except Untrusted as e:
+        warnings.append(f"{e}; what was seeded is not recorded")
+        return [], []
+    seeded: set[str] = set()
+    notes: list[str] = []
+    for line in data.splitlines():
+        try:
+            item = loads(line, "seeded.jsonl", max_depth=2)
+        except Untrusted:
+            continue
+        if not isinstance(item, dict):
+            continue
+        if item.get("seeded") in ("random", "numpy", "torch"):
+            seeded.add(item["seeded"])
+        elif isinstance(item.get("warning"), str) and len(notes) < 50:
+            notes.append(printable(item["warning"][:500]))
+    return sorted(seeded), list(dict.fromkeys(notes))

@@ -208,6 +208,8 @@ class ContainerFacts(_Shape):
     python: str | None = None
     packages: list[Package] = []
     lock_problems: list[str] = []
+    seeded: list[str] = []  # what the runtime seeded without the job asking (strict mode)
+    determinism_warnings: list[str] = []  # ops torch ran without a deterministic kernel
 
 
 class Environment(_Shape):

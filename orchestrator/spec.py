@@ -141,6 +141,11 @@ class RunSpec(_Strict):
     compare: list[Literal["outputs", "metrics", "logs"]] = ["outputs", "metrics"]
     log_normalize: list[StrictStr] = []
 
+    @field_validator("determinism", mode="before")
+    @classmethod
+    def _off(cls, v: Any) -> Any:
+        return "off" if v is False else v  # YAML reads a bare `off` as false
+
     @field_validator("log_normalize")
     @classmethod
     def _regexes(cls, v: list[str]) -> list[str]:

@@ -228,3 +228,59 @@ def test_push_then_launch_pinned_by_digest_pulls_when_absent(proj, registry, ima
         """)
     p = repro("launch", str(tagged.relative_to(proj)), "--strict", cwd=proj)
     assert p.returncode == 2 and "image.ref: 'repro/base:latest' is a tag, not pinned" in p.stderr
+
+
+UNSEEDED = """\
+import json, random
+import numpy as np
+draws = {"random": random.random(), "legacy": float(np.random.rand()),
+         "rng": float(np.random.default_rng().random()),
+         "rng2": float(np.random.default_rng().random())}
+open("/repro/outputs/draws.json", "w").write(json.dumps(draws))
+"""
+
+
+def test_an_unseeded_script_replays_identical_with_nothing_to_change(proj):
+    """Zero-touch seeding: the runtime seeds random at start and numpy when it is imported
+    (default_rng() included); determinism: off turns it off, and then it differs."""
+    (proj / "examples" / "hello" / "unseeded.py").write_text(UNSEEDED)
+    spec = add_spec(proj, "unseeded", """\
+        command: [python3, /repro/code/unseeded.py]
+        seed: 7
+        """)
+    p, rec = launch_json(proj, spec)
+    assert p.returncode == 0, p.stderr
+    assert rec["environment"]["container"]["seeded"] == ["numpy", "random"]
+    draws = json.loads(open_store().artifacts.local_path(
+        rec["outputs"]["draws.json"]["sha256"]).read_text())
+    assert draws["rng"] != draws["rng2"]  # each default_rng() its own stream, both seeded
+    p, rep = run_json("replay", rec["id"], cwd=proj)
+    assert p.returncode == 0 and rep["verdict"]["result"] == "identical", p.stderr
+    off = add_spec(proj, "unseeded-off", """\
+        command: [python3, /repro/code/unseeded.py]
+        seed: 7
+        determinism: off
+        """)
+    p, rec = launch_json(proj, off)
+    assert rec["environment"]["container"]["seeded"] == []
+    p, rep = run_json("replay", rec["id"], cwd=proj)
+    assert p.returncode == 8 and rep["verdict"]["result"] == "differs"
+
+
+def test_a_job_that_leaves_nothing_to_compare_does_not_verify(proj):
+    spec = add_spec(proj, "silent", """\
+        command: [python3, -c, "import random; print(random.random())"]
+        determinism: off
+        """)
+    p, rec = launch_json(proj, spec)
+    assert p.returncode == 0
+    p, rep = run_json("verify", rec["id"], cwd=proj)
+    assert p.returncode == 11 and rep["verdict"]["result"] == "nothing-compared"
+    logs = add_spec(proj, "silent-logs", """\
+        command: [python3, -c, "import random; print(random.random())"]
+        determinism: off
+        compare: [outputs, metrics, logs]
+        """)
+    p, rec = launch_json(proj, logs)
+    p, rep = run_json("verify", rec["id"], cwd=proj)
+    assert p.returncode == 8 and rep["verdict"]["logs"]["first_difference"]["line"] == 1

@@ -136,3 +136,9 @@ def test_parsers():
         parse_memory("lots")
     with pytest.raises(ValueError):
         parse_duration("-1")
+
+
+def test_a_bare_off_is_determinism_off(tmp_path):
+    """YAML 1.1 reads a bare `off` as false; the spec means the word."""
+    loaded = load_spec(write(tmp_path, GOOD + "determinism: off\n"))
+    assert loaded.spec.determinism == "off"

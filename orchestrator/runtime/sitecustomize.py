@@ -1,0 +1,135 @@
+"""repro's zero-touch seeding. Python imports ``sitecustomize`` at start-up, and repro puts
+this folder on every job's PYTHONPATH, so an unmodified, unseeded script replays identical.
+
+Under ``determinism: strict`` (REPRO_DETERMINISM=strict, REPRO_SEED set):
+
+- ``random`` is seeded at once;
+- numpy and torch are seeded the moment the job imports them (an import hook: importing them
+  here would cost every Python process in the container their import time), numpy's
+  ``default_rng()`` without a seed gets one derived from the run's seed, and torch is switched
+  to deterministic algorithms (warn-only where an op has none, those warnings recorded),
+  cuDNN benchmarking off;
+- what was seeded, and each determinism warning, is written to /repro/meta/seeded.jsonl for
+  the record.
+
+Any other ``sitecustomize`` on the path (Debian ships one) still runs after this one.
+Zero dependencies, Python 3.8+.
+"""
+
+import json
+import os
+import sys
+
+META = "/repro/meta/seeded.jsonl"
+MAX_WARNINGS = 50
+
+
+def _note(**item):
+    try:
+        with open(META, "a") as f:
+            f.write(json.dumps(item) + "\n")
+    except OSError:
+        pass
+
+
+class _Seeder:
+    """A meta-path finder that lets numpy and torch load as usual, then seeds them."""
+
+    def __init__(self, seed):
+        self.seed = seed
+        self.busy = set()
+        self.rngs = 0
+        self.warnings = 0
+
+    def find_spec(self, name, path=None, target=None):
+        if name not in ("numpy", "torch") or name in self.busy:
+            return None
+        import importlib.util
+
+        self.busy.add(name)
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            self.busy.discard(name)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        loader, seeder = spec.loader, self
+        load = loader.exec_module
+
+        def exec_module(module):
+            load(module)
+            try:
+                getattr(seeder, "seed_" + name)(module)
+            except Exception as e:  # seeding must never break the job's import
+                _note(failed=name, error=type(e).__name__ + ": " + str(e))
+
+        loader.exec_module = exec_module
+        return spec
+
+    def seed_numpy(self, numpy):
+        numpy.random.seed(self.seed % 2**32)
+        plain = numpy.random.default_rng
+        seeder = self
+
+        def default_rng(seed=None):
+            if seed is None:  # a fresh generator per call, each derived from the run's seed
+                seeder.rngs += 1
+                seed = numpy.random.SeedSequence(seeder.seed, spawn_key=(seeder.rngs,))
+            return plain(seed)
+
+        numpy.random.default_rng = default_rng
+        _note(seeded="numpy")
+
+    def seed_torch(self, torch):
+        torch.manual_seed(self.seed)
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+        import warnings
+
+        shown = warnings.showwarning
+        seeder = self
+
+        def showwarning(message, category, filename, lineno, file=None, line=None):
+            text = str(message)
+            if "deterministic" in text and seeder.warnings < MAX_WARNINGS:
+                seeder.warnings += 1
+                _note(warning=text[:500])
+            return shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = showwarning
+        _note(seeded="torch")
+
+
+def _main():
+    if os.environ.get("REPRO_DETERMINISM") != "strict" or not os.path.isdir("/repro/meta"):
+        return
+    try:
+        seed = int(os.environ["REPRO_SEED"])
+    except (KeyError, ValueError):
+        return
+    import random
+
+    random.seed(seed)
+    sys.meta_path.insert(0, _Seeder(seed))
+    _note(seeded="random")
+
+
+def _chain():
+    """Run the next ``sitecustomize`` on the path, as if this one were not here."""
+    import importlib.machinery
+    import importlib.util
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    rest = [p for p in sys.path if os.path.abspath(p or ".") != here]
+    spec = importlib.machinery.PathFinder.find_spec("sitecustomize", rest)
+    if spec is not None and spec.loader is not None:
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+
+
+_main()
+try:
+    _chain()
+except Exception:  # another sitecustomize failing must not stop the job
+    pass
