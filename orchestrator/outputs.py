@@ -231,6 +231,43 @@ def read_series(meta_dir: Path, warnings: list[str] | None = None) -> list[tuple
     return points
 
 
+SCRAPE_LIMIT = 64 << 20  # bytes of a log scanned for metrics
+SCRAPE_POINTS = 100_000  # points one metric may take from a log
+
+
+def scrape_metrics(log: Path, patterns: dict[str, str],
+                   warnings: list[str]) -> list[tuple[str, int, float]]:
+    """``metrics_from_log``: every match of each metric's regex in the job's output is a point
+    (its group ``value``), numbered in order, so a script that only prints its loss still has
+    a learning curve."""
+    if not patterns:
+        return []
+    try:
+        data = read_file(log, SCRAPE_LIMIT)
+    except Untrusted as e:
+        warnings.append(f"metrics_from_log: {e}")
+        return []
+    text = (data or b"")[:SCRAPE_LIMIT].decode("utf-8", "replace")
+    points: list[tuple[str, int, float]] = []
+    for name, pattern in patterns.items():
+        step = 0
+        for m in re.finditer(pattern, text, re.MULTILINE):
+            try:
+                value = float(m.group("value"))
+            except (TypeError, ValueError, IndexError):
+                continue
+            if math.isfinite(value):
+                points.append((name, step, value))
+                step += 1
+                if step >= SCRAPE_POINTS:
+                    warnings.append(f"metrics_from_log: {name} kept its first {SCRAPE_POINTS} "
+                                    "points")
+                    break
+        if not step:
+            warnings.append(f"metrics_from_log: {name}: no line of the output matched")
+    return points
+
+
 def final_metrics(series: list[tuple[str, int, float]], outputs_dir: Path,
                   warnings: list[str]) -> dict[str, float]:
     """Last point of each series, overridden by ``metrics.json`` (flat or nested numbers)."""

@@ -149,6 +149,7 @@ class ResolvedSpec(_Doc):
     outputs: list[str] = ["**"]
     compare: list[Literal["outputs", "metrics", "logs"]] = ["outputs", "metrics"]
     log_normalize: list[str] = []  # regexes removed from both logs before they are compared
+    metrics_from_log: dict[str, str] = {}  # metric name -> regex with a group named value
 
 
 class FileRef(_Doc):

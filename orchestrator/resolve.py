@@ -24,7 +24,7 @@ from .hashing import digest_of, hex_of, sha256_file, shown
 from .record import ImageRef, InputRef, PackagesRef, ResolvedSpec, ResourcesRef, RunRecord
 from .runtime.repro_boot import parse_lock
 from .snapshot import Snapshot, take
-from .spec import ImageSpec, LoadedSpec, parse_memory, substitute
+from .spec import ImageSpec, LoadedSpec, param_flags, parse_memory, substitute
 from .store import Store
 
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
@@ -170,13 +170,15 @@ def resolve(loaded: LoadedSpec, store: Store, engine: ImageBackend, *, allow_dir
     for key, value in spec.env.items():
         if key.startswith("REPRO_"):
             raise loaded.error(("env", key), "REPRO_* variables are set by repro; rename it")
-        env[key] = str(value)
+        env[key] = substitute(str(value), dict(spec.params), seed)
     env["PYTHONPATH"] = ":".join(p for p in ("/repro/lib", env.get("PYTHONPATH")) if p)
 
     secret_env = secret_values(spec.secret_names, loaded.where(("secrets",)))
     check_params_hold_no_secret(dict(spec.params), secret_env, loaded)
 
     command = [substitute(a, dict(spec.params), seed) for a in spec.command]
+    if spec.args == "flags":
+        command += param_flags(dict(spec.params))
     resolved = ResolvedSpec(
         image=image, code=snapshot.ref, inputs=inputs, packages=packages, command=command,
         params=dict(spec.params), seed=seed, env=env, secrets=spec.secret_names,
@@ -186,7 +188,7 @@ def resolve(loaded: LoadedSpec, store: Store, engine: ImageBackend, *, allow_dir
                                gpus=gpu_req.model_dump() if gpu_req else None),
         network=spec.network, timeout_s=spec.timeout, determinism=spec.determinism,
         outputs=list(spec.outputs), compare=list(spec.compare),
-        log_normalize=list(spec.log_normalize),
+        log_normalize=list(spec.log_normalize), metrics_from_log=dict(spec.metrics_from_log),
     )
     return Resolution(resolved=resolved, spec_digest=spec_digest(resolved), snapshot=snapshot,
                       input_sources=sources, lock_path=lock_path, secret_env=secret_env,

@@ -38,12 +38,12 @@ from .engine import (
 )
 from .errors import ReproError
 from .hashing import shown
-from .outputs import collect, final_metrics, read_logged_params, read_series
+from .outputs import collect, final_metrics, read_logged_params, read_series, scrape_metrics
 from .record import FileRef, RunRecord, RunStatus, utc_now
 from .resolve import Redactor, Resolution, resolve
 from .runtime import RUNTIME_DIR
 from .runtime.repro_boot import LOCK_MISMATCH
-from .spec import LoadedSpec
+from .spec import LoadedSpec, param_env
 from .store import Store
 
 CONTAINER_USER = "65534:65534"  # nobody:nogroup; never root
@@ -236,6 +236,7 @@ def ingest(record: RunRecord, store: Store, work: Path, log_path: Path,
             record.status == RunStatus.FAILED:
         record.reason = "package lock mismatch: " + "; ".join(facts["lock_problems"])
     series = read_series(meta_dir, record.warnings)
+    series += scrape_metrics(log_path, record.resolved.metrics_from_log, record.warnings)
     record.params = {**read_logged_params(meta_dir, record.resolved.params, record.warnings),
                      **record.resolved.params}
     record.metrics = final_metrics(series, outputs_dir, record.warnings)
@@ -329,7 +330,7 @@ def job_spec(record: RunRecord, res: Resolution, work: Path, secret_files: dict[
     volumes += [Volume(f"secret:{name}", path, f"/run/secrets/{name}")
                 for name, path in secret_files.items()]
     as_env = r.secrets if r.secret_env is None else r.secret_env  # None: an older record
-    env = {**r.env, "REPRO_RUN_ID": record.id,
+    env = {**r.env, **param_env(r.params), "REPRO_RUN_ID": record.id,
            **{n: v for n, v in res.secret_env.items() if n in as_env}}
     labels = {LABEL_RUN: record.id, LABEL_STORE: str(store_home)}
     if record.sweep_id:

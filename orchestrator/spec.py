@@ -140,6 +140,22 @@ class RunSpec(_Strict):
     determinism: Literal["strict", "off"] = "strict"
     compare: list[Literal["outputs", "metrics", "logs"]] = ["outputs", "metrics"]
     log_normalize: list[StrictStr] = []
+    args: Literal["none", "flags"] = "none"  # flags: --name=value for every param
+    metrics_from_log: dict[Annotated[str, Field(min_length=1, max_length=256)], StrictStr] = {}
+
+    @field_validator("metrics_from_log")
+    @classmethod
+    def _scrapers(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, pattern in v.items():
+            try:
+                compiled = re.compile(pattern)
+            except re.error as e:
+                raise ValueError(f"{name}: {pattern!r} is not a regular expression ({e})"
+                                 ) from None
+            if "value" not in compiled.groupindex:
+                raise ValueError(f"{name}: {pattern!r} needs a group named value, e.g. "
+                                 "'loss[=: ]+(?P<value>[-0-9.eE+]+)'")
+        return v
 
     @field_validator("determinism", mode="before")
     @classmethod
@@ -341,13 +357,26 @@ PLACEHOLDER = re.compile(r"\{(params\.[A-Za-z_][A-Za-z0-9_.-]*|seed)\}")
 
 
 def check_command_refs(loaded: LoadedSpec, spec: RunSpec) -> None:
-    """Every ``{params.NAME}`` in the command names a declared param. Other braces (say, an
-    f-string in ``python -c``) are left alone."""
-    for i, arg in enumerate(spec.command):
-        for ref in PLACEHOLDER.findall(arg):
+    """Every ``{params.NAME}`` in the command and in env values names a declared param.
+    Other braces (say, an f-string in ``python -c``) are left alone."""
+    places: list[tuple[Loc, str]] = [(("command", i), a) for i, a in enumerate(spec.command)]
+    places += [(("env", k), str(v)) for k, v in spec.env.items()]
+    for loc, text in places:
+        for ref in PLACEHOLDER.findall(text):
             if ref.startswith("params.") and ref[7:] not in spec.params:
                 known = ", ".join(sorted(spec.params)) or "none declared"
-                raise loaded.error(("command", i), f"{{{ref}}} names no param (params: {known})")
+                raise loaded.error(loc, f"{{{ref}}} names no param (params: {known})")
+
+
+def param_flags(params: dict[str, Any]) -> list[str]:
+    """``args: flags``: --name=value for every param, as argparse reads them."""
+    return [f"--{name}={substitute('{params.' + name + '}', params, 0)}" for name in params]
+
+
+def param_env(params: dict[str, Any]) -> dict[str, str]:
+    """REPRO_PARAM_<NAME> for every param (non-alphanumerics as _, upper case)."""
+    return {"REPRO_PARAM_" + re.sub(r"[^A-Za-z0-9]", "_", name).upper():
+            substitute("{params." + name + "}", params, 0) for name in params}
 
 
 def substitute(arg: str, params: dict[str, Any], seed: int) -> str:

@@ -30,6 +30,7 @@ TOKEN = re.compile(r"""
     (?P<ws>\s+)
   | (?P<op>==|!=|<=|>=|=|<|>|~)
   | (?P<paren>[(),])
+  | (?P<qfield>(?:params|metrics|tags)\.(?:'[^']+'|"[^"]+"))
   | (?P<str>'[^']*'|"[^"]*")
   | (?P<num>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?(?![\w.:-]))
   | (?P<word>[A-Za-z0-9_][A-Za-z0-9_.:+/-]*)
@@ -214,7 +215,7 @@ class _Parser:
 
     def comparison(self) -> Node:
         ftok = self.tok
-        if ftok.kind != "word":
+        if ftok.kind not in ("word", "qfield"):
             raise _error(self.text, ftok.pos, "expected a field (params.X, metrics.X, tags.X, "
                          f"status, name, created_at, ...), got {self._got()}")
         self.i += 1
@@ -241,6 +242,8 @@ class _Parser:
 
 def _field(tok: Tok, text: str) -> Field:
     head, dot, rest = tok.text.partition(".")
+    if tok.kind == "qfield":  # metrics."val loss": a name with spaces or symbols
+        return Field(head, rest[1:-1])
     if head in ("params", "metrics", "tags") and dot and rest:
         return Field(head, rest)
     if tok.text in COLUMNS:
@@ -287,6 +290,8 @@ def parse_sort(text: str) -> Sort:
     desc = text.startswith("-")
     key = text.lstrip("-+")
     head, dot, rest = key.partition(".")
+    if len(rest) > 1 and rest[0] == rest[-1] and rest[0] in "'\"":
+        rest = rest[1:-1]
     if head in ("params", "metrics") and dot and rest:
         return Sort(head, rest, desc)
     if key in COLUMNS:

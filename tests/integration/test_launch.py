@@ -329,3 +329,43 @@ def test_doctor_reports_a_ready_machine(proj):
     assert checks["image base"]["ok"] and checks["image train"]["ok"]
     assert "none (" in checks["gpus"]["detail"] or checks["gpus"]["detail"]
     assert p.returncode == (0 if doc["ok"] else 5)
+
+
+ARGPARSE_JOB = """\
+import argparse, json, os
+ap = argparse.ArgumentParser()
+ap.add_argument("--lr", type=float)
+ap.add_argument("--epochs", type=int)
+args = ap.parse_args()
+loss = 1.0
+for epoch in range(args.epochs):
+    loss *= 1 - args.lr
+    print(f"epoch {epoch} train loss={loss:.6f} val loss: {loss * 1.1:.6f}", flush=True)
+open("/repro/outputs/env.json", "w").write(json.dumps(
+    {k: v for k, v in os.environ.items() if k.startswith(("REPRO_PARAM_", "LR_"))}))
+"""
+
+
+def test_an_argparse_script_that_prints_its_loss_needs_no_edits(proj):
+    """args: flags passes every param as --name=value; metrics_from_log turns printed losses
+    into metrics and a curve; {params.x} works in env; REPRO_PARAM_<NAME> is set."""
+    (proj / "examples" / "hello" / "argparse_job.py").write_text(ARGPARSE_JOB)
+    spec = add_spec(proj, "argparse", """\
+        command: [python3, /repro/code/argparse_job.py]
+        params: {lr: 0.5, epochs: 3}
+        args: flags
+        env: {LR_TEXT: "lr={params.lr}"}
+        metrics_from_log:
+          loss: 'train loss=(?P<value>[-0-9.eE+]+)'
+          val loss: 'val loss: (?P<value>[-0-9.eE+]+)'
+        """)
+    p, rec = launch_json(proj, spec)
+    assert p.returncode == 0, p.stderr
+    assert rec["resolved"]["command"][-2:] == ["--lr=0.5", "--epochs=3"]
+    assert rec["metrics"] == {"loss": 0.125, "val loss": 0.1375}
+    assert rec["series"]["loss"] == [[0, 0.5], [1, 0.25], [2, 0.125]]
+    env = json.loads(open_store().artifacts.local_path(
+        rec["outputs"]["env.json"]["sha256"]).read_text())
+    assert env == {"REPRO_PARAM_LR": "0.5", "REPRO_PARAM_EPOCHS": "3", "LR_TEXT": "lr=0.5"}
+    p = repro("runs", "--where", 'metrics."val loss" < 0.2', "--json", cwd=proj)
+    assert [r["id"] for r in json.loads(p.stdout)] == [rec["id"]]

@@ -142,3 +142,11 @@ def test_the_parser_yields_a_tree_without_sql():
                                  Present(Field("metrics", "acc"), missing=True))))))
     assert parse_where("status == failed").root == Compare(Field("column", "status"), "=",
                                                            Value("failed", None))
+
+
+def test_names_with_spaces_are_quoted(store):
+    r = store.runs.get(rid("a"))
+    r.metrics = {**r.metrics, "val loss": 0.25}
+    store.runs.save(r)
+    assert ids(store, 'metrics."val loss" < 0.3') == ["a"]
+    assert ids(store, "metrics.'val loss' is not null", "-metrics.\"val loss\"") == ["a"]

@@ -212,3 +212,45 @@ def test_gpu_selection():
     with pytest.raises(GPUUnavailable, match="none: no driver"):
         select({"count": 1}, [], "no driver")
     assert select(None, [], "no driver") == []
+
+
+def test_params_reach_env_flags_and_the_environment_without_edits(repo, tmp_path):
+    """{params.x} in env values, args: flags for argparse scripts, REPRO_PARAM_<NAME>."""
+    text = (repo / "spec.yaml").read_text().replace(
+        "params: {lr: 0.1}", "params: {lr: 0.1, n-layers: 3, aug: true}")
+    (repo / "spec.yaml").write_text(text + "env: {LR: 'lr={params.lr}'}\nargs: flags\n")
+    git(repo, "commit", "-qam", "flags")
+    res, _ = do(repo, tmp_path, overrides=["lr=0.5"])
+    assert res.resolved.env["LR"] == "lr=0.5"
+    assert res.resolved.command[-3:] == ["--lr=0.5", "--n-layers=3", "--aug=true"]
+    from orchestrator.spec import param_env
+
+    assert param_env(res.resolved.params) == {"REPRO_PARAM_LR": "0.5",
+                                              "REPRO_PARAM_N_LAYERS": "3",
+                                              "REPRO_PARAM_AUG": "true"}
+    (repo / "spec.yaml").write_text(text + "env: {LR: '{params.rate}'}\n")
+    git(repo, "commit", "-qam", "typo")
+    with pytest.raises(SpecError, match=r"env.LR: \{params.rate\} names no param"):
+        do(repo, tmp_path)
+
+
+def test_metrics_are_scraped_from_the_output_by_named_groups(tmp_path):
+    from orchestrator.outputs import scrape_metrics
+
+    log = tmp_path / "job.log"
+    log.write_text("epoch 1 train loss=0.91 val loss: 1.2\nepoch 2 train loss=0.5 val loss: "
+                   "0.8\nnot a number loss=nan\n")
+    warnings: list[str] = []
+    points = scrape_metrics(log, {"loss": r"train loss=(?P<value>[-0-9.eE+]+)",
+                                  "val loss": r"val loss: (?P<value>[-0-9.eE+]+)",
+                                  "acc": r"acc=(?P<value>[0-9.]+)"}, warnings)
+    assert points == [("loss", 0, 0.91), ("loss", 1, 0.5), ("val loss", 0, 1.2),
+                      ("val loss", 1, 0.8)]
+    assert warnings == ["metrics_from_log: acc: no line of the output matched"]
+
+
+def test_a_scraper_needs_a_value_group(tmp_path):
+    from tests.unit.test_spec import GOOD, write
+
+    with pytest.raises(SpecError, match="needs a group named value"):
+        load_spec(write(tmp_path, GOOD + "metrics_from_log: {loss: 'loss=([0-9.]+)'}\n"))
