@@ -107,7 +107,7 @@ def container_facts(meta_dir: Path, warnings: list[str]) -> dict[str, Any]:
                         f"({first['msg']})")
     facts.seeded, facts.determinism_warnings = _seeding(meta_dir, warnings)
     return facts.model_dump(mode="json", include={"os", "os_release", "python", "packages",
-                                                  "lock_problems", "seeded",
+                                                  "lock_problems", "lock_skipped", "seeded",
                                                   "determinism_warnings"})
 
 

@@ -515,6 +515,24 @@ def image_build(
         typer.echo(f"{built.tag}  {built.id}" + ("  (up to date)" if built.reused else ""))
 
 
+@image_app.command("freeze")
+def image_freeze(
+    image: Annotated[str, typer.Argument(help="Image id or reference, e.g. repro/train:latest.")],
+    json_: JsonOpt = False,
+) -> None:
+    """Print the lock of what an image has installed (NAME==VERSION lines), e.g. to pin a
+    distribution's own builds: `repro image freeze IMAGE > requirements.lock`."""
+    from . import ui
+    from .engine import connect
+    from .engine.images import freeze
+
+    lines = freeze(image, connect())
+    if json_:
+        ui.print_json({"image": image, "lock": lines})
+    else:
+        typer.echo("\n".join(lines))
+
+
 @image_app.command("push")
 def image_push(
     image: Annotated[str, typer.Argument(help="Image id or reference, e.g. repro/train:latest.")],

@@ -209,6 +209,7 @@ class ContainerFacts(_Shape):
     python: str | None = None
     packages: list[Package] = []
     lock_problems: list[str] = []
+    lock_skipped: list[str] = []  # lock lines whose markers do not hold in this container
     seeded: list[str] = []  # what the runtime seeded without the job asking (strict mode)
     determinism_warnings: list[str] = []  # ops torch ran without a deterministic kernel
 

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+import packaging
+
 from . import capture, settings
 from .engine import (
     LABEL_RUN,
@@ -47,6 +49,8 @@ from .spec import LoadedSpec, param_env
 from .store import Store
 
 CONTAINER_USER = "65534:65534"  # nobody:nogroup; never root
+# `packaging`, pure Python, mounted for the boot step to evaluate a lock's markers
+VENDOR_PACKAGING = Path(packaging.__file__).resolve().parent
 
 
 @dataclass
@@ -327,6 +331,7 @@ def job_spec(record: RunRecord, res: Resolution, work: Path, secret_files: dict[
                 for name, src in res.input_sources.items()]
     if res.lock_path is not None:
         volumes.append(Volume("lock", res.lock_path, "/repro/lock.txt"))
+        volumes.append(Volume("vendor", VENDOR_PACKAGING, "/repro/vendor/packaging"))
     volumes += [Volume(f"secret:{name}", path, f"/run/secrets/{name}")
                 for name, path in secret_files.items()]
     as_env = r.secrets if r.secret_env is None else r.secret_env  # None: an older record

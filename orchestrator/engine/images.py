@@ -27,7 +27,7 @@ import yaml
 from .. import settings
 from ..errors import ImageError
 from ..hashing import short
-from . import LABEL_RECIPE, ImageBackend
+from . import LABEL_RECIPE, Engine, ImageBackend
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 ROOTFS_ENV = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -152,3 +152,29 @@ def _stream(cmd: list[str], on_line: Callable[[str], None]) -> None:
         tail = (tail + [line.rstrip()])[-5:]
     if proc.wait() != 0:
         raise ImageError(f"{cmd[0]} failed (exit {proc.returncode}): {' | '.join(tail)}")
+
+
+def freeze(image: str, engine: Engine) -> list[str]:
+    """``NAME==VERSION`` of every Python distribution in ``image``: the lock of what it has
+    (Debian's torch is 1.13.0a0+gitunknown, which no PyPI pin matches). Runs the boot
+    script's own package scan in a throwaway container."""
+    from ..runtime import RUNTIME_DIR
+    from . import JobSpec, Volume
+
+    info = engine.image(image)
+    if info is None:
+        raise ImageError(f"image {image} is not in the engine; build it with `repro image "
+                         "build` or pull it first")
+    job = JobSpec(run_id="freeze", image=str(info["id"]),
+                  command=["python3", "/repro/lib/repro_boot.py", "--freeze"],
+                  volumes=[Volume("lib", RUNTIME_DIR, "/repro/lib")], memory_bytes=512 << 20,
+                  timeout_s=120)
+    out: list[bytes] = []
+    outcome = engine.run(job, lambda _: None, out.append)
+    engine.cleanup(outcome.job_id)
+    if outcome.code != 0:
+        why = outcome.lost or outcome.stderr_tail.strip().splitlines()[-1:] or [
+            f"exit {outcome.code}"]
+        raise ImageError(f"freeze {image}: the image's python3 could not list its packages "
+                         f"({why if isinstance(why, str) else why[0]})")
+    return [ln for ln in b"".join(out).decode("utf-8", "replace").splitlines() if "==" in ln]

@@ -29,26 +29,56 @@ def normalize(name):
     return "".join(out)
 
 
-def parse_lock(text):
-    """{normalized name: version} from a pip requirements file pinned with '=='.
-
-    Options (--hash=..., -i ...), comments, markers and line continuations are allowed; a
-    requirement that is not pinned with '==' raises ValueError naming its line.
-    """
+def lock_entries(text):
+    """[(normalized name, version, marker or None)] of a pip requirements file pinned with
+    '=='. Options (--hash=..., -i ...), comments, environment markers and line continuations
+    are allowed; a requirement that is not pinned with '==' raises ValueError naming its
+    line."""
     import re
 
-    pins = {}
+    entries = []
     logical = re.sub(r"\\\n", " ", text)
     for n, line in enumerate(logical.splitlines(), 1):
         line = line.split(" #", 1)[0].strip()
         if not line or line.startswith("#") or line.startswith("-"):
             continue
-        req = line.split(";", 1)[0].split(" --", 1)[0].strip()
+        req, _, rest = line.partition(";")
+        req = req.split(" --", 1)[0].strip()
+        marker = rest.split(" --", 1)[0].strip() or None
         m = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?\s*==\s*([^\s,;]+)$", req)
         if not m:
             raise ValueError(f"line {n}: {req!r} is not pinned as NAME==VERSION")
-        pins[normalize(m.group(1))] = m.group(3)
-    return pins
+        entries.append((normalize(m.group(1)), m.group(3), marker))
+    return entries
+
+
+def parse_lock(text):
+    """{normalized name: version} of every pinned line (markers not evaluated)."""
+    return {name: version for name, version, _ in lock_entries(text)}
+
+
+def applicable(entries):
+    """(pins whose environment markers hold in this Python, lines skipped): markers are
+    evaluated with ``packaging``, the library pip uses, which repro mounts at /repro/vendor
+    for this step only (the job's own packages are not touched)."""
+    sys.path.insert(0, "/repro/vendor")
+    try:
+        from packaging.markers import Marker
+    except ImportError:
+        Marker = None
+    finally:
+        sys.path.remove("/repro/vendor")
+    pins, skipped = {}, []
+    for name, version, marker in entries:
+        if marker is None:
+            pins[name] = version
+        elif Marker is None:
+            skipped.append(f"{name}=={version} ; {marker} (marker not evaluated: no packaging)")
+        elif Marker(marker).evaluate():
+            pins[name] = version
+        else:
+            skipped.append(f"{name}=={version} ; {marker}")
+    return pins, skipped
 
 
 def installed():
@@ -119,12 +149,26 @@ def check(pins, found):
         if have is None:
             problems.append(f"{name}=={version} is pinned but not installed")
         elif have[1] != version:
-            problems.append(f"{name}=={version} is pinned but {have[1]} is installed")
+            hint = ""
+            if _local_build(have[1]):
+                hint = (" (a distribution or local build, not the PyPI release; pin what the "
+                        "image has: `repro image freeze IMAGE > requirements.lock`)")
+            problems.append(f"{name}=={version} is pinned but {have[1]} is installed{hint}")
     return problems
+
+
+def _local_build(version):
+    """Debian's torch says 1.13.0a0+gitunknown: a local version or a distro tag."""
+    low = version.lower()
+    return "+" in low or any(t in low for t in ("dfsg", "debian", "ubuntu", "git"))
 
 
 def main(argv):
     found = installed()
+    if argv[:1] == ["--freeze"]:  # `repro image freeze`: the lock of what this image has
+        for name, version in sorted(found.values(), key=lambda nv: nv[0].lower()):
+            print(f"{name}=={version}")
+        return 0
     rel = os_release()
     env = {
         "os": rel.get("PRETTY_NAME", ""),
@@ -134,11 +178,13 @@ def main(argv):
         "packages": sorted(({"name": n, "version": v} for n, v in found.values()),
                            key=lambda p: p["name"].lower()),
     }
-    problems = []
+    problems, skipped = [], []
     if os.path.exists("/repro/lock.txt"):
         with open("/repro/lock.txt") as f:
-            problems = check(parse_lock(f.read()), found)
+            pins, skipped = applicable(lock_entries(f.read()))
+        problems = check(pins, found)
     env["lock_problems"] = problems
+    env["lock_skipped"] = skipped
     with open(os.path.join(META, "env.json"), "w") as f:
         json.dump(env, f)
     if problems:

@@ -369,3 +369,20 @@ def test_an_argparse_script_that_prints_its_loss_needs_no_edits(proj):
     assert env == {"REPRO_PARAM_LR": "0.5", "REPRO_PARAM_EPOCHS": "3", "LR_TEXT": "lr=0.5"}
     p = repro("runs", "--where", 'metrics."val loss" < 0.2', "--json", cwd=proj)
     assert [r["id"] for r in json.loads(p.stdout)] == [rec["id"]]
+
+
+def test_lock_lines_for_other_platforms_are_skipped_and_recorded(proj):
+    lock = proj / "data" / "marked.lock"  # beside the recipe, not in it: no rebuild
+    lock.write_text((proj / "images" / "train" / "requirements.lock").read_text()
+                    + 'colorama==0.4.6 ; sys_platform == "win32"\n')
+    spec = add_spec(proj, "marked", """\
+        image: {build: ../images/train}
+        command: [python3, -c, "import numpy; open('/repro/outputs/n.txt', 'w').write('1')"]
+        packages: {lock: ../data/marked.lock}
+        """)
+    p, rec = launch_json(proj, spec)
+    assert p.returncode == 0, p.stderr
+    assert rec["environment"]["container"]["lock_skipped"] == [
+        'colorama==0.4.6 ; sys_platform == "win32"']
+    p = repro("image", "freeze", rec["resolved"]["image"]["digest"], cwd=proj)
+    assert p.returncode == 0 and "numpy==1.24.2" in p.stdout.splitlines()

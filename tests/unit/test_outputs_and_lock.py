@@ -121,3 +121,22 @@ def test_boot_finds_the_distributions_importlib_metadata_finds(tmp_path, monkeyp
     monkeypatch.setattr("sys.path", [str(first), str(tmp_path / "missing"), str(second)])
     assert installed() == {"torch-vision": ("torch_vision", "0.1"), "six": ("six", "1.0"),
                            "numpy": ("numpy", "1.24.2")}
+
+
+def test_lock_markers_are_evaluated_with_packaging_and_skips_are_named():
+    from orchestrator.runtime.repro_boot import applicable, lock_entries
+
+    entries = lock_entries('numpy==1.24.2\ncolorama==0.4.6 ; sys_platform == "win32"\n'
+                           'tomli==2.0.1 ; python_version < "3.11" \\\n  --hash=sha256:'
+                           + "a" * 64 + '\nrich==13.0 ; python_version >= "3.8"\n')
+    pins, skipped = applicable(entries)  # here, packaging is importable
+    assert pins == {"numpy": "1.24.2", "rich": "13.0"}
+    assert skipped == ['colorama==0.4.6 ; sys_platform == "win32"',
+                       'tomli==2.0.1 ; python_version < "3.11"']
+
+
+def test_a_distribution_build_gets_a_hint_to_freeze_the_image():
+    problems = check({"torch": "1.13.1", "numpy": "2.0"},
+                     {"torch": ("torch", "1.13.0a0+gitunknown"), "numpy": ("numpy", "1.26")})
+    assert problems[0] == "numpy==2.0 is pinned but 1.26 is installed"
+    assert "repro image freeze IMAGE > requirements.lock" in problems[1]
