@@ -263,6 +263,11 @@ def load_spec(path: str | Path) -> LoadedSpec:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        opened = getattr(e, "context_mark", None)  # where the unclosed [ { or quote began
+        context = getattr(e, "context", None) or ""
+        if opened is not None and (mark is None or opened.line != mark.line):
+            problem += f" ({context.strip()} that began at line {opened.line + 1})" \
+                if context else f" (see line {opened.line + 1})"
         raise SpecError(f"{where}: invalid YAML: {problem}") from None
     lines: dict[Loc, int] = {}
     if node is not None:
@@ -304,8 +309,13 @@ def _index_lines(node: yaml.Node, loc: Loc, out: dict[Loc, int], path: Path) -> 
 
 
 def _spec_error(e: ValidationError, path: Path, lines: dict[Loc, int]) -> SpecError:
-    errors = e.errors(include_url=False)
-    first = errors[0]
+    """Every problem of the spec, one line each, in the order of the file."""
+    found = sorted({_one_error(err, path, lines) for err in e.errors(include_url=False)},
+                   key=lambda item: item[0])
+    return SpecError("\n".join(text for _, text in found))
+
+
+def _one_error(first: Any, path: Path, lines: dict[Loc, int]) -> tuple[int, str]:
     loc: Loc = tuple(first["loc"])
     shown: list[str | int] = []
     for part in loc:  # drop pydantic's union tags ('int', 'function-after[...]')
@@ -323,9 +333,8 @@ def _spec_error(e: ValidationError, path: Path, lines: dict[Loc, int]) -> SpecEr
         msg = "unknown key" + (f"; expected one of: {', '.join(allowed)}" if allowed else "")
     elif first["type"] != "missing" and "input" in first:
         msg += f" (got {first['input']!r})"
-    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     dotted = ".".join(str(p) for p in shown) or "spec"
-    return SpecError(f"{path}:{line}: {dotted}: {msg}{more}")
+    return line, f"{path}:{line}: {dotted}: {msg}"
 
 
 def _allowed_keys(loc: Loc) -> list[str]:

@@ -78,7 +78,7 @@ def job_log(chunk: bytes) -> None:
 
 
 def error(message: str) -> None:
-    sys.stderr.write(_tty_style("error: ", "1;31") + printable(message) + "\n")
+    sys.stderr.write(_tty_style("error: ", "1;31") + printable(message, lines=True) + "\n")
 
 
 def status_text(status: RunStatus) -> Text:

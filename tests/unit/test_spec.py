@@ -142,3 +142,22 @@ def test_a_bare_off_is_determinism_off(tmp_path):
     """YAML 1.1 reads a bare `off` as false; the spec means the word."""
     loaded = load_spec(write(tmp_path, GOOD + "determinism: off\n"))
     assert loaded.spec.determinism == "off"
+
+
+def test_every_spec_error_is_listed_at_once_in_file_order(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("version: 1\nname: 'bad name'\nimage: {build: x}\ncommand: []\n"
+                 "resources: {cpus: -1}\nseed: -3\n")
+    with pytest.raises(SpecError) as e:
+        load_spec(p)
+    lines = str(e.value).splitlines()
+    assert [ln.split(": ")[1] for ln in lines] == ["name", "command", "resources.cpus", "seed"]
+    assert all(ln.startswith(f"{p}:") for ln in lines)
+
+
+def test_an_unclosed_bracket_names_where_it_was_opened(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("version: 1\nname: x\ncommand: [python3,\n  a\nimage: {build: x}\n")
+    with pytest.raises(SpecError, match=r"bad.yaml:5: invalid YAML: .* flow sequence that "
+                                        r"began at line 3"):
+        load_spec(p)
