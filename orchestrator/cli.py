@@ -323,6 +323,67 @@ def logs(run: Annotated[str, typer.Argument(help="Run id or a unique prefix of i
         sys.stdout.buffer.write(chunk)
 
 
+def _output(store: Store, run: str, path: str) -> tuple[RunRecord, str]:
+    """A run and the sha256 of one of its outputs (a one-line error listing some others)."""
+    from .errors import UsageError
+
+    record = store.runs.get(run)
+    ref = record.outputs.get(path.lstrip("/").removeprefix("repro/outputs/"))
+    if ref is None:
+        some = ", ".join(sorted(record.outputs)[:5]) or "none"
+        raise UsageError(f"run {record.id} has no output {path!r} (outputs: {some}"
+                         f"{', ...' if len(record.outputs) > 5 else ''})")
+    return record, ref.sha256
+
+
+@app.command()
+def cat(
+    run: Annotated[str, typer.Argument(help="Run id or a unique prefix of it.")],
+    path: Annotated[str, typer.Argument(help="An output's path, e.g. metrics.json.")],
+) -> None:
+    """Print one of a run's stored outputs (checked against its sha256 as it is read)."""
+    import hashlib
+
+    from .errors import StoreError
+
+    store = _store_of(run)
+    record, sha = _output(store, run, path)
+    h = hashlib.sha256()
+    for chunk in store.artifacts.chunks(sha):
+        h.update(chunk)
+        sys.stdout.buffer.write(chunk)
+    sys.stdout.buffer.flush()
+    if h.hexdigest() != sha:
+        raise StoreError(f"run {record.id}: output {path} is corrupt in the store (its bytes "
+                         "no longer match their sha256); run `repro fsck`")
+
+
+@app.command()
+def get(
+    run: Annotated[str, typer.Argument(help="Run id or a unique prefix of it.")],
+    path: Annotated[str, typer.Argument(help="An output's path, e.g. weights/w1.npy.")],
+    out: Annotated[Path, typer.Option("-o", "--output", help="Where to write it.")],
+    json_: JsonOpt = False,
+) -> None:
+    """Copy one of a run's stored outputs to a file (hash-checked; nothing is left on a
+    mismatch)."""
+    from . import ui
+    from .errors import StoreError
+    from .store.artifacts import DigestMismatch
+
+    store = _store_of(run)
+    record, sha = _output(store, run, path)
+    try:
+        store.artifacts.copy_out(sha, out)
+    except DigestMismatch:
+        raise StoreError(f"run {record.id}: output {path} is corrupt in the store; run "
+                         "`repro fsck`") from None
+    if json_:
+        ui.print_json({"run": record.id, "path": path, "sha256": sha, "file": str(out)})
+    else:
+        typer.echo(f"{out} ({store.artifacts.size(sha)} bytes, sha256 {sha[:16]}...)")
+
+
 TolOpt = Annotated[list[str] | None, typer.Option(
     "--tolerance", help="metrics.NAME=ABS: accept metric deltas up to ABS (never 'identical').")]
 StrictEnvOpt = Annotated[bool, typer.Option(
@@ -402,9 +463,14 @@ def verify(
     quiet: QuietOpt = False,
     json_: JsonOpt = False,
 ) -> None:
-    """CI gate: replay and exit 0 only if the recorded result reproduces (8 differs, 9 cannot
-    replay)."""
+    """CI gate: replay and exit 0 only if the recorded result reproduces.
+
+    Exit codes: 0 identical (or within --tolerance), 8 differs, 9 cannot replay (something
+    it needs is missing or corrupt), 11 nothing compared (no outputs, no metrics, logs not
+    compared), 2 bad input (a malformed bundle), 4 unknown run, 5 environment (no engine),
+    3/6/130 as for launch when the job fails, times out or is interrupted."""
     from .engine import connect
+    from .errors import UsageError
     from .replay import parse_tolerances
     from .store import open_store
     from .verify import junit as junit_xml
@@ -412,6 +478,8 @@ def verify(
 
     tolerances = parse_tolerances(tolerance or [])
     grants = _grants(allow_network, secret, input_, timeout)
+    if not Path(target).exists() and ("/" in target or target.endswith(".json")):
+        raise UsageError(f"{target}: no such bundle folder or manifest")
     store = _recovered(open_store()) if Path(target).exists() else _store_of(target)
     original, rec = verify_run(target, store, connect(), _hooks(quiet), tolerances, strict_env,
                                grants)

@@ -146,6 +146,11 @@ def resolve(loaded: LoadedSpec, store: Store, engine: ImageBackend, *, allow_dir
     inputs, sources = {}, {}
     for name, inp in spec.inputs.items():
         inputs[name], sources[name] = _resolve_input(loaded, name, inp.path, inp.sha256, store)
+        if inputs[name].kind == "file" and not inputs[name].stored:
+            warnings.append(f"input {name} ({inputs[name].size >> 20} MiB) is larger than "
+                            "REPRO_INPUT_STORE_LIMIT: it is read from its path, not kept in "
+                            "the store, so a replay needs that file unchanged (or --input "
+                            f"{name}=PATH) and a bundle carries it only if asked")
 
     packages, lock_path = None, None
     if spec.packages:

@@ -141,7 +141,11 @@ def render_runs(records: list[RunRecord], tags: dict[str, dict[str, str]] | None
         t.add_column("tags")
     for r in records:
         took = f"{r.duration_s:.1f}s" if r.duration_s is not None else ""
-        row: list[Any] = [r.id, r.name, status_text(r.status),
+        name = T(r.name)
+        if r.replay_of:  # a replay: of which run, and what it found
+            result = (r.verdict or {}).get("result", str(r.status))
+            name += T(f" ↺ {r.replay_of[:8]} {result}", VERDICT_STYLE.get(result, "dim"))
+        row: list[Any] = [r.id, name, status_text(r.status),
                           r.created_at.replace("T", " ")[:19], took]
         row += [fmt_num(r.params[p]) if p in r.params else "" for p in param_names]
         row += [fmt_num(r.metrics[m]) if m in r.metrics else "" for m in metric_names]
@@ -192,7 +196,8 @@ def render_record(r: RunRecord, series: dict[str, list[tuple[int, float]]],
         kv.add_row("container", f"{cont.get('os')}, Python {cont.get('python')}, "
                    f"{len(cont.get('packages', []))} packages")
     out.print(kv)
-    _files_table("inputs", {n: (i.sha256, i.size) for n, i in res.inputs.items()})
+    _files_table("inputs", {n + ("" if i.stored or i.kind == "dir" else " (not in the store)"):
+                            (i.sha256, i.size) for n, i in res.inputs.items()})
     _files_table("outputs", {p: (f.sha256, f.size) for p, f in r.outputs.items()})
     for path, why in r.skipped_outputs.items():
         out.print(T(f"  skipped output {path}: {why}", style="yellow"))

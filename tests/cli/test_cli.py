@@ -111,3 +111,13 @@ def test_import_then_rm_through_the_cli(tmp_path, monkeypatch):
     assert p.returncode == 4 and len(p.stderr.strip().splitlines()) == 1
     p = repro("import", str(tmp_path / "nowhere"), cwd=tmp_path, env=env)
     assert p.returncode == 2 and "no such bundle" in p.stderr
+
+
+def test_verify_of_a_path_that_does_not_exist_says_no_such_bundle(tmp_path):
+    p = repro("verify", str(tmp_path / "results" / "bundle"), env={"REPRO_HOME": str(tmp_path)})
+    assert p.returncode == 2 and "no such bundle folder or manifest" in p.stderr
+
+
+def test_verify_help_lists_its_exit_codes():
+    p = repro("verify", "--help")
+    assert all(f"{code} " in p.stdout for code in (0, 8, 9, 11))

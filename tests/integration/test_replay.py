@@ -69,12 +69,15 @@ def test_replay_that_cannot_find_its_input_exits_9(proj, tmp_path):
     data = proj / "data" / "big.bin"
     data.write_bytes(b"x" * 4096)
     spec = add_spec(proj, "bigin", """\
-        command: [python3, -c, "print(open('/repro/inputs/big', 'rb').read()[:1])"]
+        command: [python3, -c, "open('head', 'wb').write(open('/repro/inputs/big', 'rb').read(1))"]
         inputs: {big: {path: ../data/big.bin}}
         """)
     env = {"REPRO_INPUT_STORE_LIMIT": "100"}  # too big to keep a copy in the store
     p, orig = run_json("launch", str(spec.relative_to(proj)), cwd=proj, env=env)
     assert p.returncode == 0 and orig["resolved"]["inputs"]["big"]["stored"] is False
+    assert "input big (0 MiB) is larger than REPRO_INPUT_STORE_LIMIT" in p.stderr
+    shown = repro("show", orig["id"], cwd=proj).stdout
+    assert "big (not in the store)" in shown
     data.write_bytes(b"y" * 4096)
     p = repro("verify", orig["id"], cwd=proj)
     assert p.returncode == 9
@@ -284,3 +287,18 @@ def test_a_job_that_leaves_nothing_to_compare_does_not_verify(proj):
     p, rec = launch_json(proj, logs)
     p, rep = run_json("verify", rec["id"], cwd=proj)
     assert p.returncode == 8 and rep["verdict"]["logs"]["first_difference"]["line"] == 1
+
+
+def test_outputs_come_out_by_path_and_replays_are_marked_in_the_table(proj):
+    _, orig = launch_json(proj, proj / "specs" / "hello.yaml")
+    p = repro("cat", orig["id"], "hello.txt", cwd=proj)
+    assert p.returncode == 0 and p.stdout == "hello\n"
+    out = proj / "got.txt"
+    p, doc = run_json("get", orig["id"], "hello.txt", "-o", str(out), cwd=proj)
+    assert p.returncode == 0 and out.read_text() == "hello\n"
+    assert doc["sha256"] == orig["outputs"]["hello.txt"]["sha256"]
+    p = repro("cat", orig["id"], "nope.txt", cwd=proj)
+    assert p.returncode == 2 and "has no output 'nope.txt' (outputs: hello.txt)" in p.stderr
+    _, rep = run_json("replay", orig["id"], cwd=proj)
+    table = repro("runs", cwd=proj).stdout
+    assert f"↺ {orig['id'][:8]} identical" in table
