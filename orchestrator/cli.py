@@ -573,8 +573,9 @@ def image_build(
     from . import ui
     from .engine import connect
     from .engine.images import build
+    from .store import open_store
 
-    built = build(folder, connect(), on_line=ui.progress, force=force)
+    built = build(folder, connect(), on_line=ui.progress, force=force, store=open_store())
     doc = {"id": built.id, "tag": built.tag, "recipe": built.recipe,
            "recipe_digest": built.recipe_digest, "reused": built.reused}
     if json_:
@@ -585,7 +586,7 @@ def image_build(
 
 @image_app.command("freeze")
 def image_freeze(
-    image: Annotated[str, typer.Argument(help="Image id or reference, e.g. repro/train:latest.")],
+    image: Annotated[str, typer.Argument(help="Image id or reference, e.g. repro/PROJECT/train:latest.")],
     json_: JsonOpt = False,
 ) -> None:
     """Print the lock of what an image has installed (NAME==VERSION lines), e.g. to pin a
@@ -603,7 +604,7 @@ def image_freeze(
 
 @image_app.command("push")
 def image_push(
-    image: Annotated[str, typer.Argument(help="Image id or reference, e.g. repro/train:latest.")],
+    image: Annotated[str, typer.Argument(help="Image id or reference, e.g. repro/PROJECT/train:latest.")],
     repository: Annotated[str, typer.Argument(help="REGISTRY/NAME to push to.")],
     tag: Annotated[str | None, typer.Option("--tag", help="Tag (default: id prefix).")] = None,
     json_: JsonOpt = False,

@@ -8,7 +8,7 @@ from typing import Any
 
 from . import gpu
 from .engine import Engine
-from .engine.images import recipe_kind
+from .engine.images import recipe_kind, repository
 from .errors import ReproError
 from .hashing import shown
 from .recovery import recover
@@ -40,7 +40,7 @@ def check(engine: Engine, images_dir: Path, home: Path | None = None) -> list[di
             if not docker_ok:
                 add(f"image {folder.name}", False, f"{kind} recipe; cannot check without Docker")
                 continue
-            built = engine.image(f"repro/{folder.name.lower()}:latest")
+            built = engine.image(f"{repository(folder.resolve())}:latest")
             add(f"image {folder.name}", built is not None,
                 f"{kind} recipe, built as {shown(built['id'])}..." if built else
                 f"{kind} recipe, not built yet", f"repro image build {folder}")

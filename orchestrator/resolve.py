@@ -129,7 +129,7 @@ def resolve(loaded: LoadedSpec, store: Store, engine: ImageBackend, *, allow_dir
         warnings.append(f"{loaded.path}: no seed given; using seed {seed} (recorded, and used "
                         "again by replay)")
 
-    image = resolve_image(spec.image, loaded, engine, strict, warnings, on_line)
+    image = resolve_image(spec.image, loaded, engine, strict, warnings, on_line, store)
     if settings.archive_images():
         image = image.model_copy(update={"archive": ensure_archived(image.digest, store,
                                                                      engine, on_line)})
@@ -266,12 +266,13 @@ def _repo_root(base: Path) -> Path:
 
 
 def resolve_image(image: ImageSpec, loaded: LoadedSpec, engine: ImageBackend, strict: bool,
-                  warnings: list[str], on_line: Callable[[str], None]) -> ImageRef:
+                  warnings: list[str], on_line: Callable[[str], None],
+                  store: Store | None = None) -> ImageRef:
     if image.build is not None:
         folder = _existing(loaded, ("image", "build"), image.build,
                            "is not a recipe folder; point it at a folder of images/",
                            folder=True)
-        built = build_image(folder, engine, on_line)
+        built = build_image(folder, engine, on_line, store=store)
         return ImageRef(ref=built.tag, digest=built.id, recipe=image.build,
                         recipe_digest=built.recipe_digest)
     ref = image.ref or ""

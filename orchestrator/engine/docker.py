@@ -16,7 +16,6 @@ REPRO_ENGINE_SHARES_FILES=1 says it does (docker:dind sharing the build folder).
 
 from __future__ import annotations
 
-import fnmatch
 import io
 import os
 import tarfile
@@ -29,6 +28,7 @@ from urllib.parse import urlparse
 from ..errors import EngineUnavailable, ImageError, ReproError
 from ..hashing import shown
 from . import Interrupted, JobRef, JobSpec, Outcome, WaitTimeout, repository_of
+from .images import context_files
 
 if TYPE_CHECKING:
     import docker
@@ -457,33 +457,11 @@ def _check_sees_files(where: str) -> None:
 
 
 def context_tar(context: Path) -> bytes:
-    """The build context: the recipe folder as a tar, less what ``.dockerignore`` names
-    (glob patterns on paths relative to the folder; ``!pattern`` takes a path back; the
-    last matching line wins, as in Docker)."""
-    rules: list[tuple[bool, str]] = []
-    ignore = context / ".dockerignore"
-    if ignore.is_file():
-        for line in ignore.read_text().splitlines():
-            line = line.strip()
-            if line and not line.startswith("#"):
-                keep = line.startswith("!")
-                rules.append((keep, line.lstrip("!").strip("/")))
-
-    def ignored(rel: str) -> bool:
-        verdict = False
-        for keep, pattern in rules:
-            parts = rel.split("/")
-            if any(fnmatch.fnmatchcase("/".join(parts[:i]), pattern)
-                   for i in range(1, len(parts) + 1)):
-                verdict = not keep
-        return verdict
-
+    """The build context: the recipe folder as a tar, less what ``.dockerignore`` names."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        for path in sorted(context.rglob("*")):
-            rel = path.relative_to(context).as_posix()
-            if rel in ("Dockerfile", ".dockerignore") or not ignored(rel):
-                tar.add(path, arcname=rel, recursive=False)
+        for rel in context_files(context):
+            tar.add(context / rel, arcname=rel, recursive=False)
     return buf.getvalue()
 
 

@@ -25,12 +25,16 @@ CREATE TABLE IF NOT EXISTS hash_cache (
 CREATE TABLE IF NOT EXISTS snapshots (
     repo TEXT NOT NULL, subdir TEXT NOT NULL, commit_id TEXT NOT NULL, digest TEXT NOT NULL,
     PRIMARY KEY (repo, subdir, commit_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS built_images (
+    recipe_digest TEXT PRIMARY KEY, image_id TEXT NOT NULL, built_at TEXT NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS run_owners (
     run_id TEXT PRIMARY KEY, host TEXT NOT NULL, boot_id TEXT NOT NULL, pid INTEGER NOT NULL,
     pid_start TEXT NOT NULL) WITHOUT ROWID
 """
 
 Owner = tuple[str, str, int, str]  # host, boot id, pid, pid start
+VERSION = 2  # 1: caches and owners; 2: images built here
 
 
 class LocalState:
@@ -40,7 +44,7 @@ class LocalState:
             self.db = sqlite3.connect(path, timeout=30, isolation_level=None,
                                       check_same_thread=False)
             self.db.execute("PRAGMA busy_timeout = 30000")
-            if self.db.execute("PRAGMA user_version").fetchone()[0] < 1:
+            if self.db.execute("PRAGMA user_version").fetchone()[0] < VERSION:
                 with setup_lock(path):
                     self._setup(legacy)
         except sqlite3.DatabaseError as e:
@@ -48,7 +52,8 @@ class LocalState:
                              "holds only caches and the runs this machine is running)") from e
 
     def _setup(self, legacy: Path | None) -> None:
-        if self.db.execute("PRAGMA user_version").fetchone()[0] >= 1:
+        current = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if current >= VERSION:
             return  # another process set it up while we waited for the lock
         if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             self.db.execute("PRAGMA journal_mode = WAL")
@@ -56,12 +61,12 @@ class LocalState:
         try:
             for statement in SCHEMA.split(";"):
                 self.db.execute(statement)
-            if legacy is not None and legacy.exists():
+            if current == 0 and legacy is not None and legacy.exists():
                 try:
                     self._copy_legacy(legacy)
                 except sqlite3.DatabaseError:
                     pass  # an unusable repro.db is reported when the records are opened
-            self.db.execute("PRAGMA user_version = 1")
+            self.db.execute(f"PRAGMA user_version = {VERSION}")
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
@@ -111,6 +116,19 @@ class LocalState:
     def remember_snapshot(self, repo: str, subdir: str, commit: str, digest: str) -> None:
         self._write("INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?)",
                     (repo, subdir, commit, digest))
+
+    # -- images this machine built, by recipe digest (never from a label: anyone can set one) --
+
+    def remember_build(self, recipe_digest: str, image_id: str) -> None:
+        from ..record import utc_now
+
+        self._write("INSERT OR REPLACE INTO built_images VALUES (?, ?, ?)",
+                    (recipe_digest, image_id, utc_now()))
+
+    def built(self, recipe_digest: str) -> str | None:
+        row = self.db.execute("SELECT image_id FROM built_images WHERE recipe_digest = ?",
+                              (recipe_digest,)).fetchone()
+        return row[0] if row else None
 
     # -- the runs this machine runs --------------------------------------------------------------
 

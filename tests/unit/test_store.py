@@ -384,3 +384,19 @@ def test_spec_digest_is_stable_across_releases():
         timeout_s=600.0, outputs=["**"])
     assert spec_digest(resolved) == (
         "sha256:1e661cbb0d6efbfa4bf49d70ba9e37c9bb0b68e44483bd940af44a0b91c3c876")  # 0.1.0
+
+
+def test_local_state_from_before_built_images_is_upgraded_in_place(tmp_path):
+    home = tmp_path / "h"
+    open_store(home).close()
+    db = sqlite3.connect(home / "local.db")
+    db.execute("DROP TABLE built_images")
+    db.execute("INSERT INTO run_owners VALUES ('0123456789abcdef', 'box', 'b', 42, '7')")
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    store = open_store(home)
+    store.local.remember_build("sha256:" + "1" * 64, "sha256:" + "2" * 64)
+    assert store.local.built("sha256:" + "1" * 64) == "sha256:" + "2" * 64
+    assert store.local.owner("0123456789abcdef") == ("box", "b", 42, "7")  # kept
+    assert store.local.db.execute("PRAGMA user_version").fetchone()[0] == 2
