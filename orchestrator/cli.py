@@ -54,7 +54,9 @@ def _root(
 
 @app.command()
 def launch(
-    spec: Annotated[Path, typer.Argument(help="Run spec YAML file.")],
+    spec: Annotated[Path | None, typer.Argument(
+        help="Run spec YAML file (default: repro.yaml here or in a folder above, up to the "
+             "git work tree's root; `repro init` writes one).")] = None,
     param: Annotated[list[str] | None, typer.Option(
         "--param", "-p", help="Override a param: NAME=VALUE (repeatable).")] = None,
     allow_dirty: Annotated[bool, typer.Option(
@@ -68,10 +70,10 @@ def launch(
     from . import ui, views
     from .engine import connect
     from .runner import launch as launch_run
-    from .spec import apply_overrides, load_spec
+    from .spec import apply_overrides, default_spec, load_spec
     from .store import open_store
 
-    loaded = apply_overrides(load_spec(spec), param or [])
+    loaded = apply_overrides(load_spec(spec or default_spec(Path.cwd())), param or [])
     store = _recovered(open_store())
     record = launch_run(loaded, store, connect(), allow_dirty=allow_dirty, strict=strict,
                         hooks=_hooks(quiet))
@@ -586,7 +588,8 @@ def image_build(
 
 @image_app.command("freeze")
 def image_freeze(
-    image: Annotated[str, typer.Argument(help="Image id or reference, e.g. repro/PROJECT/train:latest.")],
+    image: Annotated[str, typer.Argument(
+        help="Image id or reference, e.g. repro/PROJECT/train:latest.")],
     json_: JsonOpt = False,
 ) -> None:
     """Print the lock of what an image has installed (NAME==VERSION lines), e.g. to pin a
@@ -604,7 +607,8 @@ def image_freeze(
 
 @image_app.command("push")
 def image_push(
-    image: Annotated[str, typer.Argument(help="Image id or reference, e.g. repro/PROJECT/train:latest.")],
+    image: Annotated[str, typer.Argument(
+        help="Image id or reference, e.g. repro/PROJECT/train:latest.")],
     repository: Annotated[str, typer.Argument(help="REGISTRY/NAME to push to.")],
     tag: Annotated[str | None, typer.Option("--tag", help="Tag (default: id prefix).")] = None,
     json_: JsonOpt = False,

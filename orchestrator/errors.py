@@ -69,6 +69,13 @@ class ImageError(ReproError):
     exit_code = ExitCode.ENVIRONMENT
 
 
+class RecipeError(ImageError):
+    """The user's image recipe is wrong: a Dockerfile step failed, a lock did not install, a
+    recipe.yaml names what is not there. Theirs to fix, so a usage error, not the machine's."""
+
+    exit_code = ExitCode.USAGE
+
+
 class GPUUnavailable(ReproError):
     exit_code = ExitCode.ENVIRONMENT
 

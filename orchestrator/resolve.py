@@ -19,8 +19,10 @@ from . import settings
 from .engine import ImageBackend
 from .engine.image_archive import ensure_archived
 from .engine.images import build as build_image
+from .engine.recipe import find as find_recipe
 from .errors import SpecError
 from .hashing import digest_of, hex_of, sha256_file, shown
+from .recipes import names as shipped_names
 from .record import ImageRef, InputRef, PackagesRef, ResolvedSpec, ResourcesRef, RunRecord
 from .runtime.repro_boot import parse_lock
 from .snapshot import Snapshot, take
@@ -182,6 +184,12 @@ def resolve(loaded: LoadedSpec, store: Store, engine: ImageBackend, *, allow_dir
     check_params_hold_no_secret(dict(spec.params), secret_env, loaded)
 
     command = [substitute(a, dict(spec.params), seed) for a in spec.command]
+    for i, arg in enumerate(spec.command):
+        if (not arg.startswith(("/", "-", "{")) and arg.endswith((".py", ".sh"))
+                and (code_path / arg).is_file()):
+            raise loaded.error(("command", i), f"{arg!r} is relative, but the job runs in "
+                               f"/repro/outputs (its code is at /repro/code): write "
+                               f"'/repro/code/{arg}'")
     if spec.args == "flags":
         command += param_flags(dict(spec.params))
     resolved = ResolvedSpec(
@@ -269,9 +277,10 @@ def resolve_image(image: ImageSpec, loaded: LoadedSpec, engine: ImageBackend, st
                   warnings: list[str], on_line: Callable[[str], None],
                   store: Store | None = None) -> ImageRef:
     if image.build is not None:
-        folder = _existing(loaded, ("image", "build"), image.build,
-                           "is not a recipe folder; point it at a folder of images/",
-                           folder=True)
+        folder = find_recipe(image.build, loaded.base_dir) or _existing(
+            loaded, ("image", "build"), image.build, "is not a recipe folder; point it at a "
+            f"folder of images/ or a recipe shipped with repro ({', '.join(shipped_names())})",
+            folder=True)
         built = build_image(folder, engine, on_line, store=store)
         return ImageRef(ref=built.tag, digest=built.id, recipe=image.build,
                         recipe_digest=built.recipe_digest)

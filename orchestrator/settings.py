@@ -113,6 +113,40 @@ def debian_mirror() -> str | None:
     return _raw("REPRO_DEBIAN_MIRROR")
 
 
+def ca_bundle() -> Path | None:
+    """REPRO_CA_BUNDLE: the CA certificates a lock step (pip in a build) trusts, mounted for
+    that step only (default: SSL_CERT_FILE, else the system bundle). A TLS-inspecting proxy's
+    certificate is in the host's bundle, not in the image's."""
+    for raw in (_raw("REPRO_CA_BUNDLE"), _raw("SSL_CERT_FILE")):
+        if raw is not None:
+            path = Path(raw).expanduser()
+            if not path.is_file():
+                raise UsageError(f"CA bundle {path} (REPRO_CA_BUNDLE or SSL_CERT_FILE) is not "
+                                 "a file")
+            return path.resolve()
+    return next((p for p in map(Path, CA_BUNDLES) if p.is_file()), None)
+
+
+CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt",
+              "/etc/ssl/cert.pem")
+
+
+def source_date_epoch() -> int:
+    """SOURCE_DATE_EPOCH: the time builds stamp files with (default 315532800,
+    1980-01-01: zip, and so wheels built from source, cannot hold earlier times)."""
+    return count("SOURCE_DATE_EPOCH", 315532800)
+
+
+def build_memory() -> int:
+    """REPRO_BUILD_MEMORY: the memory a lock step's container may use (default 8g)."""
+    return size("REPRO_BUILD_MEMORY", 8 << 30)
+
+
+def build_timeout() -> float:
+    """REPRO_BUILD_TIMEOUT: how long a lock step may take (default 30m)."""
+    return seconds("REPRO_BUILD_TIMEOUT", 1800.0)
+
+
 def ui_token() -> str | None:
     """REPRO_UI_TOKEN: the dashboard's token (never from the command line)."""
     return os.environ.get("REPRO_UI_TOKEN") or None

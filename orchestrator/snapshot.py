@@ -56,7 +56,9 @@ def take(path: Path, store: Store, allow_dirty: bool) -> Snapshot:
         epoch = int(_git(repo, "show", "-s", "--format=%ct", "HEAD").strip())
     except _GitError:
         commit, epoch = None, 0
-    status = _git(repo, "status", "--porcelain", "-z", "--untracked-files=all", "--", subdir)
+    never = _not_code(repo, store)
+    status = _git(repo, "status", "--porcelain", "-z", "--untracked-files=all", "--", subdir,
+                  *never)
     changed = [e[3:] for e in status.split("\0") if len(e) > 3]
     dirty = bool(changed) or commit is None
     if dirty and not allow_dirty:
@@ -66,7 +68,7 @@ def take(path: Path, store: Store, allow_dirty: bool) -> Snapshot:
                            "record the diff with the run")
     cached = store.local.snapshot(str(repo), subdir, commit) if commit and not dirty else None
     files = _git(repo, "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--",
-                 subdir).split("\0")
+                 subdir, *never).split("\0")
     rels = sorted({f for f in files if f and os.path.lexists(repo / f)
                    and not (repo / f).is_dir()})
     if cached and store.artifacts.has(cached):
@@ -84,6 +86,17 @@ def take(path: Path, store: Store, allow_dirty: bool) -> Snapshot:
     ref = CodeRef(path=str(path), repo=str(repo), subdir=subdir, commit=commit, dirty=dirty,
                   snapshot=digest, diff=diff, files=len(rels))
     return Snapshot(ref=ref, source_date_epoch=epoch, extracted=extract(digest, store))
+
+
+def _not_code(repo: Path, store: Store) -> list[str]:
+    """Pathspecs of what is never code: a store (``.repro/`` folders, and the store this run
+    uses when it lives in the work tree), so an unignored store does not make code dirty."""
+    specs = [":(exclude,glob)**/.repro/**"]
+    try:
+        rel = store.home.resolve().relative_to(repo).as_posix()
+    except ValueError:
+        return specs
+    return [*specs, f":(exclude,literal){rel}"] if rel != "." else specs
 
 
 def _take_plain(path: Path, store: Store, allow_dirty: bool) -> Snapshot:

@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from .errors import SpecError
+from .errors import SpecError, UsageError
 from .units import parse_duration, parse_size
 from .untrusted import HEX64
 
@@ -244,6 +244,21 @@ class LoadedSpec:
     def error(self, loc: Loc, message: str) -> SpecError:
         dotted = ".".join(str(p) for p in loc)
         return SpecError(f"{self.where(loc)}: {dotted}: {message}")
+
+
+DEFAULT_SPEC = "repro.yaml"
+
+
+def default_spec(start: Path) -> Path:
+    """``repro.yaml`` in ``start`` or the nearest folder above it, up to the git work tree's
+    root: the spec ``repro launch`` runs when given none."""
+    for folder in (start.resolve(), *start.resolve().parents):
+        if (folder / DEFAULT_SPEC).is_file():
+            return folder / DEFAULT_SPEC
+        if (folder / ".git").exists():
+            break
+    raise UsageError(f"no spec given and no {DEFAULT_SPEC} in {start} or above it; run "
+                     "`repro init` to write one, or name a spec file")
 
 
 def load_spec(path: str | Path) -> LoadedSpec:

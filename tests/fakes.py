@@ -48,6 +48,7 @@ class FakeEngine:
         self.images = {ref: {"id": i, "repo_digests": [], "labels": {}, "size": 1, "tags": []}
                        for ref, i in {IMAGE: IMAGE, **(images or {})}.items()}
         self.calls: list[tuple[str, Any]] = []
+        self.built: list[dict[str, Any]] = []
         self.jobs: dict[str, JobSpec] = {}
         self.running: set[str] = set()
 
@@ -137,14 +138,25 @@ class FakeEngine:
         self.images.pop(ref, None)
 
     def build(self, context: Path, tag: str, buildargs: dict[str, str],
-              labels: dict[str, str], on_line: Callable[[str], None]) -> str:
+              labels: dict[str, str], on_line: Callable[[str], None],
+              dockerfile: Path | None = None) -> str:
         """Builds an image whose id is the build's inputs' hash (so, like BuildKit with a
         warm cache, the same inputs give the same id)."""
         self.calls.append(("build", tag))
+        self.built.append({"context": context, "buildargs": dict(buildargs),
+                           "dockerfile": dockerfile})
         image_id = "sha256:" + hashlib.sha256(json.dumps(
             [str(context), buildargs, labels]).encode()).hexdigest()
         self.images[image_id] = self.images[tag] = {
             "id": image_id, "repo_digests": [], "labels": dict(labels), "size": 1, "tags": [tag]}
+        return image_id
+
+    def commit(self, job_id: str, changes: list[str]) -> str:
+        self.calls.append(("commit", changes))
+        image_id = "sha256:" + hashlib.sha256(json.dumps([job_id, changes]).encode()).hexdigest()
+        labels = dict(c[6:].split("=", 1) for c in changes if c.startswith("LABEL "))
+        self.images[image_id] = {"id": image_id, "repo_digests": [], "labels": labels,
+                                 "size": 1, "tags": []}
         return image_id
 
     def import_rootfs(self, tar_path: Path, repository: str, tag: str,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..errors import UsageError
+from ..errors import RecipeError, UsageError
 
 if TYPE_CHECKING:
     from ..gpu import GPU
@@ -34,6 +34,15 @@ class Interrupted(BaseException):
 
 class WaitTimeout(Exception):
     """The job did not end within its deadline (internal to executors)."""
+
+
+class BuildFailed(RecipeError):
+    """A build step failed: ``step`` (number, instruction as the engine printed it) when the
+    engine said which, and the last lines the step printed."""
+
+    def __init__(self, error: str, step: tuple[int, str] | None, tail: list[str]) -> None:
+        super().__init__(error)
+        self.error, self.step, self.tail = error, step, list(tail)
 
 
 @dataclass(frozen=True)
@@ -133,7 +142,10 @@ class ImageBackend(Protocol):
     def remove_image(self, ref: str) -> None: ...
 
     def build(self, context: Path, tag: str, buildargs: dict[str, str],
-              labels: dict[str, str], on_line: Callable[[str], None]) -> str: ...
+              labels: dict[str, str], on_line: Callable[[str], None],
+              dockerfile: Path | None = None) -> str: ...
+
+    def commit(self, job_id: str, changes: list[str]) -> str: ...
 
     def import_rootfs(self, tar_path: Path, repository: str, tag: str,
                       changes: list[str]) -> str: ...

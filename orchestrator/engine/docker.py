@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import tarfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -27,8 +28,8 @@ from urllib.parse import urlparse
 
 from ..errors import EngineUnavailable, ImageError, ReproError
 from ..hashing import shown
-from . import Interrupted, JobRef, JobSpec, Outcome, WaitTimeout, repository_of
-from .images import context_files
+from . import BuildFailed, Interrupted, JobRef, JobSpec, Outcome, WaitTimeout, repository_of
+from .recipe import context_files
 
 if TYPE_CHECKING:
     import docker
@@ -39,6 +40,9 @@ DEFAULT_HOST = "unix:///var/run/docker.sock"
 PODMAN_HOST = "unix:///run/podman/podman.sock"
 LOOPBACK = ("localhost", "127.0.0.1", "::1")
 LOG_FOLLOW_JOIN_S = 10.0
+STEP = re.compile(r"^\s*(?:Step|STEP) (\d+)/\d+\s*:\s*(.*)$")  # docker's and podman's
+BUILD_TAIL = 8  # lines of a failed build step's output kept for the error
+OUTSIDE_DOCKERFILE = ".repro.Dockerfile"  # a recipe's Dockerfile, when outside its context
 
 
 class DockerEngine:
@@ -285,14 +289,19 @@ class DockerEngine:
     # -- images -----------------------------------------------------------------------------
 
     def image(self, ref: str) -> dict[str, Any] | None:
-        """{id, repo_digests, labels, size, tags} of a local image, or None when absent."""
+        """{id, repo_digests, labels, size, tags, config} of a local image, or None when
+        absent; config: its cmd, entrypoint, workdir and user."""
         info = self._call(f"inspect image {ref}", lambda: self.api.inspect_image(ref),
                           absent="fine")
         if info is None:
             return None
+        config = info.get("Config") or {}
         return {"id": info["Id"], "repo_digests": info.get("RepoDigests") or [],
-                "labels": (info.get("Config") or {}).get("Labels") or {},
-                "size": info.get("Size"), "tags": info.get("RepoTags") or []}
+                "labels": config.get("Labels") or {},
+                "size": info.get("Size"), "tags": info.get("RepoTags") or [],
+                "config": {"cmd": config.get("Cmd"), "entrypoint": config.get("Entrypoint"),
+                           "workdir": config.get("WorkingDir") or "",
+                           "user": config.get("User") or ""}}
 
     def pull(self, ref: str) -> str:
         """Pull by tag or digest; credentials come from the Docker config (helpers too)."""
@@ -353,24 +362,47 @@ class DockerEngine:
                    absent="fine")
 
     def build(self, context: Path, tag: str, buildargs: dict[str, str],
-              labels: dict[str, str], on_line: Callable[[str], None]) -> str:
-        """``docker build`` of a folder; returns the image id. A failing step is the recipe's
-        fault (ImageError), not the engine's."""
+              labels: dict[str, str], on_line: Callable[[str], None],
+              dockerfile: Path | None = None) -> str:
+        """``docker build`` of a context folder (``dockerfile``: default its ``Dockerfile``);
+        returns the image id. A failing step is the recipe's fault (BuildFailed, a usage
+        error), not the engine's; it names the step and the build's last lines."""
         what = f"build {context}"
+        data, name = context_tar(context, dockerfile)
         stream = self._call(what, lambda: self.api.build(
-            fileobj=io.BytesIO(context_tar(context)), custom_context=True, tag=tag,
+            fileobj=io.BytesIO(data), custom_context=True, tag=tag, dockerfile=name,
             buildargs=buildargs, labels=labels, rm=True, forcerm=True, decode=True,
-            use_config_proxy=False))
+            use_config_proxy=False), absent="image")
         image_id = None
-        for chunk in self._progress(what, stream):
-            if str(chunk.get("stream", "")).strip():
-                on_line(str(chunk["stream"]).rstrip())
+        step: tuple[int, str] | None = None
+        tail: list[str] = []
+        for chunk in self._stream(what, stream):
+            if not isinstance(chunk, dict):
+                continue
+            if chunk.get("error"):
+                raise BuildFailed(str(chunk["error"]).strip(), step, tail)
+            for line in str(chunk.get("stream", "")).splitlines():
+                if not line.strip():
+                    continue
+                on_line(line.rstrip())
+                started = STEP.match(line)
+                if started:
+                    step, tail = (int(started[1]), started[2].strip()), []
+                else:
+                    tail = (tail + [line.rstrip()])[-BUILD_TAIL:]
             if "ID" in (chunk.get("aux") or {}):
                 image_id = chunk["aux"]["ID"]
         info = self.image(tag)
         if info is None:
             raise ImageError(f"{what}: finished without an image")
         return str(image_id or info["id"])
+
+    def commit(self, job_id: str, changes: list[str]) -> str:
+        """The container's file system as a new image (``changes``: Dockerfile instructions
+        such as ``LABEL`` and ``CMD``); returns its id."""
+        out = self._call(f"commit {job_id[:12]}",
+                         lambda: self.api.commit(job_id, changes=changes))
+        return str(out["Id"])
 
     def import_rootfs(self, tar_path: Path, repository: str, tag: str,
                       changes: list[str]) -> str:
@@ -456,13 +488,24 @@ def _check_sees_files(where: str) -> None:
                             "machine's filesystem")
 
 
-def context_tar(context: Path) -> bytes:
-    """The build context: the recipe folder as a tar, less what ``.dockerignore`` names."""
+def context_tar(context: Path, dockerfile: Path | None = None) -> tuple[bytes, str]:
+    """The build context as a tar, less what ``.dockerignore`` names, and the name of the
+    Dockerfile in it (one from outside the context is added as ``.repro.Dockerfile``)."""
     buf = io.BytesIO()
+    name = "Dockerfile"
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        for rel in context_files(context):
+        files = context_files(context)
+        for rel in files:
             tar.add(context / rel, arcname=rel, recursive=False)
-    return buf.getvalue()
+        if dockerfile is not None:
+            try:
+                name = dockerfile.resolve().relative_to(context.resolve()).as_posix()
+            except ValueError:
+                name = OUTSIDE_DOCKERFILE
+            if name not in files:
+                name = OUTSIDE_DOCKERFILE
+                tar.add(dockerfile, arcname=name, recursive=False)
+    return buf.getvalue(), name
 
 
 def _explain(e: Exception) -> str:

@@ -1,40 +1,47 @@
-"""Image recipes under ``images/`` that build without any public container registry.
+"""Building image recipes (``recipe.py`` says what a recipe folder holds) without any
+public container registry, and the lock of what an image has.
 
-Two kinds of recipe folder:
-
-- ``rootfs.yaml``: a Debian root filesystem made with ``debootstrap`` and imported into the
-  engine (``suite``, ``variant``, ``include``, optional ``mirror``).
-- ``Dockerfile`` (+ optional ``recipe.yaml`` with ``base: ../OTHER``): built with the engine;
-  the base recipe is built first and passed as the build argument ``BASE`` (``FROM ${BASE}``).
-
-A recipe's digest covers every file its build sees (``.dockerignore`` honoured) and its
-base's image id. Building again is a no-op: the image tagged with that digest (and carrying
-it in its ``org.repro.recipe`` label) is reused, or the one this machine built before (kept
-in ``local.db``, loaded back from the store's archive if the engine lost it). Tags are
+Building again is a no-op: the image tagged with the recipe digest (and carrying it in its
+``org.repro.recipe`` label) is reused, or the one this machine built before (kept in
+``local.db``, loaded back from the store's archive if the engine lost it). Tags are
 ``repro/PROJECT/NAME:<digest12>`` and ``:latest``, and ``repro/recipe:<digest12>`` (by
 content alone: an identical recipe in another project is not built twice).
+
+Reproducible as Docker 20.10 allows: root filesystems are tarred in name order with every
+mtime clamped to ``SOURCE_DATE_EPOCH``; the lock step installs with no pip cache, writes
+``.pyc`` files by hash and sets every file it changed to that time. An image's *id* still
+differs per build (its config records when it was made), so repro never rebuilds what it
+has: it reuses or reloads.
 """
 
 from __future__ import annotations
 
-import fnmatch
-import hashlib
+import json
 import os
-import re
 import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-import yaml
+from typing import TYPE_CHECKING, cast
 
 from .. import settings
-from ..errors import ImageError
+from ..errors import ImageError, RecipeError, ReproError
 from ..hashing import short, shown
-from . import LABEL_RECIPE, Engine, ImageBackend
+from ..runtime import RUNTIME_DIR
+from . import (
+    LABEL_RECIPE,
+    BuildFailed,
+    Engine,
+    ImageBackend,
+    Interrupted,
+    JobSpec,
+    Outcome,
+    Volume,
+)
+from . import recipe as recipes
+from .recipe import Recipe, repository, tag_part
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -43,6 +50,11 @@ DEFAULT_MIRROR = "http://deb.debian.org/debian"
 RECIPES = "repro/recipe"  # every build is also tagged repro/recipe:<digest12>, by content alone
 ROOTFS_ENV = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
               "LANG=C.UTF-8"]
+BUILD_DIR = "/mnt"  # where a lock step sees its installer, lock, settings and CA bundle
+PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy",
+              "no_proxy")  # Docker's predefined build args: never in an image's history
+TAIL = 8
+INSTALLER = RUNTIME_DIR / "repro_install.py"  # part of a lock recipe's digest
 
 
 @dataclass(frozen=True)
@@ -54,81 +66,8 @@ class BuiltImage:
     reused: bool
 
 
-def _read_recipe(folder: Path, name: str) -> dict:
-    path = folder / name
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise ImageError(f"{path}: cannot read recipe: {e}") from None
-    if not isinstance(data, dict):
-        raise ImageError(f"{path}: a recipe is a YAML mapping")
-    return data
-
-
 def recipe_kind(folder: Path) -> str:
-    if (folder / "rootfs.yaml").is_file():
-        return "rootfs"
-    if (folder / "Dockerfile").is_file():
-        return "dockerfile"
-    raise ImageError(f"{folder}: not an image recipe (needs rootfs.yaml or a Dockerfile)")
-
-
-def context_files(context: Path) -> list[str]:
-    """The files a build of ``context`` sees, sorted: all but what ``.dockerignore`` names
-    (glob patterns on paths relative to the folder; ``!pattern`` takes a path back; the last
-    matching line wins, as in Docker). Folders are listed too, for the tar."""
-    rules: list[tuple[bool, str]] = []
-    ignore = context / ".dockerignore"
-    if ignore.is_file():
-        for line in ignore.read_text().splitlines():
-            line = line.strip()
-            if line and not line.startswith("#"):
-                keep = line.startswith("!")
-                rules.append((keep, line.lstrip("!").strip("/")))
-
-    def ignored(rel: str) -> bool:
-        verdict = False
-        parts = rel.split("/")
-        for keep, pattern in rules:
-            if any(fnmatch.fnmatchcase("/".join(parts[:i]), pattern)
-                   for i in range(1, len(parts) + 1)):
-                verdict = not keep
-        return verdict
-
-    return [rel for rel in (p.relative_to(context).as_posix()
-                            for p in sorted(context.rglob("*")))
-            if rel in ("Dockerfile", ".dockerignore") or not ignored(rel)]
-
-
-def folder_digest(folder: Path, extra: str = "") -> str:
-    """What identifies a recipe: every file its build sees (``.dockerignore`` honoured: an
-    ignored 1 GiB file does not make a new image) and its base's image id."""
-    h = hashlib.sha256(extra.encode())
-    seen = set(context_files(folder))
-    for root, dirs, files in os.walk(folder):
-        dirs.sort()
-        for name in sorted(files):
-            p = Path(root, name)
-            rel = p.relative_to(folder).as_posix()
-            if rel not in seen:
-                continue
-            h.update(f"\0{rel}\0{os.access(p, os.X_OK):d}\0".encode())
-            h.update(p.read_bytes())
-    return "sha256:" + h.hexdigest()
-
-
-def repository(folder: Path) -> str:
-    """The name a recipe's image is tagged with: ``repro/PROJECT/NAME``, PROJECT the folder of
-    the git work tree holding the recipe, so two projects' ``train`` recipes never retag
-    each other (tags are names only: identity is the recipe digest and the image id)."""
-    name = _tag_part(folder.name)
-    root = next((p for p in (folder, *folder.parents) if (p / ".git").exists()), None)
-    return f"repro/{_tag_part(root.name)}/{name}" if root else f"repro/{name}"
-
-
-def _tag_part(text: str) -> str:
-    part = re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip(".-_")
-    return part or "project"
+    return recipes.load(folder).kind
 
 
 def build(folder: Path, engine: ImageBackend, on_line: Callable[[str], None],
@@ -137,17 +76,12 @@ def build(folder: Path, engine: ImageBackend, on_line: Callable[[str], None],
     its tag, by this machine's record of what it built (``local.db``), or in the store's
     archive (loaded, not rebuilt: a rebuild is not byte-identical). An image that merely
     *claims* the recipe in its label (say, loaded from someone's bundle) is never reused."""
-    folder = folder.resolve()
-    if not folder.is_dir():
-        raise ImageError(f"{folder}: no such image recipe folder")
-    kind = recipe_kind(folder)
-    base: BuiltImage | None = None
-    if kind == "dockerfile" and (folder / "recipe.yaml").is_file():
-        base_rel = _read_recipe(folder, "recipe.yaml").get("base")
-        if base_rel:
-            base = build((folder / base_rel).resolve(), engine, on_line, force=False,
-                         store=store)
-    digest = folder_digest(folder, extra=base.id if base else "")
+    recipe = recipes.load(folder)
+    folder = recipe.folder
+    base = None
+    if recipe.base is not None:
+        base = build(recipe.base, engine, on_line, force=False, store=store)
+    digest = recipes.digest(recipe, base.id if base else "", INSTALLER)
     repo = repository(folder)
     tag = f"{repo}:{short(digest)}"
     if not force:
@@ -155,18 +89,22 @@ def build(folder: Path, engine: ImageBackend, on_line: Callable[[str], None],
             return BuiltImage(id=image_id, tag=tag, recipe=str(folder), recipe_digest=digest,
                               reused=True)  # the usual case: one inspect
         image_id = _tagged(digest, (f"{RECIPES}:{short(digest)}",
-                                    f"repro/{_tag_part(folder.name)}:{short(digest)}"), engine)
+                                    f"repro/{tag_part(folder.name)}:{short(digest)}"), engine)
         image_id = image_id or _built_before(digest, engine, store, on_line)
         if image_id is not None:
             _tag_all(engine, image_id, repo, digest)
             return BuiltImage(id=image_id, tag=tag, recipe=str(folder), recipe_digest=digest,
                               reused=True)
-    on_line(f"building {folder.name} ({kind}) -> {tag}")
-    if kind == "rootfs":
+    on_line(f"building {folder.name} ({recipe.kind}) -> {tag}")
+    if recipe.rootfs:
         image_id = _build_rootfs(folder, repo, digest, engine, on_line)
     else:
-        args = {"BASE": base.id} if base else {}
-        image_id = engine.build(folder, tag, args, {LABEL_RECIPE: digest}, on_line)
+        assert base is not None or recipe.lock is None
+        image_id = base.id if base else ""
+        if recipe.lock is not None:
+            image_id = _install_lock(recipe, image_id, digest, engine, on_line)
+        if recipe.dockerfile is not None:
+            image_id = _build_dockerfile(recipe, image_id, tag, digest, engine, on_line)
     _tag_all(engine, image_id, repo, digest)
     if store is not None:
         store.local.remember_build(digest, image_id)
@@ -214,9 +152,175 @@ def _built_before(digest: str, engine: ImageBackend, store: Store | None,
     return image_id
 
 
+def _build_dockerfile(recipe: Recipe, base_id: str, tag: str, digest: str,
+                      engine: ImageBackend, on_line: Callable[[str], None]) -> str:
+    """``docker build``; a failed step is reported at its Dockerfile line."""
+    assert recipe.dockerfile is not None and recipe.context is not None
+    args = {**recipe.build_args, **({"BASE": base_id} if base_id else {})}
+    args.update({k: v for k in PROXY_VARS if (v := os.environ.get(k))})
+    if "SOURCE_DATE_EPOCH" in recipe.dockerfile.read_text(errors="replace"):
+        args.setdefault("SOURCE_DATE_EPOCH", str(settings.source_date_epoch()))
+    try:
+        return engine.build(recipe.context, tag, args, {LABEL_RECIPE: digest}, on_line,
+                            dockerfile=recipe.dockerfile)
+    except BuildFailed as e:
+        raise RecipeError(_build_failure(recipe.dockerfile, e)) from None
+
+
+def _build_failure(dockerfile: Path, e: BuildFailed) -> str:
+    where = str(dockerfile)
+    what = ""
+    if e.step is not None:
+        starts = recipes.instruction_lines(dockerfile.read_text(errors="replace"))
+        n, instruction = e.step
+        if 0 < n <= len(starts):
+            where += f":{starts[n - 1]}"
+        what = f" `{instruction[:120]}`"
+    lines = " | ".join(line.strip() for line in e.tail if line.strip())
+    hint = ""
+    if "CERTIFICATE_VERIFY_FAILED" in lines + e.error:
+        hint = ("; HTTPS certificates could not be verified in the build: a Dockerfile step "
+                "does not get this machine's CA bundle (classic builds have no secrets), so "
+                "install packages through recipe.yaml's lock:, which does")
+    return f"{where}: step{what} failed: {e.error}" + (f" (last lines: {lines})" if lines
+                                                       else "") + hint
+
+
+def _install_lock(recipe: Recipe, base_id: str, digest: str, engine: ImageBackend,
+                  on_line: Callable[[str], None]) -> str:
+    """pip install --require-hashes of the recipe's lock into ``base_id``, in a throwaway
+    container as root with a network; what it changed is committed as the new image. The CA
+    bundle and proxy settings are mounted for this step only."""
+    assert recipe.lock is not None
+    if not hasattr(engine, "run"):
+        raise ImageError(f"{recipe.folder}: this engine cannot run a lock step")
+    runner = cast(Engine, engine)
+    info = engine.image(base_id) or {}
+    config = info.get("config") or {}
+    on_line(f"installing {recipe.lock.name} (pip --require-hashes) into {shown(base_id)}")
+    with tempfile.TemporaryDirectory(prefix="repro-build-") as tmp:
+        shutil.copyfile(recipe.lock, Path(tmp, "lock.txt"))
+        volumes = _build_mounts(Path(tmp), {"lock": f"{BUILD_DIR}/lock.txt"})
+        outcome, tail = _run_step(runner, base_id, digest, "install", volumes, on_line)
+        try:
+            if outcome.code != 0:
+                raise _step_failed(recipe.lock, outcome, tail, "pip could not install it")
+            changes = [f"LABEL {LABEL_RECIPE}={digest}",
+                       f"WORKDIR {config.get('workdir') or '/'}",
+                       f"USER {config.get('user') or 'root'}"]
+            if config.get("cmd"):
+                changes.append(f"CMD {json.dumps(config['cmd'])}")
+            return runner.commit(outcome.job_id, changes)
+        finally:
+            runner.cleanup(outcome.job_id)
+
+
+def lock_requirements(requirements: Path, image_id: str, engine: Engine,
+                      on_line: Callable[[str], None]) -> list[dict]:
+    """Resolve a requirements file for ``image_id``'s Python and platform with its pip (no
+    install): [{name, version, sha256, url}] of every distribution, dependencies included."""
+    with tempfile.TemporaryDirectory(prefix="repro-lock-") as tmp:
+        shutil.copyfile(requirements, Path(tmp, "requirements.txt"))
+        volumes = _build_mounts(Path(tmp), {"requirements": f"{BUILD_DIR}/requirements.txt"})
+        outcome, tail = _run_step(engine, image_id, "lock", "lock", volumes, on_line,
+                                  keep=lambda line: line.startswith("REPRO-LOCK "))
+        engine.cleanup(outcome.job_id)
+        if outcome.code != 0:
+            raise _step_failed(requirements, outcome, tail, "pip could not resolve it")
+        found = [line for line in tail if line.startswith("REPRO-LOCK ")]
+        if not found:
+            raise ImageError(f"{requirements}: the resolver printed no lock")
+        return list(json.loads(found[-1][len("REPRO-LOCK "):]))
+
+
+def _build_mounts(tmp: Path, config: dict[str, str]) -> list[Volume]:
+    """One read-only folder at /mnt (there in every Debian image, so the step leaves no
+    mount point behind in what it commits): the installer, the step's settings, the CA
+    bundle, and the files the step reads (already copied into ``tmp``)."""
+    env = {k: v for k in PROXY_VARS if (v := os.environ.get(k))}
+    shutil.copyfile(INSTALLER, tmp / INSTALLER.name)
+    ca = settings.ca_bundle()
+    if ca is not None:
+        shutil.copyfile(ca, tmp / "ca.crt")
+        env.update({k: f"{BUILD_DIR}/ca.crt" for k in ("PIP_CERT", "SSL_CERT_FILE",
+                                                      "REQUESTS_CA_BUNDLE")})
+    (tmp / "build.json").write_text(json.dumps(
+        {**config, "env": env, "epoch": settings.source_date_epoch()}))
+    return [Volume("build", tmp, BUILD_DIR)]
+
+
+def _run_step(engine: Engine, image_id: str, name: str, action: str, volumes: list[Volume],
+              on_line: Callable[[str], None], keep: Callable[[str], bool] = lambda _: False
+              ) -> tuple[Outcome, list[str]]:
+    """Run the installer's ``action`` in a throwaway root container of ``image_id`` with a
+    network; returns how it ended and its last lines (plus every line ``keep`` wants)."""
+    job = JobSpec(run_id=f"build-{short(name) if name.startswith('sha256:') else name}",
+                  image=image_id, command=["python3", f"{BUILD_DIR}/{INSTALLER.name}", action,
+                                           f"{BUILD_DIR}/build.json"],
+                  volumes=volumes, user="0:0", workdir="/", cpus=float(os.cpu_count() or 1),
+                  memory_bytes=settings.build_memory(), network="bridge",
+                  timeout_s=settings.build_timeout(), stop_grace_s=2)
+    tail: list[str] = []
+    kept: list[str] = []
+    pending = [b""]
+
+    def on_log(chunk: bytes) -> None:
+        data = pending[0] + chunk
+        *whole, pending[0] = data.split(b"\n")
+        for raw in whole:
+            line = raw.decode("utf-8", "replace").rstrip()
+            if keep(line):
+                kept.append(line)
+                continue
+            on_line(line)
+            tail[:] = (tail + [line])[-TAIL:]
+
+    outcome = engine.run(job, lambda _: None, on_log)
+    if pending[0]:
+        on_log(b"\n")
+    if outcome.interrupted:
+        engine.cleanup(outcome.job_id)
+        raise Interrupted()
+    return outcome, tail + kept
+
+
+def _step_failed(path: Path, outcome: Outcome, tail: list[str], what: str) -> ReproError:
+    if outcome.lost:
+        return ImageError(f"{path}: the engine went away during the build ({outcome.lost})")
+    if outcome.timed_out:
+        return ImageError(f"{path}: the build ran past {settings.build_timeout():.0f} s "
+                          "(REPRO_BUILD_TIMEOUT)")
+    if outcome.oom_killed:
+        return ImageError(f"{path}: the build ran out of memory (REPRO_BUILD_MEMORY)")
+    text = " ".join(tail)
+    if outcome.code == 2:
+        return RecipeError(f"{path}: the base image's python3 has no pip; build on `base: "
+                           "python` (a venv with pip, shipped with repro)")
+    hint = next((h for needle, h in LOCK_HINTS if needle in text), "")
+    lines = " | ".join(line.strip() for line in tail[-TAIL:] if line.strip()
+                       and not line.startswith("REPRO-LOCK "))
+    return RecipeError(f"{path}: {what} (exit {outcome.code}){hint}: {lines}")
+
+
+LOCK_HINTS = [
+    ("CERTIFICATE_VERIFY_FAILED", "; HTTPS certificates could not be verified: set "
+     "REPRO_CA_BUNDLE to the CA bundle this machine trusts (mounted for the build only)"),
+    ("externally-managed-environment", "; the base's python3 is the distribution's (PEP 668): "
+     "build on `base: python`"),
+    ("DO NOT MATCH THE HASHES", "; what the index served differs from the lock's hashes: "
+     "regenerate the lock (repro init --force)"),
+    ("Hashes are required", "; every line needs --hash=sha256:... (repro init writes such a "
+     "lock)"),
+    ("must have their versions pinned", "; every line needs ==VERSION and its hashes, "
+     "dependencies included (repro init writes such a lock)"),
+    ("No matching distribution", "; check the name and version, and that this machine can "
+     "reach the index (proxy settings: HTTPS_PROXY)"),
+]
+
+
 def _build_rootfs(folder: Path, repo: str, digest: str, engine: ImageBackend,
                   on_line: Callable[[str], None]) -> str:
-    recipe = _read_recipe(folder, "rootfs.yaml")
+    recipe = recipes.read_yaml(folder / "rootfs.yaml")
     if shutil.which("debootstrap") is None:
         raise ImageError("debootstrap is not installed; run scripts/ensure-docker (it installs "
                          "it) or `apt-get install debootstrap`")
@@ -241,8 +345,9 @@ def _build_rootfs(folder: Path, repo: str, digest: str, engine: ImageBackend,
                     else:
                         child.unlink()
         tar_path = Path(tmp, "rootfs.tar")
-        _stream(["tar", "--numeric-owner", "--sort=name", "-C", str(rootfs), "-cf",
-                 str(tar_path), "."], on_line)
+        epoch = settings.source_date_epoch()
+        _stream(["tar", "--numeric-owner", "--sort=name", f"--mtime=@{epoch}",
+                 "--clamp-mtime", "-C", str(rootfs), "-cf", str(tar_path), "."], on_line)
         on_line(f"importing {tar_path.stat().st_size >> 20} MiB root filesystem")
         changes = [f"ENV {e}" for e in ROOTFS_ENV]
         changes += [f"LABEL {LABEL_RECIPE}={digest}", 'CMD ["python3"]']

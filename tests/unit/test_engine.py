@@ -100,6 +100,6 @@ def test_build_context_leaves_out_what_dockerignore_names(tmp_path):
     (tmp_path / "a.tmp").write_text("no")
     (tmp_path / "keep.tmp").write_text("yes")
     (tmp_path / "app.py").write_text("print(1)")
-    with tarfile.open(fileobj=io.BytesIO(context_tar(tmp_path))) as tar:
+    with tarfile.open(fileobj=io.BytesIO(context_tar(tmp_path)[0])) as tar:
         names = sorted(tar.getnames())
     assert names == [".dockerignore", "Dockerfile", "app.py", "keep.tmp"]

@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from orchestrator.engine import LABEL_RECIPE
-from orchestrator.engine.images import RECIPES, build, folder_digest, repository
+from orchestrator.engine.images import RECIPES, build
+from orchestrator.engine.recipe import folder_digest, repository
 from orchestrator.hashing import short
 from orchestrator.store import open_store
 from tests.fakes import FakeEngine
