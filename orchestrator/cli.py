@@ -53,6 +53,45 @@ def _root(
 
 
 @app.command()
+def init(
+    folder: Annotated[Path, typer.Argument(help="The project folder (default: here).")]
+    = Path("."),
+    script: Annotated[str | None, typer.Option(
+        "--script", help="The training script, when repro cannot tell (e.g. src/fit.py).")]
+    = None,
+    base: Annotated[str, typer.Option(
+        "--base", help="Shipped recipe to build on: python (a venv on Debian) or python-torch "
+                       "(plus Debian's CPU torch).")] = "python",
+    force: Annotated[bool, typer.Option(
+        "--force", help="Overwrite files even if edited since repro init wrote them.")] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Make a project runnable with no code edits: writes repro.yaml, an image recipe and a
+    hash-pinned lock resolved from requirements.txt (or uv.lock, pyproject.toml)."""
+    from . import ui
+    from .engine import connect
+    from .init import init as init_project
+
+    done = init_project(folder, connect(), on_line=ui.progress, force=force, script=script,
+                        base=base)
+    if json_:
+        ui.print_json(done)
+        return
+    params = ", ".join(f"{k}={v}" for k, v in done["params"].items()) or "none"
+    typer.echo(f"project   {done['root']}\nscript    {done['script']}\nparams    {params}"
+               f"\nmetrics   {', '.join(done['metrics']) or 'none found in its prints'}"
+               f"\npackages  {done['dependencies'] or 'none declared'}")
+    for verb in ("written", "unchanged", "kept", "removed"):
+        for rel in done[verb]:
+            why = "  (edited since repro init wrote it; --force overwrites)" \
+                if verb == "kept" else ""
+            typer.echo(f"{verb:<9} {rel}{why}")
+    for note in done["notes"]:
+        typer.echo(f"note:     {note}")
+    typer.echo(f"next:     {done['next']}")
+
+
+@app.command()
 def launch(
     spec: Annotated[Path | None, typer.Argument(
         help="Run spec YAML file (default: repro.yaml here or in a folder above, up to the "

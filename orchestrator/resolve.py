@@ -140,7 +140,7 @@ def resolve(loaded: LoadedSpec, store: Store, engine: ImageBackend, *, allow_dir
                               "is not a folder; point code.path at the job's code", folder=True)
     else:
         code_path = _repo_root(base)
-    snapshot = take(code_path, store, allow_dirty)
+    snapshot = take(code_path, store, allow_dirty, recorded=_recorded_files(loaded))
     if snapshot.ref.dirty:
         warnings.append(f"code at {snapshot.ref.path} has uncommitted changes; the diff is "
                         f"recorded as {snapshot.ref.diff or 'the snapshot itself'}")
@@ -263,6 +263,20 @@ def _existing(loaded: LoadedSpec, field: tuple[str, ...], rel: str, problem: str
                     f"{fixed!r}?)")
             break
     raise loaded.error(field, f"{path} {problem}{hint}")
+
+
+def _recorded_files(loaded: LoadedSpec) -> list[Path]:
+    """The spec, its lock and its image recipe: recorded by content with every run, so not
+    part of the code snapshot."""
+    spec, base = loaded.spec, loaded.base_dir
+    paths = [loaded.path]
+    if spec.packages is not None:
+        paths.append(base / spec.packages.lock)
+    if spec.image.build is not None:
+        folder = find_recipe(spec.image.build, base)
+        if folder is not None:
+            paths.append(folder)
+    return [p for p in paths if p.exists()]
 
 
 def _repo_root(base: Path) -> Path:

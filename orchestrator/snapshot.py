@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +42,11 @@ class _GitError(Exception):
     pass
 
 
-def take(path: Path, store: Store, allow_dirty: bool) -> Snapshot:
+def take(path: Path, store: Store, allow_dirty: bool,
+         recorded: Iterable[Path] = ()) -> Snapshot:
+    """Snapshot the code folder into the store. ``recorded``: files and folders the run
+    records by content anyway (its spec, lock, image recipe): left out of the snapshot and
+    of the dirty check, so a spec written by ``repro init`` runs before it is committed."""
     path = path.resolve()
     if not path.is_dir():
         raise ResolveError(f"code.path {path}: no such folder; point code.path at the job's "
@@ -56,7 +61,7 @@ def take(path: Path, store: Store, allow_dirty: bool) -> Snapshot:
         epoch = int(_git(repo, "show", "-s", "--format=%ct", "HEAD").strip())
     except _GitError:
         commit, epoch = None, 0
-    never = _not_code(repo, store)
+    never = _not_code(repo, store, recorded)
     status = _git(repo, "status", "--porcelain", "-z", "--untracked-files=all", "--", subdir,
                   *never)
     changed = [e[3:] for e in status.split("\0") if len(e) > 3]
@@ -88,15 +93,19 @@ def take(path: Path, store: Store, allow_dirty: bool) -> Snapshot:
     return Snapshot(ref=ref, source_date_epoch=epoch, extracted=extract(digest, store))
 
 
-def _not_code(repo: Path, store: Store) -> list[str]:
+def _not_code(repo: Path, store: Store, recorded: Iterable[Path]) -> list[str]:
     """Pathspecs of what is never code: a store (``.repro/`` folders, and the store this run
-    uses when it lives in the work tree), so an unignored store does not make code dirty."""
+    uses when it lives in the work tree), so an unignored store does not make code dirty,
+    and what the run records by content anyway."""
     specs = [":(exclude,glob)**/.repro/**"]
-    try:
-        rel = store.home.resolve().relative_to(repo).as_posix()
-    except ValueError:
-        return specs
-    return [*specs, f":(exclude,literal){rel}"] if rel != "." else specs
+    for path in (store.home, *recorded):
+        try:
+            rel = path.resolve().relative_to(repo).as_posix()
+        except ValueError:
+            continue
+        if rel != ".":
+            specs.append(f":(exclude,literal){rel}")
+    return specs
 
 
 def _take_plain(path: Path, store: Store, allow_dirty: bool) -> Snapshot:

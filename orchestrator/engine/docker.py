@@ -42,6 +42,8 @@ LOOPBACK = ("localhost", "127.0.0.1", "::1")
 LOG_FOLLOW_JOIN_S = 10.0
 STEP = re.compile(r"^\s*(?:Step|STEP) (\d+)/\d+\s*:\s*(.*)$")  # docker's and podman's
 BUILD_TAIL = 8  # lines of a failed build step's output kept for the error
+BUILDER_CHATTER = re.compile(r"^\s*(---> |Removing intermediate container )")
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 OUTSIDE_DOCKERFILE = ".repro.Dockerfile"  # a recipe's Dockerfile, when outside its context
 
 
@@ -368,11 +370,22 @@ class DockerEngine:
         returns the image id. A failing step is the recipe's fault (BuildFailed, a usage
         error), not the engine's; it names the step and the build's last lines."""
         what = f"build {context}"
+        from docker.errors import APIError
+
         data, name = context_tar(context, dockerfile)
-        stream = self._call(what, lambda: self.api.build(
-            fileobj=io.BytesIO(data), custom_context=True, tag=tag, dockerfile=name,
-            buildargs=buildargs, labels=labels, rm=True, forcerm=True, decode=True,
-            use_config_proxy=False), absent="image")
+
+        def chunks() -> Iterator[dict[str, Any]]:
+            try:
+                yield from self.api.build(
+                    fileobj=io.BytesIO(data), custom_context=True, tag=tag, dockerfile=name,
+                    buildargs=buildargs, labels=labels, rm=True, forcerm=True, decode=True,
+                    use_config_proxy=False)
+            except APIError as e:
+                if e.status_code == 400:  # the Dockerfile does not parse
+                    raise BuildFailed(_explain(e), None, []) from None
+                raise
+
+        stream = chunks()
         image_id = None
         step: tuple[int, str] | None = None
         tail: list[str] = []
@@ -388,8 +401,8 @@ class DockerEngine:
                 started = STEP.match(line)
                 if started:
                     step, tail = (int(started[1]), started[2].strip()), []
-                else:
-                    tail = (tail + [line.rstrip()])[-BUILD_TAIL:]
+                elif not BUILDER_CHATTER.match(line):
+                    tail = (tail + [ANSI.sub("", line).rstrip()])[-BUILD_TAIL:]
             if "ID" in (chunk.get("aux") or {}):
                 image_id = chunk["aux"]["ID"]
         info = self.image(tag)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -170,6 +171,9 @@ def _build_dockerfile(recipe: Recipe, base_id: str, tag: str, digest: str,
 def _build_failure(dockerfile: Path, e: BuildFailed) -> str:
     where = str(dockerfile)
     what = ""
+    parse = re.search(r"parse error (?:on )?line (\d+)", e.error)
+    if parse:
+        return f"{where}:{parse[1]}: {e.error}"
     if e.step is not None:
         starts = recipes.instruction_lines(dockerfile.read_text(errors="replace"))
         n, instruction = e.step
@@ -297,8 +301,9 @@ def _step_failed(path: Path, outcome: Outcome, tail: list[str], what: str) -> Re
         return RecipeError(f"{path}: the base image's python3 has no pip; build on `base: "
                            "python` (a venv with pip, shipped with repro)")
     hint = next((h for needle, h in LOCK_HINTS if needle in text), "")
-    lines = " | ".join(line.strip() for line in tail[-TAIL:] if line.strip()
-                       and not line.startswith("REPRO-LOCK "))
+    said = [line.strip() for line in tail if line.strip()
+            and not line.startswith(("REPRO-LOCK ", "WARNING: Retrying"))]
+    lines = " | ".join(line if len(line) <= 200 else line[:199] + "…" for line in said[-5:])
     return RecipeError(f"{path}: {what} (exit {outcome.code}){hint}: {lines}")
 
 

@@ -123,14 +123,16 @@ def load(folder: Path) -> Recipe:
     if "BASE" in args:
         raise RecipeError(f"{conf_path}: build_args cannot set BASE; repro sets it to the "
                           "base's image id")
+    if not has_dockerfile and context != folder and (context / "Dockerfile").is_file():
+        dockerfile, has_dockerfile = context / "Dockerfile", True  # the context's own
     if not has_dockerfile and lock is None:
-        raise RecipeError(f"{conf_path}: a recipe needs a Dockerfile next to it or a lock: to "
-                          "install")
+        raise RecipeError(f"{conf_path}: a recipe needs a Dockerfile (next to it or in its "
+                          "context) or a lock: to install")
     if base is None and (lock is not None or USES_BASE.search(
             dockerfile.read_text(errors="replace"))):
-        raise RecipeError(f"{conf_path}: {'lock: installs into' if lock else 'FROM ${BASE} needs'}"
-                          " a base image; add `base: python` (shipped with repro) or "
-                          "`base: ../OTHER`")
+        needs = "lock: installs into" if lock else "FROM ${BASE} needs"
+        raise RecipeError(f"{conf_path}: {needs} a base image; add `base: python` (shipped "
+                          "with repro) or `base: ../OTHER`")
     return Recipe(folder=folder, base=base, lock=lock,
                   dockerfile=dockerfile if has_dockerfile else None, context=context,
                   build_args={str(k): str(v) for k, v in args.items()})
@@ -218,11 +220,17 @@ def repository(folder: Path) -> str:
     """The name a recipe's image is tagged with: ``repro/PROJECT/NAME``, PROJECT the folder of
     the git work tree holding the recipe, so two projects' ``train`` recipes never retag
     each other (tags are names only: identity is the recipe digest and the image id).
-    Recipes shipped with repro are ``repro/NAME``."""
-    name = tag_part(folder.name)
+    Recipes shipped with repro are ``repro/NAME``; the one ``repro init`` writes
+    (``PROJECT/repro/image``) is named after its project folder."""
     if shipped(folder.name) == folder:
-        return f"repro/{name}"
+        return f"repro/{tag_part(folder.name)}"
     root = next((p for p in (folder, *folder.parents) if (p / ".git").exists()), None)
+    if folder.name == "image" and folder.parent.name == "repro":  # written by repro init:
+        project = folder.parent.parent                            # named after its project
+        if root is None or project == root:
+            return f"repro/{tag_part(project.name)}"
+        return f"repro/{tag_part(root.name)}/{tag_part(project.name)}"
+    name = tag_part(folder.name)
     return f"repro/{tag_part(root.name)}/{name}" if root else f"repro/{name}"
 
 

@@ -75,14 +75,15 @@ def install(config):
 
 
 def lock(config):
-    """Resolve ``config['requirements']`` for this image's Python and platform and print one
-    ``NAME==VERSION --hash=sha256:...`` line per distribution (pip's --report, no install)."""
+    """Resolve ``config['requirements']`` for this image's Python and platform and print what
+    pip would install (pip's --report, no install): name, version, sha256 and URL of each
+    distribution. What the image already has (a base with Debian's torch) is not listed."""
     if not has_pip():
         return 2
     with tempfile.TemporaryDirectory() as tmp:
         report = os.path.join(tmp, "report.json")
         code = subprocess.call([sys.executable, "-m", "pip", "install", "--dry-run",
-                                "--ignore-installed", "--quiet", "--report", report,
+                                "--quiet", "--report", report,
                                 "-r", config["requirements"]],
                                env=pip_env(config), stdout=sys.stderr)
         if code != 0:
