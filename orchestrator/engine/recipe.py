@@ -175,7 +175,7 @@ def context_files(context: Path) -> list[str]:
             if any(fnmatch.fnmatchcase("/".join(parts[:i]), pattern)
                    for i in range(1, len(parts) + 1)):
                 verdict = not keep
-        return verdict or parts[0] in NEVER_SENT
+        return verdict or any(part in NEVER_SENT for part in parts)
 
     return [rel for rel in (p.relative_to(context).as_posix()
                             for p in sorted(context.rglob("*")))
