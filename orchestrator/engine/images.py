@@ -2,8 +2,8 @@
 public container registry, and the lock of what an image has.
 
 Building again is a no-op: the image tagged with the recipe digest (and carrying it in its
-``org.repro.recipe`` label) is reused, or the one this machine built before (kept in
-``local.db``, loaded back from the store's archive if the engine lost it). Tags are
+``org.repro.recipe`` label) is reused, or the one built before by anyone sharing the store
+(its ``recipe_images`` table; loaded back from the store's archive if the engine lost it). Tags are
 ``repro/PROJECT/NAME:<digest12>`` and ``:latest``, and ``repro/recipe:<digest12>`` (by
 content alone: an identical recipe in another project is not built twice).
 
@@ -74,8 +74,9 @@ def recipe_kind(folder: Path) -> str:
 def build(folder: Path, engine: ImageBackend, on_line: Callable[[str], None],
           force: bool = False, store: Store | None = None) -> BuiltImage:
     """Build the recipe (and its base) unless an image of the same recipe digest exists: by
-    its tag, by this machine's record of what it built (``local.db``), or in the store's
-    archive (loaded, not rebuilt: a rebuild is not byte-identical). An image that merely
+    its tag, by the store's record of what was built from it (``recipe_images``), loaded
+    from the store's archive when the engine lost it (not rebuilt: a rebuild is not
+    byte-identical). An image that merely
     *claims* the recipe in its label (say, loaded from someone's bundle) is never reused."""
     recipe = recipes.load(folder)
     folder = recipe.folder
@@ -108,7 +109,7 @@ def build(folder: Path, engine: ImageBackend, on_line: Callable[[str], None],
             image_id = _build_dockerfile(recipe, image_id, tag, digest, engine, on_line)
     _tag_all(engine, image_id, repo, digest)
     if store is not None:
-        store.local.remember_build(digest, image_id)
+        store.runs.add_recipe_image(digest, image_id)
     return BuiltImage(id=image_id, tag=tag, recipe=str(folder), recipe_digest=digest,
                       reused=False)
 
@@ -132,11 +133,12 @@ def _tagged(digest: str, tags: tuple[str, ...], engine: ImageBackend) -> str | N
 
 def _built_before(digest: str, engine: ImageBackend, store: Store | None,
                   on_line: Callable[[str], None]) -> str | None:
-    """The image this machine built from ``digest`` before, back in the engine if it left
-    (loaded from the store's archive), or None."""
+    """The image ``digest`` was built into before by a member of this store (this machine
+    or a teammate sharing it), back in the engine if it left (loaded from the store's
+    archive), or None."""
     if store is None:
         return None
-    image_id = store.local.built(digest)
+    image_id = store.runs.recipe_image(digest)
     if image_id is None:
         return None
     if engine.image(image_id) is not None:

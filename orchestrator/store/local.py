@@ -25,16 +25,13 @@ CREATE TABLE IF NOT EXISTS hash_cache (
 CREATE TABLE IF NOT EXISTS snapshots (
     repo TEXT NOT NULL, subdir TEXT NOT NULL, commit_id TEXT NOT NULL, digest TEXT NOT NULL,
     PRIMARY KEY (repo, subdir, commit_id)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS built_images (
-    recipe_digest TEXT PRIMARY KEY, image_id TEXT NOT NULL, built_at TEXT NOT NULL
-) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS run_owners (
     run_id TEXT PRIMARY KEY, host TEXT NOT NULL, boot_id TEXT NOT NULL, pid INTEGER NOT NULL,
     pid_start TEXT NOT NULL) WITHOUT ROWID
 """
 
 Owner = tuple[str, str, int, str]  # host, boot id, pid, pid start
-VERSION = 2  # 1: caches and owners; 2: images built here
+VERSION = 1  # caches and owners
 
 
 class LocalState:
@@ -116,19 +113,6 @@ class LocalState:
     def remember_snapshot(self, repo: str, subdir: str, commit: str, digest: str) -> None:
         self._write("INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?)",
                     (repo, subdir, commit, digest))
-
-    # -- images this machine built, by recipe digest (never from a label: anyone can set one) --
-
-    def remember_build(self, recipe_digest: str, image_id: str) -> None:
-        from ..record import utc_now
-
-        self._write("INSERT OR REPLACE INTO built_images VALUES (?, ?, ?)",
-                    (recipe_digest, image_id, utc_now()))
-
-    def built(self, recipe_digest: str) -> str | None:
-        row = self.db.execute("SELECT image_id FROM built_images WHERE recipe_digest = ?",
-                              (recipe_digest,)).fetchone()
-        return row[0] if row else None
 
     # -- the runs this machine runs --------------------------------------------------------------
 

@@ -124,6 +124,16 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         DROP TABLE IF EXISTS run_owners;
         DROP TABLE IF EXISTS hash_cache
     """),
+    # which image a recipe digest was built into, by a member of this store (never taken
+    # from an imported record: a bundle could claim any recipe): a launch anywhere reuses
+    # that image, from the engine or the archive, instead of building a different one
+    (7, "recipe-images", """
+        CREATE TABLE recipe_images (
+            recipe_digest TEXT PRIMARY KEY,
+            image_id TEXT NOT NULL,
+            built_at TEXT NOT NULL
+        ) WITHOUT ROWID
+    """),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -445,6 +445,16 @@ class RunStore:
             db.execute("INSERT OR REPLACE INTO images VALUES (?, ?, ?, ?)",
                        (image_id, sha256, size, utc_now()))
 
+    def recipe_image(self, recipe_digest: str) -> str | None:
+        row = self.db.execute("SELECT image_id FROM recipe_images WHERE recipe_digest = ?",
+                              (recipe_digest,)).fetchone()
+        return str(row[0]) if row else None
+
+    def add_recipe_image(self, recipe_digest: str, image_id: str) -> None:
+        with self.atomic() as db:
+            db.execute("INSERT OR REPLACE INTO recipe_images VALUES (?, ?, ?)",
+                       (recipe_digest, image_id, utc_now()))
+
     def add_push(self, image_id: str, repository: str, digest: str) -> None:
         with self.atomic() as db:
             db.execute("INSERT OR REPLACE INTO image_pushes VALUES (?, ?, ?, ?)",

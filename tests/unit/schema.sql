@@ -18,6 +18,12 @@ CREATE TABLE metric_steps (
             value REAL,
             PRIMARY KEY (run_id, name, step)
         );
+CREATE TABLE recipe_images (
+            recipe_digest TEXT PRIMARY KEY,
+            image_id TEXT NOT NULL,
+            built_at TEXT NOT NULL
+        ) WITHOUT ROWID
+    ;
 CREATE TABLE run_imports (
             run_id TEXT PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,
             source TEXT NOT NULL,

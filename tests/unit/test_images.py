@@ -79,13 +79,13 @@ def test_a_tag_whose_label_disagrees_is_rebuilt(tmp_path):
     assert not build(folder, engine, lambda _: None).reused
 
 
-def test_this_machine_remembers_what_it_built(tmp_path):
+def test_the_store_remembers_what_each_recipe_was_built_into(tmp_path):
     store = open_store(tmp_path / "home")
     folder = recipe(tmp_path / "train")
     engine = FakeEngine()
     built = build(folder, engine, lambda _: None, store=store)
-    assert store.local.built(built.recipe_digest) == built.id
-    # every tag gone (docker image prune), the image itself still there: found by local.db
+    assert store.runs.recipe_image(built.recipe_digest) == built.id
+    # every tag gone (docker image prune), the image itself still there: found by the store
     for ref in [r for r in engine.images if r.startswith("repro/")]:
         del engine.images[ref]
     again = build(folder, engine, lambda _: None, store=store)

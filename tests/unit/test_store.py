@@ -69,7 +69,7 @@ def test_fresh_store_is_migrated_and_in_wal_mode(tmp_path):
     names = [r[0] for r in store.runs.db.execute("SELECT name FROM schema_migrations")]
     assert names == ["runs-and-metric-steps", "image-archives-and-pushes",
                      "queryable-params-metrics-tags-notes-sweeps", "run-owners",
-                     "run-imports", "machine-local-state-out"]
+                     "run-imports", "machine-local-state-out", "recipe-images"]
     store.close()
     again = open_store(tmp_path / "h")  # reopening applies nothing twice
     assert again.runs.schema_version == LATEST
@@ -306,7 +306,8 @@ def test_machine_local_state_moves_out_of_an_old_store(tmp_path):
     store.close()
     db = sqlite3.connect(home / "repro.db")
     db.execute("PRAGMA user_version = 5")
-    db.execute("DELETE FROM schema_migrations WHERE version = 6")
+    db.execute("DELETE FROM schema_migrations WHERE version >= 6")
+    db.execute("DROP TABLE recipe_images")
     db.execute("CREATE TABLE run_owners (run_id TEXT PRIMARY KEY, host TEXT NOT NULL, "
                "boot_id TEXT NOT NULL, pid INTEGER NOT NULL, pid_start TEXT NOT NULL)")
     db.execute("CREATE TABLE hash_cache (path TEXT PRIMARY KEY, size INTEGER NOT NULL, "
@@ -386,17 +387,10 @@ def test_spec_digest_is_stable_across_releases():
         "sha256:1e661cbb0d6efbfa4bf49d70ba9e37c9bb0b68e44483bd940af44a0b91c3c876")  # 0.1.0
 
 
-def test_local_state_from_before_built_images_is_upgraded_in_place(tmp_path):
-    home = tmp_path / "h"
-    open_store(home).close()
-    db = sqlite3.connect(home / "local.db")
-    db.execute("DROP TABLE built_images")
-    db.execute("INSERT INTO run_owners VALUES ('0123456789abcdef', 'box', 'b', 42, '7')")
-    db.execute("PRAGMA user_version = 1")
-    db.commit()
-    db.close()
-    store = open_store(home)
-    store.local.remember_build("sha256:" + "1" * 64, "sha256:" + "2" * 64)
-    assert store.local.built("sha256:" + "1" * 64) == "sha256:" + "2" * 64
-    assert store.local.owner("0123456789abcdef") == ("box", "b", 42, "7")  # kept
-    assert store.local.db.execute("PRAGMA user_version").fetchone()[0] == 2
+def test_recipe_images_are_the_stores_own_and_never_imported(tmp_path):
+    store = open_store(tmp_path / "h")
+    assert store.runs.recipe_image("sha256:" + "1" * 64) is None
+    store.runs.add_recipe_image("sha256:" + "1" * 64, "sha256:" + "2" * 64)
+    store.close()
+    again = open_store(tmp_path / "h")  # kept with the records, for everyone sharing them
+    assert again.runs.recipe_image("sha256:" + "1" * 64) == "sha256:" + "2" * 64
