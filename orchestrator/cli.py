@@ -862,7 +862,12 @@ def _hooks(quiet: bool) -> Hooks:
     from . import ui
     from .runner import Hooks
 
-    return Hooks(on_line=ui.progress, on_log=(lambda _: None) if quiet else ui.job_log)
+    if quiet:  # warnings only: no trace, no job output, no live line
+        return Hooks(on_line=lambda line: ui.progress(line) if line.startswith("warning:")
+                     else None)
+    live = ui.LiveStatus()
+    return Hooks(on_line=ui.progress, on_log=live.log, on_metrics=live.metrics,
+                 on_end=live.end)
 
 
 def _render_replay(rec: RunRecord, store: Store, json_: bool) -> None:

@@ -21,13 +21,14 @@ from .engine.image_archive import ensure_archived
 from .engine.images import build as build_image
 from .engine.recipe import find as find_recipe
 from .errors import SpecError
-from .hashing import digest_of, hex_of, sha256_file, shown
+from .hashing import as_digest, digest_of, hex_of, sha256_file, shown
 from .recipes import names as shipped_names
 from .record import ImageRef, InputRef, PackagesRef, ResolvedSpec, ResourcesRef, RunRecord
 from .runtime.repro_boot import parse_lock
 from .snapshot import Snapshot, take
 from .spec import ImageSpec, LoadedSpec, param_flags, parse_memory, substitute
 from .store import Store
+from .units import human_size
 
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "BLIS_NUM_THREADS")
@@ -141,13 +142,18 @@ def resolve(loaded: LoadedSpec, store: Store, engine: ImageBackend, *, allow_dir
     else:
         code_path = _repo_root(base)
     snapshot = take(code_path, store, allow_dirty, recorded=_recorded_files(loaded))
+    code = snapshot.ref
+    trace(on_line, "code", f"{(code.commit or 'no commit')[:12]}  "
+          + ("dirty: the diff is recorded" if code.dirty else "clean")
+          + f"  {code.files} files  {shown(code.snapshot)}")
     if snapshot.ref.dirty:
         warnings.append(f"code at {snapshot.ref.path} has uncommitted changes; the diff is "
                         f"recorded as {snapshot.ref.diff or 'the snapshot itself'}")
 
     inputs, sources = {}, {}
     for name, inp in spec.inputs.items():
-        inputs[name], sources[name] = _resolve_input(loaded, name, inp.path, inp.sha256, store)
+        inputs[name], sources[name] = _resolve_input(loaded, name, inp.path, inp.sha256, store,
+                                                     on_line)
         if inputs[name].kind == "file" and not inputs[name].stored:
             warnings.append(f"input {name} ({inputs[name].size >> 20} MiB) is larger than "
                             "REPRO_INPUT_STORE_LIMIT: it is read from its path, not kept in "
@@ -169,11 +175,18 @@ def resolve(loaded: LoadedSpec, store: Store, engine: ImageBackend, *, allow_dir
         # kept in the store: replay mounts exactly these bytes, whatever the file says later
         packages = PackagesRef(lock=spec.packages.lock, sha256=store.artifacts.put(data).sha256,
                                pins=pins)
+        trace(on_line, "lock", f"{spec.packages.lock}  {len(pins)} pins, checked in the "
+              "container before the job")
 
     resources = spec.resources
     threads = resources.threads
     gpu_req = resources.gpu_requirement
     env = determinism_env(spec.determinism, seed, threads, snapshot.source_date_epoch)
+    trace(on_line, "seed", f"{seed}{' (drawn)' if spec.seed is None else ''}  " + (
+        "seeds random at start, numpy and torch when imported" if spec.determinism == "strict"
+        else "nothing seeded (determinism off)"))
+    trace(on_line, "threads", f"{threads} per math library  cpus {resources.cpus:g}  memory "
+          f"{resources.memory}  network {spec.network}")
     for key, value in spec.env.items():
         if key.startswith("REPRO_"):
             raise loaded.error(("env", key), "REPRO_* variables are set by repro; rename it")
@@ -265,6 +278,11 @@ def _existing(loaded: LoadedSpec, field: tuple[str, ...], rel: str, problem: str
     raise loaded.error(field, f"{path} {problem}{hint}")
 
 
+def trace(on_line: Callable[[str], None], what: str, text: str) -> None:
+    """One line of launch's live trace: what was pinned, as it is pinned."""
+    on_line(f"{what:<8} {text}")
+
+
 def _recorded_files(loaded: LoadedSpec) -> list[Path]:
     """The spec, its lock and its image recipe: recorded by content with every run, so not
     part of the code snapshot."""
@@ -296,6 +314,9 @@ def resolve_image(image: ImageSpec, loaded: LoadedSpec, engine: ImageBackend, st
             f"folder of images/ or a recipe shipped with repro ({', '.join(shipped_names())})",
             folder=True)
         built = build_image(folder, engine, on_line, store=store)
+        how = ("loaded from the store's archive" if built.loaded else
+               "reused" if built.reused else "built")
+        trace(on_line, "image", f"{shown(built.id)}  {built.tag}  {how}")
         return ImageRef(ref=built.tag, digest=built.id, recipe=image.build,
                         recipe_digest=built.recipe_digest)
     ref = image.ref or ""
@@ -311,6 +332,8 @@ def resolve_image(image: ImageSpec, loaded: LoadedSpec, engine: ImageBackend, st
     if info is None:
         raise loaded.error(("image", "ref"), f"{ref} is not in the engine and could not be "
                            "pulled")
+    trace(on_line, "image", f"{shown(info['id'])}  {ref}  "
+          + ("pinned" if image.pinned else "tag resolved to its digest"))
     if image.pinned:
         return ImageRef(ref=ref, digest=info["id"], repo_digest=ref.split("@", 1)[1])
     repo_digest = next((d.split("@", 1)[1] for d in info["repo_digests"]), None)
@@ -320,18 +343,25 @@ def resolve_image(image: ImageSpec, loaded: LoadedSpec, engine: ImageBackend, st
 
 
 def _resolve_input(loaded: LoadedSpec, name: str, rel: str, pin: str | None,
-                   store: Store) -> tuple[InputRef, Path]:
+                   store: Store, on_line: Callable[[str], None] = lambda _: None
+                   ) -> tuple[InputRef, Path]:
     path = _existing(loaded, ("inputs", name, "path"), rel, "does not exist")
     if path.is_dir():
         sha, size = dir_digest(path, store)
         ref, source = InputRef(path=str(path), kind="dir", sha256=sha, size=size), path
+        how = "folder"
     else:
+        st = path.stat()
+        known = store.local.cached_hash(str(path), st.st_size, st.st_mtime_ns, st.st_ino)
         sha, size, stored = _file_digest(path, store)
         ref = InputRef(path=str(path), sha256=sha, size=size, stored=stored)
         source = store.artifacts.local_path(sha) if stored else path
+        how = "hash cached" if known else "hashed"
     if pin and pin != ref.sha256:
         raise loaded.error(("inputs", name, "sha256"), f"{path} has sha256 {ref.sha256}, not "
                            f"the pinned {pin}; restore the data or update the pin")
+    trace(on_line, "input", f"{name}  {shown(as_digest(ref.sha256))}  {human_size(ref.size)}  "
+          + how + ("  pin matches" if pin else ""))
     return ref, source
 
 

@@ -40,9 +40,10 @@ from .engine import (
 )
 from .errors import ReproError
 from .hashing import shown
+from .live import Latest, LiveMetrics
 from .outputs import collect, final_metrics, read_logged_params, read_series, scrape_metrics
 from .record import FileRef, RunRecord, RunStatus, utc_now
-from .resolve import Redactor, Resolution, resolve
+from .resolve import Redactor, Resolution, resolve, trace
 from .runtime import RUNTIME_DIR
 from .runtime.repro_boot import LOCK_MISMATCH
 from .spec import LoadedSpec, param_env
@@ -57,6 +58,8 @@ VENDOR_PACKAGING = Path(packaging.__file__).resolve().parent
 class Hooks:
     on_line: Callable[[str], None] = lambda _: None  # progress for people (stderr)
     on_log: Callable[[bytes], None] = lambda _: None  # the job's own output, live
+    on_metrics: Callable[[Latest], None] = lambda _: None  # its latest metrics, live
+    on_end: Callable[[], None] = lambda: None  # the job ended: the live line goes
     cancel: threading.Event | None = None  # set by a sweep's Ctrl-C: the run was stopped
 
 
@@ -72,10 +75,13 @@ def launch(loaded: LoadedSpec, store: Store, engine: Engine, *, allow_dirty: boo
     Raises only before the run is recorded (a bad spec, GPUs this host lacks, no engine)."""
     hooks = hooks or Hooks()
     requirement = loaded.spec.resources.gpu_requirement
+    chosen = None
     if requirement is not None:  # no GPUs to be had: say so before anything is resolved
-        engine.host(requirement.model_dump())
+        chosen = engine.host(requirement.model_dump())[1]
     res = resolve(loaded, store, engine, allow_dirty=allow_dirty, strict=strict,
                   on_line=hooks.on_line)
+    trace(hooks.on_line, "gpus", "none requested" if chosen is None else ", ".join(
+        f"{g.name} ({g.uuid[:16]}, {g.memory_gb:g} GB)" for g in chosen))
     for w in res.warnings:
         hooks.on_line(f"warning: {w}")
     record = new_record(res, name=loaded.spec.name, spec=loaded.spec.model_dump(mode="json"),
@@ -120,7 +126,9 @@ def execute(record: RunRecord, res: Resolution, store: Store, executor: Executor
         os.chmod(d, 0o777)  # the container runs as nobody
     (work / "run.json").write_text(json.dumps(_run_info(record, res)))
     state = _RunState()
-    sink = LogSink(store.log_path(record.id), res.redact_bytes, hooks.on_log)
+    live = LiveMetrics(res.resolved.metrics_from_log, work / "meta" / "metrics.jsonl",
+                       hooks.on_metrics)
+    sink = LogSink(store.log_path(record.id), res.redact_bytes, live.wrap(hooks.on_log))
 
     def started(job_id: str) -> None:  # the job exists: record it running (or abort)
         state.job_id = job_id
@@ -129,6 +137,7 @@ def execute(record: RunRecord, res: Resolution, store: Store, executor: Executor
         state.previous = RunStatus.RUNNING
         state.started = time.monotonic()
         hooks.on_line(f"run {record.id} started ({shown(res.resolved.image.digest)})")
+        live.start()
 
     try:
         job = job_spec(record, res, work, write_secrets(record.id, res.secret_env),
@@ -143,6 +152,8 @@ def execute(record: RunRecord, res: Resolution, store: Store, executor: Executor
                          else RunStatus.LOST)
         record.reason = res.redact(str(e))
     finally:
+        live.stop()
+        hooks.on_end()
         try:
             _finish(record, res, store, executor, state, sink, work, hooks)
         finally:

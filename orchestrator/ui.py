@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
+import threading
 from collections.abc import Sequence
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from .hashing import shown
 from .record import RunRecord, RunStatus
+from .units import human_size
 from .untrusted import printable
 
 if TYPE_CHECKING:
@@ -69,6 +72,44 @@ def print_json(doc: Any) -> None:
 def progress(line: str) -> None:
     sys.stderr.write(_tty_style(printable(line), "2") + "\n")
     sys.stderr.flush()
+
+
+class LiveStatus:
+    """On a terminal, a line under the job's output with its latest metrics, redrawn as they
+    change and as output scrolls past; elsewhere (a pipe, a CI log) nothing."""
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream or sys.stderr
+        self.enabled = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.text = ""
+        self.lock = threading.Lock()
+
+    def log(self, chunk: bytes) -> None:
+        with self.lock:
+            if self.enabled and self.text:
+                self.stream.write("\r\x1b[2K")
+            self.stream.write(chunk.decode("utf-8", "replace"))
+            if self.enabled and self.text:
+                self.stream.write(self.text)
+            self.stream.flush()
+
+    def metrics(self, latest: dict[str, tuple[int | None, float]]) -> None:
+        parts = [f"{printable(name)} {value:.6g}" + (f" @{step}" if step is not None else "")
+                 for name, (step, value) in sorted(latest.items())]
+        width = shutil.get_terminal_size((100, 20)).columns - 1
+        text = _tty_style(("▸ " + "  ".join(parts))[:width], "2")
+        with self.lock:
+            self.text = text
+            if self.enabled:
+                self.stream.write("\r\x1b[2K" + text)
+                self.stream.flush()
+
+    def end(self) -> None:
+        with self.lock:
+            if self.enabled and self.text:
+                self.stream.write("\r\x1b[2K")
+                self.stream.flush()
+            self.text = ""
 
 
 def job_log(chunk: bytes) -> None:
@@ -251,12 +292,7 @@ def _files_table(title: str, files: dict[str, tuple[str, int]]) -> None:
 
 
 def _size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB"):
-        if size < 1024:
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GiB"
+    return human_size(n)
 
 
 def render_doctor(checks: list[dict]) -> None:

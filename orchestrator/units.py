@@ -41,3 +41,13 @@ def parse_duration(v: Any, what: str = "timeout") -> float:
     if not seconds > 0 or seconds == float("inf"):
         raise ValueError(f"{what} must be positive")
     return seconds
+
+
+def human_size(n: int) -> str:
+    """1536 -> '1.5 KiB'."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"

@@ -65,6 +65,7 @@ class BuiltImage:
     recipe: str
     recipe_digest: str
     reused: bool
+    loaded: bool = False  # reused, but loaded back from the store's archive first
 
 
 def recipe_kind(folder: Path) -> str:
@@ -92,11 +93,13 @@ def build(folder: Path, engine: ImageBackend, on_line: Callable[[str], None],
                               reused=True)  # the usual case: one inspect
         image_id = _tagged(digest, (f"{RECIPES}:{short(digest)}",
                                     f"repro/{tag_part(folder.name)}:{short(digest)}"), engine)
-        image_id = image_id or _built_before(digest, engine, store, on_line)
+        loaded = False
+        if image_id is None:
+            image_id, loaded = _built_before(digest, engine, store, on_line)
         if image_id is not None:
             _tag_all(engine, image_id, repo, digest)
             return BuiltImage(id=image_id, tag=tag, recipe=str(folder), recipe_digest=digest,
-                              reused=True)
+                              reused=True, loaded=loaded)
     on_line(f"building {folder.name} ({recipe.kind}) -> {tag}")
     if recipe.rootfs:
         image_id = _build_rootfs(folder, repo, digest, engine, on_line)
@@ -132,27 +135,27 @@ def _tagged(digest: str, tags: tuple[str, ...], engine: ImageBackend) -> str | N
 
 
 def _built_before(digest: str, engine: ImageBackend, store: Store | None,
-                  on_line: Callable[[str], None]) -> str | None:
+                  on_line: Callable[[str], None]) -> tuple[str | None, bool]:
     """The image ``digest`` was built into before by a member of this store (this machine
     or a teammate sharing it), back in the engine if it left (loaded from the store's
-    archive), or None."""
+    archive), or None; and whether it had to be loaded."""
     if store is None:
-        return None
+        return None, False
     image_id = store.runs.recipe_image(digest)
     if image_id is None:
-        return None
+        return None, False
     if engine.image(image_id) is not None:
-        return image_id
+        return image_id, False
     from ..record import ImageRef
     from .image_archive import archive_of, ensure_present
 
     ref = ImageRef(digest=image_id)
     if archive_of(ref, store) is None:
-        return None
+        return None, False
     on_line(f"recipe {short(digest)} was built here before as {shown(image_id)}: loading "
             "it from the store instead of rebuilding")
     ensure_present(ref, store, engine, on_line, registries=False)
-    return image_id
+    return image_id, True
 
 
 def _build_dockerfile(recipe: Recipe, base_id: str, tag: str, digest: str,

@@ -55,6 +55,12 @@ def test_init_launch_verify_on_a_fresh_clone_with_no_code_edits(clone):
 
     p, run = run_json("launch", cwd=clone, timeout=900)  # repro.yaml by default
     assert p.returncode == 0, p.stderr
+    trace = [line for line in p.stderr.splitlines()
+             if line.split(" ", 1)[0] in ("image", "code", "lock", "seed", "threads", "gpus")]
+    assert [line.split(" ", 1)[0] for line in trace] == [
+        "image", "code", "lock", "seed", "threads", "gpus"]  # what it pins, as it pins it
+    assert trace[0].split()[-1] in ("built", "reused") and "clean" in trace[1]
+    assert trace[3].startswith("seed     0  seeds random at start, numpy and torch")
     assert run["status"] == "succeeded" and run["spec_path"].endswith("repro.yaml")
     assert run["resolved"]["command"][-2:] == ["--lr=0.5", "--steps=4"]
     assert run["resolved"]["code"]["dirty"] is False  # init's files are recorded by content
