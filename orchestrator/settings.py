@@ -113,6 +113,12 @@ def debian_mirror() -> str | None:
     return _raw("REPRO_DEBIAN_MIRROR")
 
 
+def pin_cpus() -> bool:
+    """REPRO_PIN_CPUS: pin a whole-number ``cpus`` to that many free cores with a cpuset
+    (default on)."""
+    return flag("REPRO_PIN_CPUS", True)
+
+
 def ca_bundle() -> Path | None:
     """REPRO_CA_BUNDLE: the CA certificates a lock step (pip in a build) trusts, mounted for
     that step only (default: SSL_CERT_FILE, else the system bundle). A TLS-inspecting proxy's

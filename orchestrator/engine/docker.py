@@ -22,13 +22,23 @@ import re
 import tarfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from ..errors import EngineUnavailable, ImageError, ReproError
 from ..hashing import shown
-from . import BuildFailed, Interrupted, JobRef, JobSpec, Outcome, WaitTimeout, repository_of
+from . import (
+    LABEL_RUN,
+    BuildFailed,
+    Interrupted,
+    JobRef,
+    JobSpec,
+    Outcome,
+    WaitTimeout,
+    repository_of,
+)
 from .recipe import context_files
 
 if TYPE_CHECKING:
@@ -156,7 +166,11 @@ class DockerEngine:
     def run(self, job: JobSpec, started: Callable[[str], None],
             on_log: Callable[[bytes], None]) -> Outcome:
         host, assigned = self.host(job.gpus)
-        cid = self._create(job, assigned, podman=host.get("engine") == "podman")
+        with _cpuset_lock():  # choose cores and create, so two launches never pick the same
+            cpuset = self._free_cores(job.cpus)
+            cid = self._create(job, assigned, podman=host.get("engine") == "podman",
+                               cpuset=cpuset)
+        host["cpuset"] = cpuset
         outcome = Outcome(job_id=cid, host=host, gpus=assigned)
         try:
             started(cid)
@@ -191,7 +205,28 @@ class DockerEngine:
                     pass
         return outcome
 
-    def _create(self, job: JobSpec, assigned: list[GPU], podman: bool) -> str:
+    def _free_cores(self, cpus: float) -> str | None:
+        """A cpuset of ``cpus`` whole cores no other repro job of this engine is pinned to,
+        the lowest first, so the job sees exactly its cores (``os.sched_getaffinity``; the
+        runtime makes ``os.cpu_count()`` agree); None for a fractional ``cpus``, when that
+        many cores are not free, or with REPRO_PIN_CPUS=0 (the CPU quota still holds)."""
+        from .. import settings
+
+        want = int(cpus)
+        if want != cpus or want < 1 or not settings.pin_cpus():
+            return None
+        cores = sorted(os.sched_getaffinity(0))  # the engine is on this machine (see above)
+        flt = {"label": [LABEL_RUN], "status": ["created", "running"]}
+        taken: set[int] = set()
+        for c in self._call("list containers", lambda: self.api.containers(filters=flt)):
+            info = self._call("inspect container", lambda c=c: self.api.inspect_container(
+                c["Id"]), absent="fine") or {}
+            taken |= parse_cpuset((info.get("HostConfig") or {}).get("CpusetCpus") or "")
+        free = [c for c in cores if c not in taken]
+        return ",".join(map(str, free[:want])) if len(free) >= want else None
+
+    def _create(self, job: JobSpec, assigned: list[GPU], podman: bool,
+                cpuset: str | None = None) -> str:
         from docker.types import DeviceRequest, Mount
 
         host: dict[str, Any] = {
@@ -201,6 +236,8 @@ class DockerEngine:
             "memswap_limit": job.memory_bytes, "network_mode": job.network,
             "cap_drop": ["ALL"], "security_opt": ["no-new-privileges"], "pids_limit": 4096,
         }
+        if cpuset is not None:
+            host["cpuset_cpus"] = cpuset
         if job.tmp_bytes:  # scratch space counts against the job's memory, not the disk
             opts = f"rw,nosuid,nodev,size={job.tmp_bytes},mode=1777"
             host["tmpfs"] = {"/tmp": opts, "/var/tmp": opts}
@@ -499,6 +536,31 @@ def _check_sees_files(where: str) -> None:
                             "a local engine (or its socket forwarded here), or set "
                             "REPRO_ENGINE_SHARES_FILES=1 if that engine shares this "
                             "machine's filesystem")
+
+
+def parse_cpuset(text: str) -> set[int]:
+    """{0, 2, 3} from "0,2-3"; nothing from what does not parse."""
+    cores: set[int] = set()
+    for part in text.split(","):
+        low, _, high = part.strip().partition("-")
+        if low.isdigit() and (not high or high.isdigit()):
+            cores.update(range(int(low), int(high or low) + 1))
+    return cores
+
+
+@contextmanager
+def _cpuset_lock() -> Iterator[None]:
+    """Held while cores are chosen and the container created (all repro processes here)."""
+    import fcntl
+    import tempfile
+
+    path = Path(tempfile.gettempdir()) / "repro-cpuset.lock"
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def context_tar(context: Path, dockerfile: Path | None = None) -> tuple[bytes, str]:

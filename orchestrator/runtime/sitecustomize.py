@@ -12,6 +12,8 @@ Under ``determinism: strict`` (REPRO_DETERMINISM=strict, REPRO_SEED set):
 - what was seeded, and each determinism warning, is written to /repro/meta/seeded.jsonl for
   the record.
 
+In every mode, ``os.cpu_count()`` counts the cores the job is pinned to (its cpuset).
+
 Any other ``sitecustomize`` on the path (Debian ships one) still runs after this one.
 Zero dependencies, Python 3.8+.
 """
@@ -115,6 +117,17 @@ def _main():
     _note(seeded="random")
 
 
+def _cpu_count():
+    """os.cpu_count() as the cores this job may use: repro pins whole-core ``cpus`` with a
+    cpuset, which Python before 3.13 does not look at (3.13's PYTHON_CPU_COUNT is set too)."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return
+    if usable and usable < (os.cpu_count() or usable):
+        os.cpu_count = lambda: usable
+
+
 def _chain():
     """Run the next ``sitecustomize`` on the path, as if this one were not here."""
     import importlib.machinery
@@ -128,6 +141,7 @@ def _chain():
         spec.loader.exec_module(module)
 
 
+_cpu_count()
 _main()
 try:
     _chain()

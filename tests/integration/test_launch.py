@@ -386,3 +386,26 @@ def test_lock_lines_for_other_platforms_are_skipped_and_recorded(proj):
         'colorama==0.4.6 ; sys_platform == "win32"']
     p = repro("image", "freeze", rec["resolved"]["image"]["digest"], cwd=proj)
     assert p.returncode == 0 and "numpy==1.24.2" in p.stdout.splitlines()
+
+
+def test_whole_cpus_are_pinned_to_free_cores_and_the_job_counts_them(proj):
+    spec = add_spec(proj, "cores", """\
+        command: [python3, -c, "import os; print('cores', os.cpu_count(),
+                  sorted(os.sched_getaffinity(0)))"]
+        resources: {cpus: 1}
+        seed: 0
+        """)
+    p, run = launch_json(proj, spec)
+    assert p.returncode == 0, p.stderr
+    cpuset = run["environment"]["host"]["cpuset"]
+    assert cpuset is not None and len(cpuset.split(",")) == 1
+    assert f"cores 1 [{cpuset}]" in p.stderr  # os.cpu_count() agrees with the cpuset
+    p, loose = launch_json(proj, spec, env={"REPRO_PIN_CPUS": "0"})
+    assert p.returncode == 0 and loose["environment"]["host"]["cpuset"] is None
+    half = add_spec(proj, "half", """\
+        command: [python3, -c, "print('ok')"]
+        resources: {cpus: 0.5}
+        seed: 0
+        """)
+    p, run = launch_json(proj, half)
+    assert p.returncode == 0 and run["environment"]["host"]["cpuset"] is None

@@ -103,3 +103,10 @@ def test_build_context_leaves_out_what_dockerignore_names(tmp_path):
     with tarfile.open(fileobj=io.BytesIO(context_tar(tmp_path)[0])) as tar:
         names = sorted(tar.getnames())
     assert names == [".dockerignore", "Dockerfile", "app.py", "keep.tmp"]
+
+
+def test_cpusets_parse_as_docker_writes_them():
+    from orchestrator.engine.docker import parse_cpuset
+
+    assert parse_cpuset("0,2-3") == {0, 2, 3}
+    assert parse_cpuset("") == set() and parse_cpuset("x,5") == {5}
