@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 REPRO := $(VENV)/bin/repro
 
-.PHONY: install docker browser images demo test unit fuzz lint bench ui screenshots vendor clean
+.PHONY: install docker browser images demo test unit fuzz lint bench rebuild-check ui screenshots vendor clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -60,6 +60,10 @@ lint: install
 BENCH_BEFORE ?= 0c17b1a
 bench: images
 	$(PY) benchmarks/run.py --before $(BENCH_BEFORE)
+
+# does building the same recipe twice give the same image? (BENCHMARKS.md)
+rebuild-check: images
+	$(PY) benchmarks/rebuild.py --write
 
 clean:
 	rm -rf .repro bench-out

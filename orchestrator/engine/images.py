@@ -264,8 +264,9 @@ def _run_step(engine: Engine, image_id: str, name: str, action: str, volumes: li
     """Run the installer's ``action`` in a throwaway root container of ``image_id`` with a
     network; returns how it ended and its last lines (plus every line ``keep`` wants)."""
     job = JobSpec(run_id=f"build-{short(name) if name.startswith('sha256:') else name}",
-                  image=image_id, command=["python3", f"{BUILD_DIR}/{INSTALLER.name}", action,
-                                           f"{BUILD_DIR}/build.json"],
+                  image=image_id,
+                  command=["python3", "-B",  # -B: no .pyc of its own imports in the layer
+                           f"{BUILD_DIR}/{INSTALLER.name}", action, f"{BUILD_DIR}/build.json"],
                   volumes=volumes, user="0:0", workdir="/", cpus=float(os.cpu_count() or 1),
                   memory_bytes=settings.build_memory(), network="bridge",
                   timeout_s=settings.build_timeout(), stop_grace_s=2)
@@ -354,6 +355,9 @@ def _build_rootfs(folder: Path, repo: str, digest: str, engine: ImageBackend,
                         shutil.rmtree(child)
                     else:
                         child.unlink()
+        # ldconfig's cache of inode numbers and times: the one file that differed between
+        # two debootstraps of the same recipe (make rebuild-check); ldconfig rebuilds it
+        (rootfs / "var/cache/ldconfig/aux-cache").unlink(missing_ok=True)
         tar_path = Path(tmp, "rootfs.tar")
         epoch = settings.source_date_epoch()
         _stream(["tar", "--numeric-owner", "--sort=name", f"--mtime=@{epoch}",

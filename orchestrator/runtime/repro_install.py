@@ -70,7 +70,7 @@ def install(config):
     if code != 0:
         return 3
     if config.get("epoch") is not None:
-        newer_to_epoch([sys.prefix], since, int(config["epoch"]))
+        newer_to_epoch([sys.prefix, "/tmp"], since, int(config["epoch"]))  # pip's temp
     return 0
 
 

@@ -6,7 +6,9 @@ proxy settings used by a lock step and left nowhere."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -160,3 +162,30 @@ def test_a_context_above_the_recipe_and_build_args(tmp_path, home, images, engin
     (project / "data" / "big.bin").write_text("2" * 4096)
     p, again = run_json("image", "build", "image", cwd=project)
     assert again["reused"] and again["id"] == built["id"]
+
+
+def test_init_reads_uv_lock_with_uv_and_pyproject_without(tmp_path, home, images):
+    """A uv project: its uv.lock exported by uv (found on PATH); with no uv.lock, the
+    pyproject's [project] dependencies. Either way a lock resolved in the image."""
+    pyproject = textwrap.dedent('''\
+        [project]
+        name = "uvp"
+        version = "0.1.0"
+        requires-python = ">=3.11"
+        dependencies = ["six==1.16.0"]
+        ''')
+    project = make_repo(tmp_path / "uvp", {"pyproject.toml": pyproject, "train.py": UNSEEDED})
+    path = f"{Path(sys.executable).parent}:{os.environ['PATH']}"  # the venv's uv
+    done = subprocess.run(["uv", "lock"], cwd=project, capture_output=True, text=True,
+                          env={**os.environ, "PATH": path,
+                               "SSL_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt"})
+    assert done.returncode == 0, done.stderr
+    p, result = run_json("init", cwd=project, env={"PATH": path}, timeout=900)
+    assert p.returncode == 0, p.stderr
+    assert result["dependencies"] == "uv.lock"
+    lock = (project / "repro" / "requirements.lock").read_text()
+    assert "six==1.16.0 \\\n    --hash=sha256:" in lock and "numpy" not in lock
+    (project / "uv.lock").unlink()
+    p, result = run_json("init", "--force", cwd=project, timeout=900)
+    assert p.returncode == 0 and result["dependencies"] == "pyproject.toml", p.stderr
+    assert "six==1.16.0 \\\n" in (project / "repro" / "requirements.lock").read_text()
