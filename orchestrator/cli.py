@@ -606,7 +606,8 @@ def import_(
 
 @image_app.command("build")
 def image_build(
-    folder: Annotated[Path, typer.Argument(help="Recipe folder, e.g. images/train.")],
+    folder: Annotated[Path, typer.Argument(
+        help="Recipe folder, e.g. images/train, or a shipped recipe: python, python-torch.")],
     force: Annotated[bool, typer.Option("--force", help="Rebuild even if built.")] = False,
     json_: JsonOpt = False,
 ) -> None:
@@ -614,8 +615,10 @@ def image_build(
     from . import ui
     from .engine import connect
     from .engine.images import build
+    from .engine.recipe import find
     from .store import open_store
 
+    folder = find(str(folder), Path.cwd()) or folder
     built = build(folder, connect(), on_line=ui.progress, force=force, store=open_store())
     doc = {"id": built.id, "tag": built.tag, "recipe": built.recipe,
            "recipe_digest": built.recipe_digest, "reused": built.reused}
