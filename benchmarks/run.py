@@ -182,6 +182,16 @@ def import_cost() -> dict:
     return {"launch_imports": statistics.median(runs)}
 
 
+def kept_section(out: Path, heading: str) -> str:
+    """A section another tool writes into ``out``, kept as it is (up to the next heading)."""
+    text = out.read_text() if out.exists() else ""
+    if heading not in text:
+        return ""
+    start = text.index(heading)
+    end = text.find("\n## ", start + len(heading))
+    return "\n" + text[start:end if end >= 0 else len(text)].rstrip() + "\n"
+
+
 def report(res: dict, out: Path) -> None:
     cpu = cpu_facts()
     docker_v = connect().version()["version"]
@@ -216,6 +226,7 @@ environment capture inside the container, a git status of the code folder and th
 writes. See the notes below.
 """
     text += query_section(res.get("query"))
+    text += kept_section(out, "## Rebuilding the same recipe")  # make rebuild-check's
     notes = ROOT / "benchmarks" / "NOTES.md"
     if notes.exists():
         text += "\n" + notes.read_text()
