@@ -422,16 +422,14 @@ class DockerEngine:
                     raise BuildFailed(_explain(e), None, []) from None
                 raise
 
-        stream = chunks()
         image_id = None
         step: tuple[int, str] | None = None
         tail: list[str] = []
-        for chunk in self._stream(what, stream):
-            if not isinstance(chunk, dict):
-                continue
-            if chunk.get("error"):
-                raise BuildFailed(str(chunk["error"]).strip(), step, tail)
-            for line in str(chunk.get("stream", "")).splitlines():
+        pending = ""  # a step's output comes in pieces that need not end lines
+
+        def lines(text: str) -> None:
+            nonlocal step, tail
+            for line in text.split("\n"):
                 if not line.strip():
                     continue
                 on_line(line.rstrip())
@@ -439,9 +437,20 @@ class DockerEngine:
                 if started:
                     step, tail = (int(started[1]), started[2].strip()), []
                 elif not BUILDER_CHATTER.match(line):
-                    tail = (tail + [ANSI.sub("", line).rstrip()])[-BUILD_TAIL:]
+                    tail = (tail + [line.rstrip()])[-BUILD_TAIL:]
+
+        for chunk in self._stream(what, chunks()):
+            if not isinstance(chunk, dict):
+                continue
+            if chunk.get("error"):
+                lines(pending)
+                raise BuildFailed(str(chunk["error"]).strip(), step, tail)
+            pending += ANSI.sub("", str(chunk.get("stream", "")))
+            whole, _, pending = pending.rpartition("\n")
+            lines(whole)
             if "ID" in (chunk.get("aux") or {}):
                 image_id = chunk["aux"]["ID"]
+        lines(pending)
         info = self.image(tag)
         if info is None:
             raise ImageError(f"{what}: finished without an image")

@@ -110,3 +110,31 @@ def test_cpusets_parse_as_docker_writes_them():
 
     assert parse_cpuset("0,2-3") == {0, 2, 3}
     assert parse_cpuset("") == set() and parse_cpuset("x,5") == {5}
+
+
+def test_a_failed_build_step_keeps_its_lines_whole_however_the_engine_cuts_them(tmp_path):
+    """The engine sends a step's stderr in pieces (colour codes around each) that need not
+    end lines; the error quotes whole lines."""
+    from orchestrator.engine import BuildFailed
+    from orchestrator.engine.docker import DockerEngine
+
+    class Api:
+        def build(self, **_kw):
+            yield {"stream": "Step 1/2 : FROM x\n"}
+            yield {"stream": " ---> abc\n"}
+            yield {"stream": "Step 2/2 : RUN ls /nope\n"}
+            yield {"stream": " ---> Running in 123\n"}
+            yield {"stream": "\x1b[91mls: \x1b[0m"}
+            yield {"stream": "\x1b[91mcannot access '/nope'\x1b[0m"}
+            yield {"stream": "\x1b[91m: No such file or directory\n\x1b[0m"}
+            yield {"error": "The command '/bin/sh -c ls /nope' returned a non-zero code: 2"}
+
+    (tmp_path / "Dockerfile").write_text("FROM x\nRUN ls /nope\n")
+    engine = DockerEngine()
+    engine._api = Api()
+    shown: list[str] = []
+    with pytest.raises(BuildFailed) as e:
+        engine.build(tmp_path, "t:1", {}, {}, shown.append)
+    assert e.value.step == (2, "RUN ls /nope")
+    assert e.value.tail == ["ls: cannot access '/nope': No such file or directory"]
+    assert shown[-1] == "ls: cannot access '/nope': No such file or directory"
