@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 REPRO := $(VENV)/bin/repro
 
-.PHONY: install docker browser images demo test unit fuzz lint bench rebuild-check ui screenshots vendor clean
+.PHONY: install docker browser postgres images demo test unit fuzz lint bench rebuild-check ui screenshots vendor clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -22,6 +22,9 @@ docker:
 browser:
 	scripts/ensure-browser
 
+postgres:
+	scripts/ensure-postgres
+
 images: install docker
 	$(REPRO) image build images/train
 
@@ -29,7 +32,7 @@ demo: images
 	$(REPRO) launch specs/digits-mlp.yaml
 	$(REPRO) runs
 
-test: images browser
+test: images browser postgres
 	$(PY) -m pytest
 
 ui: install

@@ -228,7 +228,7 @@ def importance(
     from . import ui
     from .analysis.importance import SAMPLE_RUNS, importance_of
     from .analysis.plots import write_plot
-    from .store import sqlite_analysis
+    from .store import analysis
     from .store.query import parse_where
 
     store = _existing_store()
@@ -236,7 +236,7 @@ def importance(
         from .errors import UsageError
 
         raise UsageError("no runs recorded here yet; launch or sweep first")
-    samples, total = sqlite_analysis.importance_samples(store.runs, parse_where(where or ""),
+    samples, total = analysis.importance_samples(store.runs, parse_where(where or ""),
                                                         metric, SAMPLE_RUNS)
     doc = importance_of(metric, samples, total)
     if plot is not None:

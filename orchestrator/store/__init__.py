@@ -1,8 +1,8 @@
 """The store: run records + artifacts (content-addressed) + this machine's local state.
 
 Home: ``REPRO_HOME``, else ``.repro/`` of the working directory. Records are chosen by URL
-(``REPRO_STORE``: a path or ``sqlite:///path``; default ``HOME/repro.db``), each scheme a
-builder in ``RECORD_STORES`` (PostgreSQL will be the second). Machine-local state (caches,
+(``REPRO_STORE``: a path, ``sqlite:///path`` or ``postgresql://user@host:port/db``; default
+``HOME/repro.db``), each scheme a builder in ``RECORD_STORES``. Machine-local state (caches,
 the owners of runs running here) is always ``HOME/local.db`` and never shared.
 """
 
@@ -99,14 +99,19 @@ def _sqlite(url: str) -> RunStore:
         path = "/" + path.lstrip("/")
     if not path:
         raise UsageError(f"REPRO_STORE {url!r}: give a path, e.g. sqlite:///srv/repro.db")
-    return RunStore(Path(path).expanduser())
+    return RunStore.sqlite(Path(path).expanduser())
 
 
-RECORD_STORES: dict[str, Callable[[str], RunStore]] = {"sqlite": _sqlite, "": _sqlite}
+def _postgresql(url: str) -> RunStore:
+    return RunStore.postgresql(url)
+
+
+RECORD_STORES: dict[str, Callable[[str], RunStore]] = {
+    "sqlite": _sqlite, "": _sqlite, "postgresql": _postgresql, "postgres": _postgresql}
 
 
 def records(url: str) -> RunStore:
-    """The record store a URL names: a path or sqlite:///path (more schemes to come)."""
+    """The record store a URL names: a path, sqlite:///path or postgresql://..."""
     scheme = urlparse(url).scheme if "://" in url or url.startswith("sqlite:") else ""
     if scheme not in RECORD_STORES:
         known = ", ".join(f"{s}://" for s in sorted(RECORD_STORES) if s)

@@ -16,7 +16,7 @@ import sqlite3
 from pathlib import Path
 
 from ..errors import StoreError
-from .runs import setup_lock
+from .db import setup_lock
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS hash_cache (

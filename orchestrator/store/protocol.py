@@ -3,7 +3,7 @@
 Four small protocols, so each backend sees what it owes: the runs themselves (with the
 status compare-and-set), their annotations, where imported runs came from (and sweeps), and
 the index of image archives and pushes. Analysis reads (importance samples, sweep groups,
-names) are SQL of each backend (``sqlite_analysis.py``), not part of the seam; machine-local
+names) are SQL of each backend (``analysis.py``), not part of the seam; machine-local
 state (caches, run owners) is never in a record store (``local.py``).
 """
 

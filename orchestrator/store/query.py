@@ -1,5 +1,5 @@
 """The ``--where`` language, parsed into a dialect-free tree (each record store compiles
-it: ``sqlite_query.py`` for SQLite; a PostgreSQL compiler is a second module, not a second
+it: ``sql_query.py`` for SQLite; a PostgreSQL compiler is a second module, not a second
 parser).
 
     params.lr < 0.1 and metrics.acc >= 0.9

@@ -1,4 +1,4 @@
-"""Run records in SQLite (WAL, busy timeout, one transaction per write).
+"""Run records in SQLite or PostgreSQL (``db.py``), one transaction per write.
 
 The ``record`` column holds the whole ``RunRecord`` JSON, the source of truth; the other
 columns are indexed projections of it for listing and querying.
@@ -6,14 +6,10 @@ columns are indexed projections of it for listing and querying.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import math
-import os
 import re
-import sqlite3
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -21,125 +17,39 @@ from pydantic import ValidationError
 
 from ..errors import RunNotFound, StoreError
 from ..record import ALLOWED, SCHEMA_VERSION, RunRecord, RunStatus, read_record, utc_now
-from .migrations import LATEST, MIGRATIONS
+from .db import Db, DbError, PostgresDb, SqliteDb
 from .query import COLUMNS as COLUMNS_BY_FIELD
 from .query import Sort, Where
-from .sqlite_query import Compiled, Cond, compile_where
-
-
-@contextmanager
-def setup_lock(db_path: Path) -> Iterator[None]:
-    """An exclusive advisory lock on ``<db>.lock`` for the store's one-time set-up."""
-    try:
-        fd = os.open(f"{db_path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as e:
-        raise StoreError(f"cannot lock store database {db_path}: {e.strerror}") from e
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
+from .sql_query import Compiled, Cond, compile_where
 
 
 class RunStore:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        try:
-            self.db = sqlite3.connect(path, timeout=30, isolation_level=None,
-                                      check_same_thread=False)
-            self.db.execute("PRAGMA busy_timeout = 30000")
-            self.db.execute("PRAGMA foreign_keys = ON")
-            if not self._ready():
-                # Switching to WAL takes an exclusive lock and SQLite answers "database is
-                # locked" at once, without waiting, when another process opens the same new
-                # store at that moment. One process at a time sets the store up.
-                with setup_lock(path):
-                    if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                        self.db.execute("PRAGMA journal_mode = WAL")
-                    self._migrate()
-            self.db.execute("PRAGMA synchronous = NORMAL")
-        except sqlite3.DatabaseError as e:
-            raise StoreError(f"store database {path} is unusable: {e}") from e
+    """Run records on a ``Db`` (SQLite or PostgreSQL): the same SQL, the same results."""
 
-    def _ready(self) -> bool:
-        return (self.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-                and self.schema_version == LATEST)
+    def __init__(self, db: Db) -> None:
+        self.db = db
+        self.path: Path | None = getattr(db, "path", None)  # SQLite's file
+        self.place = str(self.path.parent) if self.path is not None else db.where
+
+    @classmethod
+    def sqlite(cls, path: Path) -> RunStore:
+        return cls(SqliteDb(path))
+
+    @classmethod
+    def postgresql(cls, url: str) -> RunStore:
+        return cls(PostgresDb(url))
 
     def close(self) -> None:
         self.db.close()
 
-    # -- schema ----------------------------------------------------------------------------
-
-    def _migrate(self) -> None:
-        current = self.db.execute("PRAGMA user_version").fetchone()[0]
-        if current > LATEST:
-            raise StoreError(f"store {self.path} has schema {current}, newer than this repro "
-                             f"understands ({LATEST}); upgrade repro")
-        if current == LATEST:
-            return
-        with self.atomic():
-            self.db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER "
-                            "PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)")
-            current = self.db.execute("PRAGMA user_version").fetchone()[0]  # under the lock
-            for version, name, sql in MIGRATIONS:
-                if version <= current:
-                    continue
-                for statement in filter(str.strip, sql.split(";")):
-                    self.db.execute(statement)
-                self.db.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)",
-                                (version, name, utc_now()))
-                self.db.execute(f"PRAGMA user_version = {int(version)}")
-
     @property
     def schema_version(self) -> int:
-        return self.db.execute("PRAGMA user_version").fetchone()[0]
+        return self.db.schema_version()
 
-    @contextmanager
-    def atomic(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction taken up front (BEGIN IMMEDIATE): no lock upgrades, no
-        'database is locked' half-way through. Inside another one it is a SAVEPOINT, so
-        writes compose (a record and its metric series commit together)."""
-        if self.db.in_transaction:
-            with self._savepoint():
-                yield self.db
-            return
-        try:
-            self.db.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as e:
-            raise StoreError(f"store {self.path}: {e}") from e
-        try:
-            yield self.db
-        except BaseException:
-            self._rollback()
-            raise
-        else:
-            try:
-                self.db.execute("COMMIT")
-            except sqlite3.DatabaseError as e:
-                self._rollback()
-                raise StoreError(f"store {self.path}: cannot commit: {e}") from e
-
-    @contextmanager
-    def _savepoint(self) -> Iterator[None]:
-        self._depth = getattr(self, "_depth", 0) + 1
-        name = f"sp{self._depth}"
-        self.db.execute(f"SAVEPOINT {name}")
-        try:
-            yield
-        except BaseException:
-            if self.db.in_transaction:
-                self.db.execute(f"ROLLBACK TO {name}")
-                self.db.execute(f"RELEASE {name}")
-            raise
-        else:
-            self.db.execute(f"RELEASE {name}")
-        finally:
-            self._depth -= 1
-
-    def _rollback(self) -> None:
-        """Roll back if SQLite has not already (it does by itself on a full disk)."""
-        if self.db.in_transaction:
-            self.db.execute("ROLLBACK")
+    def atomic(self) -> Any:
+        """One transaction (a savepoint inside another): writes compose, so a record and
+        its metric series commit together."""
+        return self.db.atomic()
 
     # -- records ---------------------------------------------------------------------------
 
@@ -150,8 +60,8 @@ class RunStore:
                 db.execute(f"INSERT INTO runs ({', '.join(COLUMNS)}) VALUES "
                            f"({', '.join('?' * len(COLUMNS))})", _row(record))
                 _project(db, record)
-        except sqlite3.DatabaseError as e:
-            raise StoreError(f"store {self.path}: cannot record run {record.id}: {e}") from e
+        except DbError as e:
+            raise StoreError(f"store {self.db.where}: cannot record run {record.id}: {e}") from e
 
     def import_run(self, record: RunRecord, steps: list[tuple[str, int, float]],
                    source: str, absent: list[str],
@@ -164,15 +74,15 @@ class RunStore:
                 db.execute(f"INSERT INTO runs ({', '.join(COLUMNS)}) VALUES "
                            f"({', '.join('?' * len(COLUMNS))})", _row(record))
                 _project(db, record)
-                db.executemany("INSERT OR REPLACE INTO metric_steps VALUES (?, ?, ?, ?)",
+                db.executemany(STEP_UPSERT,
                                ((record.id, n, s, v) for n, s, v in steps))
                 db.execute("INSERT INTO run_imports VALUES (?, ?, ?, ?)",
                            (record.id, source, utc_now(), json.dumps(sorted(absent))))
                 if image_archive is not None:
-                    db.execute("INSERT OR IGNORE INTO images VALUES (?, ?, ?, ?)",
+                    db.execute("INSERT INTO images VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                                (*image_archive, utc_now()))
-        except sqlite3.DatabaseError as e:
-            raise StoreError(f"store {self.path}: cannot record run {record.id}: {e}") from e
+        except DbError as e:
+            raise StoreError(f"store {self.db.where}: cannot record run {record.id}: {e}") from e
 
     def origin(self, run_id: str) -> dict[str, Any] | None:
         """Where an imported run came from ({source, imported_at, absent}); None for a run
@@ -198,8 +108,8 @@ class RunStore:
                                f"({', '.join('?' * len(COLUMNS))})", _row(record))
                     _project(db, record)
                     n += 1
-        except sqlite3.DatabaseError as e:
-            raise StoreError(f"store {self.path}: cannot record runs: {e}") from e
+        except DbError as e:
+            raise StoreError(f"store {self.db.where}: cannot record runs: {e}") from e
         return n
 
     def save(self, record: RunRecord, previous: RunStatus | None = None,
@@ -222,10 +132,10 @@ class RunStore:
                     raise StoreError(f"run {record.id} changed under us (expected status "
                                      f"{previous}); not overwritten")
                 _project(db, record)
-                db.executemany("INSERT OR REPLACE INTO metric_steps VALUES (?, ?, ?, ?)",
+                db.executemany(STEP_UPSERT,
                                ((record.id, n, s, v) for n, s, v in steps))
-        except sqlite3.DatabaseError as e:
-            raise StoreError(f"store {self.path}: cannot update run {record.id}: {e}") from e
+        except DbError as e:
+            raise StoreError(f"store {self.db.where}: cannot update run {record.id}: {e}") from e
 
     def get(self, ref: str) -> RunRecord:
         """A run by id or unique id prefix."""
@@ -235,7 +145,7 @@ class RunStore:
         rows = self.db.execute("SELECT id, record FROM runs WHERE id >= ? AND id < ? "
                                "ORDER BY id LIMIT 3", (ref, ref + "\uffff")).fetchall()
         if not rows:
-            raise RunNotFound(f"no run {ref!r} in {self.path.parent}; see `repro runs`")
+            raise RunNotFound(f"no run {ref!r} in {self.place}; see `repro runs`")
         if rows[0][0] != ref and len(rows) > 1:
             ids = ", ".join(r[0] for r in rows[:2]) + (", ..." if len(rows) > 2 else "")
             raise RunNotFound(f"run id prefix {ref!r} is ambiguous ({ids}); give more of it")
@@ -264,7 +174,7 @@ class RunStore:
         return [found[i] for i in ids]
 
     def query_count(self, where: Where) -> int:
-        sql, args = compile_where(where).count_sql()
+        sql, args = compile_where(where, self.db).count_sql()
         return self.db.execute(f"SELECT count(*) FROM runs WHERE {sql}", args).fetchone()[0]
 
     def query_ids(self, where: Where | None = None, sort: Sort | None = None,
@@ -272,7 +182,7 @@ class RunStore:
         """Ids in sort order. The plan: when one condition is selective, drive the query from
         its index range (then sort the few matches); otherwise walk the sort key's index and
         probe each run's conditions, letting LIMIT stop the walk early."""
-        compiled = compile_where(where)
+        compiled = compile_where(where, self.db)
         sort = sort or Sort("column", "created_at", True)
         driver = self._selective_condition(compiled, limit)
         direction = "DESC" if sort.descending else "ASC"
@@ -284,7 +194,8 @@ class RunStore:
             if len(ids) >= limit:
                 break
             rows = self.db.execute(
-                f"SELECT runs.id FROM {table} s CROSS JOIN runs ON runs.id = s.run_id "
+                f"SELECT runs.id FROM {table} s {self.db.ordered_join} runs ON "
+                f"runs.id = s.run_id "
                 f"WHERE s.name = ? AND {extra} AND {cond} "
                 f"ORDER BY s.{key} {direction}, s.run_id {direction} LIMIT ?",
                 [sort.name, *args, limit - len(ids)])
@@ -295,7 +206,7 @@ class RunStore:
             rows = self.db.execute(
                 f"SELECT runs.id FROM runs WHERE NOT EXISTS (SELECT 1 FROM {table} WHERE "
                 f"run_id = runs.id AND name = ? AND {present}) AND {cond} "
-                "ORDER BY runs.created_at DESC, runs.rowid DESC LIMIT ?",
+                f"ORDER BY runs.created_at DESC, runs.{self.db.rowid} DESC LIMIT ?",
                 [sort.name, *args, limit - len(ids)])
             ids += [r[0] for r in rows]
         return ids
@@ -304,17 +215,22 @@ class RunStore:
                           direction: str, limit: int | None) -> list[str]:
         cond, args = where.sql(driver)
         join, jargs = "", []
+        rowid = f"runs.{self.db.rowid}"
         if sort.kind == "column":
             col = f"runs.{COLUMNS_BY_FIELD[sort.name]}"
-            order = f"{col} IS NULL, {col} {direction}, runs.rowid {direction}"
+            order = f"{col} IS NULL, {col} {direction}, {rowid} {direction}"
             if sort.name == "created_at":  # served by its index, so LIMIT stops early
-                order = f"runs.created_at {direction}, runs.rowid {direction}"
+                order = f"runs.created_at {direction}, {rowid} {direction}"
         else:
             table = "run_metrics" if sort.kind == "metrics" else "run_params"
             join = f" LEFT JOIN {table} s ON s.run_id = runs.id AND s.name = ?"
             jargs = [sort.name]
-            key = "s.value" if sort.kind == "metrics" else "coalesce(s.value_num, s.value_text)"
-            order = f"{key} IS NULL, {key} {direction}, runs.created_at DESC, runs.rowid DESC"
+            if sort.kind == "metrics":
+                key = f"s.value IS NULL, s.value {direction}"
+            else:  # numbers before text ascending, text first descending (SQLite's order)
+                key = (f"s.run_id IS NULL, s.value_num IS NULL {direction}, "
+                       f"s.value_num {direction}, s.value_text {direction}")
+            order = f"{key}, runs.created_at DESC, {rowid} DESC"
         sql = f"SELECT runs.id FROM runs{join} WHERE {cond} ORDER BY {order}"
         params: list[object] = [*jargs, *args]
         if limit:
@@ -328,7 +244,7 @@ class RunStore:
         conds = [c for c in where.conjuncts() if isinstance(c, Cond)]
         if not conds:
             return None
-        total = self.db.execute("SELECT max(rowid) FROM runs").fetchone()[0] or 0
+        total = self.db.execute(f"SELECT max({self.db.rowid}) FROM runs").fetchone()[0] or 0
         cap = max(1000, int(2 * math.sqrt((limit or total) * max(total, 1))))
         best, best_n = None, cap
         for c in conds:
@@ -344,7 +260,8 @@ class RunStore:
 
     def set_tags(self, run_id: str, tags: dict[str, str], remove: Iterable[str] = ()) -> None:
         with self.atomic() as db:
-            db.executemany("INSERT OR REPLACE INTO run_tags VALUES (?, ?, ?)",
+            db.executemany("INSERT INTO run_tags VALUES (?, ?, ?) ON CONFLICT (run_id, key) "
+                           "DO UPDATE SET value = excluded.value",
                            ((run_id, k, v) for k, v in tags.items()))
             db.executemany("DELETE FROM run_tags WHERE run_id = ? AND key = ?",
                            ((run_id, k) for k in remove))
@@ -388,7 +305,7 @@ class RunStore:
         shared; they stay."""
         with self.atomic() as db:
             if db.execute("DELETE FROM runs WHERE id = ?", (run_id,)).rowcount != 1:
-                raise RunNotFound(f"no run {run_id[:40]!r} in {self.path.parent}")
+                raise RunNotFound(f"no run {run_id[:40]!r} in {self.place}")
 
     def count(self) -> int:
         return self.db.execute("SELECT count(*) FROM runs").fetchone()[0]
@@ -409,7 +326,7 @@ class RunStore:
 
     def add_steps(self, run_id: str, points: Iterable[tuple[str, int, float]]) -> None:
         with self.atomic() as db:
-            db.executemany("INSERT OR REPLACE INTO metric_steps VALUES (?, ?, ?, ?)",
+            db.executemany(STEP_UPSERT,
                            ((run_id, n, s, v) for n, s, v in points))
 
     def steps(self, run_id: str) -> dict[str, list[tuple[int, float]]]:
@@ -437,13 +354,14 @@ class RunStore:
     def add_image_archive_if_new(self, image_id: str, sha256: str, size: int) -> None:
         """Note an archive for an image that has none (a bundle never replaces one)."""
         with self.atomic() as db:
-            db.execute("INSERT OR IGNORE INTO images VALUES (?, ?, ?, ?)",
+            db.execute("INSERT INTO images VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                        (image_id, sha256, size, utc_now()))
 
     def add_image_archive(self, image_id: str, sha256: str, size: int) -> None:
         with self.atomic() as db:
-            db.execute("INSERT OR REPLACE INTO images VALUES (?, ?, ?, ?)",
-                       (image_id, sha256, size, utc_now()))
+            db.execute("INSERT INTO images VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+                       "archive_sha256 = excluded.archive_sha256, size = excluded.size, "
+                       "archived_at = excluded.archived_at", (image_id, sha256, size, utc_now()))
 
     def recipe_image(self, recipe_digest: str) -> str | None:
         row = self.db.execute("SELECT image_id FROM recipe_images WHERE recipe_digest = ?",
@@ -452,18 +370,23 @@ class RunStore:
 
     def add_recipe_image(self, recipe_digest: str, image_id: str) -> None:
         with self.atomic() as db:
-            db.execute("INSERT OR REPLACE INTO recipe_images VALUES (?, ?, ?)",
+            db.execute("INSERT INTO recipe_images VALUES (?, ?, ?) ON CONFLICT (recipe_digest) "
+                       "DO UPDATE SET image_id = excluded.image_id, built_at = excluded.built_at",
                        (recipe_digest, image_id, utc_now()))
 
     def add_push(self, image_id: str, repository: str, digest: str) -> None:
         with self.atomic() as db:
-            db.execute("INSERT OR REPLACE INTO image_pushes VALUES (?, ?, ?, ?)",
+            db.execute("INSERT INTO image_pushes VALUES (?, ?, ?, ?) ON CONFLICT (image_id, "
+                       "repository) DO UPDATE SET digest = excluded.digest, "
+                       "pushed_at = excluded.pushed_at",
                        (image_id, repository, digest, utc_now()))
 
     def pushes(self, image_id: str) -> list[tuple[str, str]]:
         return list(self.db.execute("SELECT repository, digest FROM image_pushes WHERE "
                                     "image_id = ? ORDER BY pushed_at DESC", (image_id,)))
 
+STEP_UPSERT = ("INSERT INTO metric_steps VALUES (?, ?, ?, ?) ON CONFLICT (run_id, name, step) "
+               "DO UPDATE SET value = excluded.value")
 COLUMNS = ("id", "name", "status", "exit_code", "spec_digest", "created_at", "started_at",
            "finished_at", "duration_s", "replay_of", "sweep_id", "record")
 
@@ -521,7 +444,7 @@ def param_values(value: object) -> tuple[float | None, str]:
     return None, str(value)
 
 
-def _project(db: sqlite3.Connection, r: RunRecord) -> None:
+def _project(db: Db, r: RunRecord) -> None:
     """The queryable projections of a record's params and metrics (same transaction)."""
     db.execute("DELETE FROM run_params WHERE run_id = ?", (r.id,))
     db.execute("DELETE FROM run_metrics WHERE run_id = ?", (r.id,))

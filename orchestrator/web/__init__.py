@@ -32,7 +32,7 @@ from urllib.parse import parse_qs, urlparse
 from ..analysis.compare import compare
 from ..analysis.importance import SAMPLE_RUNS, importance_of
 from ..errors import ExitCode, ReproError, UsageError
-from ..store import Store, open_store, sqlite_analysis
+from ..store import Store, analysis, open_store
 from ..store.query import parse_sort, parse_where
 from ..untrusted import HEX64
 from ..views import flat_row, record_json
@@ -133,7 +133,7 @@ class Api:
         where = parse_where(q.get("where", ""))
         limit, offset = _page(q)
         metric = q.get("metric") or None
-        total, groups = sqlite_analysis.sweep_groups(self.store.runs, where, metric, limit,
+        total, groups = analysis.sweep_groups(self.store.runs, where, metric, limit,
                                                      offset)
         outside = where.and_(parse_where("sweep is null"))
         return {"total": total, "offset": offset, "limit": limit, "metric": metric,
@@ -163,13 +163,13 @@ class Api:
     def importance(self, q: dict[str, str]) -> dict[str, Any]:
         if not q.get("metric"):
             raise UsageError("importance needs ?metric=NAME")
-        samples, total = sqlite_analysis.importance_samples(
+        samples, total = analysis.importance_samples(
             self.store.runs, parse_where(q.get("where", "")), q["metric"], SAMPLE_RUNS)
         return importance_of(q["metric"], samples, total)
 
     def meta(self) -> dict[str, Any]:
         runs = self.store.runs
-        return {**sqlite_analysis.names(runs), "count": runs.count(), "home": str(self.home)}
+        return {**analysis.names(runs), "count": runs.count(), "home": str(self.home)}
 
 
 class _Server(ThreadingHTTPServer):

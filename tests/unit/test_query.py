@@ -132,7 +132,7 @@ def test_where_and_narrows_a_compiled_filter(store, first, second, expected):
 
 
 def test_the_parser_yields_a_tree_without_sql():
-    """The parser knows fields, operators and values; SQL is the store's (sqlite_query.py),
+    """The parser knows fields, operators and values; SQL is the store's (sql_query.py),
     so another backend compiles the same tree."""
     from orchestrator.store.query import Bool, Compare, Field, Present, Value, Where
 

@@ -1,6 +1,6 @@
-"""Analysis reads of the SQLite record store: the dashboard's sweep grouping, importance
-samples, and the names of every param, metric and tag. They are SQL of this backend, not
-methods of the record-store protocol: another backend has its own module of them.
+"""Analysis reads of the record store (SQLite or PostgreSQL: portable SQL): the dashboard's
+sweep grouping, importance samples, and the names of every param, metric and tag. They are
+functions over a ``RunStore``, not methods of the record-store protocol.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import random
 
 from .query import Where
 from .runs import RunStore, param_value
-from .sqlite_query import compile_where
+from .sql_query import compile_where
 
 
 def sweep_groups(runs: RunStore, where: Where, metric: str | None = None, limit: int = 50,
@@ -17,7 +17,7 @@ def sweep_groups(runs: RunStore, where: Where, metric: str | None = None, limit:
     """The sweeps that have runs matching ``where``, newest first, one summary each:
     (how many sweeps match, [{sweep, name, runs, succeeded, active, failed, created_at,
     min, max}]), where min/max are ``metrics.<metric>`` over the matching runs."""
-    cond, args = compile_where(where).count_sql()
+    cond, args = compile_where(where, runs.db).count_sql()
     total = runs.db.execute(
         f"SELECT count(DISTINCT runs.sweep_id) FROM runs WHERE runs.sweep_id IS NOT NULL "
         f"AND {cond}", args).fetchone()[0]
@@ -27,10 +27,12 @@ def sweep_groups(runs: RunStore, where: Where, metric: str | None = None, limit:
         join = " LEFT JOIN run_metrics m ON m.run_id = runs.id AND m.name = ?"
         jargs, lo_hi = [metric], "min(m.value), max(m.value)"
     rows = runs.db.execute(
-        "SELECT runs.sweep_id, sw.name, count(*), sum(runs.status = 'succeeded'), "
-        "sum(runs.status IN ('pending', 'running')), min(runs.created_at), "
+        "SELECT runs.sweep_id, sw.name, count(*), "
+        "sum(CASE WHEN runs.status = 'succeeded' THEN 1 ELSE 0 END), "
+        "sum(CASE WHEN runs.status IN ('pending', 'running') THEN 1 ELSE 0 END), "
+        "min(runs.created_at), "
         f"{lo_hi} FROM runs{join} LEFT JOIN sweeps sw ON sw.id = runs.sweep_id "
-        f"WHERE runs.sweep_id IS NOT NULL AND {cond} GROUP BY runs.sweep_id "
+        f"WHERE runs.sweep_id IS NOT NULL AND {cond} GROUP BY runs.sweep_id, sw.name "
         "ORDER BY min(runs.created_at) DESC, runs.sweep_id LIMIT ? OFFSET ?",
         [*jargs, *args, limit, offset])
     return total, [{"sweep": r[0], "name": r[1], "runs": r[2], "succeeded": r[3],
@@ -45,7 +47,7 @@ def importance_samples(runs: RunStore, where: Where, metric: str, at_most: int |
     ``metric``, read from the indexed side tables (no record is parsed), and how many
     such runs there are. With ``at_most``, a seeded uniform sample of that many: the
     params of 100,000 runs are a million rows, several seconds to read here."""
-    cond, args = compile_where(where).count_sql()
+    cond, args = compile_where(where, runs.db).count_sql()
     values = dict(runs.db.execute(
         "SELECT runs.id, m.value FROM runs JOIN run_metrics m ON m.run_id = runs.id AND "
         f"m.name = ? WHERE m.value IS NOT NULL AND runs.status = 'succeeded' AND {cond}",
