@@ -48,8 +48,13 @@ def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
     version: Annotated[bool, typer.Option("--version", help="Print the version.",
                                           callback=_print_version, is_eager=True)] = False,
+    store: Annotated[str | None, typer.Option(
+        "--store", help="Record store URL (overrides REPRO_STORE): a path, sqlite:///PATH or "
+                        "postgresql://USER@HOST:PORT/DB.", metavar="URL")] = None,
 ) -> None:
     _state["debug"] = debug
+    if store is not None:
+        os.environ["REPRO_STORE"] = store  # every store this process opens, workers too
 
 
 @app.command()

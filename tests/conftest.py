@@ -3,6 +3,7 @@ them after scripts/ensure-docker, and a missing engine fails them loudly."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -29,3 +30,28 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     return copy_project(tmp_path / "project")
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory):
+    """One real PostgreSQL 15 server for the session (tests/pg.py); never skipped: CI runs
+    scripts/ensure-postgres first, and missing binaries fail loudly."""
+    from tests import pg
+
+    server = pg.start(tmp_path_factory.mktemp("postgres"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs a test once per record store: the embedded SQLite file, and a fresh database on
+    the session's PostgreSQL server (REPRO_STORE set to it)."""
+    if request.param == "postgresql":
+        server = request.getfixturevalue("pg_server")
+        db = f"t{uuid.uuid4().hex[:12]}"
+        server.create_db(db)
+        monkeypatch.setenv("REPRO_STORE", server.url(db=db))
+    else:
+        monkeypatch.delenv("REPRO_STORE", raising=False)
+    return str(request.param)

@@ -230,7 +230,7 @@ class PostgresDb:
             self.conn = psycopg.connect(url, autocommit=True, connect_timeout=10,
                                         application_name="repro")
         except psycopg.Error as e:
-            raise StoreError(f"cannot connect to the record store at {self.where}: "
+            raise StoreError(f"cannot connect to the record store at {self.where} (REPRO_STORE): "
                              f"{_pg_reason(e, url)}") from None
         except Exception as e:  # a malformed URL: libpq's own parser says why
             raise UsageError(f"REPRO_STORE {safe_url(url)}: {_pg_reason(e, url)}") from None

@@ -202,7 +202,7 @@ class RunStore:
             ids += [r[0] for r in rows]
         if len(ids) < limit:  # runs without the sort key come last, newest first
             table = "run_metrics" if sort.kind == "metrics" else "run_params"
-            present = "value IS NOT NULL" if sort.kind == "metrics" else "1"
+            present = "value IS NOT NULL" if sort.kind == "metrics" else "TRUE"
             rows = self.db.execute(
                 f"SELECT runs.id FROM runs WHERE NOT EXISTS (SELECT 1 FROM {table} WHERE "
                 f"run_id = runs.id AND name = ? AND {present}) AND {cond} "

@@ -134,7 +134,7 @@ def test_additive_effects_show_no_interaction():
     assert all(x["importance"] < 0.05 for x in doc["interactions"])
 
 
-def test_store_samples_give_the_importance_the_records_give(tmp_path):
+def test_store_samples_give_the_importance_the_records_give(tmp_path, backend):
     from orchestrator.analysis.importance import importance_of
     from orchestrator.store import open_store
     from orchestrator.store.query import parse_where

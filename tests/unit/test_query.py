@@ -1,4 +1,4 @@
-"""The --where language against a real SQLite store."""
+"""The --where language against both real record stores: SQLite and PostgreSQL."""
 
 import pytest
 
@@ -9,7 +9,7 @@ from tests.unit.test_store import record, rid
 
 
 @pytest.fixture
-def store(tmp_path):
+def store(tmp_path, backend):
     s = open_store(tmp_path / "h")
     rows = [("a", 0.1, 32, "mlp", True, 0.91, RunStatus.SUCCEEDED, "2026-11-01T10:00:00.000Z"),
             ("b", 0.01, 64, "cnn", False, 0.95, RunStatus.SUCCEEDED, "2026-11-02T10:00:00.000Z"),

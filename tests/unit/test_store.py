@@ -83,7 +83,7 @@ def test_store_newer_than_code_is_refused(tmp_path):
         open_store(tmp_path / "h")
 
 
-def test_insert_get_prefix_and_ambiguity(tmp_path):
+def test_insert_get_prefix_and_ambiguity(tmp_path, backend):
     store = open_store(tmp_path / "h")
     store.runs.insert(record("abc123"))
     store.runs.insert(record("abd456"))
@@ -95,7 +95,7 @@ def test_insert_get_prefix_and_ambiguity(tmp_path):
         store.runs.get("zz")
 
 
-def test_transitions_are_checked_and_compare_and_set(tmp_path):
+def test_transitions_are_checked_and_compare_and_set(tmp_path, backend):
     store = open_store(tmp_path / "h")
     r = record("r1")
     store.runs.insert(r)
@@ -112,7 +112,7 @@ def test_transitions_are_checked_and_compare_and_set(tmp_path):
     assert store.runs.get(rid("r1")).status == RunStatus.FAILED
 
 
-def test_failed_transaction_leaves_nothing(tmp_path):
+def test_failed_transaction_leaves_nothing(tmp_path, backend):
     store = open_store(tmp_path / "h")
     with pytest.raises(RuntimeError), store.runs.atomic() as db:
         db.execute("INSERT INTO runs (id, name, status, spec_digest, created_at, record) "
@@ -121,7 +121,7 @@ def test_failed_transaction_leaves_nothing(tmp_path):
     assert store.runs.count() == 0
 
 
-def test_concurrent_writers_do_not_lock_out(tmp_path):
+def test_concurrent_writers_do_not_lock_out(tmp_path, backend):
     open_store(tmp_path / "h").close()
     errors = []
 
@@ -143,7 +143,7 @@ def test_concurrent_writers_do_not_lock_out(tmp_path):
     assert open_store(tmp_path / "h").runs.count() == 80
 
 
-def test_metric_steps_round_trip(tmp_path):
+def test_metric_steps_round_trip(tmp_path, backend):
     store = open_store(tmp_path / "h")
     store.runs.insert(record("r"))
     store.runs.add_steps(rid("r"), [("loss", 0, 1.0), ("loss", 1, 0.5), ("acc", 0, 0.1)])
@@ -245,7 +245,7 @@ def test_gc_removes_abandoned_temp_files_but_never_one_being_written(tmp_path):
     assert store.artifacts.local_path(digest).read_bytes() == b"first half second half"
 
 
-def test_sweep_groups_count_outcomes_and_range_over_the_matching_runs(tmp_path):
+def test_sweep_groups_count_outcomes_and_range_over_the_matching_runs(tmp_path, backend):
     from orchestrator.store.query import parse_where
 
     store = open_store(tmp_path / "h")
@@ -273,7 +273,7 @@ def test_sweep_groups_count_outcomes_and_range_over_the_matching_runs(tmp_path):
     assert page[1][0]["sweep"] == "sw1"
 
 
-def test_atomic_nests_as_savepoints_so_writes_compose(tmp_path):
+def test_atomic_nests_as_savepoints_so_writes_compose(tmp_path, backend):
     store = open_store(tmp_path / "h")
     r = record("nest")
     store.runs.insert(r)
@@ -387,7 +387,7 @@ def test_spec_digest_is_stable_across_releases():
         "sha256:1e661cbb0d6efbfa4bf49d70ba9e37c9bb0b68e44483bd940af44a0b91c3c876")  # 0.1.0
 
 
-def test_recipe_images_are_the_stores_own_and_never_imported(tmp_path):
+def test_recipe_images_are_the_stores_own_and_never_imported(tmp_path, backend):
     store = open_store(tmp_path / "h")
     assert store.runs.recipe_image("sha256:" + "1" * 64) is None
     store.runs.add_recipe_image("sha256:" + "1" * 64, "sha256:" + "2" * 64)

@@ -1,0 +1,53 @@
+"""A team's record store on a real PostgreSQL server: chosen by URL (REPRO_STORE or --store),
+errors that name the server and never the password, a run launched from one home listed and
+shown from another."""
+
+from __future__ import annotations
+
+from tests.helpers import repro
+from tests.integration.conftest import add_spec, launch_json
+from tests.integration.test_replay import run_json
+
+
+def test_a_run_launched_into_postgres_is_seen_from_another_home(proj, pg_server, tmp_path,
+                                                                monkeypatch):
+    pg_server.create_role("alice", "alice-s3cret")
+    pg_server.create_db("team", owner="alice")
+    url = pg_server.url("alice", "alice-s3cret", "team")
+    monkeypatch.setenv("REPRO_STORE", url)
+    spec = add_spec(proj, "hello-team", """\
+        command: [python3, /repro/code/hello.py]
+        seed: 1
+        """)
+    p, run = launch_json(proj, spec)
+    assert p.returncode == 0, p.stderr
+    assert "alice-s3cret" not in p.stderr + p.stdout
+    other = {"REPRO_HOME": str(tmp_path / "bob-home"), "REPRO_STORE": ""}
+    p, rows = run_json("--store", url, "runs", cwd=tmp_path, env=other)
+    assert p.returncode == 0, p.stderr
+    assert [r["id"] for r in rows] == [run["id"]]
+    p, shown = run_json("--store", url, "show", run["id"][:6], cwd=tmp_path, env=other)
+    assert p.returncode == 0 and shown["status"] == "succeeded", p.stderr
+    p, found = run_json("--store", url, "runs", "--where", "name = hello-team and status = "
+                        "succeeded", cwd=tmp_path, env=other)
+    assert len(found) == 1
+    # libpq's own sources of a password work: PGPASSWORD here
+    bare = pg_server.url("alice", None, "team")
+    p, rows = run_json("--store", bare, "runs", cwd=tmp_path,
+                       env={**other, "PGPASSWORD": "alice-s3cret"})
+    assert p.returncode == 0 and len(rows) == 1, p.stderr
+
+
+def test_a_bad_password_or_host_is_one_line_naming_the_server(pg_server, tmp_path):
+    pg_server.create_db("team2")
+    env = {"REPRO_HOME": str(tmp_path / "h"), "REPRO_STORE": ""}
+    wrong = pg_server.url("postgres", "not-the-pass-77", "team2")
+    p = repro("--store", wrong, "runs", cwd=tmp_path, env=env)
+    assert p.returncode == 5, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in p.stderr
+    assert f"127.0.0.1:{pg_server.port}/team2" in lines[0]
+    assert "not-the-pass-77" not in p.stderr
+    p = repro("--store", "postgresql://x:pw-zz@127.0.0.1:1/db", "runs", cwd=tmp_path, env=env)
+    assert p.returncode == 5 and "127.0.0.1:1/db" in p.stderr and "pw-zz" not in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
