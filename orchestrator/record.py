@@ -293,6 +293,8 @@ class RunRecord(_Doc):
     sweep_id: SweepId | None = None  # set when the run is one point of `repro sweep`
     verdict: dict[str, Any] | None = None
     warnings: list[str] = []
+    user: Annotated[str, Field(max_length=256)] | None = None  # who launched it
+    host: Annotated[str, Field(max_length=256)] | None = None  # the machine it launched from
 
     @field_validator("environment")
     @classmethod

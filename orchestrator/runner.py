@@ -14,6 +14,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import stat
 import tempfile
 import threading
@@ -103,7 +104,8 @@ def new_record(res: Resolution, **fields: object) -> RunRecord:
     return RunRecord.model_validate({
         "id": new_run_id(), "spec_digest": res.spec_digest, "resolved": res.resolved,
         "hermetic": res.resolved.network == "none", "params": dict(res.resolved.params),
-        "created_at": utc_now(), **fields})
+        "created_at": utc_now(), "user": settings.user(), "host": socket.gethostname()[:256],
+        **fields})
 
 
 @dataclass

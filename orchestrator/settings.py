@@ -153,6 +153,29 @@ def build_timeout() -> float:
     return seconds("REPRO_BUILD_TIMEOUT", 1800.0)
 
 
+def user() -> str:
+    """REPRO_USER: who runs are recorded as launched by (default: git's user.email, else
+    the login name)."""
+    raw = _raw("REPRO_USER")
+    if raw:
+        return raw[:256]
+    import subprocess
+
+    try:
+        email = subprocess.run(["git", "config", "--get", "user.email"], capture_output=True,
+                               text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        email = ""
+    if email:
+        return email[:256]
+    import getpass
+
+    try:
+        return getpass.getuser()[:256]
+    except (KeyError, OSError):
+        return f"uid-{os.getuid()}"
+
+
 def ui_token() -> str | None:
     """REPRO_UI_TOKEN: the dashboard's token (never from the command line)."""
     return os.environ.get("REPRO_UI_TOKEN") or None

@@ -175,7 +175,9 @@ def render_runs(records: list[RunRecord], tags: dict[str, dict[str, str]] | None
     metric_names = sorted({m for r in records for m in r.metrics})[:4]
     param_names = sorted({p for r in records for p in r.params})[:4]
     t = Table(box=None, header_style="bold", pad_edge=False)
-    for col in ("id", "name", "status", "created", "took", *param_names, *metric_names):
+    users = any(r.user for r in records)
+    for col in ("id", "name", "status", *(["user"] if users else []), "created", "took",
+                *param_names, *metric_names):
         t.add_column(col, no_wrap=col != "name")
     any_tags = any(tags.get(r.id) for r in records)
     if any_tags:
@@ -186,8 +188,9 @@ def render_runs(records: list[RunRecord], tags: dict[str, dict[str, str]] | None
         if r.replay_of:  # a replay: of which run, and what it found
             result = (r.verdict or {}).get("result", str(r.status))
             name += T(f" ↺ {r.replay_of[:8]} {result}", VERDICT_STYLE.get(result, "dim"))
-        row: list[Any] = [r.id, name, status_text(r.status),
-                          r.created_at.replace("T", " ")[:19], took]
+        row: list[Any] = [r.id, name, status_text(r.status)]
+        row += [T(r.user.split("@")[0] if r.user else "")] if users else []
+        row += [r.created_at.replace("T", " ")[:19], took]
         row += [fmt_num(r.params[p]) if p in r.params else "" for p in param_names]
         row += [fmt_num(r.metrics[m]) if m in r.metrics else "" for m in metric_names]
         if any_tags:
@@ -214,6 +217,8 @@ def render_record(r: RunRecord, series: dict[str, list[tuple[int, float]]],
     kv.add_column(overflow="fold")
     took = f"{r.duration_s:.2f} s" if r.duration_s is not None else "-"
     kv.add_row("when", f"{r.created_at}  took {took}")
+    if r.user or r.host:
+        kv.add_row("by", T(f"{r.user or '?'} on {r.host or '?'}"))
     kv.add_row("spec", f"{r.spec_path}  {r.spec_digest}")
     kv.add_row("image", f"{res.image.digest}" + (f"  ({res.image.ref})" if res.image.ref else ""))
     code = res.code

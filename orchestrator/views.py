@@ -29,6 +29,7 @@ def flat_row(r: RunRecord, tags: dict[str, str]) -> dict[str, Any]:
     row: dict[str, Any] = {
         "id": r.id, "name": r.name, "status": str(r.status), "exit_code": r.exit_code,
         "created_at": r.created_at, "duration_s": r.duration_s, "sweep": r.sweep_id,
+        "user": r.user, "host": r.host,
         "replay_of": r.replay_of, "verdict": (r.verdict or {}).get("result"),
         "spec_digest": r.spec_digest, "image": r.resolved.image.digest,
         "commit": r.resolved.code.commit, "seed": r.resolved.seed}

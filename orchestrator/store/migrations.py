@@ -134,6 +134,12 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             built_at TEXT NOT NULL
         ) WITHOUT ROWID
     """),
+    # who launched a run and from where, queryable (`--where "user = alice"`)
+    (8, "run-user-host", """
+        ALTER TABLE runs ADD COLUMN user_name TEXT;
+        ALTER TABLE runs ADD COLUMN host TEXT;
+        CREATE INDEX runs_user ON runs (user_name, created_at)
+    """),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -115,4 +115,10 @@ BASELINE_VERSION: list[tuple[int, str]] = [
     (3, "queryable-params-metrics-tags-notes-sweeps"), (4, "run-owners"), (5, "run-imports"),
     (6, "machine-local-state-out"), (7, "recipe-images")]
 
-PG_MIGRATIONS: list[tuple[int, str, str]] = []
+PG_MIGRATIONS: list[tuple[int, str, str]] = [
+    (8, "run-user-host", f"""
+        ALTER TABLE runs ADD COLUMN user_name {C};
+        ALTER TABLE runs ADD COLUMN host {C};
+        CREATE INDEX runs_user ON runs (user_name, created_at)
+    """),
+]

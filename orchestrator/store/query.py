@@ -24,7 +24,7 @@ from ..errors import UsageError
 COLUMNS = {"status": "status", "name": "name", "id": "id", "created_at": "created_at",
            "started_at": "started_at", "finished_at": "finished_at",
            "duration_s": "duration_s", "exit_code": "exit_code", "sweep": "sweep_id",
-           "replay_of": "replay_of"}
+           "replay_of": "replay_of", "user": "user_name", "host": "host"}
 NUMERIC_COLUMNS = {"duration_s", "exit_code"}
 TOKEN = re.compile(r"""
     (?P<ws>\s+)

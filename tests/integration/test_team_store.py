@@ -4,6 +4,8 @@ shown from another."""
 
 from __future__ import annotations
 
+import socket
+
 from tests.helpers import repro
 from tests.integration.conftest import add_spec, launch_json
 from tests.integration.test_replay import run_json
@@ -19,9 +21,10 @@ def test_a_run_launched_into_postgres_is_seen_from_another_home(proj, pg_server,
         command: [python3, /repro/code/hello.py]
         seed: 1
         """)
-    p, run = launch_json(proj, spec)
+    p, run = launch_json(proj, spec, env={"REPRO_USER": "alice@example.com"})
     assert p.returncode == 0, p.stderr
     assert "alice-s3cret" not in p.stderr + p.stdout
+    assert run["user"] == "alice@example.com" and run["host"] == socket.gethostname()
     other = {"REPRO_HOME": str(tmp_path / "bob-home"), "REPRO_STORE": ""}
     p, rows = run_json("--store", url, "runs", cwd=tmp_path, env=other)
     assert p.returncode == 0, p.stderr
@@ -29,8 +32,12 @@ def test_a_run_launched_into_postgres_is_seen_from_another_home(proj, pg_server,
     p, shown = run_json("--store", url, "show", run["id"][:6], cwd=tmp_path, env=other)
     assert p.returncode == 0 and shown["status"] == "succeeded", p.stderr
     p, found = run_json("--store", url, "runs", "--where", "name = hello-team and status = "
-                        "succeeded", cwd=tmp_path, env=other)
-    assert len(found) == 1
+                        "succeeded and user = 'alice@example.com'", cwd=tmp_path, env=other)
+    assert len(found) == 1 and found[0]["user"] == "alice@example.com"
+    p, none = run_json("--store", url, "runs", "--where", "user ~ bob", cwd=tmp_path, env=other)
+    assert none == []
+    p = repro("--store", url, "runs", cwd=tmp_path, env=other)
+    assert "alice" in p.stdout and "user" in p.stdout  # the table's user column
     # libpq's own sources of a password work: PGPASSWORD here
     bare = pg_server.url("alice", None, "team")
     p, rows = run_json("--store", bare, "runs", cwd=tmp_path,

@@ -67,7 +67,7 @@ CREATE TABLE runs (
             duration_s REAL,
             replay_of TEXT,
             record TEXT NOT NULL
-        , sweep_id TEXT);
+        , sweep_id TEXT, user_name TEXT, host TEXT);
 CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL);
 CREATE TABLE sweeps (
             id TEXT PRIMARY KEY,
@@ -87,3 +87,5 @@ CREATE INDEX runs_name ON runs (name, created_at);
 CREATE INDEX runs_replay_of ON runs (replay_of);
 CREATE INDEX runs_status ON runs (status);
 CREATE INDEX runs_sweep ON runs (sweep_id);
+CREATE INDEX runs_user ON runs (user_name, created_at)
+    ;

@@ -63,3 +63,19 @@ def test_a_bad_variable_is_one_line_at_the_cli_not_an_internal_error(tmp_path):
     p = repro("export", "x", "--bundle", str(tmp_path / "b"), "--max-input-size", "1m",
               env={"REPRO_HOME": str(tmp_path / "h")})
     assert "memory must be at least" not in p.stderr  # Appendix A 1: a size, not memory
+
+
+def test_the_user_comes_from_repro_user_then_git_then_the_login(monkeypatch, tmp_path):
+    from orchestrator import settings
+
+    monkeypatch.setenv("REPRO_USER", "alice@example.com")
+    assert settings.user() == "alice@example.com"
+    monkeypatch.delenv("REPRO_USER")
+    monkeypatch.setenv("HOME", str(tmp_path))  # git's global config lives here now
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    (tmp_path / ".gitconfig").write_text("[user]\n\temail = bob@example.com\n")
+    assert settings.user() == "bob@example.com"
+    (tmp_path / ".gitconfig").write_text("")
+    import getpass
+
+    assert settings.user() == getpass.getuser()

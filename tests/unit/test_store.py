@@ -69,7 +69,7 @@ def test_fresh_store_is_migrated_and_in_wal_mode(tmp_path):
     names = [r[0] for r in store.runs.db.execute("SELECT name FROM schema_migrations")]
     assert names == ["runs-and-metric-steps", "image-archives-and-pushes",
                      "queryable-params-metrics-tags-notes-sweeps", "run-owners",
-                     "run-imports", "machine-local-state-out", "recipe-images"]
+                     "run-imports", "machine-local-state-out", "recipe-images", "run-user-host"]
     store.close()
     again = open_store(tmp_path / "h")  # reopening applies nothing twice
     assert again.runs.schema_version == LATEST
@@ -308,6 +308,9 @@ def test_machine_local_state_moves_out_of_an_old_store(tmp_path):
     db.execute("PRAGMA user_version = 5")
     db.execute("DELETE FROM schema_migrations WHERE version >= 6")
     db.execute("DROP TABLE recipe_images")
+    db.execute("DROP INDEX runs_user")
+    db.execute("ALTER TABLE runs DROP COLUMN user_name")
+    db.execute("ALTER TABLE runs DROP COLUMN host")
     db.execute("CREATE TABLE run_owners (run_id TEXT PRIMARY KEY, host TEXT NOT NULL, "
                "boot_id TEXT NOT NULL, pid INTEGER NOT NULL, pid_start TEXT NOT NULL)")
     db.execute("CREATE TABLE hash_cache (path TEXT PRIMARY KEY, size INTEGER NOT NULL, "
