@@ -245,10 +245,23 @@ class PostgresDb:
 
     def _migrate(self) -> None:
         from .migrations import LATEST
-        from .pg_schema import BASELINE, BASELINE_VERSION, PG_MIGRATIONS
 
         if self.schema_version() == LATEST:
             return
+        try:
+            self._upgrade()
+        except DbError as e:
+            if "permission denied" in str(e) or "must be owner" in str(e):
+                raise StoreError(f"the record store at {self.where} needs its schema set up or "
+                                 f"upgraded to version {LATEST}, which only the role that "
+                                 "owns it may do: run any repro command once as that role "
+                                 "(the team's admin)") from None
+            raise
+
+    def _upgrade(self) -> None:
+        from .migrations import LATEST
+        from .pg_schema import BASELINE, BASELINE_VERSION, PG_MIGRATIONS
+
         with self.atomic():
             # one set-up at a time across every machine: a transaction-scoped advisory lock
             self.execute("SELECT pg_advisory_xact_lock(7041991)")
@@ -308,8 +321,12 @@ class PostgresDb:
 
 
 def _pg_reason(e: BaseException, url: str) -> str:
-    """The first line of what libpq or the server said, without the password."""
+    """The first line of what libpq or the server said, without the password; a refusal by
+    the team's rules says what those rules are."""
     text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if "row-level security" in text or "permission denied for table" in text:
+        text = ("not allowed: a member adds runs, tags and notes, and changes only its own "
+                f"unfinished runs and its own tags ({text})")
     password = urlparse(url).password
     if password:
         text = text.replace(password, "***").replace(unquote(password), "***")

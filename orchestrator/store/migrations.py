@@ -140,6 +140,9 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         ALTER TABLE runs ADD COLUMN host TEXT;
         CREATE INDEX runs_user ON runs (user_name, created_at)
     """),
+    # PostgreSQL only (pg_schema.py): members' rights enforced by the database. A SQLite
+    # store has one writer, its owner: nothing to do here
+    (9, "member-rights", "SELECT 1"),
 ]
 
 LATEST = MIGRATIONS[-1][0]

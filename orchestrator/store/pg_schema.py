@@ -115,10 +115,55 @@ BASELINE_VERSION: list[tuple[int, str]] = [
     (3, "queryable-params-metrics-tags-notes-sweeps"), (4, "run-owners"), (5, "run-imports"),
     (6, "machine-local-state-out"), (7, "recipe-images")]
 
+# A run's own rows (its params, metrics and steps) may be written by the member who wrote the
+# run row in this same transaction (a new run, a finish, an import), or while the run is
+# theirs and unfinished. xmin is the transaction that wrote a row version; compared modulo
+# 2^32 with the current transaction's 64-bit id.
+_OWN_RUN = ("EXISTS (SELECT 1 FROM runs r WHERE r.id = run_id AND r.created_by = current_user "
+            "AND (r.status IN ('pending', 'running') OR r.xmin::text::bigint = "
+            "pg_current_xact_id()::text::bigint % 4294967296))")
+_SIDE = "".join(f"""
+        ALTER TABLE {t} ENABLE ROW LEVEL SECURITY;
+        CREATE POLICY {t}_read ON {t} FOR SELECT USING (true);
+        CREATE POLICY {t}_write ON {t} FOR ALL USING ({_OWN_RUN}) WITH CHECK ({_OWN_RUN});"""
+                for t in ("run_params", "run_metrics", "metric_steps"))
+
 PG_MIGRATIONS: list[tuple[int, str, str]] = [
     (8, "run-user-host", f"""
         ALTER TABLE runs ADD COLUMN user_name {C};
         ALTER TABLE runs ADD COLUMN host {C};
         CREATE INDEX runs_user ON runs (user_name, created_at)
+    """),
+    # Members' rights, enforced by the database. The role that created the schema owns the
+    # tables and is not bound by these policies (it can repair and remove); every other role
+    # that may connect (CONNECT on the database) is a member: it reads everything, adds runs,
+    # finishes only its own unfinished runs, adds tags and notes to any run and changes only
+    # its own tags; it deletes nothing. A finished run is never altered by a member.
+    (9, "member-rights", f"""
+        ALTER TABLE runs ADD COLUMN created_by TEXT NOT NULL DEFAULT current_user;
+        ALTER TABLE run_tags ADD COLUMN created_by TEXT NOT NULL DEFAULT current_user;
+        ALTER TABLE run_notes ADD COLUMN created_by TEXT NOT NULL DEFAULT current_user;
+        ALTER TABLE runs ENABLE ROW LEVEL SECURITY;
+        CREATE POLICY runs_read ON runs FOR SELECT USING (true);
+        CREATE POLICY runs_add ON runs FOR INSERT WITH CHECK (created_by = current_user);
+        CREATE POLICY runs_finish ON runs FOR UPDATE
+            USING (created_by = current_user AND status IN ('pending', 'running'))
+            WITH CHECK (created_by = current_user);
+        {_SIDE}
+        ALTER TABLE run_tags ENABLE ROW LEVEL SECURITY;
+        CREATE POLICY run_tags_read ON run_tags FOR SELECT USING (true);
+        CREATE POLICY run_tags_add ON run_tags FOR INSERT WITH CHECK (created_by = current_user);
+        CREATE POLICY run_tags_own ON run_tags FOR UPDATE USING (created_by = current_user)
+            WITH CHECK (created_by = current_user);
+        CREATE POLICY run_tags_drop ON run_tags FOR DELETE USING (created_by = current_user);
+        ALTER TABLE run_notes ENABLE ROW LEVEL SECURITY;
+        CREATE POLICY run_notes_read ON run_notes FOR SELECT USING (true);
+        CREATE POLICY run_notes_add ON run_notes FOR INSERT
+            WITH CHECK (created_by = current_user);
+        GRANT SELECT, INSERT, UPDATE ON runs, run_params, run_metrics, metric_steps, run_tags,
+            run_notes, sweeps, run_imports, images, image_pushes, recipe_images TO PUBLIC;
+        GRANT DELETE ON run_params, run_metrics, run_tags TO PUBLIC;
+        GRANT SELECT ON schema_migrations TO PUBLIC;
+        GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO PUBLIC
     """),
 ]

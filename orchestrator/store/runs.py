@@ -129,6 +129,12 @@ class RunStore:
                     + (" AND status=?" if previous else ""),
                     (*row[1:], row[0], *([str(previous)] if previous else [])))
                 if cur.rowcount != 1:
+                    now = db.execute("SELECT status FROM runs WHERE id = ?",
+                                     (record.id,)).fetchone()
+                    if now is not None and (previous is None or now[0] == str(previous)):
+                        raise StoreError(f"run {record.id} may not be changed by this role: "
+                                         "in a team store a member changes only its own "
+                                         "unfinished runs")
                     raise StoreError(f"run {record.id} changed under us (expected status "
                                      f"{previous}); not overwritten")
                 _project(db, record)
@@ -263,8 +269,14 @@ class RunStore:
             db.executemany("INSERT INTO run_tags VALUES (?, ?, ?) ON CONFLICT (run_id, key) "
                            "DO UPDATE SET value = excluded.value",
                            ((run_id, k, v) for k, v in tags.items()))
+            remove = list(remove)
             db.executemany("DELETE FROM run_tags WHERE run_id = ? AND key = ?",
                            ((run_id, k) for k in remove))
+            kept = [k for k in remove if db.execute(
+                "SELECT 1 FROM run_tags WHERE run_id = ? AND key = ?", (run_id, k)).fetchone()]
+            if kept:  # a team store's row-level security hid another member's tag from us
+                raise StoreError(f"tag {kept[0]!r} of run {run_id} is another member's; "
+                                 "only they can remove it")
 
     def tags(self, run_id: str) -> dict[str, str]:
         return dict(self.db.execute("SELECT key, value FROM run_tags WHERE run_id = ? "

@@ -69,7 +69,8 @@ def test_fresh_store_is_migrated_and_in_wal_mode(tmp_path):
     names = [r[0] for r in store.runs.db.execute("SELECT name FROM schema_migrations")]
     assert names == ["runs-and-metric-steps", "image-archives-and-pushes",
                      "queryable-params-metrics-tags-notes-sweeps", "run-owners",
-                     "run-imports", "machine-local-state-out", "recipe-images", "run-user-host"]
+                     "run-imports", "machine-local-state-out", "recipe-images", "run-user-host",
+                     "member-rights"]
     store.close()
     again = open_store(tmp_path / "h")  # reopening applies nothing twice
     assert again.runs.schema_version == LATEST
