@@ -89,8 +89,24 @@ def open_store(home: Path | None = None, create: bool = True) -> Store:
     url = os.environ.get("REPRO_STORE", "").strip() or str(home / "repro.db")
     local = LocalState(home / "local.db", legacy=home / "repro.db")  # before the records'
     # migrations: it copies what a store from before the split kept in repro.db
-    return Store(home=home, runs=records(url), artifacts=ArtifactStore(home / "artifacts"),
-                 local=local)
+    return Store(home=home, runs=records(url), artifacts=artifacts(home), local=local)
+
+
+def artifacts(home: Path) -> ArtifactStore:
+    """The artifact store ``REPRO_ARTIFACTS`` names: a path or ``file:///PATH`` (a folder on
+    a filesystem the team shares), else ``HOME/artifacts``."""
+    raw = os.environ.get("REPRO_ARTIFACTS", "").strip()
+    if not raw:
+        return ArtifactStore(home / "artifacts")
+    scheme = urlparse(raw).scheme if "://" in raw else ""
+    if scheme in ("", "file"):
+        path = Path(urlparse(raw).path if scheme else raw).expanduser()
+        if not path.is_dir():
+            raise StoreError(f"REPRO_ARTIFACTS {raw}: no such folder; create it (on the shared "
+                             "filesystem) or unset REPRO_ARTIFACTS")
+        return ArtifactStore(path, shared=True)
+    raise UsageError(f"REPRO_ARTIFACTS {raw!r}: unknown scheme {scheme!r}; use a path or "
+                     "file:///PATH")
 
 
 def _sqlite(url: str) -> RunStore:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import socket
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -51,9 +53,13 @@ class ArtifactStore:
     """Artifacts by sha256: one ``put``, one ``check``, and ``size``/``open``/``local_path``
     for readers, so no caller builds a path into the store itself."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, shared: bool = False) -> None:
+        """``shared``: the folder is on a filesystem other machines write too (NFS, a
+        cluster's shared disk), where advisory locks are not to be relied on: temp files are
+        named by host and process, and only old ones are ever cleaned up."""
         self.root = root
         self.tmp = root / "tmp"
+        self.shared = shared
 
     def _path(self, digest: str) -> Path:
         """Where an artifact lives. Only a sha256 names one: anything else (``../x``, a path
@@ -128,6 +134,9 @@ class ArtifactStore:
         writer holds (stale_temp_files); the file gets that name only once it is locked, so gc
         never sees one between its creation and its lock. The lock lasts until the fd closes."""
         self.tmp.mkdir(parents=True, exist_ok=True)
+        if self.shared:  # no locks: the name says whose it is (see stale_temp_files)
+            fd, name = tempfile.mkstemp(dir=self.tmp, prefix=f"in-{_HOST}-{os.getpid()}-")
+            return fd, name
         fd, new_name = tempfile.mkstemp(dir=self.tmp, prefix="new-")
         fcntl.flock(fd, fcntl.LOCK_EX)
         tmp_name = str(self.tmp / ("in-" + Path(new_name).name[4:]))
@@ -181,9 +190,12 @@ class ArtifactStore:
             stage.discard()
 
     def stale_temp_files(self) -> list[Path]:
-        """Temp files of writes that were interrupted: those no live writer holds locked."""
+        """Temp files of writes that were interrupted: those no live writer holds locked (on
+        a shared folder: this host's whose process is gone, and anyone's a day old)."""
         if not self.tmp.is_dir():
             return []
+        if self.shared:
+            return [p for p in self.tmp.glob("in-*") if _abandoned(p)]
         stale = []
         for p in self.tmp.glob("in-*"):
             try:
@@ -277,6 +289,28 @@ class Stage:
             out, tmp_name, _, _ = self._pending.pop()
             out.close()
             _unlink_quietly(tmp_name)
+
+
+_HOST = socket.gethostname().replace("-", "_")[:64] or "host"
+SHARED_TEMP_MAX_AGE_S = 86400
+
+
+def _abandoned(path: Path) -> bool:
+    """A shared store's temp file whose writer is gone: on this host, its process has
+    exited; on any host, it has not been written to for a day."""
+    try:
+        age = time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return False
+    parts = path.name.split("-")
+    if len(parts) >= 4 and parts[1] == _HOST and parts[2].isdigit():
+        try:
+            os.kill(int(parts[2]), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            pass
+    return age > SHARED_TEMP_MAX_AGE_S
 
 
 def _unlink_quietly(name: str) -> None:

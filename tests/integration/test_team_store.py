@@ -58,3 +58,35 @@ def test_a_bad_password_or_host_is_one_line_naming_the_server(pg_server, tmp_pat
     p = repro("--store", "postgresql://x:pw-zz@127.0.0.1:1/db", "runs", cwd=tmp_path, env=env)
     assert p.returncode == 5 and "127.0.0.1:1/db" in p.stderr and "pw-zz" not in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1
+
+
+def test_a_teammate_verifies_a_run_from_an_empty_home_with_two_urls(proj, home, pg_server,
+                                                                    tmp_path, monkeypatch):
+    """Records on PostgreSQL, artifacts in a shared folder (file://): bob, with nothing but
+    the two URLs and an empty home, re-proves alice's run, and the verdict is in the team
+    store for alice to see."""
+    pg_server.create_db("team3")
+    shared = tmp_path / "shared-artifacts"
+    shared.mkdir()
+    urls = {"REPRO_STORE": pg_server.url(db="team3"), "REPRO_ARTIFACTS": f"file://{shared}"}
+    for k, v in urls.items():
+        monkeypatch.setenv(k, v)
+    spec = add_spec(proj, "digits-team", """\
+        image: {build: ../images/train}
+        code: {path: ../examples/digits}
+        command: [python3, /repro/code/train.py, --epochs=2]
+        inputs:
+          digits: {path: ../data/digits.npy}
+        seed: 3
+        """)
+    p, run = launch_json(proj, spec, env={"REPRO_USER": "alice"})
+    assert p.returncode == 0, p.stderr
+    assert any(shared.glob("??/*")) and not any(home.glob("artifacts/??/*"))
+    bob = {"REPRO_HOME": str(tmp_path / "bob-home"), "REPRO_USER": "bob"}
+    p = repro("verify", run["id"], cwd=tmp_path, env=bob, timeout=600)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "IDENTICAL" in p.stdout + p.stderr
+    p, shown = run_json("show", run["id"], cwd=tmp_path)
+    assert [r["verdict"] for r in shown["replays"]] == ["identical"]
+    p, replays = run_json("runs", "--where", "user = bob", cwd=tmp_path)
+    assert [r["replay_of"] for r in replays] == [run["id"]]

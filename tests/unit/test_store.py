@@ -398,3 +398,32 @@ def test_recipe_images_are_the_stores_own_and_never_imported(tmp_path, backend):
     store.close()
     again = open_store(tmp_path / "h")  # kept with the records, for everyone sharing them
     assert again.runs.recipe_image("sha256:" + "1" * 64) == "sha256:" + "2" * 64
+
+
+def test_a_shared_artifact_folder_needs_no_locks(tmp_path, monkeypatch):
+    """file:// artifacts: temp files named by host and process; another host's are left
+    alone until a day old, this host's dead process's are cleaned up."""
+    import time as _time
+
+    from orchestrator.store import artifacts as artifacts_of
+    from orchestrator.store.artifacts import _HOST, SHARED_TEMP_MAX_AGE_S
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    monkeypatch.setenv("REPRO_ARTIFACTS", f"file://{shared}")
+    store = artifacts_of(tmp_path / "h")
+    assert store.shared and store.root == shared
+    put = store.put(b"hello")
+    assert store.check(put.sha256) == "ok" and (shared / put.sha256[:2]).is_dir()
+    (shared / "tmp").mkdir(exist_ok=True)
+    dead = shared / "tmp" / f"in-{_HOST}-999999999-abc"
+    other = shared / "tmp" / "in-otherhost-12-abc"
+    old = shared / "tmp" / "in-otherhost-13-abc"
+    for p in (dead, other, old):
+        p.write_bytes(b"x")
+    past = _time.time() - SHARED_TEMP_MAX_AGE_S - 60
+    os.utime(old, (past, past))
+    assert sorted(p.name for p in store.stale_temp_files()) == sorted([dead.name, old.name])
+    monkeypatch.setenv("REPRO_ARTIFACTS", str(tmp_path / "nope"))
+    with pytest.raises(StoreError, match="no such folder; create it"):
+        artifacts_of(tmp_path / "h")
