@@ -21,7 +21,8 @@ from typing import Any
 
 from . import settings
 from .record import FileRef
-from .store.artifacts import ArtifactStore, TooLarge
+from .store.artifacts import TooLarge
+from .store.protocol import Artifacts
 from .untrusted import (
     META_FILE_LIMIT,
     Untrusted,
@@ -73,7 +74,7 @@ class Collected:
     warnings: list[str] = field(default_factory=list)
 
 
-def collect(outputs_dir: Path, globs: list[str], artifacts: ArtifactStore,
+def collect(outputs_dir: Path, globs: list[str], artifacts: Artifacts,
             limit: int | None = None, total: int | None = None,
             count: int | None = None) -> Collected:
     """Every regular file under ``outputs_dir`` matching ``globs`` into the artifact store.

@@ -233,11 +233,23 @@ def _finish(record: RunRecord, res: Resolution, store: Store, executor: Executor
     try:
         store.runs.save(record, previous=state.previous, steps=series)  # together
         store.local.release(record.id)
+        _keep(record, store, hooks)
     finally:
         if cleaner is not None:
             cleaner.join()
     hooks.on_line(f"run {record.id} {record.status}" + (f": {record.reason}"
                                                         if record.reason else ""))
+
+
+def _keep(record: RunRecord, store: Store, hooks: Hooks) -> None:
+    """A registry-backed artifact store tags what the run needs with its id."""
+    from .store.fsck import keep
+
+    try:
+        keep(record, store)
+    except ReproError as e:
+        hooks.on_line(f"warning: run {record.id}: its artifacts were stored, but the "
+                      f"registry did not take its manifest ({e})")
 
 
 def ingest(record: RunRecord, store: Store, work: Path, log_path: Path,

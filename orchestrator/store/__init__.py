@@ -18,11 +18,12 @@ from urllib.parse import urlparse
 from ..errors import StoreError, UsageError
 from ..untrusted import RUN_ID
 from .artifacts import ArtifactStore
+from .db import safe_url
 from .local import LocalState
 from .runs import RunStore
 
 if TYPE_CHECKING:
-    from .protocol import RecordStore
+    from .protocol import Artifacts, RecordStore
 
     def _satisfies(backend: RunStore) -> RecordStore:  # mypy checks the SQLite backend
         return backend
@@ -38,7 +39,7 @@ def default_home() -> Path:
 class Store:
     home: Path
     runs: RunStore
-    artifacts: ArtifactStore
+    artifacts: Artifacts
     local: LocalState
 
     @property
@@ -92,9 +93,10 @@ def open_store(home: Path | None = None, create: bool = True) -> Store:
     return Store(home=home, runs=records(url), artifacts=artifacts(home), local=local)
 
 
-def artifacts(home: Path) -> ArtifactStore:
+def artifacts(home: Path) -> Artifacts:
     """The artifact store ``REPRO_ARTIFACTS`` names: a path or ``file:///PATH`` (a folder on
-    a filesystem the team shares), else ``HOME/artifacts``."""
+    a filesystem the team shares), ``oci://HOST[:PORT]/REPO`` (an OCI registry, behind a
+    verified cache in ``HOME/cache/artifacts``), else ``HOME/artifacts``."""
     raw = os.environ.get("REPRO_ARTIFACTS", "").strip()
     if not raw:
         return ArtifactStore(home / "artifacts")
@@ -105,8 +107,12 @@ def artifacts(home: Path) -> ArtifactStore:
             raise StoreError(f"REPRO_ARTIFACTS {raw}: no such folder; create it (on the shared "
                              "filesystem) or unset REPRO_ARTIFACTS")
         return ArtifactStore(path, shared=True)
-    raise UsageError(f"REPRO_ARTIFACTS {raw!r}: unknown scheme {scheme!r}; use a path or "
-                     "file:///PATH")
+    if scheme == "oci":
+        from .oci import OciArtifactStore
+
+        return OciArtifactStore(raw, ArtifactStore(home / "cache" / "artifacts"))
+    raise UsageError(f"REPRO_ARTIFACTS {safe_url(raw)!r}: unknown scheme {scheme!r}; use a "
+                     "path, file:///PATH or oci://HOST[:PORT]/REPOSITORY")
 
 
 def _sqlite(url: str) -> RunStore:

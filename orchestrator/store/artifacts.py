@@ -53,6 +53,8 @@ class ArtifactStore:
     """Artifacts by sha256: one ``put``, one ``check``, and ``size``/``open``/``local_path``
     for readers, so no caller builds a path into the store itself."""
 
+    remote = False  # every artifact is a file here: no run manifest to keep
+
     def __init__(self, root: Path, shared: bool = False) -> None:
         """``shared``: the folder is on a filesystem other machines write too (NFS, a
         cluster's shared disk), where advisory locks are not to be relied on: temp files are
@@ -210,6 +212,9 @@ class ArtifactStore:
                 os.close(fd)
             stale.append(p)
         return stale
+
+    def keep_run(self, run_id: str, needs: dict[str, int]) -> None:
+        """Nothing to do: a folder keeps what it holds (a registry needs a manifest)."""
 
     def chunks(self, digest: str) -> Iterator[bytes]:
         """An artifact's bytes, as they are read (not hash-checked: see ``verify``)."""

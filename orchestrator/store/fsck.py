@@ -40,6 +40,27 @@ def references(record: RunRecord, store: Store,
             yield f"image layer {member}", sha
 
 
+def keep(record: RunRecord, store: Store) -> None:
+    """Tell a remote artifact store (a registry) everything a finished run needs, so it
+    keeps it under the run's id; a folder needs nothing. A failure is a warning's worth:
+    the artifacts are uploaded already, only the registry's garbage collection could miss
+    them."""
+    if not store.artifacts.remote:
+        return
+
+    def layers(archive: str) -> list[tuple[str, str]]:
+        try:
+            return member_digests(archive, store)
+        except ReproError:
+            return []
+
+    needs: dict[str, int] = {}
+    for _, sha in references(record, store, layers):
+        if sha not in needs and store.artifacts.has(sha):
+            needs[sha] = store.artifacts.size(sha)
+    store.artifacts.keep_run(record.id, needs)
+
+
 def check_artifact(store: Store, sha: str) -> str | None:
     """None when fine, else 'missing' or 'corrupt'."""
     verdict = store.artifacts.check(sha)

@@ -9,8 +9,9 @@ state (caches, run owners) is never in a record store (``local.py``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any, Protocol
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol
 
 from ..record import RunRecord, RunStatus
 from .query import Sort, Where
@@ -93,3 +94,35 @@ class ImageIndex(Protocol):
 
 class RecordStore(Runs, Annotations, Provenance, ImageIndex, Protocol):
     """Everything a record store backend provides."""
+
+
+class Artifacts(Protocol):
+    """Where artifacts live, by sha256: a folder here or on a shared filesystem
+    (``artifacts.ArtifactStore``) or an OCI registry behind a verified local cache
+    (``oci.OciArtifactStore``). ``local_path`` always names a file on this machine."""
+
+    remote: bool
+    root: Path
+
+    def has(self, digest: str) -> bool: ...
+
+    def size(self, digest: str) -> int: ...
+
+    def local_path(self, digest: str) -> Path: ...
+
+    def check(self, digest: str) -> str: ...
+
+    def put(self, source: Any, *, limit: int | None = None, expect: str | None = None,
+            name: str = "artifact") -> Any: ...
+
+    def staging(self) -> Any: ...
+
+    def stale_temp_files(self) -> list[Path]: ...
+
+    def keep_run(self, run_id: str, needs: dict[str, int]) -> None: ...
+
+    def chunks(self, digest: str) -> Iterator[bytes]: ...
+
+    def open(self, digest: str) -> BinaryIO: ...
+
+    def copy_out(self, digest: str, dest: Path) -> None: ...

@@ -90,3 +90,53 @@ def test_a_teammate_verifies_a_run_from_an_empty_home_with_two_urls(proj, home, 
     assert [r["verdict"] for r in shown["replays"]] == ["identical"]
     p, replays = run_json("runs", "--where", "user = bob", cwd=tmp_path)
     assert [r["replay_of"] for r in replays] == [run["id"]]
+
+
+def test_artifacts_in_a_registry_are_fetched_verified_and_kept_by_run(proj, home, pg_server,
+                                                                      tmp_path, monkeypatch):
+    """REPRO_ARTIFACTS=oci://: every artifact a blob of a real registry, each run a manifest
+    tagged with its id; bob verifies alice's run from an empty home through his own cache,
+    and a blob altered in the registry's storage is refused, never used."""
+    import json
+    import urllib.request
+
+    from tests.integration.test_replay import serve_registry
+
+    pg_server.create_db("team4")
+    (tmp_path / "reg").mkdir()
+    with serve_registry(tmp_path / "reg") as registry:
+        urls = {"REPRO_STORE": pg_server.url(db="team4"),
+                "REPRO_ARTIFACTS": f"oci://{registry}/team/artifacts"}
+        for k, v in urls.items():
+            monkeypatch.setenv(k, v)
+        spec = add_spec(proj, "hello-oci", """\
+            command: [python3, /repro/code/hello.py]
+            seed: 5
+            """)
+        p, run = launch_json(proj, spec)
+        assert p.returncode == 0, p.stderr
+        base = f"http://{registry}/v2/team/artifacts"
+        tags = json.load(urllib.request.urlopen(f"{base}/tags/list"))["tags"]
+        assert tags == [run["id"]]
+        req = urllib.request.Request(f"{base}/manifests/{run['id']}", headers={
+            "Accept": "application/vnd.oci.image.manifest.v1+json"})
+        manifest = json.load(urllib.request.urlopen(req))
+        layers = {layer["digest"] for layer in manifest["layers"]}
+        assert run["resolved"]["code"]["snapshot"] in layers
+        assert manifest["annotations"]["org.repro.run"] == run["id"]
+        assert not any(home.glob("artifacts/??/*"))  # only the verified cache holds copies
+
+        bob = {"REPRO_HOME": str(tmp_path / "bob-home")}
+        p = repro("verify", run["id"], cwd=tmp_path, env=bob, timeout=600)
+        assert p.returncode == 0 and "IDENTICAL" in p.stdout + p.stderr, p.stdout + p.stderr
+        assert any((tmp_path / "bob-home" / "cache" / "artifacts").glob("??/*"))
+
+        snapshot = run["resolved"]["code"]["snapshot"].split(":", 1)[1]
+        blob = next((tmp_path / "reg" / "registry-data").rglob(f"blobs/sha256/{snapshot[:2]}/"
+                                                               f"{snapshot}/data"))
+        blob.chmod(0o644)
+        blob.write_bytes(blob.read_bytes() + b"tampered")
+        carol = {"REPRO_HOME": str(tmp_path / "carol-home")}
+        p = repro("verify", run["id"], cwd=tmp_path, env=carol, timeout=600)
+        assert p.returncode != 0 and "Traceback" not in p.stderr
+        assert f"sha256:{snapshot}" in p.stdout + p.stderr and "corrupt" in p.stdout + p.stderr
