@@ -153,12 +153,14 @@ def runs(
     store = _existing_store()
     records = store.runs.query(compiled, order, limit or None) if store else []
     tags = store.runs.tags_of([r.id for r in records]) if store else {}
+    published = store.runs.published_of([r.id for r in records]) if store else set()
+    rows = [views.flat_row(r, tags.get(r.id, {}), r.id in published) for r in records]
     if json_:
-        ui.print_json([views.flat_row(r, tags.get(r.id, {})) for r in records])
+        ui.print_json(rows)
     elif csv_:
-        ui.print_csv([views.flat_row(r, tags.get(r.id, {})) for r in records])
+        ui.print_csv(rows)
     else:
-        ui.render_runs(records, tags)
+        ui.render_runs(records, tags, published)
         total = store.runs.query_count(compiled) if store else 0
         if total > len(records):
             ui.progress(f"showing {len(records)} of {total} runs; --limit 0 shows all")
@@ -706,6 +708,29 @@ def fsck(json_: JsonOpt = False) -> None:
                       if doc["not_carried"] else ""))
     if not doc["ok"]:
         raise typer.Exit(int(ExitCode.CORRUPT))
+
+
+@app.command()
+def cite(
+    run: Annotated[str, typer.Argument(help="Run id (or a unique prefix) in the team store.")],
+    metric: Annotated[str | None, typer.Option("--metric", help="The number being shared.")]
+    = None,
+    markdown: Annotated[bool, typer.Option("--markdown", help="The card as Markdown, for a "
+                                                              "paper, a PR or a wiki.")] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Register a result before sharing it: prints its card (the number, who, when, every
+    content address, the last verdict, the command that re-proves it) and marks the run
+    published, so it is never removed."""
+    from . import ui
+    from .cite import card
+    from .cite import markdown as as_markdown
+
+    done = card(_store_of(run), run, metric)
+    if json_:
+        ui.print_json(done)
+    else:
+        typer.echo(as_markdown(done), nl=False)
 
 
 @app.command()

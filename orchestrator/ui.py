@@ -164,7 +164,8 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def render_runs(records: list[RunRecord], tags: dict[str, dict[str, str]] | None = None) -> None:
+def render_runs(records: list[RunRecord], tags: dict[str, dict[str, str]] | None = None,
+                published: set[str] | frozenset[str] = frozenset()) -> None:
     from rich.table import Table
 
     out = _out()
@@ -185,6 +186,8 @@ def render_runs(records: list[RunRecord], tags: dict[str, dict[str, str]] | None
     for r in records:
         took = f"{r.duration_s:.1f}s" if r.duration_s is not None else ""
         name = T(r.name)
+        if r.id in published:  # cited with `repro cite`
+            name += T(" ★", "bold yellow")
         if r.replay_of:  # a replay: of which run, and what it found
             result = (r.verdict or {}).get("result", str(r.status))
             name += T(f" ↺ {r.replay_of[:8]} {result}", VERDICT_STYLE.get(result, "dim"))

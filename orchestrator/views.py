@@ -24,10 +24,11 @@ def record_json(record: RunRecord, series: dict[str, list[tuple[int, float]]],
     return doc
 
 
-def flat_row(r: RunRecord, tags: dict[str, str]) -> dict[str, Any]:
+def flat_row(r: RunRecord, tags: dict[str, str], published: bool = False) -> dict[str, Any]:
     """One run as a flat row (params.X, metrics.X, tags.X) for pandas and spreadsheets."""
     row: dict[str, Any] = {
         "id": r.id, "name": r.name, "status": str(r.status), "exit_code": r.exit_code,
+        "published": published,
         "created_at": r.created_at, "duration_s": r.duration_s, "sweep": r.sweep_id,
         "user": r.user, "host": r.host,
         "replay_of": r.replay_of, "verdict": (r.verdict or {}).get("result"),

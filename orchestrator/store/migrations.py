@@ -143,6 +143,16 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     # PostgreSQL only (pg_schema.py): members' rights enforced by the database. A SQLite
     # store has one writer, its owner: nothing to do here
     (9, "member-rights", "SELECT 1"),
+    # `repro cite`: a result registered before it is shared; a published run is never removed
+    (10, "published", """
+        CREATE TABLE published (
+            run_id TEXT PRIMARY KEY REFERENCES runs (id),
+            metric TEXT,
+            value REAL,
+            cited_by TEXT NOT NULL,
+            cited_at TEXT NOT NULL
+        )
+    """),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -166,4 +166,21 @@ PG_MIGRATIONS: list[tuple[int, str, str]] = [
         GRANT SELECT ON schema_migrations TO PUBLIC;
         GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO PUBLIC
     """),
+    # a published run is referenced here without ON DELETE CASCADE: even the schema's owner
+    # must unpublish it (delete this row) before the run can be removed
+    (10, "published", f"""
+        CREATE TABLE published (
+            run_id {C} PRIMARY KEY REFERENCES runs (id),
+            metric {C},
+            value DOUBLE PRECISION,
+            cited_by TEXT NOT NULL,
+            cited_at {C} NOT NULL,
+            created_by TEXT NOT NULL DEFAULT current_user
+        );
+        ALTER TABLE published ENABLE ROW LEVEL SECURITY;
+        CREATE POLICY published_read ON published FOR SELECT USING (true);
+        CREATE POLICY published_add ON published FOR INSERT
+            WITH CHECK (created_by = current_user);
+        GRANT SELECT, INSERT ON published TO PUBLIC
+    """),
 ]

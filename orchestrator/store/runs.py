@@ -311,10 +311,41 @@ class RunStore:
         """Every run id, oldest first (records are not parsed: one may be damaged)."""
         return [r[0] for r in self.db.execute("SELECT id FROM runs ORDER BY created_at, id")]
 
+    def publish(self, run_id: str, metric: str | None, value: float | None,
+                cited_by: str) -> dict[str, Any]:
+        """Mark a run published (`repro cite`), once: the first citation is the one kept.
+        Returns the mark."""
+        with self.atomic() as db:
+            db.execute("INSERT INTO published (run_id, metric, value, cited_by, cited_at) "
+                       "VALUES (?, ?, ?, ?, ?) ON CONFLICT (run_id) DO NOTHING",
+                       (run_id, metric, value, cited_by, utc_now()))
+        found = self.published(run_id)
+        assert found is not None
+        return found
+
+    def published(self, run_id: str) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT metric, value, cited_by, cited_at FROM published WHERE "
+                              "run_id = ?", (run_id,)).fetchone()
+        if row is None:
+            return None
+        return {"metric": row[0], "value": row[1], "cited_by": row[2], "cited_at": row[3]}
+
+    def published_of(self, run_ids: list[str]) -> set[str]:
+        out: set[str] = set()
+        for i in range(0, len(run_ids), 500):
+            chunk = run_ids[i:i + 500]
+            out.update(r[0] for r in self.db.execute(
+                f"SELECT run_id FROM published WHERE run_id IN ({', '.join('?' * len(chunk))})",
+                chunk))
+        return out
+
     def remove(self, run_id: str) -> None:
         """Delete one run and everything recorded about it (params, metrics, steps, tags,
         notes, owner, origin) in one transaction. Artifacts are content-addressed and may be
-        shared; they stay."""
+        shared; they stay. A published run is never removed."""
+        if self.published(run_id) is not None:
+            raise StoreError(f"run {run_id} is published (cited with `repro cite`); a "
+                             "published run is never removed")
         with self.atomic() as db:
             if db.execute("DELETE FROM runs WHERE id = ?", (run_id,)).rowcount != 1:
                 raise RunNotFound(f"no run {run_id[:40]!r} in {self.place}")

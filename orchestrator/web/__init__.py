@@ -124,8 +124,10 @@ class Api:
         limit, offset = _page(q)
         records = self.store.runs.query(where, sort, limit, offset)
         tags = self.store.runs.tags_of([r.id for r in records])
+        published = self.store.runs.published_of([r.id for r in records])
         return {"total": self.store.runs.query_count(where), "offset": offset, "limit": limit,
-                "runs": [flat_row(r, tags.get(r.id, {})) for r in records]}
+                "runs": [flat_row(r, tags.get(r.id, {}), r.id in published)
+                         for r in records]}
 
     def sweep_groups(self, q: dict[str, str]) -> dict[str, Any]:
         """The runs table grouped by sweep: one row per sweep with matching runs, and how

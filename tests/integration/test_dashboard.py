@@ -32,7 +32,8 @@ def populated(tmp_path_factory, images, engine):
     sweep = repro("sweep", "specs/digits-mlp.yaml", "--grid", "lr=0.05,0.3", "--grid",
                   "hidden=4,16", "--param", "epochs=3", "-j", "2", "--json", cwd=proj, env=env)
     assert sweep.returncode == 0, sweep.stderr
-    hello = json.loads(repro("launch", "specs/hello.yaml", "--json", cwd=proj, env=env).stdout)
+    hello = json.loads(repro("launch", "specs/hello.yaml", "--json", cwd=proj,
+                             env={**env, "REPRO_USER": "alice@example.com"}).stdout)
     replay = json.loads(repro("replay", hello["id"], "--json", cwd=proj, env=env).stdout)
     nondet = json.loads(repro("launch", "specs/nondeterministic.yaml", "--json", cwd=proj,
                               env=env).stdout)
@@ -101,6 +102,22 @@ def test_runs_table_loads_filters_and_sorts(page, server, populated, tmp_path):
     page.press("#where", "Enter")
     page.wait_for_selector("#error")
     assert "column" in page.locator("#error").inner_text()
+
+
+def test_runs_table_shows_users_filters_by_one_and_marks_published(page, server, populated):
+    from orchestrator.store import open_store
+
+    store = open_store(populated["home"])
+    store.runs.publish(populated["hello"]["id"], None, None, "carol")
+    store.close()
+    visit(page, f"{server}/#/runs", "runs")
+    row = page.locator(f"tr.row[data-id='{populated['hello']['id']}']")
+    assert "★" in row.inner_text()
+    assert page.locator("span.published").count() == 1
+    row.locator("a.user").click()  # only alice's runs
+    page.wait_for_function("document.querySelectorAll('tr.row').length === 1")
+    assert page.locator("#where").input_value() == "user = 'alice@example.com'"
+    assert page.locator("tr.row").get_attribute("data-id") == populated["hello"]["id"]
 
 
 def test_run_page_shows_outputs_with_digests_curves_and_logs(page, server, populated,

@@ -91,6 +91,27 @@ def test_a_teammate_verifies_a_run_from_an_empty_home_with_two_urls(proj, home, 
     p, replays = run_json("runs", "--where", "user = bob", cwd=tmp_path)
     assert [r["replay_of"] for r in replays] == [run["id"]]
 
+    # bob registers alice's number before sharing it: a card, and the run is published
+    metric = sorted(run["metrics"])[0]
+    p, card = run_json("cite", run["id"], "--metric", metric, cwd=tmp_path, env=bob)
+    assert p.returncode == 0, p.stderr
+    assert card["value"] == run["metrics"][metric] and card["user"] == "alice"
+    assert card["last_verdict"]["result"] == "identical" and card["last_verdict"]["by"] == "bob"
+    assert card["code"]["snapshot"] == run["resolved"]["code"]["snapshot"]
+    plain_url = urls["REPRO_STORE"].replace(":test-superuser-pass", "")
+    assert card["reprove"] == (f"REPRO_STORE={plain_url} REPRO_ARTIFACTS=file://{shared} "
+                               f"repro verify {run['id']}")
+    assert card["published"]["cited_by"] == "bob"
+
+    p = repro("cite", run["id"], "--markdown", cwd=tmp_path, env=bob)
+    assert "Re-prove it:" in p.stdout and "test-superuser-pass" not in p.stdout
+    p, rows = run_json("runs", cwd=tmp_path)
+    assert [r["published"] for r in rows if r["id"] == run["id"]] == [True]
+    p = repro("rm", run["id"], cwd=tmp_path)
+    assert p.returncode != 0 and "is published" in p.stderr
+    p = repro("cite", replays[0]["id"], cwd=tmp_path)
+    assert p.returncode == 2 and "is a replay of" in p.stderr
+
 
 def test_artifacts_in_a_registry_are_fetched_verified_and_kept_by_run(proj, home, pg_server,
                                                                       tmp_path, monkeypatch):

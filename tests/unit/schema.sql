@@ -18,6 +18,13 @@ CREATE TABLE metric_steps (
             value REAL,
             PRIMARY KEY (run_id, name, step)
         );
+CREATE TABLE published (
+            run_id TEXT PRIMARY KEY REFERENCES runs (id),
+            metric TEXT,
+            value REAL,
+            cited_by TEXT NOT NULL,
+            cited_at TEXT NOT NULL
+        );
 CREATE TABLE recipe_images (
             recipe_digest TEXT PRIMARY KEY,
             image_id TEXT NOT NULL,

@@ -70,7 +70,7 @@ def test_fresh_store_is_migrated_and_in_wal_mode(tmp_path):
     assert names == ["runs-and-metric-steps", "image-archives-and-pushes",
                      "queryable-params-metrics-tags-notes-sweeps", "run-owners",
                      "run-imports", "machine-local-state-out", "recipe-images", "run-user-host",
-                     "member-rights"]
+                     "member-rights", "published"]
     store.close()
     again = open_store(tmp_path / "h")  # reopening applies nothing twice
     assert again.runs.schema_version == LATEST
@@ -309,6 +309,7 @@ def test_machine_local_state_moves_out_of_an_old_store(tmp_path):
     db.execute("PRAGMA user_version = 5")
     db.execute("DELETE FROM schema_migrations WHERE version >= 6")
     db.execute("DROP TABLE recipe_images")
+    db.execute("DROP TABLE published")
     db.execute("DROP INDEX runs_user")
     db.execute("ALTER TABLE runs DROP COLUMN user_name")
     db.execute("ALTER TABLE runs DROP COLUMN host")
@@ -427,3 +428,26 @@ def test_a_shared_artifact_folder_needs_no_locks(tmp_path, monkeypatch):
     monkeypatch.setenv("REPRO_ARTIFACTS", str(tmp_path / "nope"))
     with pytest.raises(StoreError, match="no such folder; create it"):
         artifacts_of(tmp_path / "h")
+
+
+def test_a_result_is_cited_only_from_the_team_store(tmp_path, backend):
+    from orchestrator.cite import card
+    from orchestrator.errors import UsageError
+
+    store = open_store(tmp_path / "h")
+    r = record("c1")
+    r.status, r.metrics = RunStatus.SUCCEEDED, {"acc": 0.9}
+    store.runs.insert(r)
+    if backend == "sqlite":
+        with pytest.raises(UsageError, match="is in the local store .*: a result is cited from "
+                                             "the team's store"):
+            card(store, r.id, "acc")
+        return
+    with pytest.raises(UsageError, match="has no metric 'f1' \\(its metrics: acc\\)"):
+        card(store, r.id, "f1")
+    first = card(store, r.id, "acc")
+    assert first["value"] == 0.9 and first["published"]["metric"] == "acc"
+    again = card(store, r.id, None)  # the first citation is the one kept
+    assert again["published"] == first["published"]
+    with pytest.raises(StoreError, match="is published"):
+        store.runs.remove(r.id)

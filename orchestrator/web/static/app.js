@@ -103,7 +103,7 @@ async function runsPage() {
   };
   const table = h("table", { id: "runs-table" },
     h("thead", {}, h("tr", {}, h("th", {}, ""), header("id", "id"), header("name", "name"),
-      header("status", "status"), header("created", "created_at"), header("took", "duration_s"),
+      header("status", "status"), header("user", "user"), header("created", "created_at"), header("took", "duration_s"),
       h("th", {}, "sweep"), ...cols.map(c => header(c, c)), h("th", {}, "tags"))),
     h("tbody", {}, doc.runs.map(r => {
       const box = h("input", { type: "checkbox", onclick: e => e.stopPropagation(),
@@ -111,7 +111,11 @@ async function runsPage() {
           compareBtn.disabled = selected.size < 2; } });
       const tags = Object.keys(r).filter(k => k.startsWith("tags.")).map(k => h("span", { class: "tag" }, `${k.slice(5)}=${r[k]}`));
       return h("tr", { class: "row", "data-id": r.id, onclick: () => go(`run/${r.id}`) },
-        h("td", {}, box), h("td", { class: "mono" }, r.id), h("td", {}, r.name), h("td", {}, status(r.status)),
+        h("td", {}, box), h("td", { class: "mono" }, r.id),
+        h("td", {}, r.name, r.published ? h("span", { class: "published", title: "published (repro cite)" }, " ★") : ""),
+        h("td", {}, status(r.status)),
+        h("td", {}, r.user ? h("a", { href: "#", class: "user", onclick: e => { e.preventDefault(); e.stopPropagation();
+          go("runs", { ...q, where: `user = '${r.user.replace(/'/g, "")}'`, page: 0 }); } }, r.user.split("@")[0]) : ""),
         h("td", { class: "nowrap" }, (r.created_at || "").replace("T", " ").slice(0, 19)),
         h("td", {}, r.duration_s != null ? `${r.duration_s.toFixed(1)}s` : ""),
         h("td", { class: "mono" }, r.sweep ? h("a", { href: `#/sweep/${r.sweep}`, onclick: e => e.stopPropagation() }, r.sweep) : ""),
