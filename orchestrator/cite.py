@@ -50,6 +50,8 @@ def _card(record: RunRecord, store: Store, mark: dict[str, Any],
         "spec_digest": record.spec_digest,
         "code": {"commit": r.code.commit, "dirty": r.code.dirty, "snapshot": r.code.snapshot},
         "image": r.image.digest,
+        "image_pulls": [f"{repo}@{digest}" for repo, digest in
+                        store.runs.pushes(r.image.digest)],
         "inputs": {name: f"sha256:{inp.sha256}" for name, inp in sorted(r.inputs.items())},
         "lock": f"sha256:{r.packages.sha256}" if r.packages else None,
         "seed": r.seed,
@@ -74,7 +76,8 @@ def markdown(c: dict[str, Any]) -> str:
         f"- code `{c['code']['commit'] or 'no commit'}`"
         + (" (dirty: diff recorded)" if c["code"]["dirty"] else "")
         + f", snapshot `{c['code']['snapshot']}`",
-        f"- image `{c['image']}`",
+        f"- image `{c['image']}`"
+        + (f" (pull `{c['image_pulls'][0]}`)" if c["image_pulls"] else ""),
         *[f"- input {k} `{v}`" for k, v in c["inputs"].items()],
         *([f"- lock `{c['lock']}`"] if c["lock"] else []),
         f"- seed {c['seed']}",

@@ -349,7 +349,9 @@ def show(
     replays, tags = store.runs.replays_of(record.id), store.runs.tags(record.id)
     notes = store.runs.notes(record.id)
     if json_:
-        ui.print_json(views.record_json(record, series, replays, tags, notes))
+        ui.print_json(views.record_json(
+            record, series, replays, tags, notes,
+            store.runs.pushes(record.resolved.image.digest), store.runs.published(record.id)))
     else:
         ui.render_record(record, series, replays, tags, notes)
 
@@ -731,6 +733,95 @@ def cite(
         ui.print_json(done)
     else:
         typer.echo(as_markdown(done), nl=False)
+
+
+TeamStoreOpt = Annotated[str | None, typer.Option(
+    help="The team's record store URL (default: REPRO_TEAM_STORE).", metavar="URL")]
+TeamArtifactsOpt = Annotated[str | None, typer.Option(
+    help="The team's artifact store: a path, file:///PATH or oci://HOST/REPO (default: "
+    "REPRO_TEAM_ARTIFACTS).", metavar="URL")]
+WhereOpt = Annotated[str | None, typer.Option(
+    "--where", "-w", help="Also every run matching this filter (the `repro runs` language).")]
+
+
+@app.command()
+def push(
+    runs_: Annotated[list[str] | None, typer.Argument(
+        metavar="[RUN]...", help="Run ids (or unique prefixes) in this machine's store.")]
+    = None,
+    where: WhereOpt = None,
+    to: TeamStoreOpt = None,
+    to_artifacts: TeamArtifactsOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Copy finished runs from this machine's store into the team's: records, series, tags,
+    notes, artifacts (hash-verified) and, to a registry, the image by digest. Idempotent;
+    after a kill, run it again."""
+    _sync("push", runs_ or [], where, to, to_artifacts, json_)
+
+
+@app.command()
+def pull(
+    runs_: Annotated[list[str] | None, typer.Argument(
+        metavar="[RUN]...", help="Run ids (or unique prefixes) in the team's store.")] = None,
+    where: WhereOpt = None,
+    from_: Annotated[str | None, typer.Option(
+        "--from", help="The team's record store URL (default: REPRO_TEAM_STORE).",
+        metavar="URL")] = None,
+    from_artifacts: TeamArtifactsOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Copy runs from the team's store into this machine's, with everything a replay needs,
+    for offline work. Idempotent; after a kill, run it again."""
+    _sync("pull", runs_ or [], where, from_, from_artifacts, json_)
+
+
+def _sync(verb: str, refs: list[str], where: str | None, team_url: str | None,
+          team_artifacts: str | None, json_: bool) -> None:
+    from . import sync, ui
+    from .engine import connect
+    from .errors import UsageError
+    from .store import open_store, open_team
+    from .store.db import safe_url
+    from .store.query import parse_where
+    from .units import human_size
+
+    if not refs and where is None:
+        raise UsageError(f"name the runs to {verb} (RUN... or --where EXPR)")
+    flag = "--to" if verb == "push" else "--from"
+    team_url = team_url or os.environ.get("REPRO_TEAM_STORE", "").strip()
+    team_artifacts = team_artifacts or os.environ.get("REPRO_TEAM_ARTIFACTS", "").strip()
+    if not team_url or not team_artifacts:
+        raise UsageError(f"repro {verb} needs the team's store: set REPRO_TEAM_STORE and "
+                         f"REPRO_TEAM_ARTIFACTS (or pass {flag} URL and {flag}-artifacts URL)")
+    compiled = parse_where(where) if where is not None else None
+    local = _recovered(open_store())
+    team = open_team(local, team_url, team_artifacts)
+    here = sync.Side(local, "this store", safe_url(local.runs.place))
+    there = sync.Side(team, "the team store", safe_url(team_url))
+    src, dst = (here, there) if verb == "push" else (there, here)
+    try:
+        records = sync.select(src, refs, compiled)
+        with ui.TransferBar(verb, sync.plan_bytes(src, dst, records)) as bar:
+            moved = sync.transfer(src, dst, records, verb,
+                                  sync.image_pusher(connect) if verb == "push" else None, bar)
+    finally:
+        team.runs.close()
+    for m in moved:
+        for w in m.warnings:
+            ui.progress(f"warning: {w}")
+    if json_:
+        ui.print_json({"to" if verb == "push" else "from": there.where,
+                       "runs": [m.doc() for m in moved]})
+        return
+    new = sum(m.state == "copied" for m in moved)
+    for m in moved:
+        typer.echo(f"{m.run} {'copied' if m.state == 'copied' else 'already there'}"
+                   + (f", {m.artifacts} artifact(s), {human_size(m.bytes)}" if m.artifacts
+                      else "") + (f", image {m.image}" if m.image else ""))
+    typer.echo(f"{verb}ed {len(moved)} run(s) {'to' if verb == 'push' else 'from'} "
+               f"{there.where}: {new} new, {len(moved) - new} already there, "
+               f"{human_size(sum(m.bytes for m in moved))} moved")
 
 
 @app.command()

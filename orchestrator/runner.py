@@ -233,7 +233,7 @@ def _finish(record: RunRecord, res: Resolution, store: Store, executor: Executor
     try:
         store.runs.save(record, previous=state.previous, steps=series)  # together
         store.local.release(record.id)
-        _keep(record, store, hooks)
+        _keep(record, store, executor, hooks)
     finally:
         if cleaner is not None:
             cleaner.join()
@@ -241,15 +241,25 @@ def _finish(record: RunRecord, res: Resolution, store: Store, executor: Executor
                                                         if record.reason else ""))
 
 
-def _keep(record: RunRecord, store: Store, hooks: Hooks) -> None:
-    """A registry-backed artifact store tags what the run needs with its id."""
+def _keep(record: RunRecord, store: Store, executor: Executor, hooks: Hooks) -> None:
+    """A registry-backed artifact store tags what the run needs with its id and receives
+    the run's image by digest (once per image), so a replay anywhere can pull it."""
     from .store.fsck import keep
+    from .sync import image_pusher
 
+    if not store.artifacts.remote:
+        return
     try:
         keep(record, store)
     except ReproError as e:
         hooks.on_line(f"warning: run {record.id}: its artifacts were stored, but the "
                       f"registry did not take its manifest ({e})")
+    if hasattr(executor, "push") and hasattr(executor, "image"):  # an engine that holds
+        # images (a fake executor in unit tests does not)
+        try:
+            image_pusher(lambda: executor)(record, store, hooks.on_line)
+        except ReproError as e:
+            hooks.on_line(f"warning: run {record.id}: image not pushed ({e})")
 
 
 def ingest(record: RunRecord, store: Store, work: Path, log_path: Path,

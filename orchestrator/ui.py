@@ -465,6 +465,45 @@ class SweepBoard:
         self.progress.update(self.task, advance=1, failed=self.failed)
 
 
+class TransferBar:
+    """Bytes moved by `repro push`/`pull`: a bar with speed on a terminal; elsewhere (a CI
+    log) one line per large artifact."""
+
+    def __init__(self, verb: str, total: int) -> None:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TransferSpeedColumn,
+        )
+
+        self.console = _console(stderr=True)
+        self.bar = self.console.is_terminal and total > 0
+        self.progress = Progress(TextColumn(verb), BarColumn(), DownloadColumn(),
+                                 TransferSpeedColumn(), console=self.console, transient=True)
+        self.task = self.progress.add_task(verb, total=total)
+
+    def __enter__(self) -> TransferBar:
+        if self.bar:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar:
+            self.progress.stop()
+
+    def advance(self, n: int) -> None:
+        if self.bar:
+            self.progress.update(self.task, advance=n)
+
+    def line(self, text: str) -> None:
+        if self.bar:
+            self.progress.console.print(text, style="dim")
+        else:
+            progress(text)
+
+
 def render_sweep(sweep_id: str, rows: list[dict[str, Any]], metric: str | None,
                  swept: list[str]) -> None:
     from rich.table import Table

@@ -13,14 +13,19 @@ from .record import RunRecord
 
 def record_json(record: RunRecord, series: dict[str, list[tuple[int, float]]],
                 replays: Sequence[RunRecord] = (), tags: dict[str, str] | None = None,
-                notes: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
-    """The record plus its metric series, tags, notes and the replays made of it."""
+                notes: Sequence[tuple[str, str]] = (),
+                image_pushes: Sequence[tuple[str, str]] = (),
+                published: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The record plus its metric series, tags, notes, the replays made of it, where its
+    image can be pulled by digest, and its citation."""
     doc = record.model_dump(mode="json")
     doc["series"] = {name: [[s, v] for s, v in pts] for name, pts in series.items()}
     doc["replays"] = [{"id": r.id, "status": str(r.status), "created_at": r.created_at,
                        "verdict": (r.verdict or {}).get("result")} for r in replays]
     doc["tags"] = dict(tags or {})
     doc["notes"] = [{"at": at, "text": text} for at, text in notes]
+    doc["image_pushes"] = [f"{repo}@{digest}" for repo, digest in image_pushes]
+    doc["published"] = published
     return doc
 
 

@@ -93,19 +93,37 @@ def open_store(home: Path | None = None, create: bool = True) -> Store:
     return Store(home=home, runs=records(url), artifacts=artifacts(home), local=local)
 
 
-def artifacts(home: Path) -> Artifacts:
-    """The artifact store ``REPRO_ARTIFACTS`` names: a path or ``file:///PATH`` (a folder on
-    a filesystem the team shares), ``oci://HOST[:PORT]/REPO`` (an OCI registry, behind a
-    verified cache in ``HOME/cache/artifacts``), else ``HOME/artifacts``."""
-    raw = os.environ.get("REPRO_ARTIFACTS", "").strip()
+def open_team(local: Store, store_url: str, artifacts_url: str) -> Store:
+    """The other side of `repro push`/`pull`: the team's records and artifacts, named by URL
+    (a registry's downloads are cached, verified, under this home)."""
+    here = os.environ.get("REPRO_STORE", "").strip() or str(local.home / "repro.db")
+    if store_url == here:
+        raise UsageError(f"the team store {safe_url(store_url)} is the store this command "
+                         "uses already (REPRO_STORE): runs launched here are in it")
+    runs = records(store_url)
+    try:
+        return Store(home=local.home, runs=runs,
+                     artifacts=artifacts(local.home, artifacts_url, "the team's artifacts"),
+                     local=local.local)
+    except BaseException:
+        runs.close()
+        raise
+
+
+def artifacts(home: Path, raw: str | None = None, what: str = "REPRO_ARTIFACTS") -> Artifacts:
+    """The artifact store ``REPRO_ARTIFACTS`` (or ``raw``) names: a path or ``file:///PATH``
+    (a folder on a filesystem the team shares), ``oci://HOST[:PORT]/REPO`` (an OCI registry,
+    behind a verified cache in ``HOME/cache/artifacts``), else ``HOME/artifacts``."""
+    if raw is None:
+        raw = os.environ.get("REPRO_ARTIFACTS", "").strip()
     if not raw:
         return ArtifactStore(home / "artifacts")
     scheme = urlparse(raw).scheme if "://" in raw else ""
     if scheme in ("", "file"):
         path = Path(urlparse(raw).path if scheme else raw).expanduser()
         if not path.is_dir():
-            raise StoreError(f"REPRO_ARTIFACTS {raw}: no such folder; create it (on the shared "
-                             "filesystem) or unset REPRO_ARTIFACTS")
+            raise StoreError(f"{what} {raw}: no such folder; create it (on the shared "
+                             "filesystem) or give another")
         return ArtifactStore(path, shared=True)
     if scheme == "oci":
         from .oci import OciArtifactStore

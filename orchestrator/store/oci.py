@@ -15,7 +15,7 @@ others over HTTPS with this machine's CA bundle. Credentials come from the URL
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -27,6 +27,7 @@ from .artifacts import ArtifactStore, DigestMismatch, Put, Source
 
 LAYER = "application/vnd.repro.artifact"
 EMPTY = "application/vnd.oci.empty.v1+json"
+CHUNK = 16 << 20  # bytes per PATCH of a chunked upload
 EMPTY_DIGEST = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
 RUN = "application/vnd.repro.run.v1"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -56,6 +57,7 @@ class OciArtifactStore:
         if user:
             self.registry.auth.set_basic_auth(user, password)
         self.repo = repo
+        self.image_repository = f"{self.hostname}/{repo}"  # where `repro push` puts images
         self.container = self.registry.get_container(f"{self.hostname}/{repo}")
 
     # -- the registry ---------------------------------------------------------------------------
@@ -82,23 +84,67 @@ class OciArtifactStore:
                              f"HTTP {r.status_code}")
         return int(r.headers.get("Content-Length", 0))
 
-    def _upload(self, hex_: str) -> None:
+    def _upload(self, hex_: str, path: Path | None = None,
+                on_bytes: Callable[[int], None] = lambda _: None) -> None:
+        """Upload the blob (from the cache, or ``path``, a file that must hash to ``hex_``:
+        the registry checks the digest and refuses other bytes) unless the registry has it.
+        Large blobs go in chunks (oras-py's monolithic PUT reads a whole file into memory),
+        each reported to ``on_bytes``."""
         hex_ = _hex(hex_)
-        path = self.cache.local_path(hex_)
-        layer = {"mediaType": LAYER, "digest": f"sha256:{hex_}",
-                 "size": path.stat().st_size}
+        path = path or self.cache.local_path(hex_)
+        size = path.stat().st_size
+        layer = {"mediaType": LAYER, "digest": f"sha256:{hex_}", "size": size}
         if self._call("look up", lambda: self.registry.blob_exists(layer, self.container)):
+            on_bytes(size)
             return
-        r = self._call(f"upload sha256:{hex_[:12]}", lambda: self.registry.upload_blob(
-            str(path), self.container, layer))
+        if size <= CHUNK:
+            r = self._call(f"upload sha256:{hex_[:12]}", lambda: self.registry.upload_blob(
+                str(path), self.container, layer))
+            on_bytes(size)
+        else:
+            r = self._call(f"upload sha256:{hex_[:12]}",
+                           lambda: self._chunked(path, hex_, on_bytes))
         if r.status_code not in (200, 201, 202):
             raise StoreError(f"artifact registry {self.where}: upload sha256:{hex_[:12]}: "
-                             f"HTTP {r.status_code}")
+                             f"HTTP {r.status_code} {r.text.strip()[:200]}")
 
-    def fetch(self, hex_: str) -> None:
+    def _chunked(self, path: Path, hex_: str, on_bytes: Callable[[int], None]) -> Any:
+        """The OCI distribution spec's chunked upload (POST, PATCH per chunk, PUT with the
+        digest), through oras-py's session and auth; memory stays one chunk."""
+        reg = self.registry
+        r = reg.do_request(f"{reg.prefix}://{self.container.upload_blob_url()}", "POST",
+                           headers={**reg.headers, "Content-Length": "0"})
+        start = 0
+        with open(path, "rb") as f:
+            while chunk := f.read(CHUNK):
+                session = reg._get_location(r, self.container)
+                if not session:
+                    return r
+                r = reg.do_request(session, "PATCH", data=chunk, headers={
+                    **reg.headers, "Content-Type": "application/octet-stream",
+                    "Content-Range": f"{start}-{start + len(chunk) - 1}",
+                    "Content-Length": str(len(chunk))})
+                if r.status_code not in (200, 201, 202):
+                    return r
+                start += len(chunk)
+                on_bytes(len(chunk))
+        session = reg._get_location(r, self.container)
+        if not session:
+            return r
+        sep = "&" if "?" in session else "?"
+        return reg.do_request(f"{session}{sep}digest=sha256:{hex_}", "PUT",
+                              headers={**reg.headers, "Content-Length": "0"})
+
+    def upload(self, hex_: str, path: Path, on_bytes: Callable[[int], None]) -> None:
+        """Put a file of this machine that hashes to ``hex_`` in the registry, without a
+        copy in the cache (`repro push`)."""
+        self._upload(hex_, path, on_bytes)
+
+    def fetch(self, hex_: str, on_bytes: Callable[[int], None] = lambda _: None) -> None:
         """Make the local cache hold the artifact: downloaded, hash-checked, then kept."""
         hex_ = _hex(hex_)
         if self.cache.has(hex_):
+            on_bytes(self.cache.size(hex_))
             return
         digest = f"sha256:{hex_}"
         r = self._call(f"download {digest[:19]}", lambda: self.registry.get_blob(
@@ -108,9 +154,15 @@ class OciArtifactStore:
         if r.status_code != 200:
             raise StoreError(f"artifact registry {self.where}: download {digest[:19]}: "
                              f"HTTP {r.status_code}")
+
+        def counted() -> Iterator[bytes]:
+            for chunk in r.iter_content(1 << 20):
+                on_bytes(len(chunk))
+                yield chunk
+
         with self.cache.staging() as stage:
             try:
-                stream = cast(BinaryIO, _Stream(r.iter_content(1 << 20)))
+                stream = cast(BinaryIO, _Stream(counted()))
                 stage.put_stream(stream, hex_, f"blob {digest[:19]}")
             except DigestMismatch as e:
                 raise StoreError(f"artifact {digest} from {self.where} is corrupt (its bytes "

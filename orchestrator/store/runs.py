@@ -84,6 +84,38 @@ class RunStore:
         except DbError as e:
             raise StoreError(f"store {self.db.where}: cannot record run {record.id}: {e}") from e
 
+    def copy_in(self, record: RunRecord, steps: Iterable[tuple[str, int, float]],
+                origin: dict[str, Any] | None, sweep: tuple[str, str, str | None, str, str] | None,
+                image_archive: tuple[str, str, int] | None) -> None:
+        """Record a finished run copied from another store (`repro push`/`pull`), in one
+        transaction: the record, its series, where it came from (a bundle's origin travels
+        with its run), its sweep and its image's archive. Its tags and notes follow, each
+        idempotent."""
+        try:
+            with self.atomic() as db:
+                db.execute(f"INSERT INTO runs ({', '.join(COLUMNS)}) VALUES "
+                           f"({', '.join('?' * len(COLUMNS))})", _row(record))
+                _project(db, record)
+                db.executemany(STEP_UPSERT, ((record.id, n, s, v) for n, s, v in steps))
+                if origin is not None:
+                    db.execute("INSERT INTO run_imports VALUES (?, ?, ?, ?)",
+                               (record.id, origin["source"], origin["imported_at"],
+                                json.dumps(sorted(origin["absent"]))))
+                if sweep is not None:
+                    db.execute("INSERT INTO sweeps VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                               sweep)
+                if image_archive is not None:
+                    db.execute("INSERT INTO images VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                               (*image_archive, utc_now()))
+        except DbError as e:
+            raise StoreError(f"store {self.db.where}: cannot record run {record.id}: {e}") from e
+
+    def sweep(self, sweep_id: str) -> tuple[str, str, str | None, str, str] | None:
+        """(id, name, spec_path, plan, created_at) of a sweep, or None."""
+        row = self.db.execute("SELECT id, name, spec_path, plan, created_at FROM sweeps WHERE "
+                              "id = ?", (sweep_id,)).fetchone()
+        return tuple(row) if row is not None else None
+
     def origin(self, run_id: str) -> dict[str, Any] | None:
         """Where an imported run came from ({source, imported_at, absent}); None for a run
         recorded here."""
@@ -292,9 +324,11 @@ class RunStore:
                 out[rid][k] = v
         return out
 
-    def add_note(self, run_id: str, text: str) -> None:
+    def add_note(self, run_id: str, text: str, at: str | None = None) -> None:
+        """A note, stamped now (or ``at``: a note copied from another store keeps its time)."""
         with self.atomic() as db:
-            db.execute("INSERT INTO run_notes VALUES (?, ?, ?)", (run_id, utc_now(), text))
+            db.execute("INSERT INTO run_notes (run_id, created_at, text) VALUES (?, ?, ?)",
+                       (run_id, at or utc_now(), text))
 
     def notes(self, run_id: str) -> list[tuple[str, str]]:
         return list(self.db.execute("SELECT created_at, text FROM run_notes WHERE run_id = ? "
