@@ -2,12 +2,15 @@
 
     python benchmarks/query.py [--runs 100000] [--out bench-out/query.json]
 
-Compared in the same run with:
-- a plain SQLite query written by hand over the same tables (the floor), and
+The same runs and queries on both record stores, SQLite (the embedded default) and
+PostgreSQL 15 (a team's store; a real server started here as in the tests, tests/pg.py),
+each compared in the same run with:
+- a plain query written by hand over the same tables on the same database (the floor), and
 - MLflow's `search_runs` on an SQLite-backed MLflow store holding the same runs, run in its own
   virtual environment (`.venv-bench`, created here; MLflow is never a dependency of repro).
   MLflow compares params as strings only (=, !=, LIKE, IN), so the shared query filters params
-  by equality and metrics numerically.
+  by equality and metrics numerically. On PostgreSQL, MLflow's own SQLAlchemy store with
+  psycopg2 (installed into .venv-bench).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import random
 import statistics
 import subprocess
@@ -46,7 +50,7 @@ SELECT r.id FROM runs r
 JOIN run_params po ON po.run_id = r.id AND po.name = 'optimizer' AND po.value_text = 'adam'
 JOIN run_params pb ON pb.run_id = r.id AND pb.name = 'batch' AND pb.value_num = 64
 JOIN run_metrics m ON m.run_id = r.id AND m.name = 'acc' AND m.value >= 0.9
-ORDER BY m.value DESC LIMIT 100
+ORDER BY m.value DESC, r.created_at DESC, r.id DESC LIMIT 100
 """
 
 
@@ -85,6 +89,8 @@ def populate_repro(home: Path, runs: list[dict]) -> float:
                                                        time.gmtime(r["created"])),
         duration_s=1.0) for r in runs)
     store.runs.insert_many(records)
+    if store.runs.db.dialect == "postgresql":
+        store.runs.db.execute("ANALYZE")  # what autovacuum does within a minute of a bulk load
     store.close()
     return time.perf_counter() - t0
 
@@ -147,9 +153,10 @@ def ensure_mlflow_venv() -> Path | None:
     py = venv / "bin" / "python"
     if not py.exists():
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    probe = subprocess.run([str(py), "-c", "import mlflow"], capture_output=True)
+    probe = subprocess.run([str(py), "-c", "import mlflow, psycopg2"], capture_output=True)
     if probe.returncode != 0:
-        inst = subprocess.run([str(py), "-m", "pip", "install", "-q", "mlflow"],
+        inst = subprocess.run([str(py), "-m", "pip", "install", "-q", "mlflow",
+                               "psycopg2-binary"],
                               capture_output=True, text=True)
         if inst.returncode != 0:
             print(f"MLflow could not be installed: {inst.stderr.strip()[-500:]}",
@@ -158,9 +165,10 @@ def ensure_mlflow_venv() -> Path | None:
     return py
 
 
-def bench_mlflow(py: Path, runs_file: Path, work: Path) -> dict:
+def bench_mlflow(py: Path, runs_file: Path, work: Path, uri: str | None = None) -> dict:
     out = subprocess.run([str(py), str(ROOT / "benchmarks" / "mlflow_query.py"),
-                          str(runs_file), str(work)], capture_output=True, text=True)
+                          str(runs_file), str(work), *([uri] if uri else [])],
+                         capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"MLflow benchmark failed: {out.stderr[-2000:]}")
     return json.loads(out.stdout)
@@ -171,6 +179,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=100_000)
     ap.add_argument("--out", type=Path, default=ROOT / "bench-out" / "query.json")
     ap.add_argument("--no-mlflow", action="store_true")
+    ap.add_argument("--no-postgres", action="store_true")
     args = ap.parse_args()
     runs = make_runs(args.runs)
     with tempfile.TemporaryDirectory(prefix="repro-qbench-") as t:
@@ -182,12 +191,31 @@ def main() -> None:
         py = None if args.no_mlflow else ensure_mlflow_venv()
         if py is None:
             result["mlflow"] = {"error": "MLflow could not be installed or was skipped"}
-        else:
-            runs_file = tmp / "runs.json"
+        runs_file = tmp / "runs.json"
+        if py is not None:
             runs_file.write_text(json.dumps(runs))
             result["mlflow"] = bench_mlflow(py, runs_file, tmp / "mlflow")
             if "top" in result["mlflow"]:
                 result["same_top"] = result["mlflow"]["top"] == result["repro"]["top"]
+        if not args.no_postgres:
+            from tests import pg
+
+            server = pg.start(tmp / "pg")
+            try:
+                server.create_db("bench")
+                os.environ["REPRO_STORE"] = server.url(db="bench")
+                result["repro_pg_populate_s"] = populate_repro(tmp / "repro-pg", runs)
+                result["repro_pg"] = bench_repro(tmp / "repro-pg")
+                global _SERVER
+                _SERVER = None  # the dashboard over the PostgreSQL store next
+                del os.environ["REPRO_STORE"]
+                result["same_top_pg"] = result["repro_pg"]["top"] == result["repro"]["top"]
+                if py is not None:
+                    server.create_db("mlflow")
+                    result["mlflow_pg"] = bench_mlflow(py, runs_file, tmp / "mlflow-pg",
+                                                       server.url(db="mlflow"))
+            finally:
+                server.stop()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))

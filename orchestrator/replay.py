@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -321,11 +321,10 @@ def replay(original: RunRecord, store: Store, engine: Engine, hooks: Hooks,
                         spec_path=original.spec_path, params=dict(original.params),
                         replay_of=original.id,
                         warnings=[f"hardware differs: {c['fact']}" for c in hw] + plan.notes)
-    record = start(record, res, store, engine, hooks)
-    record.verdict = verdict(original, record, tolerances,
-                             compare_logs(original, record, store))
-    store.runs.save(record, previous=record.status)
-    return record
+    def judge(done: RunRecord) -> None:  # in the run's final write, not after it
+        done.verdict = verdict(original, done, tolerances, compare_logs(original, done, store))
+
+    return start(record, res, store, engine, replace(hooks, on_finished=judge))
 
 
 def _fmt(change: dict[str, Any]) -> str:

@@ -62,6 +62,10 @@ class Hooks:
     on_metrics: Callable[[Latest], None] = lambda _: None  # its latest metrics, live
     on_end: Callable[[], None] = lambda: None  # the job ended: the live line goes
     cancel: threading.Event | None = None  # set by a sweep's Ctrl-C: the run was stopped
+    # the finished record, outputs stored, just before its last write: what a caller adds
+    # (a replay's verdict) lands in that same write (a team store's member may not change
+    # a finished run afterwards, not even its own)
+    on_finished: Callable[[RunRecord], None] = lambda _: None
 
 
 def new_run_id() -> str:
@@ -230,6 +234,11 @@ def _finish(record: RunRecord, res: Resolution, store: Store, executor: Executor
     shutil.rmtree(work, ignore_errors=True)
     if record.logs is not None:
         sink.path.unlink(missing_ok=True)
+    try:
+        hooks.on_finished(record)
+    except Exception as e:  # whatever the caller's addition does, the run ends recorded
+        why = str(e) if isinstance(e, ReproError | OSError) else f"{type(e).__name__}: {e}"
+        record.warnings.append(f"finishing the record: {why}")
     try:
         store.runs.save(record, previous=state.previous, steps=series)  # together
         store.local.release(record.id)

@@ -469,6 +469,11 @@ class DockerEngine:
         out = self._call(what, lambda: self.api.import_image_from_file(
             str(tar_path), repository=repository, tag=tag, changes=changes))
         info = self.image(f"{repository}:{tag}")
+        if info is None:  # podman's compat API imports untagged and names the id it made
+            made = re.search(r"sha256:[0-9a-f]{64}", str(out))
+            if made is not None and self.image(made.group(0)) is not None:
+                self.tag(made.group(0), repository, tag)
+                info = self.image(f"{repository}:{tag}")
         if info is None:
             raise ImageError(f"{what}: no image came out ({str(out)[:200]})")
         return str(info["id"])

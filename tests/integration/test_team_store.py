@@ -4,7 +4,11 @@ shown from another."""
 
 from __future__ import annotations
 
+import json
+import os
 import socket
+
+import pytest
 
 from tests.helpers import repro
 from tests.integration.conftest import add_spec, launch_json
@@ -162,3 +166,84 @@ def test_artifacts_in_a_registry_are_fetched_verified_and_kept_by_run(proj, home
         p = repro("verify", run["id"], cwd=tmp_path, env=carol, timeout=600)
         assert p.returncode != 0 and "Traceback" not in p.stderr
         assert f"sha256:{snapshot}" in p.stdout + p.stderr and "corrupt" in p.stdout + p.stderr
+
+
+def test_a_team_of_five_launches_at_once_and_each_reproves_anothers_run(proj, pg_server,
+                                                                        tmp_path):
+    """Five members, five homes, five roles, one PostgreSQL store and one shared folder:
+    five launches at once, every run visible to every member, each member re-proves the
+    next member's run from an empty home, and no member can alter another's run."""
+    import subprocess
+    import sys
+
+    import psycopg
+
+    pg_server.create_role("team5_admin", "admin-pw")
+    db = pg_server.create_db("five", owner="team5_admin")
+    members = [f"m{i}" for i in range(5)]
+    for m in members:
+        pg_server.create_role(m, f"{m}-pw")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    p = repro("--store", pg_server.url("team5_admin", "admin-pw", db), "runs", cwd=tmp_path,
+              env={"REPRO_HOME": str(tmp_path / "admin")})  # the admin sets the schema up
+    assert p.returncode == 0, p.stderr
+
+    def env(m: str, home: str) -> dict[str, str]:
+        return {**os.environ, "REPRO_HOME": str(tmp_path / home), "REPRO_USER": m,
+                "REPRO_STORE": pg_server.url(m, f"{m}-pw", db),
+                "REPRO_ARTIFACTS": f"file://{shared}", "REPRO_ARCHIVE_IMAGES": "0"}
+
+    spec = add_spec(proj, "hello-five", "command: [python3, /repro/code/hello.py]\nseed: 7\n")
+    procs = [subprocess.Popen([sys.executable, "-m", "orchestrator", "launch",
+                               str(spec.relative_to(proj)), "--json"], cwd=proj,
+                              env=env(m, f"home-{m}"), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for m in members]
+    runs = {}
+    for m, proc in zip(members, procs, strict=True):
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0 and "Traceback" not in err, err
+        runs[m] = json.loads(out)
+        assert runs[m]["user"] == m and runs[m]["status"] == "succeeded"
+
+    for m in members:  # every member sees every run, with who launched it
+        p = repro("runs", "--json", cwd=tmp_path, env=env(m, f"home-{m}"))
+        assert sorted((r["user"], r["id"]) for r in json.loads(p.stdout)) == sorted(
+            (who, r["id"]) for who, r in runs.items())
+
+    verifies = [subprocess.Popen([sys.executable, "-m", "orchestrator", "verify",
+                                  runs[members[(i + 1) % 5]]["id"], "--json"], cwd=tmp_path,
+                                 env=env(m, f"empty-{m}"), stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+                for i, m in enumerate(members)]
+    for i, proc in enumerate(verifies):
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err
+        replay = json.loads(out)
+        assert replay["verdict"]["result"] == "identical"
+        assert replay["replay_of"] == runs[members[(i + 1) % 5]]["id"]
+        assert replay["user"] == members[i]
+
+    # m0 cannot alter m1's run: the database refuses, whatever the client does
+    target = runs["m1"]["id"]
+    p = repro("rm", target, cwd=tmp_path, env=env("m0", "home-m0"))
+    assert p.returncode != 0 and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    with psycopg.connect(pg_server.url("m0", "m0-pw", db), autocommit=True) as conn:
+        assert conn.execute("UPDATE runs SET status = 'failed' WHERE id = %s",
+                            (target,)).rowcount == 0
+        assert conn.execute("DELETE FROM run_metrics WHERE run_id = %s",
+                            (target,)).rowcount == 0
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("DELETE FROM runs WHERE id = %s", (target,))
+    repro("tag", target, "owner=m1", cwd=tmp_path, env=env("m1", "home-m1"))
+    p = repro("tag", target, "owner=m0", cwd=tmp_path, env=env("m0", "home-m0"))
+    assert p.returncode != 0 and "Traceback" not in p.stderr
+    p = repro("show", target, "--json", cwd=tmp_path, env=env("m2", "home-m2"))
+    shown = json.loads(p.stdout)
+    assert shown["status"] == "succeeded" and shown["tags"] == {"owner": "m1"}
+    assert len(shown["replays"]) == 1
+    p = repro("cite", runs["m4"]["id"], "--json", cwd=tmp_path, env=env("m3", "home-m3"))
+    assert p.returncode == 0, p.stderr
+    card = json.loads(p.stdout)
+    assert card["user"] == "m4" and card["published"]["cited_by"] == "m3"
+    assert card["last_verdict"]["result"] == "identical" and card["last_verdict"]["by"] == "m3"
