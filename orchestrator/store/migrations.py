@@ -153,6 +153,9 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             cited_at TEXT NOT NULL
         )
     """),
+    # PostgreSQL only (pg_schema.py): covering value indexes and extended statistics for its
+    # planner. SQLite's indexes already serve the plans RunStore.query_ids picks
+    (11, "query-statistics", "SELECT 1"),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -222,8 +222,8 @@ class RunStore:
         probe each run's conditions, letting LIMIT stop the walk early."""
         compiled = compile_where(where, self.db)
         sort = sort or Sort("column", "created_at", True)
-        driver = self._selective_condition(compiled, limit)
         direction = "DESC" if sort.descending else "ASC"
+        driver = self._selective_condition(compiled, limit)
         if driver is not None or sort.kind == "column" or not limit:
             return self._ids_sorted_after(compiled, driver, sort, direction, limit)
         ids: list[str] = []
