@@ -123,3 +123,28 @@ def test_repro_ui_never_prints_the_token_and_refuses_it_on_the_command_line(tmp_
     proc.terminate()
     proc.wait(timeout=10)
     assert "serving" in line and "?token=<your token>" in line and TOKEN not in line
+
+
+def test_the_dashboard_serves_either_store_with_users_and_the_published_mark(serve, tmp_path,
+                                                                              backend):
+    """The runs API over SQLite and PostgreSQL alike: the user column filters, a cited run
+    carries the published mark."""
+    from orchestrator.store import open_store
+    from tests.unit.test_store import record
+
+    store = open_store(tmp_path / "home")
+    mine, theirs = record("a"), record("b")
+    mine.user, theirs.user = "alice@example.com", "bob"
+    store.runs.insert(mine)
+    store.runs.insert(theirs)
+    store.runs.publish(theirs.id, None, None, "carol")
+    store.close()
+    port = serve()
+    status, body = get(port, "/api/runs?where=" + "user%20%3D%20bob")
+    assert status == 200, body
+    doc = json.loads(body)
+    assert [(r["id"], r["user"], r["published"]) for r in doc["runs"]] == [
+        (theirs.id, "bob", True)]
+    status, body = get(port, "/api/runs")
+    assert {r["id"]: r["published"] for r in json.loads(body)["runs"]} == {
+        mine.id: False, theirs.id: True}
