@@ -45,6 +45,7 @@ def free_port() -> int:
 
 def start_registry(folder: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
+    folder.mkdir(parents=True, exist_ok=True)
     config = folder / "registry.yml"
     config.write_text(f"version: 0.1\nlog: {{level: error}}\nstorage:\n  delete: {{enabled: "
                       f"true}}\n  filesystem:\n    rootdirectory: {folder / 'data'}\n"

@@ -53,6 +53,7 @@ class Db(Protocol):
     like: str  # case-insensitive LIKE
     plus_hides_index: bool  # SQLite: "+col" keeps the column's index out of a plan
     ordered_join: str  # a join the planner keeps in the written order (SQLite: CROSS JOIN)
+    probe_fence: str  # ends a subquery the planner must not flatten (PostgreSQL: OFFSET 0)
 
     def execute(self, sql: str, args: Sequence[object] = ()) -> Cursor: ...
 
@@ -88,6 +89,7 @@ class SqliteDb:
     like = "LIKE"  # case-insensitive for ASCII in SQLite
     plus_hides_index = True
     ordered_join = "CROSS JOIN"
+    probe_fence = ""  # SQLite keeps a correlated EXISTS a per-row probe
 
     def __init__(self, path: Path) -> None:
         from .migrations import LATEST
@@ -216,6 +218,7 @@ class PostgresDb:
     like = "ILIKE"
     plus_hides_index = False
     ordered_join = "JOIN"
+    probe_fence = " OFFSET 0"
 
     def __init__(self, url: str) -> None:
         import psycopg

@@ -227,7 +227,7 @@ class RunStore:
         if driver is not None or sort.kind == "column" or not limit:
             return self._ids_sorted_after(compiled, driver, sort, direction, limit)
         ids: list[str] = []
-        cond, args = compiled.sql()
+        cond, args = compiled.sql(fence=self.db.probe_fence)  # probes in the walk's order
         for table, key, extra in _sort_phases(sort):
             if len(ids) >= limit:
                 break

@@ -24,7 +24,10 @@ CONTAINS = {"params": "value_text", "tags": "value", "note": "text",
 
 
 class SqlNode:
-    def sql(self, driver: Cond | None = None) -> tuple[str, list[object]]:
+    def sql(self, driver: Cond | None = None, fence: str = "") -> tuple[str, list[object]]:
+        """SQL and its arguments; ``driver`` is the condition that drives the query (its set
+        form), ``fence`` ends each EXISTS probe (the database's way of keeping a probe a
+        probe, evaluated per row in the order of a walk, not flattened into a join)."""
         raise NotImplementedError
 
     def conjuncts(self) -> list[SqlNode]:
@@ -42,7 +45,7 @@ class Cond(SqlNode):
     column: str | None = None  # runs.status, ... for a column condition
     plus: bool = True  # the database reads "+col" as "not by its index" (SQLite)
 
-    def sql(self, driver: Cond | None = None) -> tuple[str, list[object]]:
+    def sql(self, driver: Cond | None = None, fence: str = "") -> tuple[str, list[object]]:
         if self.column is not None:
             # a unary + keeps SQLite from using the column's index unless this condition
             # drives the query: then the walk in sort order (and LIMIT) is what it takes
@@ -51,7 +54,8 @@ class Cond(SqlNode):
         if self is driver:
             return f"runs.id IN (SELECT run_id FROM {self.table} WHERE {self.pred})", list(
                 self.args)
-        exists = f"EXISTS (SELECT 1 FROM {self.table} WHERE run_id = runs.id AND {self.pred})"
+        exists = (f"EXISTS (SELECT 1 FROM {self.table} WHERE run_id = runs.id AND "
+                  f"{self.pred}{fence})")
         return (f"NOT {exists}" if self.negated else exists), list(self.args)
 
     def in_sql(self) -> tuple[str, list[object]]:
@@ -77,8 +81,8 @@ class SqlBool(SqlNode):
     op: str  # AND / OR
     parts: tuple[SqlNode, ...]
 
-    def sql(self, driver: Cond | None = None) -> tuple[str, list[object]]:
-        frags = [p.sql(driver) for p in self.parts]
+    def sql(self, driver: Cond | None = None, fence: str = "") -> tuple[str, list[object]]:
+        frags = [p.sql(driver, fence) for p in self.parts]
         return ("(" + f" {self.op} ".join(f for f, _ in frags) + ")",
                 [a for _, args in frags for a in args])
 
@@ -92,8 +96,8 @@ class SqlBool(SqlNode):
 class SqlNot(SqlNode):
     part: SqlNode
 
-    def sql(self, driver: Cond | None = None) -> tuple[str, list[object]]:
-        frag, args = self.part.sql()
+    def sql(self, driver: Cond | None = None, fence: str = "") -> tuple[str, list[object]]:
+        frag, args = self.part.sql(None, fence)
         return f"(NOT {frag})", args
 
 
@@ -103,8 +107,8 @@ class Compiled:
 
     root: SqlNode | None
 
-    def sql(self, driver: Cond | None = None) -> tuple[str, list[object]]:
-        return self.root.sql(driver) if self.root else ("TRUE", [])
+    def sql(self, driver: Cond | None = None, fence: str = "") -> tuple[str, list[object]]:
+        return self.root.sql(driver, fence) if self.root else ("TRUE", [])
 
     def count_sql(self) -> tuple[str, list[object]]:
         """Set form everywhere at the top level: index range scans, then intersect."""
