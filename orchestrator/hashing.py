@@ -8,11 +8,57 @@ from __future__ import annotations
 
 import hashlib
 import json
+import queue
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
 CHUNK = 1 << 20  # 1 MiB reads keep hashlib near its peak throughput
+
+
+class Hashing:
+    """sha256 computed beside the caller's writes: from the second chunk on, a thread hashes
+    while the caller writes (hashlib and file writes release the GIL), so storing a large
+    artifact costs about the slower of the two, not their sum; a small one never starts the
+    thread. Use as a context manager (the thread always ends)."""
+
+    def __init__(self) -> None:
+        self.h = hashlib.sha256()
+        self.chunks: queue.Queue[bytes | None] | None = None
+        self.thread: threading.Thread | None = None
+        self.first = True
+
+    def update(self, chunk: bytes) -> None:
+        if self.first:
+            self.first = False
+            self.h.update(chunk)
+            return
+        if self.chunks is None:
+            self.chunks = queue.Queue(maxsize=16)  # at most 16 chunks ahead: bounded memory
+            self.thread = threading.Thread(target=self._run, daemon=True)
+            self.thread.start()
+        self.chunks.put(chunk)
+
+    def _run(self) -> None:
+        assert self.chunks is not None
+        while (chunk := self.chunks.get()) is not None:
+            self.h.update(chunk)
+
+    def _join(self) -> None:
+        if self.chunks is not None and self.thread is not None and self.thread.is_alive():
+            self.chunks.put(None)
+            self.thread.join()
+
+    def hexdigest(self) -> str:
+        self._join()
+        return self.h.hexdigest()
+
+    def __enter__(self) -> Hashing:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._join()
 
 
 def canonical_json(obj: Any) -> str:

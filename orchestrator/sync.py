@@ -245,12 +245,17 @@ def image_pusher(engine_of: Callable[[], Any]) -> Callable[
         for known, digest in dst.runs.pushes(image):
             if known == repo:
                 return f"{repo}@{digest}"
+        tag = f"image-{short(image)}"
+        there = getattr(dst.artifacts, "image_pushed", lambda *_: None)(image, tag)
+        if there is not None:  # pushed before (by anyone): only the index was missing
+            dst.runs.add_push(image, repo, there)
+            return f"{repo}@{there}"
         try:
             engine = engine_of()
             if engine.image(image) is None:
                 on_line(f"image {short(image)} is not in this engine: it goes as its archive")
                 return None
-            digest = engine.push(image, repo, f"image-{short(image)}", on_line)
+            digest = engine.push(image, repo, tag, on_line)
         except ReproError as e:
             on_line(f"warning: image {short(image)} not pushed ({e}); it goes as its archive")
             return None

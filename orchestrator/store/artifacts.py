@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 from ..errors import StoreError
-from ..hashing import chunks_of, hex_of, sha256_file
+from ..hashing import Hashing, chunks_of, hex_of, sha256_file
 from ..untrusted import HEX64
 
 
@@ -116,20 +116,19 @@ class ArtifactStore:
 
     def _put(self, chunks: Iterable[bytes], limit: int | None, name: str,
              expect: str | None) -> Put:
-        h = hashlib.sha256()
         size = 0
-        with self._writer() as (out, state):
+        with self._writer() as (out, state), Hashing() as h:
             for chunk in chunks:
                 size += len(chunk)
                 if limit is not None and size > limit:
                     raise TooLarge(f"{name}: larger than the limit of {limit} bytes", limit)
                 h.update(chunk)
                 out.write(chunk)
-            if expect is not None and h.hexdigest() != expect:
-                raise DigestMismatch(f"{name}: its bytes hash to {h.hexdigest()}, not "
-                                     f"{expect}", got=h.hexdigest())
-            state["digest"] = h.hexdigest()
-        return Put(h.hexdigest(), size, state["created"])
+            got = h.hexdigest()
+            if expect is not None and got != expect:
+                raise DigestMismatch(f"{name}: its bytes hash to {got}, not {expect}", got=got)
+            state["digest"] = got
+        return Put(got, size, state["created"])
 
     def _temp(self) -> tuple[int, str]:
         """A new temp file, locked, as (fd, name). `repro gc` removes only "in-*" files no
@@ -257,15 +256,16 @@ class Stage:
         DigestMismatch. Returns the size."""
         fd, tmp_name = self.store._temp()
         out = os.fdopen(fd, "wb")
-        h, size = hashlib.sha256(), 0
+        size = 0
         try:
-            for chunk in chunks_of(stream):
-                h.update(chunk)
-                out.write(chunk)
-                size += len(chunk)
-            if h.hexdigest() != expect:
-                raise DigestMismatch(f"{name}: its bytes hash to {h.hexdigest()}, not "
-                                     f"{expect}", got=h.hexdigest())
+            with Hashing() as h:
+                for chunk in chunks_of(stream):
+                    h.update(chunk)
+                    out.write(chunk)
+                    size += len(chunk)
+                got = h.hexdigest()
+            if got != expect:
+                raise DigestMismatch(f"{name}: its bytes hash to {got}, not {expect}", got=got)
             out.flush()
             os.fsync(out.fileno())
         except BaseException as e:

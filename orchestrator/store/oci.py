@@ -27,7 +27,7 @@ from .artifacts import ArtifactStore, DigestMismatch, Put, Source
 
 LAYER = "application/vnd.repro.artifact"
 EMPTY = "application/vnd.oci.empty.v1+json"
-CHUNK = 16 << 20  # bytes per PATCH of a chunked upload
+CHUNK = 64 << 20  # bytes per PATCH of a chunked upload (and the memory it takes)
 EMPTY_DIGEST = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
 RUN = "application/vnd.repro.run.v1"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -134,6 +134,26 @@ class OciArtifactStore:
         sep = "&" if "?" in session else "?"
         return reg.do_request(f"{session}{sep}digest=sha256:{hex_}", "PUT",
                               headers={**reg.headers, "Content-Length": "0"})
+
+    def image_pushed(self, image_id: str, tag: str) -> str | None:
+        """The repository digest under which the registry holds image ``image_id`` as
+        ``tag``, if it does: the manifest's config must be that image (a tag alone proves
+        nothing), so a push of it can be skipped."""
+        import requests
+
+        reg = self.registry
+        url = f"{reg.prefix}://{self.hostname}/v2/{self.repo}/manifests/{tag}"
+        accept = ("application/vnd.docker.distribution.manifest.v2+json, "
+                  "application/vnd.oci.image.manifest.v1+json")
+        try:
+            r = reg.do_request(url, "GET", headers={**reg.headers, "Accept": accept})
+            if r.status_code != 200:
+                return None
+            config = (r.json().get("config") or {}).get("digest")
+        except (requests.RequestException, ValueError, AttributeError):
+            return None
+        digest = r.headers.get("Docker-Content-Digest")
+        return str(digest) if config == image_id and digest else None
 
     def upload(self, hex_: str, path: Path, on_bytes: Callable[[int], None]) -> None:
         """Put a file of this machine that hashes to ``hex_`` in the registry, without a

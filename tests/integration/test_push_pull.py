@@ -143,3 +143,10 @@ def test_push_to_a_registry_sends_the_image_by_digest(proj, home, pg_server, tmp
         assert ref in card["image_pushes"]
         p, again = run_json("push", run["id"], cwd=proj, env=team)
         assert again["runs"][0]["state"] == "present" and again["runs"][0]["image"] == ref
+        # another team database on the same registry: the image there is found by its
+        # manifest's config (the image id), not pushed again
+        other = {**team, "REPRO_TEAM_STORE": _team(pg_server, "images2", "")[
+            "REPRO_TEAM_STORE"]}
+        p, fresh = run_json("push", run["id"], cwd=proj, env=other)
+        assert fresh["runs"][0]["state"] == "copied" and fresh["runs"][0]["image"] == ref
+        assert "Pushed" not in p.stderr and "Layer already exists" not in p.stderr
