@@ -150,3 +150,41 @@ def test_push_to_a_registry_sends_the_image_by_digest(proj, home, pg_server, tmp
         p, fresh = run_json("push", run["id"], cwd=proj, env=other)
         assert fresh["runs"][0]["state"] == "copied" and fresh["runs"][0]["image"] == ref
         assert "Pushed" not in p.stderr and "Layer already exists" not in p.stderr
+
+
+def test_a_fresh_machine_pulls_the_image_by_digest_from_the_team_registry(
+        proj, home, pg_server, images, tmp_path):
+    """Verify anywhere: an image only this machine had (built here, never archived) reaches
+    a teammate through the team's registry, by digest, and the replay is identical."""
+    import uuid
+
+    marker = uuid.uuid4().hex[:12]
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "Dockerfile").write_text(
+        f"FROM {images['base']}\nLABEL org.repro.test={marker}\n")
+    tag = f"repro-test/pushpull:{marker}"
+    subprocess.run(["docker", "build", "-q", "-t", tag, str(tmp_path / "img")], check=True,
+                   capture_output=True)
+    image_id = subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}}", tag], check=True,
+                              capture_output=True, text=True).stdout.strip()
+    try:
+        (tmp_path / "reg").mkdir()
+        with serve_registry(tmp_path / "reg") as registry:
+            team = _team(pg_server, "fresh", f"oci://{registry}/team/runs")
+            spec = add_spec(proj, "own-image", f"image: {{ref: '{tag}'}}\n"
+                            "command: [python3, /repro/code/hello.py]\n")
+            p, run = launch_json(proj, spec, env={"REPRO_ARCHIVE_IMAGES": "0"})
+            assert p.returncode == 0, p.stderr
+            assert run["resolved"]["image"]["digest"] == image_id
+            p, done = run_json("push", run["id"], cwd=proj, env=team, timeout=600)
+            assert p.returncode == 0 and done["runs"][0]["image"], p.stderr
+            subprocess.run(["docker", "rmi", "-f", image_id], check=True, capture_output=True)
+            bob = {"REPRO_HOME": str(tmp_path / "bob"),
+                   "REPRO_STORE": team["REPRO_TEAM_STORE"],
+                   "REPRO_ARTIFACTS": team["REPRO_TEAM_ARTIFACTS"]}
+            p = repro("verify", run["id"], cwd=tmp_path, env=bob, timeout=600)
+            assert p.returncode == 0, p.stdout + p.stderr
+            assert f"pulling {done['runs'][0]['image']}" in p.stderr
+            assert "IDENTICAL" in p.stdout + p.stderr
+    finally:
+        subprocess.run(["docker", "rmi", "-f", image_id], capture_output=True)
