@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 REPRO := $(VENV)/bin/repro
 
-.PHONY: install docker browser postgres images demo test unit fuzz lint bench rebuild-check ui screenshots vendor clean
+.PHONY: install docker browser postgres slurm images demo test unit fuzz lint bench rebuild-check ui screenshots vendor clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -25,6 +25,9 @@ browser:
 postgres:
 	scripts/ensure-postgres
 
+slurm:
+	scripts/ensure-slurm
+
 images: install docker
 	$(REPRO) image build images/train
 
@@ -32,7 +35,7 @@ demo: images
 	$(REPRO) launch specs/digits-mlp.yaml
 	$(REPRO) runs
 
-test: images browser postgres
+test: images browser postgres slurm
 	$(PY) -m pytest
 
 ui: install

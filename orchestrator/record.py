@@ -56,6 +56,7 @@ def utc_now() -> str:
 
 class RunStatus(StrEnum):
     PENDING = "pending"
+    QUEUED = "queued"  # handed to a scheduler (Slurm), waiting for a node
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
@@ -65,7 +66,7 @@ class RunStatus(StrEnum):
 
     @property
     def terminal(self) -> bool:
-        return self not in (RunStatus.PENDING, RunStatus.RUNNING)
+        return self not in (RunStatus.PENDING, RunStatus.QUEUED, RunStatus.RUNNING)
 
     @property
     def exit_code(self) -> ExitCode:
@@ -76,8 +77,11 @@ class RunStatus(StrEnum):
 
 
 ALLOWED = {
-    RunStatus.PENDING: {RunStatus.RUNNING, RunStatus.FAILED, RunStatus.INTERRUPTED,
-                        RunStatus.LOST},
+    RunStatus.PENDING: {RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.FAILED,
+                        RunStatus.INTERRUPTED, RunStatus.LOST},
+    # the scheduler's own endings (a job cancelled, timed out or lost before it started)
+    RunStatus.QUEUED: {RunStatus.RUNNING, RunStatus.FAILED, RunStatus.INTERRUPTED,
+                       RunStatus.TIMEOUT, RunStatus.LOST},
     RunStatus.RUNNING: {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.INTERRUPTED,
                         RunStatus.TIMEOUT, RunStatus.LOST},
 }
@@ -295,6 +299,9 @@ class RunRecord(_Doc):
     warnings: list[str] = []
     user: Annotated[str, Field(max_length=256)] | None = None  # who launched it
     host: Annotated[str, Field(max_length=256)] | None = None  # the machine it launched from
+    # where the run went when not to this machine's engine: {"kind": "slurm", "job_id", ...};
+    # never part of spec_digest (where a run goes is not what it is)
+    executor: dict[str, Any] | None = None
 
     @field_validator("environment")
     @classmethod

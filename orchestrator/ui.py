@@ -59,7 +59,7 @@ def _tty_style(text: str, code: str) -> str:
 STATUS_STYLE = {
     RunStatus.SUCCEEDED: "green", RunStatus.FAILED: "red", RunStatus.TIMEOUT: "red",
     RunStatus.INTERRUPTED: "yellow", RunStatus.LOST: "magenta", RunStatus.RUNNING: "cyan",
-    RunStatus.PENDING: "dim",
+    RunStatus.PENDING: "dim", RunStatus.QUEUED: "dim",
 }
 SPARK = "▁▂▃▄▅▆▇█"
 

@@ -29,7 +29,7 @@ def sweep_groups(runs: RunStore, where: Where, metric: str | None = None, limit:
     rows = runs.db.execute(
         "SELECT runs.sweep_id, sw.name, count(*), "
         "sum(CASE WHEN runs.status = 'succeeded' THEN 1 ELSE 0 END), "
-        "sum(CASE WHEN runs.status IN ('pending', 'running') THEN 1 ELSE 0 END), "
+        "sum(CASE WHEN runs.status IN ('pending', 'queued', 'running') THEN 1 ELSE 0 END), "
         "min(runs.created_at), "
         f"{lo_hi} FROM runs{join} LEFT JOIN sweeps sw ON sw.id = runs.sweep_id "
         f"WHERE runs.sweep_id IS NOT NULL AND {cond} GROUP BY runs.sweep_id, sw.name "

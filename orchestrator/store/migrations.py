@@ -156,6 +156,8 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     # PostgreSQL only (pg_schema.py): covering value indexes and extended statistics for its
     # planner. SQLite's indexes already serve the plans RunStore.query_ids picks
     (11, "query-statistics", "SELECT 1"),
+    # PostgreSQL only: members' rights also cover runs `queued` on a scheduler
+    (12, "queued-runs", "SELECT 1"),
 ]
 
 LATEST = MIGRATIONS[-1][0]

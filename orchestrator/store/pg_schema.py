@@ -119,14 +119,20 @@ BASELINE_VERSION: list[tuple[int, str]] = [
 # run row in this same transaction (a new run, a finish, an import), or while the run is
 # theirs and unfinished. xmin is the transaction that wrote a row version; compared modulo
 # 2^32 with the current transaction's 64-bit id.
-_OWN_RUN = ("EXISTS (SELECT 1 FROM runs r WHERE r.id = run_id AND r.created_by = current_user "
+_OWN_RUN_9 = ("EXISTS (SELECT 1 FROM runs r WHERE r.id = run_id AND r.created_by = current_user "
             "AND (r.status IN ('pending', 'running') OR r.xmin::text::bigint = "
             "pg_current_xact_id()::text::bigint % 4294967296))")
 _SIDE = "".join(f"""
         ALTER TABLE {t} ENABLE ROW LEVEL SECURITY;
         CREATE POLICY {t}_read ON {t} FOR SELECT USING (true);
-        CREATE POLICY {t}_write ON {t} FOR ALL USING ({_OWN_RUN}) WITH CHECK ({_OWN_RUN});"""
+        CREATE POLICY {t}_write ON {t} FOR ALL USING ({_OWN_RUN_9}) WITH CHECK ({_OWN_RUN_9});"""
                 for t in ("run_params", "run_metrics", "metric_steps"))
+# from migration 12: a run queued on a scheduler is unfinished too
+_OWN_RUN = _OWN_RUN_9.replace("('pending', 'running')", "('pending', 'queued', 'running')")
+_SIDE_12 = "".join(f"""
+        DROP POLICY {t}_write ON {t};
+        CREATE POLICY {t}_write ON {t} FOR ALL USING ({_OWN_RUN}) WITH CHECK ({_OWN_RUN});"""
+                   for t in ("run_params", "run_metrics", "metric_steps"))
 
 PG_MIGRATIONS: list[tuple[int, str, str]] = [
     (8, "run-user-host", f"""
@@ -199,5 +205,14 @@ PG_MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE STATISTICS run_params_num_stats (mcv, dependencies) ON name, value_num
             FROM run_params;
         CREATE STATISTICS run_metrics_stats (dependencies) ON name, value FROM run_metrics
+    """),
+    # `repro launch --executor slurm`: a run waits `queued` for a node; its member may still
+    # move it on (the node connects as the member who submitted it)
+    (12, "queued-runs", f"""
+        DROP POLICY runs_finish ON runs;
+        CREATE POLICY runs_finish ON runs FOR UPDATE
+            USING (created_by = current_user AND status IN ('pending', 'queued', 'running'))
+            WITH CHECK (created_by = current_user);
+        {_SIDE_12}
     """),
 ]

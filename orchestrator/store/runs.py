@@ -392,7 +392,7 @@ class RunStore:
         newer repro) is left out: recovery must never block every command on one bad row."""
         found = []
         for rid, doc in self.db.execute(
-                "SELECT id, record FROM runs WHERE status IN ('pending', 'running')"):
+                "SELECT id, record FROM runs WHERE status IN ('pending', 'queued', 'running')"):
             try:
                 found.append(_parse(rid, doc))
             except StoreError:

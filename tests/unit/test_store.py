@@ -70,7 +70,8 @@ def test_fresh_store_is_migrated_and_in_wal_mode(tmp_path):
     assert names == ["runs-and-metric-steps", "image-archives-and-pushes",
                      "queryable-params-metrics-tags-notes-sweeps", "run-owners",
                      "run-imports", "machine-local-state-out", "recipe-images", "run-user-host",
-                     "member-rights", "published", "query-statistics"]
+                     "member-rights", "published", "query-statistics",
+                     "queued-runs"]
     store.close()
     again = open_store(tmp_path / "h")  # reopening applies nothing twice
     assert again.runs.schema_version == LATEST
