@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import platform
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,7 @@ def host_facts(engine: dict[str, Any], gpus: list[GPU], assigned: list[GPU]) -> 
     """This machine's facts; ``engine`` is what the engine said of itself (its version)."""
     docker = engine
     return {
+        "hostname": socket.gethostname()[:256],
         "os": os_name(),
         "kernel": platform.release(),
         "cpu": cpu_facts(),

@@ -108,9 +108,19 @@ def launch(
     strict: Annotated[bool, typer.Option(
         "--strict", help="Refuse image tags that are not pinned by digest.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not echo job output.")] = False,
+    executor: ExecutorOpt = None,
+    partition: PartitionOpt = None,
+    account: AccountOpt = None,
+    qos: QosOpt = None,
+    sbatch_option: SbatchOpt = None,
+    detach: DetachOpt = False,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="With --executor slurm: print the job script, submit nothing.")]
+    = False,
     json_: JsonOpt = False,
 ) -> None:
-    """Run a spec in a container and record everything about it."""
+    """Run a spec in a container and record everything about it (here, or on a Slurm
+    cluster with --executor slurm)."""
     from . import ui, views
     from .engine import connect
     from .runner import launch as launch_run
@@ -118,9 +128,17 @@ def launch(
     from .store import open_store
 
     loaded = apply_overrides(load_spec(spec or default_spec(Path.cwd())), param or [])
-    store = _recovered(open_store())
-    record = launch_run(loaded, store, connect(), allow_dirty=allow_dirty, strict=strict,
-                        hooks=_hooks(quiet))
+    where = _executor(executor)
+    if where == "slurm":
+        record = _launch_on_slurm(loaded, allow_dirty, strict, quiet, detach, dry_run,
+                                  _slurm_options(partition, account, qos, sbatch_option))
+        if record is None:
+            return
+        store = open_store()
+    else:
+        store = _recovered(open_store())
+        record = launch_run(loaded, store, connect(), allow_dirty=allow_dirty, strict=strict,
+                            hooks=_hooks(quiet))
     series = store.runs.steps(record.id)
     if json_:
         ui.print_json(views.record_json(record, series))
@@ -824,6 +842,75 @@ def _sync(verb: str, refs: list[str], where: str | None, team_url: str | None,
                f"{human_size(sum(m.bytes for m in moved))} moved")
 
 
+@app.command("node-run", hidden=True)
+def node_run(run: Annotated[str, typer.Argument(help="The queued run's id.")]) -> None:
+    """What a Slurm job runs on its node: the queued run, from the shared stores, by this
+    node's engine."""
+    from . import ui
+    from .engine import connect
+    from .runner import run_on_node
+    from .store import open_store
+
+    store = open_store()
+    record = run_on_node(run, store, connect(), _hooks(False))
+    ui.progress(f"run {record.id} {record.status}" + (f": {record.reason}" if record.reason
+                                                       else ""))
+    _exit_for(record)
+
+
+@app.command("wait")
+def wait_(
+    run: Annotated[str, typer.Argument(help="Run id (or a unique prefix) of a queued or "
+                                            "running run.")],
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not echo job output.")]
+    = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Follow a run submitted to Slurm until it ends (its log, its status, Slurm's endings);
+    exits as `launch` would have."""
+    from . import ui, views
+
+    store = _store_of(run)
+    record = store.runs.get(run)
+    if not record.status.terminal:
+        record = _follow(store, record, _hooks(quiet))
+    if json_:
+        ui.print_json(views.record_json(record, store.runs.steps(record.id)))
+    else:
+        ui.render_record(record, store.runs.steps(record.id))
+    _exit_for(record)
+
+
+@app.command()
+def cancel(
+    runs_: Annotated[list[str] | None, typer.Argument(
+        metavar="[RUN]...", help="Runs submitted to Slurm.")] = None,
+    sweep_: Annotated[str | None, typer.Option("--sweep", help="Every unfinished run of "
+                                                               "this sweep.")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Stop runs submitted to Slurm (scancel): a running one is stopped by its node and
+    recorded interrupted, a queued one is recorded interrupted here."""
+    from . import slurm, ui
+    from .errors import UsageError
+    from .store import open_store
+    from .store.query import parse_where
+
+    if not runs_ and not sweep_:
+        raise UsageError("name the runs to cancel (RUN... or --sweep ID)")
+    store = open_store()
+    records = [store.runs.get(r) for r in runs_ or []]
+    if sweep_:
+        records += [r for r in store.runs.query(parse_where(f"sweep = '{sweep_}'"), None, None)
+                    if not r.status.terminal]
+    done = [slurm.cancel(store, r) for r in records]
+    if json_:
+        ui.print_json([{"id": r.id, "status": str(r.status), "reason": r.reason} for r in done])
+    else:
+        for r in done:
+            typer.echo(f"{r.id} {r.status}" + (f": {r.reason}" if r.reason else ""))
+
+
 @app.command()
 def rm(
     runs_: Annotated[list[str], typer.Argument(metavar="RUN...", help="Run ids (or unique "
@@ -980,6 +1067,82 @@ def _recovered(store: Store) -> Store:
             ui.progress(f"warning: {len(lost)} run(s) whose repro process died are not "
                         f"recovered yet: {e}")
     return store
+
+
+ExecutorOpt = Annotated[str | None, typer.Option(
+    "--executor", help="Where the run goes: local (this machine's engine, the default) or "
+    "slurm (default: REPRO_EXECUTOR).", metavar="local|slurm")]
+PartitionOpt = Annotated[str | None, typer.Option(
+    help="Slurm partition (default: REPRO_SLURM_PARTITION).")]
+AccountOpt = Annotated[str | None, typer.Option(
+    help="Slurm account (default: REPRO_SLURM_ACCOUNT).")]
+QosOpt = Annotated[str | None, typer.Option(help="Slurm QOS (default: REPRO_SLURM_QOS).")]
+SbatchOpt = Annotated[list[str] | None, typer.Option(
+    "--sbatch-option", help="One more sbatch option, e.g. --sbatch-option=--exclusive "
+    "(repeatable; REPRO_SLURM_OPTIONS adds its own, space-separated).")]
+DetachOpt = Annotated[bool, typer.Option(
+    "--detach", help="With --executor slurm: return once the job is queued (`repro wait "
+    "RUN` follows it later).")]
+
+
+def _executor(given: str | None) -> str:
+    from .errors import UsageError
+
+    where = (given or os.environ.get("REPRO_EXECUTOR", "") or "local").strip().lower()
+    if where not in ("local", "slurm"):
+        raise UsageError(f"--executor {where!r}: use local or slurm")
+    return where
+
+
+def _slurm_options(partition: str | None, account: str | None, qos: str | None,
+                   extra: list[str] | None) -> Any:
+    import shlex
+
+    from .slurm import SlurmOptions
+
+    env = os.environ.get
+    return SlurmOptions(
+        partition=partition or env("REPRO_SLURM_PARTITION") or None,
+        account=account or env("REPRO_SLURM_ACCOUNT") or None,
+        qos=qos or env("REPRO_SLURM_QOS") or None,
+        extra=shlex.split(env("REPRO_SLURM_OPTIONS", "")) + list(extra or []))
+
+
+def _launch_on_slurm(loaded: Any, allow_dirty: bool, strict: bool, quiet: bool,
+                     detach: bool, dry_run: bool, opts: Any) -> RunRecord | None:
+    """Resolve here, submit, and follow the run until it ends (unless --detach)."""
+    from . import slurm
+    from .engine import connect
+    from .runner import prepare_launch
+    from .store import open_store
+
+    slurm.require_shared_store()
+    store = _recovered(open_store())
+    hooks = _hooks(quiet)
+    record, _ = prepare_launch(loaded, store, connect(), allow_dirty=allow_dirty,
+                               strict=strict, hooks=hooks, local_gpus=False)
+    if dry_run:
+        typer.echo(slurm.script(record, opts, store.home), nl=False)
+        return None
+    record = slurm.submit(record, store, opts, hooks.on_line)
+    if detach or record.status.terminal:
+        return record
+    return _follow(store, record, hooks)
+
+
+def _follow(store: Store, record: RunRecord, hooks: Hooks) -> RunRecord:
+    from . import slurm, ui
+
+    try:
+        done = slurm.follow(store, record, hooks.on_line, hooks.on_log)
+    except KeyboardInterrupt:
+        hooks.on_end()
+        job = (record.executor or {}).get("job_id")
+        ui.progress(f"run {record.id} goes on as Slurm job {job}: `repro wait {record.id}` "
+                    f"follows it, `repro cancel {record.id}` stops it")
+        raise typer.Exit(130) from None
+    hooks.on_end()
+    return done
 
 
 def _hooks(quiet: bool) -> Hooks:

@@ -191,6 +191,7 @@ class GPUFacts(_Shape):
 
 
 class HostFacts(_Shape):
+    hostname: str = ""  # the machine that ran the job (a Slurm node is not where it launched)
     os: str = ""
     kernel: str = ""
     cpu: CPUFacts = CPUFacts()

@@ -79,20 +79,56 @@ def launch(loaded: LoadedSpec, store: Store, engine: Engine, *, allow_dirty: boo
     """Resolve ``loaded``, record it ``pending`` and run it to its end; returns the record.
     Raises only before the run is recorded (a bad spec, GPUs this host lacks, no engine)."""
     hooks = hooks or Hooks()
+    record, res = prepare_launch(loaded, store, engine, allow_dirty=allow_dirty,
+                                 strict=strict, hooks=hooks, sweep_id=sweep_id)
+    return start(record, res, store, engine, hooks)
+
+
+def prepare_launch(loaded: LoadedSpec, store: Store, engine: Engine, *,
+                   allow_dirty: bool = False, strict: bool = False, hooks: Hooks,
+                   sweep_id: str | None = None,
+                   local_gpus: bool = True) -> tuple[RunRecord, Resolution]:
+    """Resolve ``loaded`` (its code, inputs and lock into the store) into a new record, not
+    yet stored. ``local_gpus``: the GPUs must be on this machine (not for a scheduler's
+    node)."""
     requirement = loaded.spec.resources.gpu_requirement
     chosen = None
-    if requirement is not None:  # no GPUs to be had: say so before anything is resolved
-        chosen = engine.host(requirement.model_dump())[1]
+    if requirement is not None and local_gpus:  # no GPUs to be had: say so before anything
+        chosen = engine.host(requirement.model_dump())[1]  # is resolved
     res = resolve(loaded, store, engine, allow_dirty=allow_dirty, strict=strict,
                   on_line=hooks.on_line)
-    trace(hooks.on_line, "gpus", "none requested" if chosen is None else ", ".join(
-        f"{g.name} ({g.uuid[:16]}, {g.memory_gb:g} GB)" for g in chosen))
+    trace(hooks.on_line, "gpus", "none requested" if requirement is None else (
+        "on the node" if chosen is None else ", ".join(
+            f"{g.name} ({g.uuid[:16]}, {g.memory_gb:g} GB)" for g in chosen)))
     for w in res.warnings:
         hooks.on_line(f"warning: {w}")
     record = new_record(res, name=loaded.spec.name, spec=loaded.spec.model_dump(mode="json"),
                         spec_path=str(loaded.path.resolve()), sweep_id=sweep_id,
                         warnings=list(res.warnings))
-    return start(record, res, store, engine, hooks)
+    return record, res
+
+
+def run_on_node(run_id: str, store: Store, engine: Engine, hooks: Hooks) -> RunRecord:
+    """What a scheduler's job does on its node (`repro node-run`): the queued run, fetched
+    from the shared stores (code, inputs, lock, image) and executed by this node's engine,
+    recorded from ``running`` to its end, with this node's host facts."""
+    from .replay import Grants, plan_replay, prepare
+
+    record = store.runs.get(run_id)
+    if record.status != RunStatus.QUEUED:
+        hooks.on_line(f"run {record.id} is {record.status}, not queued: nothing to run here")
+        return record
+    store.local.own(record.id)
+    try:
+        plan = plan_replay(record, False, Grants(), os.cpu_count() or 1, None)
+        res = prepare(plan, record, store, engine, hooks, Grants())
+    except ReproError as e:  # what the node could not fetch ends the run, with the reason
+        record.status, record.finished_at = RunStatus.FAILED, utc_now()
+        record.reason = f"on node {socket.gethostname()}: {e}"
+        store.runs.save(record, previous=RunStatus.QUEUED)
+        store.local.release(record.id)
+        return record
+    return execute(record, res, store, engine, hooks, previous=RunStatus.QUEUED)
 
 
 def start(record: RunRecord, res: Resolution, store: Store, executor: Executor,
@@ -123,7 +159,7 @@ class _RunState:
 
 
 def execute(record: RunRecord, res: Resolution, store: Store, executor: Executor,
-            hooks: Hooks) -> RunRecord:
+            hooks: Hooks, previous: RunStatus = RunStatus.PENDING) -> RunRecord:
     """Run a recorded ``pending`` run to a terminal status. Never raises for a job's failure;
     the record is finished and saved whatever happens."""
     work = store.work_path(record.id)
@@ -131,7 +167,7 @@ def execute(record: RunRecord, res: Resolution, store: Store, executor: Executor
         d.mkdir(parents=True)
         os.chmod(d, 0o777)  # the container runs as nobody
     (work / "run.json").write_text(json.dumps(_run_info(record, res)))
-    state = _RunState()
+    state = _RunState(previous=previous)
     live = LiveMetrics(res.resolved.metrics_from_log, work / "meta" / "metrics.jsonl",
                        hooks.on_metrics)
     sink = LogSink(store.log_path(record.id), res.redact_bytes, live.wrap(hooks.on_log))
@@ -154,7 +190,7 @@ def execute(record: RunRecord, res: Resolution, store: Store, executor: Executor
     except (Interrupted, KeyboardInterrupt):  # before or after the job ran
         _interrupted(record, hooks)
     except ReproError as e:
-        record.status = (RunStatus.FAILED if state.previous == RunStatus.PENDING
+        record.status = (RunStatus.FAILED if state.previous != RunStatus.RUNNING
                          else RunStatus.LOST)
         record.reason = res.redact(str(e))
     finally:
@@ -226,7 +262,7 @@ def _finish(record: RunRecord, res: Resolution, store: Store, executor: Executor
     if record.status == RunStatus.INTERRUPTED and record.outputs:
         record.warnings.append("outputs are partial: the run was interrupted")
     if not record.status.terminal:  # an unexpected exception is on its way up
-        record.status = (RunStatus.FAILED if state.previous == RunStatus.PENDING
+        record.status = (RunStatus.FAILED if state.previous != RunStatus.RUNNING
                          else RunStatus.LOST)
         record.reason = record.reason or "repro stopped unexpectedly; see --debug output"
     # what the job left is in the store now (or could not be): free its space before the

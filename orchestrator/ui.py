@@ -222,6 +222,13 @@ def render_record(r: RunRecord, series: dict[str, list[tuple[int, float]]],
     kv.add_row("when", f"{r.created_at}  took {took}")
     if r.user or r.host:
         kv.add_row("by", T(f"{r.user or '?'} on {r.host or '?'}"))
+    if r.executor:
+        ex = r.executor
+        ran_on = (r.environment.get("host") or {}).get("hostname")
+        kv.add_row("executor", T(f"{ex.get('kind')} job {ex.get('job_id', '-')}"
+                                 + (f" on {ran_on}" if ran_on else "")
+                                 + "".join(f", {k} {ex[k]}" for k in ("partition", "account",
+                                                                     "qos") if ex.get(k))))
     kv.add_row("spec", f"{r.spec_path}  {r.spec_digest}")
     kv.add_row("image", f"{res.image.digest}" + (f"  ({res.image.ref})" if res.image.ref else ""))
     code = res.code

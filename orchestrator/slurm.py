@@ -1,0 +1,261 @@
+"""Slurm: a run handed to the cluster's scheduler, recorded like any other.
+
+Where a run goes is not what it is: the run is resolved here (code snapshot, inputs and lock
+into the shared artifact store), recorded ``pending`` with ``executor`` set (never part of
+``spec_digest``), and submitted as a job held by Slurm until its id is recorded ``queued``
+(so the node never races the record). On the node, the job runs ``repro node-run RUN``,
+which fetches what the record names from the shared stores and runs it with that node's
+engine through the same ``runner.execute`` a local launch uses; the node records
+``running`` and the ending itself. Slurm's own endings (a time limit, out of memory, a
+cancel, a failed node) reach the record through :func:`reconcile`, from whoever follows the
+run (`launch` without `--detach`, `repro wait`, `repro cancel`).
+
+Every Slurm command is a subprocess (sbatch, scontrol, squeue, scancel): they are the
+interface Slurm keeps stable (its REST API needs slurmrestd and JWT set up; its Python
+bindings follow each release), and ``--parsable`` output is meant for programs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ReproError, StoreError, UsageError
+from .record import RunRecord, RunStatus, utc_now
+from .store import Store
+from .store.db import safe_url
+
+# Slurm's endings, and what each means for the run when the node did not record one itself
+ENDINGS: dict[str, tuple[RunStatus, str]] = {
+    "TIMEOUT": (RunStatus.TIMEOUT, "Slurm ended the job at its time limit (--time)"),
+    "DEADLINE": (RunStatus.TIMEOUT, "Slurm ended the job at its deadline"),
+    "OUT_OF_MEMORY": (RunStatus.FAILED, "oom-killed: Slurm ended the job out of memory "
+                                        "(--mem)"),
+    "CANCELLED": (RunStatus.INTERRUPTED, "cancelled in Slurm (scancel)"),
+    "PREEMPTED": (RunStatus.INTERRUPTED, "preempted by Slurm"),
+    "NODE_FAIL": (RunStatus.LOST, "the node running it failed (Slurm NODE_FAIL)"),
+    "BOOT_FAIL": (RunStatus.LOST, "the node did not boot (Slurm BOOT_FAIL)"),
+    "FAILED": (RunStatus.FAILED, "the Slurm job failed before repro could record why (see "
+                                 "its output file)"),
+    "COMPLETED": (RunStatus.LOST, "the Slurm job ended without recording the run (see its "
+                                  "output file)"),
+}
+ACTIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED",
+          "RESIZING", "SIGNALING", "STAGE_OUT", "RESV_DEL_HOLD", "REQUEUE_HOLD",
+          "REQUEUE_FED", "SPECIAL_EXIT", "STOPPED"}
+GRACE_S = 20.0  # after Slurm says a job ended, how long the node's own record may take
+
+
+@dataclass
+class SlurmOptions:
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    extra: list[str] = field(default_factory=list)  # more sbatch options, as given
+
+    def doc(self) -> dict[str, Any]:
+        return {"partition": self.partition, "account": self.account, "qos": self.qos,
+                "sbatch_options": list(self.extra)}
+
+
+def require_shared_store() -> None:
+    """A node must reach the records and the artifacts: the embedded default is this
+    machine's folder, so it is refused."""
+    if not os.environ.get("REPRO_STORE", "").strip() or \
+            not os.environ.get("REPRO_ARTIFACTS", "").strip():
+        raise UsageError("--executor slurm needs stores every node can reach: set "
+                         "REPRO_STORE (postgresql://... or a path on a shared filesystem) and "
+                         "REPRO_ARTIFACTS (file:///shared/path or oci://HOST/REPO)")
+
+
+def sbatch_options(record: RunRecord, opts: SlurmOptions, out: Path) -> list[str]:
+    """The run's resources as sbatch options (cpus, memory, GPUs, time) and the user's."""
+    r = record.resolved
+    res = r.resources
+    args = [f"--job-name=repro-{record.name[:40]}-{record.id[:8]}",
+            f"--cpus-per-task={max(1, math.ceil(res.cpus))}",
+            f"--mem={max(1, math.ceil(res.memory_bytes / (1 << 20)))}M",
+            f"--output={out}", "--open-mode=append"]
+    if res.gpus:
+        model = res.gpus.get("model")
+        kind = f":{_gres_type(model)}" if model else ""
+        args.append(f"--gres=gpu{kind}:{int(res.gpus.get('count', 1))}")
+    if r.timeout_s:
+        args.append(f"--time={math.ceil(r.timeout_s / 60) + 1}")  # a minute to fetch and set up
+    for flag, value in (("partition", opts.partition), ("account", opts.account),
+                        ("qos", opts.qos)):
+        if value:
+            args.append(f"--{flag}={value}")
+    return args + list(opts.extra)
+
+
+def _gres_type(model: str) -> str:
+    """A GPU model as a gres type: Slurm's convention is lower case, no spaces (h100)."""
+    return "".join(c for c in model.lower().replace("nvidia", "") if c.isalnum() or c == "_")
+
+
+def script(record: RunRecord, opts: SlurmOptions, home: Path) -> str:
+    """The job script (``--dry-run`` prints it). Store URLs come from the submitting
+    environment (sbatch exports it), never written here: one may hold a password."""
+    out = home / "slurm" / f"{record.id}.out"
+    python = os.environ.get("REPRO_SLURM_PYTHON", sys.executable)
+    lines = ["#!/bin/sh", *[f"#SBATCH {shlex.quote(a)}" for a in
+                            sbatch_options(record, opts, out)],
+             f"# repro run {record.id} ({record.name}): fetched from the shared stores and run",
+             "# by this node's engine; the node records its start and its end.",
+             f"#   records:   {safe_url(os.environ.get('REPRO_STORE', ''))}",
+             f"#   artifacts: {safe_url(os.environ.get('REPRO_ARTIFACTS', ''))}",
+             f"export REPRO_HOME={shlex.quote(str(home))}",
+             f"exec {shlex.quote(python)} -m orchestrator node-run {record.id}"]
+    return "\n".join(lines) + "\n"
+
+
+def _slurm(*cmd: str, what: str) -> str:
+    try:
+        p = subprocess.run(list(cmd), capture_output=True, text=True, timeout=60)
+    except FileNotFoundError:
+        raise UsageError(f"{cmd[0]} not found: --executor slurm needs the Slurm client "
+                         "commands on this machine (Debian: slurm-client)") from None
+    except subprocess.TimeoutExpired:
+        raise ReproError(f"{what}: {cmd[0]} did not answer in 60 s (is slurmctld up?)") from None
+    if p.returncode != 0:
+        first = (p.stderr.strip() or p.stdout.strip() or f"exit {p.returncode}").splitlines()
+        raise ReproError(f"{what}: {first[0][:300]}")
+    return p.stdout
+
+
+def submit(record: RunRecord, store: Store, opts: SlurmOptions,
+           on_line: Callable[[str], None]) -> RunRecord:
+    """Record the run pending, submit it held, record it queued with its job id, release.
+    A refusal by sbatch ends the run failed with Slurm's reason."""
+    record.executor = {"kind": "slurm", **opts.doc()}
+    store.runs.insert(record)
+    folder = store.home / "slurm"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{record.id}.sh"
+    path.write_text(script(record, opts, store.home))
+    try:
+        job_id = _slurm("sbatch", "--parsable", "--hold", str(path),
+                        what="sbatch").strip().split(";")[0]
+    except ReproError as e:
+        record.status, record.finished_at = RunStatus.FAILED, utc_now()
+        record.reason = f"not submitted: {e}"
+        store.runs.save(record, previous=RunStatus.PENDING)
+        return record
+    record.executor["job_id"] = job_id
+    record.status = RunStatus.QUEUED
+    store.runs.save(record, previous=RunStatus.PENDING)
+    _slurm("scontrol", "release", job_id, what=f"release Slurm job {job_id}")
+    on_line(f"run {record.id} queued as Slurm job {job_id}")
+    return record
+
+
+def job_state(job_id: str) -> tuple[str, str]:
+    """(Slurm's state, its reason); ("GONE", "") when Slurm no longer knows the job."""
+    p = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True,
+                       text=True, timeout=60)
+    if p.returncode != 0:
+        return "GONE", ""
+    fields = dict(kv.split("=", 1) for kv in p.stdout.split() if "=" in kv)
+    return fields.get("JobState", "GONE"), fields.get("Reason", "")
+
+
+def reconcile(store: Store, record: RunRecord, waited: float = GRACE_S) -> RunRecord:
+    """The record, with Slurm's ending applied when the job is over and the node has not
+    recorded one itself within ``waited`` seconds (compare-and-set: the node's own record
+    always wins)."""
+    job_id = (record.executor or {}).get("job_id")
+    if record.status.terminal or not job_id:
+        return record
+    state, reason = job_state(str(job_id))
+    if state in ACTIVE:
+        return record
+    deadline = time.monotonic() + waited
+    while time.monotonic() < deadline:  # the node may be writing its ending now
+        record = store.runs.get(record.id)
+        if record.status.terminal:
+            return record
+        time.sleep(0.5)
+    status, why = ENDINGS.get(state, (RunStatus.LOST, f"Slurm reports the job {state}"))
+    if state == "GONE":
+        why = "Slurm no longer knows the job and no ending was recorded"
+    record.status, record.finished_at = status, utc_now()
+    record.reason = why + (f" ({reason})" if reason and reason != "None" else "")
+    try:
+        store.runs.save(record, previous=store.runs.get(record.id).status)
+    except StoreError:  # the node finished it meanwhile
+        pass
+    return store.runs.get(record.id)
+
+
+def follow(store: Store, record: RunRecord, on_line: Callable[[str], None],
+           on_log: Callable[[bytes], None], poll_s: float = 0.5) -> RunRecord:
+    """Until the run ends: its status changes as lines, its live log as the node writes it
+    (when this machine can see the node's home), Slurm's endings reconciled."""
+    shown = record.status
+    log = store.log_path(record.id)
+    offset = 0
+    while True:
+        record = store.runs.get(record.id)
+        if record.status != shown:
+            shown = record.status
+            if not record.status.terminal:
+                on_line(f"run {record.id} {record.status}")
+        if log.exists():
+            with open(log, "rb") as f:
+                f.seek(offset)
+                chunk = f.read()
+            offset += len(chunk)
+            if chunk:
+                on_log(chunk)
+        if record.status.terminal:
+            _rest_of_log(store, record, offset, on_log)
+            return record
+        record = reconcile(store, record)
+        if record.status.terminal:
+            _rest_of_log(store, record, offset, on_log)
+            return record
+        time.sleep(poll_s)
+
+
+def _rest_of_log(store: Store, record: RunRecord, offset: int,
+                 on_log: Callable[[bytes], None]) -> None:
+    """What the job printed after the last look at its live log (a short job may end
+    between two looks): from the stored log."""
+    if record.logs is None or record.logs.size <= offset:
+        return
+    try:
+        with store.artifacts.open(record.logs.sha256) as f:
+            f.seek(offset)
+            rest = f.read()
+    except (ReproError, OSError):
+        return
+    if rest:
+        on_log(rest)
+
+
+def cancel(store: Store, record: RunRecord) -> RunRecord:
+    """scancel the run's job; the node records it interrupted (a job still waiting for a
+    node is recorded here)."""
+    job_id = (record.executor or {}).get("job_id")
+    if (record.executor or {}).get("kind") != "slurm" or not job_id:
+        raise UsageError(f"run {record.id} was not submitted to Slurm; a local run stops "
+                         "with Ctrl-C in its terminal")
+    if record.status.terminal:
+        return record
+    _slurm("scancel", str(job_id), what=f"scancel {job_id}")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        record = reconcile(store, store.runs.get(record.id))
+        if record.status.terminal:
+            return record
+        time.sleep(0.5)
+    return record
