@@ -144,7 +144,8 @@ def launch(
         ui.print_json(views.record_json(record, series))
     else:
         ui.render_record(record, series)
-    _exit_for(record)
+    if not (detach and str(record.status) == "queued"):  # detached: queued is a success
+        _exit_for(record)
 
 
 @app.command()

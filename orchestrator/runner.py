@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -128,7 +128,16 @@ def run_on_node(run_id: str, store: Store, engine: Engine, hooks: Hooks) -> RunR
         store.runs.save(record, previous=RunStatus.QUEUED)
         store.local.release(record.id)
         return record
-    return execute(record, res, store, engine, hooks, previous=RunStatus.QUEUED)
+    def slurm_ending(done: RunRecord) -> None:  # stopped by Slurm: say why, in the same write
+        job_id = os.environ.get("SLURM_JOB_ID")
+        if done.status != RunStatus.INTERRUPTED or not job_id:
+            return
+        from .slurm import stopped_why
+
+        done.status, done.reason = stopped_why(job_id)
+
+    return execute(record, res, store, engine, replace(hooks, on_finished=slurm_ending),
+                   previous=RunStatus.QUEUED)
 
 
 def start(record: RunRecord, res: Resolution, store: Store, executor: Executor,

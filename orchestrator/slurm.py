@@ -158,14 +158,48 @@ def submit(record: RunRecord, store: Store, opts: SlurmOptions,
     return record
 
 
+def job_fields(job_id: str) -> dict[str, str]:
+    """What `scontrol show job` says of the job; {} when Slurm no longer knows it."""
+    try:
+        p = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True,
+                           text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    if p.returncode != 0:
+        return {}
+    return dict(kv.split("=", 1) for kv in p.stdout.split() if "=" in kv)
+
+
 def job_state(job_id: str) -> tuple[str, str]:
     """(Slurm's state, its reason); ("GONE", "") when Slurm no longer knows the job."""
-    p = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True,
-                       text=True, timeout=60)
-    if p.returncode != 0:
-        return "GONE", ""
-    fields = dict(kv.split("=", 1) for kv in p.stdout.split() if "=" in kv)
+    fields = job_fields(job_id)
     return fields.get("JobState", "GONE"), fields.get("Reason", "")
+
+
+def seconds(text: str) -> float | None:
+    """Slurm's durations ([D-]HH:MM:SS, MM:SS, UNLIMITED) in seconds; None when unlimited."""
+    if not text or text in ("UNLIMITED", "INFINITE", "Partition_Limit", "NONE"):
+        return None
+    days, _, clock = text.rpartition("-")
+    parts = [float(x) for x in clock.split(":")]
+    while len(parts) < 3:
+        parts.insert(0, 0.0)
+    h, m, s = parts[-3:]
+    return (float(days) if days else 0.0) * 86400 + h * 3600 + m * 60 + s
+
+
+def stopped_why(job_id: str) -> tuple[RunStatus, str]:
+    """Why Slurm is stopping the job this process belongs to (it got SIGTERM): while a job
+    dies Slurm says only COMPLETING, so its run time against its limit tells a time limit
+    from a cancel."""
+    fields = job_fields(job_id)
+    state = fields.get("JobState", "")
+    if state in ENDINGS and state not in ("COMPLETED", "FAILED"):
+        return ENDINGS[state]
+    limit, ran = seconds(fields.get("TimeLimit", "")), seconds(fields.get("RunTime", ""))
+    if limit is not None and ran is not None and ran >= limit - 1:
+        return ENDINGS["TIMEOUT"]
+    return RunStatus.INTERRUPTED, "stopped by Slurm (scancel, or preempted)"
 
 
 def reconcile(store: Store, record: RunRecord, waited: float = GRACE_S) -> RunRecord:

@@ -74,3 +74,27 @@ def wait_for_running(engine: Engine, home: Path, count: int = 1, timeout: float 
             return running[0].labels[LABEL_RUN]
         time.sleep(0.2)
     raise AssertionError(f"{count} container(s) did not start within {timeout} s")
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    """One real single-node Slurm cluster for the session (tests/slurm.py); never skipped:
+    CI runs scripts/ensure-slurm first, and missing binaries fail loudly."""
+    from tests import slurm
+
+    cluster = slurm.start(tmp_path_factory.mktemp("slurm"))
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def on_slurm(slurm_cluster, tmp_path, monkeypatch):
+    """A test's environment for --executor slurm: the cluster's configuration and stores
+    every node can reach (SQLite and a folder; on this one-node cluster, local paths)."""
+    (tmp_path / "shared-artifacts").mkdir()
+    env = {"SLURM_CONF": str(slurm_cluster.conf),
+           "REPRO_STORE": str(tmp_path / "team.db"),
+           "REPRO_ARTIFACTS": str(tmp_path / "shared-artifacts")}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    return env
