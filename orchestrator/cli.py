@@ -205,9 +205,16 @@ def sweep(
         "--allow-dirty", help="Run uncommitted code; the diff is recorded.")] = False,
     strict: Annotated[bool, typer.Option(
         "--strict", help="Refuse image tags that are not pinned by digest.")] = False,
+    executor: ExecutorOpt = None,
+    partition: PartitionOpt = None,
+    account: AccountOpt = None,
+    qos: QosOpt = None,
+    sbatch_option: SbatchOpt = None,
+    detach: DetachOpt = False,
     json_: JsonOpt = False,
 ) -> None:
-    """Launch one recorded run per grid point (sharing a sweep id) and rank them."""
+    """Launch one recorded run per grid point (sharing a sweep id) and rank them; with
+    --executor slurm, as one Slurm job array (-j: at most that many at once)."""
     from . import ui
     from .errors import ExitCode, UsageError
     from .spec import apply_overrides, load_spec
@@ -222,11 +229,31 @@ def sweep(
     values = parse_grid(loaded, grid)
     points = plan(values, random_n, seed)
     board = ui.SweepBoard(len(points), metric)
-    with board:
-        result = run_sweep(loaded, points, default_home(), parallel=parallel,
-                           allow_dirty=allow_dirty, strict=strict, on_line=board.line,
-                           on_done=board.done, plan_doc={"grid": values, "random": random_n,
-                                                          "seed": seed})
+    plan_doc = {"grid": values, "random": random_n, "seed": seed}
+    if _executor(executor) == "slurm":
+        from . import slurm
+        from .store import open_store
+        from .sweep import submit_sweep
+
+        slurm.require_shared_store()
+        with board:
+            result = submit_sweep(loaded, points, _recovered(open_store()),
+                                  _slurm_options(partition, account, qos, sbatch_option),
+                                  parallel=parallel, allow_dirty=allow_dirty, strict=strict,
+                                  detach=detach, on_line=board.line, on_done=board.done,
+                                  plan_doc=plan_doc)
+        if detach:
+            if json_:
+                ui.print_json({"sweep": result.id, "points": len(result.points),
+                               "runs": [p.record.id for p in result.points if p.record]})
+            else:
+                typer.echo(f"sweep {result.id}: {len(result.points)} points queued")
+            return
+    else:
+        with board:
+            result = run_sweep(loaded, points, default_home(), parallel=parallel,
+                               allow_dirty=allow_dirty, strict=strict, on_line=board.line,
+                               on_done=board.done, plan_doc=plan_doc)
     ranked = rank(result.points, metric, minimize)
     if json_:
         ui.print_json({"sweep": result.id, "points": len(result.points),

@@ -293,3 +293,64 @@ def cancel(store: Store, record: RunRecord) -> RunRecord:
             return record
         time.sleep(0.5)
     return record
+
+
+def submit_array(records: list[RunRecord], store: Store, opts: SlurmOptions, parallel: int,
+                 on_line: Callable[[str], None]) -> str:
+    """A sweep as one job array (``--array=0-N%P``): every point an ordinary record, queued
+    with its task's id (``ARRAY_INDEX``); returns the array's job id. Each task runs its
+    own point; a failing one does not stop the others."""
+    first = records[0]
+    for r in records:
+        r.executor = {"kind": "slurm", **opts.doc()}
+        store.runs.insert(r)
+    folder = store.home / "slurm"
+    folder.mkdir(exist_ok=True)
+    options = [a for a in sbatch_options(first, opts, folder / "%A_%a.out")
+               if not a.startswith("--job-name=")]
+    options += [f"--job-name=repro-sweep-{first.name[:40]}-{first.sweep_id or ''}",
+                f"--array=0-{len(records) - 1}%{max(1, parallel)}"]
+    python = os.environ.get("REPRO_SLURM_PYTHON", sys.executable)
+    text = "\n".join([
+        "#!/bin/sh", *[f"#SBATCH {shlex.quote(a)}" for a in options],
+        f"# repro sweep {first.sweep_id}: task i runs the i-th recorded point",
+        f"export REPRO_HOME={shlex.quote(str(store.home))}",
+        "set -- " + " ".join(r.id for r in records),
+        'shift "$SLURM_ARRAY_TASK_ID"',
+        f'exec {shlex.quote(python)} -m orchestrator node-run "$1"']) + "\n"
+    path = folder / f"sweep-{first.sweep_id}.sh"
+    path.write_text(text)
+    try:
+        job_id = _slurm("sbatch", "--parsable", "--hold", str(path),
+                        what="sbatch").strip().split(";")[0]
+    except ReproError as e:
+        for r in records:
+            r.status, r.finished_at, r.reason = RunStatus.FAILED, utc_now(), f"not submitted: {e}"
+            store.runs.save(r, previous=RunStatus.PENDING)
+        raise
+    for i, r in enumerate(records):
+        r.executor = {**(r.executor or {}), "job_id": f"{job_id}_{i}", "array_job_id": job_id}
+        r.status = RunStatus.QUEUED
+        store.runs.save(r, previous=RunStatus.PENDING)
+    _slurm("scontrol", "release", job_id, what=f"release Slurm job {job_id}")
+    on_line(f"sweep {first.sweep_id}: {len(records)} points queued as Slurm job array "
+            f"{job_id} (at most {max(1, parallel)} at once)")
+    return job_id
+
+
+def follow_all(store: Store, records: list[RunRecord],
+               on_done: Callable[[RunRecord], None], poll_s: float = 1.0) -> list[RunRecord]:
+    """Until every run ends: each reported once as it ends (Slurm's endings reconciled)."""
+    left = {r.id: r for r in records}
+    done: dict[str, RunRecord] = {}
+    while left:
+        for run_id in list(left):
+            record = reconcile(store, store.runs.get(run_id), waited=0 if len(left) > 1
+                               else GRACE_S)
+            if record.status.terminal:
+                done[run_id] = record
+                del left[run_id]
+                on_done(record)
+        if left:
+            time.sleep(poll_s)
+    return [done[r.id] for r in records]

@@ -128,6 +128,51 @@ def run_sweep(loaded: LoadedSpec, points: list[dict[str, Any]], home: Path, *,
     return result
 
 
+def submit_sweep(loaded: LoadedSpec, points: list[dict[str, Any]], store: Any, opts: Any,
+                 *, parallel: int = 1, allow_dirty: bool = False, strict: bool = False,
+                 detach: bool = False, on_line: Callable[[str], None] = lambda _: None,
+                 on_done: Callable[[PointResult], None] = lambda _: None,
+                 plan_doc: dict[str, Any] | None = None) -> SweepResult:
+    """The sweep as one Slurm job array: every point resolved here into an ordinary record
+    sharing the sweep id, submitted together, followed until each ends (unless
+    ``detach``)."""
+    from . import slurm
+    from .runner import prepare_launch
+
+    sweep_id = secrets.token_hex(6)
+    engine = connect()
+    hooks = Hooks(on_line=lambda _: None)
+    resolve(loaded, store, engine, allow_dirty=allow_dirty, strict=strict, on_line=on_line)
+    store.runs.add_sweep(sweep_id, loaded.spec.name, str(loaded.path.resolve()),
+                         json.dumps({**(plan_doc or {}), "points": points,
+                                     "executor": "slurm"}, sort_keys=True))
+    result = SweepResult(id=sweep_id, points=[PointResult(i, p) for i, p in enumerate(points)])
+    records = []
+    for point in result.points:
+        spec = apply_overrides(loaded, [f"{k}={_text(v)}" for k, v in point.params.items()])
+        record, _ = prepare_launch(spec, store, engine, allow_dirty=allow_dirty, strict=strict,
+                                   hooks=hooks, sweep_id=sweep_id, local_gpus=False)
+        records.append(record)
+    slurm.submit_array(records, store, opts, parallel, on_line)
+    by_id = {r.id: p for r, p in zip(records, result.points, strict=True)}
+    if detach:
+        for r, p in zip(records, result.points, strict=True):
+            p.record = store.runs.get(r.id)
+        return result
+
+    def done(record: RunRecord) -> None:
+        by_id[record.id].record = record
+        on_done(by_id[record.id])
+
+    try:
+        slurm.follow_all(store, records, done)
+    except KeyboardInterrupt:
+        result.interrupted = True
+        on_line(f"sweep {sweep_id} goes on in Slurm: `repro runs --where \"sweep = "
+                f"{sweep_id}\"` shows it, `repro cancel --sweep {sweep_id}` stops it")
+    return result
+
+
 def rank(points: list[PointResult], metric: str | None, minimize: bool) -> list[dict[str, Any]]:
     """The points as summary rows, best first by ``metric`` (failed ones and those without
     it last), numbered."""

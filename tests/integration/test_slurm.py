@@ -109,3 +109,26 @@ def test_killing_the_submitting_process_never_loses_the_run(proj, on_slurm):
     p, done = run_json("wait", run_id, cwd=proj, timeout=120)
     assert p.returncode == 0, p.stderr
     assert done["status"] == "succeeded" and "done.txt" in done["outputs"]
+
+
+def test_a_sweep_is_one_job_array_and_a_failing_point_stops_no_other(proj, on_slurm):
+    job = ("import sys, pathlib; n = int(sys.argv[1]); "
+           "pathlib.Path('/repro/outputs/n.txt').write_text(str(n)); sys.exit(3 if n == 2 else 0)")
+    spec = add_spec(proj, "grid", f"command: [python3, -c, {json.dumps(job)}, '{{params.n}}']\n"
+                    "params: {n: 0}\nseed: 1\n")
+    p, out = run_json("sweep", str(spec.relative_to(proj)), "--grid", "n=0,1,2,3",
+                      "--executor", "slurm", "-j", "2", cwd=proj, timeout=300)
+    assert p.returncode == 3, p.stderr  # one point failed: the sweep says so
+    assert "queued as Slurm job array" in p.stderr
+    runs = {r["params"]["n"]: r for r in out["runs"]}
+    assert sorted(runs) == [0, 1, 2, 3]
+    assert [runs[n]["status"] for n in range(4)] == ["succeeded", "succeeded", "failed",
+                                                     "succeeded"]
+    p, rows = run_json("runs", "--where", f"sweep = {out['sweep']}", cwd=proj)
+    arrays = set()
+    for row in rows:
+        _, shown = run_json("show", row["id"], cwd=proj)
+        array, _, task = shown["executor"]["job_id"].partition("_")
+        arrays.add(array)
+        assert task.isdigit()
+    assert len(arrays) == 1  # one sbatch for the whole sweep
