@@ -529,9 +529,15 @@ def replay(
     input_: InputOpt = None,
     timeout: TimeoutOpt = None,
     quiet: QuietOpt = False,
+    executor: ExecutorOpt = None,
+    partition: PartitionOpt = None,
+    account: AccountOpt = None,
+    qos: QosOpt = None,
+    sbatch_option: SbatchOpt = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Run a recorded run again from its record alone and compare every output bit for bit."""
+    """Run a recorded run again from its record alone and compare every output bit for bit
+    (here, or on a Slurm node with --executor slurm)."""
     from .engine import connect
     from .replay import parse_tolerances
     from .replay import replay as replay_run
@@ -539,7 +545,10 @@ def replay(
     grants = _grants(allow_network, secret, input_, timeout)
     store = _store_of(run)
     original = store.runs.get(run)
-    rec = replay_run(original, store, connect(), _hooks(quiet), tolerances, strict_env, grants)
+    hooks = _hooks(quiet)
+    rec = replay_run(original, store, connect(), hooks, tolerances, strict_env, grants,
+                     _elsewhere(store, hooks, executor, partition, account, qos,
+                                sbatch_option))
     _render_replay(rec, store, json_)
     _exit(_verdict_exit(rec))
 
@@ -557,9 +566,15 @@ def verify(
     input_: InputOpt = None,
     timeout: TimeoutOpt = None,
     quiet: QuietOpt = False,
+    executor: ExecutorOpt = None,
+    partition: PartitionOpt = None,
+    account: AccountOpt = None,
+    qos: QosOpt = None,
+    sbatch_option: SbatchOpt = None,
     json_: JsonOpt = False,
 ) -> None:
-    """CI gate: replay and exit 0 only if the recorded result reproduces.
+    """CI gate: replay (here, or on a Slurm node with --executor slurm) and exit 0 only if
+    the recorded result reproduces.
 
     Exit codes: 0 identical (or within --tolerance), 8 differs, 9 cannot replay (something
     it needs is missing or corrupt), 11 nothing compared (no outputs, no metrics, logs not
@@ -577,8 +592,10 @@ def verify(
     if not Path(target).exists() and ("/" in target or target.endswith(".json")):
         raise UsageError(f"{target}: no such bundle folder or manifest")
     store = _recovered(open_store()) if Path(target).exists() else _store_of(target)
-    original, rec = verify_run(target, store, connect(), _hooks(quiet), tolerances, strict_env,
-                               grants)
+    hooks = _hooks(quiet)
+    original, rec = verify_run(target, store, connect(), hooks, tolerances, strict_env,
+                               grants, _elsewhere(store, hooks, executor, partition, account,
+                                                  qos, sbatch_option))
     if junit is not None:
         junit.write_text(junit_xml(original, rec))
     _render_replay(rec, store, json_)
@@ -1134,6 +1151,25 @@ def _slurm_options(partition: str | None, account: str | None, qos: str | None,
         account=account or env("REPRO_SLURM_ACCOUNT") or None,
         qos=qos or env("REPRO_SLURM_QOS") or None,
         extra=shlex.split(env("REPRO_SLURM_OPTIONS", "")) + list(extra or []))
+
+
+def _elsewhere(store: Store, hooks: Hooks, executor: str | None, partition: str | None,
+               account: str | None, qos: str | None,
+               extra: list[str] | None) -> Any:
+    """For replay and verify: None to run here, else what submits the replay to Slurm and
+    follows it to its end (the node writes the verdict)."""
+    if _executor(executor) != "slurm":
+        return None
+    from . import slurm
+
+    slurm.require_shared_store()
+    opts = _slurm_options(partition, account, qos, extra)
+
+    def on_slurm(record: RunRecord) -> RunRecord:  # its executor holds the tolerances
+        record = slurm.submit(record, store, opts, hooks.on_line)
+        return record if record.status.terminal else _follow(store, record, hooks)
+
+    return on_slurm
 
 
 def _launch_on_slurm(loaded: Any, allow_dirty: bool, strict: bool, quiet: bool,

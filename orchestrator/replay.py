@@ -16,6 +16,8 @@ from __future__ import annotations
 import math
 import os
 import re
+import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,7 @@ from .errors import CannotReplay, SpecError, UsageError
 from .hashing import hex_of, sha256_file
 from .record import ResolvedSpec, RunRecord, utc_now
 from .resolve import Resolution, dir_digest, secret_values, spec_digest
-from .runner import Hooks, new_record, start
+from .runner import Hooks, new_record, new_run_id, start
 from .snapshot import Snapshot, extract
 from .store import Store
 from .store.fsck import check_artifact
@@ -296,8 +298,12 @@ def _check(record: RunRecord, store: Store, what: str, digest: str) -> None:
 
 def replay(original: RunRecord, store: Store, engine: Engine, hooks: Hooks,
            tolerances: dict[str, float] | None = None,
-           strict_env: bool = False, grants: Grants | None = None) -> RunRecord:
-    """Run ``original`` again from its record; returns the new record with its verdict."""
+           strict_env: bool = False, grants: Grants | None = None,
+           elsewhere: Callable[[RunRecord], RunRecord] | None = None) -> RunRecord:
+    """Run ``original`` again from its record; returns the new record with its verdict.
+    ``elsewhere`` (a scheduler: Slurm) takes the new record instead of this machine's engine;
+    the node that runs it fetches what it needs, compares the hardware and writes the
+    verdict (``judge_on_node``)."""
     grants = grants or Grants()
     plan = plan_replay(original, store.runs.origin(original.id) is not None, grants,
                        os.cpu_count() or 1, capture.memory_bytes())
@@ -307,6 +313,13 @@ def replay(original: RunRecord, store: Store, engine: Engine, hooks: Hooks,
             hooks.on_line(f"  {line}")
     for note in plan.notes:
         hooks.on_line(f"note: {note}")
+    if elsewhere is not None:
+        if grants.inputs:
+            raise CannotReplay("--input names a file on this machine; a node cannot read it: "
+                               "replay here, or put the input in the shared store")
+        record = new_record_for_replay(original, plan)
+        record.executor = {"tolerances": dict(tolerances or {}), "strict_env": strict_env}
+        return elsewhere(record)
     current_host, _ = engine.host(plan.resolved.resources.gpus)
     hw = host_changes(original.environment.get("host", {}), current_host)
     for c in hw:
@@ -325,6 +338,33 @@ def replay(original: RunRecord, store: Store, engine: Engine, hooks: Hooks,
         done.verdict = verdict(original, done, tolerances, compare_logs(original, done, store))
 
     return start(record, res, store, engine, replace(hooks, on_finished=judge))
+
+
+def new_record_for_replay(original: RunRecord, plan: ReplayPlan) -> RunRecord:
+    """The replay's pending record, for a node to run: what ``plan`` will run."""
+    from .settings import user
+
+    return RunRecord.model_validate({
+        "id": new_run_id(), "name": original.name, "spec": original.spec,
+        "spec_path": original.spec_path, "spec_digest": spec_digest(plan.resolved),
+        "resolved": plan.resolved, "hermetic": plan.resolved.network == "none",
+        "params": dict(original.params), "created_at": utc_now(), "user": user(),
+        "host": socket.gethostname()[:256], "replay_of": original.id,
+        "warnings": list(plan.notes)})
+
+
+def judge_on_node(done: RunRecord, store: Store, host: dict[str, Any]) -> None:
+    """A replay run by a scheduler's node: the hardware against the recording host's, and
+    the verdict, into its final write (``--strict-env`` fails it on other hardware)."""
+    original = store.runs.get(str(done.replay_of))
+    options = done.executor or {}
+    hw = host_changes(original.environment.get("host", {}), host)
+    done.warnings += [f"hardware differs: {c['fact']}" for c in hw]
+    done.verdict = verdict(original, done, options.get("tolerances") or {},
+                           compare_logs(original, done, store))
+    if hw and options.get("strict_env"):
+        done.warnings.append("--strict-env: this node differs from the recording host ("
+                             + ", ".join(c["fact"] for c in hw) + ")")
 
 
 def _fmt(change: dict[str, Any]) -> str:

@@ -128,13 +128,16 @@ def run_on_node(run_id: str, store: Store, engine: Engine, hooks: Hooks) -> RunR
         store.runs.save(record, previous=RunStatus.QUEUED)
         store.local.release(record.id)
         return record
-    def slurm_ending(done: RunRecord) -> None:  # stopped by Slurm: say why, in the same write
-        job_id = os.environ.get("SLURM_JOB_ID")
-        if done.status != RunStatus.INTERRUPTED or not job_id:
-            return
-        from .slurm import stopped_why
+    def slurm_ending(done: RunRecord) -> None:  # in the run's final write: why Slurm
+        job_id = os.environ.get("SLURM_JOB_ID")  # stopped it, and a replay's verdict
+        if done.status == RunStatus.INTERRUPTED and job_id:
+            from .slurm import stopped_why
 
-        done.status, done.reason = stopped_why(job_id)
+            done.status, done.reason = stopped_why(job_id)
+        if done.replay_of:
+            from .replay import judge_on_node
+
+            judge_on_node(done, store, done.environment.get("host", {}))
 
     return execute(record, res, store, engine, replace(hooks, on_finished=slurm_ending),
                    previous=RunStatus.QUEUED)

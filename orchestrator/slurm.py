@@ -136,7 +136,7 @@ def submit(record: RunRecord, store: Store, opts: SlurmOptions,
            on_line: Callable[[str], None]) -> RunRecord:
     """Record the run pending, submit it held, record it queued with its job id, release.
     A refusal by sbatch ends the run failed with Slurm's reason."""
-    record.executor = {"kind": "slurm", **opts.doc()}
+    record.executor = {**(record.executor or {}), "kind": "slurm", **opts.doc()}
     store.runs.insert(record)
     folder = store.home / "slurm"
     folder.mkdir(exist_ok=True)

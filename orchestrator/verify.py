@@ -25,9 +25,12 @@ def target_record(target: str, store: Store, on_line: Callable[[str], None]) -> 
 
 def verify(target: str, store: Store, engine: Engine, hooks: Hooks,
            tolerances: dict[str, float], strict_env: bool,
-           grants: Grants | None = None) -> tuple[RunRecord, RunRecord]:
+           grants: Grants | None = None,
+           elsewhere: Callable[[RunRecord], RunRecord] | None = None,
+           ) -> tuple[RunRecord, RunRecord]:
     original = target_record(target, store, hooks.on_line)
-    return original, replay(original, store, engine, hooks, tolerances, strict_env, grants)
+    return original, replay(original, store, engine, hooks, tolerances, strict_env, grants,
+                            elsewhere)
 
 
 def junit(original: RunRecord, rec: RunRecord) -> str:

@@ -62,8 +62,9 @@ def test_replay_turns_its_flags_into_grants(repo, monkeypatch, tmp_path):
     call = invoke("replay", "0123456789ab", "--allow-network", "--secret", "HF_TOKEN",
                   "--input", f"data={tmp_path}/x.bin", "--timeout", "30m",
                   "--tolerance", "metrics.acc=1e-6", "--strict-env")
-    original, _store, _engine, _hooks, tolerances, strict_env, grants = call.args_
+    original, _store, _engine, _hooks, tolerances, strict_env, grants, elsewhere = call.args_
     assert original.id == "0123456789abcdef" and tolerances == {"acc": 1e-6} and strict_env
+    assert elsewhere is None  # no --executor: replayed here
     assert grants == Grants(network=True, secrets=("HF_TOKEN",),
                             inputs={"data": tmp_path / "x.bin"}, timeout_s=1800.0)
 

@@ -132,3 +132,15 @@ def test_a_sweep_is_one_job_array_and_a_failing_point_stops_no_other(proj, on_sl
         arrays.add(array)
         assert task.isdigit()
     assert len(arrays) == 1  # one sbatch for the whole sweep
+
+
+def test_verify_on_slurm_replays_on_a_node_and_the_node_writes_the_verdict(proj, on_slurm):
+    spec = add_spec(proj, "hello-verify", "command: [python3, /repro/code/hello.py]\nseed: 4\n")
+    p, run = launch_json(proj, spec)  # launched here, verified on the cluster
+    assert p.returncode == 0, p.stderr
+    p, rec = run_json("verify", run["id"], "--executor", "slurm", cwd=proj)
+    assert p.returncode == 0, p.stderr
+    assert rec["verdict"]["result"] == "identical" and rec["replay_of"] == run["id"]
+    assert rec["executor"]["kind"] == "slurm" and rec["executor"]["job_id"]
+    p, shown = run_json("show", run["id"], cwd=proj)
+    assert [r["verdict"] for r in shown["replays"]] == ["identical"]
