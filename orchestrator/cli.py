@@ -129,6 +129,9 @@ def launch(
 
     loaded = apply_overrides(load_spec(spec or default_spec(Path.cwd())), param or [])
     where = _executor(executor)
+    if where == "k8s":
+        _render_k8s(loaded, allow_dirty, strict, quiet, dry_run, json_)
+        return
     if where == "slurm":
         record = _launch_on_slurm(loaded, allow_dirty, strict, quiet, detach, dry_run,
                                   _slurm_options(partition, account, qos, sbatch_option))
@@ -903,6 +906,21 @@ def node_run(run: Annotated[str, typer.Argument(help="The queued run's id.")]) -
     _exit_for(record)
 
 
+@app.command("fetch", hidden=True)
+def fetch(
+    run: Annotated[str, typer.Argument(help="Run id.")],
+    into: Annotated[Path, typer.Option("--into", help="Folder to fill.")],
+) -> None:
+    """What a Kubernetes Job's init container runs: the run's code, inputs, lock and repro's
+    runtime into a folder, each artifact hash-checked."""
+    from . import k8s, ui
+    from .store import open_store
+
+    store = open_store()
+    written = k8s.fetch_into(store.runs.get(run), store, into)
+    ui.progress(f"fetched {', '.join(written)} into {into}")
+
+
 @app.command("wait")
 def wait_(
     run: Annotated[str, typer.Argument(help="Run id (or a unique prefix) of a queued or "
@@ -1115,8 +1133,9 @@ def _recovered(store: Store) -> Store:
 
 
 ExecutorOpt = Annotated[str | None, typer.Option(
-    "--executor", help="Where the run goes: local (this machine's engine, the default) or "
-    "slurm (default: REPRO_EXECUTOR).", metavar="local|slurm")]
+    "--executor", help="Where the run goes: local (this machine's engine, the default), "
+    "slurm, or k8s (--dry-run only: renders a batch/v1 Job) (default: REPRO_EXECUTOR).",
+    metavar="local|slurm|k8s")]
 PartitionOpt = Annotated[str | None, typer.Option(
     help="Slurm partition (default: REPRO_SLURM_PARTITION).")]
 AccountOpt = Annotated[str | None, typer.Option(
@@ -1134,8 +1153,8 @@ def _executor(given: str | None) -> str:
     from .errors import UsageError
 
     where = (given or os.environ.get("REPRO_EXECUTOR", "") or "local").strip().lower()
-    if where not in ("local", "slurm"):
-        raise UsageError(f"--executor {where!r}: use local or slurm")
+    if where not in ("local", "slurm", "k8s"):
+        raise UsageError(f"--executor {where!r}: use local, slurm or k8s")
     return where
 
 
@@ -1170,6 +1189,31 @@ def _elsewhere(store: Store, hooks: Hooks, executor: str | None, partition: str 
         return record if record.status.terminal else _follow(store, record, hooks)
 
     return on_slurm
+
+
+def _render_k8s(loaded: Any, allow_dirty: bool, strict: bool, quiet: bool, dry_run: bool,
+                json_: bool) -> None:
+    """Kubernetes, rendering only: the Job (and NetworkPolicy) for the resolved run."""
+    import yaml
+
+    from . import k8s, ui
+    from .engine import connect
+    from .errors import UsageError
+    from .runner import prepare_launch
+    from .store import open_store
+
+    if not dry_run:
+        raise UsageError("--executor k8s renders a Job only (add --dry-run); repro does not "
+                         "submit to a live Kubernetes cluster yet")
+    store = _recovered(open_store())
+    record, _ = prepare_launch(loaded, store, connect(), allow_dirty=allow_dirty,
+                               strict=strict, hooks=_hooks(quiet), local_gpus=False)
+    docs = k8s.render(record, store, os.environ.get("REPRO_K8S_NAMESPACE") or None)
+    if json_:
+        ui.print_json(docs)
+    else:
+        typer.echo(f"# repro run {record.id} ({record.name}) as a Kubernetes Job; a dry run "
+                   "records nothing\n" + yaml.safe_dump_all(docs, sort_keys=False), nl=False)
 
 
 def _launch_on_slurm(loaded: Any, allow_dirty: bool, strict: bool, quiet: bool,

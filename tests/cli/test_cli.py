@@ -31,7 +31,7 @@ def test_top_level_help_lists_every_command():
     assert p.returncode == 0
     rows = {line.split()[0] for line in p.stdout.splitlines() if line.startswith("  ")
             and line.split()}
-    hidden = {"node-run"}  # what a Slurm job runs on its node; documented, never typed
+    hidden = {"node-run", "fetch"}  # what Slurm and Kubernetes jobs run; never typed
     assert {cmd.split()[0] for cmd in COMMANDS} - hidden <= rows  # each as its own row
     assert not hidden & rows
 
