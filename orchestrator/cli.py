@@ -1133,8 +1133,9 @@ def _recovered(store: Store) -> Store:
 
 
 ExecutorOpt = Annotated[str | None, typer.Option(
-    "--executor", help="Where the run goes: local (this machine's engine, the default), "
-    "slurm, or k8s (--dry-run only: renders a batch/v1 Job) (default: REPRO_EXECUTOR).",
+    "--executor", help="Where the run goes: local (this machine's engine, the default; "
+    "docker and podman name it too), slurm, or k8s (--dry-run only: renders a batch/v1 Job) "
+    "(default: REPRO_EXECUTOR).",
     metavar="local|slurm|k8s")]
 PartitionOpt = Annotated[str | None, typer.Option(
     help="Slurm partition (default: REPRO_SLURM_PARTITION).")]
@@ -1153,8 +1154,11 @@ def _executor(given: str | None) -> str:
     from .errors import UsageError
 
     where = (given or os.environ.get("REPRO_EXECUTOR", "") or "local").strip().lower()
+    if where in ("docker", "podman"):  # this machine's engine (REPRO_EXECUTOR=podman)
+        return "local"
     if where not in ("local", "slurm", "k8s"):
-        raise UsageError(f"--executor {where!r}: use local, slurm or k8s")
+        raise UsageError(f"--executor {where!r}: use local (this machine's engine: docker "
+                         "or podman), slurm or k8s")
     return where
 
 

@@ -179,11 +179,18 @@ def _podman() -> Engine:
 EXECUTORS: dict[str, Callable[[], Engine]] = {"docker": _docker, "podman": _podman}
 
 
+SCHEDULERS = ("slurm", "k8s")  # REPRO_EXECUTOR values that say where runs go, not the engine
+
+
 def connect(name: str | None = None) -> Engine:
-    """The engine ``name`` (default: REPRO_EXECUTOR, else docker); nothing is contacted
-    until the first call."""
-    name = name or os.environ.get("REPRO_EXECUTOR", "").strip() or "docker"
+    """This machine's engine ``name`` (default: REPRO_ENGINE, else REPRO_EXECUTOR when it
+    names an engine, else docker); nothing is contacted until the first call. A scheduler
+    in REPRO_EXECUTOR (slurm) still uses this machine's engine to resolve images."""
+    executor = os.environ.get("REPRO_EXECUTOR", "").strip()
+    name = (name or os.environ.get("REPRO_ENGINE", "").strip()
+            or (executor if executor not in ("local", *SCHEDULERS) else "") or "docker")
     if name not in EXECUTORS:
         raise UsageError(f"executor {name!r} is not one of: {', '.join(sorted(EXECUTORS))}; "
-                         "set REPRO_EXECUTOR to one of them")
+                         "set REPRO_ENGINE (or REPRO_EXECUTOR) to one of them, or "
+                         f"REPRO_EXECUTOR to {' or '.join(SCHEDULERS)}")
     return EXECUTORS[name]()

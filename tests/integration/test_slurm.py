@@ -144,3 +144,17 @@ def test_verify_on_slurm_replays_on_a_node_and_the_node_writes_the_verdict(proj,
     assert rec["executor"]["kind"] == "slurm" and rec["executor"]["job_id"]
     p, shown = run_json("show", run["id"], cwd=proj)
     assert [r["verdict"] for r in shown["replays"]] == ["identical"]
+
+
+def test_cancel_of_a_sweep_stops_its_running_and_queued_points(proj, on_slurm):
+    add_spec(proj, "slow-grid", SLOW.replace("STEPS", "120").replace(
+        "]\n", ", '{params.n}']\n") + "params: {n: 0}\nseed: 1\n")
+    p, out = run_json("sweep", "specs/slow-grid.yaml", "--grid", "n=0,1,2", "--executor",
+                      "slurm", "-j", "1", "--detach", cwd=proj)
+    assert p.returncode == 0 and len(out["runs"]) == 3, p.stderr
+    _wait_status(out["runs"][0], "running", proj)
+    p, done = run_json("cancel", "--sweep", out["sweep"], cwd=proj, timeout=180)
+    assert p.returncode == 0, p.stderr
+    assert sorted(r["status"] for r in done) == ["interrupted"] * 3
+    p, rows = run_json("runs", "--where", f"sweep = {out['sweep']}", cwd=proj)
+    assert {r["status"] for r in rows} == {"interrupted"}

@@ -138,3 +138,15 @@ def test_a_failed_build_step_keeps_its_lines_whole_however_the_engine_cuts_them(
     assert e.value.step == (2, "RUN ls /nope")
     assert e.value.tail == ["ls: cannot access '/nope': No such file or directory"]
     assert shown[-1] == "ls: cannot access '/nope': No such file or directory"
+
+
+def test_a_scheduler_as_executor_still_resolves_with_this_machines_engine(monkeypatch):
+    from orchestrator.cli import _executor
+    from orchestrator.engine.docker import DockerEngine
+
+    monkeypatch.setenv("REPRO_EXECUTOR", "slurm")
+    assert isinstance(connect(), DockerEngine) and _executor(None) == "slurm"
+    monkeypatch.setenv("REPRO_EXECUTOR", "podman")  # an engine: runs stay on this machine
+    assert _executor(None) == "local" and _executor("slurm") == "slurm"
+    with pytest.raises(UsageError, match="use local"):
+        _executor("lsf")
