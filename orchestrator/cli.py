@@ -966,7 +966,7 @@ def cancel(
     if sweep_:
         records += [r for r in store.runs.query(parse_where(f"sweep = '{sweep_}'"), None, None)
                     if not r.status.terminal]
-    done = [slurm.cancel(store, r) for r in records]
+    done = slurm.cancel(store, records)
     if json_:
         ui.print_json([{"id": r.id, "status": str(r.status), "reason": r.reason} for r in done])
     else:

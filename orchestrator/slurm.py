@@ -202,14 +202,18 @@ def stopped_why(job_id: str) -> tuple[RunStatus, str]:
     return RunStatus.INTERRUPTED, "stopped by Slurm (scancel, or preempted)"
 
 
-def reconcile(store: Store, record: RunRecord, waited: float = GRACE_S) -> RunRecord:
+def reconcile(store: Store, record: RunRecord, waited: float = GRACE_S,
+              gone: str = "GONE") -> RunRecord:
     """The record, with Slurm's ending applied when the job is over and the node has not
     recorded one itself within ``waited`` seconds (compare-and-set: the node's own record
-    always wins)."""
+    always wins). ``gone``: what a job Slurm no longer knows ended as (after our own
+    scancel, a waiting array task simply vanishes: CANCELLED)."""
     job_id = (record.executor or {}).get("job_id")
     if record.status.terminal or not job_id:
         return record
     state, reason = job_state(str(job_id))
+    if state == "GONE":
+        state = gone
     if state in ACTIVE:
         return record
     deadline = time.monotonic() + waited
@@ -276,23 +280,31 @@ def _rest_of_log(store: Store, record: RunRecord, offset: int,
         on_log(rest)
 
 
-def cancel(store: Store, record: RunRecord) -> RunRecord:
-    """scancel the run's job; the node records it interrupted (a job still waiting for a
-    node is recorded here)."""
-    job_id = (record.executor or {}).get("job_id")
-    if (record.executor or {}).get("kind") != "slurm" or not job_id:
-        raise UsageError(f"run {record.id} was not submitted to Slurm; a local run stops "
-                         "with Ctrl-C in its terminal")
-    if record.status.terminal:
-        return record
-    _slurm("scancel", str(job_id), what=f"scancel {job_id}")
+def cancel(store: Store, records: list[RunRecord]) -> list[RunRecord]:
+    """scancel the runs' jobs in one call (a whole sweep: its array at once, so no waiting
+    task starts meanwhile); a running one is stopped and recorded by its node, a waiting
+    one is recorded here. Returns them once each has ended (or after a minute)."""
+    jobs = []
+    for record in records:
+        ex = record.executor or {}
+        if ex.get("kind") != "slurm" or not ex.get("job_id"):
+            raise UsageError(f"run {record.id} was not submitted to Slurm; a local run stops "
+                             "with Ctrl-C in its terminal")
+        if not record.status.terminal:
+            jobs.append(str(ex.get("job_id")))
+    if jobs:
+        _slurm("scancel", *sorted(set(jobs)), what=f"scancel {' '.join(sorted(set(jobs)))}")
+    ended: dict[str, RunRecord] = {r.id: r for r in records if r.status.terminal}
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        record = reconcile(store, store.runs.get(record.id))
-        if record.status.terminal:
-            return record
+    while len(ended) < len(records) and time.monotonic() < deadline:
+        for record in records:
+            if record.id not in ended:
+                now = reconcile(store, store.runs.get(record.id), waited=0,
+                                gone="CANCELLED")
+                if now.status.terminal:
+                    ended[record.id] = now
         time.sleep(0.5)
-    return record
+    return [ended.get(r.id) or store.runs.get(r.id) for r in records]
 
 
 def submit_array(records: list[RunRecord], store: Store, opts: SlurmOptions, parallel: int,

@@ -155,6 +155,6 @@ def test_cancel_of_a_sweep_stops_its_running_and_queued_points(proj, on_slurm):
     _wait_status(out["runs"][0], "running", proj)
     p, done = run_json("cancel", "--sweep", out["sweep"], cwd=proj, timeout=180)
     assert p.returncode == 0, p.stderr
-    assert sorted(r["status"] for r in done) == ["interrupted"] * 3
+    assert sorted(r["status"] for r in done) == ["interrupted"] * 3, done
     p, rows = run_json("runs", "--where", f"sweep = {out['sweep']}", cwd=proj)
     assert {r["status"] for r in rows} == {"interrupted"}
