@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from . import capture, facts
+from .content import annotate
 from .engine import Engine
 from .engine.image_archive import ensure_present
 from .errors import CannotReplay, SpecError, UsageError
@@ -336,6 +337,7 @@ def replay(original: RunRecord, store: Store, engine: Engine, hooks: Hooks,
                         warnings=[f"hardware differs: {c['fact']}" for c in hw] + plan.notes)
     def judge(done: RunRecord) -> None:  # in the run's final write, not after it
         done.verdict = verdict(original, done, tolerances, compare_logs(original, done, store))
+        annotate(done.verdict, store.artifacts.local_path)  # what differs inside each file
 
     return start(record, res, store, engine, replace(hooks, on_finished=judge))
 
@@ -362,6 +364,7 @@ def judge_on_node(done: RunRecord, store: Store, host: dict[str, Any]) -> None:
     done.warnings += [f"hardware differs: {c['fact']}" for c in hw]
     done.verdict = verdict(original, done, options.get("tolerances") or {},
                            compare_logs(original, done, store))
+    annotate(done.verdict, store.artifacts.local_path)
     if hw and options.get("strict_env"):
         done.warnings.append("--strict-env: this node differs from the recording host ("
                              + ", ".join(c["fact"] for c in hw) + ")")

@@ -347,6 +347,9 @@ def render_verdict(rec: RunRecord) -> None:
             t.add_row(d["path"], d["original"]["sha256"], d["replay"]["sha256"],
                       f"{_size(d['original']['size'])} -> {_size(d['replay']['size'])}")
         out.print(t)
+        for d in outs["differ"]:
+            if (d.get("content") or {}).get("summary"):
+                out.print(T(f"  {d['path']}: {d['content']['summary']}", style="yellow"))
     if result == "nothing-compared":
         out.print(T("  the run left no outputs and no metrics (and its logs are not compared):"
                     " nothing shows it reproduced. Write results to /repro/outputs, log "

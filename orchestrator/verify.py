@@ -45,7 +45,9 @@ def junit(original: RunRecord, rec: RunRecord) -> str:
     outs = v.get("outputs", {})
     cases += [(f"output {p}", None) for p in outs.get("identical", [])]
     cases += [(f"output {d['path']}", f"sha256 {d['original']['sha256']} -> "
-               f"{d['replay']['sha256']}") for d in outs.get("differ", [])]
+               f"{d['replay']['sha256']}"
+               + (f": {d['content']['summary']}" if (d.get("content") or {}).get("summary")
+                  else "")) for d in outs.get("differ", [])]
     cases += [(f"output {p}", "missing in the replay") for p in outs.get("missing", [])]
     cases += [(f"output {p}", "not in the original") for p in outs.get("extra", [])]
     logs = v.get("logs")

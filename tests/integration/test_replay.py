@@ -54,11 +54,15 @@ def test_nondeterministic_example_differs_and_names_the_file(proj, tmp_path):
     assert p.returncode == 8, p.stderr
     differ = [d["path"] for d in rec["verdict"]["outputs"]["differ"]]
     assert "samples.txt" in differ and rec["verdict"]["result"] == "differs"
+    samples = next(d for d in rec["verdict"]["outputs"]["differ"] if d["path"] == "samples.txt")
+    assert samples["content"]["first_line"] == 1  # "drawn at <the wall clock>"
+    assert samples["content"]["original"].startswith("drawn at ")
     suite = ET.parse(junit).getroot()
     failed = [c.get("name") for c in suite.iter("testcase") if c.find("failure") is not None]
     assert "output samples.txt" in failed and int(suite.get("failures")) == len(failed)
     human = repro("verify", orig["id"], "-q", cwd=proj)
     assert human.returncode == 8 and "samples.txt" in human.stdout and "DIFFERS" in human.stdout
+    assert "samples.txt: " in human.stdout and "lines differ, first at line 1" in human.stdout
     # metrics within a tolerance: reported as within-tolerance (exit 0), never identical
     p, rec = run_json("verify", orig["id"], "--tolerance", "metrics.pi_estimate=0.05",
                       cwd=proj)

@@ -1,0 +1,190 @@
+"""What differs inside two versions of an output, and by how much: the difference between
+one ULP of noise in a weight and different weights.
+
+For ``.npy``/``.npz`` (numpy, when importable): shape and dtype, how many elements differ,
+the first differing index, the largest absolute and relative difference, and for floats the
+largest distance in ULPs (units in the last place). For JSON: the first differing path and
+the largest numeric difference. For text (``.txt``, ``.csv``, ``.log``, ...): the first
+differing line and how many differ. Each comes with a one-line ``summary`` for the verdict.
+
+Files a job wrote are hostile: numpy loads with ``allow_pickle=False``; files over
+``LIMIT`` bytes are not opened; any failure is a note in the result, never an exception
+out of a verdict.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+LIMIT = 256 << 20  # bytes of each version read at most
+TEXT = {"txt", "csv", "tsv", "log", "md", "yaml", "yml", "out"}
+
+
+def explain(name: str, a: Path, b: Path) -> dict[str, Any] | None:
+    """How ``a`` (the original) and ``b`` (the replay) of output ``name`` differ, or None
+    when the format is not one compared by content."""
+    kind = name.lower().rsplit(".", 1)[-1] if "." in name else ""
+    if kind not in ("npy", "npz", "json") and kind not in TEXT:
+        return None
+    if a.stat().st_size > LIMIT or b.stat().st_size > LIMIT:
+        return {"kind": kind, "summary": f"not compared by content (over {LIMIT >> 20} MiB)"}
+    try:
+        if kind == "npy":
+            return _npy(a, b)
+        if kind == "npz":
+            return _npz(a, b)
+        if kind == "json":
+            return _json(a, b)
+        return _text(a, b, kind)
+    except ImportError:
+        return {"kind": kind, "summary": "not compared by content (numpy is not installed)"}
+    except Exception as e:  # a malformed file is a finding, not a crash
+        return {"kind": kind, "summary": f"not compared by content ({type(e).__name__}: "
+                                         f"{str(e)[:120]})"}
+
+
+def arrays(x: Any, y: Any) -> dict[str, Any]:
+    """Two numpy arrays compared element by element."""
+    import numpy as np
+
+    if x.shape != y.shape or x.dtype != y.dtype:
+        return {"shape": [list(x.shape), list(y.shape)], "dtype": [str(x.dtype), str(y.dtype)],
+                "summary": f"shape/dtype changed: {x.dtype}{list(x.shape)} -> "
+                           f"{y.dtype}{list(y.shape)}"}
+    n = int(x.size)
+    floating = np.issubdtype(x.dtype, np.floating)
+    differ = x != y
+    if floating:
+        differ &= ~(np.isnan(x) & np.isnan(y))
+    count = int(differ.sum())
+    out: dict[str, Any] = {"shape": list(x.shape), "dtype": str(x.dtype), "elements": n,
+                           "differing": count, "fraction": count / n if n else 0.0}
+    if not count:
+        out["summary"] = f"all {n} values equal (the bytes differ elsewhere: header or order)"
+        return out
+    out["first_index"] = [int(i) for i in np.unravel_index(int(np.argmax(differ)), x.shape)]
+    if floating or np.issubdtype(x.dtype, np.integer):
+        xa, ya = x[differ].astype(np.float64), y[differ].astype(np.float64)
+        absd = np.abs(xa - ya)
+        out["max_abs"] = float(np.nanmax(absd)) if absd.size else 0.0
+        scale = np.maximum(np.abs(xa), np.abs(ya))
+        rel = np.where(scale > 0, absd / np.where(scale > 0, scale, 1), 0.0)
+        out["max_rel"] = float(np.nanmax(rel)) if rel.size else 0.0
+    if floating:
+        out["max_ulp"] = _max_ulp(x[differ], y[differ])
+    share = "all" if count == n else f"{count} of {n}"
+    if floating and out["max_ulp"] <= 1024:
+        out["summary"] = f"{share} values differ, at most {out['max_ulp']} ULP"
+    elif "max_abs" in out:
+        out["summary"] = f"{share} values differ, max abs {out['max_abs']:.3g}"
+    else:
+        out["summary"] = f"{share} values differ"
+    return out
+
+
+def _max_ulp(x: Any, y: Any) -> int:
+    """The largest distance in units in the last place between paired floats: their bit
+    patterns as integers ordered like the floats, subtracted (exact up to 2**53)."""
+    import numpy as np
+
+    ints: Any = {2: np.int16, 4: np.int32, 8: np.int64}[x.dtype.itemsize]
+    lowest = -(2 ** (8 * x.dtype.itemsize - 1))
+
+    def ordered(v: Any) -> Any:
+        i = v.view(ints).astype(np.float64)
+        return np.where(i < 0, float(lowest) - i, i)
+
+    if x.size == 0:
+        return 0
+    return int(np.nanmax(np.abs(ordered(x) - ordered(y))))
+
+
+def _npy(a: Path, b: Path) -> dict[str, Any]:
+    import numpy as np
+
+    out = arrays(np.load(a, allow_pickle=False), np.load(b, allow_pickle=False))
+    return {"kind": "npy", **out}
+
+
+def _npz(a: Path, b: Path) -> dict[str, Any]:
+    import numpy as np
+
+    with np.load(a, allow_pickle=False) as za, np.load(b, allow_pickle=False) as zb:
+        names = sorted(set(za.files) | set(zb.files))
+        per = {}
+        for n in names[:200]:
+            if n not in za.files or n not in zb.files:
+                per[n] = {"summary": "only in the " + ("replay" if n in zb.files else
+                                                       "original")}
+            else:
+                per[n] = arrays(za[n], zb[n])
+    changed = {n: d for n, d in per.items() if d.get("differing", 1)}
+    summary = "; ".join(f"{n}: {d['summary']}" for n, d in list(changed.items())[:3])
+    more = f" (+{len(changed) - 3} more)" if len(changed) > 3 else ""
+    return {"kind": "npz", "arrays": per,
+            "summary": (summary + more) if changed else "every array equal"}
+
+
+def _json(a: Path, b: Path) -> dict[str, Any]:
+    x, y = json.loads(a.read_text()), json.loads(b.read_text())
+    found: list[str] = []
+    biggest = [0.0]
+
+    def walk(p: str, u: Any, v: Any, depth: int = 0) -> None:
+        if depth > 64 or len(found) > 1000:
+            return
+        if isinstance(u, dict) and isinstance(v, dict):
+            for k in sorted(set(u) | set(v)):
+                walk(f"{p}.{k}", u.get(k), v.get(k), depth + 1)
+        elif isinstance(u, list) and isinstance(v, list) and len(u) == len(v):
+            for i, (s, t) in enumerate(zip(u, v, strict=True)):
+                walk(f"{p}[{i}]", s, t, depth + 1)
+        elif u != v:
+            found.append(p or "$")
+            if isinstance(u, int | float) and isinstance(v, int | float) and not \
+                    isinstance(u, bool) and math.isfinite(u) and math.isfinite(v):
+                biggest[0] = max(biggest[0], abs(float(u) - float(v)))
+
+    walk("", x, y)
+    out: dict[str, Any] = {"kind": "json", "differing": len(found),
+                           "first_path": found[0] if found else None}
+    if biggest[0]:
+        out["max_abs"] = biggest[0]
+    out["summary"] = (f"{len(found)} value(s) differ, first at {found[0]}"
+                      + (f", max abs {biggest[0]:.3g}" if biggest[0] else "")) if found else \
+        "the same values (formatting differs)"
+    return out
+
+
+def _text(a: Path, b: Path, kind: str) -> dict[str, Any]:
+    x = a.read_bytes().decode("utf-8", "replace").splitlines()
+    y = b.read_bytes().decode("utf-8", "replace").splitlines()
+    differ = [i for i in range(max(len(x), len(y)))
+              if (x[i] if i < len(x) else None) != (y[i] if i < len(y) else None)]
+    out: dict[str, Any] = {"kind": kind, "lines": [len(x), len(y)], "differing": len(differ)}
+    if differ:
+        i = differ[0]
+        out["first_line"] = i + 1
+        out["original"] = (x[i] if i < len(x) else "")[:200]
+        out["replay"] = (y[i] if i < len(y) else "")[:200]
+        out["summary"] = (f"{len(differ)} of {max(len(x), len(y))} lines differ, first at "
+                          f"line {i + 1}")
+    else:
+        out["summary"] = "the same lines (line endings or trailing bytes differ)"
+    return out
+
+
+def annotate(verdict: dict[str, Any], local_path: Any) -> None:
+    """Each differing output of a verdict gets its ``content`` (``local_path(sha256)``
+    names an artifact's bytes on this machine)."""
+    for d in (verdict.get("outputs") or {}).get("differ", []):
+        try:
+            found = explain(d["path"], local_path(d["original"]["sha256"]),
+                            local_path(d["replay"]["sha256"]))
+        except Exception as e:  # an artifact that cannot be read: the verdict still stands
+            found = {"summary": f"not compared by content ({type(e).__name__})"}
+        if found is not None:
+            d["content"] = found
