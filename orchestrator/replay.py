@@ -17,7 +17,7 @@ import math
 import os
 import re
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -335,9 +335,12 @@ def replay(original: RunRecord, store: Store, engine: Engine, hooks: Hooks,
                         spec_path=original.spec_path, params=dict(original.params),
                         replay_of=original.id,
                         warnings=[f"hardware differs: {c['fact']}" for c in hw] + plan.notes)
-    def judge(done: RunRecord) -> None:  # in the run's final write, not after it
+
+    def judge(done: RunRecord, series: list[tuple[str, int, float]]) -> None:  # in the
+        # run's final write, not after it
         done.verdict = verdict(original, done, tolerances, compare_logs(original, done, store))
         annotate(done.verdict, store.artifacts.local_path)  # what differs inside each file
+        _part_ways(done.verdict, store.runs.steps(original.id), series)
 
     return start(record, res, store, engine, replace(hooks, on_finished=judge))
 
@@ -355,7 +358,8 @@ def new_record_for_replay(original: RunRecord, plan: ReplayPlan) -> RunRecord:
         "warnings": list(plan.notes)})
 
 
-def judge_on_node(done: RunRecord, store: Store, host: dict[str, Any]) -> None:
+def judge_on_node(done: RunRecord, store: Store, host: dict[str, Any],
+                  series: Sequence[tuple[str, int, float]] = ()) -> None:
     """A replay run by a scheduler's node: the hardware against the recording host's, and
     the verdict, into its final write (``--strict-env`` fails it on other hardware)."""
     original = store.runs.get(str(done.replay_of))
@@ -365,9 +369,41 @@ def judge_on_node(done: RunRecord, store: Store, host: dict[str, Any]) -> None:
     done.verdict = verdict(original, done, options.get("tolerances") or {},
                            compare_logs(original, done, store))
     annotate(done.verdict, store.artifacts.local_path)
+    _part_ways(done.verdict, store.runs.steps(original.id), list(series))
     if hw and options.get("strict_env"):
         done.warnings.append("--strict-env: this node differs from the recording host ("
                              + ", ".join(c["fact"] for c in hw) + ")")
+
+
+def series_divergence(original: dict[str, list[tuple[int, float]]],
+                      replay: list[tuple[str, int, float]]) -> dict[str, dict[str, Any]]:
+    """Where two runs' metric series part ways: per metric logged by both, the first step at
+    which the values differ (or one has a step the other lacks), with both values."""
+    mine: dict[str, dict[int, float]] = {}
+    for name, step, value in replay:
+        mine.setdefault(name, {})[step] = value
+    out: dict[str, dict[str, Any]] = {}
+    for name, points in sorted(original.items()):
+        if name not in mine:
+            continue
+        theirs = dict(points)
+        for step in sorted(set(theirs) | set(mine[name])):
+            a, b = theirs.get(step), mine[name].get(step)
+            same = a == b or (a is not None and b is not None and math.isnan(a)
+                              and math.isnan(b))
+            if not same:
+                out[name] = {"step": step, "original": a, "replay": b,
+                             "steps": [len(theirs), len(mine[name])]}
+                break
+    return out
+
+
+def _part_ways(v: dict[str, Any] | None, original: dict[str, list[tuple[int, float]]],
+               replay: list[tuple[str, int, float]]) -> None:
+    if v is not None:
+        parted = series_divergence(original, replay)
+        if parted:
+            v["series"] = parted
 
 
 def _fmt(change: dict[str, Any]) -> str:

@@ -65,7 +65,8 @@ class Hooks:
     # the finished record, outputs stored, just before its last write: what a caller adds
     # (a replay's verdict) lands in that same write (a team store's member may not change
     # a finished run afterwards, not even its own)
-    on_finished: Callable[[RunRecord], None] = lambda _: None
+    on_finished: Callable[[RunRecord, list[tuple[str, int, float]]], None] = \
+        lambda _record, _series: None  # (the record, its metric series as stored with it)
 
 
 def new_run_id() -> str:
@@ -128,8 +129,10 @@ def run_on_node(run_id: str, store: Store, engine: Engine, hooks: Hooks) -> RunR
         store.runs.save(record, previous=RunStatus.QUEUED)
         store.local.release(record.id)
         return record
-    def slurm_ending(done: RunRecord) -> None:  # in the run's final write: why Slurm
-        job_id = os.environ.get("SLURM_JOB_ID")  # stopped it, and a replay's verdict
+
+    def slurm_ending(done: RunRecord, series: list[tuple[str, int, float]]) -> None:  # why Slurm
+        job_id = os.environ.get("SLURM_JOB_ID")  # stopped it, a replay's verdict: in the
+        # run's final write
         if done.status == RunStatus.INTERRUPTED and job_id:
             from .slurm import stopped_why
 
@@ -137,7 +140,7 @@ def run_on_node(run_id: str, store: Store, engine: Engine, hooks: Hooks) -> RunR
         if done.replay_of:
             from .replay import judge_on_node
 
-            judge_on_node(done, store, done.environment.get("host", {}))
+            judge_on_node(done, store, done.environment.get("host", {}), series)
 
     return execute(record, res, store, engine, replace(hooks, on_finished=slurm_ending),
                    previous=RunStatus.QUEUED)
@@ -283,7 +286,7 @@ def _finish(record: RunRecord, res: Resolution, store: Store, executor: Executor
     if record.logs is not None:
         sink.path.unlink(missing_ok=True)
     try:
-        hooks.on_finished(record)
+        hooks.on_finished(record, series)
     except Exception as e:  # whatever the caller's addition does, the run ends recorded
         why = str(e) if isinstance(e, ReproError | OSError) else f"{type(e).__name__}: {e}"
         record.warnings.append(f"finishing the record: {why}")

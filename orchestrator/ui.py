@@ -350,6 +350,9 @@ def render_verdict(rec: RunRecord) -> None:
         for d in outs["differ"]:
             if (d.get("content") or {}).get("summary"):
                 out.print(T(f"  {d['path']}: {d['content']['summary']}", style="yellow"))
+    for name, part in sorted((v.get("series") or {}).items()):
+        out.print(T(f"  series {name} parts ways at step {part['step']}: "
+                    f"{part['original']} -> {part['replay']}", style="yellow"))
     if result == "nothing-compared":
         out.print(T("  the run left no outputs and no metrics (and its logs are not compared):"
                     " nothing shows it reproduced. Write results to /repro/outputs, log "

@@ -139,3 +139,20 @@ def test_logs_are_compared_when_asked_once_normalised(tmp_path):
     only_logs = a.model_copy(update={"outputs": {}, "metrics": {}})
     assert verdict(only_logs, b.model_copy(update={"outputs": {}, "metrics": {}}), None,
                    logs)["result"] == "differs"  # logs alone are something compared
+
+
+def test_series_part_ways_at_the_first_differing_step():
+    from orchestrator.replay import _part_ways, series_divergence
+
+    original = {"loss": [(0, 1.0), (1, 0.5), (2, 0.25)], "acc": [(0, 0.1), (1, 0.2)],
+                "only_there": [(0, 1.0)]}
+    replay = [("loss", 0, 1.0), ("loss", 1, 0.5), ("loss", 2, 0.2500001),
+              ("acc", 0, 0.1), ("acc", 1, 0.2), ("acc", 2, 0.3)]
+    parted = series_divergence(original, replay)
+    assert parted["loss"] == {"step": 2, "original": 0.25, "replay": 0.2500001,
+                              "steps": [3, 3]}
+    assert parted["acc"]["step"] == 2 and parted["acc"]["original"] is None  # a step more
+    assert "only_there" not in parted  # not logged by both
+    v: dict = {"result": "identical"}
+    _part_ways(v, {"loss": [(0, 1.0)]}, [("loss", 0, 1.0)])
+    assert "series" not in v  # nothing parted: nothing added
