@@ -236,31 +236,12 @@ writes. See the notes below.
     print(text)
 
 
-def bench_query(quick: bool) -> dict | None:
-    out = ROOT / "bench-out" / "query.json"
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "query.py"), "--out", str(out)]
+def _bench_script(name: str, quick_args: list[str], quick: bool) -> dict | None:
+    """Run benchmarks/NAME.py (with ``quick_args`` under --quick); its JSON result."""
+    out = ROOT / "bench-out" / f"{name}.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / f"{name}.py"), "--out", str(out)]
     if quick:
-        cmd += ["--runs", "10000"]
-    if subprocess.run(cmd, stdout=subprocess.DEVNULL).returncode != 0:
-        return None
-    return json.loads(out.read_text())
-
-
-def bench_push(quick: bool) -> dict | None:
-    out = ROOT / "bench-out" / "push.json"
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "push.py"), "--out", str(out)]
-    if quick:
-        cmd += ["--size-mb", "256"]
-    if subprocess.run(cmd, stdout=subprocess.DEVNULL).returncode != 0:
-        return None
-    return json.loads(out.read_text())
-
-
-def bench_slurm(quick: bool) -> dict | None:
-    out = ROOT / "bench-out" / "slurm.json"
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "slurm.py"), "--out", str(out)]
-    if quick:
-        cmd += ["-n", "3"]
+        cmd += quick_args
     if subprocess.run(cmd, stdout=subprocess.DEVNULL).returncode != 0:
         return None
     return json.loads(out.read_text())
@@ -405,8 +386,9 @@ def main() -> None:
                "archive": bench_archive(la["image"], 3, tmp),
                "ingest": bench_ingest(256 if args.quick else 1024, 3, tmp),
                "help": bench_help(n), "imports": import_cost(),
-               "query": bench_query(args.quick), "push": bench_push(args.quick),
-               "slurm": bench_slurm(args.quick),
+               "query": _bench_script("query", ["--runs", "10000"], args.quick),
+               "push": _bench_script("push", ["--size-mb", "256"], args.quick),
+               "slurm": _bench_script("slurm", ["-n", "3"], args.quick),
                "before_ref": args.before}
         if before is not None:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -51,6 +52,7 @@ ENDINGS: dict[str, tuple[RunStatus, str]] = {
 ACTIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED",
           "RESIZING", "SIGNALING", "STAGE_OUT", "RESV_DEL_HOLD", "REQUEUE_HOLD",
           "REQUEUE_FED", "SPECIAL_EXIT", "STOPPED"}
+JOB_ID = re.compile(r"^[0-9]{1,20}(_[0-9]{1,9})?$")  # 12 or, for an array task, 12_3
 GRACE_S = 20.0  # after Slurm says a job ended, how long the node's own record may take
 
 
@@ -202,16 +204,28 @@ def stopped_why(job_id: str) -> tuple[RunStatus, str]:
     return RunStatus.INTERRUPTED, "stopped by Slurm (scancel, or preempted)"
 
 
+def job_of(record: RunRecord) -> str | None:
+    """The Slurm job id a record names, checked: a record comes from a shared store, and an
+    id like ``--user=alice`` handed to scancel would cancel someone's every job."""
+    job = (record.executor or {}).get("job_id")
+    if job is None:
+        return None
+    if not isinstance(job, str) or not JOB_ID.match(job):
+        raise UsageError(f"run {record.id} names Slurm job {str(job)[:40]!r}, which is not a "
+                         "job id; it is not handed to Slurm")
+    return job
+
+
 def reconcile(store: Store, record: RunRecord, waited: float = GRACE_S,
               gone: str = "GONE") -> RunRecord:
     """The record, with Slurm's ending applied when the job is over and the node has not
     recorded one itself within ``waited`` seconds (compare-and-set: the node's own record
     always wins). ``gone``: what a job Slurm no longer knows ended as (after our own
     scancel, a waiting array task simply vanishes: CANCELLED)."""
-    job_id = (record.executor or {}).get("job_id")
+    job_id = job_of(record)
     if record.status.terminal or not job_id:
         return record
-    state, reason = job_state(str(job_id))
+    state, reason = job_state(job_id)
     if state == "GONE":
         state = gone
     if state in ACTIVE:
@@ -286,12 +300,12 @@ def cancel(store: Store, records: list[RunRecord]) -> list[RunRecord]:
     one is recorded here. Returns them once each has ended (or after a minute)."""
     jobs = []
     for record in records:
-        ex = record.executor or {}
-        if ex.get("kind") != "slurm" or not ex.get("job_id"):
+        job = job_of(record)
+        if (record.executor or {}).get("kind") != "slurm" or not job:
             raise UsageError(f"run {record.id} was not submitted to Slurm; a local run stops "
                              "with Ctrl-C in its terminal")
         if not record.status.terminal:
-            jobs.append(str(ex.get("job_id")))
+            jobs.append(job)
     if jobs:
         _slurm("scancel", *sorted(set(jobs)), what=f"scancel {' '.join(sorted(set(jobs)))}")
     ended: dict[str, RunRecord] = {r.id: r for r in records if r.status.terminal}

@@ -21,7 +21,6 @@ from .hashing import short
 from .record import RunRecord
 from .store import Store
 from .store.artifacts import DigestMismatch
-from .store.db import safe_url
 from .store.fsck import keep, references
 from .units import human_size
 
@@ -264,6 +263,3 @@ def image_pusher(engine_of: Callable[[], Any]) -> Callable[
 
     return push
 
-
-def where_of(store: Store) -> str:
-    return safe_url(store.runs.place)

@@ -64,3 +64,13 @@ def test_a_stop_past_the_time_limit_is_a_timeout(monkeypatch):
         "JobState": "COMPLETING", "TimeLimit": "00:10:00", "RunTime": "00:00:05"})
     assert slurm.stopped_why("3") == (RunStatus.INTERRUPTED,
                                       "stopped by Slurm (scancel, or preempted)")
+
+
+def test_a_job_id_from_a_shared_record_is_checked_before_slurm_sees_it(tmp_path):
+    store = open_store(tmp_path / "h")
+    r = record("c")
+    r.executor = {"kind": "slurm", "job_id": "--user=alice"}  # a hostile teammate's record
+    with pytest.raises(slurm.UsageError, match="not a job id"):
+        slurm.cancel(store, [r])
+    r.executor["job_id"] = "12_3"
+    assert slurm.job_of(r) == "12_3"
