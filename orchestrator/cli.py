@@ -396,13 +396,14 @@ def show(
     record = store.runs.get(run)
     series = store.runs.steps(record.id)
     replays, tags = store.runs.replays_of(record.id), store.runs.tags(record.id)
-    notes = store.runs.notes(record.id)
+    notes, diagnoses = store.runs.notes(record.id), store.runs.diagnoses(record.id)
     if json_:
         ui.print_json(views.record_json(
             record, series, replays, tags, notes,
-            store.runs.pushes(record.resolved.image.digest), store.runs.published(record.id)))
+            store.runs.pushes(record.resolved.image.digest), store.runs.published(record.id),
+            diagnoses))
     else:
-        ui.render_record(record, series, replays, tags, notes)
+        ui.render_record(record, series, replays, tags, notes, diagnoses)
 
 
 @app.command()
@@ -603,6 +604,42 @@ def verify(
         junit.write_text(junit_xml(original, rec))
     _render_replay(rec, store, json_)
     _exit(_verdict_exit(rec))
+
+
+@app.command()
+def diagnose(
+    run: Annotated[str, typer.Argument(help="Run id (or unique prefix) to diagnose.")],
+    replays: Annotated[int, typer.Option(
+        "--replays", "-k", min=1, max=20,
+        help="Plain replays first: does the run agree with itself on this host?")] = 2,
+    allow_network: NetworkOpt = False,
+    secret: SecretOpt = None,
+    input_: InputOpt = None,
+    timeout: TimeoutOpt = None,
+    quiet: QuietOpt = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Say why a run does not reproduce: replay it K times, then with every control on (the
+    wall clock frozen, seeds forced, PYTHONHASHSEED fixed, one thread, deterministic GPU
+    kernels) and with each control off in turn; name the cause of each differing output,
+    where in the file it shows, and the fix to try. Stored with the run (`repro show`, the
+    dashboard). Every experiment is a replay recorded in the store.
+
+    Exit codes: 0 diagnosed (whatever it found), 9 cannot replay, 4 unknown run, 5 no
+    engine, 130 interrupted."""
+    from . import ui
+    from .diagnose import diagnose as diagnose_run
+    from .engine import connect
+
+    grants = _grants(allow_network, secret, input_, timeout)
+    store = _store_of(run)
+    original = store.runs.get(run)
+    doc = diagnose_run(original, store, connect(), (lambda _: None) if quiet else ui.progress,
+                       replays, grants)
+    if json_:
+        ui.print_json(doc)
+    else:
+        ui.render_diagnosis(doc)
 
 
 @app.command()

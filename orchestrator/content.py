@@ -129,7 +129,20 @@ def _npz(a: Path, b: Path) -> dict[str, Any]:
 
 
 def _json(a: Path, b: Path) -> dict[str, Any]:
-    x, y = json.loads(a.read_text()), json.loads(b.read_text())
+    found, biggest = _json_paths(json.loads(a.read_text()), json.loads(b.read_text()))
+    out: dict[str, Any] = {"kind": "json", "differing": len(found),
+                           "first_path": found[0] if found else None}
+    if biggest:
+        out["max_abs"] = biggest
+    out["summary"] = (f"{len(found)} value(s) differ, first at {found[0]}"
+                      + (f", max abs {biggest:.3g}" if biggest else "")) if found else \
+        "the same values (formatting differs)"
+    return out
+
+
+def _json_paths(x: Any, y: Any) -> tuple[list[str], float]:
+    """The paths at which two JSON documents differ (at most about 1000), and the largest
+    numeric difference among them."""
     found: list[str] = []
     biggest = [0.0]
 
@@ -149,21 +162,21 @@ def _json(a: Path, b: Path) -> dict[str, Any]:
                 biggest[0] = max(biggest[0], abs(float(u) - float(v)))
 
     walk("", x, y)
-    out: dict[str, Any] = {"kind": "json", "differing": len(found),
-                           "first_path": found[0] if found else None}
-    if biggest[0]:
-        out["max_abs"] = biggest[0]
-    out["summary"] = (f"{len(found)} value(s) differ, first at {found[0]}"
-                      + (f", max abs {biggest[0]:.3g}" if biggest[0] else "")) if found else \
-        "the same values (formatting differs)"
-    return out
+    return found, biggest[0]
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_bytes().decode("utf-8", "replace").splitlines()
+
+
+def _line_diffs(x: list[str], y: list[str]) -> list[int]:
+    return [i for i in range(max(len(x), len(y)))
+            if (x[i] if i < len(x) else None) != (y[i] if i < len(y) else None)]
 
 
 def _text(a: Path, b: Path, kind: str) -> dict[str, Any]:
-    x = a.read_bytes().decode("utf-8", "replace").splitlines()
-    y = b.read_bytes().decode("utf-8", "replace").splitlines()
-    differ = [i for i in range(max(len(x), len(y)))
-              if (x[i] if i < len(x) else None) != (y[i] if i < len(y) else None)]
+    x, y = _lines(a), _lines(b)
+    differ = _line_diffs(x, y)
     out: dict[str, Any] = {"kind": kind, "lines": [len(x), len(y)], "differing": len(differ)}
     if differ:
         i = differ[0]
@@ -175,6 +188,51 @@ def _text(a: Path, b: Path, kind: str) -> dict[str, Any]:
     else:
         out["summary"] = "the same lines (line endings or trailing bytes differ)"
     return out
+
+
+PLACES_MAX = 100_000  # differing places listed by ``places`` before a file counts as one
+
+
+def places(name: str, a: Path, b: Path) -> frozenset[str] | None:
+    """Where inside output ``name`` two versions differ: line numbers of text, paths of
+    JSON, element indices of arrays. `repro diagnose` tells by these which factor moves
+    which part of a file (the clock stamps line 1, entropy lines 2-6). None when the file
+    is not compared by place; it then differs as a whole."""
+    kind = name.lower().rsplit(".", 1)[-1] if "." in name else ""
+    if kind not in ("npy", "npz", "json") and kind not in TEXT:
+        return None
+    if a.stat().st_size > LIMIT or b.stat().st_size > LIMIT:
+        return None
+    try:
+        if kind == "json":
+            found, _ = _json_paths(json.loads(a.read_text()), json.loads(b.read_text()))
+            return frozenset(found) if len(found) <= 1000 else None
+        if kind in TEXT:
+            return frozenset(f"line {i + 1}" for i in _line_diffs(_lines(a), _lines(b)))
+        import numpy as np
+
+        if kind == "npy":
+            pairs = {"": (np.load(a, allow_pickle=False), np.load(b, allow_pickle=False))}
+        else:
+            with np.load(a, allow_pickle=False) as za, np.load(b, allow_pickle=False) as zb:
+                pairs = {n: (za[n] if n in za.files else None,
+                             zb[n] if n in zb.files else None)
+                         for n in sorted(set(za.files) | set(zb.files))[:200]}
+    except Exception:  # a hostile or unreadable file: compared as a whole
+        return None
+    out: set[str] = set()
+    for member, (x, y) in pairs.items():
+        if x is None or y is None or x.shape != y.shape or x.dtype != y.dtype:
+            out.add(f"{member}:shape")
+            continue
+        differ = x != y
+        if np.issubdtype(x.dtype, np.floating):
+            differ &= ~(np.isnan(x) & np.isnan(y))
+        flat = np.flatnonzero(differ)
+        if len(out) + flat.size > PLACES_MAX:
+            return None
+        out.update(f"{member}[{i}]" for i in flat.tolist())
+    return frozenset(out)
 
 
 def annotate(verdict: dict[str, Any], local_path: Any) -> None:

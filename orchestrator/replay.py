@@ -300,14 +300,21 @@ def _check(record: RunRecord, store: Store, what: str, digest: str) -> None:
 def replay(original: RunRecord, store: Store, engine: Engine, hooks: Hooks,
            tolerances: dict[str, float] | None = None,
            strict_env: bool = False, grants: Grants | None = None,
-           elsewhere: Callable[[RunRecord], RunRecord] | None = None) -> RunRecord:
+           elsewhere: Callable[[RunRecord], RunRecord] | None = None,
+           vary: Callable[[ResolvedSpec], ResolvedSpec] | None = None,
+           note: str | None = None) -> RunRecord:
     """Run ``original`` again from its record; returns the new record with its verdict.
     ``elsewhere`` (a scheduler: Slurm) takes the new record instead of this machine's engine;
     the node that runs it fetches what it needs, compares the hardware and writes the
-    verdict (``judge_on_node``)."""
+    verdict (``judge_on_node``). ``vary`` changes what runs (`repro diagnose`: a control
+    such as a frozen clock), and ``note`` says so in the new record's warnings."""
     grants = grants or Grants()
     plan = plan_replay(original, store.runs.origin(original.id) is not None, grants,
                        os.cpu_count() or 1, capture.memory_bytes())
+    if vary is not None:
+        plan.resolved = vary(plan.resolved)
+    if note is not None:
+        plan.notes.append(note)
     if plan.foreign:
         hooks.on_line(f"run {original.id} came from a bundle; it asks for:")
         for line in asks(original):

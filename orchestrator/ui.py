@@ -204,7 +204,8 @@ def render_runs(records: list[RunRecord], tags: dict[str, dict[str, str]] | None
 
 def render_record(r: RunRecord, series: dict[str, list[tuple[int, float]]],
                   replays: Sequence[RunRecord] = (), tags: dict[str, str] | None = None,
-                  notes: Sequence[tuple[str, str]] = ()) -> None:
+                  notes: Sequence[tuple[str, str]] = (),
+                  diagnoses: Sequence[dict[str, Any]] = ()) -> None:
     from rich.table import Table
 
     out = _out()
@@ -285,6 +286,8 @@ def render_record(r: RunRecord, series: dict[str, list[tuple[int, float]]],
                                                       style="dim") + T(text))
     for w in r.warnings:
         out.print(T(f"warning: {w}", style="yellow"))
+    if diagnoses:
+        render_diagnosis(diagnoses[-1], brief=True)
     if r.status != RunStatus.SUCCEEDED and r.stderr_tail.strip():
         out.print(T("stderr (tail):", style="bold"))
         out.print(T(r.stderr_tail.rstrip()[-1500:], style="dim", lines=True))
@@ -394,6 +397,50 @@ def render_verdict(rec: RunRecord) -> None:
             what = "; ".join(p for p in parts if p)
         out.print(T(f"  environment: {c['fact']} changed: {what[:300]}", style="yellow")
                   + T(f"  ({c.get('hint', '')})", style="dim"))
+
+
+DIAGNOSIS_STYLE = {"reproduces": "bold green", "nondeterministic": "bold red",
+                   "changed": "bold yellow", "fails": "bold red"}
+
+
+def render_diagnosis(doc: dict[str, Any], brief: bool = False) -> None:
+    """A diagnosis: each experiment with its runs, then one sentence per differing output
+    and the fixes to try (``brief``: the sentences only, for `repro show`)."""
+    out = _out()
+    result = doc.get("result", "")
+    out.print(T(f"diagnosis of run {doc.get('run')}: ", style="bold")
+              + T(result.upper(), style=DIAGNOSIS_STYLE.get(result, ""))
+              + T(f"  ({doc.get('created_at', '')[:19].replace('T', ' ')}, "
+                  f"{(doc.get('cost') or {}).get('replays', 0)} replays)", style="dim"))
+    if not brief:
+        by_run = {r["run"]: r for r in doc.get("runs", [])}
+        for e in doc.get("experiments", []):
+            verdicts = ", ".join(f"{rid} {by_run.get(rid, {}).get('versus_original', '?')}"
+                                 for rid in e.get("runs", []))
+            extra = ("  (the controlled pair agree)" if e.get("agree") else
+                     "  (the controlled pair differ)" if e.get("agree") is False else "")
+            out.print(T(f"  {e['title']}: ", style="bold") + T(verdicts, style="dim")
+                      + T(extra, style="dim"))
+            if e.get("failed"):
+                out.print(T(f"    the job did not end as the controlled runs did: "
+                            f"{e['failed']}", style="yellow"))
+        for name, why in sorted((doc.get("skipped") or {}).items()):
+            out.print(T(f"  not tried: {name}: {why}", style="dim"))
+    if result == "reproduces":
+        out.print(T("  every replay is identical to the original on this host: nothing to "
+                    "diagnose", style="green"))
+    for f in doc.get("findings", []):
+        out.print(T(f"  {f['sentence']}", style="yellow"))
+        for fix in f.get("fixes", []):
+            out.print(T(f"    try: {fix}", style="dim"))
+    for c in doc.get("environment", []):
+        out.print(T(f"  environment: {c['fact']} changed: {c.get('shown', '')[:300]}",
+                    style="yellow") + T(f"  ({c.get('hint', '')})", style="dim"))
+    cost = doc.get("cost") or {}
+    if not brief and cost.get("multiple"):
+        out.print(T(f"  cost: {cost['replays']} replays in {cost['seconds']:.1f} s, "
+                    f"{cost['multiple']:.1f}x one replay ({cost['one_replay_s']:.1f} s)",
+                    style="dim"))
 
 
 def render_compare(doc: dict[str, Any], show_all: bool) -> None:

@@ -15,9 +15,10 @@ def record_json(record: RunRecord, series: dict[str, list[tuple[int, float]]],
                 replays: Sequence[RunRecord] = (), tags: dict[str, str] | None = None,
                 notes: Sequence[tuple[str, str]] = (),
                 image_pushes: Sequence[tuple[str, str]] = (),
-                published: dict[str, Any] | None = None) -> dict[str, Any]:
+                published: dict[str, Any] | None = None,
+                diagnoses: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
     """The record plus its metric series, tags, notes, the replays made of it, where its
-    image can be pulled by digest, and its citation."""
+    image can be pulled by digest, its citation, and its diagnoses (`repro diagnose`)."""
     doc = record.model_dump(mode="json")
     doc["series"] = {name: [[s, v] for s, v in pts] for name, pts in series.items()}
     doc["replays"] = [{"id": r.id, "status": str(r.status), "created_at": r.created_at,
@@ -26,6 +27,7 @@ def record_json(record: RunRecord, series: dict[str, list[tuple[int, float]]],
     doc["notes"] = [{"at": at, "text": text} for at, text in notes]
     doc["image_pushes"] = [f"{repo}@{digest}" for repo, digest in image_pushes]
     doc["published"] = published
+    doc["diagnoses"] = list(diagnoses)
     return doc
 
 

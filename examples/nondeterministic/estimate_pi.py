@@ -1,17 +1,20 @@
-"""A job that does NOT reproduce: it estimates pi from unseeded random samples (fresh OS
-entropy on every run) and stamps the wall clock, both things repro does not control.
+"""A job that does NOT reproduce: it estimates pi from random samples drawn from a generator
+seeded by fresh OS entropy (os.urandom: nothing repro can seed), and stamps the wall clock.
 
-`repro verify` on its runs exits with the "differs" code and names samples.txt; with
-`--tolerance metrics.pi_estimate=0.05` the metric comparison passes as within-tolerance.
+`repro verify` on its runs exits with the "differs" code and names samples.txt;
+`repro diagnose` names both causes: line 1 of samples.txt moves with the wall clock, the
+samples with OS entropy. With `--tolerance metrics.pi_estimate=0.05` the metric comparison
+passes as within-tolerance.
 """
 
 import json
+import os
 import time
 
 import numpy as np
 import repro
 
-rng = np.random.default_rng()  # deliberately unseeded: ignores repro.seed_everything()
+rng = np.random.default_rng(int.from_bytes(os.urandom(8), "little"))  # deliberately unseeded
 points = rng.random((200_000, 2))
 inside = (points**2).sum(axis=1) <= 1.0
 estimate = 4.0 * inside.mean()

@@ -14,6 +14,14 @@ Under ``determinism: strict`` (REPRO_DETERMINISM=strict, REPRO_SEED set):
 
 In every mode, ``os.cpu_count()`` counts the cores the job is pinned to (its cpuset).
 
+`repro diagnose` turns single controls on in runs that lack them: REPRO_FORCE_SEEDS=1 (the
+seeding above, without torch's deterministic algorithms), REPRO_TORCH_DETERMINISTIC=1 (those
+algorithms and cuDNN settings, without seeding), and REPRO_FROZEN_CLOCK=EPOCH: the wall clock
+as Python reads it (time.time/time_ns, localtime/gmtime/ctime/asctime/strftime without a time,
+datetime.now/utcnow/today, date.today) stands still at EPOCH. Monotonic clocks and sleeps run
+as usual: libfaketime with a frozen clock was measured to hang ``threading.Event.wait`` and to
+fail ``time.sleep`` (EINVAL) when the monotonic clock is left real.
+
 Any other ``sitecustomize`` on the path (Debian ships one) still runs after this one.
 Zero dependencies, Python 3.8+.
 """
@@ -37,14 +45,17 @@ def _note(**item):
 class _Seeder:
     """A meta-path finder that lets numpy and torch load as usual, then seeds them."""
 
-    def __init__(self, seed):
+    def __init__(self, seed, seeds=True, deterministic=True):
         self.seed = seed
+        self.seeds, self.deterministic = seeds, deterministic
         self.busy = set()
         self.rngs = 0
         self.warnings = 0
 
     def find_spec(self, name, path=None, target=None):
         if name not in ("numpy", "torch") or name in self.busy:
+            return None
+        if name == "numpy" and not self.seeds:
             return None
         import importlib.util
 
@@ -83,7 +94,11 @@ class _Seeder:
         _note(seeded="numpy")
 
     def seed_torch(self, torch):
-        torch.manual_seed(self.seed)
+        if self.seeds:
+            torch.manual_seed(self.seed)
+            _note(seeded="torch")
+        if not self.deterministic:
+            return
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
@@ -100,21 +115,81 @@ class _Seeder:
             return shown(message, category, filename, lineno, file, line)
 
         warnings.showwarning = showwarning
-        _note(seeded="torch")
+        _note(deterministic="torch")
 
 
 def _main():
-    if os.environ.get("REPRO_DETERMINISM") != "strict" or not os.path.isdir("/repro/meta"):
+    strict = os.environ.get("REPRO_DETERMINISM") == "strict"
+    seeds = strict or os.environ.get("REPRO_FORCE_SEEDS") == "1"
+    deterministic = strict or os.environ.get("REPRO_TORCH_DETERMINISTIC") == "1"
+    if not (seeds or deterministic) or not os.path.isdir("/repro/meta"):
         return
     try:
         seed = int(os.environ["REPRO_SEED"])
     except (KeyError, ValueError):
         return
-    import random
+    if seeds:
+        import random
 
-    random.seed(seed)
-    sys.meta_path.insert(0, _Seeder(seed))
-    _note(seeded="random")
+        random.seed(seed)
+        _note(seeded="random")
+    sys.meta_path.insert(0, _Seeder(seed, seeds, deterministic))
+
+
+def _freeze_clock():
+    """The wall clock stands still at REPRO_FROZEN_CLOCK (seconds since the epoch)."""
+    try:
+        at = float(os.environ["REPRO_FROZEN_CLOCK"])
+    except (KeyError, ValueError):
+        return
+    import datetime
+    import time
+
+    ns = int(round(at * 1e9))
+    real = {n: getattr(time, n) for n in ("localtime", "gmtime", "ctime", "asctime",
+                                           "strftime")}
+    time.time = lambda: at
+    time.time_ns = lambda: ns
+    time.localtime = lambda secs=None: real["localtime"](at if secs is None else secs)
+    time.gmtime = lambda secs=None: real["gmtime"](at if secs is None else secs)
+    time.ctime = lambda secs=None: real["ctime"](at if secs is None else secs)
+    time.asctime = lambda t=None: real["asctime"](real["localtime"](at) if t is None else t)
+    time.strftime = lambda fmt, t=None: real["strftime"](
+        fmt, real["localtime"](at) if t is None else t)
+    real_datetime, real_date = datetime.datetime, datetime.date
+
+    class _Real(type):  # isinstance(x, datetime.datetime) still holds for real datetimes
+        def __instancecheck__(cls, obj):
+            return isinstance(obj, cls.real)
+
+        def __subclasscheck__(cls, sub):
+            return issubclass(sub, cls.real)
+
+    class FrozenDatetime(real_datetime, metaclass=_Real):
+        real = real_datetime
+
+        @classmethod
+        def now(cls, tz=None):
+            return real_datetime.fromtimestamp(at, tz)
+
+        @classmethod
+        def utcnow(cls):
+            utc = datetime.timezone.utc  # noqa: UP017 (Python 3.8 in the image)
+            return real_datetime.fromtimestamp(at, utc).replace(tzinfo=None)
+
+        @classmethod
+        def today(cls):
+            return real_datetime.fromtimestamp(at)
+
+    class FrozenDate(real_date, metaclass=_Real):
+        real = real_date
+
+        @classmethod
+        def today(cls):
+            return real_date.fromtimestamp(at)
+
+    datetime.datetime, datetime.date = FrozenDatetime, FrozenDate
+    _note(frozen_clock=at)
 
 
 def _cpu_count():
@@ -142,6 +217,7 @@ def _chain():
 
 
 _cpu_count()
+_freeze_clock()
 _main()
 try:
     _chain()

@@ -158,6 +158,17 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     (11, "query-statistics", "SELECT 1"),
     # PostgreSQL only: members' rights also cover runs `queued` on a scheduler
     (12, "queued-runs", "SELECT 1"),
+    # `repro diagnose`: why a run does not reproduce, stored with the run (a JSON document,
+    # one per diagnosis; the run itself stays as it finished)
+    (13, "diagnoses", """
+        CREATE TABLE diagnoses (
+            run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            created_at TEXT NOT NULL,
+            user_name TEXT,
+            doc TEXT NOT NULL
+        );
+        CREATE INDEX diagnoses_run ON diagnoses (run_id, created_at)
+    """),
 ]
 
 LATEST = MIGRATIONS[-1][0]

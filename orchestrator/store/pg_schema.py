@@ -215,4 +215,21 @@ PG_MIGRATIONS: list[tuple[int, str, str]] = [
             WITH CHECK (created_by = current_user);
         {_SIDE_12}
     """),
+    # `repro diagnose`: any member may diagnose any run and read every diagnosis; none
+    # changes or removes one (the schema's owner does, and a run's removal cascades)
+    (13, "diagnoses", f"""
+        CREATE TABLE diagnoses (
+            run_id {C} NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            created_at {C} NOT NULL,
+            user_name TEXT,
+            doc TEXT NOT NULL,
+            created_by TEXT NOT NULL DEFAULT current_user
+        );
+        CREATE INDEX diagnoses_run ON diagnoses (run_id, created_at);
+        ALTER TABLE diagnoses ENABLE ROW LEVEL SECURITY;
+        CREATE POLICY diagnoses_read ON diagnoses FOR SELECT USING (true);
+        CREATE POLICY diagnoses_add ON diagnoses FOR INSERT
+            WITH CHECK (created_by = current_user);
+        GRANT SELECT, INSERT ON diagnoses TO PUBLIC
+    """),
 ]

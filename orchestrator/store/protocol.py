@@ -63,6 +63,10 @@ class Annotations(Protocol):
 
     def notes(self, run_id: str) -> list[tuple[str, str]]: ...
 
+    def add_diagnosis(self, run_id: str, doc: dict[str, Any]) -> None: ...
+
+    def diagnoses(self, run_id: str) -> list[dict[str, Any]]: ...
+
 
 class Provenance(Protocol):
     def import_run(self, record: RunRecord, steps: list[tuple[str, int, float]],

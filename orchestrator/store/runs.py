@@ -334,6 +334,18 @@ class RunStore:
         return list(self.db.execute("SELECT created_at, text FROM run_notes WHERE run_id = ? "
                                     "ORDER BY created_at", (run_id,)))
 
+    def add_diagnosis(self, run_id: str, doc: dict[str, Any]) -> None:
+        """A `repro diagnose` report, stored with the run it explains."""
+        with self.atomic() as db:
+            db.execute("INSERT INTO diagnoses (run_id, created_at, user_name, doc) "
+                       "VALUES (?, ?, ?, ?)", (run_id, doc.get("created_at") or utc_now(),
+                                               doc.get("user"), json.dumps(doc)))
+
+    def diagnoses(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's diagnoses, oldest first."""
+        return [json.loads(doc) for (doc,) in self.db.execute(
+            "SELECT doc FROM diagnoses WHERE run_id = ? ORDER BY created_at", (run_id,))]
+
     # -- sweeps -------------------------------------------------------------------------------
 
     def add_sweep(self, sweep_id: str, name: str, spec_path: str, plan: str) -> None:

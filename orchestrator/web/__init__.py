@@ -145,7 +145,8 @@ class Api:
         runs = self.store.runs
         record = runs.get(run_id)
         doc = record_json(record, runs.steps(record.id), runs.replays_of(record.id),
-                          runs.tags(record.id), runs.notes(record.id))
+                          runs.tags(record.id), runs.notes(record.id),
+                          diagnoses=runs.diagnoses(record.id))
         if record.replay_of:
             try:
                 doc["original"] = {"id": runs.get(record.replay_of).id}
