@@ -383,8 +383,9 @@ def diagnose(original: RunRecord, store: Store, engine: Engine, say: Callable[[s
     runs = Runs(plain=[lab.replay([], f"plain replay {i + 1} of {replays}", "plain")
                        for i in range(replays)])
     first = analyse(original, runs, diff)["findings"]
-    experiments: list[dict[str, Any]] = [{"name": "plain", "title": f"{replays} plain replays",
-                    "runs": [r.id for r in runs.plain]}]
+    plural = "s" if replays > 1 else ""
+    experiments: list[dict[str, Any]] = [{"name": "plain", "title": f"{replays} plain replay"
+                                          f"{plural}", "runs": [r.id for r in runs.plain]}]
     trouble = [f for f in first if f["subject"] != OUTCOME]
     if trouble and not any(f["subject"] == OUTCOME for f in first) and names:
         runs.controls = names
@@ -417,7 +418,7 @@ def diagnose(original: RunRecord, store: Store, engine: Engine, say: Callable[[s
     environment = (runs.plain[0].verdict or {}).get("environment", []) if runs.plain else []
     result = ("reproduces" if not findings else "fails" if any(
         f["subject"] == OUTCOME for f in findings) else "nondeterministic" if any(
-        f["noise_here"] for f in findings) else "changed")
+        f["noise_here"] or f["causes"] for f in findings) else "changed")
     total = time.monotonic() - began
     one = sum(lab.seconds[:replays]) / max(1, len(lab.seconds[:replays]))
     doc = {

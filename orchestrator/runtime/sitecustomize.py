@@ -30,7 +30,8 @@ import json
 import os
 import sys
 
-META = "/repro/meta/seeded.jsonl"
+META_DIR = os.environ.get("REPRO_META_DIR", "/repro/meta")  # set only by repro's tests
+META = os.path.join(META_DIR, "seeded.jsonl")
 MAX_WARNINGS = 50
 
 
@@ -122,7 +123,7 @@ def _main():
     strict = os.environ.get("REPRO_DETERMINISM") == "strict"
     seeds = strict or os.environ.get("REPRO_FORCE_SEEDS") == "1"
     deterministic = strict or os.environ.get("REPRO_TORCH_DETERMINISTIC") == "1"
-    if not (seeds or deterministic) or not os.path.isdir("/repro/meta"):
+    if not (seeds or deterministic) or not os.path.isdir(META_DIR):
         return
     try:
         seed = int(os.environ["REPRO_SEED"])

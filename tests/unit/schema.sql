@@ -1,3 +1,9 @@
+CREATE TABLE diagnoses (
+            run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            created_at TEXT NOT NULL,
+            user_name TEXT,
+            doc TEXT NOT NULL
+        );
 CREATE TABLE image_pushes (
             image_id TEXT NOT NULL,
             repository TEXT NOT NULL,
@@ -83,6 +89,8 @@ CREATE TABLE sweeps (
             plan TEXT NOT NULL,
             created_at TEXT NOT NULL
         );
+CREATE INDEX diagnoses_run ON diagnoses (run_id, created_at)
+    ;
 CREATE INDEX run_metrics_value ON run_metrics (name, value);
 CREATE INDEX run_notes_run ON run_notes (run_id, created_at);
 CREATE INDEX run_params_num ON run_params (name, value_num);

@@ -71,10 +71,26 @@ def test_fresh_store_is_migrated_and_in_wal_mode(tmp_path):
                      "queryable-params-metrics-tags-notes-sweeps", "run-owners",
                      "run-imports", "machine-local-state-out", "recipe-images", "run-user-host",
                      "member-rights", "published", "query-statistics",
-                     "queued-runs"]
+                     "queued-runs", "diagnoses"]
     store.close()
     again = open_store(tmp_path / "h")  # reopening applies nothing twice
     assert again.runs.schema_version == LATEST
+
+
+def test_diagnoses_are_stored_with_their_run_and_go_with_it(tmp_path, backend):
+    store = open_store(tmp_path / "h")
+    r = record("d1")
+    store.runs.insert(r)
+    assert store.runs.diagnoses(r.id) == []
+    for result in ("nondeterministic", "reproduces"):
+        store.runs.add_diagnosis(r.id, {"run": r.id, "result": result, "created_at": utc_now(),
+                                        "findings": [{"sentence": "x depends on the clock"}]})
+    got = store.runs.diagnoses(r.id)
+    assert [d["result"] for d in got] == ["nondeterministic", "reproduces"]
+    assert got[0]["findings"][0]["sentence"] == "x depends on the clock"
+    store.runs.remove(r.id)
+    assert store.runs.diagnoses(r.id) == []
+    store.close()
 
 
 def test_store_newer_than_code_is_refused(tmp_path):
@@ -311,6 +327,7 @@ def test_machine_local_state_moves_out_of_an_old_store(tmp_path):
     db.execute("DELETE FROM schema_migrations WHERE version >= 6")
     db.execute("DROP TABLE recipe_images")
     db.execute("DROP TABLE published")
+    db.execute("DROP TABLE diagnoses")
     db.execute("DROP INDEX runs_user")
     db.execute("ALTER TABLE runs DROP COLUMN user_name")
     db.execute("ALTER TABLE runs DROP COLUMN host")

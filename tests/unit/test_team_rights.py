@@ -63,6 +63,12 @@ def test_members_add_but_never_alter_or_delete_a_finished_run(team):
     assert admin.tags(r.id) == {"reviewed": "bob"} and len(admin.notes(r.id)) == 1
     bob.set_tags(r.id, {}, remove=["reviewed"])
     assert alice.tags(r.id) == {}
+    bob.add_diagnosis(r.id, {"run": r.id, "result": "reproduces", "user": "bob"})  # anyone's
+    assert [d["result"] for d in alice.diagnoses(r.id)] == ["reproduces"]
+    with pytest.raises(StoreError):  # but a diagnosis is never rewritten or removed
+        bob.db.execute("UPDATE diagnoses SET doc = '{}'")
+    with pytest.raises(StoreError):
+        bob.db.execute("DELETE FROM diagnoses")
 
     pending = record("b2")
     bob.insert(pending)
