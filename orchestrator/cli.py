@@ -319,7 +319,9 @@ def compare(
     if len(runs_) < 2:
         raise UsageError("compare needs at least two runs")
     store = _store_of(runs_[0])
-    doc = compare_runs([store.runs.get(r) for r in runs_])
+    records = [store.runs.get(r) for r in runs_]
+    doc = compare_runs(records, {r.id: store.runs.steps(r.id) for r in records},
+                       store.artifacts.local_path)
     if json_:
         ui.print_json(doc)
     else:

@@ -478,6 +478,15 @@ def render_compare(doc: dict[str, Any], show_all: bool) -> None:
         if changes:
             out.print(T(f"packages of {p['run'][:12]} vs {ids[0][:12]}: ", style="bold")
                       + T(", ".join(changes), style="yellow"))
+    for path, by_run in sorted((doc.get("content_vs_first") or {}).items()):
+        for rid, summary in by_run.items():
+            out.print(T(f"{path} of {rid[:12]} vs {ids[0][:12]}: ", style="bold")
+                      + T(str(summary), style="yellow"))
+    for name, by_run in sorted((doc.get("part_ways") or {}).items()):
+        for rid, part in by_run.items():
+            out.print(T(f"series {name} of {rid[:12]} parts ways with {ids[0][:12]}'s at "
+                        f"step {part['step']}: ", style="bold")
+                      + T(f"{fmt_num(part['first'])} -> {fmt_num(part['this'])}", style="yellow"))
     if not any(differs[k] for k in ("params", "metrics", "outputs", "facts", "packages")):
         out.print(T("no differences", style="green"))
     elif not show_all:

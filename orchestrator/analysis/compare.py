@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from .. import facts
 from ..record import RunRecord
+
+Series = dict[str, list[tuple[int, float]]]
 
 
 def _facts(r: RunRecord) -> dict[str, Any]:
@@ -35,8 +38,12 @@ def _differs(row: list[Any]) -> bool:
     return any(x != row[0] for x in row[1:])
 
 
-def compare(records: list[RunRecord]) -> dict[str, Any]:
-    """Params, metrics, outputs, facts and packages of each run; what differs is listed."""
+def compare(records: list[RunRecord], series: dict[str, Series] | None = None,
+            local_path: Callable[[str], Any] | None = None) -> dict[str, Any]:
+    """Params, metrics, outputs, facts and packages of each run; what differs is listed.
+    With each run's metric ``series``: where each run's curves part ways with the first
+    run's (``part_ways``). With ``local_path`` (an artifact's bytes on this machine): what
+    differs inside each output that differs from the first run's (``content_vs_first``)."""
     params = _rows([r.params for r in records])
     metrics = _rows([r.metrics for r in records])
     outputs = _rows([{p: f.sha256 for p, f in r.outputs.items()} for r in records])
@@ -53,6 +60,8 @@ def compare(records: list[RunRecord]) -> dict[str, Any]:
         "runs": [{"id": r.id, "name": r.name, "created_at": r.created_at} for r in records],
         "params": params, "metrics": metrics, "outputs": outputs, "facts": fact_rows,
         "packages_vs_first": packages,
+        "part_ways": _part_ways(records, series) if series is not None else {},
+        "content_vs_first": _content(records, local_path) if local_path is not None else {},
         "differs": {
             "params": [k for k, v in params.items() if _differs(v)],
             "metrics": [k for k, v in metrics.items() if _differs(v)],
@@ -61,3 +70,38 @@ def compare(records: list[RunRecord]) -> dict[str, Any]:
             "packages": any(p["added"] or p["removed"] or p["changed"] for p in packages),
         },
     }
+
+
+def _part_ways(records: list[RunRecord], series: dict[str, Series]) -> dict[str, Any]:
+    """{metric: {run id: {step, first, this}}}: the first step at which each run's curve
+    leaves the first run's (runs whose curve never does are absent)."""
+    from ..replay import series_divergence
+
+    base = series.get(records[0].id, {})
+    out: dict[str, Any] = {}
+    for r in records[1:]:
+        mine = [(name, step, v) for name, pts in series.get(r.id, {}).items()
+                for step, v in pts]
+        for name, part in series_divergence(base, mine).items():
+            out.setdefault(name, {})[r.id] = {"step": part["step"], "first": part["original"],
+                                              "this": part["replay"]}
+    return out
+
+
+def _content(records: list[RunRecord], local_path: Callable[[str], Any]) -> dict[str, Any]:
+    """{output: {run id: summary}}: what differs inside each output against the first run's."""
+    from ..content import explain
+
+    first = records[0].outputs
+    out: dict[str, Any] = {}
+    for r in records[1:]:
+        for path, ref in sorted(r.outputs.items()):
+            if path not in first or first[path].sha256 == ref.sha256:
+                continue
+            try:
+                found = explain(path, local_path(first[path].sha256), local_path(ref.sha256))
+            except OSError as e:
+                found = {"summary": f"not compared by content ({e.strerror})"}
+            if found is not None:
+                out.setdefault(path, {})[r.id] = found.get("summary")
+    return out

@@ -159,8 +159,9 @@ class Api:
         if len(ids) < 2:
             raise UsageError("compare needs at least two run ids (?ids=a,b)")
         records = [self.store.runs.get(i) for i in ids]
-        doc = compare(records)
-        doc["series"] = {r.id: self.store.runs.steps(r.id) for r in records}
+        series = {r.id: self.store.runs.steps(r.id) for r in records}
+        doc = compare(records, series, self.store.artifacts.local_path)
+        doc["series"] = series
         return doc
 
     def importance(self, q: dict[str, str]) -> dict[str, Any]:

@@ -7,6 +7,8 @@ import os
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -44,12 +46,37 @@ def populated(tmp_path_factory, images, engine):
 
 
 @pytest.fixture(scope="module")
-def server(populated):
-    srv = make_server(populated["home"], "127.0.0.1", 0)
+def diagnosed(tmp_path_factory, images, engine):
+    """A store (of its own: a diagnosis adds replays) with async-sgd, diagnosed."""
+    base = tmp_path_factory.mktemp("diag")
+    proj = copy_project(base / "project")
+    env = {"REPRO_HOME": str(base / "home"), "REPRO_ARCHIVE_IMAGES": "0"}
+    sgd = json.loads(repro("launch", "specs/async-sgd.yaml", "--json", cwd=proj,
+                           env=env).stdout)
+    diagnosis = json.loads(repro("diagnose", sgd["id"], "--replays", "1", "--json", cwd=proj,
+                                 env=env).stdout)
+    return {"home": base / "home", "sgd": sgd, "diagnosis": diagnosis}
+
+
+@contextmanager
+def serving(home: Path) -> Iterator[str]:
+    srv = make_server(home, "127.0.0.1", 0)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{srv.server_address[1]}"
     srv.shutdown()
     srv.server_close()
+
+
+@pytest.fixture(scope="module")
+def server(populated):
+    with serving(populated["home"]) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def diag_server(diagnosed):
+    with serving(diagnosed["home"]) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +174,27 @@ def test_replay_lineage_and_verdicts(page, server, populated):
     visit(page, f"{server}/#/run/{populated['differs']['id']}", "run")
     assert "samples.txt" in page.locator("#verdict-diff").inner_text()
     assert page.locator(".verdict-differs").count() >= 1
+    assert "samples.txt: 6 of 6 lines differ, first at line 1" in page.locator(
+        "#verdict-content").inner_text()
+
+
+def test_a_diagnosis_on_the_run_page_and_where_a_replay_parts_ways(page, diag_server,
+                                                                   diagnosed, tmp_path):
+    server, populated = diag_server, diagnosed
+    visit(page, f"{server}/#/run/{populated['sgd']['id']}", "run")
+    text = page.locator("#diagnosis").inner_text()
+    assert "NONDETERMINISTIC" in text and "weights.npy depends on the thread count" in text
+    assert "try: combine per-thread results" in text
+    experiments = page.locator("#experiments tbody tr").count()
+    assert experiments == len(populated["diagnosis"]["experiments"])
+    shot(page, "diagnosis", tmp_path)
+    plain = populated["diagnosis"]["runs"][0]["run"]  # a replay whose loss curve parts ways
+    visit(page, f"{server}/#/run/{plain}", "run")
+    assert "series loss parts ways with the original at step" in page.locator(
+        "#verdict-series").inner_text()
+    labels = page.evaluate("Chart.getChart(document.querySelector('#curves canvas'))"
+                           ".data.datasets.map(d => d.label)")
+    assert any(label.startswith("parts ways with the original (step ") for label in labels)
 
 
 def test_compare_shows_differences_and_overlaid_curves(page, server, populated, tmp_path):
@@ -160,9 +208,12 @@ def test_compare_shows_differences_and_overlaid_curves(page, server, populated, 
     assert differing and set(differing) <= {"lr", "hidden"}
     rows = " ".join(page.locator("#cmp-outputs tr.differs").all_inner_texts())
     assert "weights/w1.npy" in rows
-    datasets = page.evaluate("Chart.getChart(document.querySelector('#curves canvas'))"
-                             ".data.datasets.length")
-    assert datasets == 2
+    labels = page.evaluate("Chart.getChart(document.querySelector('#curves canvas'))"
+                           ".data.datasets.map(d => d.label)")
+    curves = [x for x in labels if "parts ways" not in x]
+    assert len(curves) == 2  # one per run, and a marker where the second leaves the first
+    assert [x for x in labels if "parts ways (step " in x]
+    assert "weights/w1.npy of" in page.locator("#cmp-content").inner_text()
     shot(page, "compare", tmp_path)
 
 

@@ -57,6 +57,9 @@ function lineChart(canvas, title, datasets) {
       elements: { point: { radius: 1.5 } } },
   }));
 }
+// a marker on a curve: the first step at which it leaves the curve it is compared with
+const partsWays = (label, x, y, color) => ({ type: "scatter", label, data: [{ x, y }], pointStyle: "triangle",
+  pointRadius: 8, borderColor: color, backgroundColor: color });
 const PALETTE = ["#2f6fd0", "#d0452f", "#1a7f37", "#8e44ad", "#b26a00", "#0e7490", "#be185d"];
 
 // ---- runs --------------------------------------------------------------------------------------
@@ -201,7 +204,21 @@ async function runPage(id) {
   if (r.verdict && r.verdict.outputs && r.verdict.outputs.differ.length) {
     lineage.push(h("table", { id: "verdict-diff" }, h("thead", {}, h("tr", {}, h("th", {}, "differs"), h("th", {}, "original"), h("th", {}, "replay"))),
       h("tbody", {}, r.verdict.outputs.differ.map(d => h("tr", {}, h("td", { class: "mono" }, d.path), h("td", { class: "mono" }, d.original.sha256), h("td", { class: "mono" }, d.replay.sha256))))));
+    lineage.push(h("ul", { id: "verdict-content" }, r.verdict.outputs.differ.filter(d => d.content && d.content.summary)
+      .map(d => h("li", {}, h("span", { class: "mono" }, d.path), `: ${d.content.summary}`))));
   }
+  const parted = (r.verdict && r.verdict.series) || {};
+  if (Object.keys(parted).length)
+    lineage.push(h("ul", { id: "verdict-series" }, Object.entries(parted).map(([n, p]) =>
+      h("li", {}, `series ${n} parts ways with the original at step ${p.step}: ${fmt(p.original)} → ${fmt(p.replay)}`))));
+  const diagnosis = (r.diagnoses || []).slice(-1)[0];
+  const diagnosed = diagnosis ? [h("h2", {}, "Diagnosis"), h("div", { id: "diagnosis" },
+    h("p", {}, h("b", {}, diagnosis.result.toUpperCase()), h("span", { class: "muted" },
+      `  ${diagnosis.created_at.slice(0, 19).replace("T", " ")} · ${diagnosis.cost.replays} replays, ${fmt(diagnosis.cost.multiple)}× one replay`)),
+    h("ul", {}, diagnosis.findings.map(f => h("li", {}, f.sentence, ...f.fixes.map(x => h("div", { class: "muted" }, `try: ${x}`))))),
+    h("table", { id: "experiments" }, h("thead", {}, h("tr", {}, h("th", {}, "experiment"), h("th", {}, "replays"))),
+      h("tbody", {}, diagnosis.experiments.map(e => h("tr", {}, h("td", {}, e.title),
+        h("td", { class: "mono" }, ...e.runs.map(id => h("a", { href: `#/run/${id}` }, `${id} `))))))))] : [];
   if (r.verdict && r.verdict.environment && r.verdict.environment.length)
     lineage.push(h("ul", {}, r.verdict.environment.map(c => h("li", {}, `${c.fact} changed — ${c.hint}`))));
   for (const rep of r.replays) lineage.push(h("p", {}, "replayed as ", h("a", { href: `#/run/${rep.id}` }, rep.id), ": ", verdict(rep.verdict)));
@@ -220,7 +237,7 @@ async function runPage(id) {
       ["tags", Object.entries(r.tags).map(([k, v]) => h("span", { class: "tag" }, `${k}=${v}`))],
       ["created", `${r.created_at}  took ${r.duration_s ?? "-"} s`]]),
     ...r.notes.map(n => h("p", {}, h("span", { class: "muted" }, n.at.slice(0, 19) + "  "), n.text)),
-    lineage.length ? h("h2", {}, "Replays") : "", ...lineage,
+    lineage.length ? h("h2", {}, "Replays") : "", ...lineage, ...diagnosed,
     Object.keys(r.series).length ? h("h2", {}, "Metric curves") : "", curves,
     ...files("Inputs", Object.entries(res.inputs)), ...files("Outputs", Object.entries(r.outputs)),
     h("h2", {}, "Environment"),
@@ -234,7 +251,8 @@ async function runPage(id) {
   for (const [name, pts] of Object.entries(r.series)) {
     const canvas = h("canvas", { height: 180 });
     curves.append(h("div", { class: "card" }, canvas));
-    lineChart(canvas, name, [{ label: name, data: pts.map(([x, y]) => ({ x, y })), borderColor: PALETTE[0] }]);
+    const marks = parted[name] ? [partsWays(`parts ways with the original (step ${parted[name].step})`, parted[name].step, parted[name].replay, PALETTE[1])] : [];
+    lineChart(canvas, name, [{ label: name, data: pts.map(([x, y]) => ({ x, y })), borderColor: PALETTE[0] }, ...marks]);
   }
   if (r.logs) {
     const text = await (await fetch(`/api/artifacts/${r.logs.sha256}?name=logs.txt`)).text();
@@ -257,6 +275,8 @@ async function comparePage() {
     ...section("Params", doc.params, doc.differs.params), ...section("Metrics", doc.metrics, doc.differs.metrics),
     h("h2", {}, "Metric curves"), curves,
     ...section("Outputs", doc.outputs, doc.differs.outputs, v => short(v)),
+    h("ul", { id: "cmp-content" }, Object.entries(doc.content_vs_first || {}).flatMap(([path, byRun]) =>
+      Object.entries(byRun).map(([id, summary]) => h("li", {}, h("span", { class: "mono" }, `${path} of ${id.slice(0, 8)}`), ` vs ${ids[0].slice(0, 8)}: ${summary}`)))),
     ...section("Facts", doc.facts, doc.differs.facts, v => String(v).slice(0, 48)),
     h("h2", {}, "Packages"), pk.length ? h("ul", {}, pk.map(p => h("li", {},
       `${p.run}: `, ...Object.entries(p.changed).map(([n, [a, b]]) => `${n} ${a}→${b}  `),
@@ -266,8 +286,10 @@ async function comparePage() {
   for (const name of names) {
     const canvas = h("canvas", { height: 180 });
     curves.append(h("div", { class: "card" }, canvas));
-    lineChart(canvas, name, ids.map((id, i) => ({ label: id.slice(0, 8), borderColor: PALETTE[i % PALETTE.length],
-      data: ((doc.series[id] || {})[name] || []).map(([x, y]) => ({ x, y })) })));
+    const marks = Object.entries((doc.part_ways || {})[name] || {}).map(([id, p]) =>
+      partsWays(`${id.slice(0, 8)} parts ways (step ${p.step})`, p.step, p.this, PALETTE[ids.indexOf(id) % PALETTE.length]));
+    lineChart(canvas, name, [...ids.map((id, i) => ({ label: id.slice(0, 8), borderColor: PALETTE[i % PALETTE.length],
+      data: ((doc.series[id] || {})[name] || []).map(([x, y]) => ({ x, y })) })), ...marks]);
   }
 }
 
