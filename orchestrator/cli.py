@@ -487,7 +487,9 @@ def get(
 
 
 TolOpt = Annotated[list[str] | None, typer.Option(
-    "--tolerance", help="metrics.NAME=ABS: accept metric deltas up to ABS (never 'identical').")]
+    "--tolerance", help="metrics.NAME=ABS: accept metric deltas up to ABS; outputs.PATH=ABS or "
+    "outputs.PATH=Nulp: accept an array output (.npy/.npz/.safetensors) whose values differ by "
+    "at most ABS, or N ULPs (never 'identical').")]
 StrictEnvOpt = Annotated[bool, typer.Option(
     "--strict-env", help="Refuse to replay when CPU/GPU/driver/CUDA differ from the record.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Do not echo job output.")]

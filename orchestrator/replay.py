@@ -41,21 +41,84 @@ LOG_COMPARE_LIMIT = 64 << 20  # bytes of each log read to compare them
 
 
 
+ULP_SUFFIX = "@ulp"  # outputs.PATH@ulp: an output's tolerance in units in the last place
+
+
 def parse_tolerances(items: list[str]) -> dict[str, float]:
-    """``metrics.NAME=1e-6`` (or ``NAME=1e-6``) -> {NAME: 1e-6}, absolute tolerances."""
+    """``metrics.NAME=1e-6`` (or ``NAME=1e-6``) -> {NAME: 1e-6}, a metric's absolute
+    tolerance; ``outputs.PATH=1e-6`` -> {"outputs.PATH": 1e-6}, an array output's largest
+    absolute difference; ``outputs.PATH=2ulp`` -> {"outputs.PATH@ulp": 2}, its largest
+    distance in ULPs. Never called identical."""
     out: dict[str, float] = {}
     for item in items:
         name, sep, raw = item.partition("=")
         name = name.removeprefix("metrics.")
+        ulp = name.startswith("outputs.") and raw.lower().endswith("ulp")
         try:
-            value = float(raw)
+            value = float(raw[:-3] if ulp else raw)
         except ValueError:
             value = -1.0
-        if not sep or not name or not math.isfinite(value) or value < 0:
+        if not sep or not name or name == "outputs." or not math.isfinite(value) or \
+                value < 0 or (ulp and value != int(value)):
             raise UsageError(f"--tolerance {item!r}: expected metrics.NAME=ABS_TOLERANCE, "
-                             "e.g. metrics.accuracy=1e-6")
-        out[name] = value
+                             "outputs.PATH=ABS_TOLERANCE or outputs.PATH=NULP, e.g. "
+                             "metrics.accuracy=1e-6 or outputs.weights.npy=2ulp")
+        out[name + ULP_SUFFIX if ulp else name] = int(value) if ulp else value
     return out
+
+
+def output_tolerance(tolerances: dict[str, float], path: str) -> dict[str, float] | None:
+    """An output's own tolerance: {"ulp": N} or {"abs": X}, or None."""
+    if f"outputs.{path}{ULP_SUFFIX}" in tolerances:
+        return {"ulp": tolerances[f"outputs.{path}{ULP_SUFFIX}"]}
+    if f"outputs.{path}" in tolerances:
+        return {"abs": tolerances[f"outputs.{path}"]}
+    return None
+
+
+def settle(v: dict[str, Any], local_path: Callable[[str], Path]) -> None:
+    """What differs inside each differing output (``content``), then each output's own
+    tolerance held against it: the verdict is ``within-tolerance`` when everything that
+    differs is within a tolerance (an output without its own counts as within when metric
+    tolerances are given, as before), ``differs`` when an output misses its own."""
+    annotate(v, local_path)
+    tolerances = v.get("tolerances") or {}
+    differ = (v.get("outputs") or {}).get("differ", [])
+    own = []
+    for d in differ:
+        tol = output_tolerance(tolerances, d["path"])
+        if tol is not None:
+            d["tolerance"] = tol
+            d["within_tolerance"] = within(d.get("content") or {}, tol)
+            own.append(d["within_tolerance"])
+    if v["result"] not in (DIFFERS, WITHIN_TOLERANCE) or not own:
+        return
+    outs = v.get("outputs") or {}
+    rest_ok = (v.get("outcome") is None and not outs.get("missing") and not outs.get("extra")
+               and all(m.get("ok") for m in v.get("metrics", []))
+               and (v.get("logs") is None or (v.get("logs") or {}).get("identical", False))
+               and all("tolerance" in d or any(not k.startswith("outputs.")
+                                                for k in tolerances) for d in differ))
+    v["result"] = WITHIN_TOLERANCE if rest_ok and all(own) else DIFFERS
+
+
+def within(content: dict[str, Any], tol: dict[str, float]) -> bool:
+    """Arrays (every member of an ``.npz``) of the same shape and dtype, whose largest ULP
+    distance (or absolute difference) is within ``tol``."""
+    parts = list((content.get("arrays") or {}).values()) if content.get("kind") == "npz" \
+        else [content]
+    if not parts:
+        return False
+    for c in parts:
+        if "elements" not in c:  # not an array, or its shape/dtype changed
+            return False
+        if not c.get("differing"):
+            continue
+        if "ulp" in tol and not c.get("max_ulp", math.inf) <= tol["ulp"]:
+            return False
+        if "abs" in tol and not c.get("max_abs", math.inf) <= tol["abs"]:
+            return False
+    return True
 
 
 def host_changes(original: dict[str, Any], current: dict[str, Any]) -> list[dict[str, Any]]:
@@ -106,7 +169,8 @@ def verdict(original: RunRecord, replay: RunRecord,
         result = NOTHING_COMPARED
     elif not differ and not missing and not extra and metrics_exact and logs_same:
         result = IDENTICAL
-    elif tolerances and metrics_ok and not missing and not extra and logs_same:
+    elif any(not k.startswith("outputs.") for k in tolerances) and metrics_ok and \
+            not missing and not extra and logs_same:  # outputs' own tolerances: ``settle``
         result = WITHIN_TOLERANCE
     else:
         result = DIFFERS
@@ -346,7 +410,7 @@ def replay(original: RunRecord, store: Store, engine: Engine, hooks: Hooks,
     def judge(done: RunRecord, series: list[tuple[str, int, float]]) -> None:  # in the
         # run's final write, not after it
         done.verdict = verdict(original, done, tolerances, compare_logs(original, done, store))
-        annotate(done.verdict, store.artifacts.local_path)  # what differs inside each file
+        settle(done.verdict, store.artifacts.local_path)  # what differs inside each file
         _part_ways(done.verdict, store.runs.steps(original.id), series)
 
     return start(record, res, store, engine, replace(hooks, on_finished=judge))
@@ -375,7 +439,7 @@ def judge_on_node(done: RunRecord, store: Store, host: dict[str, Any],
     done.warnings += [f"hardware differs: {c['fact']}" for c in hw]
     done.verdict = verdict(original, done, options.get("tolerances") or {},
                            compare_logs(original, done, store))
-    annotate(done.verdict, store.artifacts.local_path)
+    settle(done.verdict, store.artifacts.local_path)
     _part_ways(done.verdict, store.runs.steps(original.id), list(series))
     if hw and options.get("strict_env"):
         done.warnings.append("--strict-env: this node differs from the recording host ("

@@ -4,7 +4,13 @@ import pytest
 
 from orchestrator.errors import UsageError
 from orchestrator.record import FileRef, RunStatus
-from orchestrator.replay import environment_changes, host_changes, parse_tolerances, verdict
+from orchestrator.replay import (
+    environment_changes,
+    host_changes,
+    parse_tolerances,
+    settle,
+    verdict,
+)
 from tests.unit.test_store import record
 
 
@@ -91,7 +97,10 @@ def test_gpu_driver_change_is_hardware():
 
 def test_parse_tolerances():
     assert parse_tolerances(["metrics.acc=1e-6", "loss=0.01"]) == {"acc": 1e-6, "loss": 0.01}
-    for bad in ("acc", "metrics.acc=x", "acc=-1", "=1"):
+    assert parse_tolerances(["outputs.w/w1.npy=2ulp", "outputs.b.npz=1e-5"]) == {
+        "outputs.w/w1.npy@ulp": 2, "outputs.b.npz": 1e-5}
+    for bad in ("acc", "metrics.acc=x", "acc=-1", "=1", "outputs.w.npy=1.5ulp", "outputs.=1",
+                "outputs.w.npy=-2ulp"):
         with pytest.raises(UsageError, match="expected metrics.NAME=ABS_TOLERANCE"):
             parse_tolerances([bad])
 
@@ -156,3 +165,36 @@ def test_series_part_ways_at_the_first_differing_step():
     v: dict = {"result": "identical"}
     _part_ways(v, {"loss": [(0, 1.0)]}, [("loss", 0, 1.0)])
     assert "series" not in v  # nothing parted: nothing added
+
+
+def test_an_array_output_within_its_own_tolerance_in_ulps_or_absolute(tmp_path):
+    import numpy as np
+
+    w = np.linspace(0, 1, 4096, dtype=np.float32)
+    near = w.copy()
+    near[:12] = np.nextafter(near[:12], np.float32(2))  # 12 values, 1 ULP each
+    files = {}
+    for name, arr in (("a", w), ("b", near), ("c", w + np.float32(0.31))):
+        np.save(tmp_path / f"{name}.npy", arr)
+        files[name * 64] = tmp_path / f"{name}.npy"
+
+    def judged(replay_sha: str, tolerance: list[str]) -> dict:
+        a, b = pair()
+        a.outputs = {"w1.npy": FileRef(sha256="a" * 64, size=1)}
+        b.outputs = {"w1.npy": FileRef(sha256=replay_sha, size=1)}
+        v = verdict(a, b, parse_tolerances(tolerance))
+        settle(v, files.__getitem__)
+        return v
+
+    v = judged("b" * 64, ["outputs.w1.npy=1ulp"])
+    assert v["result"] == "within-tolerance"  # never identical
+    d = v["outputs"]["differ"][0]
+    assert d["content"]["summary"] == "12 of 4096 values differ, at most 1 ULP"
+    assert d["tolerance"] == {"ulp": 1} and d["within_tolerance"] is True
+    assert judged("b" * 64, ["outputs.w1.npy=1e-6"])["result"] == "within-tolerance"
+    far = judged("c" * 64, ["outputs.w1.npy=1ulp"])
+    assert far["result"] == "differs" and far["outputs"]["differ"][0]["within_tolerance"] is False
+    assert far["outputs"]["differ"][0]["content"]["summary"].startswith("all values differ")
+    assert judged("c" * 64, ["outputs.w1.npy=0.5"])["result"] == "within-tolerance"
+    assert judged("b" * 64, ["outputs.other.npy=9ulp"])["result"] == "differs"  # not its own
+    assert judged("b" * 64, [])["result"] == "differs"
