@@ -1,21 +1,26 @@
 """What differs inside two versions of an output, and by how much: the difference between
 one ULP of noise in a weight and different weights.
 
-For ``.npy``/``.npz`` (numpy, when importable): shape and dtype, how many elements differ,
-the first differing index, the largest absolute and relative difference, and for floats the
-largest distance in ULPs (units in the last place). For JSON: the first differing path and
-the largest numeric difference. For text (``.txt``, ``.csv``, ``.log``, ...): the first
-differing line and how many differ. Each comes with a one-line ``summary`` for the verdict.
+For arrays, ``.npy``/``.npz`` (numpy), ``.safetensors`` (read with numpy) and ``.pt`` (when
+torch is importable): shape and dtype, how many elements differ, the first differing index,
+the largest absolute and relative difference, and for floats the largest distance in ULPs
+(units in the last place). For JSON: the first differing path and the largest numeric
+difference. For text (``.txt``, ``.csv``, ``.log``, ...): the first differing line and how
+many differ. For PNG (Pillow): how many pixels differ. Any other format goes to diffoscope
+when it is installed (archives, PDFs, ...: it knows nothing of ULPs, so arrays stay ours).
+Each comes with a one-line ``summary`` for the verdict.
 
-Files a job wrote are hostile: numpy loads with ``allow_pickle=False``; files over
-``LIMIT`` bytes are not opened; any failure is a note in the result, never an exception
-out of a verdict.
+Files a job wrote are hostile: numpy loads with ``allow_pickle=False``, torch with
+``weights_only=True``; a safetensors header is bounded and its offsets checked; files over
+``LIMIT`` bytes are not opened (``DIFFOSCOPE_LIMIT`` for diffoscope, which also gets a time
+limit); any failure is a note in the result, never an exception out of a verdict.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,24 +28,25 @@ LIMIT = 256 << 20  # bytes of each version read at most
 TEXT = {"txt", "csv", "tsv", "log", "md", "yaml", "yml", "out"}
 
 
-def explain(name: str, a: Path, b: Path) -> dict[str, Any] | None:
+def explain(name: str, a: Path, b: Path, diffoscope: bool = True) -> dict[str, Any] | None:
     """How ``a`` (the original) and ``b`` (the replay) of output ``name`` differ, or None
-    when the format is not one compared by content."""
+    when the format is not one compared by content (and ``diffoscope`` is off or absent)."""
     kind = name.lower().rsplit(".", 1)[-1] if "." in name else ""
-    if kind not in ("npy", "npz", "json") and kind not in TEXT:
-        return None
+    if kind not in ARRAYS and kind not in ("json", "png") and kind not in TEXT:
+        return _diffoscope(a, b, kind) if diffoscope else None
     if a.stat().st_size > LIMIT or b.stat().st_size > LIMIT:
         return {"kind": kind, "summary": f"not compared by content (over {LIMIT >> 20} MiB)"}
     try:
-        if kind == "npy":
-            return _npy(a, b)
-        if kind == "npz":
-            return _npz(a, b)
+        if kind in ARRAYS:
+            return _members(kind, load_arrays(kind, a), load_arrays(kind, b))
         if kind == "json":
             return _json(a, b)
+        if kind == "png":
+            return _png(a, b)
         return _text(a, b, kind)
-    except ImportError:
-        return {"kind": kind, "summary": "not compared by content (numpy is not installed)"}
+    except ImportError as e:
+        return {"kind": kind, "summary": f"not compared by content ({e.name or 'a library'} "
+                                         "is not installed)"}
     except Exception as e:  # a malformed file is a finding, not a crash
         return {"kind": kind, "summary": f"not compared by content ({type(e).__name__}: "
                                          f"{str(e)[:120]})"}
@@ -102,30 +108,137 @@ def _max_ulp(x: Any, y: Any) -> int:
     return int(np.nanmax(np.abs(ordered(x) - ordered(y))))
 
 
-def _npy(a: Path, b: Path) -> dict[str, Any]:
+ARRAYS = ("npy", "npz", "safetensors", "pt", "pth")
+SAFETENSORS_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4",
+                      "I16": "<i2", "I8": "i1", "U64": "<u8", "U32": "<u4", "U16": "<u2",
+                      "U8": "u1", "BOOL": "?", "BF16": "<u2"}  # bfloat16: its raw bits
+HEADER_LIMIT = 100 << 20  # bytes of a safetensors header read at most
+
+
+def load_arrays(kind: str, path: Path) -> dict[str, Any]:
+    """An array file's arrays by name ("" for a lone .npy): numpy with allow_pickle=False;
+    safetensors read by hand (its format is a length, a JSON header and raw bytes, and
+    numpy suffices: no library needed); .pt with torch.load(weights_only=True) when torch
+    is importable."""
     import numpy as np
 
-    out = arrays(np.load(a, allow_pickle=False), np.load(b, allow_pickle=False))
-    return {"kind": "npy", **out}
+    if kind == "npy":
+        return {"": np.load(path, allow_pickle=False)}
+    if kind == "npz":
+        with np.load(path, allow_pickle=False) as z:
+            return {n: z[n] for n in sorted(z.files)[:200]}
+    if kind == "safetensors":
+        return _safetensors(path)
+    import torch
+
+    loaded = torch.load(path, map_location="cpu", weights_only=True)
+    tensors = loaded if isinstance(loaded, dict) else {"": loaded}
+    return {str(k): v.detach().float().numpy() if v.dtype == torch.bfloat16 else
+            v.detach().numpy() for k, v in sorted(tensors.items())[:200]
+            if isinstance(v, torch.Tensor)}
 
 
-def _npz(a: Path, b: Path) -> dict[str, Any]:
+def _safetensors(path: Path) -> dict[str, Any]:
     import numpy as np
 
-    with np.load(a, allow_pickle=False) as za, np.load(b, allow_pickle=False) as zb:
-        names = sorted(set(za.files) | set(zb.files))
-        per = {}
-        for n in names[:200]:
-            if n not in za.files or n not in zb.files:
-                per[n] = {"summary": "only in the " + ("replay" if n in zb.files else
-                                                       "original")}
-            else:
-                per[n] = arrays(za[n], zb[n])
+    with open(path, "rb") as f:
+        size = int.from_bytes(f.read(8), "little")
+        if not 0 < size <= HEADER_LIMIT:
+            raise ValueError(f"header length {size} is not plausible")
+        header = json.loads(f.read(size))
+        data = f.read()
+    if not isinstance(header, dict):
+        raise ValueError("the header is not a JSON object")
+    out = {}
+    for name, meta in sorted(header.items())[:200]:
+        if name == "__metadata__":
+            continue
+        dtype = np.dtype(SAFETENSORS_DTYPES[meta["dtype"]])
+        begin, end = (int(x) for x in meta["data_offsets"])
+        shape = tuple(int(n) for n in meta["shape"])
+        if not 0 <= begin <= end <= len(data) or end - begin != dtype.itemsize * math.prod(shape):
+            raise ValueError(f"{name}: its data offsets do not fit the file")
+        out[name] = np.frombuffer(data[begin:end], dtype=dtype).reshape(shape)
+    return out
+
+
+def _members(kind: str, xs: dict[str, Any], ys: dict[str, Any]) -> dict[str, Any]:
+    if set(xs) == set(ys) == {""}:
+        return {"kind": kind, **arrays(xs[""], ys[""])}
+    per = {}
+    for n in sorted(set(xs) | set(ys)):
+        if n not in xs or n not in ys:
+            per[n] = {"summary": "only in the " + ("replay" if n in ys else "original")}
+        else:
+            per[n] = arrays(xs[n], ys[n])
     changed = {n: d for n, d in per.items() if d.get("differing", 1)}
     summary = "; ".join(f"{n}: {d['summary']}" for n, d in list(changed.items())[:3])
     more = f" (+{len(changed) - 3} more)" if len(changed) > 3 else ""
-    return {"kind": "npz", "arrays": per,
+    return {"kind": kind, "arrays": per,
             "summary": (summary + more) if changed else "every array equal"}
+
+
+def _png(a: Path, b: Path) -> dict[str, Any]:
+    """Pixels that differ, with Pillow (its decompression-bomb limit applies)."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(a) as ia, Image.open(b) as ib:
+        if ia.size != ib.size or ia.mode != ib.mode:
+            return {"kind": "png", "size": [list(ia.size), list(ib.size)],
+                    "summary": f"image changed: {ia.mode} {ia.size[0]}x{ia.size[1]} -> "
+                               f"{ib.mode} {ib.size[0]}x{ib.size[1]}"}
+        x, y = np.asarray(ia), np.asarray(ib)
+    differ = (x != y).reshape(x.shape[0], x.shape[1], -1).any(axis=2)
+    count, total = int(differ.sum()), int(differ.size)
+    out: dict[str, Any] = {"kind": "png", "pixels": total, "differing": count}
+    if count:
+        row, col = (int(i) for i in np.unravel_index(int(np.argmax(differ)), differ.shape))
+        out["first_pixel"] = [col, row]
+        out["max_abs"] = int(np.abs(x.astype(np.int64) - y.astype(np.int64)).max())
+        out["summary"] = (f"{count} of {total} pixels differ, first at x={col} y={row}, "
+                          f"max channel difference {out['max_abs']}")
+    else:
+        out["summary"] = "the same pixels (metadata or compression differ)"
+    return out
+
+
+DIFFOSCOPE_TIMEOUT_S = 30.0
+DIFFOSCOPE_LINES = 12
+DIFFOSCOPE_LIMIT = 64 << 20
+DIFFOSCOPE_FILES = 3  # differing outputs of a verdict it is asked about, at most
+
+
+def _diffoscope(a: Path, b: Path, kind: str) -> dict[str, Any] | None:
+    """Any other format (archives, PDFs, images, ...), explained by diffoscope when it is
+    installed (Debian: diffoscope-minimal): its text report's first lines, bounded in time
+    and size. None when it is not installed."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which("diffoscope")
+    if exe is None:
+        return None
+    if a.stat().st_size > DIFFOSCOPE_LIMIT or b.stat().st_size > DIFFOSCOPE_LIMIT:
+        return {"kind": kind, "summary": "not compared by content (over "
+                                         f"{DIFFOSCOPE_LIMIT >> 20} MiB)"}
+    try:
+        p = subprocess.run([exe, "--no-progress", "--text", "-", "--max-text-report-size",
+                            "20000", "--exclude-directory-metadata", "yes", str(a), str(b)],
+                           capture_output=True, timeout=DIFFOSCOPE_TIMEOUT_S, check=False,
+                           stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return {"kind": kind, "summary": "not compared by content (diffoscope took over "
+                                         f"{DIFFOSCOPE_TIMEOUT_S:g} s)"}
+    lines = [ln for ln in p.stdout.decode("utf-8", "replace").splitlines()
+             if ln.strip() and not ln.startswith(("--- ", "+++ "))][:DIFFOSCOPE_LINES]
+    if p.returncode not in (0, 1) or not lines:
+        return {"kind": kind, "summary": "not compared by content (diffoscope: "
+                f"{p.stderr.decode('utf-8', 'replace').strip()[:120] or 'no report'})"}
+    changed = [re.sub(r"^[│├└─\s]+", "", ln) for ln in lines
+               if ln.lstrip("│ ").startswith(("├── ", "└── "))]
+    summary = "diffoscope: " + ("; ".join(changed[:3]) if changed else lines[0].strip()[:200])
+    return {"kind": kind, "tool": "diffoscope", "report": lines, "summary": summary[:300]}
 
 
 def _json(a: Path, b: Path) -> dict[str, Any]:
@@ -199,7 +312,7 @@ def places(name: str, a: Path, b: Path) -> frozenset[str] | None:
     which part of a file (the clock stamps line 1, entropy lines 2-6). None when the file
     is not compared by place; it then differs as a whole."""
     kind = name.lower().rsplit(".", 1)[-1] if "." in name else ""
-    if kind not in ("npy", "npz", "json") and kind not in TEXT:
+    if kind not in ARRAYS and kind != "json" and kind not in TEXT:
         return None
     if a.stat().st_size > LIMIT or b.stat().st_size > LIMIT:
         return None
@@ -211,13 +324,8 @@ def places(name: str, a: Path, b: Path) -> frozenset[str] | None:
             return frozenset(f"line {i + 1}" for i in _line_diffs(_lines(a), _lines(b)))
         import numpy as np
 
-        if kind == "npy":
-            pairs = {"": (np.load(a, allow_pickle=False), np.load(b, allow_pickle=False))}
-        else:
-            with np.load(a, allow_pickle=False) as za, np.load(b, allow_pickle=False) as zb:
-                pairs = {n: (za[n] if n in za.files else None,
-                             zb[n] if n in zb.files else None)
-                         for n in sorted(set(za.files) | set(zb.files))[:200]}
+        xs, ys = load_arrays(kind, a), load_arrays(kind, b)
+        pairs = {n: (xs.get(n), ys.get(n)) for n in sorted(set(xs) | set(ys))}
     except Exception:  # a hostile or unreadable file: compared as a whole
         return None
     out: set[str] = set()
@@ -237,11 +345,12 @@ def places(name: str, a: Path, b: Path) -> frozenset[str] | None:
 
 def annotate(verdict: dict[str, Any], local_path: Any) -> None:
     """Each differing output of a verdict gets its ``content`` (``local_path(sha256)``
-    names an artifact's bytes on this machine)."""
-    for d in (verdict.get("outputs") or {}).get("differ", []):
+    names an artifact's bytes on this machine). diffoscope explains the first
+    ``DIFFOSCOPE_FILES`` of other formats: a verdict lands in the run's final write."""
+    for i, d in enumerate((verdict.get("outputs") or {}).get("differ", [])):
         try:
             found = explain(d["path"], local_path(d["original"]["sha256"]),
-                            local_path(d["replay"]["sha256"]))
+                            local_path(d["replay"]["sha256"]), i < DIFFOSCOPE_FILES)
         except Exception as e:  # an artifact that cannot be read: the verdict still stands
             found = {"summary": f"not compared by content ({type(e).__name__})"}
         if found is not None:

@@ -44,7 +44,8 @@ def test_json_text_and_csv_name_the_first_difference(tmp_path):
     a, b = _pair(tmp_path, "s.csv", "x,y\n1,2\n3,4\n", "x,y\n1,2\n3,5\n")
     d = explain("s.csv", a, b)
     assert d["first_line"] == 3 and d["original"] == "3,4" and d["replay"] == "3,5"
-    assert explain("model.bin", a, b) is None  # not a format compared by content
+    # not a format repro compares itself: diffoscope's report (installed by ensure-docker)
+    assert explain("model.bin", a, b)["tool"] == "diffoscope"
 
 
 def test_hostile_files_are_a_note_never_a_crash(tmp_path):
@@ -66,3 +67,74 @@ def test_a_verdict_gets_a_content_line_per_differing_output(tmp_path):
     annotate(verdict, {"a": a, "b": b}.__getitem__)
     assert verdict["outputs"]["differ"][0]["content"]["summary"] == \
         "1 of 2 lines differ, first at line 2"
+
+
+def _safetensors(path, tensors: dict, header_extra: dict | None = None) -> None:
+    """The safetensors format by its spec: 8-byte little-endian header length, a JSON
+    header (dtype, shape, data_offsets per tensor), the raw bytes."""
+    names = {np.dtype("<f4"): "F32", np.dtype("<i8"): "I64"}
+    header, blob = {"__metadata__": {"format": "pt"}}, b""
+    for name, arr in tensors.items():
+        raw = np.ascontiguousarray(arr).tobytes()
+        header[name] = {"dtype": names[arr.dtype], "shape": list(arr.shape),
+                        "data_offsets": [len(blob), len(blob) + len(raw)]}
+        blob += raw
+    header.update(header_extra or {})
+    head = json.dumps(header).encode()
+    path.write_bytes(len(head).to_bytes(8, "little") + head + blob)
+
+
+def test_safetensors_are_compared_tensor_by_tensor_and_by_place(tmp_path):
+    from orchestrator.content import places
+
+    w = np.linspace(0, 1, 256, dtype=np.float32).reshape(16, 16)
+    moved = w.copy()
+    moved[3, 4] = np.nextafter(moved[3, 4], np.float32(2))
+    steps = np.arange(4, dtype=np.int64)
+    _safetensors(tmp_path / "a.safetensors", {"w": w, "step": steps})
+    _safetensors(tmp_path / "b.safetensors", {"w": moved, "step": steps})
+    d = explain("model.safetensors", tmp_path / "a.safetensors", tmp_path / "b.safetensors")
+    assert d["kind"] == "safetensors"
+    assert d["arrays"]["w"]["summary"] == "1 of 256 values differ, at most 1 ULP"
+    assert d["arrays"]["w"]["first_index"] == [3, 4] and d["arrays"]["step"]["differing"] == 0
+    assert d["summary"] == "w: 1 of 256 values differ, at most 1 ULP"
+    assert places("m.safetensors", tmp_path / "a.safetensors",
+                  tmp_path / "b.safetensors") == frozenset({"w[52]"})
+    # hostile headers: offsets past the end, an absurd length, not a header at all
+    _safetensors(tmp_path / "c.safetensors", {"w": w},
+                 {"w": {"dtype": "F32", "shape": [16, 16], "data_offsets": [0, 10 ** 9]}})
+    (tmp_path / "d.safetensors").write_bytes((2 ** 60).to_bytes(8, "little") + b"{}")
+    (tmp_path / "e.safetensors").write_bytes(b"\x02\x00\x00\x00\x00\x00\x00\x00[]")
+    for bad in ("c", "d", "e"):
+        d = explain("m.safetensors", tmp_path / "a.safetensors", tmp_path / f"{bad}.safetensors")
+        assert d["summary"].startswith("not compared by content"), d
+
+
+def test_png_pixels_that_differ(tmp_path):
+    from PIL import Image
+
+    img = np.zeros((20, 30, 3), dtype=np.uint8)
+    Image.fromarray(img).save(tmp_path / "a.png")
+    img[5, 7] = [0, 40, 0]
+    img[9, 2] = [1, 0, 0]
+    Image.fromarray(img).save(tmp_path / "b.png")
+    d = explain("plot.png", tmp_path / "a.png", tmp_path / "b.png")
+    assert d["summary"] == "2 of 600 pixels differ, first at x=7 y=5, max channel difference 40"
+    Image.fromarray(np.zeros((10, 10), dtype=np.uint8)).save(tmp_path / "c.png")
+    assert "image changed: RGB 30x20 -> L 10x10" in explain(
+        "plot.png", tmp_path / "a.png", tmp_path / "c.png")["summary"]
+    (tmp_path / "d.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    assert explain("plot.png", tmp_path / "a.png", tmp_path / "d.png")["summary"].startswith(
+        "not compared by content")
+
+
+def test_other_formats_go_to_diffoscope(tmp_path):
+    import tarfile
+
+    for name, text in (("a", b"epoch 1\n"), ("b", b"epoch 2\n")):
+        (tmp_path / "ckpt.txt").write_bytes(text)
+        with tarfile.open(tmp_path / f"{name}.tar", "w") as t:
+            t.add(tmp_path / "ckpt.txt", arcname="ckpt.txt")
+    d = explain("bundle.tar", tmp_path / "a.tar", tmp_path / "b.tar")
+    assert d["tool"] == "diffoscope" and d["summary"] == "diffoscope: file list; ckpt.txt"
+    assert "ckpt.txt" in " ".join(d["report"])
