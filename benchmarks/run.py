@@ -228,6 +228,7 @@ writes. See the notes below.
     text += query_section(res.get("query"))
     text += push_section(res.get("push"))
     text += slurm_section(res.get("slurm"))
+    text += diagnose_section(res.get("diagnose"))
     text += kept_section(out, "## Rebuilding the same recipe")  # make rebuild-check's
     notes = ROOT / "benchmarks" / "NOTES.md"
     if notes.exists():
@@ -348,19 +349,50 @@ within the target.
 """
 
 
+def diagnose_section(b: dict | None) -> str:
+    if not b:
+        return ""
+    rows = "\n".join(
+        f"| `{r['spec']}` ({', '.join(r['causes'])}) | {r['diagnose_s']:.2f} s "
+        f"({r['replays_in_diagnosis']:g} replays) | {r['replay_s']:.2f} s | **{r['ratio']:.1f}x** |"
+        for r in b["rows"])
+    return f"""
+## What a diagnosis costs
+
+`benchmarks/diagnose.py`: `repro diagnose RUN` against `repro replay RUN` of the same run,
+alternating, medians of {b['n']}. Each command is a whole process (Python start-up and imports,
+about 0.7 s, paid once by each). A diagnosis is 2 plain replays, 2 with every control on, one
+per control that applies, and one more when threads are implicated; controls already in force
+(`determinism: strict` seeds and fixes the hash seed) are not run, so a strict run costs less.
+
+| run (causes found) | `repro diagnose` | one `repro replay` | ratio |
+|---|---|---|---|
+{rows}
+
+A diagnosis runs several replays but costs fewer replays' time: a `repro replay` pays
+Python's start-up and imports, the store connection and the engine client for one replay, a
+diagnosis pays them once for all of its replays. For jobs longer than these (seconds), the
+ratio tends to the number of replays it runs.
+"""
+
+
 def rewrite_store_sections(out: Path) -> None:
     text = out.read_text()
     q = json.loads((ROOT / "bench-out" / "query.json").read_text())
     b = json.loads((ROOT / "bench-out" / "push.json").read_text())
     sl = ROOT / "bench-out" / "slurm.json"
     s = json.loads(sl.read_text()) if sl.exists() else None
-    for heading in ("\n## Queries over", "\n## Push of a run", "\n## Slurm"):
+    dg = ROOT / "bench-out" / "diagnose.json"
+    d = json.loads(dg.read_text()) if dg.exists() else None
+    for heading in ("\n## Queries over", "\n## Push of a run", "\n## Slurm",
+                    "\n## What a diagnosis costs"):
         if heading in text:
             start = text.index(heading)
             end = text.find("\n## ", start + len(heading))
             text = text[:start] + text[end if end >= 0 else len(text):]
     cut = text.find("\n## ", text.index("| benchmark |"))
-    text = text[:cut] + query_section(q) + push_section(b) + slurm_section(s) + text[cut:]
+    text = (text[:cut] + query_section(q) + push_section(b) + slurm_section(s)
+            + diagnose_section(d) + text[cut:])
     out.write_text(text)
 
 
@@ -370,8 +402,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     ap.add_argument("--before", help="a git ref whose launch is timed in the same run (the "
                     "code before a change)")
-    ap.add_argument("--stores-only", action="store_true", help="rewrite only the query and "
-                    "push sections of --out from bench-out/query.json and push.json (after "
+    ap.add_argument("--stores-only", action="store_true", help="rewrite only the query, "
+                    "push, Slurm and diagnosis sections of --out from bench-out/query.json and push.json (after "
                     "running benchmarks/query.py and benchmarks/push.py)")
     args = ap.parse_args()
     if args.stores_only:
@@ -389,6 +421,7 @@ def main() -> None:
                "query": _bench_script("query", ["--runs", "10000"], args.quick),
                "push": _bench_script("push", ["--size-mb", "256"], args.quick),
                "slurm": _bench_script("slurm", ["-n", "3"], args.quick),
+               "diagnose": _bench_script("diagnose", ["-n", "1"], args.quick),
                "before_ref": args.before}
         if before is not None:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
