@@ -44,6 +44,7 @@ class Moved:
     bytes: int = 0
     tags: int = 0
     notes: int = 0
+    diagnoses: int = 0
     image: str | None = None
     warnings: list[str] = field(default_factory=list)
 
@@ -160,6 +161,7 @@ def _one(src: Side, dst: Side, record: RunRecord, verb: str,
             _same(record, dst)
             moved.state = "present"
     moved.tags, moved.notes = _annotations(src, dst, record, moved.warnings)
+    moved.diagnoses = _diagnoses(src, dst, record)
     try:
         keep(record, dst.store)  # a registry: tag the run's manifest so GC keeps it
     except ReproError as e:
@@ -227,6 +229,18 @@ def _annotations(src: Side, dst: Side, record: RunRecord,
     for at, text in notes:
         dst.store.runs.add_note(record.id, text, at)
     return len(new), len(notes)
+
+
+def _diagnoses(src: Side, dst: Side, record: RunRecord) -> int:
+    """The run's diagnoses (`repro diagnose`) the other store lacks, by when they were made.
+    They name the replays each experiment ran, which travel only when copied themselves."""
+    have = {(d.get("created_at"), d.get("result")) for d in dst.store.runs.diagnoses(record.id)}
+    new = [d for d in src.store.runs.diagnoses(record.id)
+           if isinstance(d, dict) and d.get("run") == record.id
+           and (d.get("created_at"), d.get("result")) not in have]
+    for d in new:
+        dst.store.runs.add_diagnosis(record.id, d)
+    return len(new)
 
 
 def image_pusher(engine_of: Callable[[], Any]) -> Callable[

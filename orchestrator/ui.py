@@ -352,7 +352,13 @@ def render_verdict(rec: RunRecord) -> None:
         out.print(t)
         for d in outs["differ"]:
             if (d.get("content") or {}).get("summary"):
-                out.print(T(f"  {d['path']}: {d['content']['summary']}", style="yellow"))
+                tol = d.get("tolerance")
+                held = "" if tol is None else (
+                    f" (within its tolerance {_tol(tol)})" if d.get("within_tolerance")
+                    else f" (outside its tolerance {_tol(tol)})")
+                out.print(T(f"  {d['path']}: {d['content']['summary']}{held}",
+                            style="yellow" if d.get("within_tolerance") is not False
+                            else "red"))
     for name, part in sorted((v.get("series") or {}).items()):
         out.print(T(f"  series {name} parts ways at step {part['step']}: "
                     f"{part['original']} -> {part['replay']}", style="yellow"))
@@ -397,6 +403,10 @@ def render_verdict(rec: RunRecord) -> None:
             what = "; ".join(p for p in parts if p)
         out.print(T(f"  environment: {c['fact']} changed: {what[:300]}", style="yellow")
                   + T(f"  ({c.get('hint', '')})", style="dim"))
+
+
+def _tol(tol: dict[str, float]) -> str:
+    return f"{tol['ulp']:g} ULP" if "ulp" in tol else f"abs {tol['abs']:g}"
 
 
 DIAGNOSIS_STYLE = {"reproduces": "bold green", "nondeterministic": "bold red",

@@ -31,6 +31,7 @@ def test_push_copies_a_run_once_and_a_teammate_verifies_it_then_pulls_it(
     assert p.returncode == 0, p.stderr
     repro("tag", run["id"], "stage=candidate", cwd=proj)
     repro("note", run["id"], "lr from the sweep", cwd=proj)
+    assert repro("diagnose", run["id"], "--replays", "1", "-q", cwd=proj).returncode == 0
 
     p = repro("push", run["id"][:8], cwd=proj)  # no team configured: one line, what to set
     assert p.returncode == 2 and "REPRO_TEAM_STORE" in p.stderr
@@ -40,11 +41,11 @@ def test_push_copies_a_run_once_and_a_teammate_verifies_it_then_pulls_it(
     assert p.returncode == 0, p.stderr
     [moved] = first["runs"]
     assert moved["state"] == "copied" and moved["artifacts"] >= 3 and moved["tags"] == 1
-    assert moved["notes"] == 1
-    p, again = run_json("push", "--where", "name = hello-push", cwd=proj, env=team)
+    assert moved["notes"] == 1 and moved["diagnoses"] == 1
+    p, again = run_json("push", run["id"], cwd=proj, env=team)
     assert p.returncode == 0, p.stderr
     assert again["runs"] == [{**moved, "state": "present", "artifacts": 0, "bytes": 0,
-                              "tags": 0, "notes": 0}]
+                              "tags": 0, "notes": 0, "diagnoses": 0}]
 
     # bob: nothing but the two URLs and an empty home
     bob = {"REPRO_HOME": str(tmp_path / "bob"), "REPRO_STORE": team["REPRO_TEAM_STORE"],
@@ -52,6 +53,7 @@ def test_push_copies_a_run_once_and_a_teammate_verifies_it_then_pulls_it(
     p, shown = run_json("show", run["id"], cwd=tmp_path, env=bob)
     assert shown["id"] == run["id"]
     assert shown["tags"] == {"stage": "candidate"} and shown["user"] == "alice"
+    assert [d["result"] for d in shown["diagnoses"]] == ["reproduces"]
     p = repro("verify", run["id"], cwd=tmp_path, env=bob, timeout=600)
     assert p.returncode == 0 and "IDENTICAL" in p.stdout + p.stderr, p.stdout + p.stderr
 

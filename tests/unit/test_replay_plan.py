@@ -192,6 +192,13 @@ def test_an_array_output_within_its_own_tolerance_in_ulps_or_absolute(tmp_path):
     assert d["content"]["summary"] == "12 of 4096 values differ, at most 1 ULP"
     assert d["tolerance"] == {"ulp": 1} and d["within_tolerance"] is True
     assert judged("b" * 64, ["outputs.w1.npy=1e-6"])["result"] == "within-tolerance"
+    from orchestrator.verify import junit
+
+    a, b = pair()
+    b.verdict = v
+    assert "<failure" not in junit(a, b)  # the output met its own tolerance
+    b.verdict = judged("c" * 64, ["outputs.w1.npy=1ulp"])
+    assert 'failures="1"' in junit(a, b) and "all values differ" in junit(a, b)
     far = judged("c" * 64, ["outputs.w1.npy=1ulp"])
     assert far["result"] == "differs" and far["outputs"]["differ"][0]["within_tolerance"] is False
     assert far["outputs"]["differ"][0]["content"]["summary"].startswith("all values differ")
