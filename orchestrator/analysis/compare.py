@@ -39,11 +39,14 @@ def _differs(row: list[Any]) -> bool:
 
 
 def compare(records: list[RunRecord], series: dict[str, Series] | None = None,
-            local_path: Callable[[str], Any] | None = None) -> dict[str, Any]:
+            local_path: Callable[[str], Any] | None = None,
+            diffoscope: bool = True) -> dict[str, Any]:
     """Params, metrics, outputs, facts and packages of each run; what differs is listed.
     With each run's metric ``series``: where each run's curves part ways with the first
     run's (``part_ways``). With ``local_path`` (an artifact's bytes on this machine): what
-    differs inside each output that differs from the first run's (``content_vs_first``)."""
+    differs inside each output that differs from the first run's (``content_vs_first``; at
+    most ``CONTENT_MAX`` outputs, diffoscope for the first three of other formats unless
+    ``diffoscope`` is off: the dashboard, which must answer promptly, turns it off)."""
     params = _rows([r.params for r in records])
     metrics = _rows([r.metrics for r in records])
     outputs = _rows([{p: f.sha256 for p, f in r.outputs.items()} for r in records])
@@ -61,7 +64,8 @@ def compare(records: list[RunRecord], series: dict[str, Series] | None = None,
         "params": params, "metrics": metrics, "outputs": outputs, "facts": fact_rows,
         "packages_vs_first": packages,
         "part_ways": _part_ways(records, series) if series is not None else {},
-        "content_vs_first": _content(records, local_path) if local_path is not None else {},
+        "content_vs_first": _content(records, local_path, diffoscope)
+        if local_path is not None else {},
         "differs": {
             "params": [k for k, v in params.items() if _differs(v)],
             "metrics": [k for k, v in metrics.items() if _differs(v)],
@@ -88,18 +92,27 @@ def _part_ways(records: list[RunRecord], series: dict[str, Series]) -> dict[str,
     return out
 
 
-def _content(records: list[RunRecord], local_path: Callable[[str], Any]) -> dict[str, Any]:
+CONTENT_MAX = 20
+
+
+def _content(records: list[RunRecord], local_path: Callable[[str], Any],
+             diffoscope: bool) -> dict[str, Any]:
     """{output: {run id: summary}}: what differs inside each output against the first run's."""
-    from ..content import explain
+    from ..content import DIFFOSCOPE_FILES, explain
 
     first = records[0].outputs
     out: dict[str, Any] = {}
+    asked = 0
     for r in records[1:]:
         for path, ref in sorted(r.outputs.items()):
             if path not in first or first[path].sha256 == ref.sha256:
                 continue
+            if asked >= CONTENT_MAX:
+                return out
+            asked += 1
             try:
-                found = explain(path, local_path(first[path].sha256), local_path(ref.sha256))
+                found = explain(path, local_path(first[path].sha256), local_path(ref.sha256),
+                                diffoscope and asked <= DIFFOSCOPE_FILES)
             except OSError as e:
                 found = {"summary": f"not compared by content ({e.strerror})"}
             if found is not None:

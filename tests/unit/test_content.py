@@ -138,3 +138,34 @@ def test_other_formats_go_to_diffoscope(tmp_path):
     d = explain("bundle.tar", tmp_path / "a.tar", tmp_path / "b.tar")
     assert d["tool"] == "diffoscope" and d["summary"] == "diffoscope: file list; ckpt.txt"
     assert "ckpt.txt" in " ".join(d["report"])
+
+
+def test_pt_checkpoints_load_weights_only_through_torch(tmp_path, monkeypatch):
+    """torch is not installed here: a stand-in checks the glue (a state dict of tensors,
+    loaded with weights_only=True so a pickled object never runs)."""
+    import sys
+    import types
+
+    class Tensor:
+        def __init__(self, a):
+            self.a, self.dtype = a, a.dtype
+
+        def detach(self):
+            return self
+
+        def numpy(self):
+            return self.a
+
+    saved = {"a.pt": {"w": Tensor(np.ones(8, dtype=np.float32)), "note": "not a tensor"},
+             "b.pt": {"w": Tensor(np.array([1] * 7 + [2], dtype=np.float32))}}
+
+    def load(path, map_location=None, weights_only=False):
+        assert weights_only is True and map_location == "cpu"
+        return saved[path.name]
+
+    monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(
+        load=load, Tensor=Tensor, bfloat16="bf16"))
+    (tmp_path / "a.pt").write_bytes(b"x")
+    (tmp_path / "b.pt").write_bytes(b"y")
+    d = explain("ckpt.pt", tmp_path / "a.pt", tmp_path / "b.pt")
+    assert d["kind"] == "pt" and d["summary"] == "w: 1 of 8 values differ, max abs 1"
