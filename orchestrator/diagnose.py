@@ -282,6 +282,14 @@ def _sentence(s: str, causes: list[dict[str, Any]], runs: Runs,
         fixes.append(f.fix)
     if parts:
         return f"{s} depends " + " and ".join(parts), fixes
+    broken = next((r for r in runs.pair if runs.plain and (r.status, r.exit_code) != (
+        runs.plain[0].status, runs.plain[0].exit_code)), None)
+    if broken is not None:
+        return (f"{s} differs, but the job does not run as recorded with every control on "
+                f"(run {broken.id} {broken.status}" + (f": {broken.reason}" if broken.reason
+                                                       else "") + "): the experiments could "
+                "not tell why; look at that run's log (a frozen clock stops time-based loops, "
+                "one thread can hit the timeout)", [])
     if not finding["noise_here"]:
         return (f"{s} is the same in every replay here but not what the original produced: "
                 "a change, not noise (see the environment changes below)", [

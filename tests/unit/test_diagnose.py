@@ -132,6 +132,18 @@ def test_noise_over_the_whole_file_hides_nothing_it_cannot_see():
     assert "the file still differs" in f["sentence"]
 
 
+def test_a_job_that_breaks_under_the_controls_is_said_so_not_guessed_at():
+    orig = run("o6", w=["a"])
+    c1, c2 = run("c13", w=["x"]), run("c14", w=["x"])
+    for c in (c1, c2):
+        c.status, c.exit_code, c.reason = RunStatus.TIMEOUT, None, "timed out after 60 s"
+    runs = Runs(plain=[run("p15", w=["b"]), run("p16", w=["c"])], controls=["threads"],
+                pair=[c1, c2], released={"threads": run("l9", w=["d"])})
+    [f] = analyse(orig, runs, diff)["findings"]
+    assert f["causes"] == [] and "does not run as recorded with every control on" in \
+        f["sentence"] and "timed out after 60 s" in f["sentence"]
+
+
 def test_describe_places():
     assert describe(["line 1"]) == "line 1"
     assert describe(["line 2", "line 3", "line 4", "line 9"]) == "lines 2-4, 9"
