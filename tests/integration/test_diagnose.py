@@ -87,3 +87,32 @@ def test_a_run_that_reproduces_has_nothing_to_diagnose(proj):
     assert [r["experiment"] for r in doc["runs"]] == ["plain"]
     bad = repro("diagnose", "ffffffffffff", cwd=proj)
     assert bad.returncode == 4 and "Traceback" not in bad.stderr
+
+
+def test_ctrl_c_during_a_diagnosis_stores_nothing_but_the_interrupted_replay(proj, home,
+                                                                           engine):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from orchestrator.store import open_store
+    from tests.integration.conftest import add_spec, wait_for_running
+
+    spec = add_spec(proj, "slowish", """\
+        command: [python3, -c, "import time; print('started', flush=True); time.sleep(3)"]
+        """)
+    _, orig = launch_json(proj, spec)
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "diagnose", orig["id"]],
+                            cwd=proj, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=os.environ.copy())
+    wait_for_running(engine, home)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert f"diagnosis of run {orig['id']} interrupted" in err
+    store = open_store(home)
+    assert store.runs.diagnoses(orig["id"]) == []
+    [replay] = store.runs.replays_of(orig["id"])
+    assert replay.status == "interrupted"
+    store.close()
