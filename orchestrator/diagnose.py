@@ -38,7 +38,7 @@ from typing import Any
 
 from .content import places
 from .engine import Engine
-from .errors import ExitCode, ReproError
+from .errors import ExitCode, ReproError, UsageError
 from .record import ResolvedSpec, RunRecord, RunStatus, utc_now
 from .resolve import THREAD_VARS
 from .runner import Hooks
@@ -379,10 +379,10 @@ def diagnose(original: RunRecord, store: Store, engine: Engine, say: Callable[[s
     from .replay import _fmt
 
     if original.replay_of:
-        raise ReproError(f"run {original.id} is a replay of {original.replay_of}: diagnose "
+        raise UsageError(f"run {original.id} is a replay of {original.replay_of}: diagnose "
                          "the original run")
     if not original.status.terminal:
-        raise ReproError(f"run {original.id} is {original.status}: diagnose it once it ends")
+        raise UsageError(f"run {original.id} is {original.status}: diagnose it once it ends")
     began = time.monotonic()
     factors, skipped = applicable(original)
     names = [f.name for f in factors]

@@ -87,6 +87,9 @@ def test_a_run_that_reproduces_has_nothing_to_diagnose(proj):
     assert [r["experiment"] for r in doc["runs"]] == ["plain"]
     bad = repro("diagnose", "ffffffffffff", cwd=proj)
     assert bad.returncode == 4 and "Traceback" not in bad.stderr
+    replay = doc["runs"][0]["run"]
+    bad = repro("diagnose", replay, cwd=proj)
+    assert bad.returncode == 2 and f"run {replay} is a replay of {orig['id']}" in bad.stderr
 
 
 def test_ctrl_c_during_a_diagnosis_stores_nothing_but_the_interrupted_replay(proj, home,
