@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .content import places
 from .engine import Engine
@@ -43,6 +43,9 @@ from .record import ResolvedSpec, RunRecord, RunStatus, utc_now
 from .resolve import THREAD_VARS
 from .runner import Hooks
 from .store import Store
+
+if TYPE_CHECKING:
+    from .replay import Grants
 
 WHOLE = frozenset({"*"})  # the file differs as a whole (not compared by place)
 OUTCOME = "(outcome)"  # how the run ended, as a subject of the diagnosis
@@ -342,7 +345,7 @@ class Lab:
     store: Store
     engine: Engine
     say: Callable[[str], None]
-    grants: Any = None
+    grants: Grants | None = None
     at: float = 0.0
     runs: list[dict[str, Any]] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
@@ -368,15 +371,50 @@ class Lab:
         return rec
 
 
+def _experiments(lab: Lab, runs: Runs, factors: list[Factor],
+                 diff: Differences) -> list[dict[str, Any]]:
+    """Every control on (twice), each off in turn, the recorded threads once more when they
+    are implicated: the replays go into ``runs``, the experiments are returned."""
+    original, names = lab.original, [f.name for f in factors]
+    experiments: list[dict[str, Any]] = []
+    runs.controls = names
+    on = ", ".join(BY_NAME[n].control for n in names)
+    runs.pair = [lab.replay(names, f"all controls on ({i + 1} of 2)", "controlled")
+                 for i in range(2)]
+    experiments.append({"name": "controlled", "title": f"every control on: {on}",
+                        "controls": names, "runs": [r.id for r in runs.pair],
+                        "agree": not diff(*runs.pair)})
+    for f in factors:
+        rest = [n for n in names if n != f.name]
+        rec = lab.replay(rest, f"{f.cause} free, every other control on",
+                         f"free:{f.name}")
+        runs.released[f.name] = rec
+        experiments.append({"name": f"free:{f.name}", "factor": f.name,
+                            "title": f"{f.cause} free ({f.free}), every other control on",
+                            "controls": rest, "runs": [rec.id],
+                            "failed": None if rec.status == runs.pair[0].status else
+                            f"{rec.status}: {rec.reason}"})
+    implicated = any(c["cause"] == "threads" for f in analyse(original, runs, diff)[
+        "findings"] for c in f.get("causes", []))
+    if implicated:
+        rest = [n for n in names if n != "threads"]
+        runs.threads_again = lab.replay(rest, "the recorded threads again", "threads-again")
+        experiments.append({"name": "threads-again", "factor": "threads",
+                            "title": "the recorded thread count again: a race or the "
+                                     "count", "controls": rest,
+                            "runs": [runs.threads_again.id]})
+    return experiments
+
+
 def started_epoch(record: RunRecord) -> float:
     stamp = record.started_at or record.created_at
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
 def diagnose(original: RunRecord, store: Store, engine: Engine, say: Callable[[str], None],
-             replays: int = 2, grants: Any = None) -> dict[str, Any]:
+             replays: int = 2, grants: Grants | None = None) -> dict[str, Any]:
     """Run the experiments for ``original`` and store the diagnosis with it."""
-    from .replay import _fmt
+    from .replay import shown_change
 
     if original.replay_of:
         raise UsageError(f"run {original.id} is a replay of {original.replay_of}: diagnose "
@@ -396,32 +434,7 @@ def diagnose(original: RunRecord, store: Store, engine: Engine, say: Callable[[s
                                           f"{plural}", "runs": [r.id for r in runs.plain]}]
     trouble = [f for f in first if f["subject"] != OUTCOME]
     if trouble and not any(f["subject"] == OUTCOME for f in first) and names:
-        runs.controls = names
-        on = ", ".join(BY_NAME[n].control for n in names)
-        runs.pair = [lab.replay(names, f"all controls on ({i + 1} of 2)", "controlled")
-                     for i in range(2)]
-        experiments.append({"name": "controlled", "title": f"every control on: {on}",
-                            "controls": names, "runs": [r.id for r in runs.pair],
-                            "agree": not diff(*runs.pair)})
-        for f in factors:
-            rest = [n for n in names if n != f.name]
-            rec = lab.replay(rest, f"{f.cause} free, every other control on",
-                             f"free:{f.name}")
-            runs.released[f.name] = rec
-            experiments.append({"name": f"free:{f.name}", "factor": f.name,
-                                "title": f"{f.cause} free ({f.free}), every other control on",
-                                "controls": rest, "runs": [rec.id],
-                                "failed": None if rec.status == runs.pair[0].status else
-                                f"{rec.status}: {rec.reason}"})
-        implicated = any(c["cause"] == "threads" for f in analyse(original, runs, diff)[
-            "findings"] for c in f.get("causes", []))
-        if implicated:
-            rest = [n for n in names if n != "threads"]
-            runs.threads_again = lab.replay(rest, "the recorded threads again", "threads-again")
-            experiments.append({"name": "threads-again", "factor": "threads",
-                                "title": "the recorded thread count again: a race or the "
-                                         "count", "controls": rest,
-                                "runs": [runs.threads_again.id]})
+        experiments += _experiments(lab, runs, factors, diff)
     findings = analyse(original, runs, diff)["findings"]
     environment = (runs.plain[0].verdict or {}).get("environment", []) if runs.plain else []
     result = ("reproduces" if not findings else "fails" if any(
@@ -435,7 +448,7 @@ def diagnose(original: RunRecord, store: Store, engine: Engine, say: Callable[[s
         "user": runs.plain[0].user if runs.plain else None,
         "replays": replays, "experiments": experiments, "runs": lab.runs,
         "skipped": skipped, "findings": findings,
-        "environment": [{**c, "shown": _fmt(c)} for c in environment],
+        "environment": [{**c, "shown": shown_change(c)} for c in environment],
         "cost": {"replays": len(lab.runs), "seconds": round(total, 2),
                  "one_replay_s": round(one, 2),
                  "multiple": round(total / one, 2) if one else None},

@@ -395,7 +395,7 @@ def replay(original: RunRecord, store: Store, engine: Engine, hooks: Hooks,
     current_host, _ = engine.host(plan.resolved.resources.gpus)
     hw = host_changes(original.environment.get("host", {}), current_host)
     for c in hw:
-        hooks.on_line(f"warning: {c['fact']} differs from the recording host: {_fmt(c)} "
+        hooks.on_line(f"warning: {c['fact']} differs from the recording host: {shown_change(c)} "
                       f"({c['hint']})")
     if hw and strict_env:
         raise CannotReplay(f"--strict-env: this host differs from the one that recorded run "
@@ -477,7 +477,7 @@ def _part_ways(v: dict[str, Any] | None, original: dict[str, list[tuple[int, flo
             v["series"] = parted
 
 
-def _fmt(change: dict[str, Any]) -> str:
+def shown_change(change: dict[str, Any]) -> str:
     if "original" in change:
         return f"{change['original']} -> {change['replay']}"
     parts = [f"+{len(change['added'])}", f"-{len(change['removed'])}"]
