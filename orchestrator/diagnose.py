@@ -86,7 +86,8 @@ FACTORS = (
 )
 BY_NAME = {f.name: f for f in FACTORS}
 ENTROPY = ("OS entropy or a race", "look for default_rng() or os.urandom without a seed, "
-           "SystemRandom, uuid4, or threads that finish in a varying order",
+           "SystemRandom, uuid4, threads that finish in a varying order, or a clock read "
+           "outside Python (a shell's date)",
            "draw every random number from a generator seeded by the run's seed")
 
 
