@@ -271,6 +271,36 @@ class Verdict(_Shape):
     checked_at: str | None = None
 
 
+DIAGNOSIS_SCHEMA = 1
+
+
+class Finding(_Shape):
+    subject: str  # an output path, "metric NAME" or "(outcome)"
+    sentence: str
+    causes: list[dict[str, Any]] = []
+    fixes: list[str] = []
+
+
+class DiagnosisExperiment(_Shape):
+    name: str
+    title: str
+    runs: list[RunId] = []
+
+
+class Diagnosis(_Shape):
+    """`repro diagnose`'s report, stored beside the run it explains; its shape is checked
+    before it is stored, also when it comes from another store (`repro pull`)."""
+
+    schema_version: int = DIAGNOSIS_SCHEMA
+    run: RunId
+    result: Literal["reproduces", "nondeterministic", "changed", "fails"]
+    created_at: str
+    experiments: list[DiagnosisExperiment] = []
+    findings: list[Finding] = []
+    skipped: dict[str, str] = {}
+    cost: dict[str, Any] = {}
+
+
 class RunRecord(_Doc):
     schema_version: int = SCHEMA_VERSION
     id: RunId

@@ -161,7 +161,7 @@ def _one(src: Side, dst: Side, record: RunRecord, verb: str,
             _same(record, dst)
             moved.state = "present"
     moved.tags, moved.notes = _annotations(src, dst, record, moved.warnings)
-    moved.diagnoses = _diagnoses(src, dst, record)
+    moved.diagnoses = _diagnoses(src, dst, record, moved.warnings)
     try:
         keep(record, dst.store)  # a registry: tag the run's manifest so GC keeps it
     except ReproError as e:
@@ -231,16 +231,21 @@ def _annotations(src: Side, dst: Side, record: RunRecord,
     return len(new), len(notes)
 
 
-def _diagnoses(src: Side, dst: Side, record: RunRecord) -> int:
+def _diagnoses(src: Side, dst: Side, record: RunRecord, warnings: list[str]) -> int:
     """The run's diagnoses (`repro diagnose`) the other store lacks, by when they were made.
     They name the replays each experiment ran, which travel only when copied themselves."""
     have = {(d.get("created_at"), d.get("result")) for d in dst.store.runs.diagnoses(record.id)}
     new = [d for d in src.store.runs.diagnoses(record.id)
            if isinstance(d, dict) and d.get("run") == record.id
            and (d.get("created_at"), d.get("result")) not in have]
+    stored = 0
     for d in new:
-        dst.store.runs.add_diagnosis(record.id, d)
-    return len(new)
+        try:
+            dst.store.runs.add_diagnosis(record.id, d)
+            stored += 1
+        except StoreError as e:  # a malformed one from the other store: said, not copied
+            warnings.append(str(e))
+    return stored
 
 
 def image_pusher(engine_of: Callable[[], Any]) -> Callable[

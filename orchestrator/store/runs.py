@@ -16,11 +16,22 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..errors import RunNotFound, StoreError
-from ..record import ALLOWED, SCHEMA_VERSION, RunRecord, RunStatus, read_record, utc_now
+from ..record import (
+    ALLOWED,
+    DIAGNOSIS_SCHEMA,
+    SCHEMA_VERSION,
+    Diagnosis,
+    RunRecord,
+    RunStatus,
+    read_record,
+    utc_now,
+)
 from .db import Db, DbError, PostgresDb, SqliteDb
 from .query import COLUMNS as COLUMNS_BY_FIELD
 from .query import Sort, Where
 from .sql_query import Compiled, Cond, compile_where
+
+DIAGNOSIS_LIMIT = 1 << 20  # bytes of one stored diagnosis
 
 
 class RunStore:
@@ -335,11 +346,22 @@ class RunStore:
                                     "ORDER BY created_at", (run_id,)))
 
     def add_diagnosis(self, run_id: str, doc: dict[str, Any]) -> None:
-        """A `repro diagnose` report, stored with the run it explains."""
+        """A `repro diagnose` report, stored with the run it explains (its shape checked,
+        at most ``DIAGNOSIS_LIMIT`` bytes)."""
+        doc = {"schema_version": DIAGNOSIS_SCHEMA, "created_at": utc_now(), **doc}
+        try:
+            Diagnosis.model_validate(doc)
+        except ValidationError as e:
+            raise StoreError(f"run {run_id}: a malformed diagnosis was not stored "
+                             f"({e.errors()[0]['loc']}: {e.errors()[0]['msg']})") from None
+        text = json.dumps(doc)
+        if doc["run"] != run_id or len(text) > DIAGNOSIS_LIMIT:
+            raise StoreError(f"run {run_id}: a diagnosis of another run, or over "
+                             f"{DIAGNOSIS_LIMIT >> 20} MiB, was not stored")
         with self.atomic() as db:
             db.execute("INSERT INTO diagnoses (run_id, created_at, user_name, doc) "
-                       "VALUES (?, ?, ?, ?)", (run_id, doc.get("created_at") or utc_now(),
-                                               doc.get("user"), json.dumps(doc)))
+                       "VALUES (?, ?, ?, ?)", (run_id, doc["created_at"], doc.get("user"),
+                                               text))
 
     def diagnoses(self, run_id: str) -> list[dict[str, Any]]:
         """The run's diagnoses, oldest first."""

@@ -84,10 +84,19 @@ def test_diagnoses_are_stored_with_their_run_and_go_with_it(tmp_path, backend):
     assert store.runs.diagnoses(r.id) == []
     for result in ("nondeterministic", "reproduces"):
         store.runs.add_diagnosis(r.id, {"run": r.id, "result": result, "created_at": utc_now(),
-                                        "findings": [{"sentence": "x depends on the clock"}]})
+                                        "findings": [{"subject": "x",
+                                                      "sentence": "x depends on the clock"}]})
     got = store.runs.diagnoses(r.id)
     assert [d["result"] for d in got] == ["nondeterministic", "reproduces"]
     assert got[0]["findings"][0]["sentence"] == "x depends on the clock"
+    assert got[0]["schema_version"] == 1
+    # what another store (or a bug) hands over is checked before it is stored
+    for bad in ({"run": r.id, "result": "fine"}, {"run": "ab" * 8, "result": "changed"},
+                {"run": r.id, "result": "changed", "findings": [{"sentence": "x"}]},
+                {"run": r.id, "result": "changed", "skipped": {"x": "y" * (1 << 20)}}):
+        with pytest.raises(StoreError, match=f"run {r.id}: a"):
+            store.runs.add_diagnosis(r.id, bad)
+    assert len(store.runs.diagnoses(r.id)) == 2
     store.runs.remove(r.id)
     assert store.runs.diagnoses(r.id) == []
     store.close()

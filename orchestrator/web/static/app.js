@@ -214,8 +214,8 @@ async function runPage(id) {
   const diagnosis = (r.diagnoses || []).slice(-1)[0];
   const diagnosed = diagnosis ? [h("h2", {}, "Diagnosis"), h("div", { id: "diagnosis" },
     h("p", {}, h("b", {}, diagnosis.result.toUpperCase()), h("span", { class: "muted" },
-      `  ${diagnosis.created_at.slice(0, 19).replace("T", " ")} · ${diagnosis.cost.replays} replays, ${fmt(diagnosis.cost.multiple)}× one replay`)),
-    h("ul", {}, diagnosis.findings.map(f => h("li", {}, f.sentence, ...f.fixes.map(x => h("div", { class: "muted" }, `try: ${x}`))))),
+      `  ${diagnosis.created_at.slice(0, 19).replace("T", " ")} · ${(diagnosis.cost || {}).replays ?? "?"} replays, ${fmt((diagnosis.cost || {}).multiple)}× one replay`)),
+    h("ul", {}, diagnosis.findings.map(f => h("li", {}, f.sentence, ...(f.fixes || []).map(x => h("div", { class: "muted" }, `try: ${x}`))))),
     h("table", { id: "experiments" }, h("thead", {}, h("tr", {}, h("th", {}, "experiment"), h("th", {}, "replays"))),
       h("tbody", {}, diagnosis.experiments.map(e => h("tr", {}, h("td", {}, e.title),
         h("td", { class: "mono" }, ...e.runs.map(id => h("a", { href: `#/run/${id}` }, `${id} `))))))))] : [];
