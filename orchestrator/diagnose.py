@@ -295,8 +295,13 @@ def _sentence(s: str, causes: list[dict[str, Any]], runs: Runs,
                 "not tell why; look at that run's log (a frozen clock stops time-based loops, "
                 "one thread can hit the timeout)", [])
     if not finding["noise_here"]:
+        moved = sorted({c["fact"] for r in runs.plain
+                        for c in (r.verdict or {}).get("environment", [])})
+        why = (f"what changed since: {', '.join(moved)}" if moved else
+               "nothing recorded about the environment changed (image, packages, CPU, GPU, "
+               "driver): the original ran under conditions these replays do not recreate")
         return (f"{s} is the same in every replay here but not what the original produced: "
-                "a change, not noise (see the environment changes below)", [
+                f"a change, not noise; {why}", [
                     "replay where the original ran, or pin what changed (image, packages, "
                     "hardware)"])
     return (f"{s} differed between plain replays but in no experiment: the cause is rare or "

@@ -111,6 +111,11 @@ def test_deterministic_here_but_not_the_original_is_a_change_and_a_failure_stops
                 released={"clock": run("l7", w=["new"])})
     [f] = analyse(orig, runs, diff)["findings"]
     assert f["causes"] == [] and not f["noise_here"] and "a change, not noise" in f["sentence"]
+    assert "nothing recorded about the environment changed" in f["sentence"]
+    runs.plain[0].verdict = {"result": "differs", "environment": [
+        {"fact": "cpu.flags", "hint": "SIMD paths"}, {"fact": "container.packages"}]}
+    [f] = analyse(orig, runs, diff)["findings"]
+    assert "what changed since: container.packages, cpu.flags" in f["sentence"]
     broken = run("p11", w=["new"])
     broken.status, broken.exit_code, broken.reason = RunStatus.FAILED, 1, "boom"
     found = analyse(orig, Runs(plain=[broken]), diff)["findings"]
