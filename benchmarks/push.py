@@ -30,6 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.timing import timed  # noqa: E402
+
 REPRO = [sys.executable, "-m", "orchestrator"]
 
 
@@ -62,15 +64,6 @@ def start_registry(folder: Path) -> tuple[subprocess.Popen, str]:
         except OSError:
             time.sleep(0.2)
     return proc, f"127.0.0.1:{port}"
-
-
-def timed(cmd: list[str], env: dict | None = None, cwd: Path | None = None) -> float:
-    t0 = time.perf_counter()
-    p = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True)
-    took = time.perf_counter() - t0
-    if p.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed: {p.stderr[-2000:]}")
-    return took
 
 
 def raw_upload(registry: str, repo: str, path: Path, digest: str) -> float:

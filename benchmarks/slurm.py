@@ -25,17 +25,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.timing import timed  # noqa: E402
+
 REPRO = [sys.executable, "-m", "orchestrator"]
 POINTS = 20
-
-
-def timed(cmd: list[str], env: dict, cwd: Path | None = None) -> float:
-    t0 = time.perf_counter()
-    p = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True)
-    took = time.perf_counter() - t0
-    if p.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed: {p.stderr[-2000:]}")
-    return took
 
 
 def many_sbatch(cmds: list[list[str]], env: dict) -> float:
