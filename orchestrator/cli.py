@@ -33,6 +33,10 @@ app.add_typer(image_app, name="image")
 _state = {"debug": False}
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+AllowDirtyOpt = Annotated[bool, typer.Option(
+    "--allow-dirty", help="Run uncommitted code; the diff is recorded.")]
+StrictOpt = Annotated[bool, typer.Option(
+    "--strict", help="Refuse image tags that are not pinned by digest.")]
 
 
 def _print_version(value: bool) -> None:
@@ -103,11 +107,9 @@ def launch(
              "git work tree's root; `repro init` writes one).")] = None,
     param: Annotated[list[str] | None, typer.Option(
         "--param", "-p", help="Override a param: NAME=VALUE (repeatable).")] = None,
-    allow_dirty: Annotated[bool, typer.Option(
-        "--allow-dirty", help="Run uncommitted code; the diff is recorded.")] = False,
-    strict: Annotated[bool, typer.Option(
-        "--strict", help="Refuse image tags that are not pinned by digest.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not echo job output.")] = False,
+    allow_dirty: AllowDirtyOpt = False,
+    strict: StrictOpt = False,
+    quiet: QuietOpt = False,
     executor: ExecutorOpt = None,
     partition: PartitionOpt = None,
     account: AccountOpt = None,
@@ -204,10 +206,8 @@ def sweep(
         "--metric", "-m", help="Rank the summary by this metric.")] = None,
     minimize: Annotated[bool, typer.Option(
         "--minimize", help="Lower --metric is better (e.g. loss).")] = False,
-    allow_dirty: Annotated[bool, typer.Option(
-        "--allow-dirty", help="Run uncommitted code; the diff is recorded.")] = False,
-    strict: Annotated[bool, typer.Option(
-        "--strict", help="Refuse image tags that are not pinned by digest.")] = False,
+    allow_dirty: AllowDirtyOpt = False,
+    strict: StrictOpt = False,
     executor: ExecutorOpt = None,
     partition: PartitionOpt = None,
     account: AccountOpt = None,
