@@ -139,9 +139,16 @@ Differences = Callable[[RunRecord, RunRecord], dict[str, frozenset[str]]]
 def differences(local_path: Callable[[str], Any]) -> Differences:
     """What differs between two runs, by subject (each output path, ``metric NAME``, the
     outcome), each with the places inside it that differ (``WHOLE`` when the file is not
-    compared by place). Only what the spec compares."""
+    compared by place). Only what the spec compares. Each pair is compared once: the
+    reasoning asks about the same pairs again, and each answer reads both runs' files."""
+    seen: dict[tuple[str, str], dict[str, frozenset[str]]] = {}
 
     def diff(a: RunRecord, b: RunRecord) -> dict[str, frozenset[str]]:
+        if (a.id, b.id) not in seen:
+            seen[a.id, b.id] = compare(a, b)
+        return seen[a.id, b.id]
+
+    def compare(a: RunRecord, b: RunRecord) -> dict[str, frozenset[str]]:
         what = set(a.resolved.compare)
         out: dict[str, frozenset[str]] = {}
         if a.status != b.status or a.exit_code != b.exit_code:
@@ -354,7 +361,6 @@ class Lab:
     grants: Grants | None = None
     at: float = 0.0
     runs: list[dict[str, Any]] = field(default_factory=list)
-    seconds: list[float] = field(default_factory=list)
 
     def replay(self, names: list[str], label: str, experiment: str) -> RunRecord:
         from .replay import replay
@@ -365,14 +371,14 @@ class Lab:
         rec = replay(self.original, self.store, self.engine, Hooks(), grants=self.grants,
                      vary=(lambda r: controlled(r, names, self.at)) if names else None,
                      note=f"repro diagnose {self.original.id}: {label}")
-        self.seconds.append(time.monotonic() - began)
+        took = time.monotonic() - began
         if rec.status == RunStatus.INTERRUPTED:
             raise DiagnosisInterrupted(f"diagnosis of run {self.original.id} interrupted "
                                        f"during {label} (run {rec.id}); nothing was stored")
         result = (rec.verdict or {}).get("result", "differs")
         self.runs.append({"run": rec.id, "experiment": experiment, "label": label,
                           "controls": list(names), "status": str(rec.status),
-                          "versus_original": result, "seconds": round(self.seconds[-1], 2)})
+                          "versus_original": result, "seconds": round(took, 2)})
         self.say(f"[{n}] {label}: run {rec.id} {rec.status}, {result} vs the original")
         return rec
 
@@ -447,7 +453,7 @@ def diagnose(original: RunRecord, store: Store, engine: Engine, say: Callable[[s
         f["subject"] == OUTCOME for f in findings) else "nondeterministic" if any(
         f["noise_here"] or f["causes"] for f in findings) else "changed")
     total = time.monotonic() - began
-    one = sum(lab.seconds[:replays]) / max(1, len(lab.seconds[:replays]))
+    one = sum(r["seconds"] for r in lab.runs[:replays]) / max(1, len(lab.runs[:replays]))
     doc = {
         "run": original.id, "result": result, "created_at": utc_now(),
         "host": runs.plain[0].host if runs.plain else None,
