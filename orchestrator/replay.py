@@ -67,6 +67,12 @@ def parse_tolerances(items: list[str]) -> dict[str, float]:
     return out
 
 
+def metric_tolerances(tolerances: dict[str, float]) -> bool:
+    """Whether any tolerance is a metric's (with one, outputs without their own tolerance
+    may differ: the metrics are what is gated)."""
+    return any(not k.startswith("outputs.") for k in tolerances)
+
+
 def output_tolerance(tolerances: dict[str, float], path: str) -> dict[str, float] | None:
     """An output's own tolerance: {"ulp": N} or {"abs": X}, or None."""
     if f"outputs.{path}{ULP_SUFFIX}" in tolerances:
@@ -97,8 +103,7 @@ def settle(v: dict[str, Any], local_path: Callable[[str], Path]) -> None:
     rest_ok = (v.get("outcome") is None and not outs.get("missing") and not outs.get("extra")
                and all(m.get("ok") for m in v.get("metrics", []))
                and (v.get("logs") is None or (v.get("logs") or {}).get("identical", False))
-               and all("tolerance" in d or any(not k.startswith("outputs.")
-                                                for k in tolerances) for d in differ))
+               and (metric_tolerances(tolerances) or all("tolerance" in d for d in differ)))
     v["result"] = WITHIN_TOLERANCE if rest_ok and all(own) else DIFFERS
 
 
@@ -169,8 +174,8 @@ def verdict(original: RunRecord, replay: RunRecord,
         result = NOTHING_COMPARED
     elif not differ and not missing and not extra and metrics_exact and logs_same:
         result = IDENTICAL
-    elif any(not k.startswith("outputs.") for k in tolerances) and metrics_ok and \
-            not missing and not extra and logs_same:  # outputs' own tolerances: ``settle``
+    elif metric_tolerances(tolerances) and metrics_ok and not missing and not extra and \
+            logs_same:  # outputs' own tolerances: ``settle``
         result = WITHIN_TOLERANCE
     else:
         result = DIFFERS
