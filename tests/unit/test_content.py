@@ -105,12 +105,14 @@ def test_safetensors_are_compared_tensor_by_tensor_and_by_place(tmp_path):
                  {"w": {"dtype": "F32", "shape": [16, 16], "data_offsets": [0, 10 ** 9]}})
     (tmp_path / "d.safetensors").write_bytes((2 ** 60).to_bytes(8, "little") + b"{}")
     (tmp_path / "e.safetensors").write_bytes(b"\x02\x00\x00\x00\x00\x00\x00\x00[]")
-    for bad in ("c", "d", "e"):
+    _safetensors(tmp_path / "f.safetensors", {"w": w},
+                 {"w": {"dtype": "F32", "shape": [-16, -16], "data_offsets": [0, 1024]}})
+    for bad in ("c", "d", "e", "f"):
         d = explain("m.safetensors", tmp_path / "a.safetensors", tmp_path / f"{bad}.safetensors")
         assert d["summary"].startswith("not compared by content"), d
 
 
-def test_png_pixels_that_differ(tmp_path):
+def test_png_pixels_that_differ(tmp_path, monkeypatch):
     from PIL import Image
 
     img = np.zeros((20, 30, 3), dtype=np.uint8)
@@ -123,6 +125,12 @@ def test_png_pixels_that_differ(tmp_path):
     Image.fromarray(np.zeros((10, 10), dtype=np.uint8)).save(tmp_path / "c.png")
     assert "image changed: RGB 30x20 -> L 10x10" in explain(
         "plot.png", tmp_path / "a.png", tmp_path / "c.png")["summary"]
+    import orchestrator.content as content
+
+    monkeypatch.setattr(content, "PNG_PIXELS", 500)  # counted from the headers, not decoded
+    assert explain("plot.png", tmp_path / "a.png", tmp_path / "b.png")["summary"] == \
+        "not compared by content (over 500 pixels)"
+    monkeypatch.undo()
     (tmp_path / "d.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     assert explain("plot.png", tmp_path / "a.png", tmp_path / "d.png")["summary"].startswith(
         "not compared by content")
