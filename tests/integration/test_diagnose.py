@@ -119,3 +119,18 @@ def test_ctrl_c_during_a_diagnosis_stores_nothing_but_the_interrupted_replay(pro
     [replay] = store.runs.replays_of(orig["id"])
     assert replay.status == "interrupted"
     store.close()
+
+
+def test_an_array_output_is_held_to_its_own_tolerance(proj):
+    _, orig = launch_json(proj, proj / "specs" / "async-sgd.yaml")
+    metrics = ["--tolerance", "metrics.loss=1e-3", "--tolerance", "metrics.final_loss=1e-3"]
+    p = repro("verify", orig["id"], "--json", "--tolerance", "outputs.weights.npy=1e-2",
+              *metrics, cwd=proj, timeout=600)
+    v = json.loads(p.stdout)["verdict"]
+    assert p.returncode == 0 and v["result"] == "within-tolerance", p.stderr
+    weights = next(d for d in v["outputs"]["differ"] if d["path"] == "weights.npy")
+    assert weights["tolerance"] == {"abs": 0.01} and weights["within_tolerance"] is True
+    p = repro("verify", orig["id"], "--tolerance", "outputs.weights.npy=1ulp", *metrics,
+              cwd=proj, timeout=600)
+    assert p.returncode == 8 and "DIFFERS" in p.stdout
+    assert "weights.npy: " in p.stdout and "(outside its tolerance 1 ULP)" in p.stdout
