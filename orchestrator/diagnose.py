@@ -94,7 +94,7 @@ ENTROPY = ("OS entropy or a race", "look for default_rng() or os.urandom without
 def applicable(record: RunRecord) -> tuple[list[Factor], dict[str, str]]:
     """The factors worth an experiment for ``record``, and why each other one is not."""
     r = record.resolved
-    strict = r.env.get("REPRO_DETERMINISM") == "strict"
+    strict = r.determinism == "strict"
     skipped: dict[str, str] = {}
     if strict:
         skipped["seeds"] = "already forced: the run was recorded with determinism: strict"

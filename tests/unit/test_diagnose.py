@@ -159,14 +159,14 @@ def test_describe_places():
 
 def test_applicable_factors_and_the_controls_they_set():
     r = record("x")
-    strict = r.resolved.model_copy(update={"env": {"REPRO_DETERMINISM": "strict",
-                                                   "PYTHONHASHSEED": "7", "OMP_NUM_THREADS": "1"}})
+    strict = r.resolved.model_copy(update={"determinism": "strict", "env": {
+        "REPRO_DETERMINISM": "strict", "PYTHONHASHSEED": "7", "OMP_NUM_THREADS": "1"}})
     r.resolved = strict
     names = [f.name for f in applicable(r)[0]]
     assert names == ["clock"] and set(applicable(r)[1]) == {"seeds", "hashseed", "threads",
                                                              "gpu"}
     loose = strict.model_copy(update={
-        "env": {"REPRO_DETERMINISM": "off", "OMP_NUM_THREADS": "4"},
+        "determinism": "off", "env": {"REPRO_DETERMINISM": "off", "OMP_NUM_THREADS": "4"},
         "resources": strict.resources.model_copy(update={"cpus": 4.0, "threads": 4,
                                                          "gpus": {"count": 1}})})
     r.resolved = loose
