@@ -62,9 +62,7 @@ def arrays(x: Any, y: Any) -> dict[str, Any]:
                            f"{y.dtype}{list(y.shape)}"}
     n = int(x.size)
     floating = np.issubdtype(x.dtype, np.floating)
-    differ = x != y
-    if floating:
-        differ &= ~(np.isnan(x) & np.isnan(y))
+    differ = differing(x, y)
     count = int(differ.sum())
     out: dict[str, Any] = {"shape": list(x.shape), "dtype": str(x.dtype), "elements": n,
                            "differing": count, "fraction": count / n if n else 0.0}
@@ -89,6 +87,16 @@ def arrays(x: Any, y: Any) -> dict[str, Any]:
     else:
         out["summary"] = f"{share} values differ"
     return out
+
+
+def differing(x: Any, y: Any) -> Any:
+    """The elements of two same-shaped arrays that differ (NaN and NaN are the same)."""
+    import numpy as np
+
+    differ = x != y
+    if np.issubdtype(x.dtype, np.floating):
+        differ &= ~(np.isnan(x) & np.isnan(y))
+    return differ
 
 
 def _max_ulp(x: Any, y: Any) -> int:
@@ -338,10 +346,7 @@ def places(name: str, a: Path, b: Path) -> frozenset[str] | None:
         if x is None or y is None or x.shape != y.shape or x.dtype != y.dtype:
             out.add(f"{member}:shape")
             continue
-        differ = x != y
-        if np.issubdtype(x.dtype, np.floating):
-            differ &= ~(np.isnan(x) & np.isnan(y))
-        flat = np.flatnonzero(differ)
+        flat = np.flatnonzero(differing(x, y))
         if len(out) + flat.size > PLACES_MAX:
             return None
         out.update(f"{member}[{i}]" for i in flat.tolist())
