@@ -28,10 +28,15 @@ LIMIT = 256 << 20  # bytes of each version read at most
 TEXT = {"txt", "csv", "tsv", "log", "md", "yaml", "yml", "out"}
 
 
+def _kind(name: str) -> str:
+    """An output's format, by its extension (lower case; "" without one)."""
+    return name.lower().rsplit(".", 1)[-1] if "." in name else ""
+
+
 def explain(name: str, a: Path, b: Path, diffoscope: bool = True) -> dict[str, Any] | None:
     """How ``a`` (the original) and ``b`` (the replay) of output ``name`` differ, or None
     when the format is not one compared by content (and ``diffoscope`` is off or absent)."""
-    kind = name.lower().rsplit(".", 1)[-1] if "." in name else ""
+    kind = _kind(name)
     if kind not in ARRAYS and kind not in ("json", "png") and kind not in TEXT:
         return _diffoscope(a, b, kind) if diffoscope else None
     if a.stat().st_size > LIMIT or b.stat().st_size > LIMIT:
@@ -324,7 +329,7 @@ def places(name: str, a: Path, b: Path) -> frozenset[str] | None:
     JSON, element indices of arrays. `repro diagnose` tells by these which factor moves
     which part of a file (the clock stamps line 1, entropy lines 2-6). None when the file
     is not compared by place; it then differs as a whole."""
-    kind = name.lower().rsplit(".", 1)[-1] if "." in name else ""
+    kind = _kind(name)
     if kind not in ARRAYS and kind != "json" and kind not in TEXT:
         return None
     if a.stat().st_size > LIMIT or b.stat().st_size > LIMIT:
