@@ -7,6 +7,7 @@ is dirty and that is allowed), sorted, with owner, group and mtime zeroed and mo
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import shutil
@@ -62,30 +63,35 @@ def take(path: Path, store: Store, allow_dirty: bool,
     except _GitError:
         commit, epoch = None, 0
     never = _not_code(repo, store, recorded)
-    status = _git(repo, "status", "--porcelain", "-z", "--untracked-files=all", "--", subdir,
-                  *never)
-    changed = [e[3:] for e in status.split("\0") if len(e) > 3]
+    status = _git(repo, "status", "--porcelain", "-z", "--untracked-files=all", "--", subdir)
+    changes = [(xy, rel) for xy, rel in _status_entries(status) if not never(rel)]
+    changed = [rel for _, rel in changes]
     dirty = bool(changed) or commit is None
     if dirty and not allow_dirty:
         sample = ", ".join(changed[:3]) or "no commit yet"
         raise ResolveError(f"code at {path} has uncommitted changes ({len(changed)} "
                            f"file(s): {sample}); commit them, or pass --allow-dirty to "
                            "record the diff with the run")
-    cached = store.local.snapshot(str(repo), subdir, commit) if commit and not dirty else None
+    # what is left out is filtered here, not by git exclude pathspecs: git 2.39 lists
+    # nothing at all for `ls-files -- SUBDIR ':(exclude,literal).repro'`
     files = _git(repo, "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--",
-                 subdir, *never).split("\0")
-    rels = sorted({f for f in files if f and os.path.lexists(repo / f)
+                 subdir).split("\0")
+    rels = sorted({f for f in files if f and not never(f) and os.path.lexists(repo / f)
                    and not (repo / f).is_dir()})
+    if not rels:
+        _refuse_empty(path, repo, never)
+    key = f"{subdir}\0{never.key}" if never.key else subdir
+    cached = store.local.snapshot(str(repo), key, commit) if commit and not dirty else None
     if cached and store.artifacts.has(cached):
         digest = as_digest(cached)
     else:
         digest = _store_tar(repo, rels, subdir, store)
         if commit and not dirty:
-            store.local.remember_snapshot(str(repo), subdir, commit, hex_of(digest))
+            store.local.remember_snapshot(str(repo), key, commit, hex_of(digest))
     diff = None
     if dirty:
         patch = _git(repo, "diff", "--binary", "HEAD", "--", subdir) if commit else ""
-        untracked = [e[3:] for e in status.split("\0") if e.startswith("??")]
+        untracked = [rel for xy, rel in changes if xy == "??"]
         text = patch + "".join(f"# untracked: {u}\n" for u in untracked)
         diff = as_digest(store.artifacts.put(text.encode(), name="code diff").sha256)
     ref = CodeRef(path=str(path), repo=str(repo), subdir=subdir, commit=commit, dirty=dirty,
@@ -93,19 +99,69 @@ def take(path: Path, store: Store, allow_dirty: bool,
     return Snapshot(ref=ref, source_date_epoch=epoch, extracted=extract(digest, store))
 
 
-def _not_code(repo: Path, store: Store, recorded: Iterable[Path]) -> list[str]:
-    """Pathspecs of what is never code: a store (``.repro/`` folders, and the store this run
-    uses when it lives in the work tree), so an unignored store does not make code dirty,
-    and what the run records by content anyway."""
-    specs = [":(exclude,glob)**/.repro/**"]
+class _NotCode:
+    """What is never code, as paths relative to the repository: a store (``.repro/``
+    folders anywhere, and the store this run uses when it lives in the work tree), so an
+    unignored store does not make code dirty, and what the run records by content anyway
+    (its spec, lock, recipe, inputs)."""
+
+    def __init__(self, prefixes: list[str]) -> None:
+        self.prefixes = sorted(set(prefixes))
+        # the snapshot cache is per set of exclusions: two specs of one commit may differ
+        self.key = hashlib.sha256("\0".join(self.prefixes).encode()).hexdigest()[:16] \
+            if self.prefixes else ""
+
+    def __call__(self, rel: str) -> bool:
+        parts = rel.split("/")
+        if STORE_DIR in parts[:-1]:
+            return True
+        return any(rel == p or rel.startswith(p + "/") for p in self.prefixes)
+
+
+STORE_DIR = ".repro"
+
+
+def _not_code(repo: Path, store: Store, recorded: Iterable[Path]) -> _NotCode:
+    prefixes = []
     for path in (store.home, *recorded):
         try:
             rel = path.resolve().relative_to(repo).as_posix()
         except ValueError:
             continue
         if rel != ".":
-            specs.append(f":(exclude,literal){rel}")
-    return specs
+            prefixes.append(rel)
+    return _NotCode(prefixes)
+
+
+def _status_entries(status: str) -> list[tuple[str, str]]:
+    """``git status --porcelain -z`` as (XY, path) pairs; a rename or copy names its new
+    path (its old one follows as an entry of its own, which is skipped)."""
+    entries = status.split("\0")
+    out, i = [], 0
+    while i < len(entries):
+        entry = entries[i]
+        i += 1
+        if len(entry) < 4:
+            continue
+        xy = entry[:2]
+        out.append((xy, entry[3:]))
+        if "R" in xy or "C" in xy:
+            i += 1  # the original path
+    return out
+
+
+def _refuse_empty(path: Path, repo: Path, never: _NotCode) -> None:
+    """A code folder that holds files but gives an empty snapshot: never run the job on
+    nothing (it would fail with a confusing "file not found", or worse, succeed)."""
+    for root, dirs, names in os.walk(path):
+        dirs[:] = [d for d in dirs if d not in (".git", STORE_DIR)]
+        rels = [Path(root, n).relative_to(repo).as_posix() for n in names]
+        held = [r for r in rels if not never(r)]
+        if held:
+            raise ResolveError(
+                f"code at {path} holds files ({held[0]}, ...) but git lists none of them, so "
+                "the code snapshot would be empty; `git add` them (they may be ignored by "
+                ".gitignore), or point code.path at the job's code")
 
 
 def _take_plain(path: Path, store: Store, allow_dirty: bool) -> Snapshot:

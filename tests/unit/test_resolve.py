@@ -106,6 +106,47 @@ def test_snapshot_digest_is_deterministic_across_checkouts(repo, tmp_path):
     assert a == b
 
 
+def test_a_store_inside_the_work_tree_leaves_a_subfolder_snapshot_whole(repo, tmp_path):
+    """The newcomer's case (make demo with no REPRO_HOME): the store is .repro/ in the
+    work tree, unignored, and code.path a subfolder. git 2.39 lists nothing for an exclude
+    pathspec there; the snapshot filters the store itself."""
+    store = open_store(repo / ".repro")
+    (repo / "job" / ".repro").mkdir()  # a stray store below the code, also never code
+    (repo / "job" / ".repro" / "x.db").write_text("x")
+    snap = take(repo / "job", store, allow_dirty=False)
+    assert snap.ref.files == 1 and not snap.ref.dirty
+    assert (snap.extracted / "train.py").read_text() == "print(1)\n"
+    whole = take(repo, store, allow_dirty=False)  # the whole tree, the store inside it
+    assert whole.ref.files == 3 and not whole.ref.dirty
+
+
+def test_a_code_folder_whose_files_git_does_not_list_is_refused(repo, tmp_path):
+    (repo / "ignored").mkdir()
+    (repo / "ignored" / "train.py").write_text("print(1)\n")
+    (repo / ".gitignore").write_text("ignored/\n")
+    git(repo, "add", ".gitignore")
+    git(repo, "commit", "-qm", "ignore")
+    with pytest.raises(ResolveError, match=r"holds files \(ignored/train.py, ...\) but git "
+                       "lists none of them"):
+        take(repo / "ignored", open_store(tmp_path / "h"), allow_dirty=False)
+
+
+def test_the_snapshot_cache_is_per_set_of_files_left_out(repo, tmp_path):
+    """Two specs of one commit that record different files by content get the snapshots
+    they each describe, not the first one's from the cache."""
+    store = open_store(tmp_path / "h")
+    left_out = take(repo, store, allow_dirty=False, recorded=[repo / "data.bin"])
+    whole = take(repo, store, allow_dirty=False)
+    assert (left_out.ref.files, whole.ref.files) == (2, 3)
+    assert left_out.ref.snapshot != whole.ref.snapshot
+
+
+def test_a_renamed_file_is_one_change_named_by_its_new_path(repo, tmp_path):
+    git(repo, "mv", "job/train.py", "job/main.py")
+    with pytest.raises(ResolveError, match=r"uncommitted changes \(1 file\(s\): job/main.py\)"):
+        take(repo / "job", open_store(tmp_path / "h"), allow_dirty=False)
+
+
 def test_input_pin_mismatch_fails_before_launch(repo, tmp_path):
     spec = (repo / "spec.yaml").read_text().replace("{path: data.bin}",
                                                     "{path: data.bin, sha256: " + "ab" * 32 + "}")
