@@ -7,8 +7,9 @@ archive), unprivileged: non-root, no capabilities, no privilege escalation, a re
 filesystem, the runtime's default seccomp profile, no service-account token. An init
 container (repro's own image) fetches what the record names, each artifact hash-checked,
 into a shared volume (``repro fetch RUN --into /repro``); the job container sees it
-read-only, with writable emptyDirs for its outputs, its metadata and /tmp (in memory, charged
-to the memory limit). ``network: none`` adds a NetworkPolicy that denies all traffic to and
+read-only, with writable emptyDirs for its working folder (the code, written there by the
+fetch; an input with a ``mount`` copied to its place), its metadata and /tmp (in memory,
+charged to the memory limit). ``network: none`` adds a NetworkPolicy that denies all traffic to and
 from the pod. GPUs are ``nvidia.com/gpu`` limits, a GPU model a node selector on the label
 NVIDIA's GPU feature discovery sets (``nvidia.com/gpu.product``).
 """
@@ -26,6 +27,7 @@ from .record import RunRecord
 from .runtime import RUNTIME_DIR
 from .spec import param_env
 from .store import Store
+from .workdir import CODE, PROJECT, target
 
 USER = 65534  # nobody, as for a local run
 FETCH_IMAGE_ENV = "REPRO_K8S_FETCH_IMAGE"  # an image with repro installed (the init container)
@@ -72,15 +74,19 @@ def render(record: RunRecord, store: Store, namespace: str | None = None) -> lis
                     "capabilities": {"drop": ["ALL"]}}
     store_env = [{"name": k, "valueFrom": {"secretKeyRef": {"name": "repro-store", "key": k}}}
                  for k in ("REPRO_STORE", "REPRO_ARTIFACTS")]
+    project = r.layout == PROJECT  # the job works in a writable copy of its code
+    work_mounts = [{"name": "work", "mountPath": CODE},
+                   {"name": "work", "mountPath": "/repro/outputs"}] if project else [
+                   {"name": "outputs", "mountPath": "/repro/outputs"}]
     job_container: dict[str, Any] = {
         "name": "job", "image": image_ref(record, store),
         "command": ["/bin/sh", "/repro/lib/boot.sh", *r.command],
-        "workingDir": "/repro/outputs", "env": env_list,
+        "workingDir": target(r.layout), "env": env_list,
         "resources": {"requests": dict(limits), "limits": dict(limits)},
         "securityContext": unprivileged,
         "volumeMounts": [
             {"name": "repro", "mountPath": "/repro", "readOnly": True},
-            {"name": "outputs", "mountPath": "/repro/outputs"},
+            *work_mounts,
             {"name": "meta", "mountPath": "/repro/meta"},
             {"name": "tmp", "mountPath": "/tmp"},
             *[{"name": "secrets", "mountPath": "/run/secrets", "readOnly": True}
@@ -94,9 +100,11 @@ def render(record: RunRecord, store: Store, namespace: str | None = None) -> lis
         "resources": {"requests": {"cpu": "1", "memory": str(1 << 30)},
                       "limits": {"cpu": "1", "memory": str(1 << 30)}},
         "volumeMounts": [{"name": "repro", "mountPath": "/repro"},
+                         *([{"name": "work", "mountPath": CODE}] if project else []),
                          {"name": "tmp", "mountPath": "/tmp"}]}
     volumes: list[dict[str, Any]] = [
-        {"name": "repro", "emptyDir": {}}, {"name": "outputs", "emptyDir": {}},
+        {"name": "repro", "emptyDir": {}},
+        {"name": "work" if project else "outputs", "emptyDir": {}},
         {"name": "meta", "emptyDir": {}},
         {"name": "tmp", "emptyDir": {"medium": "Memory",
                                      "sizeLimit": str(res.memory_bytes // 2)}}]
@@ -135,7 +143,7 @@ def fetch_into(record: RunRecord, store: Store, dest: Path) -> list[str]:
     r = record.resolved
     written = []
     code = extract(r.code.snapshot, store)
-    shutil.copytree(code, dest / "code", dirs_exist_ok=True)
+    shutil.copytree(code, dest / "code", dirs_exist_ok=True, symlinks=True)
     written.append("code")
     (dest / "inputs").mkdir(parents=True, exist_ok=True)
     for name, inp in sorted(r.inputs.items()):
@@ -143,6 +151,10 @@ def fetch_into(record: RunRecord, store: Store, dest: Path) -> list[str]:
             raise UsageError(f"input {name} is a folder; rendering for Kubernetes takes files")
         store.artifacts.copy_out(inp.sha256, dest / "inputs" / name)
         written.append(f"inputs/{name}")
+        if inp.mount and r.layout == PROJECT:  # where the project's code opens it
+            (dest / "code" / inp.mount).parent.mkdir(parents=True, exist_ok=True)
+            store.artifacts.copy_out(inp.sha256, dest / "code" / inp.mount)
+            written.append(f"code/{inp.mount}")
     if r.packages is not None:
         from .runner import VENDOR_PACKAGING
 
@@ -153,6 +165,6 @@ def fetch_into(record: RunRecord, store: Store, dest: Path) -> list[str]:
     (dest / "run.json").write_text(json.dumps({
         "id": record.id, "name": record.name, "params": r.params, "seed": r.seed,
         "inputs": {n: f"/repro/inputs/{n}" for n in r.inputs}, "outputs": "/repro/outputs",
-        "command": r.command}))
+        "workdir": target(r.layout), "command": r.command}))
     written += ["lib", "run.json"]
     return written

@@ -13,7 +13,7 @@ import math
 import os
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -74,11 +74,21 @@ class Collected:
     warnings: list[str] = field(default_factory=list)
 
 
+DEFAULT_GLOBS = ["**"]
+EXCLUDED = "excluded by outputs.exclude"
+
+
 def collect(outputs_dir: Path, globs: list[str], artifacts: Artifacts,
             limit: int | None = None, total: int | None = None,
-            count: int | None = None) -> Collected:
+            count: int | None = None, exclude: list[str] | None = None,
+            untouched: Callable[[str, os.stat_result], bool] | None = None,
+            ignore: Iterable[str] = ()) -> Collected:
     """Every regular file under ``outputs_dir`` matching ``globs`` into the artifact store.
 
+    In a working folder that held the project (``untouched`` says which files the job left
+    as they were laid out), the default globs take only what the job created or changed;
+    declared globs take every file they match. Files matching ``exclude`` are listed as
+    excluded, not stored; ``ignore`` names input mount points, which are no outputs.
     Links are never followed nor stored (they could point anywhere on the host); FIFOs and
     devices are skipped, never opened; names that are not printable UTF-8 are skipped; at
     most ``count`` files, ``limit`` bytes each and ``total`` bytes together are stored, and
@@ -86,15 +96,23 @@ def collect(outputs_dir: Path, globs: list[str], artifacts: Artifacts,
     limit = settings.output_limit() if limit is None else limit
     total = settings.run_output_limit() if total is None else total
     count = settings.max_outputs() if count is None else count
+    if globs != DEFAULT_GLOBS:
+        untouched = None  # declared: every file they match, changed or not
+    ignored = set(ignore)
     found = Collected()
     used = 0
     for rel, st, why in _walk(outputs_dir, found):
+        if rel in ignored or not wanted(rel, globs):
+            continue
+        if untouched is not None and untouched(rel, st):
+            continue  # the project's own file, as the job found it
         if len(found.stored) + len(found.skipped) >= count:
             found.problems.append(f"it wrote more than {count} output files; only the first "
                                   f"{count} are recorded (raise REPRO_MAX_OUTPUTS or write "
                                   "fewer files)")
             break
-        if not wanted(rel, globs):
+        if exclude and wanted(rel, exclude):
+            found.skipped[_shown(rel)] = EXCLUDED
             continue
         if why:
             found.skipped[_shown(rel)] = why
@@ -269,14 +287,17 @@ def scrape_metrics(log: Path, patterns: dict[str, str],
     return points
 
 
-def final_metrics(series: list[tuple[str, int, float]], outputs_dir: Path,
+def final_metrics(series: list[tuple[str, int, float]], metrics_file: Path | None,
                   warnings: list[str]) -> dict[str, float]:
-    """Last point of each series, overridden by ``metrics.json`` (flat or nested numbers)."""
+    """Last point of each series, overridden by ``metrics_file`` (the outputs' metrics.json:
+    flat or nested numbers)."""
     metrics: dict[str, float] = {}
     for name, _step, value in sorted(series, key=lambda p: (p[0], p[1])):
         metrics[name] = value
+    if metrics_file is None:
+        return metrics
     try:
-        data = read_json(outputs_dir / "metrics.json")
+        data = read_json(metrics_file)
     except Untrusted as e:
         warnings.append(f"{e}; ignored")
         return metrics

@@ -117,6 +117,7 @@ class InputRef(_Doc):
     sha256: Hex64  # file: sha256 of the bytes; dir: sha256 of the canonical file manifest
     size: Annotated[int, Field(ge=0)]
     stored: bool = False  # a copy is in the artifact store (file inputs under the limit)
+    mount: RelPath | None = None  # also seen there, relative to the working folder
 
 
 class PackagesRef(_Doc):
@@ -150,7 +151,12 @@ class ResolvedSpec(_Doc):
     network: Literal["none", "bridge"] = "none"
     timeout_s: Annotated[float, Field(gt=0)] | None = None
     determinism: Literal["strict", "off"] = "strict"
-    outputs: list[str] = ["**"]
+    outputs: list[str] = ["**"]  # include globs; the default: what the job created or changed
+    outputs_exclude: list[str] = []  # files matching these are listed as excluded
+    # where the job ran: "outputs" (records before 0.9: an empty /repro/outputs, the code
+    # read-only at /repro/code) or "project" (a writable copy of the code snapshot at
+    # /repro/code, also named /repro/outputs, the code root importable)
+    layout: Literal["outputs", "project"] = "outputs"
     compare: list[Literal["outputs", "metrics", "logs"]] = ["outputs", "metrics"]
     log_normalize: list[str] = []  # regexes removed from both logs before they are compared
     metrics_from_log: dict[str, str] = {}  # metric name -> regex with a group named value

@@ -29,6 +29,9 @@ from .snapshot import Snapshot, take
 from .spec import ImageSpec, LoadedSpec, param_flags, parse_memory, substitute
 from .store import Store
 from .units import human_size
+from .workdir import CODE, OUTPUTS, PROJECT
+
+PYCACHE = "/tmp/pycache"  # PYTHONPYCACHEPREFIX: .pyc files on the job's tmpfs
 
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "BLIS_NUM_THREADS")
@@ -113,6 +116,14 @@ def spec_digest(resolved: ResolvedSpec) -> str:
     for key in ("command", "params", "seed", "env", "secrets", "network", "timeout_s",
                 "determinism", "outputs"):
         identity[key] = r[key]
+    # added later: part of the digest only when they say something (old digests stay put)
+    mounts = {n: i["mount"] for n, i in r["inputs"].items() if i.get("mount")}
+    if mounts:
+        identity["input_mounts"] = mounts
+    if r.get("outputs_exclude"):
+        identity["outputs_exclude"] = r["outputs_exclude"]
+    if r.get("layout", OUTPUTS) != OUTPUTS:
+        identity["layout"] = r["layout"]
     if r["secrets"] and r.get("secret_env") is not None:  # how the job sees its secrets
         identity["secret_env"] = r["secret_env"]
     identity["resources"] = {k: r["resources"][k] for k in ("cpus", "threads", "memory_bytes",
@@ -141,7 +152,7 @@ def resolve(loaded: LoadedSpec, store: Store, engine: ImageBackend, *, allow_dir
                               "is not a folder; point code.path at the job's code", folder=True)
     else:
         code_path = _repo_root(base)
-    snapshot = take(code_path, store, allow_dirty, recorded=_recorded_files(loaded))
+    snapshot = take(code_path, store, allow_dirty, recorded=_recorded_files(loaded, code_path))
     code = snapshot.ref
     trace(on_line, "code", f"{(code.commit or 'no commit')[:12]}  "
           + ("dirty: the diff is recorded" if code.dirty else "clean")
@@ -154,6 +165,8 @@ def resolve(loaded: LoadedSpec, store: Store, engine: ImageBackend, *, allow_dir
     for name, inp in spec.inputs.items():
         inputs[name], sources[name] = _resolve_input(loaded, name, inp.path, inp.sha256, store,
                                                      on_line)
+        if inp.mount:
+            inputs[name].mount = inp.mount
         if inputs[name].kind == "file" and not inputs[name].stored:
             warnings.append(f"input {name} ({inputs[name].size >> 20} MiB) is larger than "
                             "REPRO_INPUT_STORE_LIMIT: it is read from its path, not kept in "
@@ -191,18 +204,15 @@ def resolve(loaded: LoadedSpec, store: Store, engine: ImageBackend, *, allow_dir
         if key.startswith("REPRO_"):
             raise loaded.error(("env", key), "REPRO_* variables are set by repro; rename it")
         env[key] = substitute(str(value), dict(spec.params), seed)
-    env["PYTHONPATH"] = ":".join(p for p in ("/repro/lib", env.get("PYTHONPATH")) if p)
+    # the helper first, then what the spec adds, then the code root (in-repo packages import
+    # from any script of the project); bytecode kept out of the working folder (its outputs)
+    env["PYTHONPATH"] = ":".join(p for p in ("/repro/lib", env.get("PYTHONPATH"), CODE) if p)
+    env.setdefault("PYTHONPYCACHEPREFIX", PYCACHE)
 
     secret_env = secret_values(spec.secret_names, loaded.where(("secrets",)))
     check_params_hold_no_secret(dict(spec.params), secret_env, loaded)
 
     command = [substitute(a, dict(spec.params), seed) for a in spec.command]
-    for i, arg in enumerate(spec.command):
-        if (not arg.startswith(("/", "-", "{")) and arg.endswith((".py", ".sh"))
-                and (code_path / arg).is_file()):
-            raise loaded.error(("command", i), f"{arg!r} is relative, but the job runs in "
-                               f"/repro/outputs (its code is at /repro/code): write "
-                               f"'/repro/code/{arg}'")
     if spec.args == "flags":
         command += param_flags(dict(spec.params))
     resolved = ResolvedSpec(
@@ -213,7 +223,8 @@ def resolve(loaded: LoadedSpec, store: Store, engine: ImageBackend, *, allow_dir
                                memory_bytes=parse_memory(resources.memory),
                                gpus=gpu_req.model_dump() if gpu_req else None),
         network=spec.network, timeout_s=spec.timeout, determinism=spec.determinism,
-        outputs=list(spec.outputs), compare=list(spec.compare),
+        outputs=list(spec.outputs.include), outputs_exclude=list(spec.outputs.exclude),
+        layout=PROJECT, compare=list(spec.compare),
         log_normalize=list(spec.log_normalize), metrics_from_log=dict(spec.metrics_from_log),
     )
     return Resolution(resolved=resolved, spec_digest=spec_digest(resolved), snapshot=snapshot,
@@ -283,11 +294,16 @@ def trace(on_line: Callable[[str], None], what: str, text: str) -> None:
     on_line(f"{what:<8} {text}")
 
 
-def _recorded_files(loaded: LoadedSpec) -> list[Path]:
-    """The spec, its lock and its image recipe: recorded by content with every run, so not
-    part of the code snapshot."""
+def _recorded_files(loaded: LoadedSpec, code_path: Path) -> list[Path]:
+    """The spec, its lock, its image recipe and its inputs: recorded by content with every
+    run, so not part of the code snapshot (an input inside the code folder, data usually
+    git-ignored or not yet committed, never makes the code dirty)."""
     spec, base = loaded.spec, loaded.base_dir
     paths = [loaded.path]
+    for inp in spec.inputs.values():
+        path = (base / inp.path).resolve()
+        if path != code_path and code_path in path.parents:
+            paths.append(path)
     if spec.packages is not None:
         paths.append(base / spec.packages.lock)
     if spec.image.build is not None:

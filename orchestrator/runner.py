@@ -27,7 +27,7 @@ from typing import BinaryIO
 
 import packaging
 
-from . import capture, settings
+from . import capture, settings, workdir
 from .engine import (
     LABEL_RUN,
     LABEL_STORE,
@@ -178,10 +178,6 @@ def execute(record: RunRecord, res: Resolution, store: Store, executor: Executor
     """Run a recorded ``pending`` run to a terminal status. Never raises for a job's failure;
     the record is finished and saved whatever happens."""
     work = store.work_path(record.id)
-    for d in (work / "outputs", work / "meta"):
-        d.mkdir(parents=True)
-        os.chmod(d, 0o777)  # the container runs as nobody
-    (work / "run.json").write_text(json.dumps(_run_info(record, res)))
     state = _RunState(previous=previous)
     live = LiveMetrics(res.resolved.metrics_from_log, work / "meta" / "metrics.jsonl",
                        hooks.on_metrics)
@@ -197,6 +193,7 @@ def execute(record: RunRecord, res: Resolution, store: Store, executor: Executor
         live.start()
 
     try:
+        prepare_work(work, record, res)
         job = job_spec(record, res, work, write_secrets(record.id, res.secret_env),
                        store.home)
         with _signals_as_interrupts():
@@ -216,6 +213,26 @@ def execute(record: RunRecord, res: Resolution, store: Store, executor: Executor
         finally:
             remove_secrets(record.id)
     return record
+
+
+def prepare_work(work: Path, record: RunRecord, res: Resolution) -> None:
+    """The run's folders here: its metadata, and its working folder (a writable copy of the
+    code snapshot, or an empty outputs folder for a run recorded before that layout)."""
+    r = res.resolved
+    try:
+        meta = work / "meta"
+        meta.mkdir(parents=True)
+        os.chmod(meta, 0o777)  # the container runs as nobody
+        if r.layout == workdir.PROJECT:
+            mounts = {i.mount: i.kind == "dir" for i in r.inputs.values() if i.mount}
+            workdir.lay_out(work, res.snapshot.extracted, mounts)
+        else:
+            (work / "outputs").mkdir()
+            os.chmod(work / "outputs", 0o777)
+        (work / "run.json").write_text(json.dumps(_run_info(record, res)))
+    except OSError as e:
+        raise ReproError(f"preparing the run's working folder {work}: {e.strerror or e}; "
+                         "free space under REPRO_HOME and launch again") from e
 
 
 def classify(record: RunRecord, outcome: Outcome, hooks: Hooks) -> None:
@@ -328,7 +345,8 @@ def ingest(record: RunRecord, store: Store, work: Path, log_path: Path,
     record and the artifact store. Returns the metric series, for the caller to store with
     the record. Used when a run ends and when recovery finishes an orphan. Secret values in
     names and logged params are redacted (``redactor``)."""
-    meta_dir, outputs_dir = work / "meta", work / "outputs"
+    r = record.resolved
+    meta_dir, outputs_dir = work / "meta", workdir.folder(work, r.layout)
     facts = capture.container_facts(meta_dir, record.warnings)
     record.environment["container"] = facts
     if record.exit_code == LOCK_MISMATCH and facts["lock_problems"] and \
@@ -338,8 +356,11 @@ def ingest(record: RunRecord, store: Store, work: Path, log_path: Path,
     series += scrape_metrics(log_path, record.resolved.metrics_from_log, record.warnings)
     record.params = {**read_logged_params(meta_dir, record.resolved.params, record.warnings),
                      **record.resolved.params}
-    record.metrics = final_metrics(series, outputs_dir, record.warnings)
-    found = collect(outputs_dir, record.resolved.outputs, store.artifacts)
+    untouched = workdir.Untouched(work) if r.layout == workdir.PROJECT else None
+    found = collect(outputs_dir, r.outputs, store.artifacts, exclude=r.outputs_exclude,
+                    untouched=untouched, ignore=[i.mount for i in r.inputs.values() if i.mount])
+    record.metrics = final_metrics(series, outputs_dir / "metrics.json"
+                                   if "metrics.json" in found.stored else None, record.warnings)
     record.outputs, record.skipped_outputs = found.stored, found.skipped
     record.warnings += found.warnings
     if found.problems:
@@ -417,13 +438,20 @@ def job_spec(record: RunRecord, res: Resolution, work: Path, secret_files: dict[
              store_home: Path) -> JobSpec:
     """The backend-neutral job for a run: its volumes, environment, limits and labels."""
     r = res.resolved
-    volumes = [Volume("code", res.snapshot.extracted, "/repro/code"),
-               Volume("lib", RUNTIME_DIR, "/repro/lib"),
-               Volume("run", work / "run.json", "/repro/run.json"),
-               Volume("outputs", work / "outputs", "/repro/outputs", writable=True),
-               Volume("meta", work / "meta", "/repro/meta", writable=True)]
+    here = workdir.folder(work, r.layout)
+    if r.layout == workdir.PROJECT:  # one writable folder, by both names
+        volumes = [Volume("code", here, workdir.CODE, writable=True),
+                   Volume("outputs", here, "/repro/outputs", writable=True)]
+    else:
+        volumes = [Volume("code", res.snapshot.extracted, workdir.CODE),
+                   Volume("outputs", here, "/repro/outputs", writable=True)]
+    volumes += [Volume("lib", RUNTIME_DIR, "/repro/lib"),
+                Volume("run", work / "run.json", "/repro/run.json"),
+                Volume("meta", work / "meta", "/repro/meta", writable=True)]
     volumes += [Volume(f"input:{name}", src, f"/repro/inputs/{name}")
                 for name, src in res.input_sources.items()]
+    volumes += [Volume(f"mount:{name}", src, f"{workdir.CODE}/{r.inputs[name].mount}")
+                for name, src in res.input_sources.items() if r.inputs[name].mount]
     if res.lock_path is not None:
         volumes.append(Volume("lock", res.lock_path, "/repro/lock.txt"))
         volumes.append(Volume("vendor", VENDOR_PACKAGING, "/repro/vendor/packaging"))
@@ -438,7 +466,7 @@ def job_spec(record: RunRecord, res: Resolution, work: Path, secret_files: dict[
     return JobSpec(
         run_id=record.id, image=r.image.digest,
         command=["/bin/sh", "/repro/lib/boot.sh", *r.command], env=env, volumes=volumes,
-        user=CONTAINER_USER, workdir="/repro/outputs", cpus=r.resources.cpus,
+        user=CONTAINER_USER, workdir=workdir.target(r.layout), cpus=r.resources.cpus,
         memory_bytes=r.resources.memory_bytes, gpus=r.resources.gpus, network=r.network,
         timeout_s=r.timeout_s, labels=labels, stop_grace_s=settings.stop_grace(),
         # a tmpfs is charged to the container's memory, so /tmp can never fill the disk
@@ -449,7 +477,7 @@ def _run_info(record: RunRecord, res: Resolution) -> dict:
     r = res.resolved
     return {"id": record.id, "name": record.name, "params": r.params, "seed": r.seed,
             "inputs": {n: f"/repro/inputs/{n}" for n in r.inputs}, "outputs": "/repro/outputs",
-            "command": r.command}
+            "workdir": workdir.target(r.layout), "command": r.command}
 
 
 class LogSink:

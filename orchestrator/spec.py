@@ -27,7 +27,7 @@ from pydantic import (
 
 from .errors import SpecError, UsageError
 from .units import parse_duration, parse_size
-from .untrusted import HEX64
+from .untrusted import HEX64, relative_path_problem
 
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 ENV_NAME_RE = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -68,8 +68,24 @@ class PackagesSpec(_Strict):
 
 
 class InputSpec(_Strict):
+    """A file or folder the job reads, hashed (and pinned by ``sha256``). The job sees it at
+    ``/repro/inputs/NAME`` and, with ``mount``, at that path relative to its working folder
+    (``data/train.csv``: where the project's own code opens it)."""
+
     path: str
     sha256: str | None = None
+    mount: str | None = None
+
+    @field_validator("mount")
+    @classmethod
+    def _inside(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        problem = relative_path_problem(v.rstrip("/"))
+        if problem or v.strip("/") in ("", "."):
+            raise ValueError(f"{v!r} must be a path inside the working folder, like "
+                             "data/train.csv (no leading /, no ..)")
+        return v.rstrip("/")
 
     @field_validator("sha256", mode="before")
     @classmethod
@@ -113,6 +129,23 @@ class Resources(_Strict):
         return GPURequirement(count=self.gpus) if self.gpus else None
 
 
+class OutputsSpec(_Strict):
+    """Which files of the working folder are the run's outputs: ``include`` globs (default:
+    everything the job created or changed), less ``exclude`` globs (listed in the record as
+    excluded, never dropped silently). A plain list in the spec is ``include``."""
+
+    include: list[StrictStr] = ["**"]
+    exclude: list[StrictStr] = []
+
+    @field_validator("include", "exclude")
+    @classmethod
+    def _globs_stay_inside(cls, v: list[str]) -> list[str]:
+        for g in v:
+            if g.startswith("/") or ".." in Path(g).parts:
+                raise ValueError(f"output glob {g!r} must stay inside the working folder")
+        return v
+
+
 class SecretSpec(_Strict):
     """A secret by name, delivered as the file ``/run/secrets/NAME``; ``env: true`` also sets
     the environment variable (visible to ``docker inspect``: only for jobs that need it)."""
@@ -131,7 +164,7 @@ class RunSpec(_Strict):
     seed: Annotated[int, Field(ge=0, lt=2**32)] | None = None
     packages: PackagesSpec | None = None
     inputs: dict[Annotated[str, Field(pattern=NAME_RE)], InputSpec] = {}
-    outputs: list[StrictStr] = ["**"]
+    outputs: OutputsSpec = OutputsSpec()
     resources: Resources = Resources()
     env: dict[Annotated[str, Field(pattern=ENV_NAME_RE)], StrictStr | StrictInt | StrictFloat] = {}
     secrets: list[Annotated[str, Field(pattern=ENV_NAME_RE)] | SecretSpec] = []
@@ -172,13 +205,10 @@ class RunSpec(_Strict):
                 raise ValueError(f"{pattern!r} is not a regular expression ({e})") from None
         return v
 
-    @field_validator("outputs")
+    @field_validator("outputs", mode="before")
     @classmethod
-    def _globs_stay_inside(cls, v: list[str]) -> list[str]:
-        for g in v:
-            if g.startswith("/") or ".." in Path(g).parts:
-                raise ValueError(f"output glob {g!r} must stay inside /repro/outputs")
-        return v
+    def _outputs_list(cls, v: Any) -> Any:
+        return {"include": v} if isinstance(v, list) else v
 
     @field_validator("timeout", mode="before")
     @classmethod

@@ -57,6 +57,28 @@ def test_a_job_renders_valid_unprivileged_and_deny_all(store):
     assert pod["initContainers"][0]["command"][:3] == ["repro", "fetch", r.id]
 
 
+@pytest.mark.parametrize("layout", ["project", "outputs"])
+def test_the_job_works_where_its_layout_says(store, layout):
+    """A run of the project layout works in a writable copy of its code (the fetch writes
+    it into that volume); one recorded before works in an empty /repro/outputs."""
+    r = record("k")
+    r.resolved.layout = layout
+    store.runs.add_push(r.resolved.image.digest, "registry.example/team/runs",
+                        "sha256:" + "d" * 64)
+    job, _ = k8s.render(r, store)
+    assert _round_trip(job, "V1Job") == job
+    pod = job["spec"]["template"]["spec"]
+    main, fetch = pod["containers"][0], pod["initContainers"][0]
+    mounts = {m["mountPath"]: m["name"] for m in main["volumeMounts"]}
+    if layout == "project":
+        assert main["workingDir"] == "/repro/code"
+        assert mounts["/repro/code"] == mounts["/repro/outputs"] == "work"
+        assert {"name": "work", "mountPath": "/repro/code"} in fetch["volumeMounts"]
+    else:
+        assert main["workingDir"] == "/repro/outputs" and "/repro/code" not in mounts
+        assert mounts["/repro/outputs"] == "outputs"
+
+
 def test_network_bridge_has_no_policy_and_an_unpushed_image_is_refused(store):
     r = record("n")
     r.resolved.network = "bridge"

@@ -77,7 +77,8 @@ def test_determinism_env_pins_threads_and_seed(repo, tmp_path):
     assert all(env[v] == "2" for v in THREAD_VARS)  # cpus 1.5 -> 2 threads
     assert env["PYTHONHASHSEED"] == env["REPRO_SEED"] == "3"
     assert env["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8" and env["TZ"] == "UTC"
-    assert env["PYTHONPATH"] == "/repro/lib"
+    assert env["PYTHONPATH"] == "/repro/lib:/repro/code"  # the code root importable
+    assert env["PYTHONPYCACHEPREFIX"] == "/tmp/pycache"  # no .pyc among the outputs
 
 
 def test_dirty_code_is_refused_then_recorded_with_allow_dirty(repo, tmp_path):

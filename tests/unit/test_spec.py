@@ -46,7 +46,7 @@ def test_good_spec_loads_with_defaults(tmp_path):
     loaded = load_spec(write(tmp_path, GOOD))
     s = loaded.spec
     assert s.name == "t" and s.network == "none" and s.determinism == "strict"
-    assert s.outputs == ["**"] and s.resources.threads == 2
+    assert s.outputs.include == ["**"] and s.outputs.exclude == [] and s.resources.threads == 2
     assert parse_memory(s.resources.memory) == 512 << 20
     assert s.params == {"lr": 0.1, "epochs": 3, "arch": "mlp", "aug": True}
     assert type(s.params["epochs"]) is int and type(s.params["aug"]) is bool
@@ -95,7 +95,11 @@ def test_command_placeholder_must_name_a_param(tmp_path):
 
 def test_output_glob_cannot_escape(tmp_path):
     msg = err(tmp_path, GOOD + "outputs: ['../x']\n")
-    assert "outputs" in msg and "inside /repro/outputs" in msg
+    assert ": outputs: output glob" in msg and "inside the working folder" in msg
+    msg = err(tmp_path, GOOD + "outputs: {exclude: ['/etc/*']}\n")
+    assert "outputs.exclude" in msg and "inside the working folder" in msg
+    msg = err(tmp_path, GOOD + "inputs: {d: {path: d.bin, mount: ../d.bin}}\n")
+    assert "inputs.d.mount" in msg and "inside the working folder" in msg
 
 
 def test_secret_also_in_env_is_refused(tmp_path):

@@ -244,9 +244,11 @@ def test_a_bundle_replays_with_only_what_the_user_grants(exported):
 
 # -- files a job wrote (H4, M7, low) ----------------------------------------------------------
 
-def hostile_work(tmp_path: Path) -> Path:
+def hostile_work(tmp_path: Path, folder: str = "code") -> Path:
+    """What a hostile job leaves in its working folder (``code``: the project layout;
+    ``outputs``: a run recorded before it)."""
     work = tmp_path / "work"
-    meta, out = work / "meta", work / "outputs"
+    meta, out = work / "meta", work / folder
     meta.mkdir(parents=True)
     out.mkdir()
     os.mkfifo(meta / "metrics.jsonl")  # once: launch and every later command hung
@@ -266,11 +268,13 @@ def hostile_work(tmp_path: Path) -> Path:
     return work
 
 
-def test_hostile_job_files_end_as_warnings_and_skips_never_hangs(tmp_path, exported):
+@pytest.mark.parametrize("layout", ["project", "outputs"])
+def test_hostile_job_files_end_as_warnings_and_skips_never_hangs(tmp_path, exported, layout):
     _, record = exported
-    work = hostile_work(tmp_path)
+    work = hostile_work(tmp_path, "code" if layout == "project" else "outputs")
     store = fresh(tmp_path)
     rec = record.model_copy(deep=True)
+    rec.resolved.layout = layout
     rec.status, rec.outputs, rec.logs, rec.metrics = RunStatus.SUCCEEDED, {}, None, {}
     ingest(rec, store, work, tmp_path / "no.log")
     assert rec.environment["container"]["packages"] == []
@@ -327,7 +331,7 @@ def test_helper_files_keep_names_values_and_depth_in_bounds(tmp_path):
     out.mkdir()
     (out / "metrics.json").write_text(json.dumps({"a\x07": 1.0, "acc": 0.9}))
     warnings = []
-    assert final_metrics([], out, warnings) == {"acc": 0.9}
+    assert final_metrics([], out / "metrics.json", warnings) == {"acc": 0.9}
     assert "control characters" in warnings[0]
 
 
