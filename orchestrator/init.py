@@ -40,7 +40,8 @@ RECIPE = "repro/image/recipe.yaml"
 LOCK = "repro/requirements.lock"
 ENTRY_POINTS = ("train.py", "main.py", "src/train.py", "scripts/train.py")
 METRIC_WORDS = ("loss", "val_loss", "train_loss", "test_loss", "accuracy", "val_accuracy",
-                "acc", "val_acc", "f1", "score", "rmse", "mae", "r2", "auc")
+                "acc", "val_acc", "f1", "score", "rmse", "mae", "mse", "r2", "auc", "ppl",
+                "perplexity", "precision", "recall")
 NUMBER = r"(?P<value>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
 FLAG_ACTIONS = {"store_true", "store_false", "store_const", "count", "append", "help",
                 "version", "append_const", "extend"}
@@ -140,15 +141,22 @@ def _literal(node: ast.expr | None) -> Any:
     return value if isinstance(value, int | float | str) else None
 
 
+SPLITS = "train|training|val|valid|validation|eval|dev|test"
+# the split a printed value belongs to: the nearest split word before it on its line
+# (`step 9: train loss 1.2, val loss 1.3`, `Test set: Average loss: 0.05`)
+SPLIT = rf"(?:\b(?P<split>{SPLITS})\b(?:(?!\b(?:{SPLITS})\b)[^\n])*?)?"
+
+
 def metric_scrapers(source: str) -> dict[str, str]:
-    """A named-group regex for each metric word the script's strings mention."""
+    """A named-group regex for each metric word the script's strings mention; a split word
+    before it on the line (train, val, test, ...) names its own series (``val/loss``)."""
     try:
         texts = [n.value for n in ast.walk(ast.parse(source))
                  if isinstance(n, ast.Constant) and isinstance(n.value, str)]
     except SyntaxError:
         texts = []
     words = {w.lower() for t in texts for w in re.findall(r"[A-Za-z_]+", t)}
-    return {w: rf"(?i)\b{w}\b\s*[=:]?\s*{NUMBER}" for w in METRIC_WORDS if w in words}
+    return {w: rf"(?i){SPLIT}\b{w}\b\s*[=:]?\s*{NUMBER}" for w in METRIC_WORDS if w in words}
 
 
 def pyproject_dependencies(root: Path) -> list[str]:

@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from .outputs import scraped_name
+
 Latest = dict[str, tuple[int | None, float]]  # name -> (step, value)
 POLL_S = 0.5
 POLL_BYTES = 1 << 20
@@ -29,7 +31,7 @@ class LiveMetrics:
     def __init__(self, scrapers: dict[str, str], jsonl: Path,
                  show: Callable[[Latest], None]) -> None:
         self.scrapers = {name: re.compile(p, re.MULTILINE) for name, p in scrapers.items()}
-        self.counts = dict.fromkeys(scrapers, 0)
+        self.counts: dict[str, int] = {}
         self.jsonl, self.show = jsonl, show
         self.latest: Latest = {}
         self.offset = 0
@@ -54,9 +56,11 @@ class LiveMetrics:
         for name, rx in self.scrapers.items():
             for m in rx.finditer(text):
                 value = _number(m.group("value"))
-                if value is not None:
-                    found[name] = (self.counts[name], value)
-                    self.counts[name] += 1
+                series = scraped_name(name, m)
+                if value is not None and series is not None:
+                    step = self.counts.get(series, 0)
+                    found[series] = (step, value)
+                    self.counts[series] = step + 1
         if found:
             self._update(found)
 

@@ -254,11 +254,28 @@ SCRAPE_LIMIT = 64 << 20  # bytes of a log scanned for metrics
 SCRAPE_POINTS = 100_000  # points one metric may take from a log
 
 
+SPLIT_LIMIT = 32  # characters of a split name a log line gives a metric
+
+
+def scraped_name(name: str, match: re.Match[str]) -> str | None:
+    """The metric a match of ``metrics_from_log``'s regex for ``name`` is a point of:
+    ``SPLIT/name`` when the regex has a group ``split`` that matched (``train loss 0.3 val
+    loss 0.5`` gives ``train/loss`` and ``val/loss``, never one series mixing both), else
+    ``name``; None for a split that is no name (control characters, too long)."""
+    split = match.groupdict().get("split")
+    if not split:
+        return name
+    split = split.strip().lower()
+    if not split or len(split) > SPLIT_LIMIT or name_problem(split) or "/" in split:
+        return None
+    return f"{split}/{name}"
+
+
 def scrape_metrics(log: Path, patterns: dict[str, str],
                    warnings: list[str]) -> list[tuple[str, int, float]]:
     """``metrics_from_log``: every match of each metric's regex in the job's output is a point
-    (its group ``value``), numbered in order, so a script that only prints its loss still has
-    a learning curve."""
+    (its group ``value``), numbered in order per metric (a ``split`` group names the series:
+    ``scraped_name``), so a script that only prints its loss still has a learning curve."""
     if not patterns:
         return []
     try:
@@ -269,20 +286,25 @@ def scrape_metrics(log: Path, patterns: dict[str, str],
     text = (data or b"")[:SCRAPE_LIMIT].decode("utf-8", "replace")
     points: list[tuple[str, int, float]] = []
     for name, pattern in patterns.items():
-        step = 0
+        steps: dict[str, int] = {}
+        taken = 0
         for m in re.finditer(pattern, text, re.MULTILINE):
             try:
                 value = float(m.group("value"))
             except (TypeError, ValueError, IndexError):
                 continue
-            if math.isfinite(value):
-                points.append((name, step, value))
-                step += 1
-                if step >= SCRAPE_POINTS:
-                    warnings.append(f"metrics_from_log: {name} kept its first {SCRAPE_POINTS} "
-                                    "points")
-                    break
-        if not step:
+            series = scraped_name(name, m)
+            if series is None or not math.isfinite(value):
+                continue
+            step = steps.get(series, 0)
+            points.append((series, step, value))
+            steps[series] = step + 1
+            taken += 1
+            if taken >= SCRAPE_POINTS:
+                warnings.append(f"metrics_from_log: {name} kept its first {SCRAPE_POINTS} "
+                                "points")
+                break
+        if not taken:
             warnings.append(f"metrics_from_log: {name}: no line of the output matched")
     return points
 

@@ -26,7 +26,15 @@ from .recipes import names as shipped_names
 from .record import ImageRef, InputRef, PackagesRef, ResolvedSpec, ResourcesRef, RunRecord
 from .runtime.repro_boot import parse_lock
 from .snapshot import Snapshot, take
-from .spec import ImageSpec, LoadedSpec, param_flags, parse_memory, substitute
+from .spec import (
+    ImageSpec,
+    LoadedSpec,
+    missing_path,
+    param_flags,
+    parse_memory,
+    repo_root,
+    substitute,
+)
 from .store import Store
 from .units import human_size
 from .workdir import CODE, OUTPUTS, PROJECT
@@ -151,7 +159,7 @@ def resolve(loaded: LoadedSpec, store: Store, engine: ImageBackend, *, allow_dir
         code_path = _existing(loaded, ("code", "path"), spec.code.path,
                               "is not a folder; point code.path at the job's code", folder=True)
     else:
-        code_path = _repo_root(base)
+        code_path = repo_root(base)
     snapshot = take(code_path, store, allow_dirty, recorded=_recorded_files(loaded, code_path))
     code = snapshot.ref
     trace(on_line, "code", f"{(code.commit or 'no commit')[:12]}  "
@@ -273,20 +281,12 @@ def determinism_env(mode: str, seed: int, threads: int, epoch: int) -> dict[str,
 
 def _existing(loaded: LoadedSpec, field: tuple[str, ...], rel: str, problem: str,
               folder: bool = False) -> Path:
-    """A spec path, relative to the spec file's folder. When it is missing there but exists
-    from the repository root (or the working directory), the error says how to write it."""
-    path = (loaded.base_dir / rel).resolve()
-    if path.is_dir() if folder else path.exists():
-        return path
-    hint = ""
-    for root in (_repo_root(loaded.base_dir), Path.cwd()):
-        other = (root / rel).resolve()
-        if other.is_dir() if folder else other.exists():
-            fixed = os.path.relpath(other, loaded.base_dir)
-            hint = (f" (paths in a spec are relative to the spec file's folder: did you mean "
-                    f"{fixed!r}?)")
-            break
-    raise loaded.error(field, f"{path} {problem}{hint}")
+    """A spec path, relative to the spec file's folder (``load_spec`` checked it; it may
+    have gone since)."""
+    why = missing_path(loaded.base_dir, rel, problem, folder)
+    if why:
+        raise loaded.error(field, why)
+    return (loaded.base_dir / rel).resolve()
 
 
 def trace(on_line: Callable[[str], None], what: str, text: str) -> None:
@@ -311,14 +311,6 @@ def _recorded_files(loaded: LoadedSpec, code_path: Path) -> list[Path]:
         if folder is not None:
             paths.append(folder)
     return [p for p in paths if p.exists()]
-
-
-def _repo_root(base: Path) -> Path:
-    p = base.resolve()
-    for candidate in (p, *p.parents):
-        if (candidate / ".git").exists():
-            return candidate
-    return p
 
 
 def resolve_image(image: ImageSpec, loaded: LoadedSpec, engine: ImageBackend, strict: bool,

@@ -6,6 +6,7 @@ Errors name the file, the line and the field, on one line:
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,8 @@ from pydantic import (
 )
 
 from .errors import SpecError, UsageError
+from .recipes import names as shipped_names
+from .recipes import shipped
 from .units import parse_duration, parse_size
 from .untrusted import HEX64, relative_path_problem
 
@@ -315,9 +318,10 @@ def load_spec(path: str | Path) -> LoadedSpec:
                 if context else f" (see line {opened.line + 1})"
         raise SpecError(f"{where}: invalid YAML: {problem}") from None
     lines: dict[Loc, int] = {}
+    problems: list[tuple[int, str]] = []  # (line, "FILE:LINE: field: message")
     if node is not None:
         try:
-            _index_lines(node, (), lines, path)
+            _index_lines(node, (), lines, path, problems)
         except RecursionError:
             raise SpecError(f"{path}: invalid YAML: nested too deeply") from None
     if not isinstance(data, dict):
@@ -327,37 +331,41 @@ def load_spec(path: str | Path) -> LoadedSpec:
             f"{path}:{lines.get(('version',), 1)}: version: must be 1 (got "
             f"{data.get('version')!r}); this repro reads spec version 1"
         )
+    spec = None
     try:
         spec = RunSpec.model_validate(data)
     except ValidationError as e:
-        raise _spec_error(e, path, lines) from None
-    loaded = LoadedSpec(spec=spec, path=path, lines=lines)
-    check_command_refs(loaded, spec)
-    return loaded
+        problems += [_one_error(err, path, lines) for err in e.errors(include_url=False)]
+    problems += [_problem(path, lines, loc, msg) for loc, msg in _ref_problems(data)]
+    problems += [_problem(path, lines, loc, msg) for loc, msg in _path_problems(data, path)]
+    if problems or spec is None:  # every problem at once, in the order of the file
+        raise SpecError("\n".join(text for _, text in sorted(set(problems))))
+    return LoadedSpec(spec=spec, path=path, lines=lines)
 
 
-def _index_lines(node: yaml.Node, loc: Loc, out: dict[Loc, int], path: Path) -> None:
+def _problem(path: Path, lines: dict[Loc, int], loc: Loc, message: str) -> tuple[int, str]:
+    line = next((lines[loc[:n]] for n in range(len(loc), -1, -1) if loc[:n] in lines), 1)
+    dotted = ".".join(str(p) for p in loc)
+    return line, f"{path}:{line}: {dotted}: {message}"
+
+
+def _index_lines(node: yaml.Node, loc: Loc, out: dict[Loc, int], path: Path,
+                 problems: list[tuple[int, str]]) -> None:
     out.setdefault(loc, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key, value in node.value:
             k = key.value
             if k in seen:
+                line = key.start_mark.line + 1
                 dotted = ".".join(str(p) for p in (*loc, k))
-                raise SpecError(f"{path}:{key.start_mark.line + 1}: {dotted}: duplicate key")
+                problems.append((line, f"{path}:{line}: {dotted}: duplicate key; keep one"))
             seen.add(k)
-            out[(*loc, k)] = key.start_mark.line + 1
-            _index_lines(value, (*loc, k), out, path)
+            out.setdefault((*loc, k), key.start_mark.line + 1)
+            _index_lines(value, (*loc, k), out, path, problems)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _index_lines(item, (*loc, i), out, path)
-
-
-def _spec_error(e: ValidationError, path: Path, lines: dict[Loc, int]) -> SpecError:
-    """Every problem of the spec, one line each, in the order of the file."""
-    found = sorted({_one_error(err, path, lines) for err in e.errors(include_url=False)},
-                   key=lambda item: item[0])
-    return SpecError("\n".join(text for _, text in found))
+            _index_lines(item, (*loc, i), out, path, problems)
 
 
 def _one_error(first: Any, path: Path, lines: dict[Loc, int]) -> tuple[int, str]:
@@ -410,16 +418,88 @@ def _model_in(ann: Any) -> Any:
 PLACEHOLDER = re.compile(r"\{(params\.[A-Za-z_][A-Za-z0-9_.-]*|seed)\}")
 
 
-def check_command_refs(loaded: LoadedSpec, spec: RunSpec) -> None:
+def _ref_problems(data: dict[str, Any]) -> list[tuple[Loc, str]]:
     """Every ``{params.NAME}`` in the command and in env values names a declared param.
-    Other braces (say, an f-string in ``python -c``) are left alone."""
-    places: list[tuple[Loc, str]] = [(("command", i), a) for i, a in enumerate(spec.command)]
-    places += [(("env", k), str(v)) for k, v in spec.env.items()]
+    Other braces (say, an f-string in ``python -c``) are left alone. Read from the raw
+    document, so these come with the spec's other problems."""
+    params, env = _mapping(data.get("params")), _mapping(data.get("env"))
+    raw = data.get("command")
+    command: list[Any] = raw if isinstance(raw, list) else []
+    places: list[tuple[Loc, Any]] = [(("command", i), a) for i, a in enumerate(command)]
+    places += [(("env", str(k)), v) for k, v in env.items()]
+    out: list[tuple[Loc, str]] = []
     for loc, text in places:
-        for ref in PLACEHOLDER.findall(text):
-            if ref.startswith("params.") and ref[7:] not in spec.params:
-                known = ", ".join(sorted(spec.params)) or "none declared"
-                raise loaded.error(loc, f"{{{ref}}} names no param (params: {known})")
+        for ref in PLACEHOLDER.findall(str(text)):
+            if ref.startswith("params.") and ref[7:] not in params:
+                known = ", ".join(sorted(map(str, params))) or "none declared"
+                out.append((loc, f"{{{ref}}} names no param (params: {known}); declare it "
+                                 "under params or fix the name"))
+    for k in env:
+        if str(k).startswith("REPRO_"):
+            out.append((("env", str(k)), "REPRO_* variables are set by repro; rename it"))
+    return out
+
+
+def _mapping(value: Any) -> dict[Any, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _path_problems(data: dict[str, Any], spec_path: Path) -> list[tuple[Loc, str]]:
+    """The files and folders the spec names, each where the spec says (relative to its own
+    folder): code.path, packages.lock, every input, an image recipe folder."""
+    out: list[tuple[Loc, str]] = []
+    base = spec_path.parent
+
+    def field(*loc: str | int) -> Any:
+        node: Any = data
+        for part in loc:
+            node = node.get(part) if isinstance(node, dict) else None
+        return node if isinstance(node, str) else None
+
+    def check(loc: Loc, rel: str | None, problem: str, folder: bool = False) -> None:
+        if rel is not None and (why := missing_path(base, rel, problem, folder)):
+            out.append((loc, why))
+
+    build = field("image", "build")
+    if build is not None and shipped(build) is None:
+        check(("image", "build"), build, "is not a recipe folder; point it at a folder of "
+              f"images/ or a recipe shipped with repro ({', '.join(shipped_names())})",
+              folder=True)
+    check(("code", "path"), field("code", "path"),
+          "is not a folder; point code.path at the job's code", folder=True)
+    check(("packages", "lock"), field("packages", "lock"),
+          "does not exist; create it (pip freeze style NAME==VERSION lines)")
+    for name in _mapping(data.get("inputs")):
+        check(("inputs", str(name), "path"), field("inputs", name, "path"),
+              "does not exist; point it at the data, or create it")
+    return out
+
+
+def missing_path(base: Path, rel: str, problem: str, folder: bool = False) -> str | None:
+    """Why a spec path (relative to the spec file's folder ``base``) is not there, or None.
+    When it exists from the repository root (or the working directory) the message says how
+    to write it."""
+    path = (base / rel).resolve()
+    if path.is_dir() if folder else path.exists():
+        return None
+    hint = ""
+    for root in (repo_root(base), Path.cwd()):
+        other = (root / rel).resolve()
+        if other.is_dir() if folder else other.exists():
+            fixed = os.path.relpath(other, base)
+            hint = (f" (paths in a spec are relative to the spec file's folder: did you mean "
+                    f"{fixed!r}?)")
+            break
+    return f"{path} {problem}{hint}"
+
+
+def repo_root(base: Path) -> Path:
+    """The git work tree holding ``base`` (or ``base`` itself outside one)."""
+    p = base.resolve()
+    for candidate in (p, *p.parents):
+        if (candidate / ".git").exists():
+            return candidate
+    return p
 
 
 def param_flags(params: dict[str, Any]) -> list[str]:

@@ -184,17 +184,23 @@ def probe_spec(proj: Path) -> Path:
         """)
 
 
-PROBED = {"uid": 65534, "cap_eff": "0000000000000000", "no_new_privs": "1", "code": False,
+PROBED = {"uid": 65534, "cap_eff": "0000000000000000", "no_new_privs": "1", "code": True,
           "input": False, "lib": False, "run_json": True, "threads": "2", "hash_seed": "99"}
 
 
-def test_container_is_unprivileged_and_code_and_inputs_read_only(proj):
+def test_container_is_unprivileged_inputs_read_only_and_code_a_writable_copy(proj):
     spec = probe_spec(proj)
     p, rec = launch_json(proj, spec)
     assert p.returncode == 0, rec["stderr_tail"]
-    out = json.loads(open_store().artifacts.local_path(
+    store = open_store()
+    out = json.loads(store.artifacts.local_path(
         rec["outputs"]["probe.json"]["sha256"]).read_text())
     assert out == PROBED
+    # what it wrote into its code folder is an output of the run; the store's unpacked
+    # snapshot (mounted by no job) is as it was
+    assert sorted(rec["outputs"]) == ["probe.json", "x"]
+    snapshot = rec["resolved"]["code"]["snapshot"]
+    assert not (store.code_cache / snapshot.split(":")[1] / "x").exists()
 
 
 SECRET_JOB = """\

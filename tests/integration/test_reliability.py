@@ -252,7 +252,7 @@ def check(rc):
         raise OSError(ctypes.get_errno(), "failed")
 attempt("setuid-root", lambda: os.setuid(0))
 attempt("write-etc", lambda: open("/etc/repro-escape", "w").write("x"))
-attempt("write-code", lambda: open("/repro/code/escape", "w").write("x"))
+attempt("write-lib", lambda: open("/repro/lib/escape", "w").write("x"))
 attempt("write-input", lambda: open("/repro/inputs/d", "a").write("x"))
 attempt("mount-tmpfs", lambda: check(libc.mount(b"none", b"/tmp", b"tmpfs", 0, None)))
 attempt("raw-socket", lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, 1))

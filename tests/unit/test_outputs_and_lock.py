@@ -68,7 +68,8 @@ def test_metrics_from_series_and_metrics_json(tmp_path):
     (out / "metrics.json").write_text(json.dumps({"acc": 0.9, "eval": {"f1": 0.8},
                                                   "note": "hi"}))
     warnings: list[str] = []
-    assert final_metrics(series, out / "metrics.json", warnings) == {"loss": 0.5, "acc": 0.9, "eval.f1": 0.8}
+    assert final_metrics(series, out / "metrics.json", warnings) == {
+        "loss": 0.5, "acc": 0.9, "eval.f1": 0.8}
     assert warnings == ["metrics.json: note is not a finite number; ignored"]
 
 

@@ -291,6 +291,39 @@ def test_metrics_are_scraped_from_the_output_by_named_groups(tmp_path):
     assert warnings == ["metrics_from_log: acc: no line of the output matched"]
 
 
+def test_splits_on_one_line_are_series_of_their_own(tmp_path):
+    """`train loss 0.3 val loss 0.5` is two series, train/loss and val/loss, each numbered
+    from 0, as init's scrapers read the lines real projects print; the live line agrees."""
+    from orchestrator.init import metric_scrapers
+    from orchestrator.live import LiveMetrics
+    from orchestrator.outputs import scrape_metrics
+
+    text = ("step 0: train loss 1.2000, val loss 1.3000\n"
+            "iter 1: loss 2.3000, time 30.12ms\n"
+            "Train Epoch: 1 [0/600 (0%)]\tLoss: 2.302585\n"
+            "Test set: Average loss: 0.0500, Accuracy: 98/100 (98%)\n"
+            "step 2: train loss 1.1000, val loss 1.2500\n"
+            "| end of epoch 1 | valid loss  5.20 | valid ppl 181.27\n")
+    (tmp_path / "job.log").write_text(text)
+    scrapers = metric_scrapers('print("loss", "accuracy", "ppl")')
+    points = scrape_metrics(tmp_path / "job.log", scrapers, [])
+    series: dict[str, list[tuple[int, float]]] = {}
+    for name, step, value in points:
+        series.setdefault(name, []).append((step, value))
+    assert series == {"train/loss": [(0, 1.2), (1, 2.302585), (2, 1.1)],
+                      "val/loss": [(0, 1.3), (1, 1.25)], "loss": [(0, 2.3)],
+                      "test/loss": [(0, 0.05)], "valid/loss": [(0, 5.2)],
+                      "test/accuracy": [(0, 98.0)], "valid/ppl": [(0, 181.27)]}
+    seen: list[dict] = []
+    live = LiveMetrics(scrapers, tmp_path / "none.jsonl", seen.append)
+    live.scrape(text)
+    assert live.latest["train/loss"] == (2, 1.1) and live.latest["val/loss"] == (1, 1.25)
+    # a split that is no name (a control character) takes no series
+    (tmp_path / "bad.log").write_text("\x1b loss 1\n")
+    assert scrape_metrics(tmp_path / "bad.log", {"loss": r"(?P<split>\x1b) loss (?P<value>1)"},
+                          []) == []
+
+
 def test_a_scraper_needs_a_value_group(tmp_path):
     from tests.unit.test_spec import GOOD, write
 

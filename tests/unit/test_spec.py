@@ -84,7 +84,7 @@ def test_duplicate_key(tmp_path):
 
 
 def test_image_needs_exactly_one_source(tmp_path):
-    msg = err(tmp_path, GOOD.replace("  ref: img", "  build: x\n  ref: img"))
+    msg = err(tmp_path, GOOD.replace("  ref: img", "  build: python\n  ref: img"))
     assert "image:" in msg and "exactly one" in msg
 
 
@@ -98,6 +98,7 @@ def test_output_glob_cannot_escape(tmp_path):
     assert ": outputs: output glob" in msg and "inside the working folder" in msg
     msg = err(tmp_path, GOOD + "outputs: {exclude: ['/etc/*']}\n")
     assert "outputs.exclude" in msg and "inside the working folder" in msg
+    (tmp_path / "d.bin").write_text("d")
     msg = err(tmp_path, GOOD + "inputs: {d: {path: d.bin, mount: ../d.bin}}\n")
     assert "inputs.d.mount" in msg and "inside the working folder" in msg
 
@@ -150,13 +151,20 @@ def test_a_bare_off_is_determinism_off(tmp_path):
 
 def test_every_spec_error_is_listed_at_once_in_file_order(tmp_path):
     p = tmp_path / "bad.yaml"
-    p.write_text("version: 1\nname: 'bad name'\nimage: {build: x}\ncommand: []\n"
-                 "resources: {cpus: -1}\nseed: -3\n")
+    p.write_text("version: 1\nname: 'bad name'\nimage: {build: x}\ncommand: [a, '{params.b}']\n"
+                 "resources: {cpus: -1}\nseed: -3\ninputs: {d: {path: no.bin}}\n"
+                 "packages: {lock: none.lock}\nenv: {REPRO_X: '1'}\ntimeout: 5\ntimeout: 6\n")
     with pytest.raises(SpecError) as e:
         load_spec(p)
     lines = str(e.value).splitlines()
-    assert [ln.split(": ")[1] for ln in lines] == ["name", "command", "resources.cpus", "seed"]
+    # the document's, the references' and the paths' problems together, in file order
+    assert [ln.split(": ")[1] for ln in lines] == [
+        "name", "image.build", "command.1", "resources.cpus", "seed", "inputs.d.path",
+        "packages.lock", "env.REPRO_X", "timeout"]
     assert all(ln.startswith(f"{p}:") for ln in lines)
+    assert "{params.b} names no param (params: none declared); declare it under params" \
+        in lines[2]
+    assert lines[-1].endswith(":11: timeout: duplicate key; keep one")
 
 
 def test_an_unclosed_bracket_names_where_it_was_opened(tmp_path):
