@@ -66,7 +66,8 @@ def init(
     folder: Annotated[Path, typer.Argument(help="The project folder (default: here).")]
     = Path("."),
     script: Annotated[str | None, typer.Option(
-        "--script", help="The training script, when repro cannot tell (e.g. src/fit.py).")]
+        "--script", help="The training script, when repro cannot tell (e.g. src/fit.py), or "
+                         "a module: '-m pkg.train'.")]
     = None,
     base: Annotated[str, typer.Option(
         "--base", help="Shipped recipe to build on: python (a venv on Debian) or python-torch "
@@ -76,7 +77,8 @@ def init(
     json_: JsonOpt = False,
 ) -> None:
     """Make a project runnable with no code edits: writes repro.yaml, an image recipe and a
-    hash-pinned lock resolved from requirements.txt (or uv.lock, pyproject.toml)."""
+    hash-pinned lock from its uv.lock, poetry.lock or pdm.lock, else resolved from
+    requirements.txt or pyproject.toml."""
     from . import ui
     from .engine import connect
     from .init import init as init_project
@@ -87,9 +89,13 @@ def init(
         ui.print_json(done)
         return
     params = ", ".join(f"{k}={v}" for k, v in done["params"].items()) or "none"
-    typer.echo(f"project   {done['root']}\nscript    {done['script']}\nparams    {params}"
+    inputs = ", ".join(f"{k} ({v}, mounted there)" for k, v in done["inputs"].items())
+    typer.echo(f"project   {done['root']}\ncommand   {' '.join(done['command'])}"
+               f"\nparams    {params}  ({done['framework']})"
                f"\nmetrics   {', '.join(done['metrics']) or 'none found in its prints'}"
-               f"\npackages  {done['dependencies'] or 'none declared'}")
+               f"\npackages  {done['dependencies'] or 'none declared'}"
+               f"\ninputs    {inputs or 'none: every file it reads is in git'}"
+               + (f"\nexcluded  {', '.join(done['excluded'])}" if done["excluded"] else ""))
     for verb in ("written", "unchanged", "kept", "removed"):
         for rel in done[verb]:
             why = "  (edited since repro init wrote it; --force overwrites)" \

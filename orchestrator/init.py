@@ -24,150 +24,151 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import os
 import re
-import shutil
-import subprocess
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import lockfiles, projectscan
 from .errors import UsageError
+from .lockfiles import LOCKS
+from .runtime.repro_boot import parse_lock
 
 SPEC = "repro.yaml"
 RECIPE = "repro/image/recipe.yaml"
 LOCK = "repro/requirements.lock"
-ENTRY_POINTS = ("train.py", "main.py", "src/train.py", "scripts/train.py")
 METRIC_WORDS = ("loss", "val_loss", "train_loss", "test_loss", "accuracy", "val_accuracy",
                 "acc", "val_acc", "f1", "score", "rmse", "mae", "mse", "r2", "auc", "ppl",
                 "perplexity", "precision", "recall")
 NUMBER = r"(?P<value>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
-FLAG_ACTIONS = {"store_true", "store_false", "store_const", "count", "append", "help",
-                "version", "append_const", "extend"}
 STAMP = re.compile(r"^# repro init ([0-9a-f]{12})\b.*\n")
-
-
-@dataclass
-class Plan:
-    root: Path
-    script: str
-    params: dict[str, Any] = field(default_factory=dict)
-    skipped_options: list[str] = field(default_factory=list)
-    metrics: dict[str, str] = field(default_factory=dict)
-    requirements: Path | None = None  # what the lock is made from
-    source: str = ""  # how: requirements.txt, uv.lock, pyproject.toml, hashed requirements
-
-
-def inspect(root: Path, script: str | None = None) -> Plan:
-    """What ``root`` holds: entry point (``script`` when given), params, metrics, and where
-    its dependencies are declared."""
-    root = root.resolve()
-    if not root.is_dir():
-        raise UsageError(f"{root}: no such project folder")
-    if script is None:
-        script = entry_point(root)
-    elif not (root / script).is_file():
-        raise UsageError(f"--script {script}: no such file in {root}")
-    else:
-        script = (root / script).resolve().relative_to(root).as_posix()
-    source = (root / script).read_text(errors="replace")
-    params, skipped = argparse_params(source)
-    plan = Plan(root=root, script=script, params=params, skipped_options=skipped,
-                metrics=metric_scrapers(source))
-    if (root / "requirements.txt").is_file():
-        plan.requirements, plan.source = root / "requirements.txt", "requirements.txt"
-    elif (root / "uv.lock").is_file() and shutil.which("uv"):
-        plan.source = "uv.lock"
-    elif (root / "pyproject.toml").is_file() and pyproject_dependencies(root):
-        plan.source = "pyproject.toml"
-    return plan
-
-
-def entry_point(root: Path) -> str:
-    for name in ENTRY_POINTS:
-        if (root / name).is_file():
-            return name
-    mains = sorted(p.relative_to(root).as_posix() for p in root.glob("*.py")
-                   if "__main__" in p.read_text(errors="replace"))
-    if len(mains) == 1:
-        return mains[0]
-    found = f" (candidates: {', '.join(mains)})" if mains else ""
-    raise UsageError(f"{root}: cannot tell which script trains{found}; name it: repro init "
-                     "--script PATH")
-
-
-def argparse_params(source: str) -> tuple[dict[str, Any], list[str]]:
-    """{option: default} of every ``add_argument("--name", default=LITERAL)`` (the option's
-    own spelling, so ``args: flags`` passes ``--name=value`` back as argparse reads it), and
-    the options left out (no literal default, or a flag action)."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return {}, []
-    params: dict[str, Any] = {}
-    skipped: list[str] = []
-    for node in ast.walk(tree):
-        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                and node.func.attr == "add_argument"):
-            continue
-        names = [a.value for a in node.args
-                 if isinstance(a, ast.Constant) and isinstance(a.value, str)]
-        longs = [n for n in names if n.startswith("--")]
-        if not longs:
-            continue
-        option = max(longs, key=len)[2:]
-        kw = {k.arg: k.value for k in node.keywords if k.arg}
-        action = kw.get("action")
-        if (isinstance(action, ast.Constant) and action.value in FLAG_ACTIONS) or "nargs" in kw:
-            skipped.append(f"--{option}")
-            continue
-        default = _literal(kw.get("default"))
-        if isinstance(default, bool) or default is None or not re.fullmatch(
-                r"[A-Za-z_][A-Za-z0-9_.-]*", option):
-            skipped.append(f"--{option}")
-            continue
-        params[option] = default
-    return params, skipped
-
-
-def _literal(node: ast.expr | None) -> Any:
-    if node is None:
-        return None
-    try:
-        value = ast.literal_eval(node)
-    except ValueError:
-        return None
-    return value if isinstance(value, int | float | str) else None
 
 
 SPLITS = "train|training|val|valid|validation|eval|dev|test"
 # the split a printed value belongs to: the nearest split word before it on its line
 # (`step 9: train loss 1.2, val loss 1.3`, `Test set: Average loss: 0.05`)
 SPLIT = rf"(?:\b(?P<split>{SPLITS})\b(?:(?!\b(?:{SPLITS})\b)[^\n])*?)?"
+# outputs that carry the time or the host in their name or bytes, by the writer that
+# leaves them: recorded as excluded, never compared
+STAMPED = {"tensorboard": "**/events.out.tfevents.*", "tensorboardX": "**/events.out.tfevents.*",
+           "torch.utils.tensorboard": "**/events.out.tfevents.*", "wandb": "wandb/**",
+           "mlflow": "mlruns/**"}
 
 
-def metric_scrapers(source: str) -> dict[str, str]:
-    """A named-group regex for each metric word the script's strings mention; a split word
-    before it on the line (train, val, test, ...) names its own series (``val/loss``)."""
-    try:
-        texts = [n.value for n in ast.walk(ast.parse(source))
-                 if isinstance(n, ast.Constant) and isinstance(n.value, str)]
-    except SyntaxError:
-        texts = []
+@dataclass
+class Plan:
+    """What ``inspect`` found in a project, before anything is resolved."""
+
+    root: Path
+    entry: projectscan.Entry
+    params: projectscan.Params
+    metrics: dict[str, str] = field(default_factory=dict)
+    imports: projectscan.Imports = field(default_factory=projectscan.Imports)
+    data: list[projectscan.Data] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    source: str = ""  # where dependencies are declared: a lock file, requirements, pyproject
+
+    @property
+    def script(self) -> str:
+        return self.entry.script
+
+    @property
+    def excludes(self) -> list[str]:
+        found = [*self.params.excludes]
+        for module, glob in STAMPED.items():
+            if module in self.imports.third_party and glob not in found:
+                found.append(glob)
+        return found
+
+
+def inspect(root: Path, script: str | None = None) -> Plan:
+    """What ``root`` holds: entry point (``script`` when given), params, metrics, data it
+    reads that git does not hold, and where its dependencies are declared."""
+    root = root.resolve()
+    if not root.is_dir():
+        raise UsageError(f"{root}: no such project folder")
+    entry = projectscan.entry_point(root, script)
+    found = projectscan.params(root, entry)
+    imports = projectscan.imports(root, entry)
+    data, notes = projectscan.data_paths(root, set(found.data_hints) | imports.strings)
+    source = dependency_source(root, notes)
+    return Plan(root=root, entry=entry, params=found, metrics=metric_scrapers(imports.strings),
+                imports=imports, data=data, notes=notes, source=source)
+
+
+def dependency_source(root: Path, notes: list[str]) -> str:
+    """Where the project declares its dependencies: its own lock first (uv, poetry, pdm),
+    then requirements.txt, then pyproject.toml; "" for none. A file of those names that is
+    a link out of the project, a FIFO or a device is never read (and noted)."""
+    for name in (*LOCKS, "requirements.txt", "pyproject.toml"):
+        path = root / name
+        if not os.path.lexists(path):
+            continue
+        if not path.is_file() or not projectscan.inside(root, path):
+            notes.append(f"{name} is not a regular file in the project: not read")
+            continue
+        if name != "pyproject.toml" or pyproject_dependencies(root):
+            return name
+    return ""
+
+
+def metric_scrapers(texts: set[str] | str) -> dict[str, str]:
+    """A named-group regex for each metric word the project's strings mention (``texts``:
+    its string constants, or a source text); a split word before it on the line (train,
+    val, test, ...) names its own series (``val/loss``)."""
+    if isinstance(texts, str):
+        try:
+            texts = {n.value for n in ast.walk(ast.parse(texts))
+                     if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+        except SyntaxError:
+            texts = set()
     words = {w.lower() for t in texts for w in re.findall(r"[A-Za-z_]+", t)}
     return {w: rf"(?i){SPLIT}\b{w}\b\s*[=:]?\s*{NUMBER}" for w in METRIC_WORDS if w in words}
 
 
 def pyproject_dependencies(root: Path) -> list[str]:
+    """``[project] dependencies``, else poetry's ``[tool.poetry.dependencies]`` as
+    requirement lines (python itself left out)."""
     import tomllib
 
+    text = projectscan.read_text(root, "pyproject.toml")
+    if text is None:
+        return []
     try:
-        data = tomllib.loads((root / "pyproject.toml").read_text())
-    except (OSError, tomllib.TOMLDecodeError) as e:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
         raise UsageError(f"{root / 'pyproject.toml'}: cannot read it ({e})") from None
-    deps = (data.get("project") or {}).get("dependencies") or []
-    return [str(d) for d in deps]
+    deps = (data.get("project") or {}).get("dependencies")
+    if deps:
+        return [str(d) for d in deps]
+    poetry = ((data.get("tool") or {}).get("poetry") or {}).get("dependencies") or {}
+    out = []
+    for name, spec in poetry.items():
+        if name.lower() == "python" or isinstance(spec, dict) and spec.get("optional"):
+            continue
+        version = spec.get("version", "*") if isinstance(spec, dict) else str(spec)
+        out.append(name + _poetry_specifier(str(version)))
+    return out
+
+
+def _poetry_specifier(version: str) -> str:
+    """poetry's ``^1.2`` / ``~1.2`` / ``1.2.*`` / ``*`` as a PEP 440 specifier."""
+    v = version.strip()
+    if v in ("", "*"):
+        return ""
+    if v.startswith("^"):
+        parts = v[1:].split(".")
+        first = next((i for i, x in enumerate(parts) if x != "0"), len(parts) - 1)
+        upper = [*parts[:first], str(int(parts[first]) + 1)]
+        return f">={v[1:]},<{'.'.join(upper)}"
+    if v.startswith("~") and not v.startswith("~="):
+        parts = v[1:].split(".")
+        upper = [parts[0], str(int(parts[1]) + 1)] if len(parts) > 1 else [str(int(parts[0]) + 1)]
+        return f">={v[1:]},<{'.'.join(upper)}"
+    return v if v[0] in "<>=!~" else f"=={v}"
 
 
 def hash_pinned(text: str) -> bool:
@@ -178,42 +179,32 @@ def hash_pinned(text: str) -> bool:
     return bool(reqs) and all("==" in r and "--hash=" in r for r in reqs)
 
 
-def lock_text(items: list[dict], source: str) -> str:
+INDEX_OPTIONS = re.compile(r"^\s*(--index-url|--extra-index-url|-i|--find-links|-f)[\s=]\S+",
+                           re.M)
+
+
+def lock_text(items: list[dict], source: str, requirements: str = "") -> str:
+    """The lock of what pip resolved (``items``), with the index options of the
+    ``requirements`` it came from (the PyTorch CPU index, say), which the install needs too."""
     missing = [f"{i.get('name')} ({i.get('url')})" for i in items if not i.get("sha256")]
     if missing:
         raise UsageError(f"{source}: {missing[0]} has no sha256 on its index; pin it to a "
                          "release from an index (PyPI) so it can be hash-locked")
     lines = [f"{i['name']}=={i['version']} \\\n    --hash=sha256:{i['sha256']}"
              for i in sorted(items, key=lambda i: str(i["name"]).lower())]
+    options = [m.group(0).strip() for m in INDEX_OPTIONS.finditer(requirements)]
     return (f"# Resolved from {source} for the image's Python and platform, every dependency "
             "pinned\n# with its hash; installed with pip --require-hashes. Regenerate: repro "
-            "init --force\n" + "\n".join(lines) + "\n")
-
-
-def requirements_for_lock(plan: Plan, tmp: Path) -> Path | None:
-    """The requirements file to resolve (None: nothing to install)."""
-    if plan.source == "requirements.txt":
-        return plan.requirements
-    if plan.source == "uv.lock":
-        out = tmp / "requirements.txt"
-        done = subprocess.run(["uv", "export", "--frozen", "--format", "requirements-txt",
-                               "--no-emit-project", "--no-hashes", "-o", str(out)],
-                              cwd=plan.root, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise UsageError(f"{plan.root / 'uv.lock'}: uv export failed: "
-                             f"{done.stderr.strip().splitlines()[-1:]}")
-        return out
-    if plan.source == "pyproject.toml":
-        out = tmp / "requirements.txt"
-        out.write_text("\n".join(pyproject_dependencies(plan.root)) + "\n")
-        return out
-    return None
+            "init --force\n" + "".join(f"{o}\n" for o in options) + "\n".join(lines) + "\n")
 
 
 def spec_text(plan: Plan, has_lock: bool, base: str, own_code: bool) -> str:
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", plan.root.name).strip("-.") or "train"
+    found = plan.params
+    command = [*plan.entry.command, *found.extra_args]
     lines = [
-        "# The run spec `repro launch` runs by default. Paths are relative to this file.",
+        "# The run spec `repro launch` runs by default. Paths are relative to this file; the",
+        "# job runs in a copy of the project (its working folder), as you would run it.",
         "version: 1",
         f"name: {name}",
         "image:",
@@ -221,23 +212,33 @@ def spec_text(plan: Plan, has_lock: bool, base: str, own_code: bool) -> str:
         if has_lock else _note(f"  build: {base}", "a recipe shipped with repro"),
         *([_note("code: {path: .}", "this folder (not the whole git work tree)")]
           if own_code else []),
-        f"command: [python3, {_quote(f'/repro/code/{plan.script}')}]",
+        f"command: [{', '.join(_quote(a) for a in command)}]",
         _note("seed: 0", "seeds random, numpy and torch at start (determinism: strict)"),
     ]
-    if plan.params:
-        lines.append(_note("args: flags", "every param passed as --name=value"))
+    if plan.entry.path_root:
+        lines.append(_note(f"env: {{PYTHONPATH: {_quote('/repro/code/' + plan.entry.path_root)}}}",
+                           "its package, importable as when installed"))
+    if found.values:
+        lines.append(_note(f"args: {found.style}", "every param passed as --name=value"
+                           if found.style == "flags" else "every param passed as key=value"))
         lines.append("params:")
-        lines += [f"  {_quote(k)}: {_yaml_scalar(v)}" for k, v in plan.params.items()]
+        lines += [f"  {_quote(k)}: {_yaml_scalar(v)}" for k, v in found.values.items()]
     if has_lock:
         lines += ["packages:", _note(f"  lock: {LOCK}", "checked in the container before each run")]
+    if plan.data:
+        lines.append(_note("inputs:", "data git does not hold, hashed and pinned"))
+        lines += [f"  {_quote(d.name)}: {{path: {_quote(d.path)}, sha256: {d.sha256}, "
+                  f"mount: {_quote(d.path)}}}" for d in plan.data]
     if plan.metrics:
         lines.append(_note("metrics_from_log:", "printed values, each match a step"))
         lines += [f"  {k}: {_quote(v)}" for k, v in plan.metrics.items()]
-    lines += [_note('outputs: ["**"]', "everything the job writes in its working folder"),
-              _note("compare: [outputs, metrics]", "what verify compares")]
-    if plan.skipped_options:
-        lines.append("# not made params (flags, or no literal default): "
-                     + ", ".join(plan.skipped_options))
+    if plan.excludes:
+        lines.append(_note("outputs:", "what the job creates or changes, but"))
+        lines.append(_note(f"  exclude: [{', '.join(_quote(g) for g in plan.excludes)}]",
+                           "names or bytes that carry the time"))
+    lines.append(_note("compare: [outputs, metrics]", "what verify compares"))
+    if found.skipped:
+        lines.append(f"# not made params ({found.framework}): " + ", ".join(found.skipped))
     return "\n".join(lines) + "\n"
 
 
@@ -295,7 +296,6 @@ def init(root: Path, engine: Any, on_line: Callable[[str], None], force: bool = 
          script: str | None = None, base: str = "python") -> dict[str, Any]:
     """Inspect ``root`` and write what it needs; returns what was done. ``base``: the recipe
     the project's image builds on (shipped name), where its requirements are resolved."""
-    from .engine.images import build, lock_requirements
     from .recipes import names, shipped
 
     base_folder = shipped(base)
@@ -303,37 +303,21 @@ def init(root: Path, engine: Any, on_line: Callable[[str], None], force: bool = 
         raise UsageError(f"--base {base}: no such recipe shipped with repro (one of: "
                          f"{', '.join(n for n in names() if n.startswith('python'))})")
     plan = inspect(root, script)
-    notes: list[str] = []
+    image = _Image(base_folder, engine, on_line)
+    notes: list[str] = list(plan.notes)
     report: dict[str, list[str]] = {"written": [], "kept": [], "unchanged": [], "removed": []}
-    has_lock = False
-    lock_path = plan.root / LOCK
-    if plan.source and (force or not lock_path.exists() or not edited(lock_path)):
-        with tempfile.TemporaryDirectory(prefix="repro-init-") as tmp:
-            requirements = requirements_for_lock(plan, Path(tmp))
-            assert requirements is not None
-            text = requirements.read_text(errors="replace")
-            if plan.source == "requirements.txt" and hash_pinned(text):
-                plan.source = "requirements.txt (already hash-pinned)"
-                lock = "# Copied from requirements.txt (every line hash-pinned)\n" + text
-            else:
-                if base == "python" and re.search(r"(?im)^\s*torch\b", text):
-                    notes.append("torch from PyPI on Linux brings the CUDA libraries (several "
-                                 "GiB); `repro init --base python-torch --force` builds on "
-                                 "Debian's CPU torch 1.13 instead")
-                on_line(f"resolving {plan.source} inside the {base} image (its pip, its "
-                        "platform)")
-                image = build(base_folder, engine, on_line)
-                items = lock_requirements(requirements, image.id, engine, on_line)
-                lock = lock_text(items, plan.source) if items else ""
-                if not items:
-                    notes.append(f"the {base} image already has everything {plan.source} "
-                                 "asks for: no lock to install")
-        if lock:
-            write(plan.root, LOCK, lock, force, report)
-            has_lock = True
-    elif plan.source:
-        report["kept"].append(LOCK)
-        has_lock = True
+    has_lock, distributions = _lock(plan, base, image, force, report, notes, on_line)
+    for d in plan.data:
+        on_line(f"hashing {d.path} ({d.kind}), an input: git does not hold it")
+        d.sha256 = _data_digest(plan.root / d.path)
+    if plan.imports.third_party:
+        missing = projectscan.unprovided(plan.imports, distributions, image.modules())
+        where = plan.source or "requirements.txt"
+        notes += [f"{rel} imports {mod}, which no declared dependency provides: add "
+                  f"{projectscan.DISTRIBUTIONS.get(mod, mod)} to {where}"
+                  for mod, rel in missing.items()]
+    notes += [f"{e} (it may never end): give it a value (--param at launch) or a timeout in "
+              f"{SPEC}" for e in plan.params.endless]
     if has_lock:
         write(plan.root, RECIPE, recipe_text(base), force, report)
     else:  # nothing to install: the shipped recipe is the image; drop what init wrote before
@@ -348,9 +332,145 @@ def init(root: Path, engine: Any, on_line: Callable[[str], None], force: bool = 
                     None)
     write(plan.root, SPEC, spec_text(plan, has_lock, base, own_code=git_root != plan.root),
           force, report)
-    git = git_root is not None
-    return {"root": str(plan.root), "script": plan.script, "params": plan.params,
-            "skipped_options": plan.skipped_options, "metrics": sorted(plan.metrics),
+    if SPEC in report["kept"]:
+        notes += _stale_spec(plan.root / SPEC, has_lock)
+    return {"root": str(plan.root), "script": plan.script, "command": plan.entry.command,
+            "framework": plan.params.framework, "params": plan.params.values,
+            "skipped_options": plan.params.skipped, "metrics": sorted(plan.metrics),
+            "inputs": {d.name: d.path for d in plan.data}, "excluded": plan.excludes,
             "dependencies": plan.source or None, "base": base, "notes": notes, **report,
-            "next": "repro launch" if git else
+            "next": "repro launch" if git_root is not None else
             "git init && git add -A && git commit -m 'first' && repro launch"}
+
+
+class _Image:
+    """The base image, built and asked what it is only when something needs it."""
+
+    def __init__(self, folder: Path, engine: Any, on_line: Callable[[str], None]) -> None:
+        self.folder, self.engine, self.on_line = folder, engine, on_line
+        self._id: str | None = None
+        self._probe: dict[str, Any] | None = None
+
+    @property
+    def id(self) -> str:
+        if self._id is None:
+            from .engine.images import build
+
+            self._id = build(self.folder, self.engine, self.on_line).id
+        return self._id
+
+    def probe(self) -> dict[str, Any]:
+        if self._probe is None:
+            from .engine.images import probe
+
+            self._probe = probe(self.id, self.engine)
+        return self._probe
+
+    def modules(self) -> set[str]:
+        return set(self.probe()["modules"])
+
+
+def _lock(plan: Plan, base: str, image: _Image, force: bool,
+          report: dict[str, list[str]], notes: list[str],
+          on_line: Callable[[str], None]) -> tuple[bool, set[str]]:
+    """Write the project's lock (unless it was edited); returns whether there is one and
+    the normalised names of the distributions it pins."""
+    lock_path = plan.root / LOCK
+    if not plan.source:
+        return False, set()
+    if not force and lock_path.exists() and edited(lock_path):
+        report["kept"].append(LOCK)
+        return True, set(parse_lock(lock_path.read_text(errors="replace")))
+    declared = _declared_text(plan)
+    if base == "python" and re.search(r"(?im)^\s*(name\s*=\s*\")?torch\b", declared):
+        warning = ("torch from PyPI on Linux brings NVIDIA's CUDA libraries (several GiB of "
+                   "wheels); for a CPU-only run use `repro init --base python-torch --force` "
+                   "(Debian's CPU torch), or the PyTorch CPU index: `--extra-index-url "
+                   "https://download.pytorch.org/whl/cpu` and torch==VERSION+cpu in "
+                   "requirements.txt")
+        on_line(f"note: {warning}")
+        notes.append(warning)
+    if plan.source in LOCKS:
+        on_line(f"pinning {plan.source} for the {base} image (its Python and platform)")
+        locked = lockfiles.read(plan.root, plan.source, declared, image.probe()["env"])
+        notes += [f"{plan.source}: left out {s}" for s in locked.skipped]
+        lock = lockfiles.lock_text(locked) if locked.pins else ""
+    else:
+        lock = _resolved_lock(plan, base, image, declared, on_line)
+    if not lock:
+        notes.append(f"the {base} image already has everything {plan.source} asks for: no "
+                     "lock to install")
+        return False, set()
+    pins = set(parse_lock(lock))
+    cuda = sorted(n for n in pins if n.startswith("nvidia-"))
+    if cuda:
+        notes.append(f"the lock holds {len(cuda)} NVIDIA CUDA package(s) ({', '.join(cuda[:3])}"
+                     f"{', ...' if len(cuda) > 3 else ''}): several GiB in the image")
+    write(plan.root, LOCK, lock, force, report)
+    return True, pins
+
+
+def _declared_text(plan: Plan) -> str:
+    if plan.source == "pyproject.toml":
+        return "\n".join(pyproject_dependencies(plan.root)) + "\n"
+    text = projectscan.read_text(plan.root, plan.source, LOCK_FILE_LIMIT)
+    if text is None:
+        raise UsageError(f"{plan.root / plan.source}: not a readable file in the project (a "
+                         "link out of it, not a regular file, or over 64 MiB)")
+    return text
+
+
+LOCK_FILE_LIMIT = 64 << 20
+
+
+def _resolved_lock(plan: Plan, base: str, image: _Image, declared: str,
+                   on_line: Callable[[str], None]) -> str:
+    """requirements.txt (or pyproject's dependencies) resolved by pip inside the image."""
+    from .engine.images import lock_requirements
+
+    if plan.source == "requirements.txt" and hash_pinned(declared):
+        plan.source = "requirements.txt (already hash-pinned)"
+        return "# Copied from requirements.txt (every line hash-pinned)\n" + declared
+    on_line(f"resolving {plan.source} inside the {base} image (its pip, its platform)")
+    with tempfile.TemporaryDirectory(prefix="repro-init-") as tmp:
+        requirements = Path(tmp) / "requirements.txt"
+        requirements.write_text(declared)
+        items = lock_requirements(requirements, image.id, image.engine, on_line)
+    return lock_text(items, plan.source, declared) if items else ""
+
+
+def _data_digest(path: Path) -> str:
+    """The pin of an input: a file's sha256, a folder's manifest digest (as launch
+    computes it)."""
+    from .hashing import digest_of, hex_of, sha256_file
+
+    if path.is_file():
+        return sha256_file(path)[0]
+    manifest = {}
+    for folder, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted(files):
+            p = Path(folder, name)
+            if p.is_symlink() or not p.is_file():
+                continue
+            manifest[p.relative_to(path).as_posix()] = sha256_file(p)[0]
+    return hex_of(digest_of(manifest))
+
+
+def _stale_spec(spec: Path, has_lock: bool) -> list[str]:
+    """What an edited spec (kept) lacks or still names, when the dependencies changed."""
+    import yaml
+
+    try:
+        doc = yaml.safe_load(spec.read_text(errors="replace")) or {}
+    except yaml.YAMLError:
+        return []
+    uses = isinstance(doc, dict) and isinstance(doc.get("packages"), dict) and \
+        doc["packages"].get("lock") == LOCK
+    if has_lock and not uses:
+        return [f"{SPEC} was edited, so init kept it, but it does not use the lock: add "
+                f"`packages: {{lock: {LOCK}}}` and `image: {{build: repro/image}}`"]
+    if not has_lock and uses:
+        return [f"{SPEC} was edited, so init kept it, but it names {LOCK}, which is gone (no "
+                "dependencies to lock): remove `packages:` and build on the shipped recipe"]
+    return []

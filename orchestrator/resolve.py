@@ -31,6 +31,7 @@ from .spec import (
     LoadedSpec,
     missing_path,
     param_flags,
+    param_overrides,
     parse_memory,
     repo_root,
     substitute,
@@ -223,6 +224,8 @@ def resolve(loaded: LoadedSpec, store: Store, engine: ImageBackend, *, allow_dir
     command = [substitute(a, dict(spec.params), seed) for a in spec.command]
     if spec.args == "flags":
         command += param_flags(dict(spec.params))
+    elif spec.args == "overrides":
+        command += param_overrides(dict(spec.params))
     resolved = ResolvedSpec(
         image=image, code=snapshot.ref, inputs=inputs, packages=packages, command=command,
         params=dict(spec.params), seed=seed, env=env, secrets=spec.secret_names,

@@ -176,7 +176,8 @@ class RunSpec(_Strict):
     determinism: Literal["strict", "off"] = "strict"
     compare: list[Literal["outputs", "metrics", "logs"]] = ["outputs", "metrics"]
     log_normalize: list[StrictStr] = []
-    args: Literal["none", "flags"] = "none"  # flags: --name=value for every param
+    # flags: --name=value for every param; overrides: name=value (Hydra's override syntax)
+    args: Literal["none", "flags", "overrides"] = "none"
     metrics_from_log: dict[Annotated[str, Field(min_length=1, max_length=256)], StrictStr] = {}
 
     @field_validator("metrics_from_log")
@@ -505,6 +506,20 @@ def repo_root(base: Path) -> Path:
 def param_flags(params: dict[str, Any]) -> list[str]:
     """``args: flags``: --name=value for every param, as argparse reads them."""
     return [f"--{name}={substitute('{params.' + name + '}', params, 0)}" for name in params]
+
+
+def param_overrides(params: dict[str, Any]) -> list[str]:
+    """``args: overrides``: name=value for every param, as Hydra's override grammar reads
+    them: a string that would read as another type, or holds spaces or symbols, is quoted."""
+    out = []
+    for name, value in params.items():
+        text = substitute("{params." + name + "}", params, 0)
+        if isinstance(value, str) and (not re.fullmatch(r"[A-Za-z_/][A-Za-z0-9_./:-]*", value)
+                                       or value.lower() in ("true", "false", "null", "nan",
+                                                            "inf")):
+            text = "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        out.append(f"{name}={text}")
+    return out
 
 
 def param_env(params: dict[str, Any]) -> dict[str, str]:

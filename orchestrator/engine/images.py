@@ -25,7 +25,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from .. import settings
 from ..errors import ImageError, RecipeError, ReproError
@@ -405,3 +405,41 @@ def freeze(image: str, engine: Engine) -> list[str]:
         raise ImageError(f"freeze {image}: the image's python3 could not list its packages "
                          f"({why if isinstance(why, str) else why[0]})")
     return [ln for ln in b"".join(out).decode("utf-8", "replace").splitlines() if "==" in ln]
+
+
+PROBE = """\
+import json, os, pkgutil, platform, sys
+i = sys.implementation
+env = {"implementation_name": i.name, "os_name": os.name, "sys_platform": sys.platform,
+       "implementation_version": "%d.%d.%d" % i.version[:3],
+       "platform_machine": platform.machine(), "platform_release": platform.release(),
+       "platform_system": platform.system(), "platform_version": platform.version(),
+       "python_full_version": platform.python_version(),
+       "platform_python_implementation": platform.python_implementation(),
+       "python_version": ".".join(platform.python_version_tuple()[:2])}
+mods = sorted({m.name for m in pkgutil.iter_modules()} | set(sys.builtin_module_names))
+print("REPRO-PROBE " + json.dumps({"env": env, "modules": mods}))
+"""
+
+
+def probe(image_id: str, engine: Engine) -> dict[str, Any]:
+    """What ``image_id``'s Python is: ``env``, its environment markers (PEP 508: what a
+    lock's ``; sys_platform == ...`` is evaluated against) and ``modules``, every top-level
+    module it can import. A throwaway container without network, as nobody."""
+    from . import JobSpec
+
+    job = JobSpec(run_id="probe", image=image_id, command=["python3", "-c", PROBE],
+                  memory_bytes=512 << 20, timeout_s=120)
+    out: list[bytes] = []
+    outcome = engine.run(job, lambda _: None, out.append)
+    engine.cleanup(outcome.job_id)
+    lines = b"".join(out).decode("utf-8", "replace").splitlines()
+    found = [ln for ln in lines if ln.startswith("REPRO-PROBE ")]
+    if outcome.code != 0 or not found:
+        why = outcome.lost or (outcome.stderr_tail.strip().splitlines() or [
+            f"exit {outcome.code}"])[-1]
+        raise ImageError(f"image {shown(image_id)}: its python3 could not say what it is "
+                         f"({why})")
+    doc = json.loads(found[-1][len("REPRO-PROBE "):])
+    return {"env": {str(k): str(v) for k, v in doc["env"].items()},
+            "modules": [str(m) for m in doc["modules"]]}

@@ -12,15 +12,14 @@ import yaml
 
 from orchestrator.errors import UsageError
 from orchestrator.init import (
-    argparse_params,
     edited,
-    entry_point,
     hash_pinned,
     init,
     lock_text,
     metric_scrapers,
     stamped,
 )
+from orchestrator.projectscan import entry_point, params
 from orchestrator.spec import load_spec
 from tests.fakes import FakeEngine
 
@@ -41,10 +40,13 @@ SCRIPT = textwrap.dedent('''\
     ''')
 
 
-def test_argparse_options_with_literal_defaults_become_params():
-    params, skipped = argparse_params(SCRIPT)
-    assert params == {"lr": 1e-3, "batch-size": -32, "optimizer": "sgd"}
-    assert skipped == ["--data", "--verbose", "--layers"]
+def test_argparse_options_with_literal_defaults_become_params(tmp_path):
+    (tmp_path / "train.py").write_text(SCRIPT)
+    found = params(tmp_path, entry_point(tmp_path))
+    assert found.values == {"lr": 1e-3, "batch-size": -32, "optimizer": "sgd"}
+    assert found.skipped == ["--data (no literal default)", "--verbose (a flag or a list)",
+                             "--layers (a flag or a list)"]
+    assert found.style == "flags" and found.framework == "argparse"
 
 
 def test_printed_metric_names_get_scrapers_that_read_what_is_printed():
@@ -58,14 +60,15 @@ def test_printed_metric_names_get_scrapers_that_read_what_is_printed():
 def test_the_entry_point_is_found_or_asked_for(tmp_path):
     (tmp_path / "util.py").write_text("x = 1\n")
     (tmp_path / "fit.py").write_text("if __name__ == '__main__':\n    pass\n")
-    assert entry_point(tmp_path) == "fit.py"
+    assert entry_point(tmp_path).command == ["python3", "fit.py"]
     (tmp_path / "eval.py").write_text("if __name__ == '__main__':\n    pass\n")
-    with pytest.raises(UsageError, match=r"cannot tell which script trains \(candidates: "
-                                         r"eval.py, fit.py\); name it: repro init --script"):
+    with pytest.raises(UsageError, match=r"cannot tell which script trains: looked for "
+                       r"train.py, .*\(candidates: eval.py, fit.py\); name it: repro init "
+                       r"--script PATH \(or --script '-m pkg.module'\)"):
         entry_point(tmp_path)
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "train.py").write_text("")
-    assert entry_point(tmp_path) == "src/train.py"
+    assert entry_point(tmp_path).command == ["python3", "src/train.py"]
 
 
 def test_hash_pinned_requirements_are_recognised():
@@ -90,7 +93,7 @@ def test_without_dependencies_init_writes_a_spec_on_the_shipped_image(tmp_path):
     assert done["written"] == ["repro.yaml"] and done["next"] == "repro launch"
     spec = load_spec(tmp_path / "repro.yaml").spec  # what it wrote is a valid spec
     assert spec.image.build == "python" and spec.args == "flags" and spec.seed == 0
-    assert spec.command == ["python3", "/repro/code/train.py"]
+    assert spec.command == ["python3", "train.py"]  # it runs in a copy of the project
     assert dict(spec.params) == {"lr": 1e-3, "batch-size": -32, "optimizer": "sgd"}
     assert sorted(spec.metrics_from_log) == ["accuracy", "loss", "val_loss"]
     assert spec.code.path is None  # the project is the git work tree

@@ -1,0 +1,607 @@
+"""What a project is, read from its files without running any of it (``repro init``).
+
+- the entry point: a script (``python3 train.py``) or a module of an in-repo package
+  (``python3 -m pkg.train``; a ``src/`` layout puts ``src`` on the path), found by the
+  names projects use, ``[project.scripts]``, or the only script with a ``__main__`` guard;
+- its params: argparse options and click options with literal defaults (passed back as
+  ``--name=value``), or a Hydra app's config leaves (passed back as ``key=value``
+  overrides, Hydra's own output folder fixed so its name carries no time);
+- what it imports that is not the project's own, following its in-repo imports from the
+  entry point (an import inside ``try: ... except ImportError`` is optional);
+- the data it reads by a relative path that git does not hold (untracked or ignored):
+  declared as inputs mounted at the same path;
+- step counts that never end (``-1``, ``None``).
+
+Every file is the project's text, hostile as any: read without following a link out of the
+project, never a FIFO or a device, with a size cap; a file that cannot be parsed is skipped.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+
+SOURCE_LIMIT = 4 << 20  # bytes of one source or config file read
+MAX_FILES = 2000  # files followed from the entry point
+ENTRY_POINTS = ("train.py", "main.py", "src/train.py", "scripts/train.py", "run.py")
+NOT_PROJECT = {".git", ".repro", ".venv", "venv", "env", ".tox", ".nox", "node_modules",
+               "site-packages", "__pycache__", "build", "dist", ".mypy_cache",
+               ".pytest_cache", ".ruff_cache", ".eggs"}
+FLAG_ACTIONS = {"store_true", "store_false", "store_const", "count", "append", "help",
+                "version", "append_const", "extend"}
+PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+# folders a job writes into, never data it reads (a local run leaves them behind)
+OUTPUT_NAMES = {"out", "output", "outputs", "runs", "logs", "log", "checkpoints", "ckpt",
+                "ckpts", "wandb", "lightning_logs", "mlruns", "results", "tb", "tensorboard",
+                "multirun", "work", "artifacts", "saved", "save", "models"}
+OUTPUT_OPTION = re.compile(r"(^|[-_])(out|output|outdir|save|log|logs|logdir|ckpt|checkpoint"
+                           r"|work|work[-_]dir|model[-_]dir|run[-_]dir|results?)([-_]|$)", re.I)
+STEP_NAME = re.compile(r"(step|iter|epoch)", re.I)
+HYDRA_RUN_DIR = "outputs/run"  # where a Hydra app's own files go (no date, no time)
+
+
+@dataclass
+class Entry:
+    script: str  # the file, relative to the project
+    module: str | None = None  # dotted name when it runs as `python -m`
+    path_root: str = ""  # the folder above its package when not the project's root (src)
+    call: str | None = None  # `pkg.cli:main` from [project.scripts]
+
+    @property
+    def command(self) -> list[str]:
+        if self.call:
+            mod, _, fn = self.call.partition(":")
+            return ["python3", "-c", f"import sys; from {mod} import {fn}; sys.exit({fn}())"]
+        return ["python3", "-m", self.module] if self.module else ["python3", self.script]
+
+
+@dataclass
+class Params:
+    values: dict[str, Any] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)  # options not made params, and why
+    style: str = "flags"  # flags (--name=value) or overrides (Hydra: key=value)
+    extra_args: list[str] = field(default_factory=list)  # always passed (Hydra's run dir)
+    excludes: list[str] = field(default_factory=list)  # outputs the framework stamps
+    endless: list[str] = field(default_factory=list)  # step counts that never end
+    framework: str = "argparse"
+    data_hints: list[str] = field(default_factory=list)  # string defaults: paths maybe
+
+
+# -- reading files --------------------------------------------------------------------------
+
+def inside(root: Path, path: Path) -> bool:
+    """Is ``path`` (links resolved) in the project?"""
+    try:
+        return path.resolve().is_relative_to(root.resolve())
+    except (OSError, RuntimeError):
+        return False
+
+
+def read_text(root: Path, rel: str, limit: int = SOURCE_LIMIT) -> str | None:
+    """A project file's text: None when it is missing, a link out of the project, not a
+    regular file (a FIFO, a device: never opened for reading), or larger than ``limit``."""
+    path = root / rel
+    if not os.path.lexists(path) or not inside(root, path):
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
+            return None
+        return f.read(limit + 1)[:limit].decode("utf-8", "replace")
+
+
+def parse(root: Path, rel: str) -> ast.Module | None:
+    text = read_text(root, rel)
+    if text is None:
+        return None
+    try:
+        return ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError):
+        return None
+
+
+def python_files(root: Path, depth: int = 4) -> Iterator[str]:
+    """Project .py files (relative), not in virtual environments, builds or hidden folders,
+    links never followed."""
+    top = len(root.parts)
+    for folder, dirs, files in os.walk(root):
+        here = Path(folder)
+        dirs[:] = sorted(d for d in dirs if d not in NOT_PROJECT and not d.startswith(".")
+                         and not (here / d).is_symlink() and len(here.parts) - top < depth)
+        for name in sorted(files):
+            if name.endswith(".py") and not (here / name).is_symlink():
+                yield (here / name).relative_to(root).as_posix()
+
+
+# -- the entry point ----------------------------------------------------------------------
+
+def entry_point(root: Path, script: str | None = None) -> Entry:
+    """The job's entry: ``script`` when given (a file, or ``-m pkg.mod``), else the names
+    projects use, a ``train.py`` inside a package, ``[project.scripts]``, or the only
+    script with a ``__main__`` guard."""
+    if script is not None:
+        if script.startswith("-m "):
+            return _module_entry(root, script[3:].strip())
+        path = root / script
+        if not path.is_file() or not inside(root, path):
+            raise UsageError(f"--script {script}: no such file in {root}")
+        return _as_entry(root, path.resolve().relative_to(root.resolve()).as_posix())
+    for name in ENTRY_POINTS:
+        if (root / name).is_file() and inside(root, root / name):
+            return _as_entry(root, name)
+    files = list(python_files(root))
+    trains = [f for f in files if f.endswith("/train.py") and not _is_test(f)]
+    if len(trains) == 1:
+        return _as_entry(root, trains[0])
+    scripts = _project_scripts(root)
+    if len(scripts) == 1:
+        return scripts[0]
+    mains = [f for f in files if "/" not in f and _has_main_guard(root, f)]
+    if len(mains) == 1:
+        return _as_entry(root, mains[0])
+    packages = [f for f in files if f.endswith("/__main__.py") and not _is_test(f)]
+    if len(packages) == 1:
+        return _as_entry(root, packages[0])
+    found = sorted(set(trains + mains + [e.call or e.script for e in scripts]))
+    raise UsageError(
+        f"{root}: cannot tell which script trains: looked for {', '.join(ENTRY_POINTS)}, a "
+        "train.py inside a package, [project.scripts] in pyproject.toml and scripts with an "
+        "`if __name__ == '__main__'` guard" + (f" (candidates: {', '.join(found)})"
+                                                if found else " (none found)")
+        + "; name it: repro init --script PATH (or --script '-m pkg.module')")
+
+
+def _is_test(rel: str) -> bool:
+    return any(p in ("tests", "test") or p.startswith("test_") for p in rel.split("/"))
+
+
+def _has_main_guard(root: Path, rel: str) -> bool:
+    text = read_text(root, rel)
+    return text is not None and re.search(r"__name__\s*==\s*['\"]__main__['\"]", text) is not None
+
+
+def _as_entry(root: Path, rel: str) -> Entry:
+    """A file as an entry: `python -m` when it is a module of a package (its folder has an
+    ``__init__.py``), with the folder above the package on the path."""
+    parts = rel.split("/")
+    top = len(parts) - 1  # index of the first folder that is part of the package
+    while top > 0 and (root.joinpath(*parts[:top]) / "__init__.py").is_file():
+        top -= 1
+    if top == len(parts) - 1 and parts[-1] != "__main__.py":
+        return Entry(script=rel)
+    dotted = [*parts[top:-1], parts[-1].removesuffix(".py")]
+    if dotted[-1] == "__main__":
+        dotted = dotted[:-1]
+    if not dotted:
+        return Entry(script=rel)
+    return Entry(script=rel, module=".".join(dotted), path_root="/".join(parts[:top]))
+
+
+def _module_entry(root: Path, module: str) -> Entry:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", module):
+        raise UsageError(f"--script '-m {module}': not a module name like pkg.train")
+    rel = module.replace(".", "/")
+    for base in ("", "src/"):
+        for cand in (f"{base}{rel}.py", f"{base}{rel}/__main__.py"):
+            if (root / cand).is_file() and inside(root, root / cand):
+                return Entry(script=cand, module=module, path_root=base.rstrip("/"))
+    raise UsageError(f"--script '-m {module}': no {rel}.py or {rel}/__main__.py in {root} or "
+                     f"{root / 'src'}")
+
+
+def _project_scripts(root: Path) -> list[Entry]:
+    """``[project.scripts]`` entries whose module is in the project."""
+    import tomllib
+
+    text = read_text(root, "pyproject.toml")
+    if text is None:
+        return []
+    try:
+        scripts = (tomllib.loads(text).get("project") or {}).get("scripts") or {}
+    except tomllib.TOMLDecodeError:
+        return []
+    out = []
+    for target in scripts.values():
+        mod, _, fn = str(target).partition(":")
+        if not fn or not re.fullmatch(r"[\w.]+", mod) or not fn.isidentifier():
+            continue
+        try:
+            entry = _module_entry(root, mod)
+        except UsageError:
+            continue
+        out.append(Entry(script=entry.script, path_root=entry.path_root, call=f"{mod}:{fn}"))
+    return out
+
+
+# -- params -----------------------------------------------------------------------------------
+
+def params(root: Path, entry: Entry) -> Params:
+    """The entry's params: a Hydra app's config, else click options, else argparse."""
+    tree = parse(root, entry.script)
+    if tree is None:
+        return Params()
+    hydra = _hydra_main(tree)
+    if hydra is not None:
+        return _hydra_params(root, entry, hydra)
+    found = _click_params(tree)
+    if found.values or found.skipped:
+        return found
+    return _argparse_params(tree)
+
+
+def _literal(node: ast.expr | None) -> Any:
+    if node is None:
+        return None
+    try:
+        value = ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, RecursionError):
+        return None
+    return value if isinstance(value, bool | int | float | str) else None
+
+
+def _option(names: list[str], kw: dict[str, ast.expr], p: Params, flag_kw: tuple[str, ...]
+            ) -> None:
+    longs = [n for n in names if n.startswith("--")]
+    if not longs:
+        return
+    option = max(longs, key=len)[2:].split("/", 1)[0]
+    shown = f"--{option}"
+    has_default = "default" in kw
+    default = _literal(kw.get("default"))
+    if STEP_NAME.search(option) and (not has_default or default is None or default == -1):
+        p.endless.append(f"{shown} defaults to {'None' if default is None else default}")
+    if any(k in kw and _literal(kw[k]) not in (None, False) for k in flag_kw) or \
+            "nargs" in kw or any("/" in n for n in longs):
+        p.skipped.append(f"{shown} (a flag or a list)")
+        return
+    if isinstance(default, bool) or default is None or not PARAM_NAME.fullmatch(option):
+        p.skipped.append(f"{shown} (no literal default)")
+        return
+    p.values[option] = default
+    if isinstance(default, str) and not OUTPUT_OPTION.search(option):
+        p.data_hints.append(default)
+
+
+def _argparse_params(tree: ast.Module) -> Params:
+    """``add_argument("--name", default=LITERAL)`` options (the option's own spelling, so
+    ``--name=value`` reaches argparse as it reads it)."""
+    p = Params(framework="argparse")
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "add_argument"):
+            continue
+        names = [a.value for a in node.args
+                 if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+        kw = {k.arg: k.value for k in node.keywords if k.arg}
+        action = kw.get("action")
+        if isinstance(action, ast.Constant) and action.value in FLAG_ACTIONS:
+            kw["is_flag"] = ast.Constant(True)
+        _option(names, kw, p, ("is_flag",))
+    return p
+
+
+def _click_params(tree: ast.Module) -> Params:
+    """``@click.option("--name", default=LITERAL)`` on the commands of the entry file."""
+    p = Params(framework="click")
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        for dec in node.decorator_list:
+            if not isinstance(dec, ast.Call):
+                continue
+            name = dec.func.attr if isinstance(dec.func, ast.Attribute) else \
+                dec.func.id if isinstance(dec.func, ast.Name) else ""
+            base = dec.func.value.id if isinstance(dec.func, ast.Attribute) and isinstance(
+                dec.func.value, ast.Name) else "click"
+            if base != "click":
+                continue
+            args = [a.value for a in dec.args
+                    if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+            if name == "argument":
+                p.skipped.extend(f"{a} (a positional argument)" for a in args)
+            elif name == "option":
+                kw = {k.arg: k.value for k in dec.keywords if k.arg}
+                _option(args, kw, p, ("is_flag", "multiple", "count", "flag_value"))
+    return p
+
+
+# -- Hydra ------------------------------------------------------------------------------------
+
+def _hydra_main(tree: ast.Module) -> dict[str, Any] | None:
+    """The literal arguments of ``@hydra.main(...)``, or None."""
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.FunctionDef):
+            continue
+        for dec in node.decorator_list:
+            if isinstance(dec, ast.Call) and isinstance(dec.func, ast.Attribute) and \
+                    dec.func.attr == "main" and isinstance(dec.func.value, ast.Name) and \
+                    dec.func.value.id == "hydra":
+                found = dict(zip(("config_path", "config_name", "version_base"),
+                                 (_literal(a) for a in dec.args), strict=False))
+                found.update({k.arg: _literal(k.value) for k in dec.keywords if k.arg})
+                return found
+    return None
+
+
+def _hydra_params(root: Path, entry: Entry, main: dict[str, Any]) -> Params:
+    """A Hydra app: the leaves of its primary config (and of the config groups its defaults
+    list picks) as ``key=value`` overrides; Hydra's run folder fixed (its default name is
+    the date and time), Hydra's own log (a line per record, timestamped) excluded."""
+    p = Params(style="overrides", framework="hydra",
+               extra_args=[f"hydra.run.dir={HYDRA_RUN_DIR}"],
+               excludes=[f"{HYDRA_RUN_DIR}/*.log"])
+    config_path, name = main.get("config_path"), main.get("config_name")
+    if not isinstance(config_path, str) or not isinstance(name, str):
+        p.skipped.append("the Hydra config (no literal config_path and config_name: a "
+                         "structured config; give params in repro.yaml by hand)")
+        return p
+    folder = (Path(entry.script).parent / config_path).as_posix()
+    config = _yaml(root, f"{folder}/{name.removesuffix('.yaml')}.yaml")
+    if config is None:
+        p.skipped.append(f"the Hydra config {folder}/{name} (missing or unreadable)")
+        return p
+    for item in config.pop("defaults", None) or []:
+        if isinstance(item, dict) and len(item) == 1:
+            group, choice = next(iter(item.items()))
+            if not isinstance(group, str) or not isinstance(choice, str) or " " in group:
+                continue
+            group = group.removeprefix("override ")
+            p.values[group] = choice
+            chosen = _yaml(root, f"{folder}/{group}/{choice}.yaml")
+            if chosen is not None:
+                chosen.pop("defaults", None)
+                config.setdefault(group, {})
+                if isinstance(config[group], dict):
+                    config[group] = {**chosen, **config[group]}
+    _leaves(config, "", p)
+    return p
+
+
+def _yaml(root: Path, rel: str) -> dict[str, Any] | None:
+    import yaml
+
+    text = read_text(root, os.path.normpath(rel))
+    if text is None:
+        return None
+    try:
+        doc = yaml.safe_load(text)
+    except (yaml.YAMLError, RecursionError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _leaves(node: dict[str, Any], prefix: str, p: Params) -> None:
+    for key, value in node.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            _leaves(value, name + ".", p)
+            continue
+        if STEP_NAME.search(str(key)) and (value is None or value == -1):
+            p.endless.append(f"{name} is {'null' if value is None else value}")
+        if not isinstance(value, bool | int | float | str) or not PARAM_NAME.fullmatch(name):
+            p.skipped.append(f"{name} (not a single value)")
+        elif isinstance(value, str) and ("${" in value or value == "???"):
+            p.skipped.append(f"{name} (an interpolation or a required value)")
+        else:
+            p.values[name] = value
+            if isinstance(value, str) and not OUTPUT_OPTION.search(str(key)):
+                p.data_hints.append(value)
+
+
+# -- what the code imports ----------------------------------------------------------------
+
+@dataclass
+class Imports:
+    third_party: dict[str, str] = field(default_factory=dict)  # module -> first file
+    strings: set[str] = field(default_factory=set)  # string constants (data paths maybe)
+    files: list[str] = field(default_factory=list)  # the project files followed
+
+
+def imports(root: Path, entry: Entry) -> Imports:
+    """Every module the entry point imports, following the project's own modules; what is
+    neither the project's nor the standard library's is third-party. Imports guarded by
+    ``except ImportError`` are optional and left out."""
+    found = Imports()
+    roots = [root / entry.path_root] if entry.path_root else []
+    roots.append(root)
+    todo, seen = [entry.script], set[str]()
+    while todo and len(seen) < MAX_FILES:
+        rel = todo.pop()
+        if rel in seen:
+            continue
+        seen.add(rel)
+        tree = parse(root, rel)
+        if tree is None:
+            continue
+        found.files.append(rel)
+        optional = _optional_imports(tree)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and \
+                    len(node.value) < 256:
+                found.strings.add(node.value)
+            for name in _imported(node, rel):
+                local = _local_module(root, roots, name)
+                if local:
+                    todo.extend(local)
+                elif id(node) not in optional:
+                    top = name.split(".")[0]
+                    if top and top not in sys.stdlib_module_names and top != "__future__":
+                        found.third_party.setdefault(_import_key(name), rel)
+    return found
+
+
+def _import_key(name: str) -> str:
+    return "torch.utils.tensorboard" if name.startswith("torch.utils.tensorboard") \
+        else name.split(".")[0]
+
+
+def _imported(node: ast.AST, rel: str) -> list[str]:
+    if isinstance(node, ast.Import):
+        return [a.name for a in node.names]
+    if isinstance(node, ast.ImportFrom):
+        if node.level:  # relative: the package of this file
+            base = rel.split("/")[:-1]
+            base = base[:len(base) - (node.level - 1)] if node.level > 1 else base
+            prefix = ".".join(base)
+            mod = f"{prefix}.{node.module}" if node.module else prefix
+            return [f"{mod}.{a.name}" for a in node.names] + [mod] if mod else []
+        if node.module:
+            return [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+    return []
+
+
+def _local_module(root: Path, roots: list[Path], dotted: str) -> list[str]:
+    """The project's files a dotted module name (or a name inside one) is, with the
+    ``__init__.py`` of each package on the way."""
+    parts = dotted.split(".")
+    for base in roots:
+        for n in range(len(parts), 0, -1):
+            stem = base.joinpath(*parts[:n])
+            hits = [p for p in (stem.with_suffix(".py"), stem / "__init__.py") if p.is_file()]
+            if hits and inside(root, hits[0]):
+                inits = [base.joinpath(*parts[:k], "__init__.py") for k in range(1, n)]
+                return [p.relative_to(root).as_posix() for p in [*inits, hits[0]]
+                        if p.is_file()]
+    return []
+
+
+def _optional_imports(tree: ast.Module) -> set[int]:
+    """ids of import nodes inside a ``try`` that catches ImportError (or anything)."""
+    out: set[int] = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Try):
+            continue
+        caught = set()
+        for h in node.handlers:
+            kinds = h.type.elts if isinstance(h.type, ast.Tuple) else [h.type]
+            caught |= {k.id for k in kinds if isinstance(k, ast.Name)} | (
+                {"*"} if h.type is None else set())
+        if caught & {"ImportError", "ModuleNotFoundError", "Exception", "*"}:
+            out |= {id(n) for stmt in node.body for n in ast.walk(stmt)
+                    if isinstance(n, ast.Import | ast.ImportFrom)}
+    return out
+
+
+# modules whose distribution has another name
+DISTRIBUTIONS = {
+    "sklearn": "scikit-learn", "skimage": "scikit-image", "PIL": "pillow", "yaml": "pyyaml",
+    "cv2": "opencv-python", "bs4": "beautifulsoup4", "attr": "attrs",
+    "dateutil": "python-dateutil", "dotenv": "python-dotenv", "hydra": "hydra-core",
+    "tensorboardX": "tensorboardx", "torch.utils.tensorboard": "tensorboard",
+    "google": "protobuf", "jwt": "pyjwt", "git": "gitpython", "serial": "pyserial",
+    "Crypto": "pycryptodome", "mpl_toolkits": "matplotlib", "pytorch_lightning":
+    "pytorch-lightning", "lightning": "lightning", "sentencepiece": "sentencepiece",
+    "pkg_resources": "setuptools", "tomli": "tomli", "wandb": "wandb",
+}
+
+
+def unprovided(found: Imports, distributions: set[str], modules: set[str]) -> dict[str, str]:
+    """{module: file} of third-party imports that no locked distribution and nothing the
+    image has provides (``distributions``: normalised names; ``modules``: what the image's
+    Python can import already)."""
+    from .lockfiles import normalize
+
+    out = {}
+    for mod, rel in sorted(found.third_party.items()):
+        dist = normalize(DISTRIBUTIONS.get(mod, mod))
+        if mod == "torch.utils.tensorboard":
+            if "tensorboard" not in distributions and "tensorboard" not in modules:
+                out[mod] = rel
+            continue
+        alternatives = {dist, normalize(mod)}
+        if mod == "cv2":
+            alternatives |= {"opencv-python-headless", "opencv-contrib-python"}
+        if not alternatives & distributions and mod not in modules:
+            out[mod] = rel
+    return out
+
+
+# -- data ------------------------------------------------------------------------------------
+
+@dataclass
+class Data:
+    path: str  # relative to the project, as the code names it
+    kind: str  # file or dir
+    name: str  # the input's name
+    sha256: str = ""  # its pin, once hashed
+
+
+def data_paths(root: Path, hints: set[str]) -> tuple[list[Data], list[str]]:
+    """Relative paths the code names (``hints``: string defaults and constants) that exist
+    in the project but that git does not hold (untracked or ignored): the job needs them
+    and the code snapshot will not carry them. Returns them, and notes on paths left out
+    (a link out of the project, a FIFO or device)."""
+    tracked = _tracked(root)
+    found: dict[str, Data] = {}
+    notes: list[str] = []
+    for hint in sorted(hints):
+        rel = os.path.normpath(hint.strip()).removeprefix("./") if hint.strip() else ""
+        if not rel or rel == "." or rel.startswith(("/", "..")) or "\n" in rel or \
+                "*" in rel or rel.split("/")[0] in OUTPUT_NAMES | NOT_PROJECT:
+            continue
+        path = root / rel
+        if not os.path.lexists(path) or any(rel == d or rel.startswith(d + "/") for d in found):
+            continue
+        if not inside(root, path):
+            notes.append(f"{rel} is a link out of the project: not declared (declare it as "
+                         "an input in repro.yaml if the job reads it)")
+            continue
+        st = path.lstat() if not path.is_symlink() else path.stat()
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+            notes.append(f"{rel} is not a regular file or folder: not declared")
+            continue
+        kind = "dir" if stat.S_ISDIR(st.st_mode) else "file"
+        if kind == "file" and rel in tracked:
+            continue  # in the snapshot already
+        if kind == "dir" and not _holds_untracked(root, rel, tracked):
+            continue
+        found = {k: v for k, v in found.items() if not k.startswith(rel + "/")}
+        found[rel] = Data(path=rel, kind=kind, name="")
+    names: set[str] = set()
+    for data in found.values():  # named by their last part; by their path on a clash
+        for text in (data.path.rsplit("/", 1)[-1], data.path.replace("/", "-")):
+            name = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.") or "data"
+            if name not in names:
+                break
+        n, base = 2, name
+        while name in names:
+            name, n = f"{base}-{n}", n + 1
+        names.add(name)
+        data.name = name
+    return sorted(found.values(), key=lambda d: d.path), notes
+
+
+def _tracked(root: Path) -> set[str]:
+    try:
+        out = subprocess.run(["git", "-C", str(root), "ls-files", "-z", "--cached"],
+                             capture_output=True, text=True, check=False, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return set()
+    if out.returncode != 0:
+        return set()
+    prefix = subprocess.run(["git", "-C", str(root), "rev-parse", "--show-prefix"],
+                            capture_output=True, text=True, check=False).stdout.strip()
+    return {f[len(prefix):] for f in out.stdout.split("\0") if f and f.startswith(prefix)}
+
+
+def _holds_untracked(root: Path, rel: str, tracked: set[str]) -> bool:
+    for folder, dirs, files in os.walk(root / rel):
+        dirs[:] = [d for d in dirs if not Path(folder, d).is_symlink()]
+        for name in files:
+            if Path(folder, name).relative_to(root).as_posix() not in tracked:
+                return True
+    return False
