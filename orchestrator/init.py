@@ -103,16 +103,36 @@ def dependency_source(root: Path, notes: list[str]) -> str:
     """Where the project declares its dependencies: its own lock first (uv, poetry, pdm),
     then requirements.txt, then pyproject.toml; "" for none. A file of those names that is
     a link out of the project, a FIFO or a device is never read (and noted)."""
-    for name in (*LOCKS, "requirements.txt", "pyproject.toml"):
+    for name in (*LOCKS, "requirements.txt", "pyproject.toml", "setup.py"):
         path = root / name
         if not os.path.lexists(path):
             continue
         if not path.is_file() or not projectscan.inside(root, path):
             notes.append(f"{name} is not a regular file in the project: not read")
             continue
-        if name != "pyproject.toml" or pyproject_dependencies(root):
-            return name
+        if name == "pyproject.toml" and not pyproject_dependencies(root):
+            continue
+        if name == "setup.py" and not setup_py_dependencies(root):
+            continue
+        return name
     return ""
+
+
+def setup_py_dependencies(root: Path) -> list[str]:
+    """The literal ``install_requires`` of ``setup(...)`` in setup.py (read, never run)."""
+    tree = projectscan.parse(root, "setup.py")
+    for node in ast.walk(tree) if tree is not None else []:
+        if isinstance(node, ast.Call) and (getattr(node.func, "id", None) == "setup" or
+                                           getattr(node.func, "attr", None) == "setup"):
+            for kw in node.keywords:
+                if kw.arg == "install_requires":
+                    try:
+                        value = ast.literal_eval(kw.value)
+                    except (ValueError, TypeError, SyntaxError):
+                        return []
+                    if isinstance(value, list | tuple):
+                        return [str(v) for v in value]
+    return []
 
 
 def metric_scrapers(texts: set[str] | str) -> dict[str, str]:
@@ -125,7 +145,7 @@ def metric_scrapers(texts: set[str] | str) -> dict[str, str]:
                      if isinstance(n, ast.Constant) and isinstance(n.value, str)}
         except SyntaxError:
             texts = set()
-    words = {w.lower() for t in texts for w in re.findall(r"[A-Za-z_]+", t)}
+    words = {w.lower() for t in texts for w in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", t)}
     return {w: rf"(?i){SPLIT}\b{w}\b\s*[=:]?\s*{NUMBER}" for w in METRIC_WORDS if w in words}
 
 
@@ -193,9 +213,10 @@ def lock_text(items: list[dict], source: str, requirements: str = "") -> str:
     lines = [f"{i['name']}=={i['version']} \\\n    --hash=sha256:{i['sha256']}"
              for i in sorted(items, key=lambda i: str(i["name"]).lower())]
     options = [m.group(0).strip() for m in INDEX_OPTIONS.finditer(requirements)]
-    return (f"# Resolved from {source} for the image's Python and platform, every dependency "
-            "pinned\n# with its hash; installed with pip --require-hashes. Regenerate: repro "
-            "init --force\n" + "".join(f"{o}\n" for o in options) + "\n".join(lines) + "\n")
+    # the header names no source: projects that need the same packages share one image
+    return ("# Resolved for the image's Python and platform, every dependency pinned with its"
+            "\n# hash; installed with pip --require-hashes. Regenerate: repro init --force\n"
+            + "".join(f"{o}\n" for o in options) + "\n".join(lines) + "\n")
 
 
 def spec_text(plan: Plan, has_lock: bool, base: str, own_code: bool) -> str:
@@ -334,7 +355,8 @@ def init(root: Path, engine: Any, on_line: Callable[[str], None], force: bool = 
           force, report)
     if SPEC in report["kept"]:
         notes += _stale_spec(plan.root / SPEC, has_lock)
-    return {"root": str(plan.root), "script": plan.script, "command": plan.entry.command,
+    return {"root": str(plan.root), "script": plan.script,
+            "command": [*plan.entry.command, *plan.params.extra_args],
             "framework": plan.params.framework, "params": plan.params.values,
             "skipped_options": plan.params.skipped, "metrics": sorted(plan.metrics),
             "inputs": {d.name: d.path for d in plan.data}, "excluded": plan.excludes,
@@ -413,6 +435,8 @@ def _lock(plan: Plan, base: str, image: _Image, force: bool,
 def _declared_text(plan: Plan) -> str:
     if plan.source == "pyproject.toml":
         return "\n".join(pyproject_dependencies(plan.root)) + "\n"
+    if plan.source == "setup.py":
+        return "\n".join(setup_py_dependencies(plan.root)) + "\n"
     text = projectscan.read_text(plan.root, plan.source, LOCK_FILE_LIMIT)
     if text is None:
         raise UsageError(f"{plan.root / plan.source}: not a readable file in the project (a "

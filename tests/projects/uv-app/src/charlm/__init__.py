@@ -1,0 +1,1 @@
+"""Character statistics of names."""
