@@ -74,6 +74,10 @@ def init(
                        "(plus Debian's CPU torch).")] = "python",
     force: Annotated[bool, typer.Option(
         "--force", help="Overwrite files even if edited since repro init wrote them.")] = False,
+    deps: Annotated[str | None, typer.Option(
+        "--deps", help="Where the dependencies are declared, when not the usual place: a "
+                       "requirements file, uv.lock, poetry.lock, pdm.lock, pyproject.toml or "
+                       "setup.py (relative to the project).")] = None,
     json_: JsonOpt = False,
 ) -> None:
     """Make a project runnable with no code edits: writes repro.yaml, an image recipe and a
@@ -84,7 +88,7 @@ def init(
     from .init import init as init_project
 
     done = init_project(folder, connect(), on_line=ui.progress, force=force, script=script,
-                        base=base)
+                        base=base, deps=deps)
     if json_:
         ui.print_json(done)
         return

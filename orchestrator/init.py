@@ -84,7 +84,7 @@ class Plan:
         return found
 
 
-def inspect(root: Path, script: str | None = None) -> Plan:
+def inspect(root: Path, script: str | None = None, deps: str | None = None) -> Plan:
     """What ``root`` holds: entry point (``script`` when given), params, metrics, data it
     reads that git does not hold, and where its dependencies are declared."""
     root = root.resolve()
@@ -94,15 +94,23 @@ def inspect(root: Path, script: str | None = None) -> Plan:
     found = projectscan.params(root, entry)
     imports = projectscan.imports(root, entry)
     data, notes = projectscan.data_paths(root, set(found.data_hints) | imports.strings)
-    source = dependency_source(root, notes)
+    source = dependency_source(root, notes, deps)
     return Plan(root=root, entry=entry, params=found, metrics=metric_scrapers(imports.strings),
                 imports=imports, data=data, notes=notes, source=source)
 
 
-def dependency_source(root: Path, notes: list[str]) -> str:
-    """Where the project declares its dependencies: its own lock first (uv, poetry, pdm),
-    then requirements.txt, then pyproject.toml; "" for none. A file of those names that is
-    a link out of the project, a FIFO or a device is never read (and noted)."""
+def dependency_source(root: Path, notes: list[str], deps: str | None = None) -> str:
+    """Where the project declares its dependencies (``deps`` when given: a requirements
+    file, a uv/poetry/pdm lock, pyproject.toml or setup.py): its own lock first (uv,
+    poetry, pdm), then requirements.txt, then pyproject.toml, then setup.py; "" for none.
+    A file of those names that is a link out of the project, a FIFO or a device is never
+    read (and noted)."""
+    if deps is not None:
+        path = root / deps
+        if not path.is_file() or not projectscan.inside(root, path):
+            raise UsageError(f"--deps {deps}: not a file in {root}; name a requirements file, "
+                             f"{', '.join(LOCKS)}, pyproject.toml or setup.py")
+        return path.resolve().relative_to(root.resolve()).as_posix()
     for name in (*LOCKS, "requirements.txt", "pyproject.toml", "setup.py"):
         path = root / name
         if not os.path.lexists(path):
@@ -314,7 +322,8 @@ def write(root: Path, rel: str, text: str, force: bool, report: dict[str, list[s
 
 
 def init(root: Path, engine: Any, on_line: Callable[[str], None], force: bool = False,
-         script: str | None = None, base: str = "python") -> dict[str, Any]:
+         script: str | None = None, base: str = "python",
+         deps: str | None = None) -> dict[str, Any]:
     """Inspect ``root`` and write what it needs; returns what was done. ``base``: the recipe
     the project's image builds on (shipped name), where its requirements are resolved."""
     from .recipes import names, shipped
@@ -323,7 +332,7 @@ def init(root: Path, engine: Any, on_line: Callable[[str], None], force: bool = 
     if base_folder is None:
         raise UsageError(f"--base {base}: no such recipe shipped with repro (one of: "
                          f"{', '.join(n for n in names() if n.startswith('python'))})")
-    plan = inspect(root, script)
+    plan = inspect(root, script, deps)
     image = _Image(base_folder, engine, on_line)
     notes: list[str] = list(plan.notes)
     report: dict[str, list[str]] = {"written": [], "kept": [], "unchanged": [], "removed": []}
@@ -412,7 +421,7 @@ def _lock(plan: Plan, base: str, image: _Image, force: bool,
                    "requirements.txt")
         on_line(f"note: {warning}")
         notes.append(warning)
-    if plan.source in LOCKS:
+    if Path(plan.source).name in LOCKS:
         on_line(f"pinning {plan.source} for the {base} image (its Python and platform)")
         locked = lockfiles.read(plan.root, plan.source, declared, image.probe()["env"])
         notes += [f"{plan.source}: left out {s}" for s in locked.skipped]
@@ -452,9 +461,10 @@ def _resolved_lock(plan: Plan, base: str, image: _Image, declared: str,
     """requirements.txt (or pyproject's dependencies) resolved by pip inside the image."""
     from .engine.images import lock_requirements
 
-    if plan.source == "requirements.txt" and hash_pinned(declared):
-        plan.source = "requirements.txt (already hash-pinned)"
-        return "# Copied from requirements.txt (every line hash-pinned)\n" + declared
+    if plan.source not in ("pyproject.toml", "setup.py") and hash_pinned(declared):
+        note = f"# Copied from {plan.source} (every line hash-pinned)\n"
+        plan.source += " (already hash-pinned)"
+        return note + declared
     on_line(f"resolving {plan.source} inside the {base} image (its pip, its platform)")
     with tempfile.TemporaryDirectory(prefix="repro-init-") as tmp:
         requirements = Path(tmp) / "requirements.txt"

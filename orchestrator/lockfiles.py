@@ -48,14 +48,16 @@ def normalize(name: str) -> str:
 
 
 def read(root: Path, name: str, text: str, env: dict[str, str]) -> Locked:
-    """The pins of lock ``name`` (its ``text``) for the marker environment ``env``."""
+    """The pins of the lock ``name`` (relative to ``root``; its ``text``) for the marker
+    environment ``env``."""
+    path = root / name
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise UsageError(f"{root / name}: not a TOML lock file ({e}); regenerate it with its "
-                         "tool, or pass --deps requirements.txt") from None
-    reader = {"uv.lock": _uv, "poetry.lock": _poetry, "pdm.lock": _pdm}[name]
-    locked = reader(doc, env, root / name, _pyproject(root))
+        raise UsageError(f"{path}: not a TOML lock file ({e}); regenerate it with its tool, "
+                         "or pass --deps requirements.txt") from None
+    reader = {"uv.lock": _uv, "poetry.lock": _poetry, "pdm.lock": _pdm}[path.name]
+    locked = reader(doc, env, path, _pyproject(path.parent))
     bad = [p.name for p in locked.pins if not p.hashes]
     if bad:
         raise UsageError(f"{root / name}: {', '.join(sorted(bad))} come(s) from git, a path or a "

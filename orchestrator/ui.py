@@ -364,8 +364,8 @@ def render_verdict(rec: RunRecord) -> None:
                     f"{part['original']} -> {part['replay']}", style="yellow"))
     if result == "nothing-compared":
         out.print(T("  the run left no outputs and no metrics (and its logs are not compared):"
-                    " nothing shows it reproduced. Write results to /repro/outputs, log "
-                    "metrics, or add `compare: [outputs, metrics, logs]` to the spec",
+                    " nothing shows it reproduced. Write results into the working folder, "
+                    "log metrics, or add `compare: [outputs, metrics, logs]` to the spec",
                     style="magenta"))
     logs = v.get("logs")
     if logs:
