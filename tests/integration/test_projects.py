@@ -138,3 +138,32 @@ def test_init_launch_verify_with_no_edits(name, tmp_path, fresh_env, engine):
         for job in left:
             engine.cleanup(job.id)
         assert left == [], "repro left containers behind"
+
+
+def test_init_again_after_the_dependencies_changed(tmp_path, fresh_env, engine):
+    """A second init updates the lock it wrote (and the spec's use of it); an edited spec is
+    kept, and init says what it lacks once the dependencies are gone. No file init wrote
+    ever makes the code dirty."""
+    root = clone("wordlm", tmp_path / "wordlm")
+    lock = root / "repro" / "requirements.lock"
+    p, done = newcomer("init", cwd=root)
+    assert p.returncode == 0, p.stderr
+    assert "numpy==2.1.3" in lock.read_text() and "click" not in lock.read_text()
+
+    (root / "requirements.txt").write_text("numpy==2.1.3\nclick==8.1.7\n")
+    git(root, "commit", "-qam", "click")
+    p, again = newcomer("init", cwd=root)
+    assert p.returncode == 0, p.stderr
+    assert again["written"] == ["repro/requirements.lock"] and "click==8.1.7" in lock.read_text()
+    assert sorted(again["unchanged"]) == ["repro.yaml", "repro/image/recipe.yaml"]
+
+    spec = root / "repro.yaml"
+    spec.write_text(spec.read_text() + "timeout: 1h\n")  # the user's own edit
+    (root / "requirements.txt").write_text("")
+    git(root, "commit", "-qam", "no dependencies")
+    p, third = newcomer("init", cwd=root)
+    assert p.returncode == 0, p.stderr
+    assert sorted(third["removed"]) == ["repro/image/recipe.yaml", "repro/requirements.lock"]
+    assert third["kept"] == ["repro.yaml"] and "timeout: 1h" in spec.read_text()
+    assert any("names repro/requirements.lock, which is gone" in n for n in third["notes"])
+    assert git(root, "status", "--porcelain", "--untracked-files=no") == ""

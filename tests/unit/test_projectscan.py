@@ -205,3 +205,37 @@ def test_what_init_writes_for_a_package_with_data_is_a_valid_spec(tmp_path):
     assert dict(spec.params) == {"input-file": "data/names.txt", "max-steps": -1}
     doc = yaml.safe_load((root / "repro.yaml").read_text())
     assert doc["command"] == ["python3", "-m", "charlm.train"]
+
+
+def test_torch_from_pypi_is_named_before_the_lock_with_the_cpu_routes(tmp_path, monkeypatch):
+    import orchestrator.init as init_module
+    from orchestrator.init import init
+    from tests.fakes import FakeEngine
+
+    root = project(tmp_path, {"train.py": "print('loss', 1)\n", "requirements.txt": "torch\n"})
+    events: list[str] = []  # what init said, and when it locked, in order
+
+    def resolved(plan, base, image, declared, on_line):
+        events.append("<locking>")
+        return ("torch==2.5.1 --hash=sha256:" + "a" * 64 + "\n" + "".join(
+            f"nvidia-{n}-cu12==12.4 --hash=sha256:{'b' * 64}\n" for n in ("cublas", "cudnn")))
+
+    monkeypatch.setattr(init_module, "_resolved_lock", resolved)
+    done = init(root, FakeEngine(), events.append)
+    first = next(i for i, line in enumerate(events) if "several GiB" in line)
+    assert first < events.index("<locking>")  # said before it locks
+    assert "repro init --base python-torch --force" in events[first]
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in events[first]
+    assert any("the lock holds 2 NVIDIA CUDA package(s) (nvidia-cublas-cu12, "
+               "nvidia-cudnn-cu12): several GiB in the image" in n for n in done["notes"])
+
+
+def test_a_lock_keeps_the_index_its_requirements_name():
+    from orchestrator.init import lock_text
+
+    text = lock_text([{"name": "torch", "version": "2.5.1+cpu", "sha256": "a" * 64,
+                       "url": "https://download.pytorch.org/whl/cpu/torch.whl"}],
+                     "requirements.txt",
+                     "--extra-index-url https://download.pytorch.org/whl/cpu\ntorch==2.5.1+cpu\n")
+    assert "\n--extra-index-url https://download.pytorch.org/whl/cpu\ntorch==2.5.1+cpu \\\n" \
+        in text
