@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import lockfiles, projectscan
+from . import lockfiles, projectparams, projectscan
 from .errors import UsageError
 from .lockfiles import LOCKS
 from .runtime.repro_boot import parse_lock
@@ -64,7 +64,7 @@ class Plan:
 
     root: Path
     entry: projectscan.Entry
-    params: projectscan.Params
+    params: projectparams.Params
     metrics: dict[str, str] = field(default_factory=dict)
     imports: projectscan.Imports = field(default_factory=projectscan.Imports)
     data: list[projectscan.Data] = field(default_factory=list)
@@ -91,7 +91,7 @@ def inspect(root: Path, script: str | None = None, deps: str | None = None) -> P
     if not root.is_dir():
         raise UsageError(f"{root}: no such project folder")
     entry = projectscan.entry_point(root, script)
-    found = projectscan.params(root, entry)
+    found = projectparams.params(root, entry)
     imports = projectscan.imports(root, entry)
     data, notes = projectscan.data_paths(root, set(found.data_hints) | imports.strings)
     source = dependency_source(root, notes, deps)

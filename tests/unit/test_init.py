@@ -19,7 +19,8 @@ from orchestrator.init import (
     metric_scrapers,
     stamped,
 )
-from orchestrator.projectscan import entry_point, params
+from orchestrator.projectparams import params
+from orchestrator.projectscan import entry_point
 from orchestrator.spec import load_spec
 from tests.fakes import FakeEngine
 

@@ -14,12 +14,12 @@ import yaml
 
 from orchestrator.errors import UsageError
 from orchestrator.init import inspect, spec_text
+from orchestrator.projectparams import params
 from orchestrator.projectscan import (
     Imports,
     data_paths,
     entry_point,
     imports,
-    params,
     read_text,
     unprovided,
 )
