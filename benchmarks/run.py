@@ -229,6 +229,7 @@ writes. See the notes below.
     text += push_section(res.get("push"))
     text += slurm_section(res.get("slurm"))
     text += diagnose_section(res.get("diagnose"))
+    text += kept_section(out, "## What the working folder costs")  # benchmarks/workdir.py
     text += kept_section(out, "## Rebuilding the same recipe")  # make rebuild-check's
     notes = ROOT / "benchmarks" / "NOTES.md"
     if notes.exists():

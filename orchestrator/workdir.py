@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import stat
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
@@ -72,38 +71,54 @@ def _mkdir(path: Path) -> None:
 
 def _copy(src: Path, dest: Path) -> None:
     """The tree at ``src`` (a checked snapshot: files, folders and links), every folder and
-    file writable by anyone (the job is ``nobody``), times as in the snapshot."""
-    dest.mkdir()
+    file writable by anyone (the job is ``nobody``), times as in the snapshot. Per file:
+    one open of each side, sendfile, fchmod, futimes (creating files is what costs here:
+    BENCHMARKS.md)."""
+    dest.mkdir(parents=True)
     os.chmod(dest, 0o777)
-    for root, dirs, files in os.walk(src):
-        rel_root = os.path.relpath(root, src)
-        out = dest if rel_root == "." else dest / rel_root
-        for name in dirs:
-            s = Path(root, name)
-            if s.is_symlink():
-                os.symlink(os.readlink(s), out / name)
-                continue
-            (out / name).mkdir()
-            os.chmod(out / name, 0o777)
-        dirs[:] = [d for d in dirs if not Path(root, d).is_symlink()]
-        for name in files:
-            s, d = Path(root, name), out / name
-            st = s.lstat()
-            if stat.S_ISLNK(st.st_mode):
-                os.symlink(os.readlink(s), d)
-                continue
-            shutil.copyfile(s, d)
-            os.chmod(d, 0o777 if st.st_mode & 0o111 else 0o666)
-            os.utime(d, ns=(st.st_atime_ns, st.st_mtime_ns))
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    stack = [(src, dest)]
+    while stack:
+        s_dir, d_dir = stack.pop()
+        with os.scandir(s_dir) as it:
+            entries = list(it)
+        for e in entries:
+            d = os.path.join(d_dir, e.name)
+            if e.is_symlink():
+                os.symlink(os.readlink(e.path), d)
+            elif e.is_dir(follow_symlinks=False):
+                os.mkdir(d)
+                os.chmod(d, 0o777)
+                stack.append((Path(e.path), Path(d)))
+            else:
+                st = e.stat(follow_symlinks=False)
+                with open(e.path, "rb") as fin:
+                    fd = os.open(d, flags, 0o600)
+                    try:
+                        left = st.st_size
+                        while left > 0:
+                            sent = os.sendfile(fd, fin.fileno(), None, min(left, 1 << 30))
+                            if sent == 0:
+                                break
+                            left -= sent
+                        os.fchmod(fd, 0o777 if st.st_mode & 0o111 else 0o666)
+                        os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+                    finally:
+                        os.close(fd)
 
 
 def _facts(top: Path) -> Iterable[tuple[str, Facts]]:
-    for root, dirs, files in os.walk(top):
-        for name in [*files, *(d for d in dirs if Path(root, d).is_symlink())]:
-            path = Path(root, name)
-            st = path.lstat()
-            yield path.relative_to(top).as_posix(), (st.st_ino, st.st_size, st.st_mtime_ns,
-                                                     st.st_ctime_ns)
+    stack = [(top, "")]
+    while stack:
+        folder, prefix = stack.pop()
+        with os.scandir(folder) as it:
+            for e in it:
+                rel = prefix + e.name
+                if e.is_dir(follow_symlinks=False):
+                    stack.append((Path(e.path), rel + "/"))
+                    continue
+                st = e.stat(follow_symlinks=False)
+                yield rel, (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 class Untouched:
