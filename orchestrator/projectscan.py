@@ -239,7 +239,7 @@ def imports(root: Path, entry: Entry) -> Imports:
                 found.strings.add(node.value)
             for name in _imported(node, rel):
                 local = _local_module(root, roots, name)
-                if local:
+                if local is not None:
                     todo.extend(local)
                 elif id(node) not in optional:
                     top = name.split(".")[0]
@@ -268,19 +268,23 @@ def _imported(node: ast.AST, rel: str) -> list[str]:
     return []
 
 
-def _local_module(root: Path, roots: list[Path], dotted: str) -> list[str]:
+def _local_module(root: Path, roots: list[Path], dotted: str) -> list[str] | None:
     """The project's files a dotted module name (or a name inside one) is, with the
-    ``__init__.py`` of each package on the way."""
+    ``__init__.py`` of each package on the way; None when the project has no such module.
+    A module file that is no regular file of the project (a FIFO, a link to a device or out
+    of the project) is the project's, but never read."""
     parts = dotted.split(".")
     for base in roots:
         for n in range(len(parts), 0, -1):
             stem = base.joinpath(*parts[:n])
-            hits = [p for p in (stem.with_suffix(".py"), stem / "__init__.py") if p.is_file()]
-            if hits and inside(root, hits[0]):
-                inits = [base.joinpath(*parts[:k], "__init__.py") for k in range(1, n)]
-                return [p.relative_to(root).as_posix() for p in [*inits, hits[0]]
-                        if p.is_file()]
-    return []
+            hits = [p for p in (stem.with_suffix(".py"), stem / "__init__.py")
+                    if os.path.lexists(p)]
+            if not hits:
+                continue
+            inits = [base.joinpath(*parts[:k], "__init__.py") for k in range(1, n)]
+            return [p.relative_to(root).as_posix() for p in [*inits, hits[0]]
+                    if p.is_file() and inside(root, p)]
+    return None
 
 
 def _optional_imports(tree: ast.Module) -> set[int]:

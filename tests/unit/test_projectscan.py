@@ -239,3 +239,18 @@ def test_a_lock_keeps_the_index_its_requirements_name():
                      "--extra-index-url https://download.pytorch.org/whl/cpu\ntorch==2.5.1+cpu\n")
     assert "\n--extra-index-url https://download.pytorch.org/whl/cpu\ntorch==2.5.1+cpu \\\n" \
         in text
+
+
+def test_sources_that_are_a_fifo_or_a_link_to_a_device_are_skipped(tmp_path):
+    """Issue 21 L4: a `*.py` linked to /dev/zero exhausted memory, a FIFO hung init."""
+    root = project(tmp_path, {"train.py": "import utils\nimport model\nprint('loss', 1)\n"})
+    os.mkfifo(root / "utils.py")
+    (root / "model.py").symlink_to("/dev/zero")
+    (root / "run.py").symlink_to("/dev/zero")  # an entry point name, too
+    found = imports(root, entry_point(root))
+    assert found.files == ["train.py"]  # the others were never opened
+    from orchestrator.init import init
+    from tests.fakes import FakeEngine
+
+    done = init(root, FakeEngine(), lambda _: None)
+    assert done["command"] == ["python3", "train.py"] and done["metrics"] == ["loss"]
