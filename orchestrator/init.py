@@ -476,19 +476,10 @@ def _resolved_lock(plan: Plan, base: str, image: _Image, declared: str,
 def _data_digest(path: Path) -> str:
     """The pin of an input: a file's sha256, a folder's manifest digest (as launch
     computes it)."""
-    from .hashing import digest_of, hex_of, sha256_file
+    from .hashing import sha256_file
+    from .resolve import dir_digest
 
-    if path.is_file():
-        return sha256_file(path)[0]
-    manifest = {}
-    for folder, dirs, files in os.walk(path):
-        dirs.sort()
-        for name in sorted(files):
-            p = Path(folder, name)
-            if p.is_symlink() or not p.is_file():
-                continue
-            manifest[p.relative_to(path).as_posix()] = sha256_file(p)[0]
-    return hex_of(digest_of(manifest))
+    return sha256_file(path)[0] if path.is_file() else dir_digest(path, None)[0]
 
 
 def _stale_spec(spec: Path, has_lock: bool) -> list[str]:

@@ -393,8 +393,10 @@ def _file_digest(path: Path, store: Store) -> tuple[str, int, bool]:
     return sha, size, keep
 
 
-def dir_digest(path: Path, store: Store) -> tuple[str, int]:
-    """sha256 of the canonical manifest {relative path: file sha256} of a folder."""
+def dir_digest(path: Path, store: Store | None) -> tuple[str, int]:
+    """sha256 of the canonical manifest {relative path: file sha256} of a folder (links and
+    what is not a regular file left out), and its size; file hashes through the store's
+    stat cache when there is a store."""
     manifest: dict[str, str] = {}
     total = 0
     for root, dirs, files in os.walk(path):
@@ -404,10 +406,12 @@ def dir_digest(path: Path, store: Store) -> tuple[str, int]:
             if p.is_symlink() or not p.is_file():
                 continue
             st = p.stat()
-            sha = store.local.cached_hash(str(p), st.st_size, st.st_mtime_ns, st.st_ino)
+            key = (str(p), st.st_size, st.st_mtime_ns, st.st_ino)
+            sha = store.local.cached_hash(*key) if store is not None else None
             if sha is None:
                 sha, _ = sha256_file(p)
-                store.local.cache_hash(str(p), st.st_size, st.st_mtime_ns, st.st_ino, sha)
+                if store is not None:
+                    store.local.cache_hash(*key, sha)
             manifest[p.relative_to(path).as_posix()] = sha
             total += st.st_size
     return hex_of(digest_of(manifest)), total
