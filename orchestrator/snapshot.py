@@ -8,7 +8,6 @@ is dirty and that is allowed), sorted, with owner, group and mtime zeroed and mo
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import shutil
 import subprocess
@@ -18,8 +17,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .archives import extract_tar
 from .errors import ResolveError
-from .hashing import as_digest, hex_of, sha256_file, sha256_stream
+from .hashing import as_digest, hex_of, sha256_file, sha256_stream, shown
 from .record import CodeRef
 from .store import Store
 
@@ -223,10 +223,8 @@ def extract(digest: str, store: Store) -> Path:
     store.code_cache.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=store.code_cache, prefix=".x-"))
     try:
-        with store.artifacts.open(digest) as f:
-            data = f if f.seekable() else io.BytesIO(f.read())
-            with tarfile.open(fileobj=data, mode="r:") as tar:
-                tar.extractall(tmp, filter="data")
+        with store.artifacts.open(digest) as f:  # hostile when it came from elsewhere
+            extract_tar(f, tmp, f"code snapshot {shown(digest)}")
         os.chmod(tmp, 0o755)
         try:
             os.rename(tmp, dest)

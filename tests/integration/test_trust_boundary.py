@@ -188,3 +188,56 @@ def test_a_hostile_bundle_picks_neither_privileges_nor_image_tags(proj, home, tm
         assert granted["verdict"]["outputs"]["differ"][0]["path"] == "seen.txt"
     finally:
         engine.remove_image(image)
+
+
+def _crafted_snapshot(outside: Path) -> bytes:
+    """A code snapshot an attacker builds: a member written through a link planted by an
+    earlier member (the pattern of the CVE-2025-4517 family), then a link out of the folder
+    (each refused on its own in tests/unit/test_archives.py)."""
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        def add(name: str, kind: bytes = tarfile.REGTYPE, link: str = "",
+                data: bytes = b"") -> None:
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname, info.size = kind, link, len(data)
+            tar.addfile(info, io.BytesIO(data) if data else None)
+
+        add("hello.py", data=b"print('hello')\n")
+        add("sub", tarfile.DIRTYPE)
+        add("d", tarfile.SYMTYPE, "sub")  # a link inside, harmless by itself
+        add("d/pwned", data=b"written through a link")  # ...then a member through it
+        add("out", tarfile.SYMTYPE, "../" * 12 + str(outside).lstrip("/"))
+        add("out/pwned", data=b"written outside")
+    return buf.getvalue()
+
+
+def test_a_crafted_snapshot_in_a_bundle_writes_nothing_outside_the_store(proj, home, tmp_path):
+    """Issue 21, C1: a bundle whose code snapshot is a crafted tar, verified in a store that
+    never saw it. Refused by the member-checked extractor (exit 9); nothing lands outside."""
+    spec = add_spec(proj, "hello-c1", "command: [python3, /repro/code/hello.py]\nseed: 1\n")
+    p, orig = launch_json(proj, spec)
+    assert p.returncode == 0, p.stderr
+    bundle = tmp_path / "bundle"
+    p, _ = run_json("export", orig["id"], "--bundle", str(bundle), cwd=proj)
+    assert p.returncode == 0, p.stderr
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    doc = json.loads((bundle / "manifest.json").read_text())
+    old = doc["record"]["resolved"]["code"]["snapshot"].split(":")[1]
+    new, size = _put(bundle, _crafted_snapshot(outside))
+    doc["artifacts"][new] = {**doc["artifacts"].pop(old), "size": size}
+    doc["record"]["resolved"]["code"]["snapshot"] = f"sha256:{new}"
+    (bundle / "manifest.json").write_text(json.dumps(doc))
+    fresh = {"REPRO_HOME": str(tmp_path / "ci-home")}
+    before = sorted(p.name for p in tmp_path.iterdir())
+    p, err = run_json("verify", str(bundle), cwd=tmp_path, env=fresh)
+    assert p.returncode == 9, p.stdout + p.stderr
+    assert f"code snapshot sha256:{new[:12]}" in err["error"]["message"]
+    assert "needs 'd' to be a folder, but the archive made it a link" in err["error"]["message"]
+    assert list(outside.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted({*before, "ci-home"})
+    cache = tmp_path / "ci-home" / "cache" / "code"
+    assert not cache.exists() or list(cache.iterdir()) == []  # the half-unpacked copy: gone
