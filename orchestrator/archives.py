@@ -179,3 +179,27 @@ def _mkdir(parent: int, name: str, what: str, key: str) -> None:
         if not stat.S_ISDIR(st.st_mode):
             raise UnsafeArchive(f"{what}: member {key!r} needs {name!r} to be a folder, but "
                                 "the archive made it a link or a file") from None
+
+
+def check_zip(path: Path, what: str, max_bytes: int, max_members: int = 10_000) -> None:
+    """A zip (an ``.npz``) read only after its directory is checked: at most
+    ``max_members`` members of plain relative names, ``max_bytes`` once decompressed in
+    all (the declared sizes are what ``zipfile`` will read at most: a lying header cannot
+    push it past them). Raises UnsafeArchive."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            infos = z.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        raise UnsafeArchive(f"{what}: not a readable zip ({e})") from None
+    if len(infos) > max_members:
+        raise UnsafeArchive(f"{what}: more than {max_members} members")
+    total = 0
+    for info in infos:
+        if member_parts(info.filename) is None:
+            raise UnsafeArchive(f"{what}: member {info.filename[:200]!r} is not a plain "
+                                "relative path")
+        total += info.file_size
+        if total > max_bytes:
+            raise UnsafeArchive(f"{what}: decompresses to more than {max_bytes >> 20} MiB")

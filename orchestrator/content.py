@@ -137,7 +137,10 @@ def load_arrays(kind: str, path: Path) -> dict[str, Any]:
 
     if kind == "npy":
         return {"": np.load(path, allow_pickle=False)}
-    if kind == "npz":
+    if kind == "npz":  # a zip: its directory checked before numpy decompresses anything
+        from .archives import check_zip
+
+        check_zip(path, path.name, LIMIT)
         with np.load(path, allow_pickle=False) as z:
             return {n: z[n] for n in sorted(z.files)[:200]}
     if kind == "safetensors":

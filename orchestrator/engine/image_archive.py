@@ -29,6 +29,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ..archives import link_stays_inside, member_parts
 from ..errors import CannotReplay, ImageError, ReproError
 from ..hashing import CHUNK, canonical_json, hex_of, shown
 from ..record import Hex64, ImageRef
@@ -60,6 +61,19 @@ class _Member(BaseModel):
     def _file_has_bytes(self) -> _Member:
         if (self.type in REGULAR) != (self.sha256 is not None and self.size is not None):
             raise ValueError("a regular file member needs sha256 and size; others have none")
+        return self
+
+    @model_validator(mode="after")
+    def _stays_inside(self) -> _Member:
+        """What the engine will unpack: plain relative names, links that stay inside (the
+        same rules as ``archives.extract_tar``)."""
+        parts = member_parts(self.name)
+        if parts is None:
+            raise ValueError(f"member {self.name[:100]!r} is not a plain relative path")
+        if self.type == "2" and not link_stays_inside(parts, self.linkname or ""):
+            raise ValueError(f"link {self.name[:100]!r} leaves the archive")
+        if self.type == "1" and member_parts(self.linkname or "") is None:
+            raise ValueError(f"hard link {self.name[:100]!r} leaves the archive")
         return self
 
 

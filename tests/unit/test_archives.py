@@ -152,3 +152,28 @@ def test_any_member_sequence_unpacks_inside_or_is_refused(tmp_path_factory, memb
             assert path.is_symlink() or path.is_file() or path.is_dir()
             if path.is_symlink():
                 assert os.path.realpath(path).startswith(str(dest.resolve()))
+
+
+def test_an_npz_is_checked_before_numpy_decompresses_it(tmp_path):
+    """Issue 21 M3: a 1 MB .npz made verify use 3.2 GB. Its directory is read first: the
+    declared sizes (which zipfile never reads past) and the names."""
+    import zipfile
+
+    import numpy as np
+
+    from orchestrator.archives import check_zip
+    from orchestrator.content import explain
+
+    bomb = tmp_path / "w.npz"
+    np.savez_compressed(bomb, w=np.zeros(300_000))  # 2.4 MB of zeros, a few KB on disk
+    assert bomb.stat().st_size < 50_000
+    check_zip(bomb, "w.npz", max_bytes=3 << 20)  # under the cap: fine
+    with pytest.raises(UnsafeArchive, match=r"w.npz: decompresses to more than 1 MiB"):
+        check_zip(bomb, "w.npz", max_bytes=1 << 20)
+    odd = tmp_path / "odd.npz"
+    with zipfile.ZipFile(odd, "w") as z:
+        z.writestr("../w.npy", b"x")
+    with pytest.raises(UnsafeArchive, match="not a plain relative path"):
+        check_zip(odd, "odd.npz", max_bytes=1 << 20)
+    note = explain("odd.npz", odd, odd)
+    assert note is not None and note["summary"].startswith("not compared by content")

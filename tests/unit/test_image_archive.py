@@ -198,6 +198,14 @@ def test_an_archive_the_engine_rejects_cannot_be_replayed(tmp_path):
     (lambda ix: ix["members"][0].update(name="a\x00b"), "members.0.name"),
     (lambda ix: ix.update(members=[{"name": "x", "type": "0", "mode": 1, "mtime": 0}]),
      "members.0"),
+    # what the engine unpacks stays inside (issue 21, C1): names and link targets
+    (lambda ix: ix["members"][0].update(name="../../etc/cron.d/x"), "members.0"),
+    (lambda ix: ix["members"].append({"name": "l", "type": "2", "mode": 0o777, "mtime": 0,
+                                      "linkname": "../../../etc"}),
+     r"members.\d+ \(Value error, link"),
+    (lambda ix: ix["members"].append({"name": "h", "type": "1", "mode": 0o644, "mtime": 0,
+                                      "linkname": "/etc/shadow"}),
+     r"members.\d+ \(Value error, hard link"),
 ])
 def test_a_malformed_index_is_refused_by_name(tmp_path, mutate, problem):
     store = open_store(tmp_path / "h")
