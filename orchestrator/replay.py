@@ -247,7 +247,7 @@ class Grants:
 @dataclass
 class ReplayPlan:
     resolved: ResolvedSpec  # what will run
-    foreign: bool  # the run came from a bundle (another store, another machine)
+    foreign: bool  # not launched here by this user (a bundle, a pull, a teammate's run)
     notes: list[str] = field(default_factory=list)  # what differs from the record, and why
 
 
@@ -263,6 +263,14 @@ def asks(record: RunRecord) -> list[str]:
             f"timeout {f'{r.timeout_s:g} s' if r.timeout_s else 'none'}",
             "inputs: " + (", ".join(f"{n} ({i.size} bytes)" for n, i in sorted(
                 r.inputs.items())) or "none")]
+
+
+def foreign(record: RunRecord, store: Store) -> bool:
+    """A run this user did not launch on this machine: imported (a bundle, a pull) or in a
+    store others write (a teammate's run in the team store). It never picks its own
+    network, secrets, limits or host paths."""
+    return store.runs.origin(record.id) is not None or not store.local.launched_here(
+        record.id)
 
 
 def plan_replay(record: RunRecord, foreign: bool, grants: Grants, host_cpus: int,
@@ -378,14 +386,16 @@ def replay(original: RunRecord, store: Store, engine: Engine, hooks: Hooks,
     verdict (``judge_on_node``). ``vary`` changes what runs (`repro diagnose`: a control
     such as a frozen clock), and ``note`` says so in the new record's warnings."""
     grants = grants or Grants()
-    plan = plan_replay(original, store.runs.origin(original.id) is not None, grants,
-                       os.cpu_count() or 1, capture.memory_bytes())
+    plan = plan_replay(original, foreign(original, store), grants, os.cpu_count() or 1,
+                       capture.memory_bytes())
     if vary is not None:
         plan.resolved = vary(plan.resolved)
     if note is not None:
         plan.notes.append(note)
     if plan.foreign:
-        hooks.on_line(f"run {original.id} came from a bundle; it asks for:")
+        hooks.on_line(f"run {original.id} was not launched here by you (a teammate's run, "
+                      "an import, a pull or a bundle): it gets only what you grant; it asks "
+                      "for:")
         for line in asks(original):
             hooks.on_line(f"  {line}")
     for note in plan.notes:

@@ -150,6 +150,7 @@ def start(record: RunRecord, res: Resolution, store: Store, executor: Executor,
           hooks: Hooks) -> RunRecord:
     """Record a new run ``pending``, owned by this process, and execute it."""
     store.local.own(record.id)  # before it is recorded: an unfinished run has an owner here
+    store.local.note_launched(record.id)  # its replays here are not foreign
     store.runs.insert(record)
     return execute(record, res, store, executor, hooks)
 

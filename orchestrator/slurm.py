@@ -139,6 +139,7 @@ def submit(record: RunRecord, store: Store, opts: SlurmOptions,
     """Record the run pending, submit it held, record it queued with its job id, release.
     A refusal by sbatch ends the run failed with Slurm's reason."""
     record.executor = {**(record.executor or {}), "kind": "slurm", **opts.doc()}
+    store.local.note_launched(record.id)
     store.runs.insert(record)
     folder = store.home / "slurm"
     folder.mkdir(exist_ok=True)
@@ -329,6 +330,7 @@ def submit_array(records: list[RunRecord], store: Store, opts: SlurmOptions, par
     first = records[0]
     for r in records:
         r.executor = {"kind": "slurm", **opts.doc()}
+        store.local.note_launched(r.id)
         store.runs.insert(r)
     folder = store.home / "slurm"
     folder.mkdir(exist_ok=True)

@@ -188,7 +188,9 @@ def archive_of(image: ImageRef, store: Store) -> str | None:
 def ensure_present(image: ImageRef, store: Store, engine: ImageBackend,
                    on_line: Callable[[str], None], registries: bool = True) -> str:
     """Make the engine hold ``image.digest``; say how ('engine', 'archive', 'registry').
-    ``registries=False``: never pull (the record naming the registry came from elsewhere)."""
+    ``registries=False``: pull only from the registry this machine's own artifact store
+    names (``REPRO_ARTIFACTS=oci://HOST/...``), never from one a record or another member's
+    row names (it came from elsewhere). A pull is by digest, and the id checked after."""
     if engine.image(image.digest) is not None:
         return "engine"
     archive = archive_of(image, store)
@@ -205,7 +207,7 @@ def ensure_present(image: ImageRef, store: Store, engine: ImageBackend,
                                         f"image {shown(image.digest)} archive")
         if _load(index, image.digest, store, engine):
             return "archive"
-    for ref in _registry_refs(image, store) if registries else []:
+    for ref in _registry_refs(image, store, None if registries else _own_registry(store)):
         on_line(f"pulling {ref}")
         try:
             engine.pull(ref)
@@ -324,13 +326,22 @@ class _Reader(io.RawIOBase):
         return n
 
 
-def _registry_refs(image: ImageRef, store: Store) -> list[str]:
+def _registry_refs(image: ImageRef, store: Store, only: str | None) -> list[str]:
+    """Where the image may be pulled by digest; ``only``: from that registry host alone
+    ("": from none)."""
     refs = []
     if image.ref and "@sha256:" in image.ref:
         refs.append(image.ref)
     elif image.ref and image.repo_digest:
         refs.append(f"{repository_of(image.ref)}@{image.repo_digest}")
     refs += [f"{repo}@{digest}" for repo, digest in store.runs.pushes(image.digest)]
+    if only is not None:
+        refs = [r for r in refs if only and r.startswith(f"{only}/")]
     return list(dict.fromkeys(refs))
+
+
+def _own_registry(store: Store) -> str:
+    """The registry host of this machine's own artifact store ("" for a folder)."""
+    return str(getattr(store.artifacts, "hostname", "") or "")
 
 

@@ -41,6 +41,7 @@ class Store:
     runs: RunStore
     artifacts: Artifacts
     local: LocalState
+    records_here: bool = True  # the records are this home's own SQLite file (not shared)
 
     @property
     def logs_dir(self) -> Path:
@@ -90,7 +91,25 @@ def open_store(home: Path | None = None, create: bool = True) -> Store:
     url = os.environ.get("REPRO_STORE", "").strip() or str(home / "repro.db")
     local = LocalState(home / "local.db", legacy=home / "repro.db")  # before the records'
     # migrations: it copies what a store from before the split kept in repro.db
-    return Store(home=home, runs=records(url), artifacts=artifacts(home), local=local)
+    store = Store(home=home, runs=records(url), artifacts=artifacts(home), local=local,
+                  records_here=_is_home_db(url, home))
+    if local.upgraded_from is not None and store.records_here:
+        # runs recorded before this machine kept the set it launched: its own store's runs,
+        # but those imported or pulled, were launched here
+        imported = set(store.runs.imported_absent())
+        local.note_launched_all([r for r in store.runs.ids() if r not in imported])
+    return store
+
+
+def _is_home_db(url: str, home: Path) -> bool:
+    """Is the record store at ``url`` this home's own SQLite file (not a team's)?"""
+    if "://" in url and not url.startswith("sqlite:"):
+        return False
+    path = Path(urlparse(url).path if url.startswith("sqlite:") else url).expanduser()
+    try:
+        return path.resolve() == (home / "repro.db").resolve()
+    except OSError:
+        return False
 
 
 def open_team(local: Store, store_url: str, artifacts_url: str) -> Store:

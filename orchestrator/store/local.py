@@ -1,8 +1,10 @@
 """Machine-local state: what must never be shared with a team store.
 
 ``REPRO_HOME/local.db`` (SQLite) holds the input hash cache (keyed by this machine's paths),
-the code-snapshot cache (repository folder and commit -> snapshot digest) and the owners of
-the runs this machine is running (host, boot id, pid and the pid's start time). A shared
+the code-snapshot cache (repository folder and commit -> snapshot digest), the owners of
+the runs this machine is running (host, boot id, pid and the pid's start time) and the runs
+this machine's users launched here (every other run is foreign: replayed with only what the
+verifier grants, wherever it came from: a team store, an import, a pull, a bundle). A shared
 record store (a team's PostgreSQL) would be wrong for each: paths and pids mean nothing on
 another machine. Stores written before this split kept them in ``repro.db``; the first open
 copies them here (migration 6 then drops them there).
@@ -27,16 +29,19 @@ CREATE TABLE IF NOT EXISTS snapshots (
     PRIMARY KEY (repo, subdir, commit_id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS run_owners (
     run_id TEXT PRIMARY KEY, host TEXT NOT NULL, boot_id TEXT NOT NULL, pid INTEGER NOT NULL,
-    pid_start TEXT NOT NULL) WITHOUT ROWID
+    pid_start TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS launched (
+    run_id TEXT NOT NULL, uid INTEGER NOT NULL, PRIMARY KEY (run_id, uid)) WITHOUT ROWID
 """
 
 Owner = tuple[str, str, int, str]  # host, boot id, pid, pid start
-VERSION = 1  # caches and owners
+VERSION = 2  # 1: caches and owners; 2: the runs launched here
 
 
 class LocalState:
     def __init__(self, path: Path, legacy: Path | None = None) -> None:
         self.path = path
+        self.upgraded_from: int | None = None  # the version this open set up from, if any
         try:
             self.db = sqlite3.connect(path, timeout=30, isolation_level=None,
                                       check_same_thread=False)
@@ -52,6 +57,7 @@ class LocalState:
         current = self.db.execute("PRAGMA user_version").fetchone()[0]
         if current >= VERSION:
             return  # another process set it up while we waited for the lock
+        self.upgraded_from = current
         if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             self.db.execute("PRAGMA journal_mode = WAL")
         self.db.execute("BEGIN IMMEDIATE")
@@ -113,6 +119,25 @@ class LocalState:
     def remember_snapshot(self, repo: str, subdir: str, commit: str, digest: str) -> None:
         self._write("INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?)",
                     (repo, subdir, commit, digest))
+
+    # -- the runs launched here: every other run is foreign ---------------------------------
+
+    def note_launched(self, run_id: str) -> None:
+        self._write("INSERT OR IGNORE INTO launched VALUES (?, ?)", (run_id, os.getuid()))
+
+    def note_launched_all(self, run_ids: list[str]) -> None:
+        """Runs this home's own store holds from before the launched set was kept (all but
+        those imported or pulled): launched here (the one trust decision of an upgrade)."""
+        try:
+            self.db.executemany("INSERT OR IGNORE INTO launched VALUES (?, ?)",
+                                [(r, os.getuid()) for r in run_ids])
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"machine-local state {self.path}: {e}") from e
+
+    def launched_here(self, run_id: str) -> bool:
+        """Did this machine's current user launch ``run_id`` here?"""
+        return self.db.execute("SELECT 1 FROM launched WHERE run_id = ? AND uid = ?",
+                               (run_id, os.getuid())).fetchone() is not None
 
     # -- the runs this machine runs --------------------------------------------------------------
 

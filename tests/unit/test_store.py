@@ -478,3 +478,39 @@ def test_a_result_is_cited_only_from_the_team_store(tmp_path, backend):
     assert again["published"] == first["published"]
     with pytest.raises(StoreError, match="is published"):
         store.runs.remove(r.id)
+
+
+def test_a_run_is_foreign_unless_this_user_launched_it_here(tmp_path, monkeypatch):
+    """Issue 21, H1: the grants apply to every run this user did not launch on this machine
+    (a teammate's in the team store, a pull, an import), not to bundles alone. Runs a home's
+    own store held before the launched set was kept count as launched here, but imported
+    ones; a shared store's runs never do by default."""
+    from orchestrator.replay import foreign
+
+    home = tmp_path / "h"
+    store = open_store(home)
+    mine, pulled, imported = record("mine"), record("pulled"), record("imported")
+    store.local.note_launched(mine.id)  # what runner.start does before it records a run
+    for r in (mine, pulled):
+        store.runs.insert(r)
+    store.runs.import_run(imported, [], "bundle:/x", [], None)
+    assert not foreign(mine, store)
+    assert foreign(pulled, store) and foreign(imported, store)
+    store.close()
+
+    # an older local.db (version 1): the upgrade counts the home's own runs as launched here
+    db = sqlite3.connect(home / "local.db")
+    db.execute("DROP TABLE launched")
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    again = open_store(home)
+    assert again.local.launched_here(mine.id) and again.local.launched_here(pulled.id)
+    assert not again.local.launched_here(imported.id) and foreign(imported, again)
+    again.close()
+
+    # the same records read as a shared store (as a team's would be): no upgrade trust
+    monkeypatch.setenv("REPRO_STORE", f"sqlite:///{home / 'repro.db'}")
+    other = open_store(tmp_path / "other-home")
+    assert not other.records_here
+    assert foreign(mine, other) and foreign(pulled, other)
