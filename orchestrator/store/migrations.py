@@ -169,6 +169,23 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         CREATE INDEX diagnoses_run ON diagnoses (run_id, created_at)
     """),
+    # which image a recipe was built into is each member's own (a member repointed another's
+    # recipe at their own image): keyed by who built it too. A SQLite store has one writer
+    # (created_by ''); PostgreSQL fills it with the role and lets each role see only its own
+    # (pg_schema.py), and puts every other shared table under row-level policies
+    (14, "member-tables", """
+        CREATE TABLE recipe_images_14 (
+            recipe_digest TEXT NOT NULL,
+            image_id TEXT NOT NULL,
+            built_at TEXT NOT NULL,
+            created_by TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (recipe_digest, created_by)
+        ) WITHOUT ROWID;
+        INSERT INTO recipe_images_14 (recipe_digest, image_id, built_at)
+            SELECT recipe_digest, image_id, built_at FROM recipe_images;
+        DROP TABLE recipe_images;
+        ALTER TABLE recipe_images_14 RENAME TO recipe_images
+    """),
 ]
 
 LATEST = MIGRATIONS[-1][0]

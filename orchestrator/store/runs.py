@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -469,32 +470,51 @@ class RunStore:
                        (image_id, sha256, size, utc_now()))
 
     def add_image_archive(self, image_id: str, sha256: str, size: int) -> None:
-        with self.atomic() as db:
-            db.execute("INSERT INTO images VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
-                       "archive_sha256 = excluded.archive_sha256, size = excluded.size, "
-                       "archived_at = excluded.archived_at", (image_id, sha256, size, utc_now()))
+        """Note (or renew) an image's archive; another member's row stands as it is."""
+        with _theirs_stands():
+            with self.atomic() as db:
+                db.execute("INSERT INTO images VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE "
+                           "SET archive_sha256 = excluded.archive_sha256, size = excluded.size, "
+                           "archived_at = excluded.archived_at",
+                           (image_id, sha256, size, utc_now()))
 
     def recipe_image(self, recipe_digest: str) -> str | None:
-        row = self.db.execute("SELECT image_id FROM recipe_images WHERE recipe_digest = ?",
-                              (recipe_digest,)).fetchone()
+        """The image this member built the recipe into (on PostgreSQL a member sees only its
+        own rows: another member's image is taken only by the digest a run records)."""
+        row = self.db.execute("SELECT image_id FROM recipe_images WHERE recipe_digest = ? "
+                              "ORDER BY built_at DESC LIMIT 1", (recipe_digest,)).fetchone()
         return str(row[0]) if row else None
 
     def add_recipe_image(self, recipe_digest: str, image_id: str) -> None:
         with self.atomic() as db:
-            db.execute("INSERT INTO recipe_images VALUES (?, ?, ?) ON CONFLICT (recipe_digest) "
-                       "DO UPDATE SET image_id = excluded.image_id, built_at = excluded.built_at",
+            db.execute("INSERT INTO recipe_images (recipe_digest, image_id, built_at) VALUES "
+                       "(?, ?, ?) ON CONFLICT (recipe_digest, created_by) DO UPDATE SET "
+                       "image_id = excluded.image_id, built_at = excluded.built_at",
                        (recipe_digest, image_id, utc_now()))
 
     def add_push(self, image_id: str, repository: str, digest: str) -> None:
-        with self.atomic() as db:
-            db.execute("INSERT INTO image_pushes VALUES (?, ?, ?, ?) ON CONFLICT (image_id, "
-                       "repository) DO UPDATE SET digest = excluded.digest, "
-                       "pushed_at = excluded.pushed_at",
-                       (image_id, repository, digest, utc_now()))
+        """Note a push; another member's row for the same repository stands as it is."""
+        with _theirs_stands():
+            with self.atomic() as db:
+                db.execute("INSERT INTO image_pushes VALUES (?, ?, ?, ?) ON CONFLICT (image_id, "
+                           "repository) DO UPDATE SET digest = excluded.digest, "
+                           "pushed_at = excluded.pushed_at",
+                           (image_id, repository, digest, utc_now()))
 
     def pushes(self, image_id: str) -> list[tuple[str, str]]:
         return list(self.db.execute("SELECT repository, digest FROM image_pushes WHERE "
                                     "image_id = ? ORDER BY pushed_at DESC", (image_id,)))
+
+@contextmanager
+def _theirs_stands() -> Iterator[None]:
+    """An upsert over a row another member added is refused by the database's policies
+    (a member changes only its own rows): that row stands, and nothing else fails."""
+    try:
+        yield
+    except DbError as e:
+        if "row-level security" not in str(e):
+            raise
+
 
 STEP_UPSERT = ("INSERT INTO metric_steps VALUES (?, ?, ?, ?) ON CONFLICT (run_id, name, step) "
                "DO UPDATE SET value = excluded.value")

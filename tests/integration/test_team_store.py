@@ -365,3 +365,52 @@ def test_a_teammates_run_in_the_team_store_takes_nothing_of_the_verifiers(
         assert p.returncode == 0 and "it asks for:" not in p.stderr, p.stderr
     finally:
         listener.close()
+
+
+@pytest.mark.archive
+def test_a_member_cannot_repoint_anothers_recipe_at_their_image(proj, pg_server, tmp_path,
+                                                                engine, images):
+    """Issue 21, H2: mallory repointed alice's recipe (recipe_images) at her own image, and
+    alice's next launch loaded it and tagged it as her recipe. Now a recipe's image is each
+    member's own: mallory neither sees nor changes alice's row, her own row is hers alone,
+    and alice's launch runs the image she built."""
+    import psycopg
+
+    from tests.integration.test_replay import unique_image_project
+
+    pg_server.create_role("h2_admin", "admin-pw")
+    db = pg_server.create_db("h2", owner="h2_admin")
+    for who in ("alice", "mallory"):
+        pg_server.create_role(f"h2_{who}", f"{who}-pw")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    assert repro("--store", pg_server.url("h2_admin", "admin-pw", db), "runs", cwd=tmp_path,
+                 env={"REPRO_HOME": str(tmp_path / "admin")}).returncode == 0
+
+    def env(who: str) -> dict[str, str]:
+        return {"REPRO_HOME": str(tmp_path / f"home-{who}"), "REPRO_USER": who,
+                "REPRO_STORE": pg_server.url(f"h2_{who}", f"{who}-pw", db),
+                "REPRO_ARTIFACTS": f"file://{shared}"}
+
+    spec = unique_image_project(proj)
+    p, run = launch_json(proj, spec, env=env("alice"))
+    assert p.returncode == 0, p.stderr
+    hers = run["resolved"]["image"]["digest"]
+    recipe = run["resolved"]["image"]["recipe_digest"]
+    mallorys = images["train"]  # an image of her own
+    with psycopg.connect(pg_server.url("h2_mallory", "mallory-pw", db), autocommit=True) as c:
+        assert c.execute("SELECT count(*) FROM recipe_images").fetchone()[0] == 0
+        assert c.execute("UPDATE recipe_images SET image_id = %s", (mallorys,)).rowcount == 0
+        c.execute("INSERT INTO recipe_images (recipe_digest, image_id, built_at) VALUES "
+                  "(%s, %s, 'now')", (recipe, mallorys))  # her own row: for her alone
+        assert c.execute("UPDATE images SET archive_sha256 = 'x'").rowcount == 0
+    # alice's engine loses the image and its tags: her next launch asks the store
+    engine.remove_image(hers)
+    try:
+        p, again = launch_json(proj, spec, env=env("alice"))
+        assert p.returncode == 0, p.stderr
+        assert again["resolved"]["image"]["digest"] == hers
+        assert "loading it from the store instead of rebuilding" in p.stderr
+        assert engine.image(f"repro/recipe:{recipe[7:19]}")["id"] == hers
+    finally:
+        engine.remove_image(hers)

@@ -31,12 +31,13 @@ CREATE TABLE published (
             cited_by TEXT NOT NULL,
             cited_at TEXT NOT NULL
         );
-CREATE TABLE recipe_images (
-            recipe_digest TEXT PRIMARY KEY,
+CREATE TABLE "recipe_images" (
+            recipe_digest TEXT NOT NULL,
             image_id TEXT NOT NULL,
-            built_at TEXT NOT NULL
-        ) WITHOUT ROWID
-    ;
+            built_at TEXT NOT NULL,
+            created_by TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (recipe_digest, created_by)
+        ) WITHOUT ROWID;
 CREATE TABLE run_imports (
             run_id TEXT PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,
             source TEXT NOT NULL,

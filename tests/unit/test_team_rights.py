@@ -103,3 +103,39 @@ def test_only_the_owner_sets_the_schema_up(pg_server):
         in str(e.value) and "mem-pw" not in str(e.value)
     RunStore.postgresql(pg_server.url(f"own_{suffix}", "own-pw", db)).close()
     RunStore.postgresql(pg_server.url(f"mem_{suffix}", "mem-pw", db)).close()  # now it opens
+
+
+def test_every_shared_table_has_policies_and_a_recipe_is_each_members_own(team):
+    """Issue 21, H2: one member repointed another's recipe at their own image (which the
+    victim's next launch loaded and tagged as her recipe); images, image_pushes, sweeps and
+    run_imports had the same open grants."""
+    alice, bob, admin = team["alice"], team["bob"], team["admin"]
+    recipe, hers, his = "sha256:" + "a" * 64, "sha256:" + "1" * 64, "sha256:" + "6" * 64
+    alice.add_recipe_image(recipe, hers)
+    assert bob.recipe_image(recipe) is None  # not bob's: he builds his own
+    bob.add_recipe_image(recipe, his)  # his row, for him alone
+    assert alice.recipe_image(recipe) == hers and bob.recipe_image(recipe) == his
+    assert bob.db.execute("UPDATE recipe_images SET image_id = ? WHERE created_by <> "
+                          "current_user", (his,)).rowcount == 0  # hers: not even seen
+    assert bob.db.execute("DELETE FROM recipe_images WHERE created_by <> current_user"
+                          ).rowcount == 0
+    assert alice.recipe_image(recipe) == hers
+
+    alice.add_image_archive(hers, "b" * 64, 10)
+    alice.add_push(hers, "registry.team/runs", "sha256:" + "c" * 64)
+    assert bob.image_archive(hers) == ("b" * 64, 10)  # read by all
+    for sql in ("UPDATE images SET archive_sha256 = 'e' WHERE id = ?",
+                "UPDATE image_pushes SET repository = 'evil.example/x' WHERE image_id = ?"):
+        assert bob.db.execute(sql, (hers,)).rowcount == 0
+    bob.add_image_archive(hers, "d" * 64, 11)  # over her row: hers stands, his launch goes on
+    bob.add_push(hers, "registry.team/runs", "sha256:" + "f" * 64)
+    assert admin.image_archive(hers) == ("b" * 64, 10)
+    assert alice.pushes(hers) == [("registry.team/runs", "sha256:" + "c" * 64)]
+
+    alice.add_sweep("a" * 12, "grid", "/s.yaml", "{}")
+    with pytest.raises(StoreError):
+        bob.db.execute("UPDATE sweeps SET plan = 'x'")
+    r = finished(alice, "h2")
+    with pytest.raises(StoreError):  # an origin only for one's own run
+        bob.db.execute("INSERT INTO run_imports VALUES (?, 'bundle:/x', 'now', '[]')", (r.id,))
+    assert bob.origin(r.id) is None
