@@ -419,20 +419,29 @@ def show(
 
 
 @app.command()
-def logs(run: Annotated[str, typer.Argument(help="Run id or a unique prefix of it.")]) -> None:
-    """Print a run's stored output (stdout and stderr, as the job wrote them)."""
+def logs(
+    run: Annotated[str, typer.Argument(help="Run id or a unique prefix of it.")],
+    raw: Annotated[bool, typer.Option(
+        "--raw", help="Write the bytes as the job wrote them, escape sequences included, "
+                      "even to a terminal.")] = False,
+) -> None:
+    """Print a run's stored output (stdout and stderr, as the job wrote them; on a terminal
+    its control characters are shown as escapes, so a job's output cannot drive it)."""
+    from . import ui
     from .errors import StoreError
 
     store = _store_of(run)
     record = store.runs.get(run)
+    write = sys.stdout.buffer.write if raw or not sys.stdout.isatty() else ui.inert_writer()
     if record.logs is None:
         live = store.log_path(record.id)
         if not live.exists():
             raise StoreError(f"run {record.id} has no stored logs")
-        sys.stdout.buffer.write(live.read_bytes())
+        write(live.read_bytes())
         return
     for chunk in store.artifacts.chunks(record.logs.sha256):
-        sys.stdout.buffer.write(chunk)
+        write(chunk)
+    write(b"")
 
 
 def _output(store: Store, run: str, path: str) -> tuple[RunRecord, str]:

@@ -11,7 +11,7 @@ import os
 import shutil
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -112,10 +112,20 @@ class LiveStatus:
             self.text = ""
 
 
-def job_log(chunk: bytes) -> None:
-    """The job's own output, live, on stderr."""
-    sys.stderr.write(chunk.decode("utf-8", "replace"))
-    sys.stderr.flush()
+def inert_writer(stream: Any = None) -> Callable[[bytes], None]:
+    """A writer of a job's bytes to a terminal with its control characters (escape
+    sequences, a title change, a cleared screen) shown as escapes; newlines and tabs kept.
+    UTF-8 split across chunks is decoded whole; ``b""`` flushes what is left."""
+    import codecs
+
+    out = stream or sys.stdout
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+
+    def write(chunk: bytes) -> None:
+        out.write(printable(decoder.decode(chunk, final=not chunk), lines=True))
+        out.flush()
+
+    return write
 
 
 def error(message: str) -> None:

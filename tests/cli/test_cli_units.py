@@ -139,3 +139,18 @@ def test_every_setting_is_in_the_readme_table():
         m = re.match(r"([A-Z_]+): ", doc)
         if fn.__module__ == settings.__name__ and m:
             assert f"| `{m[1]}` |" in table, f"{m[1]} ({name}) is not in README's Settings"
+
+
+def test_a_jobs_escape_sequences_reach_a_terminal_inert():
+    """Issue 21, L5: `repro logs` wrote a job's bytes raw, so its output could clear the
+    screen, retitle the terminal or hide lines. On a terminal they are shown as escapes;
+    newlines, tabs and UTF-8 split across chunks survive."""
+    import io
+
+    from orchestrator.ui import inert_writer
+
+    out = io.StringIO()
+    write = inert_writer(out)
+    for chunk in (b"loss 0.3\n\x1b[2J\x1b]0;pwned\x07", b"caf\xc3", b"\xa9\tok\r\n", b""):
+        write(chunk)
+    assert out.getvalue() == "loss 0.3\n\\x1b[2J\\x1b]0;pwned\\x07café\tok\\x0d\n"
