@@ -63,6 +63,20 @@ class SlurmOptions:
     qos: str | None = None
     extra: list[str] = field(default_factory=list)  # more sbatch options, as given
 
+    def __post_init__(self) -> None:
+        """Each value one printable line, each extra an option: a newline or a bare word
+        would change the job sbatch submits (a word before the script becomes the script)."""
+        named = [(f"--{k}", v) for k, v in (("partition", self.partition),
+                                            ("account", self.account), ("qos", self.qos)) if v]
+        for what, value in [*named, *(("--sbatch-option", e) for e in self.extra)]:
+            if not value.isprintable() or not value.strip():
+                raise UsageError(f"{what} {value[:80]!r}: give one printable line (no "
+                                 "newline or control character)")
+        bare = [e for e in self.extra if not e.startswith("-")]
+        if bare:
+            raise UsageError(f"--sbatch-option {bare[0][:80]!r} is not an option: give sbatch "
+                             "options only (--name=value), e.g. --sbatch-option=--exclusive")
+
     def doc(self) -> dict[str, Any]:
         return {"partition": self.partition, "account": self.account, "qos": self.qos,
                 "sbatch_options": list(self.extra)}

@@ -74,3 +74,21 @@ def test_a_job_id_from_a_shared_record_is_checked_before_slurm_sees_it(tmp_path)
         slurm.cancel(store, [r])
     r.executor["job_id"] = "12_3"
     assert slurm.job_of(r) == "12_3"
+
+
+@pytest.mark.parametrize("kwargs, problem", [
+    ({"partition": "gpu\n#SBATCH --uid=0"}, "--partition 'gpu\\n#SBATCH --uid=0': give one"),
+    ({"account": "a\x1b[2J"}, "--account 'a\\x1b[2J': give one"),
+    ({"extra": ["--exclusive", "/tmp/evil.sh"]}, "'/tmp/evil.sh' is not an option"),
+    ({"extra": ["--comment=x\ny"]}, "--sbatch-option '--comment=x\\ny': give one"),
+])
+def test_slurm_options_are_one_printable_line_each_and_options_only(kwargs, problem):
+    """Issue 21, I1: options from the command line were not checked for newlines, and a
+    bare word before the job script would become the script sbatch runs."""
+    import re
+
+    from orchestrator.errors import UsageError
+    from orchestrator.slurm import SlurmOptions
+
+    with pytest.raises(UsageError, match=re.escape(problem)):
+        SlurmOptions(**kwargs)
