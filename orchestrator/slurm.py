@@ -72,12 +72,11 @@ class SlurmOptions:
             if not value.isprintable() or not value.strip():
                 raise UsageError(f"{what} {value[:80]!r}: give one printable line (no "
                                  "newline or control character)")
-        for before, e in zip(["--x=1", *self.extra], self.extra, strict=False):
-            # a bare word only as the value of the option before it (`--constraint gpu`)
-            if not e.startswith("-") and (not before.startswith("-") or "=" in before):
-                raise UsageError(f"--sbatch-option {e[:80]!r} is not an option: give sbatch "
-                                 "options only (--name=value), e.g. "
-                                 "--sbatch-option=--exclusive")
+        bare = [e for e in self.extra if not e.startswith("-")]
+        if bare:  # sbatch would take it for its script (an option's value: --name=value)
+            raise UsageError(f"--sbatch-option {bare[0][:80]!r} is not an option: give each "
+                             "as one word, --name=value (--constraint=gpu, not --constraint "
+                             "gpu), also in REPRO_SLURM_OPTIONS")
 
     def doc(self) -> dict[str, Any]:
         return {"partition": self.partition, "account": self.account, "qos": self.qos,

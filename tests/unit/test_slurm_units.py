@@ -79,8 +79,8 @@ def test_a_job_id_from_a_shared_record_is_checked_before_slurm_sees_it(tmp_path)
 @pytest.mark.parametrize("kwargs, problem", [
     ({"partition": "gpu\n#SBATCH --uid=0"}, "--partition 'gpu\\n#SBATCH --uid=0': give one"),
     ({"account": "a\x1b[2J"}, "--account 'a\\x1b[2J': give one"),
-    ({"extra": ["--exclusive=1", "/tmp/evil.sh"]}, "'/tmp/evil.sh' is not an option"),
-    ({"extra": ["/tmp/evil.sh"]}, "'/tmp/evil.sh' is not an option"),
+    ({"extra": ["--exclusive", "/tmp/evil.sh"]}, "'/tmp/evil.sh' is not an option"),
+    ({"extra": ["--constraint", "gpu"]}, "(--constraint=gpu, not --constraint gpu)"),
     ({"extra": ["--comment=x\ny"]}, "--sbatch-option '--comment=x\\ny': give one"),
 ])
 def test_slurm_options_are_one_printable_line_each_and_options_only(kwargs, problem):
@@ -93,4 +93,4 @@ def test_slurm_options_are_one_printable_line_each_and_options_only(kwargs, prob
 
     with pytest.raises(UsageError, match=re.escape(problem)):
         SlurmOptions(**kwargs)
-    assert SlurmOptions(extra=["--constraint", "gpu", "--exclusive"]).extra[1] == "gpu"
+    assert SlurmOptions(extra=["--constraint=gpu", "--exclusive"]).extra[0] == "--constraint=gpu"
