@@ -29,6 +29,7 @@ reasoning is unit-tested without an engine.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -40,7 +41,7 @@ from .content import places
 from .engine import Engine
 from .errors import ExitCode, ReproError, UsageError
 from .record import ResolvedSpec, RunRecord, RunStatus, utc_now
-from .resolve import THREAD_VARS
+from .resolve import THREAD_VARS, Redactor
 from .runner import Hooks
 from .store import Store
 
@@ -426,7 +427,7 @@ def started_epoch(record: RunRecord) -> float:
 def diagnose(original: RunRecord, store: Store, engine: Engine, say: Callable[[str], None],
              replays: int = 2, grants: Grants | None = None) -> dict[str, Any]:
     """Run the experiments for ``original`` and store the diagnosis with it."""
-    from .replay import shown_change
+    from .replay import redacted, shown_change
 
     if original.replay_of:
         raise UsageError(f"run {original.id} is a replay of {original.replay_of}: diagnose "
@@ -465,6 +466,9 @@ def diagnose(original: RunRecord, store: Store, engine: Engine, say: Callable[[s
                  "one_replay_s": round(one, 2),
                  "multiple": round(total / one, 2) if one else None},
     }
+    # the secrets its replays were given, out of every line it quotes of what jobs wrote
+    wanted = {*original.resolved.secrets, *(grants.secrets if grants else ())}
+    doc = redacted(doc, Redactor([os.environ[n] for n in sorted(wanted) if n in os.environ]))
     store.runs.add_diagnosis(original.id, doc)
     return doc
 

@@ -29,7 +29,7 @@ from .engine.image_archive import ensure_present
 from .errors import CannotReplay, SpecError, UsageError
 from .hashing import hex_of, sha256_file
 from .record import ResolvedSpec, RunRecord, utc_now
-from .resolve import Resolution, dir_digest, secret_values, spec_digest
+from .resolve import Redactor, Resolution, dir_digest, secret_values, spec_digest
 from .runner import Hooks, new_record, new_run_id, start
 from .snapshot import Snapshot, extract
 from .store import Store
@@ -353,9 +353,10 @@ def _input_source(record: RunRecord, name: str, store: Store, foreign: bool,
             raise CannotReplay(f"--input {name}={given}: its sha256 is not the recorded "
                                f"{inp.sha256[:16]}...; give the same bytes the run read")
     if foreign:
-        raise CannotReplay(f"run {record.id}: input {name} (sha256 {inp.sha256[:16]}...) did not "
-                           "come with its bundle; give it with --input "
-                           f"{name}=PATH (it is hash-checked)")
+        raise CannotReplay(f"run {record.id}: input {name} (sha256 {inp.sha256[:16]}...) is not "
+                           "in the store, and the run was not launched here (its record's "
+                           f"paths are not read); give it with --input {name}=PATH (it is "
+                           "hash-checked)")
     raise CannotReplay(f"run {record.id}: input {name} (sha256 {inp.sha256[:16]}...) is not in "
                        f"the store and {inp.path} is missing or changed; restore it, give it "
                        f"with --input {name}=PATH, or verify from a bundle that carries it")
@@ -427,6 +428,7 @@ def replay(original: RunRecord, store: Store, engine: Engine, hooks: Hooks,
         done.verdict = verdict(original, done, tolerances, compare_logs(original, done, store))
         settle(done.verdict, store.artifacts.local_path)  # what differs inside each file
         _part_ways(done.verdict, store.runs.steps(original.id), series)
+        done.verdict = redacted(done.verdict, res.redactor)  # snippets of what jobs wrote
 
     return start(record, res, store, engine, replace(hooks, on_finished=judge))
 
@@ -444,8 +446,24 @@ def new_record_for_replay(original: RunRecord, plan: ReplayPlan) -> RunRecord:
         "warnings": list(plan.notes)})
 
 
+def redacted(doc: Any, redactor: Redactor) -> Any:
+    """``doc`` with every secret value this replay knows redacted out of its strings (a
+    verdict quotes the lines of differing text outputs, which a job may have filled with a
+    secret)."""
+    if not redactor.needles:
+        return doc
+    if isinstance(doc, str):
+        return redactor.redact(doc)
+    if isinstance(doc, dict):
+        return {redacted(k, redactor): redacted(v, redactor) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [redacted(v, redactor) for v in doc]
+    return doc
+
+
 def judge_on_node(done: RunRecord, store: Store, host: dict[str, Any],
-                  series: Sequence[tuple[str, int, float]] = ()) -> None:
+                  series: Sequence[tuple[str, int, float]] = (),
+                  redactor: Redactor | None = None) -> None:
     """A replay run by a scheduler's node: the hardware against the recording host's, and
     the verdict, into its final write (``--strict-env`` fails it on other hardware)."""
     original = store.runs.get(str(done.replay_of))
@@ -456,6 +474,8 @@ def judge_on_node(done: RunRecord, store: Store, host: dict[str, Any],
                            compare_logs(original, done, store))
     settle(done.verdict, store.artifacts.local_path)
     _part_ways(done.verdict, store.runs.steps(original.id), list(series))
+    if redactor is not None:
+        done.verdict = redacted(done.verdict, redactor)
     if hw and options.get("strict_env"):
         done.warnings.append("--strict-env: this node differs from the recording host ("
                              + ", ".join(c["fact"] for c in hw) + ")")

@@ -140,7 +140,7 @@ def run_on_node(run_id: str, store: Store, engine: Engine, hooks: Hooks) -> RunR
         if done.replay_of:
             from .replay import judge_on_node
 
-            judge_on_node(done, store, done.environment.get("host", {}), series)
+            judge_on_node(done, store, done.environment.get("host", {}), series, res.redactor)
 
     return execute(record, res, store, engine, replace(hooks, on_finished=slurm_ending),
                    previous=RunStatus.QUEUED)

@@ -241,3 +241,25 @@ def test_a_crafted_snapshot_in_a_bundle_writes_nothing_outside_the_store(proj, h
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted({*before, "ci-home"})
     cache = tmp_path / "ci-home" / "cache" / "code"
     assert not cache.exists() or list(cache.iterdir()) == []  # the half-unpacked copy: gone
+
+
+def test_a_secret_a_job_writes_into_a_differing_text_output_is_redacted_in_the_verdict(
+        proj, home):
+    """Issue 21, M5: a verdict quotes the first differing line of a text output; a job that
+    wrote its secret there put the value into the stored record. The replay's secrets are
+    redacted out of the verdict, as out of logs."""
+    (proj / "examples" / "hello" / "stamp.py").write_text(
+        "import time\nsecret = open('/run/secrets/API_TOKEN').read()\n"
+        "open('/repro/outputs/stamp.txt', 'w').write(f'at {time.time_ns()} key {secret}\\n')\n")
+    spec = add_spec(proj, "stamp", "command: [python3, /repro/code/stamp.py]\n"
+                    "secrets: [API_TOKEN]\nseed: 1\n")
+    token = {"API_TOKEN": "tok-" + uuid.uuid4().hex}
+    p, run = launch_json(proj, spec, env=token)
+    assert p.returncode == 0, p.stderr
+    p, rec = run_json("verify", run["id"], cwd=proj, env=token)
+    assert p.returncode == 8, p.stdout + p.stderr
+    differ = rec["verdict"]["outputs"]["differ"][0]
+    assert differ["path"] == "stamp.txt" and differ["content"]["first_line"] == 1
+    assert differ["content"]["replay"].endswith("key ***")
+    p, shown = run_json("show", rec["id"], cwd=proj)
+    assert token["API_TOKEN"] not in json.dumps(shown)
