@@ -10,17 +10,24 @@ uploaded unless the registry has the blob already.
 Loopback registries (127.0.0.1, localhost) are spoken to over plain HTTP, as Docker does;
 others over HTTPS with this machine's CA bundle. Credentials come from the URL
 (``oci://USER:PASS@HOST/REPO``) or the Docker config (``docker login``).
+
+A registry's answers are hostile input: every request has a timeout, and a download takes
+at most the size the registry announced (and never more than REPRO_OUTPUT_LIMIT), within a
+deadline that size sets, hashed as it streams; what fails any of it is never used.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 from urllib.parse import unquote, urlparse
 
+from .. import settings
 from ..errors import StoreError, UsageError
 from ..hashing import hex_of
 from .artifacts import ArtifactStore, DigestMismatch, Put, Source
@@ -31,6 +38,8 @@ CHUNK = 64 << 20  # bytes per PATCH of a chunked upload (and the memory it takes
 EMPTY_DIGEST = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
 RUN = "application/vnd.repro.run.v1"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+CONNECT_TIMEOUT_S, READ_TIMEOUT_S = 15.0, 60.0  # each request; each read of a stream
+DOWNLOAD_MIN_S, DOWNLOAD_MIN_RATE = 120.0, 1 << 20  # a download's deadline: this, or 1 MiB/s
 
 
 class OciArtifactStore:
@@ -53,6 +62,10 @@ class OciArtifactStore:
         self.registry = oras.provider.Registry(
             hostname=self.hostname, insecure=host in LOOPBACK,
             tls_verify=str(ca) if ca is not None else True)
+        # oras-py sends every request without a timeout: a registry that stops answering
+        # would hold repro forever (connect, and each read of a stream, are bounded)
+        self.registry.session.request = functools.partial(
+            self.registry.session.request, timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S))
         user, password = _credentials(parsed, self.hostname)
         if user:
             self.registry.auth.set_basic_auth(user, password)
@@ -61,6 +74,16 @@ class OciArtifactStore:
         self.container = self.registry.get_container(f"{self.hostname}/{repo}")
 
     # -- the registry ---------------------------------------------------------------------------
+
+    def _stream(self, r: Any, digest: str) -> Iterator[bytes]:
+        """A response's body in chunks; a read that times out or breaks off says so."""
+        import requests
+
+        try:
+            yield from r.iter_content(1 << 20)
+        except requests.RequestException as e:
+            raise StoreError(f"artifact registry {self.where}: download {digest[:19]}: "
+                             f"{_first(e)}; not used") from None
 
     def _call(self, what: str, fn: Any) -> Any:
         import requests
@@ -175,10 +198,48 @@ class OciArtifactStore:
             raise StoreError(f"artifact registry {self.where}: download {digest[:19]}: "
                              f"HTTP {r.status_code}")
 
+        # the registry is hostile input: at most the size it announced (and never over the
+        # output limit), within a deadline the size sets; the hash decides the rest
+        announced = r.headers.get("Content-Length", "")
+        if not announced.isdigit() or int(announced) > settings.output_limit():
+            r.close()
+            raise StoreError(f"artifact registry {self.where}: download {digest[:19]}: it "
+                             f"announced {announced or 'no'} size (at most "
+                             f"{settings.output_limit()} bytes, REPRO_OUTPUT_LIMIT); not used")
+        cap = int(announced)
+        # a trickle never trips a read timeout: past the deadline the connection is closed
+        # under the read that waits on it
+        expired = threading.Event()
+
+        def cut() -> None:
+            expired.set()
+            _shut(r)
+
+        watchdog = threading.Timer(max(DOWNLOAD_MIN_S, cap / DOWNLOAD_MIN_RATE), cut)
+        watchdog.daemon = True
+
         def counted() -> Iterator[bytes]:
-            for chunk in r.iter_content(1 << 20):
-                on_bytes(len(chunk))
-                yield chunk
+            got = 0
+            try:
+                for chunk in self._stream(r, digest):
+                    got += len(chunk)
+                    if got > cap:
+                        raise StoreError(f"artifact registry {self.where}: download "
+                                         f"{digest[:19]}: it sent more than the {cap} bytes "
+                                         "it announced; not used")
+                    on_bytes(len(chunk))
+                    yield chunk
+            except (StoreError, OSError, AttributeError, ValueError):
+                if expired.is_set():
+                    raise StoreError(f"artifact registry {self.where}: download "
+                                     f"{digest[:19]}: slower than {DOWNLOAD_MIN_RATE >> 10} "
+                                     f"KiB/s ({got} of {cap} bytes in time); not used") from None
+                raise
+            if expired.is_set():
+                raise StoreError(f"artifact registry {self.where}: download {digest[:19]}: "
+                                 f"cut off at its deadline ({got} of {cap} bytes); not used")
+
+        watchdog.start()
 
         with self.cache.staging() as stage:
             try:
@@ -187,6 +248,9 @@ class OciArtifactStore:
             except DigestMismatch as e:
                 raise StoreError(f"artifact {digest} from {self.where} is corrupt (its bytes "
                                  f"hash to {e.got[:16]}...): not used") from None
+            finally:
+                watchdog.cancel()
+                r.close()
 
     def keep_run(self, run_id: str, needs: dict[str, int]) -> None:
         """Tag a manifest listing every artifact a run needs with its id: registry garbage
@@ -312,6 +376,19 @@ def _hex(digest: str) -> str:
     if not HEX64.match(h):
         raise StoreError(f"{digest[:80]!r} is not a sha256 digest")
     return h
+
+
+def _shut(r: Any) -> None:
+    """Shut a response's socket down: a read blocked on it in another thread returns (a
+    close alone leaves it waiting). Reached through urllib3's file object, as docker-py's
+    own log reader does."""
+    import socket
+
+    try:
+        r.raw._fp.fp.raw._sock.shutdown(socket.SHUT_RDWR)
+    except (AttributeError, OSError):
+        pass
+    r.close()
 
 
 def _first(e: BaseException) -> str:
