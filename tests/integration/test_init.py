@@ -168,8 +168,9 @@ def test_a_context_above_the_recipe_and_build_args(tmp_path, home, images, engin
 
 
 def test_init_reads_uv_lock_with_uv_and_pyproject_without(tmp_path, home, images):
-    """A uv project: its uv.lock exported by uv (found on PATH); with no uv.lock, the
-    pyproject's [project] dependencies. Either way a lock resolved in the image."""
+    """A uv project: its uv.lock (locked here by the real uv) pinned as it stands, read
+    without uv (the PATH repro runs with has none); with no uv.lock, the pyproject's
+    [project] dependencies, resolved in the image."""
     pyproject = textwrap.dedent('''\
         [project]
         name = "uvp"
@@ -183,7 +184,7 @@ def test_init_reads_uv_lock_with_uv_and_pyproject_without(tmp_path, home, images
                           env={**os.environ, "PATH": path,
                                "SSL_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt"})
     assert done.returncode == 0, done.stderr
-    p, result = run_json("init", cwd=project, env={"PATH": path}, timeout=900)
+    p, result = run_json("init", cwd=project, timeout=900)
     assert p.returncode == 0, p.stderr
     assert result["dependencies"] == "uv.lock"
     lock = (project / "repro" / "requirements.lock").read_text()
