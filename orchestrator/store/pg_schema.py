@@ -134,6 +134,16 @@ _SIDE_12 = "".join(f"""
         CREATE POLICY {t}_write ON {t} FOR ALL USING ({_OWN_RUN}) WITH CHECK ({_OWN_RUN});"""
                    for t in ("run_params", "run_metrics", "metric_steps"))
 
+# from migration 14: a shared table read by all, whose rows say who added them
+_SHARED_14 = "".join(f"""
+        ALTER TABLE {t} ADD COLUMN created_by TEXT NOT NULL DEFAULT current_user;
+        ALTER TABLE {t} ENABLE ROW LEVEL SECURITY;
+        CREATE POLICY {t}_read ON {t} FOR SELECT USING (true);"""
+                     for t in ("images", "image_pushes", "sweeps", "run_imports"))
+_ADD_OWN_14 = "".join(f"""
+        CREATE POLICY {t}_add ON {t} FOR INSERT WITH CHECK (created_by = current_user);"""
+                      for t in ("images", "image_pushes"))
+
 PG_MIGRATIONS: list[tuple[int, str, str]] = [
     (8, "run-user-host", f"""
         ALTER TABLE runs ADD COLUMN user_name {C};
@@ -237,33 +247,20 @@ PG_MIGRATIONS: list[tuple[int, str, str]] = [
     # member's own: a member sees and writes only its own rows (the schema's owner sees
     # all). Image archives, pushes, sweeps and import origins: read by all, added by anyone
     # as themselves, changed only by who added them; an origin only for one's own run.
-    (14, "member-tables", """
+    (14, "member-tables", f"""
         ALTER TABLE recipe_images ADD COLUMN created_by TEXT NOT NULL DEFAULT current_user;
         ALTER TABLE recipe_images DROP CONSTRAINT recipe_images_pkey;
         ALTER TABLE recipe_images ADD PRIMARY KEY (recipe_digest, created_by);
         ALTER TABLE recipe_images ENABLE ROW LEVEL SECURITY;
         CREATE POLICY recipe_images_own ON recipe_images FOR ALL
             USING (created_by = current_user) WITH CHECK (created_by = current_user);
-        ALTER TABLE images ADD COLUMN created_by TEXT NOT NULL DEFAULT current_user;
-        ALTER TABLE images ENABLE ROW LEVEL SECURITY;
-        CREATE POLICY images_read ON images FOR SELECT USING (true);
-        CREATE POLICY images_add ON images FOR INSERT WITH CHECK (created_by = current_user);
+        {_SHARED_14}
+        {_ADD_OWN_14}
         CREATE POLICY images_own ON images FOR UPDATE USING (created_by = current_user)
-            WITH CHECK (created_by = current_user);
-        ALTER TABLE image_pushes ADD COLUMN created_by TEXT NOT NULL DEFAULT current_user;
-        ALTER TABLE image_pushes ENABLE ROW LEVEL SECURITY;
-        CREATE POLICY image_pushes_read ON image_pushes FOR SELECT USING (true);
-        CREATE POLICY image_pushes_add ON image_pushes FOR INSERT
             WITH CHECK (created_by = current_user);
         CREATE POLICY image_pushes_own ON image_pushes FOR UPDATE
             USING (created_by = current_user) WITH CHECK (created_by = current_user);
-        ALTER TABLE sweeps ADD COLUMN created_by TEXT NOT NULL DEFAULT current_user;
-        ALTER TABLE sweeps ENABLE ROW LEVEL SECURITY;
-        CREATE POLICY sweeps_read ON sweeps FOR SELECT USING (true);
         CREATE POLICY sweeps_add ON sweeps FOR INSERT WITH CHECK (created_by = current_user);
-        ALTER TABLE run_imports ADD COLUMN created_by TEXT NOT NULL DEFAULT current_user;
-        ALTER TABLE run_imports ENABLE ROW LEVEL SECURITY;
-        CREATE POLICY run_imports_read ON run_imports FOR SELECT USING (true);
         CREATE POLICY run_imports_add ON run_imports FOR INSERT
             WITH CHECK (created_by = current_user AND EXISTS (SELECT 1 FROM runs r
                         WHERE r.id = run_id AND r.created_by = current_user));
