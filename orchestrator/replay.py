@@ -304,10 +304,13 @@ def plan_replay(record: RunRecord, foreign: bool, grants: Grants, host_cpus: int
                      f"this machine's {host_memory >> 20} MiB")
     if resources:
         update["resources"] = r.resources.model_copy(update=resources)
-    if grants.timeout_s is None and r.timeout_s is None:
-        update["timeout_s"] = max(FOREIGN_TIMEOUT_MIN_S, 10 * (record.duration_s or 0))
-        notes.append(f"timeout set to {update['timeout_s']:g} s: the run records none "
-                     "(pass --timeout to choose)")
+    default = max(FOREIGN_TIMEOUT_MIN_S, 10 * (record.duration_s or 0))
+    if grants.timeout_s is None and (r.timeout_s is None or r.timeout_s > default):
+        # the run does not choose how long it may hold this machine: the grant does
+        update["timeout_s"] = default
+        notes.append(f"timeout set to {default:g} s: the run records "
+                     + ("none" if r.timeout_s is None else f"{r.timeout_s:g} s") +
+                     " (pass --timeout to choose)")
     return ReplayPlan(resolved=r.model_copy(update=update), foreign=True, notes=notes)
 
 

@@ -240,6 +240,15 @@ def test_a_bundle_replays_with_only_what_the_user_grants(exported):
     assert granted.timeout_s == 60
     local = plan_replay(rec, False, Grants(), 2, 24 << 30)  # recorded here: as recorded
     assert local.resolved == r and local.notes == []
+    # issue 21, M8: a recorded timeout longer than the default is not the run's to choose
+    long = rec.model_copy(update={"resolved": r.model_copy(update={"timeout_s": 30 * 86400})})
+    plan = plan_replay(long, True, Grants(), 2, 24 << 30)
+    assert plan.resolved.timeout_s == 1200
+    assert "timeout set to 1200 s: the run records 2.592e+06 s" in " | ".join(plan.notes)
+    short = rec.model_copy(update={"resolved": r.model_copy(update={"timeout_s": 60.0})})
+    assert plan_replay(short, True, Grants(), 2, 24 << 30).resolved.timeout_s == 60.0
+    assert plan_replay(long, True, Grants(timeout_s=90000), 2, 24 << 30
+                       ).resolved.timeout_s == 90000
 
 
 # -- files a job wrote (H4, M7, low) ----------------------------------------------------------
