@@ -209,9 +209,7 @@ def resolve(loaded: LoadedSpec, store: Store, engine: ImageBackend, *, allow_dir
         else "nothing seeded (determinism off)"))
     trace(on_line, "threads", f"{threads} per math library  cpus {resources.cpus:g}  memory "
           f"{resources.memory}  network {spec.network}")
-    for key, value in spec.env.items():
-        if key.startswith("REPRO_"):
-            raise loaded.error(("env", key), "REPRO_* variables are set by repro; rename it")
+    for key, value in spec.env.items():  # no REPRO_* here: load_spec refused them
         env[key] = substitute(str(value), dict(spec.params), seed)
     # the helper first, then what the spec adds, then the code root (in-repo packages import
     # from any script of the project); bytecode kept out of the working folder (its outputs)

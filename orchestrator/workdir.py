@@ -46,17 +46,17 @@ def lay_out(work: Path, snapshot: Path, mounts: dict[str, bool]) -> Path:
     relative path -> is a folder), and remember every entry's facts. Returns the folder."""
     dest = work / "code"
     _copy(snapshot, dest)
-    for rel, is_dir in mounts.items():
+    for rel, is_dir in mounts.items():  # the input hides what the snapshot holds there
         point = dest / rel
-        if point.is_symlink() or point.is_file():
-            point.unlink()  # the input hides what the snapshot holds there
-        elif point.is_dir() and not is_dir:
-            shutil.rmtree(point)
         for parent in reversed(point.relative_to(dest).parents[:-1]):
-            _mkdir(dest / parent)
+            _mkdir(dest / parent)  # never through a link of the snapshot's
+        if point.is_dir() and not point.is_symlink() and not is_dir:
+            shutil.rmtree(point)
         if is_dir:
             _mkdir(point)
         else:
+            if os.path.lexists(point):
+                point.unlink()
             point.touch(mode=0o666)
     baseline = {rel: list(facts) for rel, facts in _facts(dest)}
     (work / BASELINE).write_text(json.dumps(baseline))
@@ -64,6 +64,10 @@ def lay_out(work: Path, snapshot: Path, mounts: dict[str, bool]) -> Path:
 
 
 def _mkdir(path: Path) -> None:
+    """A real folder at ``path``, writable by the job: a link or a file there (the
+    snapshot's) is replaced, never followed."""
+    if path.is_symlink() or (os.path.lexists(path) and not path.is_dir()):
+        path.unlink()
     if not path.is_dir():
         path.mkdir()
     os.chmod(path, 0o777)

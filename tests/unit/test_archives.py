@@ -177,3 +177,23 @@ def test_an_npz_is_checked_before_numpy_decompresses_it(tmp_path):
         check_zip(odd, "odd.npz", max_bytes=1 << 20)
     note = explain("odd.npz", odd, odd)
     assert note is not None and note["summary"].startswith("not compared by content")
+
+
+def test_an_input_mount_point_never_goes_through_a_link_of_the_snapshot(tmp_path):
+    """A mount point is made in the job's copy of its code: a link the snapshot holds on its
+    way (`data -> /etc`, or an inner one) is replaced, never followed, and nothing outside
+    the copy is touched or re-moded."""
+    from orchestrator.workdir import lay_out
+
+    snap, outside = tmp_path / "snap", tmp_path / "outside"
+    snap.mkdir()
+    outside.mkdir(mode=0o755)
+    (snap / "train.py").write_text("x")
+    (snap / "data").symlink_to(outside)  # an old cached snapshot could hold one
+    (snap / "inner").mkdir()
+    (snap / "alias").symlink_to("inner")
+    dest = lay_out(tmp_path / "work", snap, {"data/raw": True, "alias/names.txt": False})
+    assert not (dest / "data").is_symlink() and (dest / "data" / "raw").is_dir()
+    assert not (dest / "alias").is_symlink() and (dest / "alias" / "names.txt").is_file()
+    assert list(outside.iterdir()) == [] and oct(outside.stat().st_mode & 0o777) == "0o755"
+    assert list((dest / "inner").iterdir()) == []
