@@ -309,6 +309,9 @@ def edited(path: Path) -> bool:
 
 def write(root: Path, rel: str, text: str, force: bool, report: dict[str, list[str]]) -> None:
     path = root / rel
+    if os.path.lexists(path) and (path.is_symlink() or not path.is_file()):
+        raise UsageError(f"{path}: a link or not a regular file where repro init writes "
+                         f"{rel}; remove it and run repro init again")
     if path.exists() and not force:
         if path.read_text(errors="replace") == stamped(text):
             report["unchanged"].append(rel)

@@ -25,6 +25,9 @@ from typing import Any
 from .errors import UsageError
 
 LOCKS = ("uv.lock", "poetry.lock", "pdm.lock")
+NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")  # PEP 508
+VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+!_-]*")  # what PEP 440 versions are made of
+HASH = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 @dataclass
@@ -58,6 +61,10 @@ def read(root: Path, name: str, text: str, env: dict[str, str]) -> Locked:
                          "or pass --deps requirements.txt") from None
     reader = {"uv.lock": _uv, "poetry.lock": _poetry, "pdm.lock": _pdm}[path.name]
     locked = reader(doc, env, path, _pyproject(path.parent))
+    odd = [p for p in locked.pins if not NAME.fullmatch(p.name) or not VERSION.fullmatch(p.version)]
+    if odd:
+        raise UsageError(f"{path}: {odd[0].name[:60]!r} {odd[0].version[:60]!r} is not a "
+                         "package name and version; regenerate the lock with its tool")
     bad = [p.name for p in locked.pins if not p.hashes]
     if bad:
         raise UsageError(f"{root / name}: {', '.join(sorted(bad))} come(s) from git, a path or a "
@@ -76,11 +83,12 @@ def lock_text(locked: Locked) -> str:
 
 
 def _pyproject(root: Path) -> dict[str, Any]:
-    path = root / "pyproject.toml"
+    from .projectscan import read_text
+
+    text = read_text(root, "pyproject.toml")  # never a FIFO, a device or a link out
     try:
-        return tomllib.loads(path.read_text()) if path.is_file() and not path.is_symlink() \
-            else {}
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return tomllib.loads(text) if text is not None else {}
+    except tomllib.TOMLDecodeError:
         return {}
 
 
@@ -96,10 +104,12 @@ def _marker_holds(marker: Any, env: dict[str, str]) -> bool:
 
 
 def _hashes(files: Any) -> list[str]:
+    """The sha256 hashes a lock lists for a package's files (64 hex digits each: anything
+    else never reaches the lock's text)."""
     out = []
     for f in files or []:
         h = f.get("hash") if isinstance(f, dict) else None
-        if isinstance(h, str) and h.startswith("sha256:"):
+        if isinstance(h, str) and HASH.fullmatch(h):
             out.append(h.removeprefix("sha256:"))
     return out
 

@@ -237,3 +237,16 @@ def test_the_real_locks_of_the_corpus_pin_their_main_dependencies():
         names = {p.name for p in locked.pins}
         assert "numpy" in names and "pytest" not in names, (folder, names)
         assert all(len(h) == 64 for p in locked.pins for h in p.hashes)
+
+
+def test_what_a_lock_says_never_adds_lines_to_the_lock_repro_writes(tmp_path):
+    """A lock's names, versions and hashes become lines of repro's lock: a newline in one
+    would add a requirement of its own. Only 64-hex hashes and plain names and versions."""
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'charlm'\n")
+    injected = UV.replace(f'hash = "{H["b"]}"', f'hash = "{H["b"]}\\\\nevil==6.6.6"')
+    locked = read(tmp_path, "uv.lock", injected, LINUX)
+    assert {p.name: p.hashes for p in locked.pins}["click"] == ["a" * 64]  # the sdist's only
+    assert "evil" not in lock_text(locked)
+    bad = UV.replace('version = "13.9.4"', 'version = "13.9.4\\\\nevil==6.6.6"')
+    with pytest.raises(UsageError, match="is not a package name and version"):
+        read(tmp_path, "uv.lock", bad, LINUX)

@@ -254,3 +254,18 @@ def test_sources_that_are_a_fifo_or_a_link_to_a_device_are_skipped(tmp_path):
 
     done = init(root, FakeEngine(), lambda _: None)
     assert done["command"] == ["python3", "train.py"] and done["metrics"] == ["loss"]
+
+
+def test_init_never_writes_through_a_link_or_into_a_fifo(tmp_path):
+    from orchestrator.init import init
+    from tests.fakes import FakeEngine
+
+    root = project(tmp_path, {"train.py": "print('loss', 1)\n"})
+    (root / "repro.yaml").symlink_to(tmp_path / "elsewhere.yaml")
+    with pytest.raises(UsageError, match="repro.yaml: a link or not a regular file"):
+        init(root, FakeEngine(), lambda _: None)
+    assert not (tmp_path / "elsewhere.yaml").exists()
+    (root / "repro.yaml").unlink()
+    os.mkfifo(root / "repro.yaml")  # reading it to compare would block forever
+    with pytest.raises(UsageError, match="repro.yaml: a link or not a regular file"):
+        init(root, FakeEngine(), lambda _: None)
