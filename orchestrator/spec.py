@@ -346,7 +346,7 @@ def load_spec(path: str | Path) -> LoadedSpec:
 
 def _problem(path: Path, lines: dict[Loc, int], loc: Loc, message: str) -> tuple[int, str]:
     line = next((lines[loc[:n]] for n in range(len(loc), -1, -1) if loc[:n] in lines), 1)
-    dotted = ".".join(str(p) for p in loc)
+    dotted = ".".join(str(p) for p in loc) or "spec"
     return line, f"{path}:{line}: {dotted}: {message}"
 
 
@@ -379,16 +379,13 @@ def _one_error(first: Any, path: Path, lines: dict[Loc, int]) -> tuple[int, str]
         if first["type"] == "missing":
             shown.append(part)
         break
-    line = next((lines[tuple(shown[:n])] for n in range(len(shown), -1, -1)
-                 if tuple(shown[:n]) in lines), 1)
     msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         allowed = _allowed_keys(tuple(shown[:-1]))
         msg = "unknown key" + (f"; expected one of: {', '.join(allowed)}" if allowed else "")
     elif first["type"] != "missing" and "input" in first:
         msg += f" (got {first['input']!r})"
-    dotted = ".".join(str(p) for p in shown) or "spec"
-    return line, f"{path}:{line}: {dotted}: {msg}"
+    return _problem(path, lines, tuple(shown), msg)
 
 
 def _allowed_keys(loc: Loc) -> list[str]:
