@@ -221,8 +221,9 @@ def prepare_work(work: Path, record: RunRecord, res: Resolution) -> None:
     code snapshot, or an empty outputs folder for a run recorded before that layout)."""
     r = res.resolved
     try:
+        work.mkdir(mode=0o700)  # the job's folders are reached through it by this user only
         meta = work / "meta"
-        meta.mkdir(parents=True)
+        meta.mkdir()
         os.chmod(meta, 0o777)  # the container runs as nobody
         if r.layout == workdir.PROJECT:
             mounts = {i.mount: i.kind == "dir" for i in r.inputs.values() if i.mount}

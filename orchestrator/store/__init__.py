@@ -9,6 +9,7 @@ the owners of runs running here) is always ``HOME/local.db`` and never shared.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,12 +83,14 @@ def open_store(home: Path | None = None, create: bool = True) -> Store:
         if not create:
             raise StoreError(f"no store at {home}; launch a run first or set REPRO_HOME")
         try:
-            home.mkdir(parents=True, exist_ok=True)  # another process may race us
+            home.parent.mkdir(parents=True, exist_ok=True)
+            home.mkdir(mode=0o700, exist_ok=True)  # another process may race us
         except OSError as e:
             raise StoreError(f"cannot create store at {home}: {e.strerror}; set REPRO_HOME "
                              "to a writable folder") from e
     for sub in ("artifacts", "logs", "work"):
-        (home / sub).mkdir(exist_ok=True)
+        (home / sub).mkdir(mode=0o700, exist_ok=True)
+    _private(home / "work")
     url = os.environ.get("REPRO_STORE", "").strip() or str(home / "repro.db")
     local = LocalState(home / "local.db", legacy=home / "repro.db")  # before the records'
     # migrations: it copies what a store from before the split kept in repro.db
@@ -99,6 +102,18 @@ def open_store(home: Path | None = None, create: bool = True) -> Store:
         imported = set(store.runs.imported_absent())
         local.note_launched_all([r for r in store.runs.ids() if r not in imported])
     return store
+
+
+def _private(folder: Path) -> None:
+    """Only this user reaches ``folder`` (running jobs write there; the engine mounts their
+    folders, so no one else needs a path to them). A store from before this was made
+    private is made so here; a folder of another user is refused."""
+    st = folder.lstat()
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+        raise StoreError(f"{folder} is not a folder of this user; running jobs write there: "
+                         "remove it, or set REPRO_HOME to a store of your own")
+    if st.st_mode & 0o077:
+        os.chmod(folder, 0o700)
 
 
 def _is_home_db(url: str, home: Path) -> bool:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.engine import Engine
+from orchestrator.engine import LABEL_STORE, Engine
+from orchestrator.store import open_store
 from tests.helpers import repro
 from tests.integration.conftest import add_spec, launch_json, wait_for_running
 from tests.integration.test_replay import run_json, unique_image_project
@@ -263,3 +264,60 @@ def test_a_secret_a_job_writes_into_a_differing_text_output_is_redacted_in_the_v
     assert differ["content"]["replay"].endswith("key ***")
     p, shown = run_json("show", rec["id"], cwd=proj)
     assert token["API_TOKEN"] not in json.dumps(shown)
+
+
+PLANT = """\
+import os, sys
+for path in sys.argv[1:]:
+    try:
+        if path.endswith("/"):
+            os.listdir(path)
+        else:
+            with open(path, "a") as f:
+                f.write('{"name": "loss", "value": -1, "step": 0}\\n')
+        print("reached", path)
+    except OSError as e:
+        print(type(e).__name__, path)
+"""
+
+
+def test_another_local_user_reaches_no_folder_of_a_running_job(proj, engine, tmp_path,
+                                                                monkeypatch):
+    """Issue 21, M7: the work folders were 0777 under a world-readable store, so another
+    local user planted outputs and metrics into a running job. The store (an old one made
+    with a permissive umask too) keeps its work folders private: only this user, and the
+    engine that mounts them, reach them."""
+    old = Path(f"/var/tmp/repro-m7-{uuid.uuid4().hex[:8]}")
+    try:
+        (old / "work").mkdir(parents=True)
+        os.chmod(old, 0o755)
+        os.chmod(old / "work", 0o777)  # as a permissive umask, or an older repro, left it
+        monkeypatch.setenv("REPRO_HOME", str(old))
+        spec = add_spec(proj, "private", """\
+            command: [python3, -c, "import time; print('started', flush=True); time.sleep(8)"]
+            """)
+        proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "launch",
+                                 str(spec.relative_to(proj)), "--json"], cwd=proj,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        run_id = wait_for_running(engine, old)
+        work = old / "work" / run_id
+        targets = [f"{old / 'work'}/", f"{work}/", str(work / "code" / "planted.txt"),
+                   str(work / "meta" / "metrics.jsonl")]
+        assert os.getuid() == 0, "the attack needs a second local user: run the tests as root"
+        attacker = subprocess.run(["/usr/bin/python3", "-I", "-c", PLANT, *targets],
+                                  user=4242, group=4242, capture_output=True, text=True,
+                                  timeout=30)
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        assert attacker.stdout.splitlines() == [f"PermissionError {t}" for t in targets], \
+            attacker.stdout + attacker.stderr
+        rec = json.loads(out)
+        assert "planted.txt" not in rec["outputs"] and "loss" not in rec.get("metrics", {})
+        assert (old / "work").stat().st_mode & 0o777 == 0o700
+        fresh = tmp_path / "fresh" / "store"  # a store repro makes is private from the start
+        open_store(fresh).close()
+        assert fresh.stat().st_mode & 0o777 == 0o700
+    finally:
+        for job in engine.find({LABEL_STORE: str(old.resolve())}):
+            engine.cleanup(job.id)
+        subprocess.run(["rm", "-rf", str(old)], check=False)
