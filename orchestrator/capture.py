@@ -1,5 +1,7 @@
-"""Environment facts: the host (OS, kernel, CPU, Docker, GPUs) and the container (from the
-``env.json`` that ``runtime/repro_boot.py`` writes inside it)."""
+"""Environment facts: the host (OS, kernel, CPU, Docker, GPUs) and the container: its image's
+OS, Python and packages as ``runtime/repro_boot.py --facts`` says them in a throwaway
+container of the image that repro runs itself, or, when that could not run, from the
+``env.json`` the boot script writes inside the job's container (which the job may rewrite)."""
 
 from __future__ import annotations
 
@@ -7,10 +9,14 @@ import os
 import platform
 import socket
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .gpu import GPU
+
+if TYPE_CHECKING:
+    from .engine import Executor, JobSpec
+    from .record import ContainerFacts
 
 ENV_JSON_LIMIT = 16 << 20  # bytes of the boot script's env.json (packages of a big image)
 
@@ -80,8 +86,79 @@ def host_facts(engine: dict[str, Any], gpus: list[GPU], assigned: list[GPU]) -> 
     }
 
 
-def container_facts(meta_dir: Path, warnings: list[str]) -> dict[str, Any]:
-    """What the boot script saw inside the container; empty when it did not run.
+FACTS_PREFIX = b"REPRO-FACTS "
+
+
+def facts_key(image_id: str, lock_path: Path | None) -> str:
+    """An image's facts are a function of the image, the lock checked against it and the
+    boot script that looked: the cache key of all three."""
+    from .hashing import sha256_file
+    from .runtime import RUNTIME_DIR
+
+    parts = [image_id, sha256_file(RUNTIME_DIR / "repro_boot.py")[0],
+             sha256_file(lock_path)[0] if lock_path is not None else "-"]
+    return ":".join(parts)
+
+
+def facts_job(image_id: str, lock_path: Path | None, store_home: str, run_id: str) -> JobSpec:
+    """A throwaway container of the image that only says what it is (``repro_boot.py
+    --facts``): no network, as nobody, nothing of the run's mounted, so nothing a job
+    writes can change what is recorded."""
+    from .engine import LABEL_FACTS_RUN, LABEL_FACTS_STORE, JobSpec, Volume
+    from .runtime import RUNTIME_DIR, VENDOR_PACKAGING
+
+    volumes = [Volume("lib", RUNTIME_DIR, "/repro/lib")]
+    if lock_path is not None:
+        volumes += [Volume("lock", lock_path, "/repro/lock.txt"),
+                    Volume("vendor", VENDOR_PACKAGING, "/repro/vendor/packaging")]
+    return JobSpec(run_id="facts", image=image_id, workdir="/",
+                   command=["/bin/sh", "/repro/lib/boot.sh", "--facts"], volumes=volumes,
+                   memory_bytes=512 << 20, timeout_s=120, tmp_bytes=16 << 20,
+                   labels={LABEL_FACTS_STORE: store_home, LABEL_FACTS_RUN: run_id})
+
+
+def image_facts(executor: Executor, image_id: str, lock_path: Path | None, store_home: str,
+                run_id: str) -> dict[str, Any]:
+    """Run ``facts_job`` and return the facts it printed, checked (the image is as
+    untrusted as the job: its output is capped and must have the boot script's shape).
+    Raises ReproError when the image could not say (no python3, say)."""
+    from pydantic import ValidationError
+
+    from .errors import ReproError
+    from .record import ContainerFacts
+    from .untrusted import Untrusted, loads
+
+    out = bytearray()
+
+    def keep(chunk: bytes) -> None:
+        if len(out) <= ENV_JSON_LIMIT:
+            out.extend(chunk[:ENV_JSON_LIMIT + 1 - len(out)])
+
+    job = facts_job(image_id, lock_path, store_home, run_id)
+    outcome = executor.run(job, lambda _: None, keep)
+    executor.cleanup(outcome.job_id)
+    line = next((ln for ln in bytes(out).splitlines() if ln.startswith(FACTS_PREFIX)), None)
+    if outcome.code != 0 or line is None or len(out) > ENV_JSON_LIMIT:
+        why = outcome.lost or (outcome.stderr_tail.strip().splitlines() or [
+            f"exit {outcome.code}" if len(out) <= ENV_JSON_LIMIT else "too much output"])[-1]
+        raise ReproError(f"the image's facts could not be captured ({why[:200]})")
+    try:
+        doc = loads(line[len(FACTS_PREFIX):], "the image's facts", max_depth=4)
+        facts = ContainerFacts.model_validate(doc)
+    except (Untrusted, ValidationError) as e:
+        raise ReproError(f"the image's facts are malformed ({str(e).splitlines()[0][:200]})"
+                         ) from None
+    return facts.model_dump(mode="json", include=IMAGE_FACTS)
+
+
+IMAGE_FACTS = {"os", "os_release", "python", "packages", "lock_problems", "lock_skipped"}
+
+
+def container_facts(meta_dir: Path, warnings: list[str],
+                    image: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The container's facts: ``image``'s, when repro captured them from outside
+    (``image_facts``), else what the boot script wrote inside it (empty when it did not
+    run), labelled as the job's report; what was seeded is always the job's report.
 
     The job can rewrite ``/repro/meta`` (it runs as the same user as the boot script), so
     the file is hostile input: read capped and without following links, and it must have
@@ -92,6 +169,10 @@ def container_facts(meta_dir: Path, warnings: list[str]) -> dict[str, Any]:
     from .untrusted import Untrusted, read_file, read_json
 
     facts = ContainerFacts()
+    if image is not None:
+        facts = ContainerFacts.model_validate({**image, "captured": "image"})
+        facts.seeded, facts.determinism_warnings = _seeding(meta_dir, warnings)
+        return _dumped(facts)
     try:
         data = read_json(meta_dir / "env.json", ENV_JSON_LIMIT)
         if data is None:
@@ -107,10 +188,14 @@ def container_facts(meta_dir: Path, warnings: list[str]) -> dict[str, Any]:
         where = ".".join(str(p) for p in first["loc"]) or "document"
         warnings.append(f"container facts not recorded: env.json is malformed at {where} "
                         f"({first['msg']})")
+    facts.captured = "job"
     facts.seeded, facts.determinism_warnings = _seeding(meta_dir, warnings)
-    return facts.model_dump(mode="json", include={"os", "os_release", "python", "packages",
-                                                  "lock_problems", "lock_skipped", "seeded",
-                                                  "determinism_warnings"})
+    return _dumped(facts)
+
+
+def _dumped(facts: ContainerFacts) -> dict[str, Any]:
+    return facts.model_dump(mode="json", include=IMAGE_FACTS | {"captured", "seeded",
+                                                                "determinism_warnings"})
 
 
 def _seeding(meta_dir: Path, warnings: list[str]) -> tuple[list[str], list[str]]:

@@ -156,7 +156,7 @@ def fetch_into(record: RunRecord, store: Store, dest: Path) -> list[str]:
             store.artifacts.copy_out(inp.sha256, dest / "code" / inp.mount)
             written.append(f"code/{inp.mount}")
     if r.packages is not None:
-        from .runner import VENDOR_PACKAGING
+        from .runtime import VENDOR_PACKAGING
 
         store.artifacts.copy_out(r.packages.sha256, dest / "lock.txt")
         shutil.copytree(VENDOR_PACKAGING, dest / "vendor" / "packaging", dirs_exist_ok=True)

@@ -221,6 +221,10 @@ class ContainerFacts(_Shape):
     packages: list[Package] = []
     lock_problems: list[str] = []
     lock_skipped: list[str] = []  # lock lines whose markers do not hold in this container
+    # "image": os..lock_skipped come from a throwaway container of the image that repro ran
+    # itself; "job": from /repro/meta as the job left it (it could rewrite them); "": an
+    # older record. seeded and determinism_warnings are always the job's own report.
+    captured: str = ""
     seeded: list[str] = []  # what the runtime seeded without the job asking (strict mode)
     determinism_warnings: list[str] = []  # ops torch ran without a deterministic kernel
 

@@ -13,7 +13,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from .engine import LABEL_RUN, LABEL_STORE, Executor
+from .engine import LABEL_FACTS_RUN, LABEL_FACTS_STORE, LABEL_RUN, LABEL_STORE, Executor
 from .errors import ReproError
 from .record import RunRecord, RunStatus, utc_now
 from .runner import ingest, remove_secrets
@@ -66,8 +66,9 @@ def remove_strays(store: Store, executor: Executor,
     """Containers of this store whose run is already over (say, the engine vanished while
     the run was live, so repro recorded it lost but could not stop the container)."""
     removed = []
-    for job in executor.find({LABEL_STORE: str(store.home)}):
-        run_id = job.labels.get(LABEL_RUN, "")
+    for job in [*executor.find({LABEL_STORE: str(store.home)}),
+                *executor.find({LABEL_FACTS_STORE: str(store.home)})]:
+        run_id = job.labels.get(LABEL_RUN) or job.labels.get(LABEL_FACTS_RUN, "")
         try:
             finished = store.runs.get(run_id).status.terminal if run_id else True
         except ReproError:

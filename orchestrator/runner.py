@@ -23,9 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import BinaryIO
-
-import packaging
+from typing import Any, BinaryIO
 
 from . import capture, settings, workdir
 from .engine import (
@@ -45,14 +43,12 @@ from .live import Latest, LiveMetrics
 from .outputs import collect, final_metrics, read_logged_params, read_series, scrape_metrics
 from .record import FileRef, RunRecord, RunStatus, utc_now
 from .resolve import Redactor, Resolution, resolve, trace
-from .runtime import RUNTIME_DIR
+from .runtime import RUNTIME_DIR, VENDOR_PACKAGING
 from .runtime.repro_boot import LOCK_MISMATCH
 from .spec import LoadedSpec, param_env
 from .store import Store
 
 CONTAINER_USER = "65534:65534"  # nobody:nogroup; never root
-# `packaging`, pure Python, mounted for the boot step to evaluate a lock's markers
-VENDOR_PACKAGING = Path(packaging.__file__).resolve().parent
 
 
 @dataclass
@@ -184,8 +180,11 @@ def execute(record: RunRecord, res: Resolution, store: Store, executor: Executor
                        hooks.on_metrics)
     sink = LogSink(store.log_path(record.id), res.redact_bytes, live.wrap(hooks.on_log))
 
+    facts = _ImageFacts(executor, res, store, record.id)
+
     def started(job_id: str) -> None:  # the job exists: record it running (or abort)
         state.job_id = job_id
+        facts.start()
         record.status, record.started_at = RunStatus.RUNNING, utc_now()
         store.runs.save(record, previous=state.previous)
         state.previous = RunStatus.RUNNING
@@ -210,10 +209,60 @@ def execute(record: RunRecord, res: Resolution, store: Store, executor: Executor
         live.stop()
         hooks.on_end()
         try:
-            _finish(record, res, store, executor, state, sink, work, hooks)
+            _finish(record, res, store, executor, state, sink, work, hooks, facts)
         finally:
             remove_secrets(record.id)
     return record
+
+
+class _ImageFacts:
+    """The image's facts (OS, Python, packages, the lock checked), captured from outside
+    while the job runs, in a throwaway container of the image (``capture.image_facts``):
+    the job can rewrite what the boot script wrote in its own container. Once per image,
+    lock and boot script on this machine (cached in local.db); an executor that holds no
+    images (Kubernetes) leaves the job's report, labelled as such."""
+
+    def __init__(self, executor: Executor, res: Resolution, store: Store, run_id: str) -> None:
+        self.local = store.local
+        self.facts: dict[str, Any] | None = None
+        self.problem = ""
+        self.thread: threading.Thread | None = None
+        if not hasattr(executor, "image"):
+            return
+        image, lock = res.resolved.image.digest, res.lock_path
+        self.key = capture.facts_key(image, lock)
+        cached = self.local.image_facts(self.key)
+        if cached is not None:  # what a capture said, or why it could not (no python3)
+            doc = json.loads(cached)
+            self.facts, self.problem = doc.get("facts"), doc.get("problem", "")
+            return
+
+        def capture_them() -> None:
+            try:
+                self.facts = capture.image_facts(executor, image, lock, str(store.home), run_id)
+            except ReproError as e:
+                self.problem = str(e)
+
+        self.thread = threading.Thread(target=capture_them, name="image-facts", daemon=True)
+
+    def start(self) -> None:
+        if self.thread is not None and not self.thread.is_alive() and self.facts is None:
+            self.thread.start()
+
+    def result(self, warnings: list[str]) -> dict[str, Any] | None:
+        if self.thread is not None and self.thread.ident is not None:
+            self.thread.join(timeout=180)
+            if self.thread.is_alive():
+                self.problem = "the image's facts were not captured within 180 s"
+            else:
+                self.local.remember_image_facts(self.key, json.dumps(
+                    {"facts": self.facts} if self.facts is not None else
+                    {"problem": self.problem}))
+            self.thread = None
+        if self.facts is None and self.problem:
+            warnings.append(f"{self.problem}; the container facts recorded are the job's "
+                            "own report")
+        return self.facts
 
 
 def prepare_work(work: Path, record: RunRecord, res: Resolution) -> None:
@@ -270,7 +319,8 @@ def _interrupted(record: RunRecord, hooks: Hooks) -> None:
 
 
 def _finish(record: RunRecord, res: Resolution, store: Store, executor: Executor,
-            state: _RunState, sink: LogSink, work: Path, hooks: Hooks) -> None:
+            state: _RunState, sink: LogSink, work: Path, hooks: Hooks,
+            facts: _ImageFacts) -> None:
     """Always runs: ingest what the run left, finish the record, clean up the job."""
     sink.close()
     record.warnings += sink.problems
@@ -287,7 +337,8 @@ def _finish(record: RunRecord, res: Resolution, store: Store, executor: Executor
         cleaner.start()
     series: list[tuple[str, int, float]] = []
     try:
-        series = ingest(record, store, work, sink.path, res.redactor)
+        series = ingest(record, store, work, sink.path, res.redactor,
+                        facts.result(record.warnings) if state.job_id else None)
     except Exception as e:  # whatever a job left, the run must end recorded
         if record.status == RunStatus.SUCCEEDED:
             record.status = RunStatus.FAILED
@@ -342,14 +393,16 @@ def _keep(record: RunRecord, store: Store, executor: Executor, hooks: Hooks) -> 
 
 
 def ingest(record: RunRecord, store: Store, work: Path, log_path: Path,
-           redactor: Redactor | None = None) -> list[tuple[str, int, float]]:
+           redactor: Redactor | None = None,
+           image_facts: dict[str, Any] | None = None) -> list[tuple[str, int, float]]:
     """What a run left (outputs, environment, metrics, logged params, the live log) into its
     record and the artifact store. Returns the metric series, for the caller to store with
     the record. Used when a run ends and when recovery finishes an orphan. Secret values in
-    names and logged params are redacted (``redactor``)."""
+    names and logged params are redacted (``redactor``). ``image_facts``: the container's
+    facts as repro captured them (else the job's own report is recorded, labelled so)."""
     r = record.resolved
     meta_dir, outputs_dir = work / "meta", workdir.folder(work, r.layout)
-    facts = capture.container_facts(meta_dir, record.warnings)
+    facts = capture.container_facts(meta_dir, record.warnings, image_facts)
     record.environment["container"] = facts
     if record.exit_code == LOCK_MISMATCH and facts["lock_problems"] and \
             record.status == RunStatus.FAILED:

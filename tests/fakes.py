@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.engine import JobRef, JobSpec, Outcome
+from orchestrator.engine import LABEL_FACTS_RUN, JobRef, JobSpec, Outcome
 from orchestrator.errors import EngineUnavailable, ImageError
 
 IMAGE = "sha256:" + "d" * 64
@@ -62,6 +62,12 @@ class FakeEngine:
     def run(self, job: JobSpec, started: Callable[[str], None],
             on_log: Callable[[bytes], None]) -> Outcome:
         s = self.script
+        if LABEL_FACTS_RUN in job.labels:  # the image's facts, captured from outside
+            self.calls.append(("facts", job))
+            if s.env_json is None:
+                return Outcome(job_id="facts", code=1, stderr_tail="python3: not found")
+            on_log(b"REPRO-FACTS " + json.dumps(s.env_json).encode() + b"\n")
+            return Outcome(job_id="facts", code=0)
         self.calls.append(("run", job))
         if s.create_fails:
             raise EngineUnavailable("create container: the engine refused: no space")

@@ -26,6 +26,9 @@ LABEL_RUN = "org.repro.run"
 LABEL_STORE = "org.repro.store"
 LABEL_RECIPE = "org.repro.recipe"
 LABEL_SWEEP = "org.repro.sweep"
+# a throwaway container that captures an image's facts for a run (never counted as the run's)
+LABEL_FACTS_STORE = "org.repro.facts.store"
+LABEL_FACTS_RUN = "org.repro.facts.run"
 
 
 class Interrupted(BaseException):

@@ -7,4 +7,8 @@
 
 from pathlib import Path
 
+import packaging
+
 RUNTIME_DIR = Path(__file__).resolve().parent
+# `packaging`, pure Python, mounted for the boot step to evaluate a lock's markers
+VENDOR_PACKAGING = Path(packaging.__file__).resolve().parent

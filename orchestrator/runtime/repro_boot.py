@@ -1,6 +1,9 @@
 """Runs first inside every repro container (via boot.sh), then replaces itself with the job.
 
-1. Writes /repro/meta/env.json: OS release, Python version, every installed distribution.
+1. Writes /repro/meta/env.json: OS release, Python version, every installed distribution
+   (what the job may rewrite: repro records these facts from ``--facts``, run by repro in a
+   throwaway container of the same image, and falls back on this file only when it could
+   not).
 2. Checks the installed distributions against the spec's package lock (/repro/lock.txt) and
    exits 86 naming each offending package when they disagree.
 3. execs the job's command.
@@ -163,12 +166,10 @@ def _local_build(version):
     return "+" in low or any(t in low for t in ("dfsg", "debian", "ubuntu", "git"))
 
 
-def main(argv):
+def facts():
+    """What this container is: its OS, Python, distributions and, with a lock mounted, the
+    lock checked against them."""
     found = installed()
-    if argv[:1] == ["--freeze"]:  # `repro image freeze`: the lock of what this image has
-        for name, version in sorted(found.values(), key=lambda nv: nv[0].lower()):
-            print(f"{name}=={version}")
-        return 0
     rel = os_release()
     env = {
         "os": rel.get("PRETTY_NAME", ""),
@@ -185,6 +186,19 @@ def main(argv):
         problems = check(pins, found)
     env["lock_problems"] = problems
     env["lock_skipped"] = skipped
+    return env
+
+
+def main(argv):
+    if argv[:1] == ["--freeze"]:  # `repro image freeze`: the lock of what this image has
+        for name, version in sorted(installed().values(), key=lambda nv: nv[0].lower()):
+            print(f"{name}=={version}")
+        return 0
+    env = facts()
+    if argv[:1] == ["--facts"]:  # repro, from outside: a throwaway container no job ran in
+        print("REPRO-FACTS " + json.dumps(env))
+        return 0
+    problems = env["lock_problems"]
     with open(os.path.join(META, "env.json"), "w") as f:
         json.dump(env, f)
     if problems:

@@ -2,9 +2,10 @@
 
 ``REPRO_HOME/local.db`` (SQLite) holds the input hash cache (keyed by this machine's paths),
 the code-snapshot cache (repository folder and commit -> snapshot digest), the owners of
-the runs this machine is running (host, boot id, pid and the pid's start time) and the runs
-this machine's users launched here (every other run is foreign: replayed with only what the
-verifier grants, wherever it came from: a team store, an import, a pull, a bundle). A shared
+the runs this machine is running (host, boot id, pid and the pid's start time), each image's
+facts as repro captured them, and the runs this machine's users launched here (every other
+run is foreign: replayed with only what the verifier grants, wherever it came from: a team
+store, an import, a pull, a bundle). A shared
 record store (a team's PostgreSQL) would be wrong for each: paths and pids mean nothing on
 another machine. Stores written before this split kept them in ``repro.db``; the first open
 copies them here (migration 6 then drops them there).
@@ -31,11 +32,12 @@ CREATE TABLE IF NOT EXISTS run_owners (
     run_id TEXT PRIMARY KEY, host TEXT NOT NULL, boot_id TEXT NOT NULL, pid INTEGER NOT NULL,
     pid_start TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS launched (
-    run_id TEXT NOT NULL, uid INTEGER NOT NULL, PRIMARY KEY (run_id, uid)) WITHOUT ROWID
+    run_id TEXT NOT NULL, uid INTEGER NOT NULL, PRIMARY KEY (run_id, uid)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS image_facts (key TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID
 """
 
 Owner = tuple[str, str, int, str]  # host, boot id, pid, pid start
-VERSION = 2  # 1: caches and owners; 2: the runs launched here
+VERSION = 3  # 1: caches and owners; 2: the runs launched here; 3: images' facts
 
 
 class LocalState:
@@ -119,6 +121,15 @@ class LocalState:
     def remember_snapshot(self, repo: str, subdir: str, commit: str, digest: str) -> None:
         self._write("INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?)",
                     (repo, subdir, commit, digest))
+
+    # -- an image's facts (OS, Python, packages, the lock checked), as repro captured them ---
+
+    def image_facts(self, key: str) -> str | None:
+        row = self.db.execute("SELECT doc FROM image_facts WHERE key = ?", (key,)).fetchone()
+        return str(row[0]) if row else None
+
+    def remember_image_facts(self, key: str, doc: str) -> None:
+        self._write("INSERT OR REPLACE INTO image_facts VALUES (?, ?)", (key, doc))
 
     # -- the runs launched here: every other run is foreign ---------------------------------
 

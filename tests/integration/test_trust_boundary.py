@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import uuid
@@ -321,3 +322,41 @@ def test_another_local_user_reaches_no_folder_of_a_running_job(proj, engine, tmp
         for job in engine.find({LABEL_STORE: str(old.resolve())}):
             engine.cleanup(job.id)
         subprocess.run(["rm", "-rf", str(old)], check=False)
+
+
+FORGER = """\
+import json
+json.dump({"os": "Forged OS 99", "os_release": {"ID": "forged"}, "python": "9.9.9",
+           "packages": [{"name": "numpy", "version": "0.0.1-forged"}], "lock_problems": [],
+           "lock_skipped": []}, open("/repro/meta/env.json", "w"))
+open("/repro/meta/seeded.jsonl", "a").write('{"seeded": "torch"}\\n')
+print("facts forged", flush=True)
+"""
+
+
+def test_a_job_cannot_forge_the_recorded_container_facts(proj, home, engine, images):
+    """Issue 21, M6: a job rewrote /repro/meta/env.json, so its record said whatever OS,
+    Python and packages it liked (and `diagnose` explained drift with them). The image's
+    facts are captured by repro in a throwaway container of the image that no job ran in;
+    what the job reports of its seeding is labelled as its own report."""
+    (proj / "examples" / "hello" / "forge.py").write_text(FORGER)
+    spec = add_spec(proj, "forger", """\
+        image: {build: ../images/train}
+        command: [python3, forge.py]
+        """)
+    p, rec = launch_json(proj, spec)
+    assert rec["status"] == "succeeded", p.stderr
+    cont = rec["environment"]["container"]
+    assert cont["captured"] == "image"
+    assert cont["os"].startswith("Debian GNU/Linux") and cont["python"] != "9.9.9"
+    numpy = {q["name"].lower(): q["version"] for q in cont["packages"]}["numpy"]
+    assert numpy != "0.0.1-forged" and numpy[0].isdigit()
+    assert "torch" in cont["seeded"]  # the job's own report: kept, and labelled so
+    shown = repro("show", rec["id"], cwd=proj).stdout
+    assert "Forged" not in shown and "seeded as reported by the job: " in shown
+    # the second run of that image takes the facts captured once (cached on this machine)
+    keys = [k for (k,) in sqlite3.connect(home / "local.db").execute(
+        "SELECT key FROM image_facts")]
+    assert len(keys) == 1 and keys[0].startswith(images["train"])
+    _, again = launch_json(proj, spec)
+    assert again["environment"]["container"]["packages"] == cont["packages"]

@@ -119,3 +119,25 @@ def test_the_record_says_running_while_the_job_runs(spec, tmp_path):
 
     run(spec, tmp_path, Script(during=look))
     assert seen == [RunStatus.RUNNING, RunStatus.RUNNING]  # recorded running, and owned
+
+
+def test_container_facts_are_captured_from_outside_once_and_else_labelled(spec, tmp_path):
+    """Issue 21, M6: the container's facts come from a throwaway container of the image
+    (cached per image and lock on this machine); where none could run, what the job's boot
+    script wrote is recorded labelled as the job's report, with a warning saying why."""
+    record, store, engine = run(spec, tmp_path, Script())
+    assert [c for c, _ in engine.calls].count("facts") == 1
+    facts_job = next(arg for call, arg in engine.calls if call == "facts")
+    assert facts_job.network == "none" and facts_job.user == "65534:65534"
+    assert {v.name for v in facts_job.volumes} <= {"lib", "lock", "vendor"}  # nothing of a run
+    assert record.environment["container"]["captured"] == "image"
+    again, _, engine2 = run(spec, tmp_path, Script(env_json={"os": "Changed"}))
+    assert "facts" not in [c for c, _ in engine2.calls]  # cached: no second container
+    assert again.environment["container"]["os"] == record.environment["container"]["os"]
+
+    other = tmp_path / "other"
+    other.mkdir()
+    lost, _, _ = run(spec, other, Script(env_json=None))  # no python3 to say what it is
+    assert lost.environment["container"]["captured"] == "job"
+    assert any("could not be captured (python3: not found); the container facts recorded "
+               "are the job's own report" in w for w in lost.warnings)
