@@ -38,6 +38,9 @@ def _card(record: RunRecord, store: Store, mark: dict[str, Any],
     r = record.resolved
     replays = store.runs.replays_of(record.id)
     last = next((x for x in reversed(replays) if x.verdict), None)
+    # who made a run or a verdict is the store role that wrote its row; a record's `user`
+    # is whatever its client said (a forged replay "by ci@team")
+    authors = store.runs.authors([record.id, *([last.id] if last else [])])
     env = {"REPRO_STORE": safe_url(os.environ.get("REPRO_STORE", "")).replace(":***@", "@")}
     if os.environ.get("REPRO_ARTIFACTS"):
         env["REPRO_ARTIFACTS"] = safe_url(os.environ["REPRO_ARTIFACTS"]).replace(":***@", "@")
@@ -46,7 +49,8 @@ def _card(record: RunRecord, store: Store, mark: dict[str, Any],
         "run": record.id, "name": record.name,
         "metric": metric, "value": record.metrics.get(metric) if metric else None,
         "metrics": dict(record.metrics),
-        "user": record.user, "host": record.host, "finished_at": record.finished_at,
+        "user": authors.get(record.id, record.user), "says": record.user,
+        "host": record.host, "finished_at": record.finished_at,
         "spec_digest": record.spec_digest,
         "code": {"commit": r.code.commit, "dirty": r.code.dirty, "snapshot": r.code.snapshot},
         "image": r.image.digest,
@@ -56,7 +60,8 @@ def _card(record: RunRecord, store: Store, mark: dict[str, Any],
         "lock": f"sha256:{r.packages.sha256}" if r.packages else None,
         "seed": r.seed,
         "last_verdict": ({"result": (last.verdict or {}).get("result"), "replay": last.id,
-                          "by": last.user, "at": last.finished_at} if last else None),
+                          "by": authors.get(last.id, last.user), "says": last.user,
+                          "at": last.finished_at} if last else None),
         "published": mark,
         "reprove": command,
     }
@@ -66,12 +71,13 @@ def markdown(c: dict[str, Any]) -> str:
     value = (f"**{c['metric']} = {c['value']:g}**" if c["metric"] else
              ", ".join(f"{k} = {v:g}" for k, v in sorted(c["metrics"].items())) or "no metrics")
     verdict = c["last_verdict"]
-    checked = (f"{verdict['result']} (replay `{verdict['replay']}` by {verdict['by']}, "
-               f"{verdict['at']})" if verdict else "not verified yet")
+    checked = (f"{verdict['result']} (replay `{verdict['replay']}` by {verdict['by']}"
+               f"{_says(verdict)}, {verdict['at']})" if verdict else "not verified yet")
     lines = [
         f"### {c['name']}: {value}",
         "",
-        f"- run `{c['run']}` by {c['user']} on {c['host']}, finished {c['finished_at']}",
+        f"- run `{c['run']}` by {c['user']}{_says(c)} on {c['host']}, finished "
+        f"{c['finished_at']}",
         f"- spec `{c['spec_digest']}`",
         f"- code `{c['code']['commit'] or 'no commit'}`"
         + (" (dirty: diff recorded)" if c["code"]["dirty"] else "")
@@ -93,3 +99,8 @@ def markdown(c: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _says(who: dict[str, Any]) -> str:
+    """What a record's client said of its user, where the store knows otherwise."""
+    said = who.get("says")
+    return f" (its client said {said})" if said and said != who.get("user", who.get("by")) \
+        else ""

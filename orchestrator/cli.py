@@ -31,6 +31,7 @@ image_app = typer.Typer(no_args_is_help=True, help="Build images from images/ re
 app.add_typer(image_app, name="image")
 
 _state = {"debug": False}
+_opened: list[Store] = []  # stores this command opened: what their listings skipped is said
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 AllowDirtyOpt = Annotated[bool, typer.Option(
@@ -409,13 +410,14 @@ def show(
     series = store.runs.steps(record.id)
     replays, tags = store.runs.replays_of(record.id), store.runs.tags(record.id)
     notes, diagnoses = store.runs.notes(record.id), store.runs.diagnoses(record.id)
+    authors = store.runs.authors([record.id, *(r.id for r in replays)])
     if json_:
         ui.print_json(views.record_json(
             record, series, replays, tags, notes,
             store.runs.pushes(record.resolved.image.digest), store.runs.published(record.id),
-            diagnoses))
+            diagnoses, authors))
     else:
-        ui.render_record(record, series, replays, tags, notes, diagnoses)
+        ui.render_record(record, series, replays, tags, notes, diagnoses, authors)
 
 
 @app.command()
@@ -923,6 +925,7 @@ def _sync(verb: str, refs: list[str], where: str | None, team_url: str | None,
     compiled = parse_where(where) if where is not None else None
     local = _recovered(open_store())
     team = open_team(local, team_url, team_artifacts)
+    _opened.append(team)
     here = sync.Side(local, "this store", safe_url(local.runs.place))
     there = sync.Side(team, "the team store", safe_url(team_url))
     src, dst = (here, there) if verb == "push" else (there, here)
@@ -1180,6 +1183,7 @@ def _recovered(store: Store) -> Store:
     from .errors import EngineUnavailable
     from .recovery import orphans, recover
 
+    _opened.append(store)
     lost = orphans(store)
     if lost:
         from .engine import connect
@@ -1364,7 +1368,10 @@ def main() -> None:
 
     json_ = "--json" in sys.argv[1:]
     try:
-        code = app(prog_name="repro", standalone_mode=False)
+        try:
+            code = app(prog_name="repro", standalone_mode=False)
+        finally:
+            _say_damaged()
     except ReproError as e:
         if _state["debug"]:
             import traceback
@@ -1382,6 +1389,19 @@ def main() -> None:
         _fail(f"internal error: {type(e).__name__}: {e}; rerun with --debug and report it",
               int(ExitCode.INTERNAL), "InternalError", json_, prefix=False)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _say_damaged() -> None:
+    """One warning per damaged row a listing skipped (a member's malformed row must not
+    break the team's `repro runs`; it names the row and who may remove it)."""
+    from . import ui
+
+    said = set()
+    for store in _opened:
+        for run_id, why in store.runs.damaged.items():
+            if run_id not in said:
+                said.add(run_id)
+                ui.progress(f"warning: {why}")
 
 
 def _fail(message: str, code: int, kind: str, json_: bool, echo: bool = True,

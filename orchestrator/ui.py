@@ -215,8 +215,13 @@ def render_runs(records: list[RunRecord], tags: dict[str, dict[str, str]] | None
 def render_record(r: RunRecord, series: dict[str, list[tuple[int, float]]],
                   replays: Sequence[RunRecord] = (), tags: dict[str, str] | None = None,
                   notes: Sequence[tuple[str, str]] = (),
-                  diagnoses: Sequence[dict[str, Any]] = ()) -> None:
+                  diagnoses: Sequence[dict[str, Any]] = (),
+                  authors: dict[str, str] | None = None) -> None:
+    """``authors``: the store role that wrote each row (a team store), shown beside what
+    each record's client said of itself."""
     from rich.table import Table
+
+    authors = authors or {}
 
     out = _out()
     res = r.resolved
@@ -231,8 +236,9 @@ def render_record(r: RunRecord, series: dict[str, list[tuple[int, float]]],
     kv.add_column(overflow="fold")
     took = f"{r.duration_s:.2f} s" if r.duration_s is not None else "-"
     kv.add_row("when", f"{r.created_at}  took {took}")
-    if r.user or r.host:
-        kv.add_row("by", T(f"{r.user or '?'} on {r.host or '?'}"))
+    if r.user or r.host or r.id in authors:
+        kv.add_row("by", T(f"{r.user or '?'} on {r.host or '?'}" + (
+            f" (recorded by store role {authors[r.id]})" if r.id in authors else "")))
     if r.executor:
         ex = r.executor
         ran_on = (r.environment.get("host") or {}).get("hostname")
@@ -261,7 +267,11 @@ def render_record(r: RunRecord, series: dict[str, list[tuple[int, float]]],
     cont = r.environment.get("container", {})
     if cont.get("os") or cont.get("python"):
         kv.add_row("container", f"{cont.get('os')}, Python {cont.get('python')}, "
-                   f"{len(cont.get('packages', []))} packages")
+                   f"{len(cont.get('packages', []))} packages" + (
+                       " (as the job reported them: it could rewrite them)"
+                       if cont.get("captured") == "job" else ""))
+    if cont.get("seeded"):
+        kv.add_row("seeding", "seeded as reported by the job: " + ", ".join(cont["seeded"]))
     out.print(kv)
     _files_table("inputs", {n + ("" if i.stored or i.kind == "dir" else " (not in the store)"):
                             (i.sha256, i.size) for n, i in res.inputs.items()})
@@ -286,7 +296,8 @@ def render_record(r: RunRecord, series: dict[str, list[tuple[int, float]]],
                   + T(result, style=VERDICT_STYLE.get(result, "")))
     for rep in replays:
         result = (rep.verdict or {}).get("result", str(rep.status))
-        out.print(T("replayed ", style="bold") + T(f"as {rep.id} at {rep.created_at}: ")
+        by = f" by {authors[rep.id]}" if rep.id in authors else ""
+        out.print(T("replayed ", style="bold") + T(f"as {rep.id} at {rep.created_at}{by}: ")
                   + T(result, style=VERDICT_STYLE.get(result, "")))
     if tags:
         out.print(T("tags  ", style="bold") + T(

@@ -16,13 +16,19 @@ def record_json(record: RunRecord, series: dict[str, list[tuple[int, float]]],
                 notes: Sequence[tuple[str, str]] = (),
                 image_pushes: Sequence[tuple[str, str]] = (),
                 published: dict[str, Any] | None = None,
-                diagnoses: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+                diagnoses: Sequence[dict[str, Any]] = (),
+                authors: dict[str, str] | None = None) -> dict[str, Any]:
     """The record plus its metric series, tags, notes, the replays made of it, where its
-    image can be pulled by digest, its citation, and its diagnoses (`repro diagnose`)."""
+    image can be pulled by digest, its citation, its diagnoses (`repro diagnose`), and in a
+    team store the role that wrote each row (``recorded_by``: ``user`` is what a client
+    said)."""
+    authors = authors or {}
     doc = record.model_dump(mode="json")
+    doc["recorded_by"] = authors.get(record.id)
     doc["series"] = {name: [[s, v] for s, v in pts] for name, pts in series.items()}
     doc["replays"] = [{"id": r.id, "status": str(r.status), "created_at": r.created_at,
-                       "verdict": (r.verdict or {}).get("result")} for r in replays]
+                       "verdict": (r.verdict or {}).get("result"),
+                       "recorded_by": authors.get(r.id)} for r in replays]
     doc["tags"] = dict(tags or {})
     doc["notes"] = [{"at": at, "text": text} for at, text in notes]
     doc["image_pushes"] = [f"{repo}@{digest}" for repo, digest in image_pushes]

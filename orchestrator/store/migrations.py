@@ -186,6 +186,23 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         DROP TABLE recipe_images;
         ALTER TABLE recipe_images_14 RENAME TO recipe_images
     """),
+    # a tag is its member's (one member's tag blocked the run's author from setting the same
+    # key): keyed by who set it too. One writer here (created_by ''); PostgreSQL fills it
+    # with the role, lets a member remove its own runs (a damaged one included) that no
+    # other member replayed or cited, and a run be cited only by its author
+    (15, "member-scopes", """
+        CREATE TABLE run_tags_15 (
+            run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            key TEXT NOT NULL,
+            value TEXT NOT NULL,
+            created_by TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (run_id, key, created_by)
+        ) WITHOUT ROWID;
+        INSERT INTO run_tags_15 (run_id, key, value) SELECT run_id, key, value FROM run_tags;
+        DROP TABLE run_tags;
+        ALTER TABLE run_tags_15 RENAME TO run_tags;
+        CREATE INDEX run_tags_value ON run_tags (key, value)
+    """),
 ]
 
 LATEST = MIGRATIONS[-1][0]

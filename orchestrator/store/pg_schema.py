@@ -267,4 +267,22 @@ PG_MIGRATIONS: list[tuple[int, str, str]] = [
         REVOKE UPDATE ON sweeps, run_imports FROM PUBLIC;
         GRANT DELETE ON recipe_images TO PUBLIC
     """),
+    # One member could block another: a tag set first kept the run's author from setting
+    # that key, and a citation of someone else's run kept even the schema's owner from
+    # removing it. A tag is keyed by who set it; only a run's author cites it. A member
+    # removes its own runs (a damaged row included) that no other member replayed; a cited
+    # run stays (published has no ON DELETE CASCADE). The cascade to a run's own rows is
+    # referential integrity, which row-level security does not restrict.
+    (15, "member-scopes", """
+        ALTER TABLE run_tags DROP CONSTRAINT run_tags_pkey;
+        ALTER TABLE run_tags ADD PRIMARY KEY (run_id, key, created_by);
+        CREATE POLICY runs_remove ON runs FOR DELETE
+            USING (created_by = current_user AND NOT EXISTS (SELECT 1 FROM runs r
+                   WHERE r.replay_of = runs.id AND r.created_by <> current_user));
+        GRANT DELETE ON runs TO PUBLIC;
+        DROP POLICY published_add ON published;
+        CREATE POLICY published_add ON published FOR INSERT
+            WITH CHECK (created_by = current_user AND EXISTS (SELECT 1 FROM runs r
+                        WHERE r.id = run_id AND r.created_by = current_user))
+    """),
 ]

@@ -40,6 +40,9 @@ class RunStore:
 
     def __init__(self, db: Db) -> None:
         self.db = db
+        # rows a listing skipped because they do not parse, each a one-line warning (one
+        # member's damaged row must not break `repro runs` or the dashboard for the team)
+        self.damaged: dict[str, str] = {}
         self.path: Path | None = getattr(db, "path", None)  # SQLite's file
         self.place = str(self.path.parent) if self.path is not None else db.where
 
@@ -208,7 +211,17 @@ class RunStore:
         if limit:
             sql += " LIMIT ?"
             args.append(limit)
-        return [_parse(*r) for r in self.db.execute(sql, args)]
+        return self._readable(self.db.execute(sql, args))
+
+    def _readable(self, rows: Iterable[tuple[str, str]]) -> list[RunRecord]:
+        """The records of ``rows`` that parse; each that does not is noted in ``damaged``."""
+        out = []
+        for rid, doc in rows:
+            try:
+                out.append(_parse(rid, doc))
+            except StoreError as e:
+                self.damaged[rid] = f"{e}; skipped"
+        return out
 
     def query(self, where: Where | None = None, sort: Sort | None = None,
               limit: int | None = 50, offset: int = 0) -> list[RunRecord]:
@@ -217,11 +230,10 @@ class RunStore:
         found: dict[str, RunRecord] = {}
         for i in range(0, len(ids), 500):
             chunk = ids[i:i + 500]
-            for rid, doc in self.db.execute(
-                    f"SELECT id, record FROM runs WHERE id IN ({', '.join('?' * len(chunk))})",
-                    chunk):
-                found[rid] = _parse(rid, doc)
-        return [found[i] for i in ids]
+            found.update((r.id, r) for r in self._readable(self.db.execute(
+                f"SELECT id, record FROM runs WHERE id IN ({', '.join('?' * len(chunk))})",
+                chunk)))
+        return [found[i] for i in ids if i in found]
 
     def query_count(self, where: Where) -> int:
         sql, args = compile_where(where, self.db).count_sql()
@@ -309,31 +321,35 @@ class RunStore:
     # -- tags and notes ---------------------------------------------------------------------
 
     def set_tags(self, run_id: str, tags: dict[str, str], remove: Iterable[str] = ()) -> None:
+        """Set and remove this member's tags (in a team store each member's tags are its
+        own: another member's tag of the same key neither blocks nor is changed)."""
         with self.atomic() as db:
-            db.executemany("INSERT INTO run_tags VALUES (?, ?, ?) ON CONFLICT (run_id, key) "
-                           "DO UPDATE SET value = excluded.value",
-                           ((run_id, k, v) for k, v in tags.items()))
-            remove = list(remove)
-            db.executemany("DELETE FROM run_tags WHERE run_id = ? AND key = ?",
-                           ((run_id, k) for k in remove))
-            kept = [k for k in remove if db.execute(
-                "SELECT 1 FROM run_tags WHERE run_id = ? AND key = ?", (run_id, k)).fetchone()]
-            if kept:  # a team store's row-level security hid another member's tag from us
-                raise StoreError(f"tag {kept[0]!r} of run {run_id} is another member's; "
-                                 "only they can remove it")
+            db.executemany("INSERT INTO run_tags (run_id, key, value) VALUES (?, ?, ?) "
+                           "ON CONFLICT (run_id, key, created_by) DO UPDATE SET "
+                           "value = excluded.value", ((run_id, k, v) for k, v in tags.items()))
+            for k in remove:
+                gone = db.execute("DELETE FROM run_tags WHERE run_id = ? AND key = ?",
+                                  (run_id, k)).rowcount
+                if not gone and db.execute("SELECT 1 FROM run_tags WHERE run_id = ? AND "
+                                           "key = ?", (run_id, k)).fetchone():
+                    raise StoreError(f"tag {k!r} of run {run_id} is another member's; only "
+                                     "they can remove it")
 
     def tags(self, run_id: str) -> dict[str, str]:
-        return dict(self.db.execute("SELECT key, value FROM run_tags WHERE run_id = ? "
-                                    "ORDER BY key", (run_id,)))
+        return self.tags_of([run_id])[run_id]
 
     def tags_of(self, run_ids: list[str]) -> dict[str, dict[str, str]]:
+        """Each run's tags; where members set the same key, the run's author's value wins,
+        then the first member's by name."""
         out: dict[str, dict[str, str]] = {i: {} for i in run_ids}
+        author = "t.created_by <> r.created_by, " if self.db.dialect == "postgresql" else ""
         for i in range(0, len(run_ids), 500):
             chunk = run_ids[i:i + 500]
             for rid, k, v in self.db.execute(
-                    f"SELECT run_id, key, value FROM run_tags WHERE run_id IN "
-                    f"({', '.join('?' * len(chunk))})", chunk):
-                out[rid][k] = v
+                    f"SELECT t.run_id, t.key, t.value FROM run_tags t JOIN runs r ON "
+                    f"r.id = t.run_id WHERE t.run_id IN ({', '.join('?' * len(chunk))}) "
+                    f"ORDER BY t.key, {author}t.created_by", chunk):
+                out[rid].setdefault(k, v)
         return out
 
     def add_note(self, run_id: str, text: str, at: str | None = None) -> None:
@@ -384,16 +400,25 @@ class RunStore:
                 cited_by: str) -> dict[str, Any]:
         """Mark a run published (`repro cite`), once: the first citation is the one kept.
         Returns the mark."""
-        with self.atomic() as db:
-            db.execute("INSERT INTO published (run_id, metric, value, cited_by, cited_at) "
-                       "VALUES (?, ?, ?, ?, ?) ON CONFLICT (run_id) DO NOTHING",
-                       (run_id, metric, value, cited_by, utc_now()))
+        try:
+            with self.atomic() as db:
+                db.execute("INSERT INTO published (run_id, metric, value, cited_by, cited_at) "
+                           "VALUES (?, ?, ?, ?, ?) ON CONFLICT (run_id) DO NOTHING",
+                           (run_id, metric, value, cited_by, utc_now()))
+        except DbError as e:
+            if "row-level security" not in str(e):
+                raise StoreError(f"store {self.db.where}: cannot cite run {run_id}: {e}") from e
+            raise StoreError(f"run {run_id} is {self.authors([run_id]).get(run_id, 'another')}"
+                             "'s: only a run's author cites it (a citation keeps the run "
+                             "from ever being removed)") from None
         found = self.published(run_id)
         assert found is not None
         return found
 
     def published(self, run_id: str) -> dict[str, Any] | None:
-        row = self.db.execute("SELECT metric, value, cited_by, cited_at FROM published WHERE "
+        """The citation; ``cited_by`` is the store role that cited it, in a team store."""
+        who = "created_by" if self.db.dialect == "postgresql" else "cited_by"
+        row = self.db.execute(f"SELECT metric, value, {who}, cited_at FROM published WHERE "
                               "run_id = ?", (run_id,)).fetchone()
         if row is None:
             return None
@@ -415,9 +440,18 @@ class RunStore:
         if self.published(run_id) is not None:
             raise StoreError(f"run {run_id} is published (cited with `repro cite`); a "
                              "published run is never removed")
-        with self.atomic() as db:
-            if db.execute("DELETE FROM runs WHERE id = ?", (run_id,)).rowcount != 1:
-                raise RunNotFound(f"no run {run_id[:40]!r} in {self.place}")
+        try:
+            with self.atomic() as db:
+                if db.execute("DELETE FROM runs WHERE id = ?", (run_id,)).rowcount == 1:
+                    return
+        except DbError as e:
+            raise StoreError(f"store {self.db.where}: cannot remove run {run_id[:40]}: {e}"
+                             ) from e
+        if not self.exists(run_id):
+            raise RunNotFound(f"no run {run_id[:40]!r} in {self.place}")
+        raise StoreError(f"run {run_id[:40]} is {self.authors([run_id]).get(run_id, '?')}'s, "
+                         "or another member replayed it: a member removes only its own runs "
+                         "no one else replayed; the store's admin removes any")
 
     def count(self) -> int:
         return self.db.execute("SELECT count(*) FROM runs").fetchone()[0]
@@ -450,9 +484,22 @@ class RunStore:
         return out
 
     def replays_of(self, run_id: str) -> list[RunRecord]:
-        return [_parse(*r) for r in self.db.execute(
+        return self._readable(self.db.execute(
             "SELECT id, record FROM runs WHERE replay_of = ? ORDER BY created_at, id",
-            (run_id,))]
+            (run_id,)))
+
+    def authors(self, run_ids: Iterable[str]) -> dict[str, str]:
+        """Who wrote each run's row, as the database knows them (the role a member connects
+        as): a record's ``user`` is whatever its client said. Empty for SQLite (one writer)."""
+        if self.db.dialect != "postgresql":
+            return {}
+        ids, out = list(dict.fromkeys(run_ids)), dict[str, str]()
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            out.update(self.db.execute(
+                f"SELECT id, created_by FROM runs WHERE id IN ({', '.join('?' * len(chunk))})",
+                chunk))
+        return out
 
     def exists(self, run_id: str) -> bool:
         return self.db.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is not None
@@ -542,12 +589,18 @@ def _parse(run_id: str, doc: str) -> RunRecord:
         raise StoreError(f"run {run_id[:40]!r} was written by a newer repro (record schema "
                          f"{version.group(1)}); upgrade repro to read it")
     try:
-        return read_record(doc)
+        record = read_record(doc)
     except ValidationError as e:
         first = e.errors(include_url=False)[0]
         where = ".".join(str(p) for p in first["loc"]) or "record"
         raise StoreError(f"run {run_id[:40]!r}: its stored record is damaged at {where} "
-                         f"({first['msg']}); remove it with `repro rm {run_id[:40]}`") from None
+                         f"({first['msg'][:200]}); its author or the store's admin can remove "
+                         f"it: `repro rm {run_id[:40]}`") from None
+    if record.id != run_id:  # a row that carries another run's record
+        raise StoreError(f"run {run_id[:40]!r}: its stored record is damaged at id (it says "
+                         f"{record.id[:40]!r}); its author or the store's admin can remove "
+                         f"it: `repro rm {run_id[:40]}`")
+    return record
 
 
 def _row(r: RunRecord) -> tuple[object, ...]:

@@ -127,7 +127,8 @@ class Api:
         published = self.store.runs.published_of([r.id for r in records])
         return {"total": self.store.runs.query_count(where), "offset": offset, "limit": limit,
                 "runs": [flat_row(r, tags.get(r.id, {}), r.id in published)
-                         for r in records]}
+                         for r in records],
+                "skipped": sorted(self.store.runs.damaged.values())}  # damaged rows
 
     def sweep_groups(self, q: dict[str, str]) -> dict[str, Any]:
         """The runs table grouped by sweep: one row per sweep with matching runs, and how
@@ -144,9 +145,10 @@ class Api:
     def run(self, run_id: str) -> dict[str, Any]:
         runs = self.store.runs
         record = runs.get(run_id)
-        doc = record_json(record, runs.steps(record.id), runs.replays_of(record.id),
-                          runs.tags(record.id), runs.notes(record.id),
-                          diagnoses=runs.diagnoses(record.id))
+        replays = runs.replays_of(record.id)
+        doc = record_json(record, runs.steps(record.id), replays, runs.tags(record.id),
+                          runs.notes(record.id), diagnoses=runs.diagnoses(record.id),
+                          authors=runs.authors([record.id, *(r.id for r in replays)]))
         if record.replay_of:
             try:
                 doc["original"] = {"id": runs.get(record.replay_of).id}

@@ -123,3 +123,31 @@ def test_verify_of_a_path_that_does_not_exist_says_no_such_bundle(tmp_path):
 def test_verify_help_lists_its_exit_codes():
     p = repro("verify", "--help")
     assert all(f"{code} " in p.stdout for code in (0, 8, 9, 11))
+
+
+def test_a_damaged_row_is_skipped_with_a_warning_and_removed_by_its_exact_id(tmp_path):
+    """Issue 21, M2: one damaged row broke `repro runs` (and the dashboard) for everyone."""
+    import json
+
+    from orchestrator.store import open_store
+    from tests.unit.test_store import record
+
+    home = tmp_path / "home"
+    store = open_store(home)
+    good = record("e1")
+    store.runs.insert(good)
+    bad = "\x1b[2Jbad\nrow"  # a damaged row's id may hold anything: shown inert
+    store.runs.db.execute("INSERT INTO runs (id, name, status, spec_digest, created_at, "
+                          "record) VALUES (?, 'x', 'succeeded', 'x', '2099', '{}')", (bad,))
+    store.close()
+    env = {"REPRO_HOME": str(home)}
+    p = repro("runs", "--json", env=env)
+    assert p.returncode == 0 and [r["id"] for r in json.loads(p.stdout)] == [good.id]
+    warning = [ln for ln in p.stderr.splitlines() if ln.startswith("warning: ")]
+    assert len(warning) == 1 and "its stored record is damaged" in warning[0]
+    assert "its author or the store's admin can remove it" in warning[0]
+    assert "\x1b" not in p.stderr
+    p = repro("rm", bad, "--json", env=env)
+    assert p.returncode == 0 and json.loads(p.stdout) == {"removed": [bad]}
+    p = repro("runs", "--json", env=env)
+    assert "warning" not in p.stderr and len(json.loads(p.stdout)) == 1

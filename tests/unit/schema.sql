@@ -63,11 +63,12 @@ CREATE TABLE run_params (
             value_text TEXT,
             PRIMARY KEY (run_id, name)
         ) WITHOUT ROWID;
-CREATE TABLE run_tags (
+CREATE TABLE "run_tags" (
             run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
             key TEXT NOT NULL,
             value TEXT NOT NULL,
-            PRIMARY KEY (run_id, key)
+            created_by TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (run_id, key, created_by)
         ) WITHOUT ROWID;
 CREATE TABLE runs (
             id TEXT PRIMARY KEY,
@@ -96,7 +97,8 @@ CREATE INDEX run_metrics_value ON run_metrics (name, value);
 CREATE INDEX run_notes_run ON run_notes (run_id, created_at);
 CREATE INDEX run_params_num ON run_params (name, value_num);
 CREATE INDEX run_params_text ON run_params (name, value_text);
-CREATE INDEX run_tags_value ON run_tags (key, value);
+CREATE INDEX run_tags_value ON run_tags (key, value)
+    ;
 CREATE INDEX runs_created_at ON runs (created_at);
 CREATE INDEX runs_duration ON runs (duration_s);
 CREATE INDEX runs_name ON runs (name, created_at);

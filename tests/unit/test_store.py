@@ -71,7 +71,7 @@ def test_fresh_store_is_migrated_and_in_wal_mode(tmp_path):
                      "queryable-params-metrics-tags-notes-sweeps", "run-owners",
                      "run-imports", "machine-local-state-out", "recipe-images", "run-user-host",
                      "member-rights", "published", "query-statistics",
-                     "queued-runs", "diagnoses", "member-tables"]
+                     "queued-runs", "diagnoses", "member-tables", "member-scopes"]
     store.close()
     again = open_store(tmp_path / "h")  # reopening applies nothing twice
     assert again.runs.schema_version == LATEST

@@ -1,12 +1,16 @@
 """Members' rights in a team's PostgreSQL record store, enforced by the database itself
 (row-level security and grants), with real roles on a real server: a member adds runs, tags
-and notes; only its own unfinished runs change; nobody but the owner of the schema alters or
-deletes a finished run."""
+and notes; only its own unfinished runs change; nobody alters a finished run; a member removes
+only its own runs that no other member replayed or cited, the owner of the schema any that
+is not cited; one member's tag or damaged row blocks no one else."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
+from orchestrator.cite import _card, markdown
 from orchestrator.errors import StoreError
 from orchestrator.record import RunStatus
 from orchestrator.store.runs import RunStore
@@ -40,7 +44,7 @@ def finished(store: RunStore, label: str) -> object:
     return r
 
 
-def test_members_add_but_never_alter_or_delete_a_finished_run(team):
+def test_members_add_but_never_alter_a_finished_run(team):
     alice, bob, admin = team["alice"], team["bob"], team["admin"]
     r = finished(alice, "a1")  # alice launched and finished it: every step allowed
     assert bob.get(r.id).metrics == {"acc": 0.9} and bob.steps(r.id) == {"acc": [(0, 0.9)]}
@@ -50,19 +54,20 @@ def test_members_add_but_never_alter_or_delete_a_finished_run(team):
             who.save(r)
         with pytest.raises(StoreError):
             who.add_steps(r.id, [("acc", 1, 0.99)])
-        with pytest.raises(StoreError):
-            who.remove(r.id)
+    with pytest.raises(StoreError, match="a member removes only its own runs"):
+        bob.remove(r.id)
     assert admin.get(r.id).metrics == {"acc": 0.9} and admin.steps(r.id) == {"acc": [(0, 0.9)]}
 
     bob.set_tags(r.id, {"reviewed": "bob"})  # tags and notes on anyone's run
     bob.add_note(r.id, "reproduced on my machine")
-    with pytest.raises(StoreError):
-        alice.set_tags(r.id, {"reviewed": "alice"})  # bob's tag is bob's
-    with pytest.raises(StoreError):
-        alice.set_tags(r.id, {}, remove=["reviewed"])
+    with pytest.raises(StoreError, match="another member's"):
+        alice.set_tags(r.id, {}, remove=["reviewed"])  # bob's tag is bob's
     assert admin.tags(r.id) == {"reviewed": "bob"} and len(admin.notes(r.id)) == 1
-    bob.set_tags(r.id, {}, remove=["reviewed"])
-    assert alice.tags(r.id) == {}
+    alice.set_tags(r.id, {"reviewed": "alice"})  # issue 21, M1: bob's tag does not block hers
+    assert bob.tags(r.id) == {"reviewed": "alice"}  # the run's author's value is the one shown
+    bob.set_tags(r.id, {}, remove=["reviewed"])  # his alone goes
+    alice.set_tags(r.id, {}, remove=["reviewed"])
+    assert bob.tags(r.id) == {}
     bob.add_diagnosis(r.id, {"run": r.id, "result": "reproduces", "user": "bob"})  # anyone's
     assert [d["result"] for d in alice.diagnoses(r.id)] == ["reproduces"]
     with pytest.raises(StoreError):  # but a diagnosis is never rewritten or removed
@@ -139,3 +144,64 @@ def test_every_shared_table_has_policies_and_a_recipe_is_each_members_own(team):
     with pytest.raises(StoreError):  # an origin only for one's own run
         bob.db.execute("INSERT INTO run_imports VALUES (?, 'bundle:/x', 'now', '[]')", (r.id,))
     assert bob.origin(r.id) is None
+
+
+def test_one_member_neither_blocks_nor_impersonates_another(team):
+    """Issue 21, M1: identity is the database role. A forged replay "by ci@team" became the
+    last verdict `repro cite` showed; a member's citation of another's run kept even the
+    admin from removing it. Who wrote a row is what the store shows; only a run's author
+    cites it; a member removes its own runs unless another member replayed them."""
+    alice, bob, admin = team["alice"], team["bob"], team["admin"]
+    r = finished(alice, "m1")
+    forged = record("m1f")
+    forged.user, forged.replay_of = "ci@team", r.id
+    forged.verdict = {"result": "identical"}
+    bob.insert(forged)
+    role = {n: s.db.execute("SELECT current_user").fetchone()[0] for n, s in team.items()}
+    assert alice.authors([r.id, forged.id]) == {r.id: role["alice"], forged.id: role["bob"]}
+    assert alice.get(forged.id).user == "ci@team"  # what its client said, shown beside
+    c = _card(alice.get(r.id), SimpleNamespace(runs=alice),  # type: ignore[arg-type]
+              {"cited_at": "now", "cited_by": role["alice"]}, None)
+    assert c["last_verdict"]["by"] == role["bob"] and c["user"] == role["alice"]
+    assert f"by {role['bob']} (its client said ci@team)" in markdown(c)
+    with pytest.raises(StoreError, match="only a run's author cites it"):
+        bob.publish(r.id, "acc", 0.9, "bob")
+    with pytest.raises(StoreError, match="a member removes only its own runs no one else "
+                                         "replayed"):
+        alice.remove(r.id)  # bob's replay of it stands, and so does the run
+    bob.remove(forged.id)  # his own run: his to remove
+    alice.remove(r.id)  # hers, no one else's replay left: hers to remove
+    assert not admin.exists(r.id)
+
+    r2 = finished(alice, "m1b")
+    alice.publish(r2.id, None, None, "alice@laptop")
+    assert bob.published(r2.id)["cited_by"] == role["alice"]  # not what her client said
+    with pytest.raises(StoreError, match="published"):
+        admin.remove(r2.id)  # a citation is permanent, and only its author made it
+
+
+def test_a_members_damaged_row_is_skipped_with_a_warning_and_its_author_removes_it(team):
+    """Issue 21, M2: one member's malformed row broke `repro runs`, `fsck`, `show` and the
+    dashboard for the whole team, and nobody but the admin could remove it. A row that
+    carries another run's record (a member's row "being" alice's run) is damaged too."""
+    alice, bob, admin = team["alice"], team["bob"], team["admin"]
+    good = finished(alice, "d1")
+    bad, stolen = rid("d2"), rid("d3")
+    copy = alice.get(good.id).model_dump_json()
+    for row_id, doc in ((bad, '{"schema_version": 1, "id": "x"}'), (stolen, copy)):
+        bob.db.execute("INSERT INTO runs (id, name, status, spec_digest, created_at, record) "
+                       "VALUES (?, 'evil', 'succeeded', 'x', '2099-01-01T00:00:00Z', ?)",
+                       (row_id, doc))
+    listed = alice.recent()
+    assert [r.id for r in listed] == [good.id]
+    assert set(alice.damaged) == {bad, stolen}
+    assert "its author or the store's admin can remove it" in alice.damaged[bad]
+    assert "damaged at id (it says" in alice.damaged[stolen]
+    assert [r.id for r in alice.query()] == [good.id]
+    with pytest.raises(StoreError, match="damaged"):
+        alice.get(stolen)  # never shown as alice's run
+    with pytest.raises(StoreError):
+        alice.remove(bad)  # not hers
+    bob.remove(bad)  # its author removes it
+    admin.remove(stolen)  # and the admin any
+    assert alice.recent() == listed and not admin.exists(bad)

@@ -126,7 +126,8 @@ async function runsPage() {
     })));
   const pages = Math.max(1, Math.ceil(doc.total / limit));
   document.getElementById("runs-body").replaceChildren(
-    h("p", { class: "muted", id: "total" }, `${doc.total} run(s) match`), table,
+    h("p", { class: "muted", id: "total" }, `${doc.total} run(s) match`),
+    ...(doc.skipped || []).map(w => h("p", { class: "warning" }, `warning: ${w}`)), table,
     h("div", { class: "pager" },
       h("button", { disabled: page === 0 ? true : null, onclick: () => go("runs", { ...q, page: page - 1 }) }, "‹ prev"),
       h("span", {}, `page ${page + 1} of ${pages}`),
@@ -243,7 +244,9 @@ async function runPage(id) {
     h("h2", {}, "Environment"),
     kv([["host", `${host.os || ""}, kernel ${host.kernel || ""}`], ["cpu", (host.cpu || {}).model || ""],
       ["docker", host.docker || ""], ["gpus", (host.gpus || []).map(g => `${g.name} (${g.memory_gb} GB, driver ${g.driver}, CUDA ${g.cuda})`).join(", ") || "none"],
-      ["container", `${cont.os || ""}, Python ${cont.python || ""}`]]),
+      ["container", `${cont.os || ""}, Python ${cont.python || ""}` +
+        (cont.captured === "job" ? " (as the job reported them: it could rewrite them)" : "")],
+      ...((cont.seeded || []).length ? [["seeding", "seeded as reported by the job: " + cont.seeded.join(", ")]] : [])]),
     h("details", {}, h("summary", {}, `${(cont.packages || []).length} container packages`),
       h("table", {}, h("tbody", {}, (cont.packages || []).map(p => h("tr", {}, h("td", {}, p.name), h("td", {}, p.version)))))),
     h("details", {}, h("summary", {}, "environment variables"), kv(Object.entries(res.env).map(([k, v]) => [k, h("span", { class: "mono" }, v)]))),
