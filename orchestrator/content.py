@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,9 @@ def explain(name: str, a: Path, b: Path, diffoscope: bool = True) -> dict[str, A
 
 
 def arrays(x: Any, y: Any) -> dict[str, Any]:
-    """Two numpy arrays compared element by element."""
+    """Two numpy arrays compared element by element, ``CHUNK`` elements at a time (what
+    comparing costs stays a few hundred MiB however large the arrays, and however many of
+    their values differ)."""
     import numpy as np
 
     if x.shape != y.shape or x.dtype != y.dtype:
@@ -67,23 +70,40 @@ def arrays(x: Any, y: Any) -> dict[str, Any]:
                            f"{y.dtype}{list(y.shape)}"}
     n = int(x.size)
     floating = np.issubdtype(x.dtype, np.floating)
-    differ = differing(x, y)
-    count = int(differ.sum())
+    numeric = floating or np.issubdtype(x.dtype, np.integer)
+    xs, ys = x.reshape(-1), y.reshape(-1)
+    count, first = 0, -1
+    abs_max, rel_max, ulps = [], [], []
+    for start in range(0, n, CHUNK):
+        a, b = xs[start:start + CHUNK], ys[start:start + CHUNK]
+        differ = differing(a, b)
+        found = int(differ.sum())
+        if not found:
+            continue
+        if first < 0:
+            first = start + int(np.argmax(differ))
+        count += found
+        if numeric:
+            xa, ya = a[differ].astype(np.float64), b[differ].astype(np.float64)
+            absd = np.abs(xa - ya)
+            scale = np.maximum(np.abs(xa), np.abs(ya))
+            abs_max.append(np.nanmax(absd))
+            rel_max.append(np.nanmax(np.where(scale > 0, absd / np.where(scale > 0, scale, 1),
+                                              0.0)))
+            del xa, ya, absd, scale
+        if floating:
+            ulps.append(_max_ulp(a[differ], b[differ]))
     out: dict[str, Any] = {"shape": list(x.shape), "dtype": str(x.dtype), "elements": n,
                            "differing": count, "fraction": count / n if n else 0.0}
     if not count:
         out["summary"] = f"all {n} values equal (the bytes differ elsewhere: header or order)"
         return out
-    out["first_index"] = [int(i) for i in np.unravel_index(int(np.argmax(differ)), x.shape)]
-    if floating or np.issubdtype(x.dtype, np.integer):
-        xa, ya = x[differ].astype(np.float64), y[differ].astype(np.float64)
-        absd = np.abs(xa - ya)
-        out["max_abs"] = float(np.nanmax(absd)) if absd.size else 0.0
-        scale = np.maximum(np.abs(xa), np.abs(ya))
-        rel = np.where(scale > 0, absd / np.where(scale > 0, scale, 1), 0.0)
-        out["max_rel"] = float(np.nanmax(rel)) if rel.size else 0.0
+    out["first_index"] = [int(i) for i in np.unravel_index(first, x.shape)]
+    if numeric:
+        out["max_abs"] = float(np.nanmax(abs_max))
+        out["max_rel"] = float(np.nanmax(rel_max))
     if floating:
-        out["max_ulp"] = _max_ulp(x[differ], y[differ])
+        out["max_ulp"] = max(ulps)
     share = "all" if count == n else f"{count} of {n}"
     if floating and out["max_ulp"] <= 1024:
         out["summary"] = f"{share} values differ, at most {out['max_ulp']} ULP"
@@ -92,6 +112,9 @@ def arrays(x: Any, y: Any) -> dict[str, Any]:
     else:
         out["summary"] = f"{share} values differ"
     return out
+
+
+CHUNK = 1 << 22  # elements of each array compared at a time
 
 
 def differing(x: Any, y: Any) -> Any:
@@ -196,7 +219,9 @@ def _members(kind: str, xs: dict[str, Any], ys: dict[str, Any]) -> dict[str, Any
 
 
 def _png(a: Path, b: Path) -> dict[str, Any]:
-    """Pixels that differ, with Pillow (its decompression-bomb limit applies)."""
+    """Pixels that differ, with Pillow: the size is read from the headers and checked before
+    a pixel is decoded (a small file can hold a huge image), then compared in bands of
+    rows, so the memory it takes is the two decoded images and little more."""
     import numpy as np
     from PIL import Image
 
@@ -209,21 +234,32 @@ def _png(a: Path, b: Path) -> dict[str, Any]:
                     "summary": f"image changed: {ia.mode} {ia.size[0]}x{ia.size[1]} -> "
                                f"{ib.mode} {ib.size[0]}x{ib.size[1]}"}
         x, y = np.asarray(ia), np.asarray(ib)
-    differ = (x != y).reshape(x.shape[0], x.shape[1], -1).any(axis=2)
-    count, total = int(differ.sum()), int(differ.size)
+    height, width = x.shape[0], x.shape[1]
+    band = max(1, (1 << 20) // max(1, width))  # about a million pixels at a time
+    count, first, max_abs = 0, None, 0
+    for top in range(0, height, band):
+        xb, yb = x[top:top + band], y[top:top + band]
+        differ = (xb != yb).reshape(xb.shape[0], width, -1).any(axis=2)
+        found = int(differ.sum())
+        if not found:
+            continue
+        if first is None:
+            row, col = (int(i) for i in np.unravel_index(int(np.argmax(differ)), differ.shape))
+            first = [col, top + row]
+        count += found
+        max_abs = max(max_abs, int(np.abs(xb.astype(np.int64) - yb.astype(np.int64)).max()))
+    total = height * width
     out: dict[str, Any] = {"kind": "png", "pixels": total, "differing": count}
-    if count:
-        row, col = (int(i) for i in np.unravel_index(int(np.argmax(differ)), differ.shape))
-        out["first_pixel"] = [col, row]
-        out["max_abs"] = int(np.abs(x.astype(np.int64) - y.astype(np.int64)).max())
-        out["summary"] = (f"{count} of {total} pixels differ, first at x={col} y={row}, "
-                          f"max channel difference {out['max_abs']}")
+    if first is not None:
+        out["first_pixel"], out["max_abs"] = first, max_abs
+        out["summary"] = (f"{count} of {total} pixels differ, first at x={first[0]} "
+                          f"y={first[1]}, max channel difference {max_abs}")
     else:
         out["summary"] = "the same pixels (metadata or compression differ)"
     return out
 
 
-PNG_PIXELS = 50_000_000  # pixels of each image decoded at most (a small file can hold many)
+PNG_PIXELS = 16_000_000  # pixels of each image decoded at most (a small file can hold many)
 DIFFOSCOPE_TIMEOUT_S = 30.0
 DIFFOSCOPE_LINES = 12
 DIFFOSCOPE_LIMIT = 64 << 20
@@ -232,10 +268,14 @@ DIFFOSCOPE_FILES = 3  # differing outputs of a verdict it is asked about, at mos
 
 def _diffoscope(a: Path, b: Path, kind: str) -> dict[str, Any] | None:
     """Any other format (archives, PDFs, images, ...), explained by diffoscope when it is
-    installed (Debian: diffoscope-minimal): its text report's first lines, bounded in time
-    and size. None when it is not installed."""
+    installed (Debian: diffoscope-minimal): its text report's first lines. It unpacks what
+    the job wrote, so it is bounded: in time (its whole process group is killed), memory
+    (``RLIMIT_AS``), the size of each file it writes (``RLIMIT_FSIZE``), and it writes into
+    a temp folder of its own, removed afterwards (and by `repro gc` when repro itself was
+    killed meanwhile: ``sweep_temp``). None when it is not installed."""
     import shutil
     import subprocess
+    import tempfile
 
     exe = shutil.which("diffoscope")
     if exe is None:
@@ -243,23 +283,83 @@ def _diffoscope(a: Path, b: Path, kind: str) -> dict[str, Any] | None:
     if a.stat().st_size > DIFFOSCOPE_LIMIT or b.stat().st_size > DIFFOSCOPE_LIMIT:
         return {"kind": kind, "summary": "not compared by content (over "
                                          f"{DIFFOSCOPE_LIMIT >> 20} MiB)"}
+    tmp = tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-")
     try:
-        p = subprocess.run([exe, "--no-progress", "--text", "-", "--max-text-report-size",
-                            "20000", "--exclude-directory-metadata", "yes", str(a), str(b)],
-                           capture_output=True, timeout=DIFFOSCOPE_TIMEOUT_S, check=False,
-                           stdin=subprocess.DEVNULL)
+        p = subprocess.Popen([*_bounded(), exe, "--no-progress", "--text", "-",
+                              "--max-text-report-size", "20000",
+                              "--exclude-directory-metadata", "yes", str(a), str(b)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             stdin=subprocess.DEVNULL, start_new_session=True,
+                             env={**os.environ, "TMPDIR": tmp})
+        try:
+            stdout, stderr = p.communicate(timeout=DIFFOSCOPE_TIMEOUT_S)
+        except BaseException:  # its time is up, or ours (Ctrl-C): it and all it started
+            _kill_group(p)
+            raise
     except subprocess.TimeoutExpired:
         return {"kind": kind, "summary": "not compared by content (diffoscope took over "
                                          f"{DIFFOSCOPE_TIMEOUT_S:g} s)"}
-    lines = [ln for ln in p.stdout.decode("utf-8", "replace").splitlines()
+    except OSError as e:
+        return {"kind": kind, "summary": f"not compared by content ({e})"}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    lines = [ln for ln in stdout[:1 << 20].decode("utf-8", "replace").splitlines()
              if ln.strip() and not ln.startswith(("--- ", "+++ "))][:DIFFOSCOPE_LINES]
     if p.returncode not in (0, 1) or not lines:
+        why = stderr.decode("utf-8", "replace").strip().splitlines()
         return {"kind": kind, "summary": "not compared by content (diffoscope: "
-                f"{p.stderr.decode('utf-8', 'replace').strip()[:120] or 'no report'})"}
+                f"{(why[-1] if why else '')[:120] or 'no report'})"}
     changed = [re.sub(r"^[│├└─\s]+", "", ln) for ln in lines
                if ln.lstrip("│ ").startswith(("├── ", "└── "))]
     summary = "diffoscope: " + ("; ".join(changed[:3]) if changed else lines[0].strip()[:200])
     return {"kind": kind, "tool": "diffoscope", "report": lines, "summary": summary[:300]}
+
+
+TEMP_PREFIX = "repro-diffoscope-"
+DIFFOSCOPE_MEMORY = 2 << 30  # bytes of address space diffoscope (and each tool it runs) may use
+DIFFOSCOPE_FILE = 256 << 20  # bytes of any one file it writes while unpacking
+
+
+def _bounded() -> list[str]:
+    """util-linux's prlimit in front of diffoscope: its limits, inherited by every tool it
+    runs (not a preexec_fn: repro has threads by then, where that can deadlock)."""
+    import shutil
+
+    exe = shutil.which("prlimit")
+    if exe is None:
+        raise OSError("prlimit (util-linux) is not installed: diffoscope would be unbounded")
+    return [exe, f"--as={DIFFOSCOPE_MEMORY}", f"--fsize={DIFFOSCOPE_FILE}", "--"]
+
+
+def _kill_group(p: Any) -> None:
+    import signal
+
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    p.wait()
+
+
+def sweep_temp() -> list[str]:
+    """Remove the temp folders of diffoscope runs whose repro process is gone (killed while
+    diffoscope unpacked what a job wrote); returns what was removed."""
+    import shutil
+    import tempfile
+
+    removed = []
+    base = Path(tempfile.gettempdir())
+    for folder in base.glob(f"{TEMP_PREFIX}*"):
+        pid = folder.name[len(TEMP_PREFIX):].split("-", 1)[0]
+        try:
+            st = folder.lstat()
+        except OSError:
+            continue
+        if not pid.isdigit() or st.st_uid != os.getuid() or Path(f"/proc/{pid}").exists():
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(str(folder))
+    return removed
 
 
 def _json(a: Path, b: Path) -> dict[str, Any]:

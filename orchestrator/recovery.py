@@ -108,13 +108,18 @@ def collect_garbage(store: Store, executor: Executor,
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
+    from .content import sweep_temp
+
     return {"recovered": [r.id for r in recovered], "stray_containers": strays,
-            "removed": [str(p) for p in stale]}
+            "removed": [str(p) for p in stale] + sweep_temp()}
 
 
 def stale_files(store: Store) -> list[Path]:
-    """Temp files of interrupted artifact writes and work folders of runs that are over."""
-    stale = store.artifacts.stale_temp_files()
+    """Temp files of interrupted artifact writes, half-unpacked code snapshots and work
+    folders of runs that are over."""
+    from .snapshot import stale_extractions
+
+    stale = store.artifacts.stale_temp_files() + stale_extractions(store)
     unfinished = {r.id for r in store.runs.unfinished()}
     if store.work_dir.is_dir():
         stale += [p for p in store.work_dir.iterdir() if p.name not in unfinished]

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -221,7 +222,7 @@ def extract(digest: str, store: Store) -> Path:
             pass  # another process moved it first
         shutil.rmtree(stale, ignore_errors=True)
     store.code_cache.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=store.code_cache, prefix=".x-"))
+    tmp = Path(tempfile.mkdtemp(dir=store.code_cache, prefix=f".x-{os.getpid()}-"))
     try:
         with store.artifacts.open(digest) as f:  # hostile when it came from elsewhere
             extract_tar(f, tmp, f"code snapshot {shown(digest)}")
@@ -270,3 +271,23 @@ def cache_problems(digest: str, dest: Path, store: Store) -> list[str]:
                     problems.append(f"{rel} was changed")
     problems += [f"{rel} is missing" for rel, (kind, _) in expected.items() if kind != "dir"]
     return problems
+
+
+def stale_extractions(store: Store) -> list[Path]:
+    """Half-unpacked snapshots (``.x-PID-*``) and set-aside damaged copies (``.stale-*``)
+    whose process is gone: a launch, replay or pull killed mid-way (SIGKILL runs no
+    cleanup). Those of a process still alive are left to it; a name without a pid (an
+    older repro's) only once a day old."""
+    if not store.code_cache.is_dir():
+        return []
+    found = []
+    for p in [*store.code_cache.glob(".x-*"), *store.code_cache.glob(".stale-*")]:
+        pid = p.name.split("-")[1] if p.name.startswith(".x-") else p.name.rsplit("-", 1)[-1]
+        try:
+            age = time.time() - p.lstat().st_mtime
+        except OSError:
+            continue
+        alive = pid.isdigit() and Path(f"/proc/{pid}").exists()
+        if not alive and (pid.isdigit() or age > 86400):
+            found.append(p)
+    return found

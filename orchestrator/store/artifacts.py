@@ -192,12 +192,13 @@ class ArtifactStore:
 
     def stale_temp_files(self) -> list[Path]:
         """Temp files of writes that were interrupted: those no live writer holds locked (on
-        a shared folder: this host's whose process is gone, and anyone's a day old)."""
+        a shared folder: this host's whose process is gone, and anyone's a day old), and one
+        killed between its creation and its lock."""
         if not self.tmp.is_dir():
             return []
         if self.shared:
             return [p for p in self.tmp.glob("in-*") if _abandoned(p)]
-        stale = []
+        stale = [p for p in self.tmp.glob("new-*") if _older(p, NEW_TEMP_MAX_AGE_S)]
         for p in self.tmp.glob("in-*"):
             try:
                 fd = os.open(p, os.O_RDONLY)
@@ -298,6 +299,17 @@ class Stage:
 
 _HOST = socket.gethostname().replace("-", "_")[:64] or "host"
 SHARED_TEMP_MAX_AGE_S = 86400
+
+
+NEW_TEMP_MAX_AGE_S = 3600  # a "new-*" file is locked and renamed within microseconds; one
+# an hour old is a writer's killed between the two (SIGKILL)
+
+
+def _older(path: Path, seconds: float) -> bool:
+    try:
+        return time.time() - path.lstat().st_mtime > seconds
+    except FileNotFoundError:
+        return False
 
 
 def _abandoned(path: Path) -> bool:

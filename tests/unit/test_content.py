@@ -4,6 +4,7 @@ first differing JSON path and text line, and hostile files that never break a ve
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 
@@ -177,3 +178,74 @@ def test_pt_checkpoints_load_weights_only_through_torch(tmp_path, monkeypatch):
     (tmp_path / "b.pt").write_bytes(b"y")
     d = explain("ckpt.pt", tmp_path / "a.pt", tmp_path / "b.pt")
     assert d["kind"] == "pt" and d["summary"] == "w: 1 of 8 values differ, max abs 1"
+
+
+PEAK = """\
+import sys
+from pathlib import Path
+from orchestrator.content import explain
+d = explain(sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]))
+hwm = [ln for ln in open("/proc/self/status") if ln.startswith("VmHWM:")][0].split()[1]
+print(int(hwm) >> 10, d["summary"])  # this process's peak (ru_maxrss survives the exec)
+"""
+
+
+def _peak_mib(name, a, b) -> tuple[int, str]:
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-c", PEAK, name, str(a), str(b)], capture_output=True,
+                       text=True, timeout=300, check=True)
+    mib, summary = p.stdout.split(" ", 1)
+    return int(mib), summary.strip()
+
+
+def test_what_comparing_hostile_outputs_costs_is_bounded(tmp_path):
+    """Issue 21, M3: a 1 MB .npz made `repro verify` use 3.2 GB and a 190 KB PNG 3.8 GB.
+    Decompression is capped before it starts, and what differs is computed a band or a
+    chunk at a time, so the largest allowed pair costs their decoded size and little more."""
+    from PIL import Image
+
+    big = (1 << 26) - 1024  # float32 values: just under the 256 MiB limit, ~250 KB compressed
+    np.savez_compressed(tmp_path / "a.npz", w=np.zeros(big, np.float32))
+    np.savez_compressed(tmp_path / "b.npz", w=np.ones(big, np.float32))
+    assert (tmp_path / "a.npz").stat().st_size < 1 << 20
+    mib, summary = _peak_mib("w.npz", tmp_path / "a.npz", tmp_path / "b.npz")
+    assert summary == "w: all values differ, max abs 1" and mib < 1000, (mib, summary)
+
+    for name, colour in (("a.png", (0, 0, 0, 0)), ("b.png", (255, 255, 255, 255))):
+        Image.new("RGBA", (4000, 4000), colour).save(tmp_path / name)  # 16 M pixels, ~60 KB
+    mib, summary = _peak_mib("x.png", tmp_path / "a.png", tmp_path / "b.png")
+    assert summary.startswith("16000000 of 16000000 pixels differ") and mib < 400, (mib, summary)
+    Image.new("L", (5000, 5000)).save(tmp_path / "bomb.png")  # over the pixel cap: not decoded
+    mib, summary = _peak_mib("x.png", tmp_path / "bomb.png", tmp_path / "bomb.png")
+    assert "not compared by content (over 16,000,000 pixels)" in summary and mib < 200
+
+
+def test_a_diffoscope_that_runs_out_of_time_is_killed_and_leaves_nothing(tmp_path,
+                                                                       monkeypatch):
+    """Issue 21, M3: a killed diffoscope left gigabytes in the temp folder. Its temp folder
+    is its own and is removed; its process group is killed; a folder of a repro that was
+    itself killed is removed by `repro gc` (content.sweep_temp)."""
+    import os
+    import tarfile
+    import tempfile
+
+    from orchestrator import content
+
+    for name in ("a", "b"):
+        (tmp_path / "f.txt").write_bytes(name.encode() * 1000)
+        with tarfile.open(tmp_path / f"{name}.tar", "w") as t:
+            t.add(tmp_path / "f.txt", arcname="f.txt")
+    monkeypatch.setattr(content, "DIFFOSCOPE_TIMEOUT_S", 0.05)
+    d = explain("x.tar", tmp_path / "a.tar", tmp_path / "b.tar")
+    assert d["summary"] == "not compared by content (diffoscope took over 0.05 s)"
+    base = Path(tempfile.gettempdir())
+    assert not list(base.glob(f"{content.TEMP_PREFIX}{os.getpid()}-*"))
+    dead = base / f"{content.TEMP_PREFIX}999999999-x"  # a repro killed mid-diff
+    (dead / "unpacked").mkdir(parents=True)
+    live = Path(tempfile.mkdtemp(prefix=f"{content.TEMP_PREFIX}{os.getpid()}-"))
+    try:
+        assert str(dead) in content.sweep_temp() and not dead.exists() and live.exists()
+    finally:
+        live.rmdir()

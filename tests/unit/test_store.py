@@ -514,3 +514,57 @@ def test_a_run_is_foreign_unless_this_user_launched_it_here(tmp_path, monkeypatc
     other = open_store(tmp_path / "other-home")
     assert not other.records_here
     assert foreign(mine, other) and foreign(pulled, other)
+
+
+KILLED_UNPACK = """\
+import sys
+from pathlib import Path
+from orchestrator.snapshot import extract
+from orchestrator.store import open_store
+extract(sys.argv[2], open_store(Path(sys.argv[1])))
+"""
+
+
+def test_gc_removes_what_a_sigkilled_unpack_or_write_left(tmp_path):
+    """Issue 21, L3: a pull or replay killed with SIGKILL (no cleanup runs) left a
+    half-unpacked snapshot, or a temp file created but not yet locked, that `repro gc`
+    never removed. Those of a live process stay."""
+    import io
+    import signal
+    import subprocess
+    import sys
+    import tarfile
+    import time
+
+    from orchestrator.recovery import stale_files
+
+    home = tmp_path / "h"
+    store = open_store(home)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:  # many files: unpacking takes a while
+        for i in range(40_000):
+            info = tarfile.TarInfo(f"d{i % 100}/f{i}.py")
+            info.size = 10
+            tar.addfile(info, io.BytesIO(b"print(1)\n\n"))
+    digest = "sha256:" + store.artifacts.put([buf.getvalue()]).sha256
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_UNPACK, str(home), digest])
+    deadline = time.monotonic() + 60
+    while not list(store.code_cache.glob(".x-*")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    left = list(store.code_cache.glob(".x-*"))
+    assert len(left) == 1 and any(left[0].rglob("*.py")), "the unpack was not caught mid-way"
+    store.artifacts.tmp.mkdir(parents=True, exist_ok=True)
+    unlocked = store.artifacts.tmp / "new-killed"  # created, never locked nor renamed
+    unlocked.write_bytes(b"x")
+    old = time.time() - 7200
+    os.utime(unlocked, (old, old))
+    fresh = store.artifacts.tmp / "new-now"  # a writer between its create and its lock
+    fresh.write_bytes(b"y")
+    mine = store.code_cache / f".x-{os.getpid()}-live"  # a live unpack, this process's
+    mine.mkdir()
+    stale = stale_files(store)
+    assert left[0] in stale and unlocked in stale
+    assert fresh not in stale and mine not in stale
