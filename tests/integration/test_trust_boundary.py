@@ -72,9 +72,10 @@ def test_a_hostile_job_neither_hangs_nor_bricks_the_store(proj, home):
     assert rec["status"] == "failed" and "total limit (67108864 bytes)" in rec["reason"]
     warnings = " | ".join(rec["warnings"])
     for expected in ("metrics.jsonl is not a regular file", "params.jsonl is a symbolic link",
-                     "env.json is malformed", "metrics.json is nested too deeply",
-                     "sparse.bin is sparse"):
+                     "metrics.json is nested too deeply", "sparse.bin is sparse"):
         assert expected in warnings
+    container = rec["environment"]["container"]  # its env.json was never read (M6)
+    assert container["captured"] == "image" and container["python"]
     skipped = rec["skipped_outputs"]
     assert skipped["line\\x0abreak.txt"] == "the name contains control characters"
     assert "over the run's total output limit" in skipped["sparse.bin"]
