@@ -527,9 +527,19 @@ TimeoutOpt = Annotated[str | None, typer.Option(
     "--timeout", help="Stop the replay after this long (e.g. 30m); default: the recorded "
     "timeout, for a run from a bundle without one 10x its recorded duration, at least 10m.")]
 
+GpusOpt = Annotated[int, typer.Option(
+    "--gpus", min=0, help="Give a run from elsewhere up to this many of this machine's GPUs "
+    "(default 0: a run that asks for GPUs is refused until granted them).")]
+
+
+LocalImageOpt = Annotated[bool, typer.Option(
+    "--local-image", help="Run a run from elsewhere in this machine's engine's copy of its "
+    "image when the run does not bring the image itself (an archive in the store, or this "
+    "store's registry); the job can read whatever that image holds.")]
+
 
 def _grants(allow_network: bool, secret: list[str] | None, input_: list[str] | None,
-            timeout: str | None) -> Grants:
+            timeout: str | None, gpus: int = 0, local_image: bool = False) -> Grants:
     from .errors import UsageError
     from .replay import Grants
     from .units import parse_duration
@@ -545,7 +555,7 @@ def _grants(allow_network: bool, secret: list[str] | None, input_: list[str] | N
     except ValueError as e:
         raise UsageError(f"--timeout {timeout}: {e}") from None
     return Grants(network=allow_network, secrets=tuple(secret or ()), inputs=inputs,
-                  timeout_s=seconds)
+                  timeout_s=seconds, gpus=gpus, local_image=local_image)
 
 
 @app.command()
@@ -557,6 +567,8 @@ def replay(
     secret: SecretOpt = None,
     input_: InputOpt = None,
     timeout: TimeoutOpt = None,
+    gpus: GpusOpt = 0,
+    local_image: LocalImageOpt = False,
     quiet: QuietOpt = False,
     executor: ExecutorOpt = None,
     partition: PartitionOpt = None,
@@ -571,7 +583,7 @@ def replay(
     from .replay import parse_tolerances
     from .replay import replay as replay_run
     tolerances = parse_tolerances(tolerance or [])
-    grants = _grants(allow_network, secret, input_, timeout)
+    grants = _grants(allow_network, secret, input_, timeout, gpus, local_image)
     store = _store_of(run)
     original = store.runs.get(run)
     hooks = _hooks(quiet)
@@ -594,6 +606,8 @@ def verify(
     secret: SecretOpt = None,
     input_: InputOpt = None,
     timeout: TimeoutOpt = None,
+    gpus: GpusOpt = 0,
+    local_image: LocalImageOpt = False,
     quiet: QuietOpt = False,
     executor: ExecutorOpt = None,
     partition: PartitionOpt = None,
@@ -617,7 +631,7 @@ def verify(
     from .verify import verify as verify_run
 
     tolerances = parse_tolerances(tolerance or [])
-    grants = _grants(allow_network, secret, input_, timeout)
+    grants = _grants(allow_network, secret, input_, timeout, gpus, local_image)
     if not Path(target).exists() and ("/" in target or target.endswith(".json")):
         raise UsageError(f"{target}: no such bundle folder or manifest")
     store = _recovered(open_store()) if Path(target).exists() else _store_of(target)
@@ -641,6 +655,8 @@ def diagnose(
     secret: SecretOpt = None,
     input_: InputOpt = None,
     timeout: TimeoutOpt = None,
+    gpus: GpusOpt = 0,
+    local_image: LocalImageOpt = False,
     quiet: QuietOpt = False,
     json_: JsonOpt = False,
 ) -> None:
@@ -656,7 +672,7 @@ def diagnose(
     from .diagnose import diagnose as diagnose_run
     from .engine import connect
 
-    grants = _grants(allow_network, secret, input_, timeout)
+    grants = _grants(allow_network, secret, input_, timeout, gpus, local_image)
     store = _store_of(run)
     original = store.runs.get(run)
     doc = diagnose_run(original, store, connect(), (lambda _: None) if quiet else ui.progress,

@@ -242,6 +242,8 @@ class Grants:
     secrets: tuple[str, ...] = ()  # --secret NAME
     inputs: dict[str, Path] = field(default_factory=dict)  # --input NAME=PATH
     timeout_s: float | None = None  # --timeout
+    gpus: int = 0  # --gpus N: at most this many of this machine's GPUs
+    local_image: bool = False  # --local-image: the engine's copy of an image it does not bring
 
 
 @dataclass
@@ -284,6 +286,11 @@ def plan_replay(record: RunRecord, foreign: bool, grants: Grants, host_cpus: int
         update["timeout_s"] = grants.timeout_s
     if not foreign:
         return ReplayPlan(resolved=r.model_copy(update=update), foreign=False)
+    asked = (r.resources.gpus or {}).get("count", 0)
+    if asked > grants.gpus:  # a GPU job run without them would only mislead the verdict
+        raise CannotReplay(f"run {record.id} asks for {asked} GPU(s) "
+                           f"({(r.resources.gpus or {}).get('model') or 'any model'}); a run "
+                           f"from elsewhere gets none unless granted: pass --gpus {asked}")
     if r.network != "none" and not grants.network:
         update["network"] = "none"
         notes.append(f"ran without network: the run asks for network {r.network} (pass "
@@ -320,7 +327,7 @@ def prepare(plan: ReplayPlan, record: RunRecord, store: Store, engine: Engine, h
     this shell."""
     r = plan.resolved
     ensure_present(r.image, store, engine, hooks.on_line, registries=not plan.foreign
-                   or grants.network)
+                   or grants.network, foreign=plan.foreign, local_image=grants.local_image)
     _check(record, store, "code snapshot", r.code.snapshot)
     snapshot = Snapshot(ref=r.code, source_date_epoch=int(r.env.get("SOURCE_DATE_EPOCH", "0")),
                         extracted=extract(r.code.snapshot, store))

@@ -178,6 +178,16 @@ def complete(sha: str, store: Store) -> bool:
         store.artifacts.has(member) for _, member in member_digests(sha, store))
 
 
+def _brought(image: ImageRef, store: Store) -> bool:
+    """The store holds the image's archive, whole and intact, and it is that image's."""
+    archive = archive_of(image, store)
+    if archive is None:
+        return False
+    members = member_digests(archive, store)
+    return hex_of(image.digest) in {sha for _, sha in members} and all(
+        store.artifacts.check(sha) == "ok" for sha in [archive, *(m for _, m in members)])
+
+
 def archive_of(image: ImageRef, store: Store) -> str | None:
     if image.archive and complete(image.archive, store):
         return image.archive
@@ -186,13 +196,35 @@ def archive_of(image: ImageRef, store: Store) -> str | None:
 
 
 def ensure_present(image: ImageRef, store: Store, engine: ImageBackend,
-                   on_line: Callable[[str], None], registries: bool = True) -> str:
+                   on_line: Callable[[str], None], registries: bool = True,
+                   foreign: bool = False, local_image: bool = False) -> str:
     """Make the engine hold ``image.digest``; say how ('engine', 'archive', 'registry').
     ``registries=False``: pull only from the registry this machine's own artifact store
     names (``REPRO_ARTIFACTS=oci://HOST/...``), never from one a record or another member's
-    row names (it came from elsewhere). A pull is by digest, and the id checked after."""
+    row names (it came from elsewhere). A pull is by digest, and the id checked after.
+
+    ``foreign``: a run from elsewhere runs only an image it brings. Naming the id of an
+    image this machine's engine holds (a private one, say) does not get it run there: the
+    engine's copy is used when the store holds that image's archive (complete, every part
+    hash-checked, holding that config), when this store's own registry serves it by digest,
+    or when the user grants it (``local_image``, `--local-image`)."""
     if engine.image(image.digest) is not None:
-        return "engine"
+        if not foreign or local_image or _brought(image, store):
+            return "engine"
+        for ref in _registry_refs(image, store, _own_registry(store)):
+            on_line(f"checking that {ref} serves the recorded image")
+            try:
+                engine.pull(ref)
+            except ReproError as e:
+                on_line(f"pull failed: {e}")
+                continue
+            if (engine.image(ref) or {}).get("id") == image.digest:
+                return "registry"
+        raise CannotReplay(f"image {shown(image.digest)}: this machine's engine holds it, but "
+                           "the run does not bring it (no archive of it in the store, not "
+                           "served by this store's registry), and a run from elsewhere runs "
+                           "only the image it brings; pass --local-image to run it in the "
+                           "engine's copy (the job can read whatever that image holds)")
     archive = archive_of(image, store)
     if archive is not None:
         for what, sha in [("archive", archive), *member_digests(archive, store)]:

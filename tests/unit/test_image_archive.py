@@ -233,3 +233,38 @@ def test_a_foreign_run_pulls_only_from_this_machines_own_registry(tmp_path):
     assert _registry_refs(image, store, "team.example:5000") == [
         f"team.example:5000/runs@{digest}"]
     assert _registry_refs(image, store, "") == []  # artifacts in a folder: no registry
+
+
+def test_a_run_from_elsewhere_runs_only_an_image_it_brings(tmp_path):
+    """Issue 21, M8: a bundle (or a teammate's row) could name the id of an image the
+    verifier's engine held, a private one say, and its job ran there. A run from elsewhere
+    uses the engine's copy only when its store holds that image's archive (intact, with
+    that config), or when the verifier grants it with --local-image."""
+    from orchestrator.hashing import canonical_json
+
+    store = open_store(tmp_path / "h")
+    config = b'{"rootfs": "the verifier\'s private image"}'
+    image_id = "sha256:" + hashlib.sha256(config).hexdigest()
+    engine = EngineWithout()
+    engine.held.add(image_id)
+    image = ImageRef(digest=image_id)
+    lines: list[str] = []
+    assert ensure_present(image, store, engine, lines.append) == "engine"  # a run of ours
+    with pytest.raises(CannotReplay, match="does not bring it .* pass --local-image"):
+        ensure_present(image, store, engine, lines.append, registries=False, foreign=True)
+    assert ensure_present(image, store, engine, lines.append, registries=False, foreign=True,
+                          local_image=True) == "engine"
+
+    other, _ = split_into_store(chunked(make_tar({"manifest.json": b"[]", "x.json": b"{}"})),
+                                store, "another image")  # an archive, but not of that image
+    sha = store.artifacts.put(canonical_json(other).encode()).sha256
+    brought = ImageRef(digest=image_id, archive=sha)
+    with pytest.raises(CannotReplay, match="does not bring it"):
+        ensure_present(brought, store, engine, lines.append, registries=False, foreign=True)
+    own, _ = split_into_store(chunked(make_tar({"manifest.json": b"[]",
+                                                f"{image_id[7:]}.json": config})), store, "it")
+    sha = store.artifacts.put(canonical_json(own).encode()).sha256
+    brought = ImageRef(digest=image_id, archive=sha)
+    assert ensure_present(brought, store, engine, lines.append, registries=False,
+                          foreign=True) == "engine"
+    assert engine.loaded == []  # the engine's copy, proven the same by the archive's config

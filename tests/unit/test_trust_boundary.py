@@ -249,6 +249,16 @@ def test_a_bundle_replays_with_only_what_the_user_grants(exported):
     assert plan_replay(short, True, Grants(), 2, 24 << 30).resolved.timeout_s == 60.0
     assert plan_replay(long, True, Grants(timeout_s=90000), 2, 24 << 30
                        ).resolved.timeout_s == 90000
+    # issue 21, M8: nor how many GPUs it takes: a run asking for GPUs waits for the grant
+    gpu = rec.model_copy(update={"resolved": r.model_copy(update={
+        "resources": r.resources.model_copy(update={"gpus": {"count": 2, "model": "H100"}})})})
+    with pytest.raises(CannotReplay, match=r"asks for 2 GPU\(s\) \(H100\).*pass --gpus 2"):
+        plan_replay(gpu, True, Grants(), 2, 24 << 30)
+    with pytest.raises(CannotReplay):
+        plan_replay(gpu, True, Grants(gpus=1), 2, 24 << 30)
+    assert plan_replay(gpu, True, Grants(gpus=2), 2, 24 << 30).resolved.resources.gpus == {
+        "count": 2, "model": "H100"}
+    assert plan_replay(gpu, False, Grants(), 2, 24 << 30).resolved == gpu.resolved  # ours
 
 
 # -- files a job wrote (H4, M7, low) ----------------------------------------------------------
