@@ -120,8 +120,8 @@ def _gres_type(model: str) -> str:
 
 
 def script(record: RunRecord, opts: SlurmOptions, home: Path) -> str:
-    """The job script (``--dry-run`` prints it). Store URLs come from the submitting
-    environment (sbatch exports it), never written here: one may hold a password."""
+    """The job script (``--dry-run`` prints it). Store URLs come from the environment sbatch
+    is given (``job_environment``), never written here."""
     out = home / "slurm" / f"{record.id}.out"
     python = os.environ.get("REPRO_SLURM_PYTHON", sys.executable)
     lines = ["#!/bin/sh", *[f"#SBATCH {shlex.quote(a)}" for a in
@@ -135,9 +135,47 @@ def script(record: RunRecord, opts: SlurmOptions, home: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _slurm(*cmd: str, what: str) -> str:
+# what a node needs of the submitting environment, by name; nothing else reaches sbatch,
+# which exports its whole environment into the job and slurmctld keeps it in its state
+JOB_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR",
+           "SLURM_CONF", "DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CERT_PATH",
+           "DOCKER_TLS_VERIFY", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
+           "PGPASSFILE", "PGSERVICEFILE", "PGSSLMODE", "PGSSLROOTCERT", "PGSSLCERT", "PGSSLKEY",
+           "PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "PGCONNECT_TIMEOUT")
+SECRET_SETTINGS = ("REPRO_UI_TOKEN", "REPRO_TEAM_STORE", "REPRO_TEAM_ARTIFACTS")
+
+
+def job_environment(records: list[RunRecord]) -> tuple[dict[str, str], list[str]]:
+    """The environment sbatch is given (and exports into the job): the names in JOB_ENV,
+    locale variables, repro's settings (the store URLs without their passwords), and the
+    secrets the runs ask for, nothing else (no PGPASSWORD, no cloud keys, no proxy
+    credentials). Returns it with the warnings to show: a password left out."""
+    from .store.db import without_password
+
+    env = {k: v for k, v in os.environ.items()
+           if k in JOB_ENV or k.startswith("LC_") or
+           (k.startswith("REPRO_") and k not in SECRET_SETTINGS)}
+    notes = []
+    for name in ("REPRO_STORE", "REPRO_ARTIFACTS"):
+        if name in env:
+            bare = without_password(env[name])
+            if bare != env[name]:
+                notes.append(f"{name}'s password is not given to Slurm (it keeps a job's "
+                             "environment in its state): the node reads it from ~/.pgpass "
+                             "(PGPASSFILE) or the registry's docker login")
+            env[name] = bare
+    if os.environ.get("PGPASSWORD"):
+        notes.append("PGPASSWORD is not given to Slurm (it keeps a job's environment in its "
+                     "state): put the store's password in ~/.pgpass on the shared home")
+    for name in sorted({n for r in records for n in r.resolved.secrets}):
+        if name in os.environ:  # what the run asks for: it needs them on the node
+            env[name] = os.environ[name]
+    return env, notes
+
+
+def _slurm(*cmd: str, what: str, env: dict[str, str] | None = None) -> str:
     try:
-        p = subprocess.run(list(cmd), capture_output=True, text=True, timeout=60)
+        p = subprocess.run(list(cmd), capture_output=True, text=True, timeout=60, env=env)
     except FileNotFoundError:
         raise UsageError(f"{cmd[0]} not found: --executor slurm needs the Slurm client "
                          "commands on this machine (Debian: slurm-client)") from None
@@ -161,8 +199,11 @@ def submit(record: RunRecord, store: Store, opts: SlurmOptions,
     path = folder / f"{record.id}.sh"
     path.write_text(script(record, opts, store.home))
     try:
-        job_id = _slurm("sbatch", "--parsable", "--hold", str(path),
-                        what="sbatch").strip().split(";")[0]
+        env, notes = job_environment([record])
+        for note in notes:
+            on_line(f"note: {note}")
+        job_id = _slurm("sbatch", "--parsable", "--hold", "--export=ALL", str(path),
+                        what="sbatch", env=env).strip().split(";")[0]
     except ReproError as e:
         record.status, record.finished_at = RunStatus.FAILED, utc_now()
         record.reason = f"not submitted: {e}"
@@ -364,8 +405,11 @@ def submit_array(records: list[RunRecord], store: Store, opts: SlurmOptions, par
     path = folder / f"sweep-{first.sweep_id}.sh"
     path.write_text(text)
     try:
-        job_id = _slurm("sbatch", "--parsable", "--hold", str(path),
-                        what="sbatch").strip().split(";")[0]
+        env, notes = job_environment(records)
+        for note in notes:
+            on_line(f"note: {note}")
+        job_id = _slurm("sbatch", "--parsable", "--hold", "--export=ALL", str(path),
+                        what="sbatch", env=env).strip().split(";")[0]
     except ReproError as e:
         for r in records:
             r.status, r.finished_at, r.reason = RunStatus.FAILED, utc_now(), f"not submitted: {e}"

@@ -212,6 +212,11 @@ def safe_url(url: str) -> str:
     return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
 
 
+def without_password(url: str) -> str:
+    """``url`` without its password (libpq then reads ~/.pgpass)."""
+    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1@", url)
+
+
 class PostgresDb:
     dialect = "postgresql"
     rowid = "seq"

@@ -158,3 +158,23 @@ def test_cancel_of_a_sweep_stops_its_running_and_queued_points(proj, on_slurm):
     assert sorted(r["status"] for r in done) == ["interrupted"] * 3, done
     p, rows = run_json("runs", "--where", f"sweep = {out['sweep']}", cwd=proj)
     assert {r["status"] for r in rows} == {"interrupted"}
+
+
+def test_slurm_keeps_only_the_environment_a_run_needs(proj, on_slurm, slurm_cluster):
+    """Issue 21, L2: sbatch exported the whole submitting environment, secret values
+    included, and slurmctld kept it in its state. It is now given an explicit one: what a
+    node needs, the secrets the run asks for, no others."""
+    spec = add_spec(proj, "envcheck", SLOW.replace("STEPS", "30") + "secrets: [RUN_TOKEN]\n")
+    env = {"CLOUD_KEY": "leak-me-9f3a", "PGPASSWORD": "pg-leak-77c1", "RUN_TOKEN": "given-5e2b",
+           "HTTPS_PROXY": "http://u:proxy-leak-1b2@proxy:3128"}
+    p, run = launch_json(proj, spec, "--executor", "slurm", "--detach", env=env)
+    assert p.returncode == 0, p.stderr
+    assert "PGPASSWORD is not given to Slurm" in p.stderr
+    job = run["executor"]["job_id"]
+    saved = list((slurm_cluster.folder / "state").glob(f"hash.*/job.{job}/environment"))
+    assert saved, "slurmctld keeps no environment file for the job"
+    kept = saved[0].read_bytes()
+    for leaked in ("leak-me-9f3a", "pg-leak-77c1", "proxy-leak-1b2"):
+        assert leaked.encode() not in kept
+    assert b"given-5e2b" in kept and b"REPRO_STORE=" in kept  # what the run needs
+    assert run_json("cancel", run["id"], cwd=proj)[0].returncode == 0
