@@ -586,7 +586,7 @@ def replay(
     grants = _grants(allow_network, secret, input_, timeout, gpus, local_image)
     store = _store_of(run)
     original = store.runs.get(run)
-    hooks = _hooks(quiet)
+    hooks = _hooks(quiet, _is_foreign(original, store))
     rec = replay_run(original, store, connect(), hooks, tolerances, strict_env, grants,
                      _elsewhere(store, hooks, executor, partition, account, qos,
                                 sbatch_option))
@@ -635,7 +635,7 @@ def verify(
     if not Path(target).exists() and ("/" in target or target.endswith(".json")):
         raise UsageError(f"{target}: no such bundle folder or manifest")
     store = _recovered(open_store()) if Path(target).exists() else _store_of(target)
-    hooks = _hooks(quiet)
+    hooks = _hooks(quiet, Path(target).exists() or _is_foreign(store.runs.get(target), store))
     original, rec = verify_run(target, store, connect(), hooks, tolerances, strict_env,
                                grants, _elsewhere(store, hooks, executor, partition, account,
                                                   qos, sbatch_option))
@@ -1337,16 +1337,23 @@ def _follow(store: Store, record: RunRecord, hooks: Hooks) -> RunRecord:
     return done
 
 
-def _hooks(quiet: bool) -> Hooks:
+def _hooks(quiet: bool, foreign: bool = False) -> Hooks:
+    """``foreign``: the job is a run from elsewhere: its output reaches a terminal inert."""
     from . import ui
     from .runner import Hooks
 
     if quiet:  # warnings only: no trace, no job output, no live line
         return Hooks(on_line=lambda line: ui.progress(line) if line.startswith("warning:")
                      else None)
-    live = ui.LiveStatus()
+    live = ui.LiveStatus(inert=foreign)
     return Hooks(on_line=ui.progress, on_log=live.log, on_metrics=live.metrics,
                  on_end=live.end)
+
+
+def _is_foreign(record: RunRecord, store: Store) -> bool:
+    from .replay import foreign
+
+    return foreign(record, store)
 
 
 def _render_replay(rec: RunRecord, store: Store, json_: bool) -> None:

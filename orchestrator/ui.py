@@ -78,9 +78,15 @@ class LiveStatus:
     """On a terminal, a line under the job's output with its latest metrics, redrawn as they
     change and as output scrolls past; elsewhere (a pipe, a CI log) nothing."""
 
-    def __init__(self, stream: Any = None) -> None:
+    def __init__(self, stream: Any = None, inert: bool = False) -> None:
+        """``inert``: the job is someone else's (a run from elsewhere being replayed): on a
+        terminal its control characters are shown as escapes, never obeyed."""
+        import codecs
+
         self.stream = stream or sys.stderr
         self.enabled = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.inert = inert and self.enabled
+        self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self.text = ""
         self.lock = threading.Lock()
 
@@ -88,7 +94,8 @@ class LiveStatus:
         with self.lock:
             if self.enabled and self.text:
                 self.stream.write("\r\x1b[2K")
-            self.stream.write(chunk.decode("utf-8", "replace"))
+            text = self.decoder.decode(chunk)
+            self.stream.write(printable(text, lines=True) if self.inert else text)
             if self.enabled and self.text:
                 self.stream.write(self.text)
             self.stream.flush()

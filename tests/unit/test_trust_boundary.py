@@ -455,3 +455,27 @@ def test_contains_is_literal_and_expressions_are_bounded(tmp_path):
     with pytest.raises(QueryError, match="nested more than 40 deep"):
         parse_where("(" * 45 + "name = x" + ")" * 45)
     assert parse_where(" and ".join(["(name = x)"] * 60)).root  # siblings are not depth
+
+
+def test_a_foreign_jobs_live_output_reaches_a_terminal_inert():
+    """Issue 21, L5: while a run from elsewhere replays, its output streams to the
+    verifier's terminal; escape sequences (clear the screen, retitle the window) are shown
+    as escapes there. One's own run streams as it is (progress bars redraw)."""
+    import io
+
+    from orchestrator import ui
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    job = [b"step 1\r", b"\x1b]0;pwned\x07\x1b[2J", "caf\u00e9\n".encode()[:4],
+           "caf\u00e9\n".encode()[4:]]
+    foreign, own = Tty(), Tty()
+    for stream, inert in ((foreign, True), (own, False)):
+        live = ui.LiveStatus(stream, inert=inert)
+        for chunk in job:
+            live.log(chunk)
+    assert "\x1b" not in foreign.getvalue() and "\x07" not in foreign.getvalue()
+    assert "pwned" in foreign.getvalue() and "caf\u00e9\n" in foreign.getvalue()
+    assert "\x1b[2J" in own.getvalue() and "step 1\r" in own.getvalue()
