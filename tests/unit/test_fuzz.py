@@ -251,3 +251,63 @@ def _where_store(factory: Any) -> Any:
     if "s" not in _STORES:
         _STORES["s"] = open_store(factory.mktemp("where") / "h")
     return _STORES["s"]
+
+
+@pytest.fixture(scope="module")
+def team_home(tmp_path_factory, real_bundle) -> Path:
+    """A store holding one real run (imported from the real bundle): the template each
+    team-store row fuzz example copies."""
+    home = tmp_path_factory.mktemp("team") / "home"
+    code, out, err = run_cli("import", str(real_bundle), "--json",
+                             env={"REPRO_HOME": str(home)})
+    assert code == 0, err
+    return home
+
+
+@FUZZ
+@given(data=st.data(), row_id=st.one_of(st.none(), st.sampled_from(HOSTILE_STRINGS),
+                                        st.text(max_size=20)))
+def test_a_members_hostile_row_never_breaks_the_teams_commands(team_home, data, row_id):
+    """Issue 21: another member writes what it likes into the team store's runs table (a
+    mutated record, under any id, even one naming another run or a path). Every command
+    that lists or reads runs exits with a documented code, one line, no traceback; the
+    honest run is still listed and shown; nothing outside REPRO_HOME changes."""
+    import sqlite3
+
+    from orchestrator.web import Api
+
+    work = Path(tempfile.mkdtemp(prefix="repro-fuzz-row-"))
+    try:
+        home = work / "home"
+        shutil.copytree(team_home, home)
+        db = sqlite3.connect(home / "repro.db")
+        honest_id, base = db.execute("SELECT id, record FROM runs").fetchone()
+        doc = data.draw(mutations(json.loads(base)))
+        try:
+            text = json.dumps(doc)
+        except (ValueError, RecursionError):
+            text = "[" * 5000 + "]" * 5000
+        rid = row_id if row_id is not None else hashlib.sha256(text.encode()).hexdigest()[:16]
+        if rid != honest_id:
+            db.execute("INSERT INTO runs (id, name, status, spec_digest, created_at, record) "
+                       "VALUES (?, 'fuzz', 'succeeded', 'x', '2099-01-01T00:00:00Z', ?)",
+                       (rid, text))
+            db.commit()
+        db.close()
+        (work / "sentinel").mkdir()
+        (work / "sentinel" / "keep.txt").write_text("do not touch")
+        env = {"REPRO_HOME": str(home), "DOCKER_HOST": f"unix://{work}/no-engine.sock"}
+        before = tree(work, home)
+        code, out, err = check_command(["runs", "--json"], env)
+        assert code == 0 and honest_id in [r["id"] for r in json.loads(out)], (rid, err)
+        api = Api(home)  # the dashboard's list too
+        with api.request():
+            listed = api.runs({})
+        assert honest_id in [r["id"] for r in listed["runs"]]
+        for args in (["runs"], ["runs", "--csv"], ["fsck"], ["show", honest_id, "--json"],
+                     ["show", rid], ["logs", rid], ["compare", honest_id, rid],
+                     ["verify", rid, "--json"], ["rm", rid, "--json"]):
+            check_command(args, env)
+        assert tree(work, home) == before  # nothing outside REPRO_HOME changed
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -12,10 +12,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from orchestrator.errors import StoreError
 from orchestrator.store import oci
 from orchestrator.store.artifacts import ArtifactStore
+from tests.unit.test_fuzz import FUZZ
 
 GOOD = b"the artifact's bytes\n"
 HEX = hashlib.sha256(GOOD).hexdigest()
@@ -23,6 +26,7 @@ HEX = hashlib.sha256(GOOD).hexdigest()
 
 class Hostile(BaseHTTPRequestHandler):
     mode = "good"
+    drawn: tuple[int, list[tuple[str, str]], bytes] = (200, [], b"")
 
     def log_message(self, *args: object) -> None:
         pass
@@ -58,6 +62,18 @@ class Hostile(BaseHTTPRequestHandler):
                 except OSError:
                     return
                 time.sleep(0.05)
+        elif mode == "fuzz":  # whatever the fuzzer drew: status, headers, body
+            status, headers, body = type(self).drawn
+            self.close_connection = True
+            try:
+                self.send_response_only(status)
+                for key, value in headers:
+                    self.send_header(key, value)
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(body)
+            except OSError:
+                pass
         elif mode == "slow":  # a trickle, then silence
             self.send_header("Content-Length", str(len(GOOD)))
             self.end_headers()
@@ -128,3 +144,56 @@ def test_a_registry_that_trickles_is_cut_off_at_its_deadline(registry, tmp_path,
         s.fetch(HEX)
     assert time.monotonic() - began < 5  # 1,000 bytes at 20 a second would take 50 s
     assert nothing_kept(s)
+
+
+@FUZZ
+@given(status=st.sampled_from([200, 200, 200, 206, 301, 307, 401, 403, 404, 416, 500, 999]),
+       length=st.sampled_from(["exact", "short", "long", "none", "garbage", "negative",
+                               "huge", "twice"]),
+       body=st.one_of(st.just(GOOD), st.binary(max_size=64), st.just(GOOD + b"more"),
+                      st.just(GOOD[:-1])),
+       extra=st.lists(st.tuples(st.sampled_from([
+           "Location", "WWW-Authenticate", "Content-Encoding", "Transfer-Encoding",
+           "Docker-Content-Digest", "Content-Type", "Content-Range"]),
+           st.sampled_from(["http://127.0.0.1:9/x", "gzip", "chunked", "identity",
+                            'Bearer realm="http://127.0.0.1:9/token",service="x"',
+                            "sha256:" + HEX, "bytes 0-3/10", "\u00e9", ""])), max_size=3))
+def test_any_registry_answer_is_the_artifact_or_a_store_error(registry_port, tmp_path_factory,
+                                                               status, length, body, extra):
+    """Issue 21: registry responses fuzzed where they are parsed. Whatever the registry
+    answers to a download (status, sizes that lie, encodings, redirects, auth challenges
+    pointing elsewhere), the cache holds the artifact only when its bytes hash right; any
+    other answer is a StoreError naming the registry, never another exception, and leaves
+    nothing behind."""
+    sizes = {"exact": str(len(body)), "short": str(max(0, len(body) - 3)),
+             "long": str(len(body) + 10), "garbage": "12abc", "negative": "-5",
+             "huge": str(1 << 40), "twice": str(len(body))}
+    headers = list(extra)
+    if length in sizes:
+        headers.append(("Content-Length", sizes[length]))
+    if length == "twice":
+        headers.append(("Content-Length", "1"))
+    Hostile.mode, Hostile.drawn = "fuzz", (status, headers, body)
+    s = store_at(registry_port, tmp_path_factory.mktemp("fuzz"))
+    began = time.monotonic()
+    try:
+        s.fetch(HEX)
+    except StoreError as e:
+        assert "registry" in str(e) or "artifact" in str(e), e
+        assert nothing_kept(s)
+    else:
+        assert s.cache.local_path(HEX).read_bytes() == GOOD
+    assert time.monotonic() - began < 30
+
+
+class _Quiet(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # a client that hangs up on a hostile answer is the point, not news
+
+
+@pytest.fixture(scope="module")
+def registry_port():
+    server = _Quiet(("127.0.0.1", 0), Hostile)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1]
+    server.shutdown()
