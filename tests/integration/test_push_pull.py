@@ -54,7 +54,9 @@ def test_push_copies_a_run_once_and_a_teammate_verifies_it_then_pulls_it(
     assert shown["id"] == run["id"]
     assert shown["tags"] == {"stage": "candidate"} and shown["user"] == "alice"
     assert [d["result"] for d in shown["diagnoses"]] == ["reproduces"]
-    p = repro("verify", run["id"], cwd=tmp_path, env=bob, timeout=600)
+    # bob shares this machine's engine, and images are not archived in these tests: his
+    # grant says he runs alice's run in the engine's copy of its image (issue 21, M8)
+    p = repro("verify", run["id"], "--local-image", cwd=tmp_path, env=bob, timeout=600)
     assert p.returncode == 0 and "IDENTICAL" in p.stdout + p.stderr, p.stdout + p.stderr
 
     # carol pulls the run and bob's verdict for offline work: her own store, no team URLs set

@@ -87,7 +87,9 @@ def test_a_teammate_verifies_a_run_from_an_empty_home_with_two_urls(proj, home, 
     assert p.returncode == 0, p.stderr
     assert any(shared.glob("??/*")) and not any(home.glob("artifacts/??/*"))
     bob = {"REPRO_HOME": str(tmp_path / "bob-home"), "REPRO_USER": "bob"}
-    p = repro("verify", run["id"], cwd=tmp_path, env=bob, timeout=600)
+    # bob shares this machine's engine and images are not archived here: his grant says he
+    # runs alice's run in the engine's copy of its image (issue 21, M8)
+    p = repro("verify", run["id"], "--local-image", cwd=tmp_path, env=bob, timeout=600)
     assert p.returncode == 0, p.stdout + p.stderr
     assert "IDENTICAL" in p.stdout + p.stderr
     p, shown = run_json("show", run["id"], cwd=tmp_path)
@@ -214,8 +216,9 @@ def test_a_team_of_five_launches_at_once_and_each_reproves_anothers_run(proj, pg
         assert sorted((r["user"], r["id"]) for r in json.loads(p.stdout)) == sorted(
             (who, r["id"]) for who, r in runs.items())
 
-    verifies = [subprocess.Popen([sys.executable, "-m", "orchestrator", "verify",
-                                  runs[members[(i + 1) % 5]]["id"], "--json"], cwd=tmp_path,
+    verifies = [subprocess.Popen([sys.executable, "-m", "orchestrator", "verify",  # one engine
+                                  runs[members[(i + 1) % 5]]["id"], "--json", "--local-image"],
+                                 cwd=tmp_path,
                                  env=env(m, f"empty-{m}"), stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, text=True)
                 for i, m in enumerate(members)]
@@ -339,7 +342,12 @@ def test_a_teammates_run_in_the_team_store_takes_nothing_of_the_verifiers(
         assert listener.got == [b"h1_alice-pw"]  # her own job, her own secret: her choice
         listener.got.clear()
 
-        p, rec = run_json("verify", run["id"], cwd=tmp_path, env=env("bob"))
+        # M8: alice's run names an image bob's engine holds but does not bring it (no
+        # archive, no registry): it is not run there unless bob grants it
+        p, err = run_json("verify", run["id"], cwd=tmp_path, env=env("bob"))
+        assert p.returncode == 9 and "pass --local-image" in err["error"]["message"]
+        assert listener.got == []
+        p, rec = run_json("verify", run["id"], "--local-image", cwd=tmp_path, env=env("bob"))
         assert p.returncode == 8, p.stdout + p.stderr  # honest: it ran without them
         asks = p.stderr[p.stderr.index("it asks for:"):]
         assert "network: bridge" in asks and "secrets: PGPASSWORD" in asks
@@ -362,10 +370,10 @@ def test_a_teammates_run_in_the_team_store_takes_nothing_of_the_verifiers(
             """)
         p, run = launch_json(proj, spec, env=env("alice"))
         assert p.returncode == 0, p.stderr
-        p, err = run_json("verify", run["id"], cwd=tmp_path, env=env("bob"))
+        p, err = run_json("verify", run["id"], "--local-image", cwd=tmp_path, env=env("bob"))
         assert p.returncode == 9 and "give it with --input d=PATH" in err["error"]["message"]
         p, rec = run_json("verify", run["id"], "--input", f"d={proj / 'data' / 'alice-data'}",
-                          cwd=tmp_path, env=env("bob"))
+                          "--local-image", cwd=tmp_path, env=env("bob"))
         assert p.returncode == 0 and rec["verdict"]["result"] == "identical", p.stderr
         # alice verifying her own run on her machine: as before, nothing to grant
         p, mine = run_json("verify", run["id"], cwd=proj, env=env("alice"))
