@@ -632,10 +632,11 @@ def verify(
 
     tolerances = parse_tolerances(tolerance or [])
     grants = _grants(allow_network, secret, input_, timeout, gpus, local_image)
-    if not Path(target).exists() and ("/" in target or target.endswith(".json")):
+    bundle = _exists(target)
+    if not bundle and ("/" in target or target.endswith(".json")):
         raise UsageError(f"{target}: no such bundle folder or manifest")
-    store = _recovered(open_store()) if Path(target).exists() else _store_of(target)
-    hooks = _hooks(quiet, Path(target).exists() or _is_foreign(store.runs.get(target), store))
+    store = _recovered(open_store()) if bundle else _store_of(target)
+    hooks = _hooks(quiet, bundle or _is_foreign(store.runs.get(target), store))
     original, rec = verify_run(target, store, connect(), hooks, tolerances, strict_env,
                                grants, _elsewhere(store, hooks, executor, partition, account,
                                                   qos, sbatch_option))
@@ -1348,6 +1349,14 @@ def _hooks(quiet: bool, foreign: bool = False) -> Hooks:
     live = ui.LiveStatus(inert=foreign)
     return Hooks(on_line=ui.progress, on_log=live.log, on_metrics=live.metrics,
                  on_end=live.end)
+
+
+def _exists(path: str) -> bool:
+    """Is there a file or folder at ``path`` (a name too long to be one is not)?"""
+    try:
+        return Path(path).exists()
+    except OSError:
+        return False
 
 
 def _is_foreign(record: RunRecord, store: Store) -> bool:

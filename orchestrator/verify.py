@@ -18,7 +18,11 @@ from .store import Store
 def target_record(target: str, store: Store, on_line: Callable[[str], None]) -> RunRecord:
     """A run id (or prefix) in the store, or a bundle folder / manifest file to import."""
     path = Path(target)
-    if path.exists():
+    try:
+        bundle = path.exists()
+    except OSError:  # a name too long to be a file: a run id, or no run at all
+        bundle = False
+    if bundle:
         return import_bundle(path, store, on_line)
     return store.runs.get(target)
 

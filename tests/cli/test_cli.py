@@ -151,3 +151,10 @@ def test_a_damaged_row_is_skipped_with_a_warning_and_removed_by_its_exact_id(tmp
     assert p.returncode == 0 and json.loads(p.stdout) == {"removed": [bad]}
     p = repro("runs", "--json", env=env)
     assert "warning" not in p.stderr and len(json.loads(p.stdout)) == 1
+
+
+def test_a_run_id_too_long_to_be_a_file_name_is_an_unknown_run(tmp_path):
+    """Found by the team-row fuzzer: `verify` asked the filesystem whether a 600-byte id was
+    a bundle, and the OS's ENAMETOOLONG became an internal error."""
+    p = repro("verify", "é" * 300, cwd=tmp_path, env={"REPRO_HOME": str(tmp_path / "h")})
+    assert p.returncode == 4 and len(p.stderr.strip().splitlines()) == 1, p.stderr
