@@ -211,15 +211,9 @@ def ensure_present(image: ImageRef, store: Store, engine: ImageBackend,
     if engine.image(image.digest) is not None:
         if not foreign or local_image or _brought(image, store):
             return "engine"
-        for ref in _registry_refs(image, store, _own_registry(store)):
-            on_line(f"checking that {ref} serves the recorded image")
-            try:
-                engine.pull(ref)
-            except ReproError as e:
-                on_line(f"pull failed: {e}")
-                continue
-            if (engine.image(ref) or {}).get("id") == image.digest:
-                return "registry"
+        if _pulled(_registry_refs(image, store, _own_registry(store)), image, engine,
+                   on_line):
+            return "registry"
         raise CannotReplay(f"image {shown(image.digest)}: this machine's engine holds it, but "
                            "the run does not bring it (no archive of it in the store, not "
                            "served by this store's registry), and a run from elsewhere runs "
@@ -239,20 +233,31 @@ def ensure_present(image: ImageRef, store: Store, engine: ImageBackend,
                                         f"image {shown(image.digest)} archive")
         if _load(index, image.digest, store, engine):
             return "archive"
-    for ref in _registry_refs(image, store, None if registries else _own_registry(store)):
+    if _pulled(_registry_refs(image, store, None if registries else _own_registry(store)),
+               image, engine, on_line):
+        return "registry"
+    raise CannotReplay(f"image {shown(image.digest)}... is not in the engine, not archived in "
+                       "the store and not pushed anywhere known; export the run with its "
+                       "image from a machine that has it (`repro export RUN --bundle DIR`)")
+
+
+def _pulled(refs: list[str], image: ImageRef, engine: ImageBackend,
+            on_line: Callable[[str], None]) -> bool:
+    """Pull by digest from each of ``refs`` until one gives the recorded image (the id of
+    what it gave checked); a registry that serves something else under that digest is
+    refused."""
+    for ref in refs:
         on_line(f"pulling {ref}")
         try:
             engine.pull(ref)
         except ReproError as e:
             on_line(f"pull failed: {e}")
             continue
-        if engine.image(image.digest) is not None:
-            return "registry"
+        if (engine.image(ref) or {}).get("id") == image.digest:
+            return True
         raise CannotReplay(f"{ref} did not give the recorded image {shown(image.digest)}; the "
                            "registry serves something else under that digest")
-    raise CannotReplay(f"image {shown(image.digest)}... is not in the engine, not archived in "
-                       "the store and not pushed anywhere known; export the run with its "
-                       "image from a machine that has it (`repro export RUN --bundle DIR`)")
+    return False
 
 
 def _load(index: dict[str, Any], image_id: str, store: Store, engine: ImageBackend) -> bool:
