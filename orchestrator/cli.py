@@ -189,7 +189,9 @@ def runs(
     records = store.runs.query(compiled, order, limit or None) if store else []
     tags = store.runs.tags_of([r.id for r in records]) if store else {}
     published = store.runs.published_of([r.id for r in records]) if store else set()
-    rows = [views.flat_row(r, tags.get(r.id, {}), r.id in published) for r in records]
+    authors = store.runs.authors([r.id for r in records]) if store else {}
+    rows = [views.flat_row(r, tags.get(r.id, {}), r.id in published, authors.get(r.id))
+            for r in records]
     if json_:
         ui.print_json(rows)
     elif csv_:

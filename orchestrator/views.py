@@ -37,13 +37,16 @@ def record_json(record: RunRecord, series: dict[str, list[tuple[int, float]]],
     return doc
 
 
-def flat_row(r: RunRecord, tags: dict[str, str], published: bool = False) -> dict[str, Any]:
-    """One run as a flat row (params.X, metrics.X, tags.X) for pandas and spreadsheets."""
+def flat_row(r: RunRecord, tags: dict[str, str], published: bool = False,
+             recorded_by: str | None = None) -> dict[str, Any]:
+    """One run as a flat row (params.X, metrics.X, tags.X) for pandas and spreadsheets;
+    ``recorded_by``: the store role that wrote it (a team store), ``user`` what its client
+    said."""
     row: dict[str, Any] = {
         "id": r.id, "name": r.name, "status": str(r.status), "exit_code": r.exit_code,
         "published": published,
         "created_at": r.created_at, "duration_s": r.duration_s, "sweep": r.sweep_id,
-        "user": r.user, "host": r.host,
+        "user": r.user, "recorded_by": recorded_by, "host": r.host,
         "replay_of": r.replay_of, "verdict": (r.verdict or {}).get("result"),
         "spec_digest": r.spec_digest, "image": r.resolved.image.digest,
         "commit": r.resolved.code.commit, "seed": r.resolved.seed}

@@ -125,9 +125,10 @@ class Api:
         records = self.store.runs.query(where, sort, limit, offset)
         tags = self.store.runs.tags_of([r.id for r in records])
         published = self.store.runs.published_of([r.id for r in records])
+        authors = self.store.runs.authors([r.id for r in records])
         return {"total": self.store.runs.query_count(where), "offset": offset, "limit": limit,
-                "runs": [flat_row(r, tags.get(r.id, {}), r.id in published)
-                         for r in records],
+                "runs": [flat_row(r, tags.get(r.id, {}), r.id in published,
+                                  authors.get(r.id)) for r in records],
                 "skipped": sorted(self.store.runs.damaged.values())}  # damaged rows
 
     def sweep_groups(self, q: dict[str, str]) -> dict[str, Any]:

@@ -215,6 +215,7 @@ def test_a_team_of_five_launches_at_once_and_each_reproves_anothers_run(proj, pg
         p = repro("runs", "--json", cwd=tmp_path, env=env(m, f"home-{m}"))
         assert sorted((r["user"], r["id"]) for r in json.loads(p.stdout)) == sorted(
             (who, r["id"]) for who, r in runs.items())
+        assert all(r["recorded_by"] == r["user"] for r in json.loads(p.stdout))  # its role
 
     verifies = [subprocess.Popen([sys.executable, "-m", "orchestrator", "verify",  # one engine
                                   runs[members[(i + 1) % 5]]["id"], "--json", "--local-image"],
