@@ -5,6 +5,7 @@ container of the image that repro runs itself, or, when that could not run, from
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import socket
@@ -93,11 +94,19 @@ def facts_key(image_id: str, lock_path: Path | None) -> str:
     """An image's facts are a function of the image, the lock checked against it and the
     boot script that looked: the cache key of all three."""
     from .hashing import sha256_file
-    from .runtime import RUNTIME_DIR
 
-    parts = [image_id, sha256_file(RUNTIME_DIR / "repro_boot.py")[0],
+    parts = [image_id, _boot_digest(),
              sha256_file(lock_path)[0] if lock_path is not None else "-"]
     return ":".join(parts)
+
+
+@functools.cache
+def _boot_digest() -> str:
+    """The boot script's sha256, once per process (it is part of every launch's cache key)."""
+    from .hashing import sha256_file
+    from .runtime import RUNTIME_DIR
+
+    return sha256_file(RUNTIME_DIR / "repro_boot.py")[0]
 
 
 def facts_job(image_id: str, lock_path: Path | None, store_home: str, run_id: str) -> JobSpec:

@@ -82,9 +82,15 @@ class Hostile(BaseHTTPRequestHandler):
             time.sleep(5)
 
 
-@pytest.fixture
+class _Quiet(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # a client that hangs up on a hostile answer is the point, not news
+
+
+@pytest.fixture(scope="module")
 def registry():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Hostile)
+    """One registry for the module; each test sets what it answers (``Hostile.mode``)."""
+    server = _Quiet(("127.0.0.1", 0), Hostile)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield server.server_address[1]
     server.shutdown()
@@ -158,7 +164,7 @@ def test_a_registry_that_trickles_is_cut_off_at_its_deadline(registry, tmp_path,
            st.sampled_from(["http://127.0.0.1:9/x", "gzip", "chunked", "identity",
                             'Bearer realm="http://127.0.0.1:9/token",service="x"',
                             "sha256:" + HEX, "bytes 0-3/10", "\u00e9", ""])), max_size=3))
-def test_any_registry_answer_is_the_artifact_or_a_store_error(registry_port, tmp_path_factory,
+def test_any_registry_answer_is_the_artifact_or_a_store_error(registry, tmp_path_factory,
                                                                status, length, body, extra):
     """Issue 21: registry responses fuzzed where they are parsed. Whatever the registry
     answers to a download (status, sizes that lie, encodings, redirects, auth challenges
@@ -174,7 +180,7 @@ def test_any_registry_answer_is_the_artifact_or_a_store_error(registry_port, tmp
     if length == "twice":
         headers.append(("Content-Length", "1"))
     Hostile.mode, Hostile.drawn = "fuzz", (status, headers, body)
-    s = store_at(registry_port, tmp_path_factory.mktemp("fuzz"))
+    s = store_at(registry, tmp_path_factory.mktemp("fuzz"))
     began = time.monotonic()
     try:
         s.fetch(HEX)
@@ -184,16 +190,3 @@ def test_any_registry_answer_is_the_artifact_or_a_store_error(registry_port, tmp
     else:
         assert s.cache.local_path(HEX).read_bytes() == GOOD
     assert time.monotonic() - began < 30
-
-
-class _Quiet(ThreadingHTTPServer):
-    def handle_error(self, request: object, client_address: object) -> None:
-        pass  # a client that hangs up on a hostile answer is the point, not news
-
-
-@pytest.fixture(scope="module")
-def registry_port():
-    server = _Quiet(("127.0.0.1", 0), Hostile)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server.server_address[1]
-    server.shutdown()
