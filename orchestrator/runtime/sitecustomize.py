@@ -18,8 +18,9 @@ In every mode, ``os.cpu_count()`` counts the cores the job is pinned to (its cpu
 seeding above, without torch's deterministic algorithms), REPRO_TORCH_DETERMINISTIC=1 (those
 algorithms and cuDNN settings, without seeding), and REPRO_FROZEN_CLOCK=EPOCH: the wall clock
 as Python reads it (time.time/time_ns, localtime/gmtime/ctime/asctime/strftime without a time,
-datetime.now/utcnow/today, date.today) stands still at EPOCH. Monotonic clocks and sleeps run
-as usual: libfaketime with a frozen clock was measured to hang ``threading.Event.wait`` and to
+datetime.now/utcnow/today, date.today, and so pandas' Timestamp.now) stands still at EPOCH,
+the datetime types left as they are (compiled code checks them). Clocks read in C
+(numpy's datetime64('now'), a shell's date) run on. Monotonic clocks and sleeps run as usual: libfaketime with a frozen clock was measured to hang ``threading.Event.wait`` and to
 fail ``time.sleep`` (EINVAL) when the monotonic clock is left real.
 
 Any other ``sitecustomize`` on the path (Debian ships one) still runs after this one.
@@ -157,40 +158,43 @@ def _freeze_clock():
     time.asctime = lambda t=None: real["asctime"](real["localtime"](at) if t is None else t)
     time.strftime = lambda fmt, t=None: real["strftime"](
         fmt, real["localtime"](at) if t is None else t)
-    real_datetime, real_date = datetime.datetime, datetime.date
+    # datetime.now/utcnow and date.today read the clock in C: their entries in the types'
+    # own dicts are replaced, the types stay the same objects. A subclass in their place
+    # (freezegun's way) breaks compiled code that checks the types' size or identity: pandas
+    # raised "Cannot convert datetime.datetime" or crashed (exit 139).
+    utc = datetime.timezone.utc  # noqa: UP017 (Python 3.8 in the image)
 
-    class _Real(type):  # isinstance(x, datetime.datetime) still holds for real datetimes
-        def __instancecheck__(cls, obj):
-            return isinstance(obj, cls.real)
+    def now(cls, tz=None):
+        return cls.fromtimestamp(at, tz)
 
-        def __subclasscheck__(cls, sub):
-            return issubclass(sub, cls.real)
+    def utcnow(cls):
+        return cls.fromtimestamp(at, utc).replace(tzinfo=None)
 
-    class FrozenDatetime(real_datetime, metaclass=_Real):
-        real = real_datetime
+    def today(cls):
+        return cls.fromtimestamp(at)
 
-        @classmethod
-        def now(cls, tz=None):
-            return real_datetime.fromtimestamp(at, tz)
-
-        @classmethod
-        def utcnow(cls):
-            utc = datetime.timezone.utc  # noqa: UP017 (Python 3.8 in the image)
-            return real_datetime.fromtimestamp(at, utc).replace(tzinfo=None)
-
-        @classmethod
-        def today(cls):
-            return real_datetime.fromtimestamp(at)
-
-    class FrozenDate(real_date, metaclass=_Real):
-        real = real_date
-
-        @classmethod
-        def today(cls):
-            return real_date.fromtimestamp(at)
-
-    datetime.datetime, datetime.date = FrozenDatetime, FrozenDate
+    try:
+        _set_method(datetime.date, "today", classmethod(today))
+        _set_method(datetime.datetime, "today", classmethod(today))
+        _set_method(datetime.datetime, "now", classmethod(now))
+        _set_method(datetime.datetime, "utcnow", classmethod(utcnow))
+    except Exception as e:  # no ctypes here: time.* stays frozen, datetime runs
+        _note(frozen_clock=at, datetime_left_running=type(e).__name__ + ": " + str(e))
+        return
     _note(frozen_clock=at)
+
+
+def _set_method(cls, name, value):
+    """Set ``cls.name`` on a built-in type, whose attributes cannot be set: through the
+    type's own dict (behind its read-only proxy), then tell the type cache it changed."""
+    import ctypes
+    import gc
+
+    own = [d for d in gc.get_referents(cls.__dict__) if isinstance(d, dict)]
+    if len(own) != 1:
+        raise RuntimeError("the dict of " + cls.__name__ + " is not reachable")
+    own[0][name] = value
+    ctypes.pythonapi.PyType_Modified(ctypes.py_object(cls))
 
 
 def _cpu_count():

@@ -253,3 +253,28 @@ def test_frozen_clock_stands_still_while_sleeps_and_waits_run(tmp_path):
     assert a[6] == "Wed Jan  1 00:00:00 2020"
     assert got["out"]["took"] >= 0.1 and got["out"]["waited"] is False  # monotonic is real
     assert got["out"]["isinstance"] is True
+
+
+def test_frozen_clock_keeps_the_datetime_types_compiled_code_checks(tmp_path):
+    """pandas' compiled code checks the datetime types' identity and size: a subclass in
+    their place made it raise or crash. The types stay the C types; their clocks stand."""
+    got = job(tmp_path, """
+        import _datetime, datetime, json
+        class Stamp(datetime.datetime):
+            pass
+        print(json.dumps({
+            "same": [datetime.datetime is _datetime.datetime, datetime.date is _datetime.date],
+            "size": [datetime.datetime.__basicsize__, datetime.date.__basicsize__],
+            "types": [type(datetime.datetime.now()).__module__,
+                      type(Stamp.now()).__name__, type(datetime.date.today()).__name__],
+            "stamp": Stamp.now(datetime.timezone.utc).isoformat(),
+            "today": datetime.datetime.today().isoformat()}))
+    """, REPRO_DETERMINISM="off", REPRO_FROZEN_CLOCK="1577836800.500", TZ="UTC")
+    out = got["out"]
+    import _datetime
+    assert out["same"] == [True, True]
+    assert out["size"] == [_datetime.datetime.__basicsize__, _datetime.date.__basicsize__]
+    assert out["types"] == ["datetime", "Stamp", "date"]
+    assert out["stamp"] == "2020-01-01T00:00:00.500000+00:00"
+    assert out["today"] == "2020-01-01T00:00:00.500000"
+    assert {"frozen_clock": 1577836800.5} in got["seeded"]
