@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from .content import places
 from .engine import Engine
+from .outputs import name_pattern, pair_renamed
 from .errors import ExitCode, ReproError, UsageError
 from .record import ResolvedSpec, RunRecord, RunStatus, utc_now
 from .resolve import THREAD_VARS, Redactor
@@ -137,12 +138,24 @@ def controlled(r: ResolvedSpec, names: Iterable[str], at: float) -> ResolvedSpec
 Differences = Callable[[RunRecord, RunRecord], dict[str, frozenset[str]]]
 
 
-def differences(local_path: Callable[[str], Any]) -> Differences:
+def differences(local_path: Callable[[str], Any], original: RunRecord | None = None
+                ) -> Differences:
     """What differs between two runs, by subject (each output path, ``metric NAME``, the
     outcome), each with the places inside it that differ (``WHOLE`` when the file is not
     compared by place). Only what the spec compares. Each pair is compared once: the
-    reasoning asks about the same pairs again, and each answer reads both runs' files."""
+    reasoning asks about the same pairs again, and each answer reads both runs' files.
+
+    An output whose name carries the time or the host goes by the ``original``'s name for
+    it in every run (paired by pattern, ``outputs.pair_renamed``), and ``name`` is among
+    its places where the two runs named it differently."""
     seen: dict[tuple[str, str], dict[str, frozenset[str]]] = {}
+    known = set(original.outputs) if original is not None else set()
+
+    def by_original_name(rec: RunRecord) -> dict[str, str]:  # subject -> rec's own path
+        paths = set(rec.outputs)
+        pairs = pair_renamed(sorted(known - paths), sorted(paths - known))
+        theirs = {new: old for old, new in pairs.items()}
+        return {theirs.get(p, p): p for p in paths}
 
     def diff(a: RunRecord, b: RunRecord) -> dict[str, frozenset[str]]:
         if (a.id, b.id) not in seen:
@@ -155,16 +168,22 @@ def differences(local_path: Callable[[str], Any]) -> Differences:
         if a.status != b.status or a.exit_code != b.exit_code:
             out[OUTCOME] = frozenset({f"{b.status} (exit {b.exit_code})"})
         if "outputs" in what:
-            for path in sorted(set(a.outputs) | set(b.outputs)):
-                x, y = a.outputs.get(path), b.outputs.get(path)
-                if x is None or y is None:
+            na, nb = by_original_name(a), by_original_name(b)
+            for path in sorted(set(na) | set(nb)):
+                pa, pb = na.get(path), nb.get(path)
+                if pa is None or pb is None:
                     out[path] = frozenset({"missing"})
-                elif x.sha256 != y.sha256:
+                    continue
+                x, y = a.outputs[pa], b.outputs[pb]
+                name = frozenset({"name"}) if pa != pb else frozenset()
+                if x.sha256 != y.sha256:
                     try:
                         found = places(path, local_path(x.sha256), local_path(y.sha256))
                     except OSError:
                         found = None
-                    out[path] = found or WHOLE  # no place differs: the bytes do (format)
+                    out[path] = (found or WHOLE) | name  # no place: the bytes (format)
+                elif name:
+                    out[path] = name
         if "metrics" in what:
             for name in sorted(set(a.metrics) | set(b.metrics)):
                 if a.metrics.get(name) != b.metrics.get(name):
@@ -219,7 +238,93 @@ def analyse(original: RunRecord, runs: Runs, diff: Differences) -> dict[str, Any
             finding["how_much"] = size
             finding["sentence"] += f"; in a plain replay: {size}"
         findings.append(finding)
-    return {"findings": findings}
+    return {"findings": findings, "causes": grouped(findings, runs)}
+
+
+def broken_control(runs: Runs) -> dict[str, Any] | None:
+    """When the controlled pair did not end as the plain replays did, the controls broke the
+    job: how it ended, and which control's release let it run again (the likely culprit)."""
+    if not runs.plain or not runs.pair:
+        return None
+    ran = (runs.plain[0].status, runs.plain[0].exit_code)
+    broken = next((r for r in runs.pair if (r.status, r.exit_code) != ran), None)
+    if broken is None:
+        return None
+    freed = [name for name, rec in runs.released.items() if (rec.status, rec.exit_code) == ran]
+    code = broken.exit_code
+    how = f"exit {code}" if code is not None else str(broken.status)
+    how += "".join(f", {x}" for x in (_signal(code), broken.reason) if x)
+    if freed:
+        which = (f": with {' or '.join(BY_NAME[n].cause for n in freed)} free it ran as "
+                 f"recorded, so {_and(BY_NAME[n].control for n in freed)} stopped it")
+    else:
+        which = f": with every control on it ends {broken.status}"
+    line = (f"inconclusive: the control{'' if len(freed) == 1 else 's'} broke the job "
+            f"({how}){which} (run {broken.id}); the experiments could not tell why these "
+            "differ, and the job's code is not to blame for that")
+    return {"run": broken.id, "status": str(broken.status), "exit_code": code,
+            "reason": broken.reason or "", "culprits": freed, "line": line}
+
+
+def _signal(code: int | None) -> str:
+    names = {139: "a segmentation fault", 134: "an abort", 137: "killed"}
+    return names.get(code or 0, "")
+
+
+def _and(items: Iterable[str]) -> str:
+    items = list(items)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def grouped(findings: list[dict[str, Any]], runs: Runs) -> list[dict[str, Any]]:
+    """Each cause once, with the subjects (files, metrics) it explains under it, where in
+    each it shows, and its fixes: what a report leads with."""
+    groups: dict[str, dict[str, Any]] = {}
+    recorded = runs.plain[0].resolved.resources.threads if runs.plain else 0
+
+    def add(key: str, line: str, subject: str, where: str, fixes: list[str]) -> None:
+        g = groups.setdefault(key, {"cause": key, "line": line, "subjects": [], "fixes": []})
+        g["subjects"].append({"subject": subject, "where": where})
+        g["fixes"] += [f for f in fixes if f not in g["fixes"]]
+
+    for f in findings:
+        s = f["subject"]
+        if s == OUTCOME:
+            add("outcome", f["sentence"], s, "", f.get("fixes", []))
+            continue
+        for c in f.get("causes", []):
+            where = describe(c["places"])
+            if c["cause"] == "entropy":
+                on = _and(BY_NAME[n].control for n in runs.controls) if runs.controls \
+                    else "every control on"
+                add("entropy", f"{ENTROPY[0]}: these still differ with {on} ({ENTROPY[1]})",
+                    s, where, [ENTROPY[2]])
+                continue
+            factor = BY_NAME[c["cause"]]
+            fixes = [factor.fix]
+            if "name" in c["places"]:
+                fixes.insert(0, _rename_fix(s))
+            if c["cause"] == "threads":
+                key = "threads:race" if c.get("race") else "threads"
+                line = (f"{factor.cause}: threads race (these differ between runs at the "
+                        f"recorded {recorded} threads and are identical with one)"
+                        if c.get("race") else f"{factor.cause}: identical with one thread, "
+                        f"not with the recorded {recorded}")
+            else:
+                key = c["cause"]
+                line = (f"{factor.cause}: these differ only when {factor.free}; identical "
+                        f"with {factor.control}")
+            add(key, line, s, where, fixes)
+        if not f.get("causes"):
+            kind = f.get("kind", "rare")
+            add(kind, f["sentence"] if kind != "inconclusive" else f["inconclusive"], s, "",
+                f.get("fixes", []))
+    return list(groups.values())
+
+
+def _rename_fix(subject: str) -> str:
+    return (f"name the file without the time or host, or leave it out of the comparison: "
+            f"outputs: {{exclude: ['{name_pattern(subject)}']}}")
 
 
 def how_much(subject: str, plain: list[RunRecord]) -> str | None:
@@ -242,8 +347,8 @@ def _merge(into: dict[str, frozenset[str]], more: Mapping[str, frozenset[str]]) 
 
 
 def _causes(s: str, runs: Runs, diff: Differences) -> list[dict[str, Any]]:
-    if len(runs.pair) < 2:
-        return []
+    if len(runs.pair) < 2 or broken_control(runs) is not None:
+        return []  # a broken control explains nothing (and a broken pair "agrees")
     c1, c2 = runs.pair
     noise = diff(c1, c2).get(s, frozenset())
     causes: list[dict[str, Any]] = []
@@ -255,7 +360,7 @@ def _causes(s: str, runs: Runs, diff: Differences) -> list[dict[str, Any]]:
         if name == "threads" and runs.threads_again is not None:  # a second look
             moved |= diff(c1, runs.threads_again).get(s, frozenset())
             again = diff(rec, runs.threads_again).get(s, frozenset())
-        own = moved - noise if noise != WHOLE else frozenset()
+        own = moved - noise if "*" not in noise else frozenset()
         if not own:
             continue
         cause: dict[str, Any] = {"cause": name, "places": sorted(own, key=_place_order)}
@@ -294,15 +399,14 @@ def _sentence(s: str, causes: list[dict[str, Any]], runs: Runs,
         fixes.append(f.fix)
     if parts:
         return f"{s} depends " + " and ".join(parts), fixes
-    broken = next((r for r in runs.pair if runs.plain and (r.status, r.exit_code) != (
-        runs.plain[0].status, runs.plain[0].exit_code)), None)
+    broken = broken_control(runs)
     if broken is not None:
-        return (f"{s} differs, but the job does not run as recorded with every control on "
-                f"(run {broken.id} {broken.status}" + (f": {broken.reason}" if broken.reason
-                                                       else "") + "): the experiments could "
-                "not tell why; look at that run's log (a frozen clock stops time-based loops, "
-                "one thread can hit the timeout)", [])
+        finding["kind"], finding["inconclusive"] = "inconclusive", broken["line"]
+        return (f"{s} differs; {broken['line']}", [
+            f"look at run {broken['run']}'s log (`repro logs {broken['run']}`), or diagnose "
+            "again once the job runs with that control"])
     if not finding["noise_here"]:
+        finding["kind"] = "changed"
         moved = sorted({c["fact"] for r in runs.plain
                         for c in (r.verdict or {}).get("environment", [])})
         why = (f"what changed since: {', '.join(moved)}" if moved else
@@ -312,13 +416,17 @@ def _sentence(s: str, causes: list[dict[str, Any]], runs: Runs,
                 f"a change, not noise; {why}", [
                     "replay where the original ran, or pin what changed (image, packages, "
                     "hardware)"])
+    finding["kind"] = "rare"
     return (f"{s} differed between plain replays but in no experiment: the cause is rare or "
             "outside repro's controls; diagnose again with more --replays", [])
 
 
 def describe(found: Iterable[str]) -> str:
-    """Places, for people: "line 1", "lines 2-6", "12 values", "the file"."""
+    """Places, for people: "line 1", "lines 2-6", "12 values", "the file", "its name"."""
     found = list(found)
+    if "name" in found:
+        rest = [p for p in found if p != "name"]
+        return f"its name and {describe(rest)}" if rest else "its name"
     if not found or "*" in found:
         return "the file"
     if found == ["value"]:
@@ -394,9 +502,11 @@ def _experiments(lab: Lab, runs: Runs, factors: list[Factor],
     on = ", ".join(BY_NAME[n].control for n in names)
     runs.pair = [lab.replay(names, f"all controls on ({i + 1} of 2)", "controlled")
                  for i in range(2)]
-    experiments.append({"name": "controlled", "title": f"every control on: {on}",
-                        "controls": names, "runs": [r.id for r in runs.pair],
-                        "agree": not diff(*runs.pair)})
+    controlled = {"name": "controlled", "title": f"every control on: {on}",
+                  "controls": names, "runs": [r.id for r in runs.pair],
+                  "agree": None if broken_control(runs) else not diff(*runs.pair)}
+    experiments.append(controlled)
+    ran = (runs.plain[0].status, runs.plain[0].exit_code)
     for f in factors:
         rest = [n for n in names if n != f.name]
         rec = lab.replay(rest, f"{f.cause} free, every other control on",
@@ -405,8 +515,12 @@ def _experiments(lab: Lab, runs: Runs, factors: list[Factor],
         experiments.append({"name": f"free:{f.name}", "factor": f.name,
                             "title": f"{f.cause} free ({f.free}), every other control on",
                             "controls": rest, "runs": [rec.id],
-                            "failed": None if rec.status == runs.pair[0].status else
-                            f"{rec.status}: {rec.reason}"})
+                            "failed": None if (rec.status, rec.exit_code) == ran else
+                            f"{rec.status} (exit {rec.exit_code})" + (
+                                f": {rec.reason}" if rec.reason else "")})
+    broken = broken_control(runs)  # which control broke it shows once each was let go
+    if broken is not None:
+        controlled["failed"] = broken["line"]
     implicated = any(c["cause"] == "threads" for f in analyse(original, runs, diff)[
         "findings"] for c in f.get("causes", []))
     if implicated:
@@ -438,7 +552,7 @@ def diagnose(original: RunRecord, store: Store, engine: Engine, say: Callable[[s
     factors, skipped = applicable(original)
     names = [f.name for f in factors]
     lab = Lab(original, store, engine, say, grants, started_epoch(original))
-    diff = differences(store.artifacts.local_path)
+    diff = differences(store.artifacts.local_path, original)
     runs = Runs(plain=[lab.replay([], f"plain replay {i + 1} of {replays}", "plain")
                        for i in range(replays)])
     first = analyse(original, runs, diff)["findings"]
@@ -448,11 +562,14 @@ def diagnose(original: RunRecord, store: Store, engine: Engine, say: Callable[[s
     trouble = [f for f in first if f["subject"] != OUTCOME]
     if trouble and not any(f["subject"] == OUTCOME for f in first) and names:
         experiments += _experiments(lab, runs, factors, diff)
-    findings = analyse(original, runs, diff)["findings"]
+    analysis = analyse(original, runs, diff)
+    findings = analysis["findings"]
     environment = (runs.plain[0].verdict or {}).get("environment", []) if runs.plain else []
     result = ("reproduces" if not findings else "fails" if any(
         f["subject"] == OUTCOME for f in findings) else "nondeterministic" if any(
-        f["noise_here"] or f["causes"] for f in findings) else "changed")
+        f["causes"] for f in findings) else "inconclusive" if any(
+        f.get("kind") == "inconclusive" for f in findings) else "nondeterministic" if any(
+        f["noise_here"] for f in findings) else "changed")
     total = time.monotonic() - began
     one = sum(r["seconds"] for r in lab.runs[:replays]) / max(1, len(lab.runs[:replays]))
     doc = {
@@ -460,7 +577,7 @@ def diagnose(original: RunRecord, store: Store, engine: Engine, say: Callable[[s
         "host": runs.plain[0].host if runs.plain else None,
         "user": runs.plain[0].user if runs.plain else None,
         "replays": replays, "experiments": experiments, "runs": lab.runs,
-        "skipped": skipped, "findings": findings,
+        "skipped": skipped, "causes": analysis["causes"], "findings": findings,
         "environment": [{**c, "shown": shown_change(c)} for c in environment],
         "cost": {"replays": len(lab.runs), "seconds": round(total, 2),
                  "one_replay_s": round(one, 2),

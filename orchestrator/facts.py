@@ -23,6 +23,9 @@ HINTS = {
     "container.os": "a different OS release in the container means different libraries",
     "container.python": "another Python version can change hashing, floats and libraries",
     "container.packages": "different package versions run different code",
+    "container.hostname": "jobs write the hostname into names and files (TensorBoard's "
+                          "event files); before repro fixed it, each run had a random one",
+    "container.machine_id": "jobs that read /etc/machine-id name or seed things by it",
 }
 
 HARDWARE = ("cpu.model", "cpu.arch", "cpu.flags", "gpu.model", "gpu.driver", "gpu.cuda")
@@ -53,6 +56,9 @@ def of_record(record: RunRecord) -> dict[str, Any]:
         **of_host(record.environment.get("host", {})),
         "container.os": cont.get("os"), "container.python": cont.get("python"),
         "container.packages": {p["name"]: p["version"] for p in cont.get("packages", [])},
+        # None: an older record, which ran under a random name (Docker's default)
+        "container.hostname": cont.get("hostname") or None,
+        "container.machine_id": cont.get("machine_id") or None,
     }
 
 

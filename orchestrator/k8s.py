@@ -22,6 +22,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from .engine import CONTAINER_HOSTNAME
 from .errors import UsageError
 from .record import RunRecord
 from .runtime import RUNTIME_DIR
@@ -114,7 +115,7 @@ def render(record: RunRecord, store: Store, namespace: str | None = None) -> lis
             "items": [{"key": s, "path": s} for s in r.secrets]}})
     pod: dict[str, Any] = {
         "restartPolicy": "Never", "automountServiceAccountToken": False,
-        "enableServiceLinks": False,
+        "enableServiceLinks": False, "hostname": CONTAINER_HOSTNAME,
         "securityContext": {"runAsNonRoot": True, "runAsUser": USER, "runAsGroup": USER,
                             "fsGroup": USER, "seccompProfile": {"type": "RuntimeDefault"}},
         "initContainers": [fetch], "containers": [job_container], "volumes": volumes}

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from . import settings
+from .engine import CONTAINER_HOSTNAME
 from .record import FileRef
 from .store.artifacts import TooLarge
 from .store.protocol import Artifacts
@@ -61,6 +62,42 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
 
 def wanted(rel: str, globs: list[str]) -> bool:
     return any(glob_regex(g).match(rel) for g in globs)
+
+
+# -- outputs equal up to their names ----------------------------------------------------------
+
+# what varies in the names real jobs give their files: the container's hostname (Docker's
+# default was the container id's first 12 hex digits: older records; repro's fixed one
+# since) and runs of digits (times, dates, process ids)
+_RANDOM_HOST = re.compile(r"(?<![0-9A-Za-z])[0-9a-f]{12}(?![0-9A-Za-z])")
+_FIXED_HOST = re.compile(rf"(?<![0-9A-Za-z]){CONTAINER_HOSTNAME}(?![0-9A-Za-z])")
+_DIGITS = re.compile(r"\d+")
+
+
+def normalised(path: str) -> str:
+    """``path`` with what names carry of the time, the date and the host left out:
+    ``events.out.tfevents.1733338800.repro`` and Hydra's ``outputs/2026-12-04/21-00-07/x``
+    normalise to the same name as the next run's (and an older record's random host)."""
+    return _DIGITS.sub("#", _FIXED_HOST.sub("<host>", _RANDOM_HOST.sub("<host>", path)))
+
+
+def name_pattern(path: str) -> str:
+    """A glob for ``path`` and the names the next runs give it (for ``outputs.exclude``)."""
+    return re.sub(r"\d+(?:[-_.:T]\d+)*", "*", _RANDOM_HOST.sub("*", path))
+
+
+def pair_renamed(missing: Iterable[str], extra: Iterable[str]) -> dict[str, str]:
+    """Outputs of one run missing from the other, paired with the other's new names: each
+    missing path with the one extra path of the same normalised name, where exactly one on
+    each side has it (two candidates are never guessed between). original -> replay."""
+    mine: dict[str, list[str]] = {}
+    theirs: dict[str, list[str]] = {}
+    for p in missing:
+        mine.setdefault(normalised(p), []).append(p)
+    for p in extra:
+        theirs.setdefault(normalised(p), []).append(p)
+    return {a[0]: theirs[k][0] for k, a in sorted(mine.items())
+            if len(a) == 1 and len(theirs.get(k, ())) == 1}
 
 
 @dataclass

@@ -225,6 +225,8 @@ class ContainerFacts(_Shape):
     # itself; "job": from /repro/meta as the job left it (it could rewrite them); "": an
     # older record. seeded and determinism_warnings are always the job's own report.
     captured: str = ""
+    hostname: str = ""  # what repro named the container ("": an older record, random)
+    machine_id: str = ""  # the /etc/machine-id repro gave it ("": none given)
     seeded: list[str] = []  # what the runtime seeded without the job asking (strict mode)
     determinism_warnings: list[str] = []  # ops torch ran without a deterministic kernel
 
@@ -238,10 +240,17 @@ class OutputDiff(_Shape):
     path: str
     original: FileRef
     replay: FileRef
+    renamed: str | None = None  # the replay's name for it, when paired by pattern
+
+
+class Renamed(_Shape):
+    original: str
+    replay: str
 
 
 class OutputsVerdict(_Shape):
     identical: list[str] = []
+    renamed: list[Renamed] = []  # identical bytes under a name that carries time or host
     differ: list[OutputDiff] = []
     missing: list[str] = []
     extra: list[str] = []
@@ -297,15 +306,28 @@ class DiagnosisExperiment(_Shape):
     runs: list[RunId] = []
 
 
+class CauseSubject(_Shape):
+    subject: str
+    where: str = ""
+
+
+class DiagnosisCause(_Shape):
+    cause: str
+    line: str
+    subjects: list[CauseSubject] = []
+    fixes: list[str] = []
+
+
 class Diagnosis(_Shape):
     """`repro diagnose`'s report, stored beside the run it explains; its shape is checked
     before it is stored, also when it comes from another store (`repro pull`)."""
 
     schema_version: int = DIAGNOSIS_SCHEMA
     run: RunId
-    result: Literal["reproduces", "nondeterministic", "changed", "fails"]
+    result: Literal["reproduces", "nondeterministic", "changed", "fails", "inconclusive"]
     created_at: str
     experiments: list[DiagnosisExperiment] = []
+    causes: list[DiagnosisCause] = []  # each cause once, the subjects it explains under it
     findings: list[Finding] = []
     skipped: dict[str, str] = {}
     cost: dict[str, Any] = {}

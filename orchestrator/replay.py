@@ -28,6 +28,7 @@ from .engine import Engine
 from .engine.image_archive import ensure_present
 from .errors import CannotReplay, SpecError, UsageError
 from .hashing import hex_of, sha256_file
+from .outputs import pair_renamed
 from .record import ResolvedSpec, RunRecord, utc_now
 from .resolve import Redactor, Resolution, dir_digest, secret_values, spec_digest
 from .runner import Hooks, new_record, new_run_id, start
@@ -153,6 +154,15 @@ def verdict(original: RunRecord, replay: RunRecord,
     differ = [{"path": p, "original": a[p].model_dump(), "replay": b[p].model_dump()}
               for p in sorted(set(a) & set(b)) if a[p].sha256 != b[p].sha256]
     missing, extra = sorted(set(a) - set(b)), sorted(set(b) - set(a))
+    # names that carry the time or the host: each paired with the one new name like it
+    pairs = pair_renamed(missing, extra)
+    renamed = [{"original": x, "replay": y} for x, y in pairs.items()
+               if a[x].sha256 == b[y].sha256]
+    differ += [{"path": x, "renamed": y, "original": a[x].model_dump(),
+                "replay": b[y].model_dump()} for x, y in pairs.items()
+               if a[x].sha256 != b[y].sha256]
+    missing = [p for p in missing if p not in pairs]
+    extra = [p for p in extra if p not in pairs.values()]
     metrics = []
     metrics_ok = metrics_exact = True
     names = set(original.metrics) | set(replay.metrics) if "metrics" in what else set()
@@ -187,7 +197,7 @@ def verdict(original: RunRecord, replay: RunRecord,
                 f": {replay.reason}" if replay.reason else "")},
         "outputs": {"identical": sorted(p for p in set(a) & set(b)
                                         if a[p].sha256 == b[p].sha256),
-                    "differ": differ, "missing": missing, "extra": extra},
+                    "renamed": renamed, "differ": differ, "missing": missing, "extra": extra},
         "metrics": metrics,
         "logs": logs,
         "compared": sorted(what),

@@ -9,6 +9,7 @@ A job failing is data, not an exception.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -27,6 +28,7 @@ from typing import Any, BinaryIO
 
 from . import capture, settings, workdir
 from .engine import (
+    CONTAINER_HOSTNAME,
     LABEL_RUN,
     LABEL_STORE,
     LABEL_SWEEP,
@@ -281,6 +283,7 @@ def prepare_work(work: Path, record: RunRecord, res: Resolution) -> None:
             (work / "outputs").mkdir()
             os.chmod(work / "outputs", 0o777)
         (work / "run.json").write_text(json.dumps(_run_info(record, res)))
+        (work / MACHINE_ID).write_text(machine_id(r.seed) + "\n")
     except OSError as e:
         raise ReproError(f"preparing the run's working folder {work}: {e.strerror or e}; "
                          "free space under REPRO_HOME and launch again") from e
@@ -403,6 +406,9 @@ def ingest(record: RunRecord, store: Store, work: Path, log_path: Path,
     r = record.resolved
     meta_dir, outputs_dir = work / "meta", workdir.folder(work, r.layout)
     facts = capture.container_facts(meta_dir, record.warnings, image_facts)
+    facts["hostname"] = CONTAINER_HOSTNAME
+    if (work / MACHINE_ID).exists():
+        facts["machine_id"] = machine_id(r.seed)
     record.environment["container"] = facts
     if record.exit_code == LOCK_MISMATCH and facts["lock_problems"] and \
             record.status == RunStatus.FAILED:
@@ -489,6 +495,15 @@ def remove_secrets(run_id: str) -> None:
     shutil.rmtree(_secrets_dir(run_id), ignore_errors=True)
 
 
+MACHINE_ID = "machine-id"  # in the run's folder, the job's /etc/machine-id
+
+
+def machine_id(seed: int) -> str:
+    """The job's /etc/machine-id: the same for every run of a seed (a replay's too), so a
+    job that names or seeds things by the machine agrees with its replays."""
+    return hashlib.sha256(f"repro machine-id {seed}".encode()).hexdigest()[:32]
+
+
 def job_spec(record: RunRecord, res: Resolution, work: Path, secret_files: dict[str, Path],
              store_home: Path) -> JobSpec:
     """The backend-neutral job for a run: its volumes, environment, limits and labels."""
@@ -503,6 +518,8 @@ def job_spec(record: RunRecord, res: Resolution, work: Path, secret_files: dict[
     volumes += [Volume("lib", RUNTIME_DIR, "/repro/lib"),
                 Volume("run", work / "run.json", "/repro/run.json"),
                 Volume("meta", work / "meta", "/repro/meta", writable=True)]
+    if (work / MACHINE_ID).exists():  # absent for a run prepared before it was fixed
+        volumes.append(Volume("machine-id", work / MACHINE_ID, "/etc/machine-id"))
     volumes += [Volume(f"input:{name}", src, f"/repro/inputs/{name}")
                 for name, src in res.input_sources.items()]
     volumes += [Volume(f"mount:{name}", src, f"{workdir.CODE}/{r.inputs[name].mount}")

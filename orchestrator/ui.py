@@ -361,13 +361,16 @@ def render_verdict(rec: RunRecord) -> None:
     out = _out()
     v = rec.verdict or {}
     result = v.get("result", "differs")
+    outs = v.get("outputs", {})
+    renamed = outs.get("renamed") or []
     out.print(T(f"replay {rec.id} of {rec.replay_of}: ", style="bold")
-              + T(result.upper(), style=VERDICT_STYLE.get(result, "")))
+              + T(result.upper(), style=VERDICT_STYLE.get(result, ""))
+              + T(f", {len(renamed)} renamed by pattern" if renamed else ""))
     if v.get("outcome"):
         out.print(T(f"  outcome changed: original {v['outcome']['original']}, replay "
                        f"{v['outcome']['replay']}", style="red"))
-    outs = v.get("outputs", {})
     out.print(f"  outputs: {len(outs.get('identical', []))} identical, "
+              + (f"{len(renamed)} renamed by pattern, " if renamed else "") +
               f"{len(outs.get('differ', []))} differ, {len(outs.get('missing', []))} missing, "
               f"{len(outs.get('extra', []))} extra")
     if outs.get("differ"):
@@ -375,7 +378,8 @@ def render_verdict(rec: RunRecord) -> None:
         for col in ("differs", "original sha256", "replay sha256", "sizes"):
             t.add_column(col, overflow="fold")
         for d in outs["differ"]:
-            t.add_row(d["path"], d["original"]["sha256"], d["replay"]["sha256"],
+            t.add_row(d["path"] + (f" -> {d['renamed']}" if d.get("renamed") else ""),
+                      d["original"]["sha256"], d["replay"]["sha256"],
                       f"{_size(d['original']['size'])} -> {_size(d['replay']['size'])}")
         out.print(t)
         for d in outs["differ"]:
@@ -387,6 +391,9 @@ def render_verdict(rec: RunRecord) -> None:
                 out.print(T(f"  {d['path']}: {d['content']['summary']}{held}",
                             style="yellow" if d.get("within_tolerance") is not False
                             else "red"))
+    for r in renamed:
+        out.print(T(f"  renamed by pattern: {r['original']} -> {r['replay']} (identical "
+                    "bytes; the name carries the time or the host)", style="dim"))
     for name, part in sorted((v.get("series") or {}).items()):
         out.print(T(f"  series {name} parts ways at step {part['step']}: "
                     f"{part['original']} -> {part['replay']}", style="yellow"))
@@ -438,7 +445,9 @@ def _tol(tol: dict[str, float]) -> str:
 
 
 DIAGNOSIS_STYLE = {"reproduces": "bold green", "nondeterministic": "bold red",
-                   "changed": "bold yellow", "fails": "bold red"}
+                   "changed": "bold yellow", "fails": "bold red",
+                   "inconclusive": "bold yellow"}
+MAX_CAUSE_SUBJECTS = 5  # under each cause in `repro show` (the whole list in `diagnose`)
 
 
 def render_diagnosis(doc: dict[str, Any], brief: bool = False) -> None:
@@ -456,20 +465,31 @@ def render_diagnosis(doc: dict[str, Any], brief: bool = False) -> None:
             verdicts = ", ".join(f"{rid} {by_run.get(rid, {}).get('versus_original', '?')}"
                                  for rid in e.get("runs", []))
             extra = ("  (the controlled pair agree)" if e.get("agree") else
-                     "  (the controlled pair differ)" if e.get("agree") is False else "")
+                     "  (the controlled pair differ)" if e.get("agree") is False and
+                     not e.get("failed") else "")
             out.print(T(f"  {e['title']}: ", style="bold") + T(verdicts, style="dim")
                       + T(extra, style="dim"))
             if e.get("failed"):
-                out.print(T(f"    the job did not end as the controlled runs did: "
+                out.print(T(f"    {e['failed']}" if e.get("name") == "controlled" else
+                            f"    the job did not end as the plain replays did: "
                             f"{e['failed']}", style="yellow"))
         for name, why in sorted((doc.get("skipped") or {}).items()):
             out.print(T(f"  not tried: {name}: {why}", style="dim"))
     if result == "reproduces":
         out.print(T("  every replay is identical to the original on this host: nothing to "
                     "diagnose", style="green"))
-    for f in doc.get("findings", []):
-        out.print(T(f"  {f['sentence']}", style="yellow"))
-        for fix in f.get("fixes", []):
+    if doc.get("causes") is None:  # a diagnosis stored before causes were grouped
+        doc = {**doc, "causes": [{"line": f["sentence"], "fixes": f.get("fixes", []),
+                                  "subjects": []} for f in doc.get("findings", [])]}
+    for c in doc.get("causes", []):
+        out.print(T(f"  {c['line']}", style="yellow"))
+        subjects = c.get("subjects", [])
+        for s in subjects[:MAX_CAUSE_SUBJECTS] if brief else subjects:
+            where = f": {s['where']}" if s.get("where") else ""
+            out.print(T(f"    {s['subject']}{where}"))
+        if brief and len(subjects) > MAX_CAUSE_SUBJECTS:
+            out.print(T(f"    ... and {len(subjects) - MAX_CAUSE_SUBJECTS} more", style="dim"))
+        for fix in c.get("fixes", []):
             out.print(T(f"    try: {fix}", style="dim"))
     for c in doc.get("environment", []):
         out.print(T(f"  environment: {c['fact']} changed: {c.get('shown', '')[:300]}",

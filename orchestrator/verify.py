@@ -48,7 +48,10 @@ def junit(original: RunRecord, rec: RunRecord) -> str:
                   f"original {outcome['original']}, replay {outcome['replay']}"))
     outs = v.get("outputs", {})
     cases += [(f"output {p}", None) for p in outs.get("identical", [])]
-    cases += [(f"output {d['path']}", None if d.get("within_tolerance") else  # its own
+    cases += [(f"output {r['original']} (renamed {r['replay']})", None)
+              for r in outs.get("renamed", [])]
+    cases += [(f"output {d['path']}" + (f" (renamed {d['renamed']})" if d.get("renamed")
+                                         else ""), None if d.get("within_tolerance") else
                f"sha256 {d['original']['sha256']} -> {d['replay']['sha256']}"
                + (f": {d['content']['summary']}" if (d.get("content") or {}).get("summary")
                   else "")) for d in outs.get("differ", [])]

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from ..gpu import GPU
 
 LABEL_RUN = "org.repro.run"
+# every job's hostname: a random one (Docker's default: the container id) ends up in what
+# jobs write (TensorBoard names its event files after it), so no two runs could agree
+CONTAINER_HOSTNAME = "repro"
 LABEL_STORE = "org.repro.store"
 LABEL_RECIPE = "org.repro.recipe"
 LABEL_SWEEP = "org.repro.sweep"
@@ -78,6 +81,7 @@ class JobSpec:
     tmp_bytes: int | None = None  # a tmpfs at /tmp and /var/tmp of this size
     labels: dict[str, str] = field(default_factory=dict)
     stop_grace_s: float = 10.0
+    hostname: str = CONTAINER_HOSTNAME
 
 
 @dataclass

@@ -249,6 +249,7 @@ class DockerEngine:
             "create container", lambda: self.api.create_container(
                 job.image, command=job.command, environment=job.env, user=job.user,
                 working_dir=job.workdir, labels=job.labels, host_config=config,
+                hostname=job.hostname,
                 network_disabled=job.network == "none", use_config_proxy=False),
             absent="image")  # the only thing create can miss
         return str(created["Id"])

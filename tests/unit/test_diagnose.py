@@ -145,7 +145,7 @@ def test_a_job_that_breaks_under_the_controls_is_said_so_not_guessed_at():
     runs = Runs(plain=[run("p15", w=["b"]), run("p16", w=["c"])], controls=["threads"],
                 pair=[c1, c2], released={"threads": run("l9", w=["d"])})
     [f] = analyse(orig, runs, diff)["findings"]
-    assert f["causes"] == [] and "does not run as recorded with every control on" in \
+    assert f["causes"] == [] and "inconclusive: the control broke the job" in \
         f["sentence"] and "timed out after 60 s" in f["sentence"]
 
 
@@ -278,3 +278,78 @@ def test_frozen_clock_keeps_the_datetime_types_compiled_code_checks(tmp_path):
     assert out["stamp"] == "2020-01-01T00:00:00.500000+00:00"
     assert out["today"] == "2020-01-01T00:00:00.500000"
     assert {"frozen_clock": 1577836800.5} in got["seeded"]
+
+
+def test_a_control_that_crashes_the_job_is_inconclusive_once_not_agreement_per_file():
+    """pandas under the old frozen clock: both controlled replays crashed (exit 139), the
+    clock released ran. Said once, the files listed under it, the clock named, no blame."""
+    files = {f"f{i}.csv": ["x"] for i in range(15)}
+    orig = run("o7", **files)
+    plain = [run("p17", **{k: ["a"] for k in files}), run("p18", **{k: ["b"] for k in files})]
+    c1, c2 = run("c15"), run("c16")
+    for c in (c1, c2):
+        c.status, c.exit_code = RunStatus.FAILED, 139
+    runs = Runs(plain=plain, controls=["clock"], pair=[c1, c2],
+                released={"clock": run("l10", **{k: ["c"] for k in files})})
+    doc = analyse(orig, runs, diff)
+    assert all(f["causes"] == [] for f in doc["findings"])
+    [cause] = doc["causes"]
+    assert cause["cause"] == "inconclusive"
+    assert cause["line"].startswith("inconclusive: the control broke the job (exit 139, a "
+                                    "segmentation fault): with the wall clock free it ran")
+    assert "agree" not in cause["line"] and "not to blame" in cause["line"]
+    assert [s["subject"] for s in cause["subjects"]] == sorted(files)
+
+
+def test_each_cause_is_stated_once_with_the_files_it_explains():
+    orig = run("o8", a=["t0", "s"], b=["t0"], c=["k"])
+    runs = Runs(plain=[run("p19", a=["t1", "s"], b=["t1"], c=["k"]),
+                       run("p20", a=["t2", "s"], b=["t2"], c=["k"])], controls=["clock"],
+                pair=[run("c17", a=["T", "s"], b=["T"], c=["k"]),
+                      run("c18", a=["T", "s"], b=["T"], c=["k"])],
+                released={"clock": run("l11", a=["t3", "s"], b=["t3"], c=["k"])})
+    doc = analyse(orig, runs, diff)
+    [clock] = doc["causes"]
+    assert clock["cause"] == "clock" and clock["line"].startswith("the wall clock: ")
+    assert clock["subjects"] == [{"subject": "a", "where": "line 1"},
+                                 {"subject": "b", "where": "line 1"}]
+    assert len(clock["fixes"]) == 1
+
+
+
+def test_a_file_named_after_the_time_is_one_subject_whose_name_moves_with_the_clock(
+        monkeypatch):
+    """TensorBoard's events.out.tfevents.<time>.<host>: each run names it anew. Every run's
+    file goes by the original's name; the clock explains the name, said once."""
+    import orchestrator.diagnose
+
+    name = "runs/events.out.tfevents.{}.repro"
+    lines: dict[str, list[str]] = {}
+
+    def tb(run_id: str, t: str, wall: str):
+        r = run(run_id, **{name.format(t): [wall], "model.txt": ["w"]})
+        for path, ref in r.outputs.items():
+            lines[ref.sha256] = CONTENT[r.id][path]
+        return r
+
+    def by_line(path, x, y):
+        a, b = lines[x], lines[y]
+        return frozenset(f"line {i + 1}" for i in range(max(len(a), len(b)))
+                         if a[i:i + 1] != b[i:i + 1])
+
+    monkeypatch.setattr(orchestrator.diagnose, "places", by_line)
+    orig = tb("o9", "1700000000", "1700000000.1")
+    runs = Runs(plain=[tb("p21", "1700000100", "1700000100.3"),
+                       tb("p22", "1700000200", "1700000200.5")], controls=["clock"],
+                pair=[tb("c19", "1700000000", "1700000000.0"),
+                      tb("c20", "1700000000", "1700000000.0")],
+                released={"clock": tb("l12", "1700000300", "1700000300.2")})
+    doc = analyse(orig, runs, orchestrator.diagnose.differences(str, orig))
+    [f] = doc["findings"]
+    assert f["subject"] == name.format("1700000000")
+    assert f["causes"] == [{"cause": "clock", "places": ["name", "line 1"]}]
+    [clock] = doc["causes"]
+    assert clock["subjects"] == [{"subject": f["subject"], "where": "its name and line 1"}]
+    assert clock["fixes"][0] == ("name the file without the time or host, or leave it out of "
+                                 "the comparison: outputs: {exclude: "
+                                 "['runs/events.out.tfevents.*.repro']}")

@@ -3,7 +3,7 @@
 import pytest
 
 from orchestrator.errors import UsageError
-from orchestrator.record import FileRef, RunStatus
+from orchestrator.record import FileRef, RunStatus, Verdict
 from orchestrator.replay import (
     environment_changes,
     host_changes,
@@ -205,3 +205,29 @@ def test_an_array_output_within_its_own_tolerance_in_ulps_or_absolute(tmp_path):
     assert judged("c" * 64, ["outputs.w1.npy=0.5"])["result"] == "within-tolerance"
     assert judged("b" * 64, ["outputs.other.npy=9ulp"])["result"] == "differs"  # not its own
     assert judged("b" * 64, [])["result"] == "differs"
+
+
+def test_outputs_named_after_the_time_or_host_are_paired_by_pattern():
+    f = {c: FileRef(sha256=c * 64, size=1) for c in "abcdef"}
+    a, b = pair()
+    a.outputs = {"outputs/2026-12-04/21-00-07/model.pkl": f["a"],
+                 "runs/events.out.tfevents.1700000000.3f2a9b1c4d5e": f["b"],
+                 "ckpt_1.npy": f["c"], "ckpt_2.npy": f["d"]}
+    b.outputs = {"outputs/2026-12-05/09-30-00/model.pkl": f["a"],  # same bytes, renamed
+                 "runs/events.out.tfevents.1700000900.repro": f["e"],  # renamed, bytes moved
+                 "ckpt_3.npy": f["c"]}  # two candidates on one side: never guessed
+    v = verdict(a, b)
+    outs = v["outputs"]
+    assert outs["renamed"] == [{"original": "outputs/2026-12-04/21-00-07/model.pkl",
+                                "replay": "outputs/2026-12-05/09-30-00/model.pkl"}]
+    assert [(d["path"], d["renamed"]) for d in outs["differ"]] == [
+        ("runs/events.out.tfevents.1700000000.3f2a9b1c4d5e",
+         "runs/events.out.tfevents.1700000900.repro")]
+    assert outs["missing"] == ["ckpt_1.npy", "ckpt_2.npy"] and outs["extra"] == ["ckpt_3.npy"]
+    assert v["result"] == "differs"
+    b.outputs = {"outputs/2026-12-05/09-30-00/model.pkl": f["a"],
+                 "runs/events.out.tfevents.1700000900.repro": f["b"],
+                 "ckpt_1.npy": f["c"], "ckpt_2.npy": f["d"]}
+    v = verdict(a, b)
+    assert v["result"] == "identical" and len(v["outputs"]["renamed"]) == 2
+    Verdict.model_validate({**v, "original": None, "replay": None})  # the ids are fakes

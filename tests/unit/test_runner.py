@@ -58,7 +58,10 @@ def test_a_successful_job_is_recorded_whole(spec, tmp_path):
     job = next(arg for call, arg in engine.calls if call == "run")
     assert ("cleanup", "job-0") in engine.calls
     assert {v.name for v in job.volumes} == {"code", "lib", "run", "outputs", "meta",
-                                             "input:data"}
+                                             "input:data", "machine-id"}
+    assert job.hostname == "repro"
+    mid = record.environment["container"]["machine_id"]
+    assert len(mid) == 32 and record.environment["container"]["hostname"] == "repro"
     assert job.network == "none" and job.user == "65534:65534" and job.gpus is None
     assert job.env["OMP_NUM_THREADS"] == "2" and job.labels["org.repro.run"] == record.id
 

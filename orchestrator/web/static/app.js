@@ -201,7 +201,8 @@ async function runPage(id) {
       h("td", {}, size(f.size)), h("td", {}, f.stored === false ? h("span", { class: "muted" }, "not stored") : download(f.sha256, p))))))] : [];
   const host = r.environment.host || {}, cont = r.environment.container || {};
   const lineage = [];
-  if (r.replay_of) lineage.push(h("p", {}, "replay of ", h("a", { href: `#/run/${r.replay_of}` }, r.replay_of), ": ", verdict(r.verdict && r.verdict.result)));
+  if (r.replay_of) lineage.push(h("p", {}, "replay of ", h("a", { href: `#/run/${r.replay_of}` }, r.replay_of), ": ", verdict(r.verdict && r.verdict.result),
+    ((r.verdict && r.verdict.outputs && r.verdict.outputs.renamed) || []).length ? `, ${r.verdict.outputs.renamed.length} renamed by pattern` : ""));
   if (r.verdict && r.verdict.outputs && r.verdict.outputs.differ.length) {
     lineage.push(h("table", { id: "verdict-diff" }, h("thead", {}, h("tr", {}, h("th", {}, "differs"), h("th", {}, "original"), h("th", {}, "replay"))),
       h("tbody", {}, r.verdict.outputs.differ.map(d => h("tr", {}, h("td", { class: "mono" }, d.path), h("td", { class: "mono" }, d.original.sha256), h("td", { class: "mono" }, d.replay.sha256))))));
@@ -216,7 +217,9 @@ async function runPage(id) {
   const diagnosed = diagnosis ? [h("h2", {}, "Diagnosis"), h("div", { id: "diagnosis" },
     h("p", {}, h("b", {}, diagnosis.result.toUpperCase()), h("span", { class: "muted" },
       `  ${diagnosis.created_at.slice(0, 19).replace("T", " ")} · ${(diagnosis.cost || {}).replays ?? "?"} replays, ${fmt((diagnosis.cost || {}).multiple)}× one replay`)),
-    h("ul", {}, diagnosis.findings.map(f => h("li", {}, f.sentence, ...(f.fixes || []).map(x => h("div", { class: "muted" }, `try: ${x}`))))),
+    h("ul", {}, (diagnosis.causes || diagnosis.findings.map(f => ({ line: f.sentence, fixes: f.fixes, subjects: [] }))).map(c => h("li", {}, c.line,
+      h("ul", {}, ...(c.subjects || []).map(s => h("li", { class: "mono" }, s.where ? `${s.subject}: ${s.where}` : s.subject))),
+      ...(c.fixes || []).map(x => h("div", { class: "muted" }, `try: ${x}`))))),
     h("table", { id: "experiments" }, h("thead", {}, h("tr", {}, h("th", {}, "experiment"), h("th", {}, "replays"))),
       h("tbody", {}, diagnosis.experiments.map(e => h("tr", {}, h("td", {}, e.title),
         h("td", { class: "mono" }, ...e.runs.map(id => h("a", { href: `#/run/${id}` }, `${id} `))))))))] : [];
