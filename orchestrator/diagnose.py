@@ -39,8 +39,8 @@ from typing import TYPE_CHECKING, Any
 
 from .content import places
 from .engine import Engine
-from .outputs import name_pattern, pair_renamed
 from .errors import ExitCode, ReproError, UsageError
+from .outputs import name_pattern, pair_renamed
 from .record import ResolvedSpec, RunRecord, RunStatus, utc_now
 from .resolve import THREAD_VARS, Redactor
 from .runner import Hooks

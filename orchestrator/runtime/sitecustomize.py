@@ -20,7 +20,8 @@ algorithms and cuDNN settings, without seeding), and REPRO_FROZEN_CLOCK=EPOCH: t
 as Python reads it (time.time/time_ns, localtime/gmtime/ctime/asctime/strftime without a time,
 datetime.now/utcnow/today, date.today, and so pandas' Timestamp.now) stands still at EPOCH,
 the datetime types left as they are (compiled code checks them). Clocks read in C
-(numpy's datetime64('now'), a shell's date) run on. Monotonic clocks and sleeps run as usual: libfaketime with a frozen clock was measured to hang ``threading.Event.wait`` and to
+(numpy's datetime64('now'), a shell's date) run on. Monotonic clocks and sleeps run as
+usual: libfaketime with a frozen clock was measured to hang ``threading.Event.wait`` and to
 fail ``time.sleep`` (EINVAL) when the monotonic clock is left real.
 
 Any other ``sitecustomize`` on the path (Debian ships one) still runs after this one.
