@@ -175,15 +175,15 @@ def differences(local_path: Callable[[str], Any], original: RunRecord | None = N
                     out[path] = frozenset({"missing"})
                     continue
                 x, y = a.outputs[pa], b.outputs[pb]
-                name = frozenset({"name"}) if pa != pb else frozenset()
+                renamed = frozenset({"name"}) if pa != pb else frozenset()
                 if x.sha256 != y.sha256:
                     try:
                         found = places(path, local_path(x.sha256), local_path(y.sha256))
                     except OSError:
                         found = None
-                    out[path] = (found or WHOLE) | name  # no place: the bytes (format)
-                elif name:
-                    out[path] = name
+                    out[path] = (found or WHOLE) | renamed  # no place: the bytes (format)
+                elif renamed:
+                    out[path] = renamed
         if "metrics" in what:
             for name in sorted(set(a.metrics) | set(b.metrics)):
                 if a.metrics.get(name) != b.metrics.get(name):
