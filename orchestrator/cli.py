@@ -176,15 +176,20 @@ def runs(
     = None,
     csv_: Annotated[bool, typer.Option("--csv", help="CSV with flattened params, metrics, "
                                        "tags.")] = False,
+    experiments: Annotated[bool, typer.Option(
+        "--experiments", help="Also list the replays `repro diagnose` ran as experiments "
+        "(left out by default).")] = False,
     json_: JsonOpt = False,
 ) -> None:
     """List and query recorded runs (newest first), as a table, JSON or CSV."""
     from . import ui, views
-    from .store.query import name_is, parse_sort, parse_where
+    from .store.query import name_is, not_experiment, parse_sort, parse_where
 
     compiled, order = parse_where(where or ""), parse_sort(sort) if sort else None
     if name:
         compiled = compiled.and_(name_is(name))
+    if not experiments:
+        compiled = compiled.and_(not_experiment())
     store = _existing_store()
     records = store.runs.query(compiled, order, limit or None) if store else []
     tags = store.runs.tags_of([r.id for r in records]) if store else {}
@@ -1062,13 +1067,16 @@ def rm(
                                                "prefixes) to remove.")],
     json_: JsonOpt = False,
 ) -> None:
-    """Remove runs from the store: records, metrics, tags, notes (a run still running is
-    refused; artifacts stay, other runs may share them)."""
+    """Remove runs from the store: records, metrics, tags, notes, diagnoses and the replays
+    those diagnoses ran (a run still running is refused; artifacts stay, other runs may
+    share them)."""
     from . import ui
     from .errors import ReproError, UsageError
+    from .store.query import experiments_of
 
     store = _store_of(runs_[0])
-    removed = []
+    removed: list[str] = []
+    kept: list[str] = []
     for ref in runs_:
         try:
             record = store.runs.get(ref)
@@ -1081,10 +1089,19 @@ def rm(
                 raise UsageError(f"run {record.id} is {record.status}; wait for it (or `repro "
                                  "gc` if its process died) before removing it")
             run_id = record.id
+        for experiment in store.runs.query_ids(experiments_of(run_id)):  # its diagnoses'
+            try:
+                if not store.runs.get(experiment).status.terminal:
+                    raise UsageError("it is still running")
+                store.runs.remove(experiment)
+                removed.append(experiment)
+            except ReproError as e:  # another member's, or still running
+                kept.append(experiment)
+                ui.progress(f"kept experiment replay {experiment}: {e}")
         store.runs.remove(run_id)
         removed.append(run_id)
     if json_:
-        ui.print_json({"removed": removed})
+        ui.print_json({"removed": removed, "kept": kept})
     else:
         typer.echo(f"removed {len(removed)} run(s): {', '.join(ui.printable(r) for r in removed)}")
 

@@ -479,7 +479,8 @@ class Lab:
         began = time.monotonic()
         rec = replay(self.original, self.store, self.engine, Hooks(), grants=self.grants,
                      vary=(lambda r: controlled(r, names, self.at)) if names else None,
-                     note=f"repro diagnose {self.original.id}: {label}")
+                     note=f"repro diagnose {self.original.id}: {label}",
+                     diagnosis_of=self.original.id)
         took = time.monotonic() - began
         if rec.status == RunStatus.INTERRUPTED:
             raise DiagnosisInterrupted(f"diagnosis of run {self.original.id} interrupted "

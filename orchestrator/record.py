@@ -357,6 +357,9 @@ class RunRecord(_Doc):
     finished_at: str | None = None
     duration_s: float | None = None
     replay_of: RunId | None = None
+    # a replay `repro diagnose` ran as an experiment on this run: left out of run lists
+    # (`repro runs --experiments` shows them), removed with the run it diagnosed
+    diagnosis_of: RunId | None = None
     sweep_id: SweepId | None = None  # set when the run is one point of `repro sweep`
     verdict: dict[str, Any] | None = None
     warnings: list[str] = []

@@ -400,12 +400,13 @@ def replay(original: RunRecord, store: Store, engine: Engine, hooks: Hooks,
            strict_env: bool = False, grants: Grants | None = None,
            elsewhere: Callable[[RunRecord], RunRecord] | None = None,
            vary: Callable[[ResolvedSpec], ResolvedSpec] | None = None,
-           note: str | None = None) -> RunRecord:
+           note: str | None = None, diagnosis_of: str | None = None) -> RunRecord:
     """Run ``original`` again from its record; returns the new record with its verdict.
     ``elsewhere`` (a scheduler: Slurm) takes the new record instead of this machine's engine;
     the node that runs it fetches what it needs, compares the hardware and writes the
     verdict (``judge_on_node``). ``vary`` changes what runs (`repro diagnose`: a control
-    such as a frozen clock), and ``note`` says so in the new record's warnings."""
+    such as a frozen clock), and ``note`` says so in the new record's warnings;
+    ``diagnosis_of`` marks the replay as an experiment of that run's diagnosis."""
     grants = grants or Grants()
     plan = plan_replay(original, foreign(original, store), grants, os.cpu_count() or 1,
                        capture.memory_bytes())
@@ -426,6 +427,7 @@ def replay(original: RunRecord, store: Store, engine: Engine, hooks: Hooks,
             raise CannotReplay("--input names a file on this machine; a node cannot read it: "
                                "replay here, or put the input in the shared store")
         record = new_record_for_replay(original, plan)
+        record.diagnosis_of = diagnosis_of
         record.executor = {"tolerances": dict(tolerances or {}), "strict_env": strict_env}
         return elsewhere(record)
     current_host, _ = engine.host(plan.resolved.resources.gpus)
@@ -440,7 +442,7 @@ def replay(original: RunRecord, store: Store, engine: Engine, hooks: Hooks,
     res = prepare(plan, original, store, engine, hooks, grants)
     record = new_record(res, name=original.name, spec=original.spec,
                         spec_path=original.spec_path, params=dict(original.params),
-                        replay_of=original.id,
+                        replay_of=original.id, diagnosis_of=diagnosis_of,
                         warnings=[f"hardware differs: {c['fact']}" for c in hw] + plan.notes)
 
     def judge(done: RunRecord, series: list[tuple[str, int, float]]) -> None:  # in the

@@ -203,6 +203,17 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         ALTER TABLE run_tags_15 RENAME TO run_tags;
         CREATE INDEX run_tags_value ON run_tags (key, value)
     """),
+    # a diagnosis' experiments are replays the user did not ask for: marked, so run lists
+    # leave them out and they go with the run they diagnosed; those of earlier diagnoses
+    # are found in the diagnoses' documents
+    (16, "diagnosis-experiments", """
+        ALTER TABLE runs ADD COLUMN diagnosis_of TEXT;
+        CREATE INDEX runs_diagnosis_of ON runs (diagnosis_of);
+        UPDATE runs SET diagnosis_of = (
+            SELECT d.run_id FROM diagnoses d, json_each(d.doc, '$.runs') j
+            WHERE json_extract(j.value, '$.run') = runs.id LIMIT 1)
+        WHERE replay_of IS NOT NULL
+    """),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -285,4 +285,13 @@ PG_MIGRATIONS: list[tuple[int, str, str]] = [
             WITH CHECK (created_by = current_user AND EXISTS (SELECT 1 FROM runs r
                         WHERE r.id = run_id AND r.created_by = current_user))
     """),
+    (16, "diagnosis-experiments", f"""
+        ALTER TABLE runs ADD COLUMN diagnosis_of {C};
+        CREATE INDEX runs_diagnosis_of ON runs (diagnosis_of);
+        UPDATE runs SET diagnosis_of = (
+            SELECT d.run_id FROM diagnoses d,
+                   jsonb_array_elements(d.doc::jsonb -> 'runs') j
+            WHERE j ->> 'run' = runs.id LIMIT 1)
+        WHERE replay_of IS NOT NULL
+    """),
 ]

@@ -24,7 +24,8 @@ from ..errors import UsageError
 COLUMNS = {"status": "status", "name": "name", "id": "id", "created_at": "created_at",
            "started_at": "started_at", "finished_at": "finished_at",
            "duration_s": "duration_s", "exit_code": "exit_code", "sweep": "sweep_id",
-           "replay_of": "replay_of", "user": "user_name", "host": "host"}
+           "replay_of": "replay_of", "user": "user_name", "host": "host",
+           "diagnosis_of": "diagnosis_of"}
 NUMERIC_COLUMNS = {"duration_s", "exit_code"}
 TOKEN = re.compile(r"""
     (?P<ws>\s+)
@@ -269,6 +270,16 @@ def _compare(field: Field, op: str, v: Tok) -> Compare:
 def name_is(name: str) -> Where:
     """Runs of one spec name (`repro runs --name`), as a tree: no query text is pasted."""
     return Where(Compare(Field("column", "name"), "=", Value(name, None)))
+
+
+def not_experiment() -> Where:
+    """Runs other than a diagnosis' experiment replays (run lists leave those out)."""
+    return Where(Present(Field("column", "diagnosis_of"), missing=True))
+
+
+def experiments_of(run_id: str) -> Where:
+    """A diagnosis' experiment replays of ``run_id``."""
+    return Where(Compare(Field("column", "diagnosis_of"), "=", Value(run_id, None)))
 
 
 def parse_where(text: str) -> Where:

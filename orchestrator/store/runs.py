@@ -568,7 +568,8 @@ def _theirs_stands() -> Iterator[None]:
 STEP_UPSERT = ("INSERT INTO metric_steps VALUES (?, ?, ?, ?) ON CONFLICT (run_id, name, step) "
                "DO UPDATE SET value = excluded.value")
 COLUMNS = ("id", "name", "status", "exit_code", "spec_digest", "created_at", "started_at",
-           "finished_at", "duration_s", "replay_of", "sweep_id", "user_name", "host", "record")
+           "finished_at", "duration_s", "replay_of", "sweep_id", "user_name", "host",
+           "diagnosis_of", "record")
 
 
 def _sort_phases(sort: Sort) -> list[tuple[str, str, str]]:
@@ -606,7 +607,7 @@ def _parse(run_id: str, doc: str) -> RunRecord:
 def _row(r: RunRecord) -> tuple[object, ...]:
     return (r.id, r.name, str(r.status), r.exit_code, r.spec_digest, r.created_at,
             r.started_at, r.finished_at, r.duration_s, r.replay_of, r.sweep_id, r.user,
-            r.host, r.model_dump_json())
+            r.host, r.diagnosis_of, r.model_dump_json())
 
 
 def param_value(num: float | None, text: str) -> object:

@@ -33,7 +33,7 @@ from ..analysis.compare import compare
 from ..analysis.importance import SAMPLE_RUNS, importance_of
 from ..errors import ExitCode, ReproError, UsageError
 from ..store import Store, analysis, open_store
-from ..store.query import parse_sort, parse_where
+from ..store.query import not_experiment, parse_sort, parse_where
 from ..untrusted import HEX64
 from ..views import flat_row, record_json
 
@@ -120,6 +120,8 @@ class Api:
 
     def runs(self, q: dict[str, str]) -> dict[str, Any]:
         where = parse_where(q.get("where", ""))
+        if q.get("experiments") != "1":  # a diagnosis' replays: shown when asked for
+            where = where.and_(not_experiment())
         sort = parse_sort(q["sort"]) if q.get("sort") else None
         limit, offset = _page(q)
         records = self.store.runs.query(where, sort, limit, offset)

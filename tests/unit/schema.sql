@@ -82,7 +82,7 @@ CREATE TABLE runs (
             duration_s REAL,
             replay_of TEXT,
             record TEXT NOT NULL
-        , sweep_id TEXT, user_name TEXT, host TEXT);
+        , sweep_id TEXT, user_name TEXT, host TEXT, diagnosis_of TEXT);
 CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL);
 CREATE TABLE sweeps (
             id TEXT PRIMARY KEY,
@@ -100,6 +100,7 @@ CREATE INDEX run_params_text ON run_params (name, value_text);
 CREATE INDEX run_tags_value ON run_tags (key, value)
     ;
 CREATE INDEX runs_created_at ON runs (created_at);
+CREATE INDEX runs_diagnosis_of ON runs (diagnosis_of);
 CREATE INDEX runs_duration ON runs (duration_s);
 CREATE INDEX runs_name ON runs (name, created_at);
 CREATE INDEX runs_replay_of ON runs (replay_of);

@@ -71,7 +71,8 @@ def test_fresh_store_is_migrated_and_in_wal_mode(tmp_path):
                      "queryable-params-metrics-tags-notes-sweeps", "run-owners",
                      "run-imports", "machine-local-state-out", "recipe-images", "run-user-host",
                      "member-rights", "published", "query-statistics",
-                     "queued-runs", "diagnoses", "member-tables", "member-scopes"]
+                     "queued-runs", "diagnoses", "member-tables", "member-scopes",
+                     "diagnosis-experiments"]
     store.close()
     again = open_store(tmp_path / "h")  # reopening applies nothing twice
     assert again.runs.schema_version == LATEST
@@ -338,6 +339,8 @@ def test_machine_local_state_moves_out_of_an_old_store(tmp_path):
     db.execute("DROP TABLE published")
     db.execute("DROP TABLE diagnoses")
     db.execute("DROP INDEX runs_user")
+    db.execute("DROP INDEX runs_diagnosis_of")
+    db.execute("ALTER TABLE runs DROP COLUMN diagnosis_of")
     db.execute("ALTER TABLE runs DROP COLUMN user_name")
     db.execute("ALTER TABLE runs DROP COLUMN host")
     db.execute("CREATE TABLE run_owners (run_id TEXT PRIMARY KEY, host TEXT NOT NULL, "
@@ -568,3 +571,38 @@ def test_gc_removes_what_a_sigkilled_unpack_or_write_left(tmp_path):
     stale = stale_files(store)
     assert left[0] in stale and unlocked in stale
     assert fresh not in stale and mine not in stale
+
+
+def test_a_diagnosis_experiments_are_marked_left_out_of_lists_and_found_in_old_stores(
+        tmp_path):
+    """Migration 16 marks the replays an earlier diagnosis ran (found in its document);
+    `not_experiment` leaves them out of lists, `experiments_of` finds them."""
+    from orchestrator.store.query import experiments_of, not_experiment
+
+    home = tmp_path / "h"
+    store = open_store(home)
+    orig, plain, asked = record("o"), record("e"), record("r")
+    plain.replay_of = asked.replay_of = orig.id
+    for r in (orig, plain, asked):
+        r.status = RunStatus.SUCCEEDED
+        store.runs.insert(r)
+    store.runs.add_diagnosis(orig.id, {"run": orig.id, "result": "reproduces",
+                                       "created_at": utc_now(),
+                                       "runs": [{"run": plain.id, "experiment": "plain"}]})
+    store.close()
+    db = sqlite3.connect(home / "repro.db")  # as a store before migration 16 left it
+    db.execute("PRAGMA user_version = 15")
+    db.execute("DELETE FROM schema_migrations WHERE version >= 16")
+    db.execute("DROP INDEX runs_diagnosis_of")
+    db.execute("ALTER TABLE runs DROP COLUMN diagnosis_of")
+    db.commit()
+    db.close()
+    store = open_store(home)
+    assert store.runs.query_ids(experiments_of(orig.id)) == [plain.id]
+    assert set(store.runs.query_ids(not_experiment())) == {orig.id, asked.id}
+    later = record("x")
+    later.replay_of, later.diagnosis_of = orig.id, orig.id
+    store.runs.insert(later)
+    assert sorted(store.runs.query_ids(experiments_of(orig.id))) == sorted([plain.id,
+                                                                            later.id])
+    assert store.runs.get(later.id).diagnosis_of == orig.id

@@ -87,12 +87,14 @@ async function runsPage() {
     grouped ? "Ungroup" : "Group by sweep");
   app.replaceChildren(h("h1", {}, "Runs"),
     h("div", { class: "toolbar" }, whereInput, h("button", { onclick: () => go("runs", { ...q, where: whereInput.value, page: 0 }) }, "Filter"),
-      groupBtn, grouped ? null : compareBtn),
+      groupBtn, grouped ? null : compareBtn,
+      h("label", { class: "muted" }, h("input", { type: "checkbox", id: "show-experiments", checked: q.experiments === "1" ? "checked" : null,
+        onchange: e => go("runs", { ...q, experiments: e.target.checked ? "1" : "", page: 0 }) }), " diagnosis experiments")),
     colPicker, h("div", { id: "runs-body" }, h("p", { class: "muted" }, "loading…")));
   if (grouped) return sweepGroups(q, cols);
   let doc;
   try {
-    doc = await api(`/api/runs?${new URLSearchParams({ where: q.where || "", sort: q.sort || "", limit, offset: page * limit })}`);
+    doc = await api(`/api/runs?${new URLSearchParams({ where: q.where || "", sort: q.sort || "", limit, offset: page * limit, experiments: q.experiments || "" })}`);
   } catch (e) {
     document.getElementById("runs-body").replaceChildren(h("p", { class: "error", id: "error" }, e.message));
     return;
