@@ -82,9 +82,9 @@ FACTORS = (
            "(by index, not as threads finish), or keep resources.cpus as recorded"),
     Factor("gpu", "torch deterministic algorithms, CUBLAS_WORKSPACE_CONFIG=:4096:8, cuDNN "
            "benchmark off", "nondeterministic GPU kernels", "GPU kernels may pick their "
-           "algorithms", "call torch.use_deterministic_algorithms(True) with "
-           "CUBLAS_WORKSPACE_CONFIG=:4096:8 and torch.backends.cudnn.benchmark = False, or "
-           "set `determinism: strict`"),
+           "algorithms", "call repro.seed_everything() (torch's deterministic algorithms, "
+           "warn-only, CUBLAS_WORKSPACE_CONFIG=:4096:8, cuDNN benchmark off), or set "
+           "`determinism: strict`"),
 )
 BY_NAME = {f.name: f for f in FACTORS}
 ENTROPY = ("OS entropy or a race", "look for default_rng() or os.urandom without a seed, "
@@ -238,7 +238,37 @@ def analyse(original: RunRecord, runs: Runs, diff: Differences) -> dict[str, Any
             finding["how_much"] = size
             finding["sentence"] += f"; in a plain replay: {size}"
         findings.append(finding)
-    return {"findings": findings, "causes": grouped(findings, runs)}
+    causes = grouped(findings, runs)
+    ops = nondeterministic_ops([original, *runs.plain])
+    differing = [f for f in findings if f["subject"] != OUTCOME]
+    if ops and original.resolved.resources.gpus and differing:
+        causes.insert(0, {
+            "cause": "gpu-ops", "subjects": [{"subject": f["subject"], "where": ""}
+                                             for f in differing],
+            "line": f"nondeterministic GPU kernels, the likely cause: torch ran "
+                    f"{_and(ops[:6])}{' and more' if len(ops) > 6 else ''} without a "
+                    "deterministic implementation (warnings recorded with the run)",
+            "fixes": ["replace those ops with deterministic ones (for a pooling layer, a "
+                      "fixed-size pool or a mean; for scatter/index adds, a sort-based "
+                      "sum), or run them on the CPU"]})
+    return {"findings": findings, "causes": causes}
+
+
+OP_WARNING = re.compile(r"^\s*([A-Za-z_][\w:.]*)\s+does not have a deterministic "
+                        r"implementation")
+
+
+def nondeterministic_ops(records: Iterable[RunRecord]) -> list[str]:
+    """The ops torch ran without a deterministic kernel, from the determinism warnings the
+    runs recorded (warn-only mode), each once."""
+    ops: dict[str, None] = {}
+    for r in records:
+        container = r.environment.get("container") or {}
+        for text in container.get("determinism_warnings") or []:
+            m = OP_WARNING.match(str(text))
+            if m:
+                ops[m.group(1)] = None
+    return list(ops)
 
 
 def broken_control(runs: Runs) -> dict[str, Any] | None:

@@ -50,7 +50,9 @@ def seed_everything(seed=None):
     """Seed random, numpy and torch (when importable) from the recorded seed.
 
     Under strict determinism (repro's default) torch is also switched to deterministic
-    algorithms with cuDNN benchmarking off: without that, GPU runs differ bit-wise.
+    algorithms with cuDNN benchmarking off, as repro's zero-touch seeding does it: warn-only,
+    so an op without a deterministic kernel warns (recorded with the run) instead of
+    raising. Without that, GPU runs differ bit-wise.
     """
     if seed is None:
         seed = int(os.environ.get("REPRO_SEED", run_info().get("seed", 0)))
@@ -67,9 +69,9 @@ def seed_everything(seed=None):
         return seed
     torch.manual_seed(seed)
     if os.environ.get("REPRO_DETERMINISM", "strict") == "strict":
-        torch.use_deterministic_algorithms(True)
-        torch.backends.cudnn.benchmark = False
-        torch.backends.cudnn.deterministic = True
+        from _repro_torch import make_deterministic  # beside this file, on the job's path
+
+        make_deterministic(torch)
     return seed
 
 

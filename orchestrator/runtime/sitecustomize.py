@@ -34,7 +34,6 @@ import sys
 
 META_DIR = os.environ.get("REPRO_META_DIR", "/repro/meta")  # set only by repro's tests
 META = os.path.join(META_DIR, "seeded.jsonl")
-MAX_WARNINGS = 50
 
 
 def _note(**item):
@@ -53,7 +52,6 @@ class _Seeder:
         self.seeds, self.deterministic = seeds, deterministic
         self.busy = set()
         self.rngs = 0
-        self.warnings = 0
 
     def find_spec(self, name, path=None, target=None):
         if name not in ("numpy", "torch") or name in self.busy:
@@ -100,25 +98,10 @@ class _Seeder:
         if self.seeds:
             torch.manual_seed(self.seed)
             _note(seeded="torch")
-        if not self.deterministic:
-            return
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
-        torch.backends.cudnn.deterministic = True
-        import warnings
+        if self.deterministic:
+            from _repro_torch import make_deterministic  # repro.seed_everything's too
 
-        shown = warnings.showwarning
-        seeder = self
-
-        def showwarning(message, category, filename, lineno, file=None, line=None):
-            text = str(message)
-            if "deterministic" in text and seeder.warnings < MAX_WARNINGS:
-                seeder.warnings += 1
-                _note(warning=text[:500])
-            return shown(message, category, filename, lineno, file, line)
-
-        warnings.showwarning = showwarning
-        _note(deterministic="torch")
+            make_deterministic(torch)
 
 
 def _main():

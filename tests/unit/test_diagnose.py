@@ -191,15 +191,21 @@ def use_deterministic_algorithms(on, warn_only=False):
     calls.append(("deterministic", on, warn_only))
 class _C: benchmark = True; deterministic = False
 class backends: cudnn = _C
+def pool_backward():  # an op without a deterministic kernel, as torch warns of it
+    import warnings
+    warnings.warn("adaptive_avg_pool2d_backward_cuda does not have a deterministic "
+                  "implementation, but you set 'torch.use_deterministic_algorithms(True, "
+                  "warn_only=True)'")
 """
 
 
-def job(tmp_path: Path, code: str, **env: str) -> dict:
+def job(tmp_path: Path, code: str, python: tuple[str, ...] = (), **env: str) -> dict:
     meta = tmp_path / "meta"
     meta.mkdir(parents=True, exist_ok=True)
     (tmp_path / "torch").mkdir(exist_ok=True)
     (tmp_path / "torch" / "__init__.py").write_text(FAKE_TORCH)
-    p = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+    p = subprocess.run([sys.executable, *python, "-c", textwrap.dedent(code)],
+                       capture_output=True,
                        text=True, timeout=60, env={
                            **{k: v for k, v in os.environ.items() if not k.startswith("REPRO")},
                            "PYTHONPATH": f"{RUNTIME_DIR}{os.pathsep}{tmp_path}",
@@ -353,3 +359,41 @@ def test_a_file_named_after_the_time_is_one_subject_whose_name_moves_with_the_cl
     assert clock["fixes"][0] == ("name the file without the time or host, or leave it out of "
                                  "the comparison: outputs: {exclude: "
                                  "['runs/events.out.tfevents.*.repro']}")
+
+
+@pytest.mark.parametrize("how", ["helper", "zero-touch"])
+def test_the_helper_and_the_zero_touch_path_apply_the_same_switches(tmp_path, how):
+    """repro.seed_everything() raised on CUDA where the zero-touch path warned: both now
+    switch torch to warn-only deterministic algorithms and record the op's warning."""
+    code = """
+        import json, os
+        %s
+        import torch
+        torch.pool_backward()
+        print(json.dumps({"calls": torch.calls, "benchmark": torch.backends.cudnn.benchmark,
+                          "cublas": os.environ.get("CUBLAS_WORKSPACE_CONFIG")}))
+    """ % ("import repro; repro.seed_everything()" if how == "helper" else "")
+    # -S: no sitecustomize, the helper alone
+    got = job(tmp_path, code, ("-S",) if how == "helper" else (), REPRO_DETERMINISM="strict")
+    assert ["deterministic", True, True] in got["out"]["calls"]
+    assert got["out"]["benchmark"] is False and got["out"]["cublas"] == ":4096:8"
+    warned = [x["warning"] for x in got["seeded"] if "warning" in x]
+    assert len(warned) == 1 and warned[0].startswith("adaptive_avg_pool2d_backward_cuda ")
+
+
+def test_a_gpu_run_that_differs_names_the_ops_torch_warned_of():
+    from orchestrator.record import ResourcesRef
+
+    orig = run("o10", w=["a"])
+    orig.resolved = orig.resolved.model_copy(update={"resources": ResourcesRef(
+        cpus=1, threads=1, memory="1g", memory_bytes=1 << 30, gpus={"count": 1})})
+    orig.environment = {"host": {}, "container": {"determinism_warnings": [
+        "adaptive_avg_pool2d_backward_cuda does not have a deterministic implementation, "
+        "but you set 'torch.use_deterministic_algorithms(True, warn_only=True)'",
+        "an unrelated warning about determinism"]}}
+    runs = Runs(plain=[run("p23", w=["b"]), run("p24", w=["c"])])
+    doc = analyse(orig, runs, diff)
+    first = doc["causes"][0]
+    assert first["cause"] == "gpu-ops" and first["subjects"] == [{"subject": "w", "where": ""}]
+    assert "torch ran adaptive_avg_pool2d_backward_cuda without a deterministic" in \
+        first["line"]
