@@ -310,6 +310,7 @@ def grouped(findings: list[dict[str, Any]], runs: Runs) -> list[dict[str, Any]]:
     """Each cause once, with the subjects (files, metrics) it explains under it, where in
     each it shows, and its fixes: what a report leads with."""
     groups: dict[str, dict[str, Any]] = {}
+    renamed: dict[str, list[str]] = {}  # cause -> subjects whose name it moves
     recorded = runs.plain[0].resolved.resources.threads if runs.plain else 0
 
     def add(key: str, line: str, subject: str, where: str, fixes: list[str]) -> None:
@@ -331,9 +332,6 @@ def grouped(findings: list[dict[str, Any]], runs: Runs) -> list[dict[str, Any]]:
                     s, where, [ENTROPY[2]])
                 continue
             factor = BY_NAME[c["cause"]]
-            fixes = [factor.fix]
-            if "name" in c["places"]:
-                fixes.insert(0, _rename_fix(s))
             if c["cause"] == "threads":
                 key = "threads:race" if c.get("race") else "threads"
                 line = (f"{factor.cause}: threads race (these differ between runs at the "
@@ -344,17 +342,50 @@ def grouped(findings: list[dict[str, Any]], runs: Runs) -> list[dict[str, Any]]:
                 key = c["cause"]
                 line = (f"{factor.cause}: these differ only when {factor.free}; identical "
                         f"with {factor.control}")
-            add(key, line, s, where, fixes)
+            if "name" in c["places"]:
+                renamed.setdefault(key, []).append(s)
+            only_names = set(c["places"]) == {"name"}
+            add(key, line, s, where, [] if only_names else [factor.fix])
         if not f.get("causes"):
             kind = f.get("kind", "rare")
             add(kind, f["sentence"] if kind != "inconclusive" else f["inconclusive"], s, "",
                 f.get("fixes", []))
+    for key, subjects in renamed.items():
+        groups[key]["fixes"].insert(0, rename_fix(subjects))
+        groups[key]["line"] += f"; {named_after(subjects, key)}"
     return list(groups.values())
 
 
-def _rename_fix(subject: str) -> str:
-    return (f"name the file without the time or host, or leave it out of the comparison: "
-            f"outputs: {{exclude: ['{name_pattern(subject)}']}}")
+def named_after(subjects: list[str], cause: str) -> str:
+    """Whose names carry what: the writer, where repro knows it."""
+    what = "the time" if cause == "clock" else "the host" if cause == "host" else \
+        "the run's conditions"
+    n = len(subjects)
+    which = (": Hydra's run folder, outputs/<date>/<time>" if any(
+        "/.hydra/" in f"/{s}" for s in subjects) else ": TensorBoard's event files, "
+        "events.out.tfevents.<time>.<host>" if any(STAMPED_NAME_PART in s for s in subjects)
+        else "")
+    return (f"{'its name carries' if n == 1 else f'{n} of these are named after'} "
+            f"{what}{which}")
+
+
+def rename_fix(subjects: list[str]) -> str:
+    """What to do about outputs whose names carry the time or the host: the writer's own
+    setting where repro knows it, else leaving them out of the comparison."""
+    if any("/.hydra/" in f"/{s}" for s in subjects):
+        return ("give Hydra a run folder without the date and time: pass "
+                "hydra.run.dir=outputs/run (`repro init` puts it in the command); the files "
+                "in it then keep their names")
+    globs = list(dict.fromkeys(STAMPED_NAME if STAMPED_NAME_PART in s else name_pattern(s)
+                               for s in subjects))
+    return (f"name {'the file' if len(subjects) == 1 else 'these files'} without the time "
+            "or host, or leave them out of the comparison (recorded as excluded): outputs: "
+            f"{{exclude: [{', '.join(repr(g) for g in globs[:4])}]}}"
+            + (" (`repro init` proposes it for TensorBoard writers)"
+               if STAMPED_NAME in globs else ""))
+
+
+STAMPED_NAME_PART, STAMPED_NAME = "events.out.tfevents.", "**/events.out.tfevents.*"
 
 
 def how_much(subject: str, plain: list[RunRecord]) -> str | None:
@@ -456,7 +487,7 @@ def describe(found: Iterable[str]) -> str:
     found = list(found)
     if "name" in found:
         rest = [p for p in found if p != "name"]
-        return f"its name and {describe(rest)}" if rest else "its name"
+        return f"its name and {describe(rest)}" if rest else "its name only (the bytes agree)"
     if not found or "*" in found:
         return "the file"
     if found == ["value"]:
