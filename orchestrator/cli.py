@@ -1101,7 +1101,7 @@ def rm(
         store.runs.remove(run_id)
         removed.append(run_id)
     if json_:
-        ui.print_json({"removed": removed, "kept": kept})
+        ui.print_json({"removed": removed, **({"kept": kept} if kept else {})})
     else:
         typer.echo(f"removed {len(removed)} run(s): {', '.join(ui.printable(r) for r in removed)}")
 

@@ -69,7 +69,8 @@ class Factor:
 FACTORS = (
     Factor("clock", "the wall clock frozen at the recorded start", "the wall clock",
            "the clock runs", "write no timestamps into outputs (log them instead, or take "
-           "them from SOURCE_DATE_EPOCH, which repro fixes)"),
+           "them from SOURCE_DATE_EPOCH, which repro fixes), and seed nothing from the clock "
+           "(take the run's seed: REPRO_SEED, or repro.seed_everything())"),
     Factor("seeds", "random, numpy and torch seeded from the run's seed",
            "unseeded randomness", "generators are left unseeded",
            "seed every generator from the run's seed (repro.seed_everything(), or `determinism: "

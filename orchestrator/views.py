@@ -47,7 +47,8 @@ def flat_row(r: RunRecord, tags: dict[str, str], published: bool = False,
         "published": published,
         "created_at": r.created_at, "duration_s": r.duration_s, "sweep": r.sweep_id,
         "user": r.user, "recorded_by": recorded_by, "host": r.host,
-        "replay_of": r.replay_of, "verdict": (r.verdict or {}).get("result"),
+        "replay_of": r.replay_of, "diagnosis_of": r.diagnosis_of,
+        "verdict": (r.verdict or {}).get("result"),
         "spec_digest": r.spec_digest, "image": r.resolved.image.digest,
         "commit": r.resolved.code.commit, "seed": r.resolved.seed}
     row.update({f"params.{k}": v for k, v in sorted(r.params.items())})

@@ -85,7 +85,7 @@ def test_export_limits_are_sizes_not_memory(repo, monkeypatch, tmp_path):
 
 
 def test_runs_name_narrows_the_parsed_filter(repo, monkeypatch):
-    from orchestrator.store.query import Bool, name_is, parse_where
+    from orchestrator.store.query import Bool, name_is, not_experiment, parse_where
 
     seen = {}
 
@@ -100,8 +100,9 @@ def test_runs_name_narrows_the_parsed_filter(repo, monkeypatch):
     result = runner.invoke(cli.app, ["runs", "--name", "it's mlp", "--where",
                                      "params.lr < 0.1", "--json"])
     assert result.exit_code == 0, result.output
-    assert seen["where"].root == Bool("AND", (parse_where("params.lr < 0.1").root,
-                                              name_is("it's mlp").root))
+    assert seen["where"].root == Bool("AND", (
+        Bool("AND", (parse_where("params.lr < 0.1").root, name_is("it's mlp").root)),
+        not_experiment().root))  # a diagnosis' replays: left out unless --experiments
 
 
 def test_sweep_forwards_the_planned_points(repo, monkeypatch):

@@ -148,3 +148,22 @@ def test_the_dashboard_serves_either_store_with_users_and_the_published_mark(ser
     status, body = get(port, "/api/runs")
     assert {r["id"]: r["published"] for r in json.loads(body)["runs"]} == {
         mine.id: False, theirs.id: True}
+
+
+def test_the_run_list_leaves_a_diagnosis_experiments_out_unless_asked(serve, tmp_path,
+                                                                      backend):
+    from orchestrator.store import open_store
+    from tests.unit.test_store import record
+
+    store = open_store(tmp_path / "home")
+    orig, experiment = record("a"), record("b")
+    experiment.replay_of = experiment.diagnosis_of = orig.id
+    store.runs.insert(orig)
+    store.runs.insert(experiment)
+    store.close()
+    port = serve()
+    doc = json.loads(get(port, "/api/runs")[1])
+    assert [r["id"] for r in doc["runs"]] == [orig.id] and doc["total"] == 1
+    doc = json.loads(get(port, "/api/runs?experiments=1")[1])
+    assert {r["id"]: r["diagnosis_of"] for r in doc["runs"]} == {orig.id: None,
+                                                                 experiment.id: orig.id}
