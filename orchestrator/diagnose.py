@@ -284,7 +284,9 @@ def broken_control(runs: Runs) -> dict[str, Any] | None:
     freed = [name for name, rec in runs.released.items() if (rec.status, rec.exit_code) == ran]
     code = broken.exit_code
     how = f"exit {code}" if code is not None else str(broken.status)
-    how += "".join(f", {x}" for x in (_signal(code), broken.reason) if x)
+    reason = broken.reason if broken.reason and (code is None or str(code) not in
+                                                 broken.reason) else ""  # not said twice
+    how += "".join(f", {x}" for x in (_signal(code), reason) if x)
     if freed:
         which = (f": with {' or '.join(BY_NAME[n].cause for n in freed)} free it ran as "
                  f"recorded, so {_and(BY_NAME[n].control for n in freed)} stopped it")

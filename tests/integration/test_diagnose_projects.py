@@ -167,7 +167,7 @@ def test_a_pandas_job_is_diagnosed_not_crashed(tmp_path, fresh_env, cleanup):
     assert doc["result"] == "nondeterministic"
     [cause] = doc["causes"]
     assert cause["cause"] == "clock" and cause["line"].startswith("the wall clock: ")
-    assert cause["subjects"] == [{"subject": "report.json", "where": "$.trained_at"}]
+    assert cause["subjects"] == [{"subject": "report.json", "where": ".trained_at"}]
     controlled = next(e for e in doc["experiments"] if e["name"] == "controlled")
     assert controlled["agree"] is True
 
@@ -210,3 +210,51 @@ def test_a_job_seeded_from_the_clock(proj, tmp_path):
     assert cause["cause"] == "clock"
     assert cause["subjects"] == [{"subject": "weights.npy", "where": "64 values"}]
     assert "seed nothing from the clock" in cause["fixes"][0]
+
+
+BREAKS_UNDER_A_FROZEN_CLOCK = '''\
+"""Writes the time; crashes (SIGSEGV, as compiled code did) when its clock stands still."""
+import ctypes
+import os
+import time
+
+if os.environ.get("REPRO_FROZEN_CLOCK"):  # a real fault: a signal to PID 1 is ignored
+    ctypes.string_at(0)
+for name in ("a.txt", "b.txt"):
+    with open(name, "w") as f:
+        f.write(f"{time.time()}\\n")
+'''
+
+
+def test_a_control_that_breaks_the_job_is_inconclusive_never_agreement(proj):
+    code = proj / "examples" / "fragile"
+    code.mkdir()
+    (code / "job.py").write_text(BREAKS_UNDER_A_FROZEN_CLOCK)
+    spec = proj / "specs" / "fragile.yaml"
+    spec.write_text(textwrap.dedent("""\
+        version: 1
+        name: fragile
+        image: {build: ../images/train}
+        code: {path: ../examples/fragile}
+        command: [python3, job.py]
+        outputs: [a.txt, b.txt]
+    """))
+    git(proj, "add", "-A")
+    git(proj, "commit", "-qm", "fragile")
+    p = repro("launch", "specs/fragile.yaml", "--json", cwd=proj, timeout=300)
+    assert p.returncode == 0, p.stderr
+    run = json.loads(p.stdout)
+    p = repro("diagnose", run["id"], "--json", cwd=proj, timeout=600)
+    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+    doc = json.loads(p.stdout)
+    assert doc["result"] == "inconclusive", json.dumps(doc, indent=1)[:4000]
+    [cause] = doc["causes"]  # once, not once per file
+    assert cause["line"].startswith("inconclusive: the control broke the job (exit 139, a "
+                                    "segmentation fault): with the wall clock free it ran as "
+                                    "recorded, so the wall clock frozen at the recorded start "
+                                    "stopped it")
+    assert [s["subject"] for s in cause["subjects"]] == ["a.txt", "b.txt"]
+    controlled = next(e for e in doc["experiments"] if e["name"] == "controlled")
+    assert controlled["agree"] is None and controlled["failed"] == cause["line"]
+    human = repro("show", run["id"], cwd=proj).stdout
+    assert "INCONCLUSIVE" in human and "pair agree" not in human
