@@ -55,7 +55,10 @@ SPLIT = rf"(?:\b(?P<split>{SPLITS})\b(?:(?!\b(?:{SPLITS})\b)[^\n])*?)?"
 # leaves them: recorded as excluded, never compared
 STAMPED = {"tensorboard": "**/events.out.tfevents.*", "tensorboardX": "**/events.out.tfevents.*",
            "torch.utils.tensorboard": "**/events.out.tfevents.*", "wandb": "wandb/**",
-           "mlflow": "mlruns/**"}
+           "mlflow": "mlruns/**",
+           # Lightning's default logger: lightning_logs/version_N/events.out.tfevents.*
+           "lightning": "**/events.out.tfevents.*",
+           "pytorch_lightning": "**/events.out.tfevents.*"}
 
 
 @dataclass

@@ -169,7 +169,9 @@ PROBE = ("import json, os\n"
          "  'code': can_write('/repro/code/x'), 'input': can_write('/repro/inputs/d'),\n"
          "  'lib': can_write('/repro/lib/x'), 'run_json': os.path.exists('/repro/run.json'),\n"
          "  'threads': os.environ['OMP_NUM_THREADS'], 'hash_seed': "
-         "os.environ['PYTHONHASHSEED']},\n"
+         "os.environ['PYTHONHASHSEED'], 'hostname': __import__('socket').gethostname(),\n"
+         "  'machine_id': open('/etc/machine-id').read().strip(),\n"
+         "  'machine_id_writable': can_write('/etc/machine-id')},\n"
          "  open('/repro/outputs/probe.json', 'w'))\n")
 
 
@@ -185,7 +187,8 @@ def probe_spec(proj: Path) -> Path:
 
 
 PROBED = {"uid": 65534, "cap_eff": "0000000000000000", "no_new_privs": "1", "code": True,
-          "input": False, "lib": False, "run_json": True, "threads": "2", "hash_seed": "99"}
+          "input": False, "lib": False, "run_json": True, "threads": "2", "hash_seed": "99",
+          "hostname": "repro", "machine_id_writable": False}
 
 
 def test_container_is_unprivileged_inputs_read_only_and_code_a_writable_copy(proj):
@@ -195,7 +198,13 @@ def test_container_is_unprivileged_inputs_read_only_and_code_a_writable_copy(pro
     store = open_store()
     out = json.loads(store.artifacts.local_path(
         rec["outputs"]["probe.json"]["sha256"]).read_text())
+    # the same hostname and machine-id in every run of the seed, as recorded
+    machine_id = out.pop("machine_id")
     assert out == PROBED
+    assert len(machine_id) == 32 and machine_id == rec["environment"]["container"][
+        "machine_id"] and rec["environment"]["container"]["hostname"] == "repro"
+    again = json.loads(repro("replay", rec["id"], "--json", cwd=proj, timeout=300).stdout)
+    assert again["verdict"]["outputs"]["identical"] == ["probe.json", "x"]
     # what it wrote into its code folder is an output of the run; the store's unpacked
     # snapshot (mounted by no job) is as it was
     assert sorted(rec["outputs"]) == ["probe.json", "x"]

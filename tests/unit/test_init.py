@@ -124,3 +124,18 @@ def test_a_stamp_covers_exactly_the_text(tmp_path):
     assert edited(path)
     path.write_text("a: 1\n")  # not written by init at all
     assert edited(path)
+
+
+@pytest.mark.parametrize("imports, glob", [
+    ("from torch.utils.tensorboard import SummaryWriter", "**/events.out.tfevents.*"),
+    ("import lightning as L", "**/events.out.tfevents.*"),
+    ("import pytorch_lightning as pl", "**/events.out.tfevents.*"),
+    ("import wandb", "wandb/**"),
+])
+def test_init_proposes_excludes_for_the_writers_it_recognises(tmp_path, imports, glob):
+    """Writers that name their files after the time and host (or keep run folders of
+    their own): their files are recorded as excluded, never compared."""
+    from orchestrator.init import inspect
+
+    (tmp_path / "train.py").write_text(f"{imports}\nprint('loss', 0.1)\n")
+    assert inspect(tmp_path, "train.py").excludes == [glob]

@@ -48,6 +48,7 @@ def test_a_job_renders_valid_unprivileged_and_deny_all(store):
         assert sc["runAsNonRoot"] and sc["readOnlyRootFilesystem"]
         assert not sc["allowPrivilegeEscalation"] and sc["capabilities"] == {"drop": ["ALL"]}
     assert pod["automountServiceAccountToken"] is False
+    assert pod["hostname"] == "repro"  # never the pod name: jobs write it into names
     assert main["resources"]["limits"]["nvidia.com/gpu"] == "2"
     assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-H100"}
     assert job["spec"]["activeDeadlineSeconds"] == 900
