@@ -84,4 +84,5 @@ def test_podman_runs_the_job_unprivileged_too(proj, podman):
     assert p.returncode == 0, rec["stderr_tail"]
     out = json.loads(Path(open_store().artifacts.local_path(
         rec["outputs"]["probe.json"]["sha256"])).read_text())
-    assert out == PROBED
+    assert out.pop("machine_id") == rec["environment"]["container"]["machine_id"]
+    assert out == PROBED  # hostname repro, machine-id read-only, under podman too
