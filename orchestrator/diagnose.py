@@ -240,6 +240,11 @@ def analyse(original: RunRecord, runs: Runs, diff: Differences) -> dict[str, Any
             finding["sentence"] += f"; in a plain replay: {size}"
         findings.append(finding)
     causes = grouped(findings, runs)
+    moved = {f["subject"]: f["how_much"] for f in findings if f.get("how_much")}
+    for c in causes:  # by how much each file moved, where a plain replay shows it
+        for s in c["subjects"]:
+            if s["subject"] in moved:
+                s["how_much"] = moved[s["subject"]]
     ops = nondeterministic_ops([original, *runs.plain])
     differing = [f for f in findings if f["subject"] != OUTCOME]
     if ops and original.resolved.resources.gpus and differing:

@@ -486,7 +486,9 @@ def render_diagnosis(doc: dict[str, Any], brief: bool = False) -> None:
         subjects = c.get("subjects", [])
         for s in subjects[:MAX_CAUSE_SUBJECTS] if brief else subjects:
             where = f": {s['where']}" if s.get("where") else ""
-            out.print(T(f"    {s['subject']}{where}"))
+            out.print(T(f"    {s['subject']}{where}") + T(
+                f"  (in a plain replay: {s['how_much']})" if s.get("how_much") else "",
+                style="dim"))
         if brief and len(subjects) > MAX_CAUSE_SUBJECTS:
             out.print(T(f"    ... and {len(subjects) - MAX_CAUSE_SUBJECTS} more", style="dim"))
         for fix in c.get("fixes", []):

@@ -54,7 +54,7 @@ def test_the_nondeterministic_example_depends_on_the_clock_and_on_entropy(proj):
     human = repro("show", orig["id"], cwd=proj)
     assert "diagnosis of run" in human.stdout
     assert "the wall clock: these differ only when the clock runs" in human.stdout
-    assert "    samples.txt: line 1\n" in human.stdout  # each cause once, its files under it
+    assert "    samples.txt: line 1  (in a plain replay: " in human.stdout  # its files under it
 
 
 def test_async_sgd_depends_on_the_thread_count_and_its_series_part_ways(proj):

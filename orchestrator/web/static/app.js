@@ -220,7 +220,7 @@ async function runPage(id) {
     h("p", {}, h("b", {}, diagnosis.result.toUpperCase()), h("span", { class: "muted" },
       `  ${diagnosis.created_at.slice(0, 19).replace("T", " ")} · ${(diagnosis.cost || {}).replays ?? "?"} replays, ${fmt((diagnosis.cost || {}).multiple)}× one replay`)),
     h("ul", {}, (diagnosis.causes || diagnosis.findings.map(f => ({ line: f.sentence, fixes: f.fixes, subjects: [] }))).map(c => h("li", {}, c.line,
-      h("ul", {}, ...(c.subjects || []).map(s => h("li", { class: "mono" }, s.where ? `${s.subject}: ${s.where}` : s.subject))),
+      h("ul", {}, ...(c.subjects || []).map(s => h("li", { class: "mono" }, s.where ? `${s.subject}: ${s.where}` : s.subject, s.how_much ? h("span", { class: "muted" }, `  (in a plain replay: ${s.how_much})`) : ""))),
       ...(c.fixes || []).map(x => h("div", { class: "muted" }, `try: ${x}`))))),
     h("table", { id: "experiments" }, h("thead", {}, h("tr", {}, h("th", {}, "experiment"), h("th", {}, "replays"))),
       h("tbody", {}, diagnosis.experiments.map(e => h("tr", {}, h("td", {}, e.title),
