@@ -189,24 +189,28 @@ print("loss", float(((w - 1.0) ** 2).mean()))
 '''
 
 
-def test_a_job_seeded_from_the_clock(proj, tmp_path):
-    code = proj / "examples" / "time-seeded"
+def launched_on_the_train_image(proj: Path, name: str, script: str, outputs: str) -> dict:
+    """A one-file job (``script``) in the test project, on the shipped train image."""
+    code = proj / "examples" / name
     code.mkdir()
-    (code / "train.py").write_text(TIME_SEEDED)
-    spec = proj / "specs" / "time-seeded.yaml"
-    spec.write_text(textwrap.dedent("""\
+    (code / "job.py").write_text(script)
+    (proj / "specs" / f"{name}.yaml").write_text(textwrap.dedent(f"""\
         version: 1
-        name: time-seeded
-        image: {build: ../images/train}
-        code: {path: ../examples/time-seeded}
-        command: [python3, train.py]
-        outputs: [weights.npy]
+        name: {name}
+        image: {{build: ../images/train}}
+        code: {{path: ../examples/{name}}}
+        command: [python3, job.py]
+        outputs: {outputs}
     """))
     git(proj, "add", "-A")
-    git(proj, "commit", "-qm", "time-seeded")
-    p = repro("launch", "specs/time-seeded.yaml", "--json", cwd=proj, timeout=300)
+    git(proj, "commit", "-qm", name)
+    p = repro("launch", f"specs/{name}.yaml", "--json", cwd=proj, timeout=300)
     assert p.returncode == 0, p.stderr
-    run = json.loads(p.stdout)
+    return json.loads(p.stdout)
+
+
+def test_a_job_seeded_from_the_clock(proj):
+    run = launched_on_the_train_image(proj, "time-seeded", TIME_SEEDED, "[weights.npy]")
     doc = diagnosed(proj, run["id"])
     [cause] = doc["causes"]
     assert cause["cause"] == "clock"
@@ -230,23 +234,8 @@ for name in ("a.txt", "b.txt"):
 
 
 def test_a_control_that_breaks_the_job_is_inconclusive_never_agreement(proj):
-    code = proj / "examples" / "fragile"
-    code.mkdir()
-    (code / "job.py").write_text(BREAKS_UNDER_A_FROZEN_CLOCK)
-    spec = proj / "specs" / "fragile.yaml"
-    spec.write_text(textwrap.dedent("""\
-        version: 1
-        name: fragile
-        image: {build: ../images/train}
-        code: {path: ../examples/fragile}
-        command: [python3, job.py]
-        outputs: [a.txt, b.txt]
-    """))
-    git(proj, "add", "-A")
-    git(proj, "commit", "-qm", "fragile")
-    p = repro("launch", "specs/fragile.yaml", "--json", cwd=proj, timeout=300)
-    assert p.returncode == 0, p.stderr
-    run = json.loads(p.stdout)
+    run = launched_on_the_train_image(proj, "fragile", BREAKS_UNDER_A_FROZEN_CLOCK,
+                                      "[a.txt, b.txt]")
     p = repro("diagnose", run["id"], "--json", cwd=proj, timeout=600)
     assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
     doc = json.loads(p.stdout)
