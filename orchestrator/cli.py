@@ -1044,14 +1044,14 @@ def cancel(
     from . import slurm, ui
     from .errors import UsageError
     from .store import open_store
-    from .store.query import parse_where
+    from .store.query import sweep_is
 
     if not runs_ and not sweep_:
         raise UsageError("name the runs to cancel (RUN... or --sweep ID)")
     store = open_store()
     records = [store.runs.get(r) for r in runs_ or []]
     if sweep_:
-        records += [r for r in store.runs.query(parse_where(f"sweep = '{sweep_}'"), None, None)
+        records += [r for r in store.runs.query(sweep_is(sweep_), None, None)
                     if not r.status.terminal]
     done = slurm.cancel(store, records)
     if json_:

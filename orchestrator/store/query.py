@@ -272,6 +272,11 @@ def name_is(name: str) -> Where:
     return Where(Compare(Field("column", "name"), "=", Value(name, None)))
 
 
+def sweep_is(sweep_id: str) -> Where:
+    """Runs of one sweep (`repro cancel --sweep`), as a tree: no query text is pasted."""
+    return Where(Compare(Field("column", "sweep"), "=", Value(sweep_id, None)))
+
+
 def not_experiment() -> Where:
     """Runs other than a diagnosis' experiment replays (run lists leave those out)."""
     return Where(Present(Field("column", "diagnosis_of"), missing=True))

@@ -105,6 +105,28 @@ def test_runs_name_narrows_the_parsed_filter(repo, monkeypatch):
         not_experiment().root))  # a diagnosis' replays: left out unless --experiments
 
 
+def test_cancel_of_a_sweep_takes_its_id_as_a_value_never_as_query_text(repo, monkeypatch):
+    """`--sweep "x' or status = 'running"` once parsed to `sweep = 'x' OR status = 'running'`
+    and cancelled every unfinished run of the store."""
+    from orchestrator.record import RunStatus
+    from orchestrator.store import open_store
+    from tests.unit.test_store import record
+
+    store = open_store()
+    for run_id, sweep_id in [("0123456789abcdef", "5eed00000001"), ("fedcba9876543210", None)]:
+        r = record(run_id)
+        store.runs.insert(r.model_copy(update={"status": RunStatus.RUNNING,
+                                               "sweep_id": sweep_id}))
+    store.close()
+    monkeypatch.setattr("orchestrator.slurm.cancel", stand_in)
+    for hostile in ["5eed00000001' or status = 'running", "5eed00000001' or '1' = '1"]:
+        result = runner.invoke(cli.app, ["cancel", "--sweep", hostile])
+        assert isinstance(result.exception, Called)
+        assert result.exception.args_[1] == []  # no run of the store has that sweep id
+    called = invoke("cancel", "--sweep", "5eed00000001")
+    assert [r.id for r in called.args_[1]] == ["0123456789abcdef"]
+
+
 def test_sweep_forwards_the_planned_points(repo, monkeypatch):
     monkeypatch.setattr("orchestrator.sweep.run_sweep", stand_in)
     call = invoke("sweep", str(repo / "spec.yaml"), "--grid", "lr=0.1,0.01", "-j", "2")
