@@ -35,8 +35,9 @@ demo: images
 	$(REPRO) launch specs/digits-mlp.yaml
 	$(REPRO) runs
 
+# the whole suite, with the coverage of orchestrator/ (pyproject.toml [tool.coverage])
 test: images browser postgres slurm
-	$(PY) -m pytest
+	$(PY) -m pytest --cov --cov-report=term
 
 ui: install
 	$(REPRO) ui
@@ -50,14 +51,17 @@ vendor:
 	cp build/npm/node_modules/chart.js/dist/chart.umd.min.js orchestrator/web/static/vendor/
 	cp build/npm/node_modules/chart.js/LICENSE.md orchestrator/web/static/vendor/chart.js-LICENSE.md
 
+# the fast tier: no PostgreSQL, no Docker, no process started (tests/conftest.py fails a
+# test that starts one unless it is marked `process`); under 30 s, run first by .ci/run
 unit: install
-	$(PY) -m pytest tests/unit
+	REPRO_FAST_TIER=1 $(PY) -m pytest tests/unit tests/cli -q -m "not pg and not process"
 
 # the trust-boundary fuzzers at length (make test runs 40 examples each, derandomized)
 fuzz: install
 	REPRO_FUZZ_EXAMPLES=$${REPRO_FUZZ_EXAMPLES:-2000} REPRO_FUZZ_RANDOM=1 \
 		$(PY) -m pytest tests/unit/test_fuzz.py -q
 
+# the hooks of .pre-commit-config.yaml, the same commands in the same order
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy

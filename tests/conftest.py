@@ -3,12 +3,70 @@ them after scripts/ensure-docker, and a missing engine fails them loudly."""
 
 from __future__ import annotations
 
+import multiprocessing.process
+import os
+import subprocess
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import copy_project
+
+FAST_TIER = os.environ.get("REPRO_FAST_TIER") == "1"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests on the session's PostgreSQL server are marked `pg` by what they use, so the
+    fast tier (`make unit`) can leave them out without anyone remembering to mark them."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_pg = callspec is not None and callspec.params.get("backend") == "postgresql"
+        if on_pg or "pg_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.pg)
+
+
+_running: list[pytest.Item] = []
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
+    _running.append(item)
+    try:
+        yield
+    finally:
+        _running.pop()
+
+
+def _refuse_processes() -> None:
+    """The fast tier (REPRO_FAST_TIER=1, `make unit`) starts no process: a test that starts
+    one (git, python, a server), in its body or in a fixture of any scope, fails and says to
+    mark it `process`. Nothing slips into the tier unnoticed and slows it down."""
+    popen_init = subprocess.Popen.__init__
+    process_start = multiprocessing.process.BaseProcess.start
+
+    def allowed(what: object) -> None:
+        item = _running[-1] if _running else None
+        if item is None or item.get_closest_marker("process") is None:
+            name = item.nodeid if item is not None else "collection"
+            pytest.fail(f"{name} starts a process ({what}) in the fast tier: mark it "
+                        "@pytest.mark.process", pytrace=False)
+
+    def popen(self, args, *a, **k):  # type: ignore[no-untyped-def]
+        allowed(args if isinstance(args, str) else list(args)[:2])
+        popen_init(self, args, *a, **k)
+
+    def start(self):  # type: ignore[no-untyped-def]
+        allowed("multiprocessing")
+        process_start(self)
+
+    subprocess.Popen.__init__ = popen  # type: ignore[method-assign]
+    multiprocessing.process.BaseProcess.start = start  # type: ignore[method-assign]
+
+
+if FAST_TIER:
+    _refuse_processes()
 
 
 @pytest.fixture(autouse=True)

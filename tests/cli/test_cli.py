@@ -26,6 +26,7 @@ def _commands() -> list[str]:
 COMMANDS = _commands()
 
 
+@pytest.mark.process
 def test_top_level_help_lists_every_command():
     p = repro("--help")
     assert p.returncode == 0
@@ -36,6 +37,7 @@ def test_top_level_help_lists_every_command():
     assert not hidden & rows
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("cmd", COMMANDS)
 def test_every_command_has_help_and_is_in_the_readme(cmd):
     p = repro(*cmd.split(), "--help")
@@ -45,11 +47,13 @@ def test_every_command_has_help_and_is_in_the_readme(cmd):
     assert f"repro {cmd}" in (ROOT / "README.md").read_text()
 
 
+@pytest.mark.process
 def test_version():
     p = repro("--version")
     assert p.returncode == 0 and p.stdout.startswith("repro ")
 
 
+@pytest.mark.process
 def test_unknown_run_is_exit_4_one_line(tmp_path):
     p = repro("show", "deadbeef", env={"REPRO_HOME": str(tmp_path / "h")})
     assert p.returncode == 4
@@ -61,12 +65,14 @@ def test_unknown_run_is_exit_4_one_line(tmp_path):
     assert p.returncode == 0 and "none yet" in p.stdout
 
 
+@pytest.mark.process
 def test_missing_spec_file_is_exit_2(tmp_path):
     p = repro("launch", str(tmp_path / "nope.yaml"), env={"REPRO_HOME": str(tmp_path / "h")})
     assert p.returncode == 2 and "nope.yaml: no such spec file" in p.stderr
     assert "Traceback" not in p.stderr
 
 
+@pytest.mark.process
 def test_bad_param_override_is_exit_2(tmp_path):
     p = repro("launch", str(ROOT / "specs" / "digits-mlp.yaml"), "--param", "lr=fast",
               env={"REPRO_HOME": str(tmp_path / "h")})
@@ -74,6 +80,7 @@ def test_bad_param_override_is_exit_2(tmp_path):
     assert "--param lr=fast: params.lr is a float" in p.stderr and "Traceback" not in p.stderr
 
 
+@pytest.mark.process
 def test_unreachable_docker_names_the_socket(project, tmp_path):
     p = repro("launch", "specs/hello.yaml", cwd=project,
               env={"DOCKER_HOST": "unix:///nonexistent/docker.sock",
@@ -84,11 +91,13 @@ def test_unreachable_docker_names_the_socket(project, tmp_path):
     assert "scripts/ensure-docker" in lines[0]
 
 
+@pytest.mark.process
 def test_debug_shows_the_traceback(tmp_path):
     p = repro("--debug", "show", "deadbeef", env={"REPRO_HOME": str(tmp_path / "h")})
     assert p.returncode == 4 and "Traceback" in p.stderr
 
 
+@pytest.mark.process
 def test_import_then_rm_through_the_cli(tmp_path, monkeypatch):
     """`repro import` of a bundle, then `repro rm`: one line each, and the store is clean."""
     import json
@@ -115,16 +124,19 @@ def test_import_then_rm_through_the_cli(tmp_path, monkeypatch):
     assert p.returncode == 2 and "no such bundle" in p.stderr
 
 
+@pytest.mark.process
 def test_verify_of_a_path_that_does_not_exist_says_no_such_bundle(tmp_path):
     p = repro("verify", str(tmp_path / "results" / "bundle"), env={"REPRO_HOME": str(tmp_path)})
     assert p.returncode == 2 and "no such bundle folder or manifest" in p.stderr
 
 
+@pytest.mark.process
 def test_verify_help_lists_its_exit_codes():
     p = repro("verify", "--help")
     assert all(f"{code} " in p.stdout for code in (0, 8, 9, 11))
 
 
+@pytest.mark.process
 def test_a_damaged_row_is_skipped_with_a_warning_and_removed_by_its_exact_id(tmp_path):
     """Issue 21, M2: one damaged row broke `repro runs` (and the dashboard) for everyone."""
     import json
@@ -153,6 +165,7 @@ def test_a_damaged_row_is_skipped_with_a_warning_and_removed_by_its_exact_id(tmp
     assert "warning" not in p.stderr and len(json.loads(p.stdout)) == 1
 
 
+@pytest.mark.process
 def test_a_run_id_too_long_to_be_a_file_name_is_an_unknown_run(tmp_path):
     """Found by the team-row fuzzer: `verify` asked the filesystem whether a 600-byte id was
     a bundle, and the OS's ENAMETOOLONG became an internal error."""

@@ -42,6 +42,7 @@ def invoke(*args: str) -> Called:
     return result.exception
 
 
+@pytest.mark.process
 def test_launch_forwards_its_options(repo, monkeypatch):
     monkeypatch.setattr("orchestrator.runner.launch", stand_in)
     call = invoke("launch", str(repo / "spec.yaml"), "--param", "lr=0.5", "--allow-dirty",
@@ -51,6 +52,7 @@ def test_launch_forwards_its_options(repo, monkeypatch):
     assert call.kwargs["allow_dirty"] is True and call.kwargs["strict"] is True
 
 
+@pytest.mark.process
 def test_replay_turns_its_flags_into_grants(repo, monkeypatch, tmp_path):
     from orchestrator.store import open_store
     from tests.unit.test_store import record
@@ -69,6 +71,7 @@ def test_replay_turns_its_flags_into_grants(repo, monkeypatch, tmp_path):
                             inputs={"data": tmp_path / "x.bin"}, timeout_s=1800.0)
 
 
+@pytest.mark.process
 def test_export_limits_are_sizes_not_memory(repo, monkeypatch, tmp_path):
     """Appendix A 1: --max-input-size 1m was refused by Docker's memory minimum."""
     from orchestrator.store import open_store
@@ -84,6 +87,7 @@ def test_export_limits_are_sizes_not_memory(repo, monkeypatch, tmp_path):
     assert (dest, max_input, max_output) == (tmp_path / "b", 1 << 20, 512 << 10)
 
 
+@pytest.mark.process
 def test_runs_name_narrows_the_parsed_filter(repo, monkeypatch):
     from orchestrator.store.query import Bool, name_is, not_experiment, parse_where
 
@@ -105,6 +109,7 @@ def test_runs_name_narrows_the_parsed_filter(repo, monkeypatch):
         not_experiment().root))  # a diagnosis' replays: left out unless --experiments
 
 
+@pytest.mark.process
 def test_cancel_of_a_sweep_takes_its_id_as_a_value_never_as_query_text(repo, monkeypatch):
     """`--sweep "x' or status = 'running"` once parsed to `sweep = 'x' OR status = 'running'`
     and cancelled every unfinished run of the store."""
@@ -127,6 +132,7 @@ def test_cancel_of_a_sweep_takes_its_id_as_a_value_never_as_query_text(repo, mon
     assert [r.id for r in called.args_[1]] == ["0123456789abcdef"]
 
 
+@pytest.mark.process
 def test_sweep_forwards_the_planned_points(repo, monkeypatch):
     monkeypatch.setattr("orchestrator.sweep.run_sweep", stand_in)
     call = invoke("sweep", str(repo / "spec.yaml"), "--grid", "lr=0.1,0.01", "-j", "2")
@@ -140,6 +146,7 @@ def test_sweep_forwards_the_planned_points(repo, monkeypatch):
     (["launch", "nowhere.yaml", "--json"], 2, "SpecError"),
     (["runs", "--limit", "many", "--json"], 2, "UsageError"),
 ])
+@pytest.mark.process
 def test_json_failures_are_one_json_document_on_stdout(tmp_path, args, code, kind):
     p = repro(*args, env={"REPRO_HOME": str(tmp_path / "h")})
     assert p.returncode == code
@@ -164,6 +171,7 @@ def test_every_setting_is_in_the_readme_table():
             assert f"| `{m[1]}` |" in table, f"{m[1]} ({name}) is not in README's Settings"
 
 
+@pytest.mark.process
 def test_a_jobs_escape_sequences_reach_a_terminal_inert():
     """Issue 21, L5: `repro logs` wrote a job's bytes raw, so its output could clear the
     screen, retitle the terminal or hide lines. On a terminal they are shown as escapes;

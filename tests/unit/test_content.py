@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from orchestrator.content import annotate, explain
 
@@ -37,6 +38,7 @@ def test_one_ulp_of_noise_is_told_apart_from_different_weights(tmp_path):
     assert "shape/dtype changed" in explain("w3.npy", a, b)["summary"]
 
 
+@pytest.mark.process
 def test_json_text_and_csv_name_the_first_difference(tmp_path):
     a, b = _pair(tmp_path, "m.json", json.dumps({"acc": 0.91, "cfg": {"lr": 0.1}}),
                  json.dumps({"acc": 0.93, "cfg": {"lr": 0.1}}))
@@ -137,6 +139,7 @@ def test_png_pixels_that_differ(tmp_path, monkeypatch):
         "not compared by content")
 
 
+@pytest.mark.process
 def test_other_formats_go_to_diffoscope(tmp_path):
     import tarfile
 
@@ -200,6 +203,7 @@ def _peak_mib(name, a, b) -> tuple[int, str]:
     return int(mib), summary.strip()
 
 
+@pytest.mark.process
 def test_what_comparing_hostile_outputs_costs_is_bounded(tmp_path):
     """Issue 21, M3: a 1 MB .npz made `repro verify` use 3.2 GB and a 190 KB PNG 3.8 GB.
     Decompression is capped before it starts, and what differs is computed a band or a
@@ -222,6 +226,7 @@ def test_what_comparing_hostile_outputs_costs_is_bounded(tmp_path):
     assert "not compared by content (over 16,000,000 pixels)" in summary and mib < 200
 
 
+@pytest.mark.process
 def test_a_diffoscope_that_runs_out_of_time_is_killed_and_leaves_nothing(tmp_path,
                                                                        monkeypatch):
     """Issue 21, M3: a killed diffoscope left gigabytes in the temp folder. Its temp folder

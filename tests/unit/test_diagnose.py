@@ -223,6 +223,7 @@ print(json.dumps({"calls": torch.calls, "benchmark": torch.backends.cudnn.benchm
 """
 
 
+@pytest.mark.process
 def test_gpu_control_makes_torch_deterministic_without_seeding_it(tmp_path):
     got = job(tmp_path, TORCH_STATE, REPRO_DETERMINISM="off", REPRO_TORCH_DETERMINISTIC="1")
     assert got["out"]["calls"] == [["deterministic", True, True]]
@@ -230,6 +231,7 @@ def test_gpu_control_makes_torch_deterministic_without_seeding_it(tmp_path):
     assert {"deterministic": "torch"} in got["seeded"]
 
 
+@pytest.mark.process
 def test_seed_control_seeds_torch_without_switching_its_algorithms(tmp_path):
     got = job(tmp_path, TORCH_STATE, REPRO_DETERMINISM="off", REPRO_FORCE_SEEDS="1")
     assert got["out"]["calls"] == [["manual_seed", 5]] and got["out"]["benchmark"] is True
@@ -238,6 +240,7 @@ def test_seed_control_seeds_torch_without_switching_its_algorithms(tmp_path):
     assert nothing["out"]["calls"] == []
 
 
+@pytest.mark.process
 def test_frozen_clock_stands_still_while_sleeps_and_waits_run(tmp_path):
     got = job(tmp_path, """
         import datetime, json, threading, time
@@ -261,6 +264,7 @@ def test_frozen_clock_stands_still_while_sleeps_and_waits_run(tmp_path):
     assert got["out"]["isinstance"] is True
 
 
+@pytest.mark.process
 def test_frozen_clock_keeps_the_datetime_types_compiled_code_checks(tmp_path):
     """pandas' compiled code checks the datetime types' identity and size: a subclass in
     their place made it raise or crash. The types stay the C types; their clocks stand."""
@@ -362,6 +366,7 @@ def test_a_file_named_after_the_time_is_one_subject_whose_name_moves_with_the_cl
     assert len(clock["fixes"]) == 2  # and the clock's own
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("how", ["helper", "zero-touch"])
 def test_the_helper_and_the_zero_touch_path_apply_the_same_switches(tmp_path, how):
     """repro.seed_everything() raised on CUDA where the zero-touch path warned: both now

@@ -159,6 +159,7 @@ def check_command(args: list[str], env: dict[str, str]) -> tuple[int, str, str]:
     return code, out, err
 
 
+@pytest.mark.process
 @FUZZ
 @given(data=st.data())
 def test_mutated_manifests_never_escape_crash_or_corrupt(real_bundle, data):
@@ -299,6 +300,7 @@ def team_home(tmp_path_factory, real_bundle) -> Path:
     return home
 
 
+@pytest.mark.process
 @FUZZ
 @given(data=st.data(), row_id=st.one_of(st.none(), st.sampled_from(HOSTILE_STRINGS),
                                         st.text(max_size=20)))

@@ -54,6 +54,7 @@ def driver(tmp_path):
     return (str(marker),)
 
 
+@pytest.mark.process
 def test_without_a_driver_nvml_is_not_even_imported(tmp_path):
     code = ("import sys; from orchestrator import gpu; "
             f"print(gpu.inventory(({str(tmp_path / 'absent')!r},))); "

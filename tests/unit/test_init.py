@@ -87,6 +87,7 @@ def test_a_lock_line_needs_a_hash():
         lock_text([{"name": "x", "version": "1", "sha256": None, "url": "git+https://x"}], "r")
 
 
+@pytest.mark.process
 def test_without_dependencies_init_writes_a_spec_on_the_shipped_image(tmp_path):
     (tmp_path / ".git").mkdir()
     (tmp_path / "train.py").write_text(SCRIPT)
@@ -100,6 +101,7 @@ def test_without_dependencies_init_writes_a_spec_on_the_shipped_image(tmp_path):
     assert spec.code.path is None  # the project is the git work tree
 
 
+@pytest.mark.process
 def test_an_edited_file_is_kept_unless_forced(tmp_path):
     (tmp_path / "train.py").write_text(SCRIPT)
     init(tmp_path, FakeEngine(), lambda _: None)
@@ -132,6 +134,7 @@ def test_a_stamp_covers_exactly_the_text(tmp_path):
     ("import pytorch_lightning as pl", "**/events.out.tfevents.*"),
     ("import wandb", "wandb/**"),
 ])
+@pytest.mark.process
 def test_init_proposes_excludes_for_the_writers_it_recognises(tmp_path, imports, glob):
     """Writers that name their files after the time and host (or keep run folders of
     their own): their files are recorded as excluded, never compared."""

@@ -31,6 +31,7 @@ def project(tmp_path: Path, files: dict[str, str]) -> Path:
     return make_repo(tmp_path / "p", files)
 
 
+@pytest.mark.process
 def test_a_module_of_an_in_repo_package_runs_with_python_m(tmp_path):
     root = project(tmp_path, {"nanolm/__init__.py": "", "nanolm/model.py": "X = 1\n",
                               "nanolm/train.py": "from .model import X\nimport numpy\n"})
@@ -41,6 +42,7 @@ def test_a_module_of_an_in_repo_package_runs_with_python_m(tmp_path):
     assert list(found.third_party) == ["numpy"]
 
 
+@pytest.mark.process
 def test_a_src_layout_puts_src_on_the_path(tmp_path):
     root = project(tmp_path, {"src/charlm/__init__.py": "", "src/charlm/train.py": "",
                               "pyproject.toml": "[project]\nname = 'charlm'\n"})
@@ -51,6 +53,7 @@ def test_a_src_layout_puts_src_on_the_path(tmp_path):
         entry_point(root, "-m nope.train")
 
 
+@pytest.mark.process
 def test_project_scripts_name_the_entry_when_nothing_else_does(tmp_path):
     root = project(tmp_path, {
         "pyproject.toml": "[project]\nname = 'x'\n[project.scripts]\nfit = 'x.cli:main'\n",
@@ -80,6 +83,7 @@ CLICK = textwrap.dedent('''\
     ''')
 
 
+@pytest.mark.process
 def test_click_options_become_params(tmp_path):
     root = project(tmp_path, {"train.py": CLICK})
     found = params(root, entry_point(root))
@@ -105,6 +109,7 @@ HYDRA = textwrap.dedent('''\
     ''')
 
 
+@pytest.mark.process
 def test_a_hydra_apps_config_leaves_are_overrides(tmp_path):
     root = project(tmp_path, {
         "train.py": HYDRA,
@@ -132,6 +137,7 @@ def test_a_hydra_apps_config_leaves_are_overrides(tmp_path):
     assert sorted(spec.metrics_from_log) == ["accuracy"]
 
 
+@pytest.mark.process
 def test_imports_are_followed_through_the_project_and_optional_ones_left_out(tmp_path):
     root = project(tmp_path, {
         "train.py": "import argparse\nfrom lib.data import load\nimport sklearn.linear_model\n"
@@ -149,6 +155,7 @@ def test_imports_are_followed_through_the_project_and_optional_ones_left_out(tmp
                       set()) == {}
 
 
+@pytest.mark.process
 def test_data_git_does_not_hold_is_found_and_outputs_are_not(tmp_path):
     root = project(tmp_path, {".gitignore": "data/raw/\nout/\nnames.txt\n", "train.py": "",
                               "data/README.md": "how to get the data\n", "config.csv": "a\n"})
@@ -168,6 +175,7 @@ def test_data_git_does_not_hold_is_found_and_outputs_are_not(tmp_path):
                      "pipe.txt is not a regular file or folder: not declared"]
 
 
+@pytest.mark.process
 def test_init_never_reads_a_fifo_or_a_link_out_of_the_project(tmp_path):
     root = project(tmp_path, {"train.py": "print('loss', 1)\n"})
     os.mkfifo(root / "requirements.txt")  # once: open() would block forever
@@ -182,6 +190,7 @@ def test_init_never_reads_a_fifo_or_a_link_out_of_the_project(tmp_path):
     assert "requirements.txt is not a regular file in the project: not read" in done["notes"]
 
 
+@pytest.mark.process
 def test_what_init_writes_for_a_package_with_data_is_a_valid_spec(tmp_path):
     root = project(tmp_path, {".gitignore": "data/\n",
                               "src/charlm/__init__.py": "",
@@ -207,6 +216,7 @@ def test_what_init_writes_for_a_package_with_data_is_a_valid_spec(tmp_path):
     assert doc["command"] == ["python3", "-m", "charlm.train"]
 
 
+@pytest.mark.process
 def test_torch_from_pypi_is_named_before_the_lock_with_the_cpu_routes(tmp_path, monkeypatch):
     import orchestrator.init as init_module
     from orchestrator.init import init
@@ -241,6 +251,7 @@ def test_a_lock_keeps_the_index_its_requirements_name():
         in text
 
 
+@pytest.mark.process
 def test_sources_that_are_a_fifo_or_a_link_to_a_device_are_skipped(tmp_path):
     """Issue 21 L4: a `*.py` linked to /dev/zero exhausted memory, a FIFO hung init."""
     root = project(tmp_path, {"train.py": "import utils\nimport model\nprint('loss', 1)\n"})
@@ -256,6 +267,7 @@ def test_sources_that_are_a_fifo_or_a_link_to_a_device_are_skipped(tmp_path):
     assert done["command"] == ["python3", "train.py"] and done["metrics"] == ["loss"]
 
 
+@pytest.mark.process
 def test_init_never_writes_through_a_link_or_into_a_fifo(tmp_path):
     from orchestrator.init import init
     from tests.fakes import FakeEngine

@@ -55,6 +55,7 @@ def test_input_names_cannot_escape_their_folder(tmp_path, inputs):
         load_spec(write(tmp_path, GOOD + f"inputs: {inputs}\n"))
 
 
+@pytest.mark.process
 def test_owner_liveness_survives_pid_reuse():
     me = process_identity()
     assert owner_alive(me) is True

@@ -46,6 +46,7 @@ def do(repo: Path, tmp_path: Path, overrides=(), spec="spec.yaml", **kw):
     return resolve(loaded, store, FakeEngine(), **kw), store
 
 
+@pytest.mark.process
 def test_resolution_is_content_addressed_and_stable(repo, tmp_path):
     a, store = do(repo, tmp_path)
     b, _ = do(repo, tmp_path)
@@ -62,6 +63,7 @@ def test_resolution_is_content_addressed_and_stable(repo, tmp_path):
     assert (a.snapshot.extracted / "train.py").read_text() == "print(1)\n"
 
 
+@pytest.mark.process
 def test_digest_ignores_host_paths_but_not_content(repo, tmp_path):
     a, _ = do(repo, tmp_path)
     moved = tmp_path / "elsewhere"
@@ -72,6 +74,7 @@ def test_digest_ignores_host_paths_but_not_content(repo, tmp_path):
     assert c.spec_digest != a.spec_digest and c.resolved.command[-1] == "--lr=0.2"
 
 
+@pytest.mark.process
 def test_determinism_env_pins_threads_and_seed(repo, tmp_path):
     env = do(repo, tmp_path)[0].resolved.env
     assert all(env[v] == "2" for v in THREAD_VARS)  # cpus 1.5 -> 2 threads
@@ -81,6 +84,7 @@ def test_determinism_env_pins_threads_and_seed(repo, tmp_path):
     assert env["PYTHONPYCACHEPREFIX"] == "/tmp/pycache"  # no .pyc among the outputs
 
 
+@pytest.mark.process
 def test_dirty_code_is_refused_then_recorded_with_allow_dirty(repo, tmp_path):
     (repo / "job" / "train.py").write_text("print(2)\n")
     (repo / "job" / "new.py").write_text("x = 1\n")
@@ -93,11 +97,13 @@ def test_dirty_code_is_refused_then_recorded_with_allow_dirty(repo, tmp_path):
     assert (res.snapshot.extracted / "train.py").read_text() == "print(2)\n"
 
 
+@pytest.mark.process
 def test_changes_outside_the_code_folder_do_not_make_it_dirty(repo, tmp_path):
     (repo / "notes.txt").write_text("scratch")
     assert not do(repo, tmp_path)[0].resolved.code.dirty
 
 
+@pytest.mark.process
 def test_snapshot_digest_is_deterministic_across_checkouts(repo, tmp_path):
     store = open_store(tmp_path / "h")
     clone = tmp_path / "clone"
@@ -107,6 +113,7 @@ def test_snapshot_digest_is_deterministic_across_checkouts(repo, tmp_path):
     assert a == b
 
 
+@pytest.mark.process
 def test_a_store_inside_the_work_tree_leaves_a_subfolder_snapshot_whole(repo, tmp_path):
     """The newcomer's case (make demo with no REPRO_HOME): the store is .repro/ in the
     work tree, unignored, and code.path a subfolder. git 2.39 lists nothing for an exclude
@@ -121,6 +128,7 @@ def test_a_store_inside_the_work_tree_leaves_a_subfolder_snapshot_whole(repo, tm
     assert whole.ref.files == 3 and not whole.ref.dirty
 
 
+@pytest.mark.process
 def test_a_code_folder_whose_files_git_does_not_list_is_refused(repo, tmp_path):
     (repo / "ignored").mkdir()
     (repo / "ignored" / "train.py").write_text("print(1)\n")
@@ -132,6 +140,7 @@ def test_a_code_folder_whose_files_git_does_not_list_is_refused(repo, tmp_path):
         take(repo / "ignored", open_store(tmp_path / "h"), allow_dirty=False)
 
 
+@pytest.mark.process
 def test_the_snapshot_cache_is_per_set_of_files_left_out(repo, tmp_path):
     """Two specs of one commit that record different files by content get the snapshots
     they each describe, not the first one's from the cache."""
@@ -142,12 +151,14 @@ def test_the_snapshot_cache_is_per_set_of_files_left_out(repo, tmp_path):
     assert left_out.ref.snapshot != whole.ref.snapshot
 
 
+@pytest.mark.process
 def test_a_renamed_file_is_one_change_named_by_its_new_path(repo, tmp_path):
     git(repo, "mv", "job/train.py", "job/main.py")
     with pytest.raises(ResolveError, match=r"uncommitted changes \(1 file\(s\): job/main.py\)"):
         take(repo / "job", open_store(tmp_path / "h"), allow_dirty=False)
 
 
+@pytest.mark.process
 def test_input_pin_mismatch_fails_before_launch(repo, tmp_path):
     spec = (repo / "spec.yaml").read_text().replace("{path: data.bin}",
                                                     "{path: data.bin, sha256: " + "ab" * 32 + "}")
@@ -156,6 +167,7 @@ def test_input_pin_mismatch_fails_before_launch(repo, tmp_path):
         do(repo, tmp_path)
 
 
+@pytest.mark.process
 def test_numeric_looking_pin_asks_for_quotes(repo, tmp_path):
     spec = (repo / "spec.yaml").read_text().replace("{path: data.bin}",
                                                     "{path: data.bin, sha256: " + "1" * 64 + "}")
@@ -164,6 +176,7 @@ def test_numeric_looking_pin_asks_for_quotes(repo, tmp_path):
         do(repo, tmp_path, allow_dirty=True)
 
 
+@pytest.mark.process
 def test_missing_code_folder(repo, tmp_path):
     (repo / "spec.yaml").write_text((repo / "spec.yaml").read_text().replace(
         "code: {path: job}", "code: {path: nowhere}"))
@@ -171,6 +184,7 @@ def test_missing_code_folder(repo, tmp_path):
         do(repo, tmp_path, allow_dirty=True)
 
 
+@pytest.mark.process
 def test_a_path_written_from_the_repository_root_gets_the_spec_relative_fix(repo, tmp_path):
     # paths in a spec are relative to the spec file; a spec in specs/ naming "job" from the
     # root is told to write "../job"
@@ -180,12 +194,14 @@ def test_a_path_written_from_the_repository_root_gets_the_spec_relative_fix(repo
         do(repo, tmp_path, allow_dirty=True, spec="specs/spec.yaml")
 
 
+@pytest.mark.process
 def test_missing_input(repo, tmp_path):
     (repo / "data.bin").unlink()
     with pytest.raises(SpecError, match="inputs.data.path: .*does not exist"):
         do(repo, tmp_path, allow_dirty=True)
 
 
+@pytest.mark.process
 def test_tag_is_recorded_as_digest_and_refused_in_strict_mode(repo, tmp_path):
     spec = (repo / "spec.yaml").read_text().replace(f'"img@{PIN}"', '"img:latest"')
     (repo / "spec.yaml").write_text(spec)
@@ -197,6 +213,7 @@ def test_tag_is_recorded_as_digest_and_refused_in_strict_mode(repo, tmp_path):
         do(repo, tmp_path, strict=True)
 
 
+@pytest.mark.process
 def test_secret_values_are_not_in_the_resolved_spec(repo, tmp_path, monkeypatch):
     (repo / "spec.yaml").write_text((repo / "spec.yaml").read_text() + "secrets: [API_TOKEN]\n")
     git(repo, "commit", "-qam", "secret")
@@ -209,6 +226,7 @@ def test_secret_values_are_not_in_the_resolved_spec(repo, tmp_path, monkeypatch)
     assert res.resolved.secrets == ["API_TOKEN"] and res.resolved.secret_env == []
 
 
+@pytest.mark.process
 def test_a_secret_too_short_to_redact_or_inside_a_param_is_refused(repo, tmp_path,
                                                                      monkeypatch):
     text = (repo / "spec.yaml").read_text()
@@ -256,6 +274,7 @@ def test_gpu_selection():
     assert select(None, [], "no driver") == []
 
 
+@pytest.mark.process
 def test_params_reach_env_flags_and_the_environment_without_edits(repo, tmp_path):
     """{params.x} in env values, args: flags for argparse scripts, REPRO_PARAM_<NAME>."""
     text = (repo / "spec.yaml").read_text().replace(

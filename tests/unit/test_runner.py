@@ -41,6 +41,7 @@ def run(spec, tmp_path, script: Script, hooks: Hooks | None = None):
     return record, store, engine
 
 
+@pytest.mark.process
 def test_a_successful_job_is_recorded_whole(spec, tmp_path):
     script = Script(metrics=[{"name": "loss", "value": 1.0, "step": 0},
                              {"name": "loss", "value": 0.5, "step": 1}])
@@ -77,6 +78,7 @@ def test_a_successful_job_is_recorded_whole(spec, tmp_path):
     (Script(code=86, env_json={"lock_problems": ["numpy==2 is pinned but 1 is installed"]}),
      RunStatus.FAILED, "package lock mismatch: numpy==2 is pinned but 1 is installed"),
 ])
+@pytest.mark.process
 def test_every_ending_is_a_recorded_outcome(spec, tmp_path, script, status, reason):
     record, _, engine = run(spec, tmp_path, script)
     assert record.status == status and reason in (record.reason or "")
@@ -85,12 +87,14 @@ def test_every_ending_is_a_recorded_outcome(spec, tmp_path, script, status, reas
     assert record.outputs  # whatever the job left is kept
 
 
+@pytest.mark.process
 def test_a_job_that_cannot_be_created_fails_before_running(spec, tmp_path):
     record, _, engine = run(spec, tmp_path, Script(create_fails=True))
     assert record.status == RunStatus.FAILED and "no space" in record.reason
     assert record.started_at is None and not [c for c in engine.calls if c[0] == "cleanup"]
 
 
+@pytest.mark.process
 def test_an_ingest_that_raises_fails_the_run_with_the_reason(spec, tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("disk on fire")
@@ -102,6 +106,7 @@ def test_an_ingest_that_raises_fails_the_run_with_the_reason(spec, tmp_path, mon
     assert ("cleanup", "job-0") in engine.calls
 
 
+@pytest.mark.process
 def test_a_sweep_cancel_makes_the_run_interrupted(spec, tmp_path):
     cancel = threading.Event()
     record, _, _ = run(spec, tmp_path, Script(during=lambda job: cancel.set()),
@@ -110,6 +115,7 @@ def test_a_sweep_cancel_makes_the_run_interrupted(spec, tmp_path):
     assert record.status.exit_code == ExitCode.INTERRUPTED
 
 
+@pytest.mark.process
 def test_the_record_says_running_while_the_job_runs(spec, tmp_path):
     seen: list[RunStatus] = []
     store_home = tmp_path / "home"
@@ -124,6 +130,7 @@ def test_the_record_says_running_while_the_job_runs(spec, tmp_path):
     assert seen == [RunStatus.RUNNING, RunStatus.RUNNING]  # recorded running, and owned
 
 
+@pytest.mark.process
 def test_container_facts_are_captured_from_outside_once_and_else_labelled(spec, tmp_path):
     """Issue 21, M6: the container's facts come from a throwaway container of the image
     (cached per image and lock on this machine); where none could run, what the job's boot

@@ -54,6 +54,7 @@ def test_units():
         parse_duration(0)
 
 
+@pytest.mark.process
 def test_a_bad_variable_is_one_line_at_the_cli_not_an_internal_error(tmp_path):
     """Appendix A 2: REPRO_INPUT_STORE_LIMIT=2g was `internal error: ValueError`."""
     p = repro("launch", "nowhere.yaml", env={"REPRO_HOME": str(tmp_path / "h"),
@@ -65,6 +66,7 @@ def test_a_bad_variable_is_one_line_at_the_cli_not_an_internal_error(tmp_path):
     assert "memory must be at least" not in p.stderr  # Appendix A 1: a size, not memory
 
 
+@pytest.mark.process
 def test_the_user_comes_from_repro_user_then_git_then_the_login(monkeypatch, tmp_path):
     from orchestrator import settings
 

@@ -48,6 +48,7 @@ def _open_and_close(home: str) -> str:
         return str(e)
 
 
+@pytest.mark.process
 def test_many_processes_opening_one_new_store_at_once_all_succeed(tmp_path):
     # Switching a new database to WAL answers "database is locked" without waiting when
     # another process opens it at that moment; CI once saw this from eight launches at once.
@@ -460,6 +461,7 @@ def test_a_shared_artifact_folder_needs_no_locks(tmp_path, monkeypatch):
         artifacts_of(tmp_path / "h")
 
 
+@pytest.mark.process
 def test_a_result_is_cited_only_from_the_team_store(tmp_path, backend):
     from orchestrator.cite import card
     from orchestrator.errors import UsageError
@@ -528,6 +530,7 @@ extract(sys.argv[2], open_store(Path(sys.argv[1])))
 """
 
 
+@pytest.mark.process
 def test_gc_removes_what_a_sigkilled_unpack_or_write_left(tmp_path):
     """Issue 21, L3: a pull or replay killed with SIGKILL (no cleanup runs) left a
     half-unpacked snapshot, or a temp file created but not yet locked, that `repro gc`

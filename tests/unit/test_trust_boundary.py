@@ -68,6 +68,7 @@ def store_files(store) -> set[str]:
             and "tmp" not in p.parts}
 
 
+@pytest.mark.process
 def test_a_good_bundle_imports_whole_and_fsck_is_clean(exported, tmp_path):
     folder, record = exported
     store = fresh(tmp_path)
@@ -99,6 +100,7 @@ def test_a_good_bundle_imports_whole_and_fsck_is_clean(exported, tmp_path):
     (("verdict",), {"result": "fine"}, "record.verdict"),
     (("metrics",), {"loss": "NaN"}, "record.metrics.loss"),
 ])
+@pytest.mark.process
 def test_a_hostile_field_is_refused_before_anything_is_written(exported, tmp_path, field,
                                                                value, where):
     folder, _ = exported
@@ -117,6 +119,7 @@ def test_a_hostile_field_is_refused_before_anything_is_written(exported, tmp_pat
     assert store.runs.count() == 0 and store_files(store) == before
 
 
+@pytest.mark.process
 def test_only_finished_runs_are_imported_and_never_owned(exported, tmp_path):
     """H1: a `running` record was inserted as owned; recovery then ingested from its id."""
     folder, _ = exported
@@ -127,6 +130,7 @@ def test_only_finished_runs_are_imported_and_never_owned(exported, tmp_path):
     assert store.runs.count() == 0
 
 
+@pytest.mark.process
 def test_a_bundle_cannot_take_an_existing_runs_id(exported, tmp_path):
     """M1: reusing a run's id made a replay record 'identical' against that run."""
     folder, record = exported
@@ -138,6 +142,7 @@ def test_a_bundle_cannot_take_an_existing_runs_id(exported, tmp_path):
     assert store.runs.get(record.id).metrics == {"loss": 0.5}
 
 
+@pytest.mark.process
 def test_a_corrupt_artifact_writes_nothing_and_a_good_one_repairs(exported, tmp_path):
     """Staged import: nothing lands unless everything checks out. M3: re-verifying a bundle
     replaces a corrupt copy already in the store."""
@@ -201,6 +206,7 @@ def test_paths_from_records_never_leave_the_store(tmp_path):
             store.log_path(bad)
 
 
+@pytest.mark.process
 def test_an_imported_run_never_reads_host_paths_its_record_names(exported, tmp_path):
     """Low: a manifest could make verify hash any host folder through an input's path."""
     folder, record = exported
@@ -220,6 +226,7 @@ def test_an_imported_run_never_reads_host_paths_its_record_names(exported, tmp_p
     assert fsck(store)["not_carried"] == 1 and fsck(store)["ok"]
 
 
+@pytest.mark.process
 def test_a_bundle_replays_with_only_what_the_user_grants(exported):
     """H2: network, secrets, CPUs, memory and timeout of a foreign run are the user's."""
     _, record = exported
@@ -287,6 +294,7 @@ def hostile_work(tmp_path: Path, folder: str = "code") -> Path:
     return work
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("layout", ["project", "outputs"])
 def test_hostile_job_files_end_as_warnings_and_skips_never_hangs(tmp_path, exported, layout):
     _, record = exported
@@ -354,6 +362,7 @@ def test_helper_files_keep_names_values_and_depth_in_bounds(tmp_path):
     assert "control characters" in warnings[0]
 
 
+@pytest.mark.process
 def test_tampered_unpacked_code_is_found_by_fsck_and_never_run(exported, tmp_path):
     """M3: an edited code cache replayed the tampered code and still said IDENTICAL."""
     folder, record = exported
@@ -376,6 +385,7 @@ def test_tampered_unpacked_code_is_found_by_fsck_and_never_run(exported, tmp_pat
     assert fsck(store)["ok"]
 
 
+@pytest.mark.process
 def test_a_damaged_record_is_named_and_can_be_removed(exported, tmp_path):
     folder, record = exported
     store = fresh(tmp_path)
@@ -408,6 +418,7 @@ def test_secrets_dir_refuses_a_folder_someone_else_made(tmp_path, monkeypatch):
 
 # -- terminal, CSV and query edges (M5, low) --------------------------------------------------
 
+@pytest.mark.process
 def test_markup_and_control_characters_in_user_data_print_as_text(exported, capsys):
     """M5: a tag value like [/x] made `repro runs` exit 1; ANSI escapes reached the terminal."""
     from orchestrator import ui
@@ -427,6 +438,7 @@ def test_markup_and_control_characters_in_user_data_print_as_text(exported, caps
     assert "Traceback:\n  boom\\x1b[2J" in out  # a stderr tail keeps its lines
 
 
+@pytest.mark.process
 def test_csv_cells_never_start_a_formula(exported, capsys):
     from orchestrator import ui
 

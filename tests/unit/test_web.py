@@ -112,6 +112,7 @@ def test_token_rules(tmp_path, serve):
     assert status == 200 and json.loads(body)["count"] == 0
 
 
+@pytest.mark.process
 def test_repro_ui_never_prints_the_token_and_refuses_it_on_the_command_line(tmp_path):
     p = subprocess.run([sys.executable, "-m", "orchestrator", "ui", "--token", TOKEN],
                        capture_output=True, text=True, timeout=30)
