@@ -16,7 +16,7 @@ from .store.db import safe_url
 
 def card(store: Store, ref: str, metric: str | None) -> dict[str, Any]:
     record = store.runs.get(ref)
-    if store.runs.db.dialect != "postgresql":
+    if not store.runs.shared:
         raise UsageError(f"run {record.id} is in the local store {store.runs.place}: a result "
                          "is cited from the team's store, where anyone can re-prove it; set "
                          "REPRO_STORE=postgresql://... (and REPRO_ARTIFACTS) and launch it "

@@ -302,7 +302,6 @@ def importance(
     from . import ui
     from .analysis.importance import SAMPLE_RUNS, importance_of
     from .analysis.plots import write_plot
-    from .store import analysis
     from .store.query import parse_where
 
     store = _existing_store()
@@ -310,8 +309,8 @@ def importance(
         from .errors import UsageError
 
         raise UsageError("no runs recorded here yet; launch or sweep first")
-    samples, total = analysis.importance_samples(store.runs, parse_where(where or ""),
-                                                        metric, SAMPLE_RUNS)
+    samples, total = store.runs.importance_samples(parse_where(where or ""), metric,
+                                                   SAMPLE_RUNS)
     doc = importance_of(metric, samples, total)
     if plot is not None:
         write_plot(doc, plot)
@@ -845,7 +844,7 @@ def fsck(json_: JsonOpt = False) -> None:
     (exit 10 when one does not)."""
     from . import ui
     from .errors import ExitCode
-    from .store.fsck import fsck as check
+    from .fsck import fsck as check
 
     store = _existing_store()
     if store is None:

@@ -27,6 +27,7 @@ from .content import annotate
 from .engine import Engine
 from .engine.image_archive import ensure_present
 from .errors import CannotReplay, SpecError, UsageError
+from .fsck import check_artifact
 from .hashing import hex_of, sha256_file
 from .outputs import pair_renamed
 from .record import ResolvedSpec, RunRecord, utc_now
@@ -34,7 +35,6 @@ from .resolve import Redactor, Resolution, dir_digest, secret_values, spec_diges
 from .runner import Hooks, new_record, new_run_id, start
 from .snapshot import Snapshot, extract
 from .store import Store
-from .store.fsck import check_artifact
 
 IDENTICAL, DIFFERS, WITHIN_TOLERANCE = "identical", "differs", "within-tolerance"
 NOTHING_COMPARED = "nothing-compared"

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ReproError, StoreError, UsageError
+from .fsck import keep, references
 from .hashing import short
 from .record import RunRecord
 from .store import Store
 from .store.artifacts import DigestMismatch
-from .store.fsck import keep, references
 from .units import human_size
 
 LARGE = 1 << 20  # an artifact at least this big gets its own progress line

@@ -26,9 +26,6 @@ from .runs import RunStore
 if TYPE_CHECKING:
     from .protocol import Artifacts, RecordStore
 
-    def _satisfies(backend: RunStore) -> RecordStore:  # mypy checks the SQLite backend
-        return backend
-
 
 def default_home() -> Path:
     from ..settings import home
@@ -39,7 +36,7 @@ def default_home() -> Path:
 @dataclass
 class Store:
     home: Path
-    runs: RunStore
+    runs: RecordStore
     artifacts: Artifacts
     local: LocalState
     records_here: bool = True  # the records are this home's own SQLite file (not shared)
@@ -180,11 +177,11 @@ def _postgresql(url: str) -> RunStore:
     return RunStore.postgresql(url)
 
 
-RECORD_STORES: dict[str, Callable[[str], RunStore]] = {
+RECORD_STORES: dict[str, Callable[[str], RecordStore]] = {
     "sqlite": _sqlite, "": _sqlite, "postgresql": _postgresql, "postgres": _postgresql}
 
 
-def records(url: str) -> RunStore:
+def records(url: str) -> RecordStore:
     """The record store a URL names: a path, sqlite:///path or postgresql://..."""
     scheme = urlparse(url).scheme if "://" in url or url.startswith("sqlite:") else ""
     if scheme not in RECORD_STORES:

@@ -1,6 +1,7 @@
 """Analysis reads of the record store (SQLite or PostgreSQL: portable SQL): the dashboard's
-sweep grouping, importance samples, and the names of every param, metric and tag. They are
-functions over a ``RunStore``, not methods of the record-store protocol.
+sweep grouping, importance samples, and the names of every param, metric and tag: the
+``AnalysisReads`` of the record-store protocol, as ``RunStore`` implements them. Callers use
+the methods (``store.runs.sweep_groups(...)``), never these functions.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def sweep_groups(runs: RunStore, where: Where, metric: str | None = None, limit:
 
 
 def importance_samples(runs: RunStore, where: Where, metric: str, at_most: int | None = None
-                       ) -> tuple[list[tuple[dict, float]], int]:
+                       ) -> tuple[list[tuple[dict[str, object], float]], int]:
     """(params, metric value) of the succeeded runs matching ``where`` that report
     ``metric``, read from the indexed side tables (no record is parsed), and how many
     such runs there are. With ``at_most``, a seeded uniform sample of that many: the

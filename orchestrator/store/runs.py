@@ -28,6 +28,7 @@ from ..record import (
     utc_now,
 )
 from .db import Db, DbError, PostgresDb, SqliteDb
+from .protocol import Sweep
 from .query import COLUMNS as COLUMNS_BY_FIELD
 from .query import Sort, Where
 from .sql_query import Compiled, Cond, compile_where
@@ -56,6 +57,11 @@ class RunStore:
 
     def close(self) -> None:
         self.db.close()
+
+    @property
+    def shared(self) -> bool:
+        """A team's store: PostgreSQL, where each row records the role that wrote it."""
+        return self.db.dialect == "postgresql"
 
     @property
     def schema_version(self) -> int:
@@ -100,7 +106,7 @@ class RunStore:
             raise StoreError(f"store {self.db.where}: cannot record run {record.id}: {e}") from e
 
     def copy_in(self, record: RunRecord, steps: Iterable[tuple[str, int, float]],
-                origin: dict[str, Any] | None, sweep: tuple[str, str, str | None, str, str] | None,
+                origin: dict[str, Any] | None, sweep: Sweep | None,
                 image_archive: tuple[str, str, int] | None) -> None:
         """Record a finished run copied from another store (`repro push`/`pull`), in one
         transaction: the record, its series, where it came from (a bundle's origin travels
@@ -125,7 +131,7 @@ class RunStore:
         except DbError as e:
             raise StoreError(f"store {self.db.where}: cannot record run {record.id}: {e}") from e
 
-    def sweep(self, sweep_id: str) -> tuple[str, str, str | None, str, str] | None:
+    def sweep(self, sweep_id: str) -> Sweep | None:
         """(id, name, spec_path, plan, created_at) of a sweep, or None."""
         row = self.db.execute("SELECT id, name, spec_path, plan, created_at FROM sweeps WHERE "
                               "id = ?", (sweep_id,)).fetchone()
@@ -342,7 +348,7 @@ class RunStore:
         """Each run's tags; where members set the same key, the run's author's value wins,
         then the first member's by name."""
         out: dict[str, dict[str, str]] = {i: {} for i in run_ids}
-        author = "t.created_by <> r.created_by, " if self.db.dialect == "postgresql" else ""
+        author = "t.created_by <> r.created_by, " if self.shared else ""
         for i in range(0, len(run_ids), 500):
             chunk = run_ids[i:i + 500]
             for rid, k, v in self.db.execute(
@@ -417,7 +423,7 @@ class RunStore:
 
     def published(self, run_id: str) -> dict[str, Any] | None:
         """The citation; ``cited_by`` is the store role that cited it, in a team store."""
-        who = "created_by" if self.db.dialect == "postgresql" else "cited_by"
+        who = "created_by" if self.shared else "cited_by"
         row = self.db.execute(f"SELECT metric, value, {who}, cited_at FROM published WHERE "
                               "run_id = ?", (run_id,)).fetchone()
         if row is None:
@@ -491,7 +497,7 @@ class RunStore:
     def authors(self, run_ids: Iterable[str]) -> dict[str, str]:
         """Who wrote each run's row, as the database knows them (the role a member connects
         as): a record's ``user`` is whatever its client said. Empty for SQLite (one writer)."""
-        if self.db.dialect != "postgresql":
+        if not self.shared:
             return {}
         ids, out = list(dict.fromkeys(run_ids)), dict[str, str]()
         for i in range(0, len(ids), 500):
@@ -553,6 +559,26 @@ class RunStore:
         return list(self.db.execute("SELECT repository, digest FROM image_pushes WHERE "
                                     "image_id = ? ORDER BY pushed_at DESC, repository",
                                     (image_id,)))
+
+    # -- analysis reads: portable SQL in analysis.py -----------------------------------------
+
+    def sweep_groups(self, where: Where, metric: str | None = None, limit: int = 50,
+                     offset: int = 0) -> tuple[int, list[dict[str, object]]]:
+        from . import analysis
+
+        return analysis.sweep_groups(self, where, metric, limit, offset)
+
+    def importance_samples(self, where: Where, metric: str, at_most: int | None = None
+                           ) -> tuple[list[tuple[dict[str, object], float]], int]:
+        from . import analysis
+
+        return analysis.importance_samples(self, where, metric, at_most)
+
+    def names(self) -> dict[str, list[str]]:
+        from . import analysis
+
+        return analysis.names(self)
+
 
 @contextmanager
 def _theirs_stands() -> Iterator[None]:

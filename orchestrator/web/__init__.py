@@ -32,7 +32,7 @@ from urllib.parse import parse_qs, urlparse
 from ..analysis.compare import compare
 from ..analysis.importance import SAMPLE_RUNS, importance_of
 from ..errors import ExitCode, ReproError, UsageError
-from ..store import Store, analysis, open_store
+from ..store import Store, open_store
 from ..store.query import not_experiment, parse_sort, parse_where
 from ..untrusted import HEX64
 from ..views import flat_row, record_json
@@ -139,8 +139,7 @@ class Api:
         where = parse_where(q.get("where", ""))
         limit, offset = _page(q)
         metric = q.get("metric") or None
-        total, groups = analysis.sweep_groups(self.store.runs, where, metric, limit,
-                                                     offset)
+        total, groups = self.store.runs.sweep_groups(where, metric, limit, offset)
         outside = where.and_(parse_where("sweep is null"))
         return {"total": total, "offset": offset, "limit": limit, "metric": metric,
                 "groups": groups, "outside": self.store.runs.query_count(outside)}
@@ -172,13 +171,13 @@ class Api:
     def importance(self, q: dict[str, str]) -> dict[str, Any]:
         if not q.get("metric"):
             raise UsageError("importance needs ?metric=NAME")
-        samples, total = analysis.importance_samples(
-            self.store.runs, parse_where(q.get("where", "")), q["metric"], SAMPLE_RUNS)
+        samples, total = self.store.runs.importance_samples(
+            parse_where(q.get("where", "")), q["metric"], SAMPLE_RUNS)
         return importance_of(q["metric"], samples, total)
 
     def meta(self) -> dict[str, Any]:
         runs = self.store.runs
-        return {**analysis.names(runs), "count": runs.count(), "home": str(self.home)}
+        return {**runs.names(), "count": runs.count(), "home": str(self.home)}
 
 
 class _Server(ThreadingHTTPServer):

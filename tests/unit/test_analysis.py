@@ -10,7 +10,6 @@ from orchestrator.analysis.plots import write_plot
 from orchestrator.errors import SpecError, UsageError
 from orchestrator.record import FileRef, RunStatus
 from orchestrator.spec import load_spec
-from orchestrator.store import analysis
 from orchestrator.sweep import parse_grid, plan
 from tests.unit.test_spec import GOOD, write
 from tests.unit.test_store import record
@@ -148,7 +147,7 @@ def test_store_samples_give_the_importance_the_records_give(tmp_path, backend):
     runs[0].status = RunStatus.FAILED  # not a sample
     for r in runs:
         store.runs.insert(r)
-    samples, total = analysis.importance_samples(store.runs, parse_where(""), "acc")
+    samples, total = store.runs.importance_samples(parse_where(""), "acc")
     assert total == 79 and len(samples) == 79
     by_metric = {r.metrics["acc"]: r.params for r in runs[1:]}
     for params, value in samples:  # types come back: bool, int, float, str, None
@@ -161,8 +160,8 @@ def test_store_samples_give_the_importance_the_records_give(tmp_path, backend):
     assert [p["importance"] for p in a["params"]] == pytest.approx(
         [p["importance"] for p in b["params"]], abs=1e-6)
     where = parse_where("params.hidden > 16")
-    some, total = analysis.importance_samples(store.runs, where, "acc", at_most=20)
+    some, total = store.runs.importance_samples(where, "acc", at_most=20)
     assert total > 20 and len(some) == 20
-    assert some == analysis.importance_samples(store.runs, where, "acc", at_most=20)[0]
+    assert some == store.runs.importance_samples(where, "acc", at_most=20)[0]
     doc = importance_of("acc", some, total)
     assert doc["sampled_from"] == total and f"sample of 20 of the {total}" in doc["method"]

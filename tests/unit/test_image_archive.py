@@ -15,9 +15,9 @@ from orchestrator.engine.image_archive import (
     split_into_store,
 )
 from orchestrator.errors import CannotReplay
+from orchestrator.fsck import check_artifact
 from orchestrator.record import ImageRef
 from orchestrator.store import open_store
-from orchestrator.store.fsck import check_artifact
 
 LONG = "d" * 120 + "/layer.tar"  # past ustar's 100-character name field
 

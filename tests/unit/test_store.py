@@ -17,7 +17,7 @@ from orchestrator.record import (
     RunStatus,
     utc_now,
 )
-from orchestrator.store import analysis, open_store
+from orchestrator.store import open_store
 from orchestrator.store.migrations import LATEST
 
 
@@ -288,17 +288,17 @@ def test_sweep_groups_count_outcomes_and_range_over_the_matching_runs(tmp_path, 
         r.sweep_id, r.status, r.params = sweep, status, {"hidden": hidden}
         r.metrics = {"acc": acc} if acc is not None else {}
         store.runs.insert(r)
-    total, groups = analysis.sweep_groups(store.runs, parse_where(""), "acc")
+    total, groups = store.runs.sweep_groups(parse_where(""), "acc")
     assert total == 2
     assert groups == [
         {"sweep": "sw2", "name": None, "runs": 1, "succeeded": 0, "active": 1, "failed": 0,
          "created_at": "2026-11-23T00:00:00.000Z", "min": None, "max": None},
         {"sweep": "sw1", "name": "digits", "runs": 3, "succeeded": 2, "active": 0, "failed": 1,
          "created_at": "2026-11-20T00:00:00.000Z", "min": 0.8, "max": 0.9}]
-    total, groups = analysis.sweep_groups(store.runs, parse_where("params.hidden > 8"),
+    total, groups = store.runs.sweep_groups(parse_where("params.hidden > 8"),
                                                  "acc")
     assert total == 1 and groups[0]["runs"] == 2 and groups[0]["min"] == groups[0]["max"] == 0.9
-    page = analysis.sweep_groups(store.runs, parse_where(""), None, limit=1, offset=1)
+    page = store.runs.sweep_groups(parse_where(""), None, limit=1, offset=1)
     assert page[1][0]["sweep"] == "sw1"
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from orchestrator.bundle import import_bundle, manifest_of, needed_artifacts
 from orchestrator.errors import CannotReplay, StoreError, UsageError
+from orchestrator.fsck import fsck
 from orchestrator.outputs import collect, final_metrics, read_logged_params, read_series
 from orchestrator.record import FileRef, RunRecord, RunStatus
 from orchestrator.recovery import orphans
@@ -21,7 +22,6 @@ from orchestrator.replay import Grants, _input_source, plan_replay
 from orchestrator.runner import ingest
 from orchestrator.snapshot import extract
 from orchestrator.store import open_store
-from orchestrator.store.fsck import fsck
 from tests.unit.test_resolve import do, repo
 
 __all__ = ["repo"]

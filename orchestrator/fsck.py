@@ -7,13 +7,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..engine.image_archive import member_digests
-from ..errors import ReproError
-from ..hashing import hex_of
-from ..record import RunRecord
-from ..snapshot import cache_problems
-from ..untrusted import HEX64, printable
-from . import Store
+from .engine.image_archive import member_digests
+from .errors import ReproError
+from .hashing import hex_of
+from .record import RunRecord
+from .snapshot import cache_problems
+from .store import Store
+from .untrusted import HEX64, printable
 
 
 def references(record: RunRecord, store: Store,
