@@ -6,9 +6,11 @@ fast. One handler in ``main`` maps ``ReproError`` to exit codes; tracebacks only
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
     from .record import RunRecord
     from .replay import Grants
     from .runner import Hooks
+    from .scheduler import Where
     from .store import Store
 
 app = typer.Typer(
@@ -134,27 +137,25 @@ def launch(
 ) -> None:
     """Run a spec in a container and record everything about it (here, or on a Slurm
     cluster with --executor slurm)."""
-    from . import ui, views
-    from .engine import connect
-    from .runner import launch as launch_run
+    from . import scheduler, ui, views
     from .spec import apply_overrides, default_spec, load_spec
     from .store import open_store
 
     loaded = apply_overrides(load_spec(spec or default_spec(Path.cwd())), param or [])
-    where = _executor(executor)
-    if where == "k8s":
-        _render_k8s(loaded, allow_dirty, strict, quiet, dry_run, json_)
+    where = _where(executor, partition, account, qos, sbatch_option)
+    with _detachable():
+        done = scheduler.launch(loaded, where, lambda: _recovered(open_store()),
+                                allow_dirty=allow_dirty, strict=strict, hooks=_hooks(quiet),
+                                detach=detach, dry_run=dry_run)
+    if done.rendered is not None:
+        text, doc = done.rendered
+        if json_ and where.scheduler == "k8s":
+            ui.print_json(doc)
+        else:
+            typer.echo(text, nl=False)
         return
-    if where == "slurm":
-        record = _launch_on_slurm(loaded, allow_dirty, strict, quiet, detach, dry_run,
-                                  _slurm_options(partition, account, qos, sbatch_option))
-        if record is None:
-            return
-        store = open_store()
-    else:
-        store = _recovered(open_store())
-        record = launch_run(loaded, store, connect(), allow_dirty=allow_dirty, strict=strict,
-                            hooks=_hooks(quiet))
+    record, store = done.record, done.store
+    assert record is not None and store is not None
     series = store.runs.steps(record.id)
     if json_:
         ui.print_json(views.record_json(record, series))
@@ -251,7 +252,8 @@ def sweep(
     points = plan(values, random_n, seed)
     board = ui.SweepBoard(len(points), metric)
     plan_doc = {"grid": values, "random": random_n, "seed": seed}
-    if _executor(executor) == "slurm":
+    where = _where(executor, partition, account, qos, sbatch_option)
+    if where.scheduler == "slurm":  # as one job array: Slurm's own, not yet the seam's
         from . import slurm
         from .store import open_store
         from .sweep import submit_sweep
@@ -259,7 +261,7 @@ def sweep(
         slurm.require_shared_store()
         with board:
             result = submit_sweep(loaded, points, _recovered(open_store()),
-                                  _slurm_options(partition, account, qos, sbatch_option),
+                                  slurm.options(where.flags),
                                   parallel=parallel, allow_dirty=allow_dirty, strict=strict,
                                   detach=detach, on_line=board.line, on_done=board.done,
                                   plan_doc=plan_doc)
@@ -270,6 +272,8 @@ def sweep(
             else:
                 typer.echo(f"sweep {result.id}: {len(result.points)} points queued")
             return
+    elif where.scheduler is not None:
+        raise UsageError(f"--executor {where.scheduler}: a sweep runs here or on slurm")
     else:
         with board:
             result = run_sweep(loaded, points, default_home(), parallel=parallel,
@@ -588,14 +592,16 @@ def replay(
     from .engine import connect
     from .replay import parse_tolerances
     from .replay import replay as replay_run
+    from .scheduler import replay_elsewhere
     tolerances = parse_tolerances(tolerance or [])
     grants = _grants(allow_network, secret, input_, timeout, gpus, local_image)
+    where = _where(executor, partition, account, qos, sbatch_option)
     store = _store_of(run)
     original = store.runs.get(run)
     hooks = _hooks(quiet, _is_foreign(original, store))
-    rec = replay_run(original, store, connect(), hooks, tolerances, strict_env, grants,
-                     _elsewhere(store, hooks, executor, partition, account, qos,
-                                sbatch_option))
+    with _detachable():
+        rec = replay_run(original, store, connect(), hooks, tolerances, strict_env, grants,
+                         replay_elsewhere(where, store, hooks))
     _render_replay(rec, store, json_)
     _exit(_verdict_exit(rec))
 
@@ -632,20 +638,22 @@ def verify(
     from .engine import connect
     from .errors import UsageError
     from .replay import parse_tolerances
+    from .scheduler import replay_elsewhere
     from .store import open_store
     from .verify import junit as junit_xml
     from .verify import verify as verify_run
 
     tolerances = parse_tolerances(tolerance or [])
     grants = _grants(allow_network, secret, input_, timeout, gpus, local_image)
+    where = _where(executor, partition, account, qos, sbatch_option)
     bundle = _exists(target)
     if not bundle and ("/" in target or target.endswith(".json")):
         raise UsageError(f"{target}: no such bundle folder or manifest")
     store = _recovered(open_store()) if bundle else _store_of(target)
     hooks = _hooks(quiet, bundle or _is_foreign(store.runs.get(target), store))
-    original, rec = verify_run(target, store, connect(), hooks, tolerances, strict_env,
-                               grants, _elsewhere(store, hooks, executor, partition, account,
-                                                  qos, sbatch_option))
+    with _detachable():
+        original, rec = verify_run(target, store, connect(), hooks, tolerances, strict_env,
+                                   grants, replay_elsewhere(where, store, hooks))
     if junit is not None:
         junit.write_text(junit_xml(original, rec))
     _render_replay(rec, store, json_)
@@ -1017,12 +1025,13 @@ def wait_(
 ) -> None:
     """Follow a run submitted to Slurm until it ends (its log, its status, Slurm's endings);
     exits as `launch` would have."""
-    from . import ui, views
+    from . import scheduler, ui, views
 
     store = _store_of(run)
     record = store.runs.get(run)
     if not record.status.terminal:
-        record = _follow(store, record, _hooks(quiet))
+        with _detachable():
+            record = scheduler.follow(store, record, _hooks(quiet))
     if json_:
         ui.print_json(views.record_json(record, store.runs.steps(record.id)))
     else:
@@ -1040,7 +1049,7 @@ def cancel(
 ) -> None:
     """Stop runs submitted to Slurm (scancel): a running one is stopped by its node and
     recorded interrupted, a queued one is recorded interrupted here."""
-    from . import slurm, ui
+    from . import scheduler, ui
     from .errors import UsageError
     from .store import open_store
     from .store.query import sweep_is
@@ -1052,7 +1061,7 @@ def cancel(
     if sweep_:
         records += [r for r in store.runs.query(sweep_is(sweep_), None, None)
                     if not r.status.terminal]
-    done = slurm.cancel(store, records)
+    done = scheduler.cancel(store, records)
     if json_:
         ui.print_json([{"id": r.id, "status": str(r.status), "reason": r.reason} for r in done])
     else:
@@ -1249,111 +1258,24 @@ DetachOpt = Annotated[bool, typer.Option(
     "RUN` follows it later).")]
 
 
-def _executor(given: str | None) -> str:
-    from .errors import UsageError
+def _where(executor: str | None, partition: str | None, account: str | None,
+           qos: str | None, extra: list[str] | None) -> Where:
+    from .scheduler import where
 
-    where = (given or os.environ.get("REPRO_EXECUTOR", "") or "local").strip().lower()
-    if where in ("docker", "podman"):  # this machine's engine (REPRO_EXECUTOR=podman)
-        return "local"
-    if where not in ("local", "slurm", "k8s"):
-        raise UsageError(f"--executor {where!r}: use local (this machine's engine: docker "
-                         "or podman), slurm or k8s")
-    return where
+    return where(executor, partition=partition, account=account, qos=qos, extra=extra)
 
 
-def _slurm_options(partition: str | None, account: str | None, qos: str | None,
-                   extra: list[str] | None) -> Any:
-    import shlex
-
-    from .slurm import SlurmOptions
-
-    env = os.environ.get
-    return SlurmOptions(
-        partition=partition or env("REPRO_SLURM_PARTITION") or None,
-        account=account or env("REPRO_SLURM_ACCOUNT") or None,
-        qos=qos or env("REPRO_SLURM_QOS") or None,
-        extra=shlex.split(env("REPRO_SLURM_OPTIONS", "")) + list(extra or []))
-
-
-def _elsewhere(store: Store, hooks: Hooks, executor: str | None, partition: str | None,
-               account: str | None, qos: str | None,
-               extra: list[str] | None) -> Any:
-    """For replay and verify: None to run here, else what submits the replay to Slurm and
-    follows it to its end (the node writes the verdict)."""
-    if _executor(executor) != "slurm":
-        return None
-    from . import slurm
-
-    slurm.require_shared_store()
-    opts = _slurm_options(partition, account, qos, extra)
-
-    def on_slurm(record: RunRecord) -> RunRecord:  # its executor holds the tolerances
-        record = slurm.submit(record, store, opts, hooks.on_line)
-        return record if record.status.terminal else _follow(store, record, hooks)
-
-    return on_slurm
-
-
-def _render_k8s(loaded: Any, allow_dirty: bool, strict: bool, quiet: bool, dry_run: bool,
-                json_: bool) -> None:
-    """Kubernetes, rendering only: the Job (and NetworkPolicy) for the resolved run."""
-    import yaml
-
-    from . import k8s, ui
-    from .engine import connect
-    from .errors import UsageError
-    from .runner import prepare_launch
-    from .store import open_store
-
-    if not dry_run:
-        raise UsageError("--executor k8s renders a Job only (add --dry-run); repro does not "
-                         "submit to a live Kubernetes cluster yet")
-    store = _recovered(open_store())
-    record, _ = prepare_launch(loaded, store, connect(), allow_dirty=allow_dirty,
-                               strict=strict, hooks=_hooks(quiet), local_gpus=False)
-    docs = k8s.render(record, store, os.environ.get("REPRO_K8S_NAMESPACE") or None)
-    if json_:
-        ui.print_json(docs)
-    else:
-        typer.echo(f"# repro run {record.id} ({record.name}) as a Kubernetes Job; a dry run "
-                   "records nothing\n" + yaml.safe_dump_all(docs, sort_keys=False), nl=False)
-
-
-def _launch_on_slurm(loaded: Any, allow_dirty: bool, strict: bool, quiet: bool,
-                     detach: bool, dry_run: bool, opts: Any) -> RunRecord | None:
-    """Resolve here, submit, and follow the run until it ends (unless --detach)."""
-    from . import slurm
-    from .engine import connect
-    from .runner import prepare_launch
-    from .store import open_store
-
-    slurm.require_shared_store()
-    store = _recovered(open_store())
-    hooks = _hooks(quiet)
-    record, _ = prepare_launch(loaded, store, connect(), allow_dirty=allow_dirty,
-                               strict=strict, hooks=hooks, local_gpus=False)
-    if dry_run:
-        typer.echo(slurm.script(record, opts, store.home), nl=False)
-        return None
-    record = slurm.submit(record, store, opts, hooks.on_line)
-    if detach or record.status.terminal:
-        return record
-    return _follow(store, record, hooks)
-
-
-def _follow(store: Store, record: RunRecord, hooks: Hooks) -> RunRecord:
-    from . import slurm, ui
+@contextlib.contextmanager
+def _detachable() -> Iterator[None]:
+    """Ctrl-C while following a submitted run: it goes on; say how to reach it, exit 130."""
+    from . import ui
+    from .scheduler import Detached
 
     try:
-        done = slurm.follow(store, record, hooks.on_line, hooks.on_log)
-    except KeyboardInterrupt:
-        hooks.on_end()
-        job = (record.executor or {}).get("job_id")
-        ui.progress(f"run {record.id} goes on as Slurm job {job}: `repro wait {record.id}` "
-                    f"follows it, `repro cancel {record.id}` stops it")
-        raise typer.Exit(130) from None
-    hooks.on_end()
-    return done
+        yield
+    except Detached as e:
+        ui.progress(str(e))
+        raise typer.Exit(int(e.exit_code)) from None
 
 
 def _hooks(quiet: bool, foreign: bool = False) -> Hooks:

@@ -30,8 +30,28 @@ from .spec import param_env
 from .store import Store
 from .workdir import CODE, PROJECT, target
 
+TITLE = "Kubernetes"
+SUBMITS = False  # the Scheduler protocol (scheduler.py): rendering only, for now
 USER = 65534  # nobody, as for a local run
 FETCH_IMAGE_ENV = "REPRO_K8S_FETCH_IMAGE"  # an image with repro installed (the init container)
+
+
+def options(flags: dict[str, Any]) -> str | None:
+    """The namespace: REPRO_K8S_NAMESPACE (none: the context's own)."""
+    return os.environ.get("REPRO_K8S_NAMESPACE") or None
+
+
+def require_shared_store() -> None:
+    """Nothing to check when only rendering (the init container reads the stores the
+    rendered Job names)."""
+
+
+def _render_only(*_: Any, **__: Any) -> Any:
+    raise UsageError("--executor k8s renders a Job only (add --dry-run); repro does not "
+                     "submit to a live Kubernetes cluster yet")
+
+
+submit = follow = reconcile = cancel = _render_only
 
 
 def image_ref(record: RunRecord, store: Store) -> str:
@@ -48,7 +68,19 @@ def image_ref(record: RunRecord, store: Store) -> str:
                      "IMAGE REGISTRY/NAME`, or set REPRO_ARTIFACTS=oci://... and launch)")
 
 
-def render(record: RunRecord, store: Store, namespace: str | None = None) -> list[dict[str, Any]]:
+def render(record: RunRecord, store: Store, namespace: str | None = None
+           ) -> tuple[str, list[dict[str, Any]]]:
+    """The Job (and, for ``network: none``, its deny-all NetworkPolicy): as YAML for people,
+    and as plain documents."""
+    import yaml
+
+    docs = manifests(record, store, namespace)
+    return (f"# repro run {record.id} ({record.name}) as a Kubernetes Job; a dry run records "
+            "nothing\n" + yaml.safe_dump_all(docs, sort_keys=False)), docs
+
+
+def manifests(record: RunRecord, store: Store, namespace: str | None = None
+              ) -> list[dict[str, Any]]:
     """The Job (and, for ``network: none``, its deny-all NetworkPolicy) as plain documents."""
     r = record.resolved
     res = r.resources

@@ -153,6 +153,13 @@ def build_timeout() -> float:
     return seconds("REPRO_BUILD_TIMEOUT", 1800.0)
 
 
+def executor(given: str | None = None) -> str:
+    """--executor, else REPRO_EXECUTOR: where runs go, lower-cased (default local: this
+    machine's engine; docker and podman name an engine, slurm and k8s a scheduler). Checked
+    by ``scheduler.where`` and ``engine.connect``, which read it only through here."""
+    return ((given or "").strip() or _raw("REPRO_EXECUTOR") or "local").strip().lower()
+
+
 def user() -> str:
     """REPRO_USER: who runs are recorded as launched by (default: git's user.email, else
     the login name)."""

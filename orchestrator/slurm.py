@@ -52,6 +52,8 @@ ENDINGS: dict[str, tuple[RunStatus, str]] = {
 ACTIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED",
           "RESIZING", "SIGNALING", "STAGE_OUT", "RESV_DEL_HOLD", "REQUEUE_HOLD",
           "REQUEUE_FED", "SPECIAL_EXIT", "STOPPED"}
+TITLE = "Slurm"
+SUBMITS = True  # the Scheduler protocol (scheduler.py): this module is its Slurm entry
 JOB_ID = re.compile(r"^[0-9]{1,20}(_[0-9]{1,9})?$")  # 12 or, for an array task, 12_3
 GRACE_S = 20.0  # after Slurm says a job ended, how long the node's own record may take
 
@@ -81,6 +83,23 @@ class SlurmOptions:
     def doc(self) -> dict[str, Any]:
         return {"partition": self.partition, "account": self.account, "qos": self.qos,
                 "sbatch_options": list(self.extra)}
+
+
+def options(flags: dict[str, Any]) -> SlurmOptions:
+    """--partition, --account, --qos, --sbatch-option, else REPRO_SLURM_* (the options
+    REPRO_SLURM_OPTIONS names come first, the command's after)."""
+    env = os.environ.get
+    return SlurmOptions(
+        partition=flags.get("partition") or env("REPRO_SLURM_PARTITION") or None,
+        account=flags.get("account") or env("REPRO_SLURM_ACCOUNT") or None,
+        qos=flags.get("qos") or env("REPRO_SLURM_QOS") or None,
+        extra=shlex.split(env("REPRO_SLURM_OPTIONS", "")) + list(flags.get("extra") or []))
+
+
+def render(record: RunRecord, store: Store, opts: SlurmOptions) -> tuple[str, Any]:
+    """The job script sbatch would get (`--dry-run`)."""
+    text = script(record, opts, store.home)
+    return text, {"script": text}
 
 
 def require_shared_store() -> None:

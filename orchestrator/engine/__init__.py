@@ -186,18 +186,18 @@ def _podman() -> Engine:
 EXECUTORS: dict[str, Callable[[], Engine]] = {"docker": _docker, "podman": _podman}
 
 
-SCHEDULERS = ("slurm", "k8s")  # REPRO_EXECUTOR values that say where runs go, not the engine
-
-
 def connect(name: str | None = None) -> Engine:
     """This machine's engine ``name`` (default: REPRO_ENGINE, else REPRO_EXECUTOR when it
     names an engine, else docker); nothing is contacted until the first call. A scheduler
     in REPRO_EXECUTOR (slurm) still uses this machine's engine to resolve images."""
-    executor = os.environ.get("REPRO_EXECUTOR", "").strip()
+    from ..scheduler import SCHEDULERS
+    from ..settings import executor
+
+    where = executor()  # a scheduler's name (slurm) still resolves images with this engine
     name = (name or os.environ.get("REPRO_ENGINE", "").strip()
-            or (executor if executor not in ("local", *SCHEDULERS) else "") or "docker")
+            or (where if where not in ("local", *SCHEDULERS) else "") or "docker")
     if name not in EXECUTORS:
         raise UsageError(f"executor {name!r} is not one of: {', '.join(sorted(EXECUTORS))}; "
                          "set REPRO_ENGINE (or REPRO_EXECUTOR) to one of them, or "
-                         f"REPRO_EXECUTOR to {' or '.join(SCHEDULERS)}")
+                         "REPRO_EXECUTOR to a scheduler (repro launch --help)")
     return EXECUTORS[name]()

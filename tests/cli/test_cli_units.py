@@ -123,7 +123,7 @@ def test_cancel_of_a_sweep_takes_its_id_as_a_value_never_as_query_text(repo, mon
         store.runs.insert(r.model_copy(update={"status": RunStatus.RUNNING,
                                                "sweep_id": sweep_id}))
     store.close()
-    monkeypatch.setattr("orchestrator.slurm.cancel", stand_in)
+    monkeypatch.setattr("orchestrator.scheduler.cancel", stand_in)
     for hostile in ["5eed00000001' or status = 'running", "5eed00000001' or '1' = '1"]:
         result = runner.invoke(cli.app, ["cancel", "--sweep", hostile])
         assert isinstance(result.exception, Called)

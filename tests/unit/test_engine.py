@@ -141,12 +141,12 @@ def test_a_failed_build_step_keeps_its_lines_whole_however_the_engine_cuts_them(
 
 
 def test_a_scheduler_as_executor_still_resolves_with_this_machines_engine(monkeypatch):
-    from orchestrator.cli import _executor
     from orchestrator.engine.docker import DockerEngine
+    from orchestrator.scheduler import where
 
     monkeypatch.setenv("REPRO_EXECUTOR", "slurm")
-    assert isinstance(connect(), DockerEngine) and _executor(None) == "slurm"
+    assert isinstance(connect(), DockerEngine) and where().scheduler == "slurm"
     monkeypatch.setenv("REPRO_EXECUTOR", "podman")  # an engine: runs stay on this machine
-    assert _executor(None) == "local" and _executor("slurm") == "slurm"
+    assert where().here and where("slurm").scheduler == "slurm"
     with pytest.raises(UsageError, match="use local"):
-        _executor("lsf")
+        where("lsf")

@@ -37,7 +37,7 @@ def test_a_job_renders_valid_unprivileged_and_deny_all(store):
     r.resolved.secret_env = []
     store.runs.add_push(r.resolved.image.digest, "registry.example/team/runs",
                         "sha256:" + "d" * 64)
-    job, policy = k8s.render(r, store, namespace="ml")
+    job, policy = k8s.manifests(r, store, namespace="ml")
     assert _round_trip(job, "V1Job") == job
     assert _round_trip(policy, "V1NetworkPolicy") == policy
     pod = job["spec"]["template"]["spec"]
@@ -66,7 +66,7 @@ def test_the_job_works_where_its_layout_says(store, layout):
     r.resolved.layout = layout
     store.runs.add_push(r.resolved.image.digest, "registry.example/team/runs",
                         "sha256:" + "d" * 64)
-    job, _ = k8s.render(r, store)
+    job, _ = k8s.manifests(r, store)
     assert _round_trip(job, "V1Job") == job
     pod = job["spec"]["template"]["spec"]
     main, fetch = pod["containers"][0], pod["initContainers"][0]
@@ -84,8 +84,8 @@ def test_network_bridge_has_no_policy_and_an_unpushed_image_is_refused(store):
     r = record("n")
     r.resolved.network = "bridge"
     with pytest.raises(UsageError, match="in no registry"):
-        k8s.render(r, store)
+        k8s.manifests(r, store)
     store.runs.add_push(r.resolved.image.digest, "registry.example/x", "sha256:" + "e" * 64)
-    docs = k8s.render(r, store)
+    docs = k8s.manifests(r, store)
     assert [d["kind"] for d in docs] == ["Job"]
     assert _round_trip(docs[0], "V1Job") == docs[0]

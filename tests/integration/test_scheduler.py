@@ -1,0 +1,63 @@
+"""The scheduler seam: a scheduler is one module and one ``SCHEDULERS`` entry. A fake one,
+registered for the test, takes a real launch (resolved here with the real engine and
+store) through submit, follow and cancel, and renders a dry run, with no other change."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from orchestrator import cli
+from orchestrator.errors import UsageError
+from orchestrator.scheduler import SCHEDULERS
+from tests import fake_scheduler
+
+
+@pytest.fixture
+def fake(monkeypatch, proj):
+    monkeypatch.setitem(SCHEDULERS, "fake", "tests.fake_scheduler")
+    monkeypatch.chdir(proj)
+    fake_scheduler.asked.clear()
+    return fake_scheduler.asked
+
+
+def repro(*args: str):
+    result = CliRunner().invoke(cli.app, list(args))
+    assert result.exception is None or isinstance(result.exception, SystemExit), \
+        result.exception
+    return result
+
+
+def test_a_scheduler_registered_by_one_entry_takes_launch_follow_and_cancel(fake):
+    done = repro("launch", "specs/hello.yaml", "--executor", "fake", "--partition", "gpu",
+                 "--json")
+    assert done.exit_code == 0, done.output
+    record = json.loads(done.stdout)
+    assert record["status"] == "succeeded"
+    assert record["executor"] == {"kind": "fake", "job_id": "7", "queue": "gpu"}
+    assert fake == [("require_shared_store", None), ("submit", record["id"]),
+                    ("follow", record["id"])]
+
+    fake.clear()
+    queued = repro("launch", "specs/hello.yaml", "--executor", "fake", "--detach", "--json")
+    run = json.loads(queued.stdout)["id"]
+    assert json.loads(queued.stdout)["status"] == "queued" and queued.exit_code == 0
+    cancelled = repro("cancel", run, "--json")
+    assert cancelled.exit_code == 0, cancelled.output
+    assert json.loads(cancelled.stdout) == [{"id": run, "status": "interrupted",
+                                             "reason": "cancelled on the fake cluster"}]
+    assert fake[-1] == ("cancel", [run])
+
+    dry = repro("launch", "specs/hello.yaml", "--executor", "fake", "--dry-run")
+    assert dry.exit_code == 0 and dry.stdout.startswith("fake job for run ")
+    assert dry.stdout.rstrip().endswith("on default")
+
+
+def test_an_unknown_scheduler_is_one_line_naming_the_registered_ones(fake):
+    done = CliRunner().invoke(cli.app, ["launch", "specs/hello.yaml", "--executor", "lsf"])
+    assert isinstance(done.exception, UsageError)  # main() prints it, exit code 2
+    assert str(done.exception) == "--executor 'lsf': use local (this machine's engine: " \
+                                  "docker or podman) or one of: slurm, k8s, fake"
+    assert fake == []
