@@ -19,6 +19,7 @@ from pydantic import (
     StringConstraints,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from .errors import ExitCode
@@ -333,6 +334,14 @@ class Diagnosis(_Shape):
     cost: dict[str, Any] = {}
 
 
+class Judging(_Doc):
+    """How a replay that runs elsewhere (a scheduler's node) is judged there: what the
+    command that sent it asked. Apart from where it was placed (``RunRecord.executor``)."""
+
+    tolerances: dict[str, float] = {}
+    strict_env: bool = False
+
+
 class RunRecord(_Doc):
     schema_version: int = SCHEMA_VERSION
     id: RunId
@@ -368,6 +377,21 @@ class RunRecord(_Doc):
     # where the run went when not to this machine's engine: {"kind": "slurm", "job_id", ...};
     # never part of spec_digest (where a run goes is not what it is)
     executor: dict[str, Any] | None = None
+    judging: Judging | None = None  # a replay judged on a scheduler's node: how
+
+    @model_validator(mode="before")
+    @classmethod
+    def _placed_apart_from_judged(cls, data: Any) -> Any:
+        """Records written before ``judging`` kept a node-judged replay's tolerances and
+        --strict-env in ``executor``, beside where it was placed: moved out on reading."""
+        executor = data.get("executor") if isinstance(data, dict) else None
+        if isinstance(executor, dict) and ("tolerances" in executor or
+                                           "strict_env" in executor):
+            placed = {k: v for k, v in executor.items() if k not in ("tolerances", "strict_env")}
+            data = {**data, "executor": placed or None, "judging": {
+                "tolerances": executor.get("tolerances") or {},
+                "strict_env": bool(executor.get("strict_env"))}}
+        return data
 
     @field_validator("environment")
     @classmethod

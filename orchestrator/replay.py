@@ -30,7 +30,7 @@ from .errors import CannotReplay, SpecError, UsageError
 from .fsck import check_artifact
 from .hashing import hex_of, sha256_file
 from .outputs import pair_renamed
-from .record import ResolvedSpec, RunRecord, utc_now
+from .record import Judging, ResolvedSpec, RunRecord, utc_now
 from .resolve import Redactor, Resolution, dir_digest, secret_values, spec_digest
 from .runner import Hooks, new_record, new_run_id, start
 from .snapshot import Snapshot, extract
@@ -428,7 +428,7 @@ def replay(original: RunRecord, store: Store, engine: Engine, hooks: Hooks,
                                "replay here, or put the input in the shared store")
         record = new_record_for_replay(original, plan)
         record.diagnosis_of = diagnosis_of
-        record.executor = {"tolerances": dict(tolerances or {}), "strict_env": strict_env}
+        record.judging = Judging(tolerances=dict(tolerances or {}), strict_env=strict_env)
         return elsewhere(record)
     current_host, _ = engine.host(plan.resolved.resources.gpus)
     hw = host_changes(original.environment.get("host", {}), current_host)
@@ -489,16 +489,16 @@ def judge_on_node(done: RunRecord, store: Store, host: dict[str, Any],
     """A replay run by a scheduler's node: the hardware against the recording host's, and
     the verdict, into its final write (``--strict-env`` fails it on other hardware)."""
     original = store.runs.get(str(done.replay_of))
-    options = done.executor or {}
+    judging = done.judging or Judging()
     hw = host_changes(original.environment.get("host", {}), host)
     done.warnings += [f"hardware differs: {c['fact']}" for c in hw]
-    done.verdict = verdict(original, done, options.get("tolerances") or {},
+    done.verdict = verdict(original, done, judging.tolerances,
                            compare_logs(original, done, store))
     settle(done.verdict, store.artifacts.local_path)
     _part_ways(done.verdict, store.runs.steps(original.id), list(series))
     if redactor is not None:
         done.verdict = redacted(done.verdict, redactor)
-    if hw and options.get("strict_env"):
+    if hw and judging.strict_env:
         done.warnings.append("--strict-env: this node differs from the recording host ("
                              + ", ".join(c["fact"] for c in hw) + ")")
 

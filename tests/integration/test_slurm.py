@@ -138,10 +138,14 @@ def test_verify_on_slurm_replays_on_a_node_and_the_node_writes_the_verdict(proj,
     spec = add_spec(proj, "hello-verify", "command: [python3, /repro/code/hello.py]\nseed: 4\n")
     p, run = launch_json(proj, spec)  # launched here, verified on the cluster
     assert p.returncode == 0, p.stderr
-    p, rec = run_json("verify", run["id"], "--executor", "slurm", cwd=proj)
+    p, rec = run_json("verify", run["id"], "--executor", "slurm", "--tolerance",
+                      "metrics.loss=0.5", cwd=proj)
     assert p.returncode == 0, p.stderr
     assert rec["verdict"]["result"] == "identical" and rec["replay_of"] == run["id"]
     assert rec["executor"]["kind"] == "slurm" and rec["executor"]["job_id"]
+    # where it was placed apart from how its node judged it
+    assert rec["judging"] == {"tolerances": {"loss": 0.5}, "strict_env": False}
+    assert not {"tolerances", "strict_env"} & set(rec["executor"])
     p, shown = run_json("show", run["id"], cwd=proj)
     assert [r["verdict"] for r in shown["replays"]] == ["identical"]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from orchestrator import slurm
-from orchestrator.record import RunStatus
+from orchestrator.record import RunRecord, RunStatus
 from orchestrator.store import open_store
 from tests.unit.test_store import record
 
@@ -94,3 +94,20 @@ def test_slurm_options_are_one_printable_line_each_and_options_only(kwargs, prob
     with pytest.raises(UsageError, match=re.escape(problem)):
         SlurmOptions(**kwargs)
     assert SlurmOptions(extra=["--constraint=gpu", "--exclusive"]).extra[0] == "--constraint=gpu"
+
+
+def test_a_record_from_before_judging_reads_with_placement_and_judging_apart():
+    """Node-judged replays kept their tolerances and --strict-env inside ``executor``."""
+    from tests.unit.test_store import record
+
+    doc = record("ab").model_dump(mode="json")
+    doc["executor"] = {"kind": "slurm", "job_id": "7", "partition": "gpu",
+                       "tolerances": {"loss": 0.5}, "strict_env": True}
+    old = RunRecord.model_validate(doc)
+    assert old.executor == {"kind": "slurm", "job_id": "7", "partition": "gpu"}
+    assert old.judging is not None and old.judging.tolerances == {"loss": 0.5}
+    assert old.judging.strict_env is True
+    again = RunRecord.model_validate(old.model_dump(mode="json"))
+    assert again == old  # written back as two fields, read back the same
+    doc["executor"] = {"tolerances": {}, "strict_env": False}  # a replay never submitted
+    assert RunRecord.model_validate(doc).executor is None
