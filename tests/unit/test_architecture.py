@@ -75,3 +75,14 @@ def test_sqlite_and_postgresql_migrations_agree_in_numbers_and_names():
     assert sqlite == postgresql
     assert [version for version, _ in sqlite] == list(range(1, LATEST + 1))
     assert len({name for _, name in sqlite}) == len(sqlite)
+
+
+def test_the_module_map_names_every_module_and_nothing_else():
+    text = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
+    mapped = re.findall(r"^\| `(orchestrator/[\w/]+\.py)` \| \S", text, re.M)
+    assert len(mapped) == len(set(mapped)), "a module is in the map twice"
+    present = {str(p.relative_to(ROOT)) for p in PACKAGE.rglob("*.py")
+               if "static" not in p.parts}
+    assert {"missing from the map": sorted(present - set(mapped)),
+            "in the map, not in the code": sorted(set(mapped) - present)} == \
+        {"missing from the map": [], "in the map, not in the code": []}
