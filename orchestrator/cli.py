@@ -990,7 +990,7 @@ def node_run(run: Annotated[str, typer.Argument(help="The queued run's id.")]) -
     node's engine."""
     from . import ui
     from .engine import connect
-    from .runner import run_on_node
+    from .slurm import run_on_node
     from .store import open_store
 
     store = open_store()

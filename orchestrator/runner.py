@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -105,43 +105,6 @@ def prepare_launch(loaded: LoadedSpec, store: Store, engine: Engine, *,
                         spec_path=str(loaded.path.resolve()), sweep_id=sweep_id,
                         warnings=list(res.warnings))
     return record, res
-
-
-def run_on_node(run_id: str, store: Store, engine: Engine, hooks: Hooks) -> RunRecord:
-    """What a scheduler's job does on its node (`repro node-run`): the queued run, fetched
-    from the shared stores (code, inputs, lock, image) and executed by this node's engine,
-    recorded from ``running`` to its end, with this node's host facts."""
-    from .replay import Grants, plan_replay, prepare
-
-    record = store.runs.get(run_id)
-    if record.status != RunStatus.QUEUED:
-        hooks.on_line(f"run {record.id} is {record.status}, not queued: nothing to run here")
-        return record
-    store.local.own(record.id)
-    try:
-        plan = plan_replay(record, False, Grants(), os.cpu_count() or 1, None)
-        res = prepare(plan, record, store, engine, hooks, Grants())
-    except ReproError as e:  # what the node could not fetch ends the run, with the reason
-        record.status, record.finished_at = RunStatus.FAILED, utc_now()
-        record.reason = f"on node {socket.gethostname()}: {e}"
-        store.runs.save(record, previous=RunStatus.QUEUED)
-        store.local.release(record.id)
-        return record
-
-    def slurm_ending(done: RunRecord, series: list[tuple[str, int, float]]) -> None:  # why Slurm
-        job_id = os.environ.get("SLURM_JOB_ID")  # stopped it, a replay's verdict: in the
-        # run's final write
-        if done.status == RunStatus.INTERRUPTED and job_id:
-            from .slurm import stopped_why
-
-            done.status, done.reason = stopped_why(job_id)
-        if done.replay_of:
-            from .replay import judge_on_node
-
-            judge_on_node(done, store, done.environment.get("host", {}), series, res.redactor)
-
-    return execute(record, res, store, engine, replace(hooks, on_finished=slurm_ending),
-                   previous=RunStatus.QUEUED)
 
 
 def start(record: RunRecord, res: Resolution, store: Store, executor: Executor,

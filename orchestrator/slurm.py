@@ -21,18 +21,23 @@ import math
 import os
 import re
 import shlex
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ReproError, StoreError, UsageError
 from .record import RunRecord, RunStatus, utc_now
 from .store import Store
 from .store.db import safe_url
+
+if TYPE_CHECKING:
+    from .engine import Engine
+    from .runner import Hooks
 
 # Slurm's endings, and what each means for the run when the node did not record one itself
 ENDINGS: dict[str, tuple[RunStatus, str]] = {
@@ -322,6 +327,40 @@ def reconcile(store: Store, record: RunRecord, waited: float = GRACE_S,
     except StoreError:  # the node finished it meanwhile
         pass
     return store.runs.get(record.id)
+
+
+def run_on_node(run_id: str, store: Store, engine: Engine, hooks: Hooks) -> RunRecord:
+    """What the Slurm job does on its node (`repro node-run`): the queued run, fetched
+    from the shared stores (code, inputs, lock, image) and executed by this node's engine,
+    recorded from ``running`` to its end, with this node's host facts."""
+    from .replay import Grants, judge_on_node, plan_replay, prepare
+    from .runner import execute
+
+    record = store.runs.get(run_id)
+    if record.status != RunStatus.QUEUED:
+        hooks.on_line(f"run {record.id} is {record.status}, not queued: nothing to run here")
+        return record
+    store.local.own(record.id)
+    try:
+        plan = plan_replay(record, False, Grants(), os.cpu_count() or 1, None)
+        res = prepare(plan, record, store, engine, hooks, Grants())
+    except ReproError as e:  # what the node could not fetch ends the run, with the reason
+        record.status, record.finished_at = RunStatus.FAILED, utc_now()
+        record.reason = f"on node {socket.gethostname()}: {e}"
+        store.runs.save(record, previous=RunStatus.QUEUED)
+        store.local.release(record.id)
+        return record
+
+    def slurm_ending(done: RunRecord, series: list[tuple[str, int, float]]) -> None:  # why Slurm
+        job_id = os.environ.get("SLURM_JOB_ID")  # stopped it, a replay's verdict: in the
+        # run's final write
+        if done.status == RunStatus.INTERRUPTED and job_id:
+            done.status, done.reason = stopped_why(job_id)
+        if done.replay_of:
+            judge_on_node(done, store, done.environment.get("host", {}), series, res.redactor)
+
+    return execute(record, res, store, engine, replace(hooks, on_finished=slurm_ending),
+                   previous=RunStatus.QUEUED)
 
 
 def follow(store: Store, record: RunRecord, on_line: Callable[[str], None],

@@ -86,3 +86,10 @@ def test_the_module_map_names_every_module_and_nothing_else():
     assert {"missing from the map": sorted(present - set(mapped)),
             "in the map, not in the code": sorted(set(mapped) - present)} == \
         {"missing from the map": [], "in the map, not in the code": []}
+
+
+def test_the_run_lifecycle_does_not_import_what_builds_on_it():
+    """runner.py is the lifecycle that replay, schedulers and sweeps build on: importing
+    them back was a cycle (run_on_node lived in runner.py and imported replay and slurm)."""
+    assert imports_of(PACKAGE / "runner.py") & {"replay", "slurm", "scheduler", "sweep",
+                                                "diagnose", "cli"} == set()
