@@ -379,19 +379,18 @@ class RunRecord(_Doc):
     executor: dict[str, Any] | None = None
     judging: Judging | None = None  # a replay judged on a scheduler's node: how
 
-    @model_validator(mode="before")
-    @classmethod
-    def _placed_apart_from_judged(cls, data: Any) -> Any:
+    @model_validator(mode="after")
+    def _placed_apart_from_judged(self) -> RunRecord:
         """Records written before ``judging`` kept a node-judged replay's tolerances and
-        --strict-env in ``executor``, beside where it was placed: moved out on reading."""
-        executor = data.get("executor") if isinstance(data, dict) else None
-        if isinstance(executor, dict) and ("tolerances" in executor or
-                                           "strict_env" in executor):
-            placed = {k: v for k, v in executor.items() if k not in ("tolerances", "strict_env")}
-            data = {**data, "executor": placed or None, "judging": {
-                "tolerances": executor.get("tolerances") or {},
-                "strict_env": bool(executor.get("strict_env"))}}
-        return data
+        --strict-env in ``executor``, beside where it was placed: moved out on reading (an
+        after-validator: a before one would make every record's JSON a dict first)."""
+        ex = self.executor
+        if ex is not None and ("tolerances" in ex or "strict_env" in ex):
+            self.judging = Judging(tolerances=ex.get("tolerances") or {},
+                                   strict_env=bool(ex.get("strict_env")))
+            self.executor = {k: v for k, v in ex.items()
+                             if k not in ("tolerances", "strict_env")} or None
+        return self
 
     @field_validator("environment")
     @classmethod
