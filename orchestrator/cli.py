@@ -149,7 +149,7 @@ def launch(
                                 detach=detach, dry_run=dry_run)
     if done.rendered is not None:
         text, doc = done.rendered
-        if json_ and where.scheduler == "k8s":
+        if json_ and doc is not None:
             ui.print_json(doc)
         else:
             typer.echo(text, nl=False)

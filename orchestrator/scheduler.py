@@ -46,7 +46,7 @@ class Scheduler(Protocol):
         """Refuse stores its nodes cannot reach (the embedded default is this machine's)."""
 
     def render(self, record: RunRecord, store: Store, options: Any) -> tuple[str, Any]:
-        """What it would submit: (text for people, a document for --json)."""
+        """What it would submit: (text for people, a document for --json or None)."""
 
     def submit(self, record: RunRecord, store: Store, options: Any,
                on_line: Callable[[str], None]) -> RunRecord:

@@ -102,9 +102,8 @@ def options(flags: dict[str, Any]) -> SlurmOptions:
 
 
 def render(record: RunRecord, store: Store, opts: SlurmOptions) -> tuple[str, Any]:
-    """The job script sbatch would get (`--dry-run`)."""
-    text = script(record, opts, store.home)
-    return text, {"script": text}
+    """The job script sbatch would get (`--dry-run`): text, even with --json."""
+    return script(record, opts, store.home), None
 
 
 def require_shared_store() -> None:
