@@ -237,7 +237,7 @@ def sweep(
 ) -> None:
     """Launch one recorded run per grid point (sharing a sweep id) and rank them; with
     --executor slurm, as one Slurm job array (-j: at most that many at once)."""
-    from . import ui
+    from . import ui, ui_live
     from .errors import ExitCode, UsageError
     from .spec import apply_overrides, load_spec
     from .store import default_home
@@ -250,7 +250,7 @@ def sweep(
     loaded = apply_overrides(load_spec(spec), param or [])
     values = parse_grid(loaded, grid)
     points = plan(values, random_n, seed)
-    board = ui.SweepBoard(len(points), metric)
+    board = ui_live.SweepBoard(len(points), metric)
     plan_doc = {"grid": values, "random": random_n, "seed": seed}
     where = _where(executor, partition, account, qos, sbatch_option)
     if where.scheduler == "slurm":  # as one job array: Slurm's own, not yet the seam's
@@ -439,12 +439,12 @@ def logs(
 ) -> None:
     """Print a run's stored output (stdout and stderr, as the job wrote them; on a terminal
     its control characters are shown as escapes, so a job's output cannot drive it)."""
-    from . import ui
+    from . import ui_live
     from .errors import StoreError
 
     store = _store_of(run)
     record = store.runs.get(run)
-    write = sys.stdout.buffer.write if raw or not sys.stdout.isatty() else ui.inert_writer()
+    write = sys.stdout.buffer.write if raw or not sys.stdout.isatty() else ui_live.inert_writer()
     if record.logs is None:
         live = store.log_path(record.id)
         if not live.exists():
@@ -937,7 +937,7 @@ def pull(
 
 def _sync(verb: str, refs: list[str], where: str | None, team_url: str | None,
           team_artifacts: str | None, json_: bool) -> None:
-    from . import sync, ui
+    from . import sync, ui, ui_live
     from .engine import connect
     from .errors import UsageError
     from .store import open_store, open_team
@@ -962,7 +962,7 @@ def _sync(verb: str, refs: list[str], where: str | None, team_url: str | None,
     src, dst = (here, there) if verb == "push" else (there, here)
     try:
         records = sync.select(src, refs, compiled)
-        with ui.TransferBar(verb, sync.plan_bytes(src, dst, records)) as bar:
+        with ui_live.TransferBar(verb, sync.plan_bytes(src, dst, records)) as bar:
             moved = sync.transfer(src, dst, records, verb,
                                   sync.image_pusher(connect) if verb == "push" else None, bar)
     finally:
@@ -1280,13 +1280,13 @@ def _detachable() -> Iterator[None]:
 
 def _hooks(quiet: bool, foreign: bool = False) -> Hooks:
     """``foreign``: the job is a run from elsewhere: its output reaches a terminal inert."""
-    from . import ui
+    from . import ui, ui_live
     from .runner import Hooks
 
     if quiet:  # warnings only: no trace, no job output, no live line
         return Hooks(on_line=lambda line: ui.progress(line) if line.startswith("warning:")
                      else None)
-    live = ui.LiveStatus(inert=foreign)
+    live = ui_live.LiveStatus(inert=foreign)
     return Hooks(on_line=ui.progress, on_log=live.log, on_metrics=live.metrics,
                  on_end=live.end)
 

@@ -1,4 +1,5 @@
-"""All terminal output: rich tables for people, one JSON document for scripts.
+"""All static terminal output: rich tables for people, one JSON document for scripts (the
+widgets that redraw while work goes on are ``ui_live.py``'s).
 
 Progress and job logs go to stderr; the result (a table or ``--json``) goes to stdout. rich is
 imported only when a table is drawn: the ``--json`` launch path does not pay for it.
@@ -8,10 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +24,7 @@ if TYPE_CHECKING:
     from rich.text import Text
 
 
-def _console(**kwargs: Any) -> Console:
+def plain_console(**kwargs: Any) -> Console:
     """A console that prints what it is given as plain text: no markup (a tag value like
     ``[/x]`` once made `repro runs` exit 1), no emoji codes, and control characters shown as
     escapes (an ANSI sequence in an output name would restyle the terminal)."""
@@ -41,7 +40,7 @@ def _console(**kwargs: Any) -> Console:
 @cache
 def _out() -> Console:
     # Piped output is not cut at 80 columns: digests must survive `| grep` and CI logs.
-    return _console(width=None if sys.stdout.isatty() else 200)
+    return plain_console(width=None if sys.stdout.isatty() else 200)
 
 
 def T(text: str, style: str = "", lines: bool = False) -> Text:
@@ -51,7 +50,7 @@ def T(text: str, style: str = "", lines: bool = False) -> Text:
     return Text(printable(text, lines), style=style)
 
 
-def _tty_style(text: str, code: str) -> str:
+def tty_style(text: str, code: str) -> str:
     if sys.stderr.isatty() and not os.environ.get("NO_COLOR"):
         return f"\x1b[{code}m{text}\x1b[0m"
     return text
@@ -70,73 +69,12 @@ def print_json(doc: Any) -> None:
 
 
 def progress(line: str) -> None:
-    sys.stderr.write(_tty_style(printable(line), "2") + "\n")
+    sys.stderr.write(tty_style(printable(line), "2") + "\n")
     sys.stderr.flush()
 
 
-class LiveStatus:
-    """On a terminal, a line under the job's output with its latest metrics, redrawn as they
-    change and as output scrolls past; elsewhere (a pipe, a CI log) nothing."""
-
-    def __init__(self, stream: Any = None, inert: bool = False) -> None:
-        """``inert``: the job is someone else's (a run from elsewhere being replayed): on a
-        terminal its control characters are shown as escapes, never obeyed."""
-        import codecs
-
-        self.stream = stream or sys.stderr
-        self.enabled = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.inert = inert and self.enabled
-        self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        self.text = ""
-        self.lock = threading.Lock()
-
-    def log(self, chunk: bytes) -> None:
-        with self.lock:
-            if self.enabled and self.text:
-                self.stream.write("\r\x1b[2K")
-            text = self.decoder.decode(chunk)
-            self.stream.write(printable(text, lines=True) if self.inert else text)
-            if self.enabled and self.text:
-                self.stream.write(self.text)
-            self.stream.flush()
-
-    def metrics(self, latest: dict[str, tuple[int | None, float]]) -> None:
-        parts = [f"{printable(name)} {value:.6g}" + (f" @{step}" if step is not None else "")
-                 for name, (step, value) in sorted(latest.items())]
-        width = shutil.get_terminal_size((100, 20)).columns - 1
-        text = _tty_style(("▸ " + "  ".join(parts))[:width], "2")
-        with self.lock:
-            self.text = text
-            if self.enabled:
-                self.stream.write("\r\x1b[2K" + text)
-                self.stream.flush()
-
-    def end(self) -> None:
-        with self.lock:
-            if self.enabled and self.text:
-                self.stream.write("\r\x1b[2K")
-                self.stream.flush()
-            self.text = ""
-
-
-def inert_writer(stream: Any = None) -> Callable[[bytes], None]:
-    """A writer of a job's bytes to a terminal with its control characters (escape
-    sequences, a title change, a cleared screen) shown as escapes; newlines and tabs kept.
-    UTF-8 split across chunks is decoded whole; ``b""`` flushes what is left."""
-    import codecs
-
-    out = stream or sys.stdout
-    decoder = codecs.getincrementaldecoder("utf-8")("replace")
-
-    def write(chunk: bytes) -> None:
-        out.write(printable(decoder.decode(chunk, final=not chunk), lines=True))
-        out.flush()
-
-    return write
-
-
 def error(message: str) -> None:
-    sys.stderr.write(_tty_style("error: ", "1;31") + printable(message, lines=True) + "\n")
+    sys.stderr.write(tty_style("error: ", "1;31") + printable(message, lines=True) + "\n")
 
 
 def status_text(status: RunStatus) -> Text:
@@ -552,85 +490,6 @@ def render_compare(doc: dict[str, Any], show_all: bool) -> None:
     elif not show_all:
         out.print(T("only differing outputs and facts shown; --all shows every row",
                        style="dim"))
-
-
-class SweepBoard:
-    """Live progress of a sweep on stderr: a bar, and one line per finished point."""
-
-    def __init__(self, total: int, metric: str | None) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-        self.metric = metric
-        self.console = _console(stderr=True)
-        self.progress = Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[failed]} failed"),
-                                 console=self.console, transient=False)
-        self.task = self.progress.add_task("sweep", total=total, failed=0)
-        self.failed = 0
-
-    def __enter__(self) -> SweepBoard:
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
-
-    def line(self, text: str) -> None:
-        self.console.print(text, style="dim")
-
-    def done(self, point: Any) -> None:
-
-        params = " ".join(f"{k}={fmt_num(v)}" for k, v in point.params.items())
-        r = point.record
-        if r is None or r.status != RunStatus.SUCCEEDED:
-            self.failed += 1
-            why = point.error or (r.reason if r else "") or (str(r.status) if r else "")
-            self.console.print(T("✗ ", style="red") + T(f"{params}  ")
-                               + T(f"{r.id if r else '-'} {why}", style="red"))
-        else:
-            value = r.metrics.get(self.metric) if self.metric else None
-            shown = f"  {self.metric} {fmt_num(value)}" if value is not None else ""
-            self.console.print(T("✓ ", style="green") + T(f"{params}  {r.id}{shown}"))
-        self.progress.update(self.task, advance=1, failed=self.failed)
-
-
-class TransferBar:
-    """Bytes moved by `repro push`/`pull`: a bar with speed on a terminal; elsewhere (a CI
-    log) one line per large artifact."""
-
-    def __init__(self, verb: str, total: int) -> None:
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TextColumn,
-            TransferSpeedColumn,
-        )
-
-        self.console = _console(stderr=True)
-        self.bar = self.console.is_terminal and total > 0
-        self.progress = Progress(TextColumn(verb), BarColumn(), DownloadColumn(),
-                                 TransferSpeedColumn(), console=self.console, transient=True)
-        self.task = self.progress.add_task(verb, total=total)
-
-    def __enter__(self) -> TransferBar:
-        if self.bar:
-            self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar:
-            self.progress.stop()
-
-    def advance(self, n: int) -> None:
-        if self.bar:
-            self.progress.update(self.task, advance=n)
-
-    def line(self, text: str) -> None:
-        if self.bar:
-            self.progress.console.print(text, style="dim")
-        else:
-            progress(text)
 
 
 def render_sweep(sweep_id: str, rows: list[dict[str, Any]], metric: str | None,

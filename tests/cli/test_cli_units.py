@@ -178,7 +178,7 @@ def test_a_jobs_escape_sequences_reach_a_terminal_inert():
     newlines, tabs and UTF-8 split across chunks survive."""
     import io
 
-    from orchestrator.ui import inert_writer
+    from orchestrator.ui_live import inert_writer
 
     out = io.StringIO()
     write = inert_writer(out)

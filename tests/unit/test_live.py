@@ -8,7 +8,7 @@ import json
 import os
 
 from orchestrator.live import POLL_BYTES, LiveMetrics
-from orchestrator.ui import LiveStatus
+from orchestrator.ui_live import LiveStatus
 
 
 def test_printed_values_and_logged_metrics_both_reach_the_line(tmp_path):

@@ -475,7 +475,7 @@ def test_a_foreign_jobs_live_output_reaches_a_terminal_inert():
     as escapes there. One's own run streams as it is (progress bars redraw)."""
     import io
 
-    from orchestrator import ui
+    from orchestrator import ui_live
 
     class Tty(io.StringIO):
         def isatty(self) -> bool:
@@ -485,7 +485,7 @@ def test_a_foreign_jobs_live_output_reaches_a_terminal_inert():
            "caf\u00e9\n".encode()[4:]]
     foreign, own = Tty(), Tty()
     for stream, inert in ((foreign, True), (own, False)):
-        live = ui.LiveStatus(stream, inert=inert)
+        live = ui_live.LiveStatus(stream, inert=inert)
         for chunk in job:
             live.log(chunk)
     assert "\x1b" not in foreign.getvalue() and "\x07" not in foreign.getvalue()
