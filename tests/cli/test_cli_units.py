@@ -185,3 +185,16 @@ def test_a_jobs_escape_sequences_reach_a_terminal_inert():
     for chunk in (b"loss 0.3\n\x1b[2J\x1b]0;pwned\x07", b"caf\xc3", b"\xa9\tok\r\n", b""):
         write(chunk)
     assert out.getvalue() == "loss 0.3\n\\x1b[2J\\x1b]0;pwned\\x07café\tok\\x0d\n"
+
+
+@pytest.mark.process
+def test_a_dry_run_with_no_scheduler_is_refused_before_anything_runs(repo, monkeypatch):
+    """--dry-run renders what a scheduler would submit; without --executor it was ignored and
+    the run launched for real."""
+    from orchestrator.errors import UsageError
+
+    monkeypatch.chdir(repo)
+    monkeypatch.setattr("orchestrator.runner.launch", stand_in)
+    result = runner.invoke(cli.app, ["launch", "spec.yaml", "--dry-run"])
+    assert isinstance(result.exception, UsageError)
+    assert str(result.exception).startswith("--dry-run renders what a scheduler would run")
