@@ -15,8 +15,9 @@ from pathlib import Path
 
 from .engine import LABEL_FACTS_RUN, LABEL_FACTS_STORE, LABEL_RUN, LABEL_STORE, Executor
 from .errors import ReproError
+from .ingest import ingest
+from .jobspec import remove_secrets
 from .record import RunRecord, RunStatus, utc_now
-from .runner import ingest, remove_secrets
 from .store import Store
 from .store.local import owner_alive
 

@@ -9,48 +9,36 @@ A job failing is data, not an exception.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
 import shutil
 import signal
 import socket
-import stat
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from . import capture, settings, workdir
 from .engine import (
-    CONTAINER_HOSTNAME,
-    LABEL_RUN,
-    LABEL_STORE,
-    LABEL_SWEEP,
     Engine,
     Executor,
     Interrupted,
-    JobSpec,
     Outcome,
-    Volume,
 )
 from .errors import ReproError
 from .hashing import shown
+from .ingest import LogSink, ingest
+from .jobspec import MACHINE_ID, job_spec, machine_id, remove_secrets, run_info, write_secrets
 from .live import Latest, LiveMetrics
-from .outputs import collect, final_metrics, read_logged_params, read_series, scrape_metrics
-from .record import FileRef, RunRecord, RunStatus, utc_now
-from .resolve import Redactor, Resolution, resolve, trace
-from .runtime import RUNTIME_DIR, VENDOR_PACKAGING
-from .runtime.repro_boot import LOCK_MISMATCH
-from .spec import LoadedSpec, param_env
+from .record import RunRecord, RunStatus, utc_now
+from .resolve import Resolution, resolve, trace
+from .spec import LoadedSpec
 from .store import Store
-
-CONTAINER_USER = "65534:65534"  # nobody:nogroup; never root
 
 
 @dataclass
@@ -245,7 +233,7 @@ def prepare_work(work: Path, record: RunRecord, res: Resolution) -> None:
         else:
             (work / "outputs").mkdir()
             os.chmod(work / "outputs", 0o777)
-        (work / "run.json").write_text(json.dumps(_run_info(record, res)))
+        (work / "run.json").write_text(json.dumps(run_info(record, res)))
         (work / MACHINE_ID).write_text(machine_id(r.seed) + "\n")
     except OSError as e:
         raise ReproError(f"preparing the run's working folder {work}: {e.strerror or e}; "
@@ -356,215 +344,6 @@ def _keep(record: RunRecord, store: Store, executor: Executor, hooks: Hooks) -> 
             image_pusher(lambda: executor)(record, store, hooks.on_line)
         except ReproError as e:
             hooks.on_line(f"warning: run {record.id}: image not pushed ({e})")
-
-
-def ingest(record: RunRecord, store: Store, work: Path, log_path: Path,
-           redactor: Redactor | None = None,
-           image_facts: dict[str, Any] | None = None) -> list[tuple[str, int, float]]:
-    """What a run left (outputs, environment, metrics, logged params, the live log) into its
-    record and the artifact store. Returns the metric series, for the caller to store with
-    the record. Used when a run ends and when recovery finishes an orphan. Secret values in
-    names and logged params are redacted (``redactor``). ``image_facts``: the container's
-    facts as repro captured them (else the job's own report is recorded, labelled so)."""
-    r = record.resolved
-    meta_dir, outputs_dir = work / "meta", workdir.folder(work, r.layout)
-    facts = capture.container_facts(meta_dir, record.warnings, image_facts)
-    facts["hostname"] = CONTAINER_HOSTNAME
-    if (work / MACHINE_ID).exists():
-        facts["machine_id"] = machine_id(r.seed)
-    record.environment["container"] = facts
-    if record.exit_code == LOCK_MISMATCH and facts["lock_problems"] and \
-            record.status == RunStatus.FAILED:
-        record.reason = "package lock mismatch: " + "; ".join(facts["lock_problems"])
-    series = read_series(meta_dir, record.warnings)
-    series += scrape_metrics(log_path, record.resolved.metrics_from_log, record.warnings)
-    record.params = {**read_logged_params(meta_dir, record.resolved.params, record.warnings),
-                     **record.resolved.params}
-    untouched = workdir.Untouched(work) if r.layout == workdir.PROJECT else None
-    found = collect(outputs_dir, r.outputs, store.artifacts, exclude=r.outputs_exclude,
-                    untouched=untouched, ignore=[i.mount for i in r.inputs.values() if i.mount])
-    record.metrics = final_metrics(series, outputs_dir / "metrics.json"
-                                   if "metrics.json" in found.stored else None, record.warnings)
-    record.outputs, record.skipped_outputs = found.stored, found.skipped
-    record.warnings += found.warnings
-    if found.problems:
-        if record.status == RunStatus.SUCCEEDED:
-            record.status, record.reason = RunStatus.FAILED, found.problems[0]
-        else:
-            record.warnings += found.problems[:1]
-    if log_path.exists():
-        put = store.artifacts.put(log_path, name="logs")
-        record.logs = FileRef(sha256=put.sha256, size=put.size)
-    if redactor is not None and redactor.needles:
-        series = _redact_names(record, series, redactor)
-    return series
-
-
-def _redact_names(record: RunRecord, series: list[tuple[str, int, float]],
-                  redactor: Redactor) -> list[tuple[str, int, float]]:
-    """Secret values out of everything a job named: metrics, logged params, output files."""
-    r = redactor.redact
-
-    def keys(d: dict) -> dict:
-        return {r(k): v for k, v in d.items()}
-
-    before = (list(record.metrics), list(record.params), list(record.outputs))
-    record.metrics, record.outputs = keys(record.metrics), keys(record.outputs)
-    record.skipped_outputs = {r(k): v for k, v in record.skipped_outputs.items()}
-    record.params = {r(k): r(v) if isinstance(v, str) else v for k, v in record.params.items()}
-    if before != (list(record.metrics), list(record.params), list(record.outputs)) or any(
-            r(str(v)) != str(v) for v in record.params.values()):
-        record.warnings.append("the job put a secret's value in a name or logged param; "
-                               "it was redacted")
-    return [(r(n), s, v) for n, s, v in series]
-
-
-SECRETS_ROOT = Path("/dev/shm")  # a tmpfs: secret values never touch a disk
-
-
-def _secrets_dir(run_id: str) -> Path:
-    root = SECRETS_ROOT if SECRETS_ROOT.is_dir() else Path(tempfile.gettempdir())
-    return root / f"repro-secrets-{os.getuid()}" / run_id
-
-
-def write_secrets(run_id: str, values: dict[str, str]) -> dict[str, Path]:
-    """Each secret as a file in a private folder on a tmpfs (mounted into the container at
-    /run/secrets/NAME, so `docker inspect` shows a path, never the value)."""
-    if not values:
-        return {}
-    folder = _secrets_dir(run_id)
-    try:
-        folder.parent.mkdir(mode=0o700)
-    except FileExistsError:
-        pass  # checked next: it must be ours
-    st = folder.parent.lstat()  # someone else's folder (or a link) there would see them
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
-        raise ReproError(f"{folder.parent} is not a folder of this user; remove it and "
-                         "launch again (secret values go there)")
-    os.chmod(folder.parent, 0o700)  # only this user reaches the files; the engine mounts them
-    folder.mkdir(mode=0o700, exist_ok=True)
-    files = {}
-    for name, value in values.items():
-        path = folder / name
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o444)
-        with os.fdopen(fd, "w") as f:
-            f.write(value)
-        os.chmod(path, 0o444)  # the job runs as another user (nobody)
-        files[name] = path
-    return files
-
-
-def remove_secrets(run_id: str) -> None:
-    shutil.rmtree(_secrets_dir(run_id), ignore_errors=True)
-
-
-MACHINE_ID = "machine-id"  # in the run's folder, the job's /etc/machine-id
-
-
-def machine_id(seed: int) -> str:
-    """The job's /etc/machine-id: the same for every run of a seed (a replay's too), so a
-    job that names or seeds things by the machine agrees with its replays."""
-    return hashlib.sha256(f"repro machine-id {seed}".encode()).hexdigest()[:32]
-
-
-def job_spec(record: RunRecord, res: Resolution, work: Path, secret_files: dict[str, Path],
-             store_home: Path) -> JobSpec:
-    """The backend-neutral job for a run: its volumes, environment, limits and labels."""
-    r = res.resolved
-    here = workdir.folder(work, r.layout)
-    if r.layout == workdir.PROJECT:  # one writable folder, by both names
-        volumes = [Volume("code", here, workdir.CODE, writable=True),
-                   Volume("outputs", here, "/repro/outputs", writable=True)]
-    else:
-        volumes = [Volume("code", res.snapshot.extracted, workdir.CODE),
-                   Volume("outputs", here, "/repro/outputs", writable=True)]
-    volumes += [Volume("lib", RUNTIME_DIR, "/repro/lib"),
-                Volume("run", work / "run.json", "/repro/run.json"),
-                Volume("meta", work / "meta", "/repro/meta", writable=True)]
-    if (work / MACHINE_ID).exists():  # absent for a run prepared before it was fixed
-        volumes.append(Volume("machine-id", work / MACHINE_ID, "/etc/machine-id"))
-    volumes += [Volume(f"input:{name}", src, f"/repro/inputs/{name}")
-                for name, src in res.input_sources.items()]
-    volumes += [Volume(f"mount:{name}", src, f"{workdir.CODE}/{r.inputs[name].mount}")
-                for name, src in res.input_sources.items() if r.inputs[name].mount]
-    if res.lock_path is not None:
-        volumes.append(Volume("lock", res.lock_path, "/repro/lock.txt"))
-        volumes.append(Volume("vendor", VENDOR_PACKAGING, "/repro/vendor/packaging"))
-    volumes += [Volume(f"secret:{name}", path, f"/run/secrets/{name}")
-                for name, path in secret_files.items()]
-    as_env = r.secrets if r.secret_env is None else r.secret_env  # None: an older record
-    env = {**r.env, **param_env(r.params), "REPRO_RUN_ID": record.id,
-           **{n: v for n, v in res.secret_env.items() if n in as_env}}
-    labels = {LABEL_RUN: record.id, LABEL_STORE: str(store_home)}
-    if record.sweep_id:
-        labels[LABEL_SWEEP] = record.sweep_id
-    return JobSpec(
-        run_id=record.id, image=r.image.digest,
-        command=["/bin/sh", "/repro/lib/boot.sh", *r.command], env=env, volumes=volumes,
-        user=CONTAINER_USER, workdir=workdir.target(r.layout), cpus=r.resources.cpus,
-        memory_bytes=r.resources.memory_bytes, gpus=r.resources.gpus, network=r.network,
-        timeout_s=r.timeout_s, labels=labels, stop_grace_s=settings.stop_grace(),
-        # a tmpfs is charged to the container's memory, so /tmp can never fill the disk
-        tmp_bytes=settings.tmp_size(r.resources.memory_bytes))
-
-
-def _run_info(record: RunRecord, res: Resolution) -> dict:
-    r = res.resolved
-    return {"id": record.id, "name": record.name, "params": r.params, "seed": r.seed,
-            "inputs": {n: f"/repro/inputs/{n}" for n in r.inputs}, "outputs": "/repro/outputs",
-            "workdir": workdir.target(r.layout), "command": r.command}
-
-
-class LogSink:
-    """The job's output as it comes: into the store's log file and to the screen, whole
-    lines at a time so a secret value split across chunks is still redacted. A full disk
-    must not kill the run: the output keeps showing, and the record says the log is short."""
-
-    def __init__(self, path: Path, redact: Callable[[bytes], bytes],
-                 on_log: Callable[[bytes], None]) -> None:
-        self.path, self.redact, self.on_log = path, redact, on_log
-        self.problems: list[str] = []
-        self.carry = b""
-        self.lock = threading.Lock()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.file: BinaryIO | None
-        try:
-            self.file = open(path, "ab")
-        except OSError as e:
-            self.file = None
-            self.problems.append(f"logs were not stored: {e.strerror}")
-
-    def write(self, chunk: bytes) -> None:
-        with self.lock:
-            self.carry += chunk
-            cut = self.carry.rfind(b"\n") + 1
-            if cut == 0 and len(self.carry) < 65536:
-                return
-            cut = cut or len(self.carry)
-            self._emit(self.carry[:cut])
-            self.carry = self.carry[cut:]
-
-    def close(self) -> None:
-        with self.lock:
-            if self.carry:
-                self._emit(self.carry)
-                self.carry = b""
-            if self.file is not None:
-                try:
-                    self.file.close()
-                except OSError:
-                    pass
-                self.file = None
-
-    def _emit(self, data: bytes) -> None:
-        data = self.redact(data)
-        if self.file is not None and not self.problems:
-            try:
-                self.file.write(data)
-                self.file.flush()
-            except OSError as e:
-                self.problems.append(f"logs are incomplete: {e.strerror}")
-        self.on_log(data)
 
 
 @contextmanager

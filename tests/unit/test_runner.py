@@ -99,7 +99,7 @@ def test_an_ingest_that_raises_fails_the_run_with_the_reason(spec, tmp_path, mon
     def broken(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr("orchestrator.runner.collect", broken)
+    monkeypatch.setattr("orchestrator.ingest.collect", broken)
     record, _, engine = run(spec, tmp_path, Script())
     assert record.status == RunStatus.FAILED
     assert record.reason == "storing outputs: RuntimeError: disk on fire"

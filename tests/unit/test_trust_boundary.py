@@ -19,7 +19,7 @@ from orchestrator.outputs import collect, final_metrics, read_logged_params, rea
 from orchestrator.record import FileRef, RunRecord, RunStatus
 from orchestrator.recovery import orphans
 from orchestrator.replay import Grants, _input_source, plan_replay
-from orchestrator.runner import ingest
+from orchestrator.ingest import ingest
 from orchestrator.snapshot import extract
 from orchestrator.store import open_store
 from tests.unit.test_resolve import do, repo
@@ -401,18 +401,18 @@ def test_a_damaged_record_is_named_and_can_be_removed(exported, tmp_path):
 
 
 def test_secrets_dir_refuses_a_folder_someone_else_made(tmp_path, monkeypatch):
-    from orchestrator import runner
+    from orchestrator import jobspec
 
-    monkeypatch.setattr(runner, "SECRETS_ROOT", tmp_path)
+    monkeypatch.setattr(jobspec, "SECRETS_ROOT", tmp_path)
     trap = tmp_path / f"repro-secrets-{os.getuid()}"
     os.symlink(tmp_path / "elsewhere", trap)
     with pytest.raises(Exception, match="not a folder of this user"):
-        runner.write_secrets("0123456789abcdef", {"TOKEN": "value-1234"})
+        jobspec.write_secrets("0123456789abcdef", {"TOKEN": "value-1234"})
     os.unlink(trap)
-    files = runner.write_secrets("0123456789abcdef", {"TOKEN": "value-1234"})
+    files = jobspec.write_secrets("0123456789abcdef", {"TOKEN": "value-1234"})
     assert files["TOKEN"].read_text() == "value-1234"
     assert stat.S_IMODE(trap.stat().st_mode) == 0o700
-    runner.remove_secrets("0123456789abcdef")
+    jobspec.remove_secrets("0123456789abcdef")
     assert not files["TOKEN"].exists()
 
 
