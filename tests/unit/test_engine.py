@@ -9,13 +9,10 @@ import tarfile
 import pytest
 
 from orchestrator.engine import connect
-from orchestrator.engine.docker import (
-    _check_sees_files,
-    context_tar,
-    dechunk,
-    demux,
-    gpu_options,
-)
+from orchestrator.engine.docker import gpu_options
+from orchestrator.engine.docker_api import _check_sees_files
+from orchestrator.engine.docker_images import context_tar
+from orchestrator.engine.streams import dechunk, demux
 from orchestrator.errors import EngineUnavailable, UsageError
 
 
