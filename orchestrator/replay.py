@@ -3,7 +3,7 @@
 ``plan_replay`` (pure) decides what will run: the record's resolved spec, less what this
 machine's user did not grant a run that came from elsewhere; ``prepare`` turns that plan
 into a ``Resolution`` (image, snapshot, input bytes, lock, secrets: no spec file is read, it
-may have changed); ``verdict`` and ``environment_changes`` are pure comparisons of two records.
+may have changed); the replay's verdict is ``verdicts.py``'s, a pure comparison of two records.
 
 A run imported from a bundle never picks its own privileges: it replays without network
 unless ``--allow-network``, with only the secrets ``--secret`` names, within this machine's
@@ -13,233 +13,25 @@ host paths its record names.
 
 from __future__ import annotations
 
-import math
 import os
-import re
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from . import capture, facts
-from .content import annotate
+from . import capture
 from .engine import Engine
 from .engine.image_archive import ensure_present
-from .errors import CannotReplay, SpecError, UsageError
+from .errors import CannotReplay, SpecError
 from .fsck import check_artifact
 from .hashing import hex_of, sha256_file
-from .outputs import pair_renamed
 from .record import Judging, ResolvedSpec, RunRecord, utc_now
 from .resolve import Redactor, Resolution, dir_digest, secret_values, spec_digest
 from .runner import Hooks, new_record, new_run_id, start
 from .snapshot import Snapshot, extract
 from .store import Store
-
-IDENTICAL, DIFFERS, WITHIN_TOLERANCE = "identical", "differs", "within-tolerance"
-NOTHING_COMPARED = "nothing-compared"
-LOG_COMPARE_LIMIT = 64 << 20  # bytes of each log read to compare them
-
-
-
-ULP_SUFFIX = "@ulp"  # outputs.PATH@ulp: an output's tolerance in units in the last place
-
-
-def parse_tolerances(items: list[str]) -> dict[str, float]:
-    """``metrics.NAME=1e-6`` (or ``NAME=1e-6``) -> {NAME: 1e-6}, a metric's absolute
-    tolerance; ``outputs.PATH=1e-6`` -> {"outputs.PATH": 1e-6}, an array output's largest
-    absolute difference; ``outputs.PATH=2ulp`` -> {"outputs.PATH@ulp": 2}, its largest
-    distance in ULPs. Never called identical."""
-    out: dict[str, float] = {}
-    for item in items:
-        name, sep, raw = item.partition("=")
-        name = name.removeprefix("metrics.")
-        ulp = name.startswith("outputs.") and raw.lower().endswith("ulp")
-        try:
-            value = float(raw[:-3] if ulp else raw)
-        except ValueError:
-            value = -1.0
-        if not sep or not name or name == "outputs." or not math.isfinite(value) or \
-                value < 0 or (ulp and value != int(value)):
-            raise UsageError(f"--tolerance {item!r}: expected metrics.NAME=ABS_TOLERANCE, "
-                             "outputs.PATH=ABS_TOLERANCE or outputs.PATH=NULP, e.g. "
-                             "metrics.accuracy=1e-6 or outputs.weights.npy=2ulp")
-        out[name + ULP_SUFFIX if ulp else name] = int(value) if ulp else value
-    return out
-
-
-def metric_tolerances(tolerances: dict[str, float]) -> bool:
-    """Whether any tolerance is a metric's (with one, outputs without their own tolerance
-    may differ: the metrics are what is gated)."""
-    return any(not k.startswith("outputs.") for k in tolerances)
-
-
-def output_tolerance(tolerances: dict[str, float], path: str) -> dict[str, float] | None:
-    """An output's own tolerance: {"ulp": N} or {"abs": X}, or None."""
-    if f"outputs.{path}{ULP_SUFFIX}" in tolerances:
-        return {"ulp": tolerances[f"outputs.{path}{ULP_SUFFIX}"]}
-    if f"outputs.{path}" in tolerances:
-        return {"abs": tolerances[f"outputs.{path}"]}
-    return None
-
-
-def settle(v: dict[str, Any], local_path: Callable[[str], Path]) -> None:
-    """What differs inside each differing output (``content``), then each output's own
-    tolerance held against it: the verdict is ``within-tolerance`` when everything that
-    differs is within a tolerance (an output without its own counts as within when metric
-    tolerances are given, as before), ``differs`` when an output misses its own."""
-    annotate(v, local_path)
-    tolerances = v.get("tolerances") or {}
-    differ = (v.get("outputs") or {}).get("differ", [])
-    own = []
-    for d in differ:
-        tol = output_tolerance(tolerances, d["path"])
-        if tol is not None:
-            d["tolerance"] = tol
-            d["within_tolerance"] = within(d.get("content") or {}, tol)
-            own.append(d["within_tolerance"])
-    if v["result"] not in (DIFFERS, WITHIN_TOLERANCE) or not own:
-        return
-    outs = v.get("outputs") or {}
-    rest_ok = (v.get("outcome") is None and not outs.get("missing") and not outs.get("extra")
-               and all(m.get("ok") for m in v.get("metrics", []))
-               and (v.get("logs") is None or (v.get("logs") or {}).get("identical", False))
-               and (metric_tolerances(tolerances) or all("tolerance" in d for d in differ)))
-    v["result"] = WITHIN_TOLERANCE if rest_ok and all(own) else DIFFERS
-
-
-def within(content: dict[str, Any], tol: dict[str, float]) -> bool:
-    """Arrays (every member of an ``.npz``) of the same shape and dtype, whose largest ULP
-    distance (or absolute difference) is within ``tol``."""
-    parts = list((content.get("arrays") or {}).values()) if content.get("kind") == "npz" \
-        else [content]
-    if not parts:
-        return False
-    for c in parts:
-        if "elements" not in c:  # not an array, or its shape/dtype changed
-            return False
-        if not c.get("differing"):
-            continue
-        if "ulp" in tol and not c.get("max_ulp", math.inf) <= tol["ulp"]:
-            return False
-        if "abs" in tol and not c.get("max_abs", math.inf) <= tol["abs"]:
-            return False
-    return True
-
-
-def host_changes(original: dict[str, Any], current: dict[str, Any]) -> list[dict[str, Any]]:
-    """Hardware facts that differ between the recording host and this one."""
-    return facts.changes(facts.of_host(original), facts.of_host(current), facts.HARDWARE)
-
-
-def environment_changes(original: RunRecord, replay: RunRecord) -> list[dict[str, Any]]:
-    a, b = facts.of_record(original), facts.of_record(replay)
-    return facts.changes(a, b, list(a))
-
-
-# -- verdict ----------------------------------------------------------------------------------
-
-def verdict(original: RunRecord, replay: RunRecord,
-            tolerances: dict[str, float] | None = None,
-            logs: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Did ``replay`` reproduce ``original``? What the spec compares (``compare``: outputs,
-    metrics, and the output stream as ``logs``, compared by ``compare_logs``) must agree:
-    every output's sha256, every metric exactly (or within its tolerance: never called
-    identical), the logs once normalised. A replay with nothing to compare is
-    ``nothing-compared``, never identical."""
-    tolerances = tolerances or {}
-    what = set(original.resolved.compare)
-    a = original.outputs if "outputs" in what else {}
-    b = replay.outputs if "outputs" in what else {}
-    differ = [{"path": p, "original": a[p].model_dump(), "replay": b[p].model_dump()}
-              for p in sorted(set(a) & set(b)) if a[p].sha256 != b[p].sha256]
-    missing, extra = sorted(set(a) - set(b)), sorted(set(b) - set(a))
-    # names that carry the time or the host: each paired with the one new name like it
-    pairs = pair_renamed(missing, extra)
-    renamed = [{"original": x, "replay": y} for x, y in pairs.items()
-               if a[x].sha256 == b[y].sha256]
-    differ += [{"path": x, "renamed": y, "original": a[x].model_dump(),
-                "replay": b[y].model_dump()} for x, y in pairs.items()
-               if a[x].sha256 != b[y].sha256]
-    missing = [p for p in missing if p not in pairs]
-    extra = [p for p in extra if p not in pairs.values()]
-    metrics = []
-    metrics_ok = metrics_exact = True
-    names = set(original.metrics) | set(replay.metrics) if "metrics" in what else set()
-    for name in sorted(names):
-        x, y = original.metrics.get(name), replay.metrics.get(name)
-        tol = tolerances.get(name, 0.0)
-        delta = None if x is None or y is None else y - x
-        ok = delta is not None and abs(delta) <= tol
-        metrics_ok &= ok
-        metrics_exact &= delta == 0
-        metrics.append({"name": name, "original": x, "replay": y, "delta": delta,
-                        "tolerance": tolerances.get(name), "ok": ok})
-    same_outcome = (replay.status == original.status
-                    and replay.exit_code == original.exit_code)
-    logs_same = logs is None or logs.get("identical", False)
-    if not same_outcome:
-        result = DIFFERS
-    elif not a and not b and not names and logs is None:
-        result = NOTHING_COMPARED
-    elif not differ and not missing and not extra and metrics_exact and logs_same:
-        result = IDENTICAL
-    elif metric_tolerances(tolerances) and metrics_ok and not missing and not extra and \
-            logs_same:  # outputs' own tolerances: ``settle``
-        result = WITHIN_TOLERANCE
-    else:
-        result = DIFFERS
-    return {
-        "result": result, "original": original.id, "replay": replay.id,
-        "outcome": None if same_outcome else {
-            "original": f"{original.status} (exit {original.exit_code})",
-            "replay": f"{replay.status} (exit {replay.exit_code})" + (
-                f": {replay.reason}" if replay.reason else "")},
-        "outputs": {"identical": sorted(p for p in set(a) & set(b)
-                                        if a[p].sha256 == b[p].sha256),
-                    "renamed": renamed, "differ": differ, "missing": missing, "extra": extra},
-        "metrics": metrics,
-        "logs": logs,
-        "compared": sorted(what),
-        "tolerances": tolerances,
-        "environment": environment_changes(original, replay),
-        "checked_at": utc_now(),
-    }
-
-
-def compare_logs(original: RunRecord, replay: RunRecord, store: Store) -> dict[str, Any] | None:
-    """The two runs' output streams compared line by line, after the spec's ``log_normalize``
-    patterns (multi-line: ^ and $ match at each line) are removed from both (timestamps,
-    durations); None when the spec does not
-    compare logs."""
-    if "logs" not in original.resolved.compare:
-        return None
-    patterns = [re.compile(p, re.MULTILINE) for p in original.resolved.log_normalize]
-
-    def lines(record: RunRecord) -> list[str] | None:
-        if record.logs is None or not store.artifacts.has(record.logs.sha256):
-            return None
-        with store.artifacts.open(record.logs.sha256) as f:
-            text = f.read(LOG_COMPARE_LIMIT).decode("utf-8", "replace")
-        for p in patterns:
-            text = p.sub("", text)
-        return text.splitlines()
-
-    a, b = lines(original), lines(replay)
-    doc: dict[str, Any] = {"normalized": original.resolved.log_normalize}
-    if a is None or b is None:
-        return {**doc, "identical": False,
-                "missing": "original" if a is None else "replay"}
-    if a == b:
-        return {**doc, "identical": True, "lines": len(a)}
-    n = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a),
-                                                                                   len(b)))
-    return {**doc, "identical": False, "lines": len(a), "first_difference": {
-        "line": n + 1, "original": a[n][:300] if n < len(a) else None,
-        "replay": b[n][:300] if n < len(b) else None}}
-
-
-# -- replay -------------------------------------------------------------------------------------
+from .verdicts import compare_logs, host_changes, part_ways, settle, shown_change, verdict
 
 FOREIGN_TIMEOUT_MIN_S = 600.0  # a run from elsewhere without a timeout gets at least this
 
@@ -449,7 +241,7 @@ def replay(original: RunRecord, store: Store, engine: Engine, hooks: Hooks,
         # run's final write, not after it
         done.verdict = verdict(original, done, tolerances, compare_logs(original, done, store))
         settle(done.verdict, store.artifacts.local_path)  # what differs inside each file
-        _part_ways(done.verdict, store.runs.steps(original.id), series)
+        part_ways(done.verdict, store.runs.steps(original.id), series)
         done.verdict = redacted(done.verdict, res.redactor)  # snippets of what jobs wrote
 
     return start(record, res, store, engine, replace(hooks, on_finished=judge))
@@ -495,7 +287,7 @@ def judge_on_node(done: RunRecord, store: Store, host: dict[str, Any],
     done.verdict = verdict(original, done, judging.tolerances,
                            compare_logs(original, done, store))
     settle(done.verdict, store.artifacts.local_path)
-    _part_ways(done.verdict, store.runs.steps(original.id), list(series))
+    part_ways(done.verdict, store.runs.steps(original.id), list(series))
     if redactor is not None:
         done.verdict = redacted(done.verdict, redactor)
     if hw and judging.strict_env:
@@ -503,41 +295,3 @@ def judge_on_node(done: RunRecord, store: Store, host: dict[str, Any],
                              + ", ".join(c["fact"] for c in hw) + ")")
 
 
-def series_divergence(original: dict[str, list[tuple[int, float]]],
-                      replay: list[tuple[str, int, float]]) -> dict[str, dict[str, Any]]:
-    """Where two runs' metric series part ways: per metric logged by both, the first step at
-    which the values differ (or one has a step the other lacks), with both values."""
-    mine: dict[str, dict[int, float]] = {}
-    for name, step, value in replay:
-        mine.setdefault(name, {})[step] = value
-    out: dict[str, dict[str, Any]] = {}
-    for name, points in sorted(original.items()):
-        if name not in mine:
-            continue
-        theirs = dict(points)
-        for step in sorted(set(theirs) | set(mine[name])):
-            a, b = theirs.get(step), mine[name].get(step)
-            same = a == b or (a is not None and b is not None and math.isnan(a)
-                              and math.isnan(b))
-            if not same:
-                out[name] = {"step": step, "original": a, "replay": b,
-                             "steps": [len(theirs), len(mine[name])]}
-                break
-    return out
-
-
-def _part_ways(v: dict[str, Any] | None, original: dict[str, list[tuple[int, float]]],
-               replay: list[tuple[str, int, float]]) -> None:
-    if v is not None:
-        parted = series_divergence(original, replay)
-        if parted:
-            v["series"] = parted
-
-
-def shown_change(change: dict[str, Any]) -> str:
-    if "original" in change:
-        return f"{change['original']} -> {change['replay']}"
-    parts = [f"+{len(change['added'])}", f"-{len(change['removed'])}"]
-    if "changed" in change:
-        parts.append(f"~{len(change['changed'])}")
-    return " ".join(parts)

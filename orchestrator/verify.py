@@ -10,9 +10,10 @@ from xml.etree import ElementTree as ET
 from .bundle import import_bundle
 from .engine import Engine
 from .record import RunRecord
-from .replay import DIFFERS, IDENTICAL, Grants, replay
+from .replay import Grants, replay
 from .runner import Hooks
 from .store import Store
+from .verdicts import DIFFERS, IDENTICAL
 
 
 def target_record(target: str, store: Store, on_line: Callable[[str], None]) -> RunRecord:

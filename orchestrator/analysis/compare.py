@@ -79,7 +79,7 @@ def compare(records: list[RunRecord], series: dict[str, Series] | None = None,
 def _part_ways(records: list[RunRecord], series: dict[str, Series]) -> dict[str, Any]:
     """{metric: {run id: {step, first, this}}}: the first step at which each run's curve
     leaves the first run's (runs whose curve never does are absent)."""
-    from ..replay import series_divergence
+    from ..verdicts import series_divergence
 
     base = series.get(records[0].id, {})
     out: dict[str, Any] = {}

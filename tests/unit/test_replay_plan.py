@@ -4,13 +4,8 @@ import pytest
 
 from orchestrator.errors import UsageError
 from orchestrator.record import FileRef, RunStatus, Verdict
-from orchestrator.replay import (
-    environment_changes,
-    host_changes,
-    parse_tolerances,
-    settle,
-    verdict,
-)
+from orchestrator.tolerances import parse_tolerances
+from orchestrator.verdicts import environment_changes, host_changes, settle, verdict
 from tests.unit.test_store import record
 
 
@@ -124,8 +119,8 @@ def test_metrics_are_always_compared():
 
 
 def test_logs_are_compared_when_asked_once_normalised(tmp_path):
-    from orchestrator.replay import compare_logs
     from orchestrator.store import open_store
+    from orchestrator.verdicts import compare_logs
 
     store = open_store(tmp_path / "h")
     a, b = pair()
@@ -151,7 +146,7 @@ def test_logs_are_compared_when_asked_once_normalised(tmp_path):
 
 
 def test_series_part_ways_at_the_first_differing_step():
-    from orchestrator.replay import _part_ways, series_divergence
+    from orchestrator.verdicts import part_ways, series_divergence
 
     original = {"loss": [(0, 1.0), (1, 0.5), (2, 0.25)], "acc": [(0, 0.1), (1, 0.2)],
                 "only_there": [(0, 1.0)]}
@@ -163,7 +158,7 @@ def test_series_part_ways_at_the_first_differing_step():
     assert parted["acc"]["step"] == 2 and parted["acc"]["original"] is None  # a step more
     assert "only_there" not in parted  # not logged by both
     v: dict = {"result": "identical"}
-    _part_ways(v, {"loss": [(0, 1.0)]}, [("loss", 0, 1.0)])
+    part_ways(v, {"loss": [(0, 1.0)]}, [("loss", 0, 1.0)])
     assert "series" not in v  # nothing parted: nothing added
 
 
