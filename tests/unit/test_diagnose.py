@@ -13,15 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.diagnose import (
-    OUTCOME,
-    WHOLE,
-    Runs,
-    analyse,
-    applicable,
-    controlled,
-    describe,
-)
+from orchestrator.causes import OUTCOME, WHOLE, Runs, analyse, describe
+from orchestrator.diagnose import applicable, controlled
 from orchestrator.record import FileRef, RunStatus
 from orchestrator.runtime import RUNTIME_DIR
 from tests.unit.test_store import record
@@ -331,7 +324,7 @@ def test_a_file_named_after_the_time_is_one_subject_whose_name_moves_with_the_cl
         monkeypatch):
     """TensorBoard's events.out.tfevents.<time>.<host>: each run names it anew. Every run's
     file goes by the original's name; the clock explains the name, said once."""
-    import orchestrator.diagnose
+    import orchestrator.causes
 
     name = "runs/events.out.tfevents.{}.repro"
     lines: dict[str, list[str]] = {}
@@ -347,14 +340,14 @@ def test_a_file_named_after_the_time_is_one_subject_whose_name_moves_with_the_cl
         return frozenset(f"line {i + 1}" for i in range(max(len(a), len(b)))
                          if a[i:i + 1] != b[i:i + 1])
 
-    monkeypatch.setattr(orchestrator.diagnose, "places", by_line)
+    monkeypatch.setattr(orchestrator.causes, "places", by_line)
     orig = tb("o9", "1700000000", "1700000000.1")
     runs = Runs(plain=[tb("p21", "1700000100", "1700000100.3"),
                        tb("p22", "1700000200", "1700000200.5")], controls=["clock"],
                 pair=[tb("c19", "1700000000", "1700000000.0"),
                       tb("c20", "1700000000", "1700000000.0")],
                 released={"clock": tb("l12", "1700000300", "1700000300.2")})
-    doc = analyse(orig, runs, orchestrator.diagnose.differences(str, orig))
+    doc = analyse(orig, runs, orchestrator.causes.differences(str, orig))
     [f] = doc["findings"]
     assert f["subject"] == name.format("1700000000")
     assert f["causes"] == [{"cause": "clock", "places": ["name", "line 1"]}]
