@@ -15,11 +15,11 @@ import pytest
 from orchestrator.bundle import import_bundle, manifest_of, needed_artifacts
 from orchestrator.errors import CannotReplay, StoreError, UsageError
 from orchestrator.fsck import fsck
+from orchestrator.ingest import ingest
 from orchestrator.outputs import collect, final_metrics, read_logged_params, read_series
 from orchestrator.record import FileRef, RunRecord, RunStatus
 from orchestrator.recovery import orphans
 from orchestrator.replay import Grants, _input_source, plan_replay
-from orchestrator.ingest import ingest
 from orchestrator.snapshot import extract
 from orchestrator.store import open_store
 from tests.unit.test_resolve import do, repo
