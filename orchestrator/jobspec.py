@@ -14,10 +14,10 @@ from pathlib import Path
 from . import settings, workdir
 from .engine import LABEL_RUN, LABEL_STORE, LABEL_SWEEP, JobSpec, Volume
 from .errors import ReproError
+from .params import param_env
 from .record import RunRecord
 from .resolve import Resolution
 from .runtime import RUNTIME_DIR, VENDOR_PACKAGING
-from .spec import param_env
 
 CONTAINER_USER = "65534:65534"  # nobody:nogroup; never root
 

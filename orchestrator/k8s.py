@@ -24,9 +24,9 @@ from typing import Any
 
 from .engine import CONTAINER_HOSTNAME
 from .errors import UsageError
+from .params import param_env
 from .record import RunRecord
 from .runtime import RUNTIME_DIR
-from .spec import param_env
 from .store import Store
 from .workdir import CODE, PROJECT, target
 

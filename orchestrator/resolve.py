@@ -22,20 +22,12 @@ from .engine.images import build as build_image
 from .engine.recipe import find as find_recipe
 from .errors import SpecError
 from .hashing import as_digest, digest_of, hex_of, sha256_file, shown
+from .params import param_flags, param_overrides, substitute
 from .recipes import names as shipped_names
 from .record import ImageRef, InputRef, PackagesRef, ResolvedSpec, ResourcesRef, RunRecord
 from .runtime.repro_boot import parse_lock
 from .snapshot import Snapshot, take
-from .spec import (
-    ImageSpec,
-    LoadedSpec,
-    missing_path,
-    param_flags,
-    param_overrides,
-    parse_memory,
-    repo_root,
-    substitute,
-)
+from .spec import ImageSpec, LoadedSpec, missing_path, parse_memory, repo_root
 from .store import Store
 from .units import human_size
 from .workdir import CODE, OUTPUTS, PROJECT

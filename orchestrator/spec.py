@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from .errors import SpecError, UsageError
+from .params import PLACEHOLDER
 from .recipes import names as shipped_names
 from .recipes import shipped
 from .units import parse_duration, parse_size
@@ -413,9 +414,6 @@ def _model_in(ann: Any) -> Any:
     return next((m for a in get_args(ann) if (m := _model_in(a)) is not None), None)
 
 
-PLACEHOLDER = re.compile(r"\{(params\.[A-Za-z_][A-Za-z0-9_.-]*|seed)\}")
-
-
 def _ref_problems(data: dict[str, Any]) -> list[tuple[Loc, str]]:
     """Every ``{params.NAME}`` in the command and in env values names a declared param.
     Other braces (say, an f-string in ``python -c``) are left alone. Read from the raw
@@ -498,83 +496,3 @@ def repo_root(base: Path) -> Path:
         if (candidate / ".git").exists():
             return candidate
     return p
-
-
-def param_flags(params: dict[str, Any]) -> list[str]:
-    """``args: flags``: --name=value for every param, as argparse reads them."""
-    return [f"--{name}={substitute('{params.' + name + '}', params, 0)}" for name in params]
-
-
-def param_overrides(params: dict[str, Any]) -> list[str]:
-    """``args: overrides``: name=value for every param, as Hydra's override grammar reads
-    them: a string that would read as another type, or holds spaces or symbols, is quoted."""
-    out = []
-    for name, value in params.items():
-        text = substitute("{params." + name + "}", params, 0)
-        if isinstance(value, str) and (not re.fullmatch(r"[A-Za-z_/][A-Za-z0-9_./:-]*", value)
-                                       or value.lower() in ("true", "false", "null", "nan",
-                                                            "inf")):
-            text = "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-        out.append(f"{name}={text}")
-    return out
-
-
-def param_env(params: dict[str, Any]) -> dict[str, str]:
-    """REPRO_PARAM_<NAME> for every param (non-alphanumerics as _, upper case)."""
-    return {"REPRO_PARAM_" + re.sub(r"[^A-Za-z0-9]", "_", name).upper():
-            substitute("{params." + name + "}", params, 0) for name in params}
-
-
-def substitute(arg: str, params: dict[str, Any], seed: int) -> str:
-    def one(m: re.Match[str]) -> str:
-        ref = m.group(1)
-        if ref.startswith("params.") and ref[7:] not in params:
-            return m.group(0)
-        if ref == "seed":
-            return str(seed)
-        value = params[ref[7:]]
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        return str(value)
-
-    return PLACEHOLDER.sub(one, arg)
-
-
-def apply_overrides(loaded: LoadedSpec, overrides: list[str]) -> LoadedSpec:
-    """``--param k=v``: known params only, converted to the declared type."""
-    spec = loaded.spec
-    params = dict(spec.params)
-    for item in overrides:
-        name, sep, raw = item.partition("=")
-        if not sep or not name:
-            raise SpecError(f"--param {item!r}: expected NAME=VALUE")
-        if name not in params:
-            known = ", ".join(sorted(params)) or "none"
-            raise SpecError(f"--param {name}: {loaded.path} declares no param {name!r} "
-                            f"(params: {known})")
-        params[name] = _convert(name, raw, params[name], loaded)
-    return LoadedSpec(spec=spec.model_copy(update={"params": params}), path=loaded.path,
-                      lines=loaded.lines)
-
-
-def _convert(name: str, raw: str, current: Any, loaded: LoadedSpec) -> Any:
-    kind = type(current).__name__
-    try:
-        if isinstance(current, bool):
-            low = raw.lower()
-            if low in ("true", "yes", "1", "on"):
-                return True
-            if low in ("false", "no", "0", "off"):
-                return False
-            raise ValueError
-        if isinstance(current, int):
-            return int(raw)
-        if isinstance(current, float):
-            value = float(raw)
-            if value != value or value in (float("inf"), float("-inf")):
-                raise ValueError
-            return value
-    except ValueError:
-        raise SpecError(f"--param {name}={raw}: params.{name} is a {kind} "
-                        f"({loaded.where(('params', name))}); got {raw!r}") from None
-    return raw

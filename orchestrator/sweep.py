@@ -21,10 +21,11 @@ from typing import Any
 
 from .engine import LABEL_SWEEP, Engine, connect
 from .errors import ReproError, UsageError
+from .params import apply_overrides
 from .record import RunRecord, RunStatus
 from .resolve import resolve
 from .runner import Hooks, launch
-from .spec import LoadedSpec, apply_overrides
+from .spec import LoadedSpec
 from .store import open_store
 
 

@@ -104,7 +104,8 @@ def launch(
     """Run a spec in a container and record everything about it (here, or on a Slurm
     cluster with --executor slurm)."""
     from .. import scheduler, ui, views
-    from ..spec import apply_overrides, default_spec, load_spec
+    from ..params import apply_overrides
+    from ..spec import default_spec, load_spec
     from ..store import open_store
 
     loaded = apply_overrides(load_spec(spec or default_spec(Path.cwd())), param or [])
@@ -161,7 +162,8 @@ def sweep(
     --executor slurm, as one Slurm job array (-j: at most that many at once)."""
     from .. import ui, ui_live
     from ..errors import ExitCode, UsageError
-    from ..spec import apply_overrides, load_spec
+    from ..params import apply_overrides
+    from ..spec import load_spec
     from ..store import default_home
     from ..sweep import parse_grid, plan, rank, run_sweep
 

@@ -29,7 +29,8 @@ from hypothesis import strategies as st
 
 from orchestrator import cli
 from orchestrator.errors import ExitCode, SpecError
-from orchestrator.spec import apply_overrides, load_spec
+from orchestrator.params import apply_overrides
+from orchestrator.spec import load_spec
 from orchestrator.store.query import QueryError, parse_where
 
 EXAMPLES = int(os.environ.get("REPRO_FUZZ_EXAMPLES", "40"))

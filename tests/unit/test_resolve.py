@@ -6,9 +6,10 @@ import pytest
 
 from orchestrator.errors import GPUUnavailable, ResolveError, SpecError
 from orchestrator.gpu import GPU, select
+from orchestrator.params import apply_overrides
 from orchestrator.resolve import THREAD_VARS, resolve
 from orchestrator.snapshot import take
-from orchestrator.spec import apply_overrides, load_spec
+from orchestrator.spec import load_spec
 from orchestrator.store import open_store
 from tests import fakes
 from tests.helpers import git, make_repo
@@ -284,7 +285,7 @@ def test_params_reach_env_flags_and_the_environment_without_edits(repo, tmp_path
     res, _ = do(repo, tmp_path, overrides=["lr=0.5"])
     assert res.resolved.env["LR"] == "lr=0.5"
     assert res.resolved.command[-3:] == ["--lr=0.5", "--n-layers=3", "--aug=true"]
-    from orchestrator.spec import param_env
+    from orchestrator.params import param_env
 
     assert param_env(res.resolved.params) == {"REPRO_PARAM_LR": "0.5",
                                               "REPRO_PARAM_N_LAYERS": "3",

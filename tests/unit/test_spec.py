@@ -3,12 +3,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import SpecError
-from orchestrator.spec import (
-    apply_overrides,
-    load_spec,
-    parse_memory,
-    substitute,
-)
+from orchestrator.params import apply_overrides, substitute
+from orchestrator.spec import load_spec, parse_memory
 from orchestrator.units import parse_duration
 
 GOOD = """\
