@@ -231,13 +231,13 @@ def is_foreign(record: RunRecord, store: Store) -> bool:
 
 
 def render_replay(rec: RunRecord, store: Store, json_: bool) -> None:
-    from .. import ui, views
+    from .. import ui, ui_run, views
 
     series = store.runs.steps(rec.id)
     if json_:
         ui.print_json(views.record_json(rec, series))
     else:
-        ui.render_verdict(rec)
+        ui_run.render_verdict(rec)
 
 
 def verdict_exit(rec: RunRecord) -> int:

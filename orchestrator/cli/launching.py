@@ -103,7 +103,7 @@ def launch(
 ) -> None:
     """Run a spec in a container and record everything about it (here, or on a Slurm
     cluster with --executor slurm)."""
-    from .. import scheduler, ui, views
+    from .. import scheduler, ui, ui_run, views
     from ..params import apply_overrides
     from ..spec import default_spec, load_spec
     from ..store import open_store
@@ -127,7 +127,7 @@ def launch(
     if json_:
         ui.print_json(views.record_json(record, series))
     else:
-        ui.render_record(record, series)
+        ui_run.render_record(record, series)
     if not (detach and str(record.status) == "queued"):  # detached: queued is a success
         exit_for(record)
 

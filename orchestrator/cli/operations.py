@@ -89,7 +89,7 @@ def wait_(
 ) -> None:
     """Follow a run submitted to Slurm until it ends (its log, its status, Slurm's endings);
     exits as `launch` would have."""
-    from .. import scheduler, ui, views
+    from .. import scheduler, ui, ui_run, views
 
     store = store_of(run)
     record = store.runs.get(run)
@@ -99,7 +99,7 @@ def wait_(
     if json_:
         ui.print_json(views.record_json(record, store.runs.steps(record.id)))
     else:
-        ui.render_record(record, store.runs.steps(record.id))
+        ui_run.render_record(record, store.runs.steps(record.id))
     exit_for(record)
 
 

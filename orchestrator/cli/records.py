@@ -186,7 +186,7 @@ def show(
     json_: JsonOpt = False,
 ) -> None:
     """Show one run's full record."""
-    from .. import ui, views
+    from .. import ui, ui_run, views
 
     store = store_of(run)
     record = store.runs.get(run)
@@ -200,7 +200,7 @@ def show(
             store.runs.pushes(record.resolved.image.digest), store.runs.published(record.id),
             diagnoses, authors))
     else:
-        ui.render_record(record, series, replays, tags, notes, diagnoses, authors)
+        ui_run.render_record(record, series, replays, tags, notes, diagnoses, authors)
 
 
 @app.command()

@@ -175,7 +175,7 @@ def diagnose(
 
     Exit codes: 0 diagnosed (whatever it found), 9 cannot replay, 4 unknown run, 5 no
     engine, 130 interrupted."""
-    from .. import ui
+    from .. import ui, ui_run
     from ..diagnose import diagnose as diagnose_run
     from ..engine import connect
 
@@ -187,4 +187,4 @@ def diagnose(
     if json_:
         ui.print_json(doc)
     else:
-        ui.render_diagnosis(doc)
+        ui_run.render_diagnosis(doc)

@@ -421,7 +421,7 @@ def test_secrets_dir_refuses_a_folder_someone_else_made(tmp_path, monkeypatch):
 @pytest.mark.process
 def test_markup_and_control_characters_in_user_data_print_as_text(exported, capsys):
     """M5: a tag value like [/x] made `repro runs` exit 1; ANSI escapes reached the terminal."""
-    from orchestrator import ui
+    from orchestrator import ui, ui_run
 
     _, record = exported
     rec = record.model_copy(update={
@@ -430,7 +430,7 @@ def test_markup_and_control_characters_in_user_data_print_as_text(exported, caps
         "reason": "[red]not red[/red]\x1b[2J", "status": RunStatus.FAILED,
         "stderr_tail": "Traceback:\n  boom\x1b[2J"})
     ui.render_runs([rec], {rec.id: {"team": "[/x]", "note": "\x1b[31mred"}})
-    ui.render_record(rec, {}, tags={"k": "[/]"}, notes=[("2026-11-26T10:00:00Z", "[/x]")])
+    ui_run.render_record(rec, {}, tags={"k": "[/]"}, notes=[("2026-11-26T10:00:00Z", "[/x]")])
     out = capsys.readouterr().out
     assert "[/x]" in out and "[red]not red[/red]" in out and "acc[bold]" in out
     assert "\x1b]0;" not in out and "\x1b[2J" not in out and "\x1b[31m" not in out
