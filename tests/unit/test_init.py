@@ -11,14 +11,8 @@ import pytest
 import yaml
 
 from orchestrator.errors import UsageError
-from orchestrator.init import (
-    edited,
-    hash_pinned,
-    init,
-    lock_text,
-    metric_scrapers,
-    stamped,
-)
+from orchestrator.init import edited, init, metric_scrapers, stamped
+from orchestrator.projectdeps import hash_pinned, lock_text
 from orchestrator.projectparams import params
 from orchestrator.projectscan import entry_point
 from orchestrator.spec import load_spec

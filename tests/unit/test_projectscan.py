@@ -241,7 +241,7 @@ def test_torch_from_pypi_is_named_before_the_lock_with_the_cpu_routes(tmp_path, 
 
 
 def test_a_lock_keeps_the_index_its_requirements_name():
-    from orchestrator.init import lock_text
+    from orchestrator.projectdeps import lock_text
 
     text = lock_text([{"name": "torch", "version": "2.5.1+cpu", "sha256": "a" * 64,
                        "url": "https://download.pytorch.org/whl/cpu/torch.whl"}],
