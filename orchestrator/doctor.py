@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from . import gpu
-from .engine import Engine
+from .engine import EXECUTORS, Engine
 from .engine.images import recipe_kind, repository
 from .errors import ReproError
 from .hashing import shown
 from .recovery import recover
+from .scheduler import SCHEDULERS, where
 from .store import default_home, open_store
 
 
@@ -21,6 +22,14 @@ def check(engine: Engine, images_dir: Path, home: Path | None = None) -> list[di
     def add(name: str, ok: bool, detail: str, fix: str = "") -> None:
         checks.append({"name": name, "ok": ok, "detail": detail, "fix": fix})
 
+    try:  # REPRO_EXECUTOR: where a launch goes
+        placed = where()
+        add("executor", True, f"launches run on this machine's {engine.name} engine"
+            if placed.here else f"launches go to {placed.scheduler}; images resolve with "
+            f"this machine's {engine.name} engine")
+    except ReproError as e:
+        add("executor", False, str(e), "set REPRO_EXECUTOR to local, "
+            + ", ".join([*EXECUTORS, *SCHEDULERS]))
     docker_ok = False
     try:
         v = engine.version()

@@ -17,11 +17,11 @@ NVIDIA's GPU feature discovery sets (``nvidia.com/gpu.product``).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
+from . import settings
 from .engine import CONTAINER_HOSTNAME
 from .errors import UsageError
 from .params import param_env
@@ -33,12 +33,11 @@ from .workdir import CODE, PROJECT, target
 TITLE = "Kubernetes"
 SUBMITS = False  # the Scheduler protocol (scheduler.py): rendering only, for now
 USER = 65534  # nobody, as for a local run
-FETCH_IMAGE_ENV = "REPRO_K8S_FETCH_IMAGE"  # an image with repro installed (the init container)
 
 
 def options(flags: dict[str, Any]) -> str | None:
     """The namespace: REPRO_K8S_NAMESPACE (none: the context's own)."""
-    return os.environ.get("REPRO_K8S_NAMESPACE") or None
+    return settings.k8s_namespace()
 
 
 def require_shared_store() -> None:
@@ -126,7 +125,7 @@ def manifests(record: RunRecord, store: Store, namespace: str | None = None
               for _ in r.secrets[:1]]]}
     fetch: dict[str, Any] = {
         "name": "fetch",
-        "image": os.environ.get(FETCH_IMAGE_ENV, "repro:latest"),
+        "image": settings.k8s_fetch_image(),
         "command": ["repro", "fetch", record.id, "--into", "/repro"],
         "env": store_env + [{"name": "REPRO_HOME", "value": "/tmp/repro-home"}],
         "securityContext": unprivileged,

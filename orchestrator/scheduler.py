@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from . import settings
+from .engine import EXECUTORS
 from .errors import ExitCode, ReproError, UsageError
 from .record import RunRecord
 
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
 # name: the module that implements ``Scheduler`` (imported when a run goes there)
 SCHEDULERS: dict[str, str] = {"slurm": "orchestrator.slurm", "k8s": "orchestrator.k8s"}
-LOCAL = ("local", "docker", "podman")  # this machine's engine (docker and podman name it)
+LOCAL = ("local", *EXECUTORS)  # this machine's engine (docker and podman name it)
 
 
 class Scheduler(Protocol):
@@ -63,6 +64,19 @@ class Scheduler(Protocol):
         """Stop the runs' jobs; returns them once each has ended."""
 
 
+class ArrayScheduler(Scheduler, Protocol):
+    """A scheduler that can also run a sweep as one array of jobs (Slurm's ``--array``):
+    an optional capability, found by ``arrays``."""
+
+    def submit_array(self, records: list[RunRecord], store: Store, options: Any,
+                     parallel: int, on_line: Callable[[str], None]) -> str:
+        """Every record queued as one task of an array (at most ``parallel`` at once)."""
+
+    def follow_all(self, store: Store, records: list[RunRecord],
+                   on_done: Callable[[RunRecord], None]) -> list[RunRecord]:
+        """Until every run ends, each reported once as it ends."""
+
+
 @dataclass(frozen=True)
 class Where:
     """Where runs go: ``scheduler`` None is this machine's engine."""
@@ -79,6 +93,7 @@ if TYPE_CHECKING:  # mypy checks each registered module against the protocol
     from . import k8s, slurm
 
     _registered: tuple[Scheduler, ...] = (slurm, k8s)
+    _arrays: tuple[ArrayScheduler, ...] = (slurm,)
 
 
 def where(given: str | None = None, **flags: Any) -> Where:
@@ -95,6 +110,12 @@ def where(given: str | None = None, **flags: Any) -> Where:
 def get(name: str) -> Scheduler:
     module: Scheduler = importlib.import_module(SCHEDULERS[name])
     return module
+
+
+def arrays(name: str) -> ArrayScheduler | None:
+    """Scheduler ``name``, when it runs sweeps as arrays of jobs."""
+    module = get(name)
+    return module if hasattr(module, "submit_array") else None  # type: ignore[return-value]
 
 
 def of(record: RunRecord) -> Scheduler | None:

@@ -160,6 +160,18 @@ def executor(given: str | None = None) -> str:
     return ((given or "").strip() or _raw("REPRO_EXECUTOR") or "local").strip().lower()
 
 
+def k8s_namespace() -> str | None:
+    """REPRO_K8S_NAMESPACE: the namespace a rendered Kubernetes Job names (none: the
+    context's own)."""
+    return _raw("REPRO_K8S_NAMESPACE")
+
+
+def k8s_fetch_image() -> str:
+    """REPRO_K8S_FETCH_IMAGE: an image with repro installed, for the Job's init container
+    that fetches the run from the store (default repro:latest)."""
+    return _raw("REPRO_K8S_FETCH_IMAGE") or "repro:latest"
+
+
 def user() -> str:
     """REPRO_USER: who runs are recorded as launched by (default: git's user.email, else
     the login name)."""

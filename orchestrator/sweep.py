@@ -1,7 +1,9 @@
 """`repro sweep`: many ordinary recorded runs of one spec over a grid (or a random sample of
 it), sharing a sweep id, optionally in parallel. One failing point never stops the others.
 
-``plan`` is pure (grid -> points); ``run_sweep`` launches them.
+``plan`` is pure (grid -> points); ``launch`` runs them where a sweep goes: here
+(``run_sweep``, up to ``parallel`` at once) or as one array of jobs on a scheduler that has
+arrays (``submit_sweep``: the ``ArrayScheduler`` capability, Slurm's ``--array``).
 """
 
 from __future__ import annotations
@@ -19,14 +21,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import scheduler
 from .engine import LABEL_SWEEP, Engine, connect
 from .errors import ReproError, UsageError
 from .params import apply_overrides
 from .record import RunRecord, RunStatus
 from .resolve import resolve
-from .runner import Hooks, launch
+from .runner import Hooks
+from .runner import launch as launch_run
 from .spec import LoadedSpec
-from .store import open_store
+from .store import Store, open_store
 
 
 def parse_grid(loaded: LoadedSpec, items: list[str]) -> dict[str, list[Any]]:
@@ -101,7 +105,7 @@ def run_sweep(loaded: LoadedSpec, points: list[dict[str, Any]], home: Path, *,
         local = open_store(home)  # a connection per thread
         try:
             spec = apply_overrides(loaded, [f"{k}={_text(v)}" for k, v in point.params.items()])
-            point.record = launch(spec, local, engines(), allow_dirty=allow_dirty,
+            point.record = launch_run(spec, local, engines(), allow_dirty=allow_dirty,
                                   strict=strict, sweep_id=sweep_id,
                                   hooks=Hooks(on_line=lambda _: None, cancel=cancel))
         except ReproError as e:
@@ -129,15 +133,38 @@ def run_sweep(loaded: LoadedSpec, points: list[dict[str, Any]], home: Path, *,
     return result
 
 
-def submit_sweep(loaded: LoadedSpec, points: list[dict[str, Any]], store: Any, opts: Any,
-                 *, parallel: int = 1, allow_dirty: bool = False, strict: bool = False,
+def launch(loaded: LoadedSpec, points: list[dict[str, Any]], where: scheduler.Where,
+           home: Path, opened: Callable[[], Store], *, parallel: int = 1,
+           allow_dirty: bool = False, strict: bool = False, detach: bool = False,
+           on_line: Callable[[str], None] = lambda _: None,
+           on_done: Callable[[PointResult], None] = lambda _: None,
+           plan_doc: dict[str, Any] | None = None) -> SweepResult:
+    """The sweep where ``where`` says: here, or as one array of jobs on its scheduler
+    (followed to the end unless ``detach``)."""
+    if where.here:
+        return run_sweep(loaded, points, home, parallel=parallel, allow_dirty=allow_dirty,
+                         strict=strict, on_line=on_line, on_done=on_done, plan_doc=plan_doc)
+    name = str(where.scheduler)
+    sched = scheduler.arrays(name)
+    if sched is None:
+        able = [n for n in scheduler.SCHEDULERS if scheduler.arrays(n) is not None]
+        raise UsageError(f"--executor {name}: a sweep runs here or on {' or '.join(able)}")
+    sched.require_shared_store()
+    options = sched.options(where.flags)
+    return submit_sweep(loaded, points, opened(), sched, name, options,
+                        parallel=parallel, allow_dirty=allow_dirty, strict=strict,
+                        detach=detach, on_line=on_line, on_done=on_done, plan_doc=plan_doc)
+
+
+def submit_sweep(loaded: LoadedSpec, points: list[dict[str, Any]], store: Store,
+                 sched: scheduler.ArrayScheduler, name: str, options: Any, *,
+                 parallel: int = 1, allow_dirty: bool = False, strict: bool = False,
                  detach: bool = False, on_line: Callable[[str], None] = lambda _: None,
                  on_done: Callable[[PointResult], None] = lambda _: None,
                  plan_doc: dict[str, Any] | None = None) -> SweepResult:
-    """The sweep as one Slurm job array: every point resolved here into an ordinary record
+    """The sweep as one array of jobs: every point resolved here into an ordinary record
     sharing the sweep id, submitted together, followed until each ends (unless
     ``detach``)."""
-    from . import slurm
     from .runner import prepare_launch
 
     sweep_id = secrets.token_hex(6)
@@ -146,7 +173,7 @@ def submit_sweep(loaded: LoadedSpec, points: list[dict[str, Any]], store: Any, o
     resolve(loaded, store, engine, allow_dirty=allow_dirty, strict=strict, on_line=on_line)
     store.runs.add_sweep(sweep_id, loaded.spec.name, str(loaded.path.resolve()),
                          json.dumps({**(plan_doc or {}), "points": points,
-                                     "executor": "slurm"}, sort_keys=True))
+                                     "executor": name}, sort_keys=True))
     result = SweepResult(id=sweep_id, points=[PointResult(i, p) for i, p in enumerate(points)])
     records = []
     for point in result.points:
@@ -154,7 +181,7 @@ def submit_sweep(loaded: LoadedSpec, points: list[dict[str, Any]], store: Any, o
         record, _ = prepare_launch(spec, store, engine, allow_dirty=allow_dirty, strict=strict,
                                    hooks=hooks, sweep_id=sweep_id, local_gpus=False)
         records.append(record)
-    slurm.submit_array(records, store, opts, parallel, on_line)
+    sched.submit_array(records, store, options, parallel, on_line)
     by_id = {r.id: p for r, p in zip(records, result.points, strict=True)}
     if detach:
         for r, p in zip(records, result.points, strict=True):
@@ -166,10 +193,10 @@ def submit_sweep(loaded: LoadedSpec, points: list[dict[str, Any]], store: Any, o
         on_done(by_id[record.id])
 
     try:
-        slurm.follow_all(store, records, done)
+        sched.follow_all(store, records, done)
     except KeyboardInterrupt:
         result.interrupted = True
-        on_line(f"sweep {sweep_id} goes on in Slurm: `repro runs --where \"sweep = "
+        on_line(f"sweep {sweep_id} goes on in {sched.TITLE}: `repro runs --where \"sweep = "
                 f"{sweep_id}\"` shows it, `repro cancel --sweep {sweep_id}` stops it")
     return result
 

@@ -164,8 +164,9 @@ def sweep(
     from ..errors import ExitCode, UsageError
     from ..params import apply_overrides
     from ..spec import load_spec
-    from ..store import default_home
-    from ..sweep import parse_grid, plan, rank, run_sweep
+    from ..store import default_home, open_store
+    from ..sweep import launch as launch_sweep
+    from ..sweep import parse_grid, plan, rank
 
     if not grid:
         raise UsageError("give at least one --grid NAME=V1,V2")
@@ -177,32 +178,18 @@ def sweep(
     board = ui_live.SweepBoard(len(points), metric)
     plan_doc = {"grid": values, "random": random_n, "seed": seed}
     where = where_of(executor, partition, account, qos, sbatch_option)
-    if where.scheduler == "slurm":  # as one job array: Slurm's own, not yet the seam's
-        from .. import slurm
-        from ..store import open_store
-        from ..sweep import submit_sweep
-
-        slurm.require_shared_store()
-        with board:
-            result = submit_sweep(loaded, points, recovered(open_store()),
-                                  slurm.options(where.flags),
-                                  parallel=parallel, allow_dirty=allow_dirty, strict=strict,
-                                  detach=detach, on_line=board.line, on_done=board.done,
-                                  plan_doc=plan_doc)
-        if detach:
-            if json_:
-                ui.print_json({"sweep": result.id, "points": len(result.points),
-                               "runs": [p.record.id for p in result.points if p.record]})
-            else:
-                typer.echo(f"sweep {result.id}: {len(result.points)} points queued")
-            return
-    elif where.scheduler is not None:
-        raise UsageError(f"--executor {where.scheduler}: a sweep runs here or on slurm")
-    else:
-        with board:
-            result = run_sweep(loaded, points, default_home(), parallel=parallel,
-                               allow_dirty=allow_dirty, strict=strict, on_line=board.line,
-                               on_done=board.done, plan_doc=plan_doc)
+    with board:
+        result = launch_sweep(loaded, points, where, default_home(),
+                              lambda: recovered(open_store()), parallel=parallel,
+                              allow_dirty=allow_dirty, strict=strict, detach=detach,
+                              on_line=board.line, on_done=board.done, plan_doc=plan_doc)
+    if detach and not where.here:
+        if json_:
+            ui.print_json({"sweep": result.id, "points": len(result.points),
+                           "runs": [p.record.id for p in result.points if p.record]})
+        else:
+            typer.echo(f"sweep {result.id}: {len(result.points)} points queued")
+        return
     ranked = rank(result.points, metric, minimize)
     if json_:
         ui.print_json({"sweep": result.id, "points": len(result.points),

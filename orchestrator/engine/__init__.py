@@ -188,16 +188,16 @@ EXECUTORS: dict[str, Callable[[], Engine]] = {"docker": _docker, "podman": _podm
 
 def connect(name: str | None = None) -> Engine:
     """This machine's engine ``name`` (default: REPRO_ENGINE, else REPRO_EXECUTOR when it
-    names an engine, else docker); nothing is contacted until the first call. A scheduler
-    in REPRO_EXECUTOR (slurm) still uses this machine's engine to resolve images."""
-    from ..scheduler import SCHEDULERS
+    names an engine, else docker); nothing is contacted until the first call. REPRO_EXECUTOR
+    naming a scheduler (slurm) still resolves images with this machine's engine; whether it
+    names anything known is ``scheduler.where``'s to say (the engine knows no schedulers)."""
     from ..settings import executor
 
-    where = executor()  # a scheduler's name (slurm) still resolves images with this engine
-    name = (name or os.environ.get("REPRO_ENGINE", "").strip()
-            or (where if where not in ("local", *SCHEDULERS) else "") or "docker")
+    where = executor()
+    given = name or os.environ.get("REPRO_ENGINE", "").strip()
+    name = given or (where if where in EXECUTORS else "docker")
     if name not in EXECUTORS:
-        raise UsageError(f"executor {name!r} is not one of: {', '.join(sorted(EXECUTORS))}; "
-                         "set REPRO_ENGINE (or REPRO_EXECUTOR) to one of them, or "
-                         "REPRO_EXECUTOR to a scheduler (repro launch --help)")
+        raise UsageError(f"engine {name!r} is not one of: {', '.join(sorted(EXECUTORS))}; "
+                         "set REPRO_ENGINE to one of them (or REPRO_EXECUTOR: repro launch "
+                         "--help)")
     return EXECUTORS[name]()

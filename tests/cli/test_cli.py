@@ -171,3 +171,17 @@ def test_a_run_id_too_long_to_be_a_file_name_is_an_unknown_run(tmp_path):
     a bundle, and the OS's ENAMETOOLONG became an internal error."""
     p = repro("verify", "é" * 300, cwd=tmp_path, env={"REPRO_HOME": str(tmp_path / "h")})
     assert p.returncode == 4 and len(p.stderr.strip().splitlines()) == 1, p.stderr
+
+
+@pytest.mark.process
+def test_doctor_says_where_launches_go_and_refuses_an_unknown_executor(tmp_path):
+    import json
+
+    env = {"REPRO_HOME": str(tmp_path / "h"), "DOCKER_HOST": f"unix://{tmp_path}/no.sock"}
+    p = repro("doctor", "--json", cwd=tmp_path, env={**env, "REPRO_EXECUTOR": "slurm"})
+    row = {c["name"]: c for c in json.loads(p.stdout)["checks"]}["executor"]
+    assert row["ok"] and row["detail"].startswith("launches go to slurm")
+    p = repro("doctor", "--json", cwd=tmp_path, env={**env, "REPRO_EXECUTOR": "lsf"})
+    row = {c["name"]: c for c in json.loads(p.stdout)["checks"]}["executor"]
+    assert not row["ok"] and "'lsf'" in row["detail"] and "slurm" in row["fix"]
+    assert p.returncode == 5

@@ -341,6 +341,7 @@ def test_doctor_reports_a_ready_machine(proj):
     doc = json.loads(p.stdout)
     checks = {c["name"]: c for c in doc["checks"]}
     assert checks["docker"]["ok"] and checks["store"]["ok"]
+    assert checks["executor"]["ok"] and "docker engine" in checks["executor"]["detail"]
     assert checks["image base"]["ok"] and checks["image train"]["ok"]
     assert "none (" in checks["gpus"]["detail"] or checks["gpus"]["detail"]
     assert p.returncode == (0 if doc["ok"] else 5)

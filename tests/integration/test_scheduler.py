@@ -61,3 +61,36 @@ def test_an_unknown_scheduler_is_one_line_naming_the_registered_ones(fake):
     assert str(done.exception) == "--executor 'lsf': use local (this machine's engine: " \
                                   "docker or podman) or one of: slurm, k8s, fake"
     assert fake == []
+
+
+def test_a_sweep_goes_to_a_scheduler_only_with_its_array_capability(fake, monkeypatch):
+    """Sweeps reach a scheduler through the optional ``ArrayScheduler`` capability: without
+    it a sweep is refused naming those that have it; given it, the points go as one array."""
+    args = ["sweep", "specs/digits-mlp.yaml", "--grid", "lr=0.1,0.2", "--executor", "fake"]
+    refused = CliRunner().invoke(cli.app, args)
+    assert isinstance(refused.exception, UsageError)
+    assert str(refused.exception) == "--executor fake: a sweep runs here or on slurm"
+
+    arrays: list[list[str]] = []
+
+    def submit_array(records, store, opts, parallel, on_line):
+        arrays.append([r.id for r in records])
+        for record in records:
+            fake_scheduler.submit(record, store, opts, on_line)
+        return "8"
+
+    def follow_all(store, records, on_done):
+        done = [fake_scheduler.follow(store, r, lambda _: None, lambda _: None)
+                for r in records]
+        for record in done:
+            on_done(record)
+        return done
+
+    monkeypatch.setattr(fake_scheduler, "submit_array", submit_array, raising=False)
+    monkeypatch.setattr(fake_scheduler, "follow_all", follow_all, raising=False)
+    swept = repro(*args, "--json")
+    assert swept.exit_code == 0, swept.output
+    doc = json.loads(swept.stdout)
+    assert doc["points"] == 2 and doc["failed"] == 0
+    assert len(arrays) == 1 and sorted(arrays[0]) == sorted(r["id"] for r in doc["runs"])
+    assert {r["status"] for r in doc["runs"]} == {"succeeded"}

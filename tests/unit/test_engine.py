@@ -76,10 +76,16 @@ def test_an_engine_that_cannot_see_this_machines_files_is_refused(monkeypatch, w
     _check_sees_files(where)
 
 
-def test_an_unknown_executor_lists_the_known_ones(monkeypatch):
-    monkeypatch.setenv("REPRO_EXECUTOR", "lsf")
-    with pytest.raises(UsageError, match="executor 'lsf' is not one of: docker, podman"):
+def test_an_unknown_engine_or_executor_lists_the_known_ones(monkeypatch):
+    from orchestrator.scheduler import where
+
+    monkeypatch.setenv("REPRO_ENGINE", "lsf")
+    with pytest.raises(UsageError, match="engine 'lsf' is not one of: docker, podman"):
         connect()
+    monkeypatch.delenv("REPRO_ENGINE")
+    monkeypatch.setenv("REPRO_EXECUTOR", "lsf")  # where a launch goes: where() refuses it
+    with pytest.raises(UsageError, match="--executor 'lsf': use local .* or one of: slurm"):
+        where()
 
 
 def test_an_unreachable_engine_is_one_line_naming_the_socket(tmp_path, monkeypatch):
