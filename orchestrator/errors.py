@@ -10,7 +10,7 @@ from enum import IntEnum
 
 
 class ExitCode(IntEnum):
-    """Documented exit codes of the ``repro`` command (README: "Exit codes")."""
+    """Documented exit codes of the ``repro`` command (docs/reference.md: "Exit codes")."""
 
     OK = 0
     INTERNAL = 1  # a bug in repro: please report it with --debug output

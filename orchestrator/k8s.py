@@ -1,6 +1,6 @@
 """Kubernetes: a recorded run rendered as a ``batch/v1`` Job (``repro launch --executor k8s
 --dry-run``). Rendering only: repro has not been run against a live cluster, and nothing
-collects a Job's outputs back into the store yet (README says so).
+collects a Job's outputs back into the store yet (docs/clusters.md says so).
 
 The Job runs the run's image by registry digest (a Kubernetes node pulls; it cannot load an
 archive), unprivileged: non-root, no capabilities, no privilege escalation, a read-only root

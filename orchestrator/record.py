@@ -71,7 +71,8 @@ class RunStatus(StrEnum):
 
     @property
     def exit_code(self) -> ExitCode:
-        """The `repro` command's exit code for a run that ended so (README: Exit codes)."""
+        """The `repro` command's exit code for a run that ended so (docs/reference.md: Exit
+        codes)."""
         return {RunStatus.SUCCEEDED: ExitCode.OK, RunStatus.FAILED: ExitCode.JOB_FAILED,
                 RunStatus.TIMEOUT: ExitCode.TIMEOUT, RunStatus.INTERRUPTED: ExitCode.INTERRUPTED,
                 }.get(self, ExitCode.ENVIRONMENT)  # lost, or not finished

@@ -63,7 +63,7 @@ def flag(name: str, default: bool) -> bool:
     raise UsageError(f"{name} {raw!r} must be 1/0, true/false, yes/no or on/off")
 
 
-# -- the variables, one function each (README: "Settings") -------------------------------------
+# -- the variables, one function each (docs/reference.md: "Settings") ----------------------
 
 def home() -> Path:
     """REPRO_HOME: the store (records, artifacts, logs); default ./.repro."""

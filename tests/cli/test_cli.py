@@ -1,4 +1,5 @@
-"""The CLI contract: help everywhere, documented in the README, one-line errors, exit codes."""
+"""The CLI contract: help everywhere, documented in docs/reference.md, one-line errors, exit
+codes."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from tests.helpers import ROOT, repro
 
 def _commands() -> list[str]:
     """Every command the typer app has (sub-commands as 'image build'), so a new command
-    cannot miss its help text or its README entry (sqlite-utils' test_docs.py)."""
+    cannot miss its help text or its reference entry (sqlite-utils' test_docs.py)."""
     import typer.main
 
     from orchestrator.cli import app
@@ -39,12 +40,12 @@ def test_top_level_help_lists_every_command():
 
 @pytest.mark.process
 @pytest.mark.parametrize("cmd", COMMANDS)
-def test_every_command_has_help_and_is_in_the_readme(cmd):
+def test_every_command_has_help_and_is_in_the_reference(cmd):
     p = repro(*cmd.split(), "--help")
     assert p.returncode == 0 and "Usage:" in p.stdout
     doc = re.search(r"Usage: .*?\n\n(.+?)\n", p.stdout, re.S)
     assert doc and doc.group(1).strip(), f"`repro {cmd}` has no help text"
-    assert f"repro {cmd}" in (ROOT / "README.md").read_text()
+    assert f"repro {cmd}" in (ROOT / "docs" / "reference.md").read_text()
 
 
 @pytest.mark.process

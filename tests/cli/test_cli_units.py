@@ -155,20 +155,20 @@ def test_json_failures_are_one_json_document_on_stdout(tmp_path, args, code, kin
     assert doc["error"]["message"] and "Traceback" not in p.stderr
 
 
-def test_every_setting_is_in_the_readme_table():
+def test_every_setting_is_in_the_reference_table():
     import inspect
     import re
 
     from orchestrator import settings
     from tests.helpers import ROOT
 
-    readme = (ROOT / "README.md").read_text()
-    table = readme[readme.index("## Settings"):]
+    reference = (ROOT / "docs" / "reference.md").read_text()
+    table = reference[reference.index("## Settings"):]
     for name, fn in inspect.getmembers(settings, inspect.isfunction):
         doc = inspect.getdoc(fn) or ""
         m = re.match(r"([A-Z_]+): ", doc)
         if fn.__module__ == settings.__name__ and m:
-            assert f"| `{m[1]}` |" in table, f"{m[1]} ({name}) is not in README's Settings"
+            assert f"| `{m[1]}` |" in table, f"{m[1]} ({name}) is not in the reference"
 
 
 @pytest.mark.process
