@@ -322,13 +322,14 @@ def how_much(subject: str, plain: list[RunRecord]) -> str | None:
     """By how much ``subject`` moved in the first plain replay that differs from the
     original there: its verdict's content summary, or a metric's values."""
     for rec in plain:
-        v = rec.verdict or {}
-        for d in (v.get("outputs") or {}).get("differ", []):
-            if d.get("path") == subject and (d.get("content") or {}).get("summary"):
-                return str(d["content"]["summary"])
-        for m in v.get("metrics") or []:
-            if f"metric {m.get('name')}" == subject and m.get("delta"):
-                return f"{m['original']!r} -> {m['replay']!r} (delta {m['delta']:.3g})"
+        if rec.verdict is None:
+            continue
+        for d in rec.verdict.outputs.differ:
+            if d.path == subject and (d.content or {}).get("summary"):
+                return str((d.content or {})["summary"])
+        for m in rec.verdict.metrics:
+            if f"metric {m.name}" == subject and m.delta:
+                return f"{m.original!r} -> {m.replay!r} (delta {m.delta:.3g})"
     return None
 
 
@@ -398,8 +399,8 @@ def _sentence(s: str, causes: list[dict[str, Any]], runs: Runs,
             "again once the job runs with that control"])
     if not finding["noise_here"]:
         finding["kind"] = "changed"
-        moved = sorted({c["fact"] for r in runs.plain
-                        for c in (r.verdict or {}).get("environment", [])})
+        moved = sorted({c.fact for r in runs.plain
+                        for c in (r.verdict.environment if r.verdict else [])})
         why = (f"what changed since: {', '.join(moved)}" if moved else
                "nothing recorded about the environment changed (image, packages, CPU, GPU, "
                "driver): the original ran under conditions these replays do not recreate")

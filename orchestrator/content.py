@@ -23,7 +23,10 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .record import Verdict
 
 LIMIT = 256 << 20  # bytes of each version read at most
 TEXT = {"txt", "csv", "tsv", "log", "md", "yaml", "yml", "out"}
@@ -461,15 +464,15 @@ def places(name: str, a: Path, b: Path) -> frozenset[str] | None:
     return frozenset(out)
 
 
-def annotate(verdict: dict[str, Any], local_path: Any) -> None:
+def annotate(verdict: Verdict, local_path: Any) -> None:
     """Each differing output of a verdict gets its ``content`` (``local_path(sha256)``
     names an artifact's bytes on this machine). diffoscope explains the first
     ``DIFFOSCOPE_FILES`` of other formats: a verdict lands in the run's final write."""
-    for i, d in enumerate((verdict.get("outputs") or {}).get("differ", [])):
+    for i, d in enumerate(verdict.outputs.differ):
         try:
-            found = explain(d["path"], local_path(d["original"]["sha256"]),
-                            local_path(d["replay"]["sha256"]), i < DIFFOSCOPE_FILES)
+            found = explain(d.path, local_path(d.original.sha256),
+                            local_path(d.replay.sha256), i < DIFFOSCOPE_FILES)
         except Exception as e:  # an artifact that cannot be read: the verdict still stands
             found = {"summary": f"not compared by content ({type(e).__name__})"}
         if found is not None:
-            d["content"] = found
+            d.content = found

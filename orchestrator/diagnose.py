@@ -128,7 +128,7 @@ class Lab:
         if rec.status == RunStatus.INTERRUPTED:
             raise DiagnosisInterrupted(f"diagnosis of run {self.original.id} interrupted "
                                        f"during {label} (run {rec.id}); nothing was stored")
-        result = (rec.verdict or {}).get("result", "differs")
+        result = (rec.verdict.result if rec.verdict else "differs")
         self.runs.append({"run": rec.id, "experiment": experiment, "label": label,
                           "controls": list(names), "status": str(rec.status),
                           "versus_original": result, "seconds": round(took, 2)})
@@ -186,7 +186,6 @@ def diagnose(original: RunRecord, store: Store, engine: Engine, say: Callable[[s
              replays: int = 2, grants: Grants | None = None) -> dict[str, Any]:
     """Run the experiments for ``original`` and store the diagnosis with it."""
     from .replay import redacted
-    from .verdicts import shown_change
 
     if original.replay_of:
         raise UsageError(f"run {original.id} is a replay of {original.replay_of}: diagnose "
@@ -209,7 +208,8 @@ def diagnose(original: RunRecord, store: Store, engine: Engine, say: Callable[[s
         experiments += _experiments(lab, runs, factors, diff)
     analysis = analyse(original, runs, diff)
     findings = analysis["findings"]
-    environment = (runs.plain[0].verdict or {}).get("environment", []) if runs.plain else []
+    first = runs.plain[0].verdict if runs.plain else None
+    environment = first.environment if first is not None else []
     result = ("reproduces" if not findings else "fails" if any(
         f["subject"] == OUTCOME for f in findings) else "nondeterministic" if any(
         f["causes"] for f in findings) else "inconclusive" if any(
@@ -223,7 +223,7 @@ def diagnose(original: RunRecord, store: Store, engine: Engine, say: Callable[[s
         "user": runs.plain[0].user if runs.plain else None,
         "replays": replays, "experiments": experiments, "runs": lab.runs,
         "skipped": skipped, "causes": analysis["causes"], "findings": findings,
-        "environment": [{**c, "shown": shown_change(c)} for c in environment],
+        "environment": [{**c.model_dump(mode="json"), "shown": c.shown} for c in environment],
         "cost": {"replays": len(lab.runs), "seconds": round(total, 2),
                  "one_replay_s": round(one, 2),
                  "multiple": round(total / one, 2) if one else None},

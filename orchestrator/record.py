@@ -1,6 +1,9 @@
 """The persisted documents: ``ResolvedSpec`` and ``RunRecord`` (schema_version 1).
 
 Replay is built from these alone, so everything that determines a run's result lives here.
+
+Over 500 lines: the whole stored format in one place, the record and every shape inside it
+(environment facts, a verdict, a diagnosis), which ``SCHEMA_VERSION`` covers together.
 """
 
 from __future__ import annotations
@@ -16,9 +19,11 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     StringConstraints,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -169,16 +174,29 @@ class FileRef(_Doc):
     size: Annotated[int, Field(ge=0)]
 
 
-# -- shapes of the free-form parts ----------------------------------------------------------
-# ``environment`` and ``verdict`` are stored as plain dicts (their readers use .get), but a
-# record from elsewhere must have the shapes repro writes: these models check that on every
-# validation. Unknown keys are allowed (a newer repro may record more facts).
+# -- shapes of the open parts -----------------------------------------------------------------
+# The verdict travels as its model (``Verdict``); ``environment`` is stored as a plain dict
+# whose shape these models check on every validation. Unknown keys are allowed (a newer
+# repro may record more), and a verdict's shapes dump only the fields they were given: a
+# record from elsewhere, read and written again, keeps its JSON (a bundle's record is
+# compared so).
 
 class _Shape(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
+class _Given(_Shape):
+    """A shape that dumps only the fields it was given (and those assigned since)."""
+
+    @model_serializer(mode="wrap")
+    def _as_given(self, handler: SerializerFunctionWrapHandler) -> Any:
+        dumped = handler(self)
+        given = self.model_fields_set | set(self.model_extra or ())
+        return {k: v for k, v in dumped.items() if k in given}
+
+
 Finite = Annotated[float, Field(allow_inf_nan=False)]
+Number = int | Finite  # an int stays an int (a tolerance in ULPs)
 
 
 class CPUFacts(_Shape):
@@ -238,19 +256,22 @@ class Environment(_Shape):
     container: ContainerFacts = ContainerFacts()
 
 
-class OutputDiff(_Shape):
+class OutputDiff(_Given):
     path: str
     original: FileRef
     replay: FileRef
     renamed: str | None = None  # the replay's name for it, when paired by pattern
+    content: dict[str, Any] | None = None  # what differs inside (``content.explain``)
+    tolerance: dict[str, Number] | None = None  # its own: {"ulp": N} or {"abs": X}
+    within_tolerance: bool | None = None
 
 
-class Renamed(_Shape):
+class Renamed(_Given):
     original: str
     replay: str
 
 
-class OutputsVerdict(_Shape):
+class OutputsVerdict(_Given):
     identical: list[str] = []
     renamed: list[Renamed] = []  # identical bytes under a name that carries time or host
     differ: list[OutputDiff] = []
@@ -258,37 +279,90 @@ class OutputsVerdict(_Shape):
     extra: list[str] = []
 
 
-class MetricDelta(_Shape):
+class MetricDelta(_Given):
     name: str
     original: Finite | None = None
     replay: Finite | None = None
     delta: Finite | None = None
-    tolerance: Finite | None = None
+    tolerance: Number | None = None
     ok: bool = False
 
 
-class EnvChange(_Shape):
+class EnvChange(_Given):
+    """One fact that differs: a value (``original`` -> ``replay``) or a set (``added``,
+    ``removed``, and ``changed`` members)."""
+
     fact: str
     hint: str = ""
+    original: Any = None
+    replay: Any = None
     added: list[Any] | dict[str, Any] = []
     removed: list[Any] | dict[str, Any] = []
     changed: dict[str, tuple[Any, Any]] = {}
 
+    @property
+    def of_a_value(self) -> bool:
+        return "original" in self.model_fields_set or "replay" in self.model_fields_set
 
-class Outcome(_Shape):
+    @property
+    def shown(self) -> str:
+        """``a -> b`` for a value, ``+N -M ~K`` for a set."""
+        if self.of_a_value:
+            return f"{self.original} -> {self.replay}"
+        parts = [f"+{len(self.added)}", f"-{len(self.removed)}"]
+        if "changed" in self.model_fields_set:
+            parts.append(f"~{len(self.changed)}")
+        return " ".join(parts)
+
+
+class Outcome(_Given):
     original: str
     replay: str
 
 
-class Verdict(_Shape):
-    result: Literal["identical", "differs", "within-tolerance", "nothing-compared"]
+class LogDifference(_Given):
+    line: int
+    original: str | None = None
+    replay: str | None = None
+
+
+class LogsVerdict(_Given):
+    """The two runs' output streams, once the spec's ``log_normalize`` is applied."""
+
+    identical: bool = False
+    normalized: list[str] = []
+    lines: int | None = None
+    missing: str | None = None  # "original" or "replay": that run has no stored log
+    first_difference: LogDifference | None = None
+
+
+class SeriesPart(_Given):
+    """Where a metric's series parts ways: the first step whose values differ."""
+
+    step: int
+    original: float | None = None
+    replay: float | None = None
+    steps: list[int] = []  # how many steps each run logged
+
+
+Result = Literal["identical", "differs", "within-tolerance", "nothing-compared"]
+
+
+class Verdict(_Given):
+    """Did a replay reproduce its original (``verdicts.verdict``)? Stored in the replay's
+    record, the same model from the judging to the terminal, JUnit and the dashboard."""
+
+    result: Result
     original: RunId | None = None
     replay: RunId | None = None
     outcome: Outcome | None = None
     outputs: OutputsVerdict = OutputsVerdict()
     metrics: list[MetricDelta] = []
-    tolerances: dict[str, Finite] = {}
+    logs: LogsVerdict | None = None
+    compared: list[str] = []
+    tolerances: dict[str, Number] = {}
     environment: list[EnvChange] = []
+    series: dict[str, SeriesPart] = {}  # metric series that part ways
     checked_at: str | None = None
 
 
@@ -371,7 +445,7 @@ class RunRecord(_Doc):
     # (`repro runs --experiments` shows them), removed with the run it diagnosed
     diagnosis_of: RunId | None = None
     sweep_id: SweepId | None = None  # set when the run is one point of `repro sweep`
-    verdict: dict[str, Any] | None = None
+    verdict: Verdict | None = None
     warnings: list[str] = []
     user: Annotated[str, Field(max_length=256)] | None = None  # who launched it
     host: Annotated[str, Field(max_length=256)] | None = None  # the machine it launched from
@@ -399,12 +473,6 @@ class RunRecord(_Doc):
         Environment.model_validate(v)
         return v
 
-    @field_validator("verdict")
-    @classmethod
-    def _verdict_shape(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
-        if v is not None:
-            Verdict.model_validate(v)
-        return v
 
 
 def read_record(doc: str | bytes) -> RunRecord:

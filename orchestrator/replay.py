@@ -26,12 +26,12 @@ from .engine.image_archive import ensure_present
 from .errors import CannotReplay, SpecError
 from .fsck import check_artifact
 from .hashing import hex_of, sha256_file
-from .record import Judging, ResolvedSpec, RunRecord, utc_now
+from .record import Judging, ResolvedSpec, RunRecord, Verdict, utc_now
 from .resolve import Redactor, Resolution, dir_digest, secret_values, spec_digest
 from .runner import Hooks, new_record, new_run_id, start
 from .snapshot import Snapshot, extract
 from .store import Store
-from .verdicts import compare_logs, host_changes, part_ways, settle, shown_change, verdict
+from .verdicts import compare_logs, host_changes, part_ways, settle, verdict
 
 FOREIGN_TIMEOUT_MIN_S = 600.0  # a run from elsewhere without a timeout gets at least this
 
@@ -225,26 +225,37 @@ def replay(original: RunRecord, store: Store, engine: Engine, hooks: Hooks,
     current_host, _ = engine.host(plan.resolved.resources.gpus)
     hw = host_changes(original.environment.get("host", {}), current_host)
     for c in hw:
-        hooks.on_line(f"warning: {c['fact']} differs from the recording host: {shown_change(c)} "
-                      f"({c['hint']})")
+        hooks.on_line(f"warning: {c.fact} differs from the recording host: {c.shown} "
+                      f"({c.hint})")
     if hw and strict_env:
         raise CannotReplay(f"--strict-env: this host differs from the one that recorded run "
-                           f"{original.id} ({', '.join(c['fact'] for c in hw)}); replay on "
+                           f"{original.id} ({', '.join(c.fact for c in hw)}); replay on "
                            "matching hardware or drop --strict-env")
     res = prepare(plan, original, store, engine, hooks, grants)
     record = new_record(res, name=original.name, spec=original.spec,
                         spec_path=original.spec_path, params=dict(original.params),
                         replay_of=original.id, diagnosis_of=diagnosis_of,
-                        warnings=[f"hardware differs: {c['fact']}" for c in hw] + plan.notes)
+                        warnings=[f"hardware differs: {c.fact}" for c in hw] + plan.notes)
 
-    def judge(done: RunRecord, series: list[tuple[str, int, float]]) -> None:  # in the
+    def judged(done: RunRecord, series: list[tuple[str, int, float]]) -> None:  # in the
         # run's final write, not after it
-        done.verdict = verdict(original, done, tolerances, compare_logs(original, done, store))
-        settle(done.verdict, store.artifacts.local_path)  # what differs inside each file
-        part_ways(done.verdict, store.runs.steps(original.id), series)
-        done.verdict = redacted(done.verdict, res.redactor)  # snippets of what jobs wrote
+        done.verdict = judge(original, done, store, tolerances, series, res.redactor)
 
-    return start(record, res, store, engine, replace(hooks, on_finished=judge))
+    return start(record, res, store, engine, replace(hooks, on_finished=judged))
+
+
+def judge(original: RunRecord, done: RunRecord, store: Store,
+          tolerances: dict[str, float] | None, series: Sequence[tuple[str, int, float]],
+          redactor: Redactor | None) -> Verdict:
+    """The verdict on a finished replay: the comparison, what differs inside each file and
+    where the metric series part ways, with the secrets it was given redacted out of the
+    snippets it quotes of what the jobs wrote."""
+    v = verdict(original, done, tolerances, compare_logs(original, done, store))
+    settle(v, store.artifacts.local_path)
+    part_ways(v, store.runs.steps(original.id), list(series))
+    if redactor is not None and redactor.needles:
+        v = Verdict.model_validate(redacted(v.model_dump(mode="json"), redactor))
+    return v
 
 
 def new_record_for_replay(original: RunRecord, plan: ReplayPlan) -> RunRecord:
@@ -283,15 +294,10 @@ def judge_on_node(done: RunRecord, store: Store, host: dict[str, Any],
     original = store.runs.get(str(done.replay_of))
     judging = done.judging or Judging()
     hw = host_changes(original.environment.get("host", {}), host)
-    done.warnings += [f"hardware differs: {c['fact']}" for c in hw]
-    done.verdict = verdict(original, done, judging.tolerances,
-                           compare_logs(original, done, store))
-    settle(done.verdict, store.artifacts.local_path)
-    part_ways(done.verdict, store.runs.steps(original.id), list(series))
-    if redactor is not None:
-        done.verdict = redacted(done.verdict, redactor)
+    done.warnings += [f"hardware differs: {c.fact}" for c in hw]
+    done.verdict = judge(original, done, store, judging.tolerances, series, redactor)
     if hw and judging.strict_env:
         done.warnings.append("--strict-env: this node differs from the recording host ("
-                             + ", ".join(c["fact"] for c in hw) + ")")
+                             + ", ".join(c.fact for c in hw) + ")")
 
 

@@ -144,7 +144,7 @@ def render_runs(records: list[RunRecord], tags: dict[str, dict[str, str]] | None
         if r.id in published:  # cited with `repro cite`
             name += T(" ★", "bold yellow")
         if r.replay_of:  # a replay: of which run, and what it found
-            result = (r.verdict or {}).get("result", str(r.status))
+            result = (r.verdict.result if r.verdict else str(r.status))
             name += T(f" ↺ {r.replay_of[:8]} {result}", VERDICT_STYLE.get(result, "dim"))
         row: list[Any] = [r.id, name, status_text(r.status)]
         row += [T(r.user.split("@")[0] if r.user else "")] if users else []

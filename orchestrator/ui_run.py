@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .hashing import shown
-from .record import RunRecord, RunStatus
+from .record import RunRecord, RunStatus, Verdict
 from .ui import STATUS_STYLE, VERDICT_STYLE, T, _out, fmt_num, sparkline, status_text
 from .units import human_size
 
@@ -91,11 +91,11 @@ def render_record(r: RunRecord, series: dict[str, list[tuple[int, float]]],
                       else "")
         out.print(t)
     if r.replay_of:
-        result = (r.verdict or {}).get("result", "-")
+        result: str = r.verdict.result if r.verdict else "-"
         out.print(T("replay of ", style="bold") + T(f"{r.replay_of}: ")
                   + T(result, style=VERDICT_STYLE.get(result, "")))
     for rep in replays:
-        result = (rep.verdict or {}).get("result", str(rep.status))
+        result = (rep.verdict.result if rep.verdict else str(rep.status))
         by = f" by {authors[rep.id]}" if rep.id in authors else ""
         out.print(T("replayed ", style="bold") + T(f"as {rep.id} at {rep.created_at}{by}: ")
                   + T(result, style=VERDICT_STYLE.get(result, "")))
@@ -138,88 +138,86 @@ def render_verdict(rec: RunRecord) -> None:
     from rich.table import Table
 
     out = _out()
-    v = rec.verdict or {}
-    result = v.get("result", "differs")
-    outs = v.get("outputs", {})
-    renamed = outs.get("renamed") or []
+    v = rec.verdict or Verdict(result="differs")
+    result, outs = v.result, v.outputs
+    renamed = outs.renamed
     out.print(T(f"replay {rec.id} of {rec.replay_of}: ", style="bold")
               + T(result.upper(), style=VERDICT_STYLE.get(result, ""))
               + T(f", {len(renamed)} renamed by pattern" if renamed else ""))
-    if v.get("outcome"):
-        out.print(T(f"  outcome changed: original {v['outcome']['original']}, replay "
-                       f"{v['outcome']['replay']}", style="red"))
-    out.print(f"  outputs: {len(outs.get('identical', []))} identical, "
+    if v.outcome is not None:
+        out.print(T(f"  outcome changed: original {v.outcome.original}, replay "
+                    f"{v.outcome.replay}", style="red"))
+    out.print(f"  outputs: {len(outs.identical)} identical, "
               + (f"{len(renamed)} renamed by pattern, " if renamed else "") +
-              f"{len(outs.get('differ', []))} differ, {len(outs.get('missing', []))} missing, "
-              f"{len(outs.get('extra', []))} extra")
-    if outs.get("differ"):
+              f"{len(outs.differ)} differ, {len(outs.missing)} missing, "
+              f"{len(outs.extra)} extra")
+    if outs.differ:
         t = Table(box=None, header_style="bold", pad_edge=False)
         for col in ("differs", "original sha256", "replay sha256", "sizes"):
             t.add_column(col, overflow="fold")
-        for d in outs["differ"]:
-            t.add_row(d["path"] + (f" -> {d['renamed']}" if d.get("renamed") else ""),
-                      d["original"]["sha256"], d["replay"]["sha256"],
-                      f"{_size(d['original']['size'])} -> {_size(d['replay']['size'])}")
+        for d in outs.differ:
+            t.add_row(d.path + (f" -> {d.renamed}" if d.renamed else ""),
+                      d.original.sha256, d.replay.sha256,
+                      f"{_size(d.original.size)} -> {_size(d.replay.size)}")
         out.print(t)
-        for d in outs["differ"]:
-            if (d.get("content") or {}).get("summary"):
-                tol = d.get("tolerance")
+        for d in outs.differ:
+            if (d.content or {}).get("summary"):
+                tol = d.tolerance
                 held = "" if tol is None else (
-                    f" (within its tolerance {_tol(tol)})" if d.get("within_tolerance")
+                    f" (within its tolerance {_tol(tol)})" if d.within_tolerance
                     else f" (outside its tolerance {_tol(tol)})")
-                out.print(T(f"  {d['path']}: {d['content']['summary']}{held}",
-                            style="yellow" if d.get("within_tolerance") is not False
-                            else "red"))
+                out.print(T(f"  {d.path}: {(d.content or {})['summary']}{held}",
+                            style="yellow" if d.within_tolerance is not False else "red"))
     for r in renamed:
-        out.print(T(f"  renamed by pattern: {r['original']} -> {r['replay']} (identical "
+        out.print(T(f"  renamed by pattern: {r.original} -> {r.replay} (identical "
                     "bytes; the name carries the time or the host)", style="dim"))
-    for name, part in sorted((v.get("series") or {}).items()):
-        out.print(T(f"  series {name} parts ways at step {part['step']}: "
-                    f"{part['original']} -> {part['replay']}", style="yellow"))
+    for name, part in sorted(v.series.items()):
+        out.print(T(f"  series {name} parts ways at step {part.step}: "
+                    f"{part.original} -> {part.replay}", style="yellow"))
     if result == "nothing-compared":
         out.print(T("  the run left no outputs and no metrics (and its logs are not compared):"
                     " nothing shows it reproduced. Write results into the working folder, "
                     "log metrics, or add `compare: [outputs, metrics, logs]` to the spec",
                     style="magenta"))
-    logs = v.get("logs")
-    if logs:
-        if logs.get("identical"):
-            out.print(f"  logs: identical ({logs.get('lines', 0)} lines"
-                      + (", normalised" if logs.get("normalized") else "") + ")")
-        elif logs.get("missing"):
-            out.print(T(f"  logs: the {logs['missing']} run has none stored", style="red"))
+    logs = v.logs
+    if logs is not None:
+        if logs.identical:
+            out.print(f"  logs: identical ({logs.lines or 0} lines"
+                      + (", normalised" if logs.normalized else "") + ")")
+        elif logs.missing:
+            out.print(T(f"  logs: the {logs.missing} run has none stored", style="red"))
         else:
-            d = logs.get("first_difference") or {}
-            out.print(T(f"  logs differ from line {d.get('line')}: {d.get('original')!r} -> "
-                        f"{d.get('replay')!r}", style="red"))
-    for p in outs.get("missing", []):
+            first = logs.first_difference
+            out.print(T(f"  logs differ from line {first.line if first else None}: "
+                        f"{first.original if first else None!r} -> "
+                        f"{first.replay if first else None!r}", style="red"))
+    for p in outs.missing:
         out.print(T(f"  missing in the replay: {p}", style="red"))
-    for p in outs.get("extra", []):
+    for p in outs.extra:
         out.print(T(f"  only in the replay: {p}", style="yellow"))
-    changed = [m for m in v.get("metrics", []) if m.get("delta") != 0]
+    changed = [m for m in v.metrics if m.delta != 0]
     if changed:
         t = Table(box=None, header_style="bold", pad_edge=False)
         for col in ("metric", "original", "replay", "delta", "tolerance"):
             t.add_column(col)
         for m in changed:
-            t.add_row(m["name"], fmt_num(m.get("original")), fmt_num(m.get("replay")),
-                      fmt_num(m.get("delta")), fmt_num(m["tolerance"])
-                      if m.get("tolerance") is not None else "-",
-                      style="" if m.get("ok") else "red")
+            t.add_row(m.name, fmt_num(m.original), fmt_num(m.replay), fmt_num(m.delta),
+                      fmt_num(m.tolerance) if m.tolerance is not None else "-",
+                      style="" if m.ok else "red")
         out.print(t)
-    for c in v.get("environment", []):
-        if "original" in c:
-            what = f"{c['original']} -> {c['replay']}"
+    for c in v.environment:
+        if c.of_a_value:
+            what = f"{c.original} -> {c.replay}"
         else:
-            parts = [f"+{', '.join(map(str, c['added']))}" if c.get("added") else "",
-                     f"-{', '.join(map(str, c['removed']))}" if c.get("removed") else ""]
-            parts += [f"{k} {a} -> {b}" for k, (a, b) in c.get("changed", {}).items()]
+            parts = [f"+{', '.join(map(str, c.added))}" if c.added else "",
+                     f"-{', '.join(map(str, c.removed))}" if c.removed else ""]
+            parts += [f"{k} {a} -> {b}" for k, (a, b) in c.changed.items()]
             what = "; ".join(p for p in parts if p)
-        out.print(T(f"  environment: {c['fact']} changed: {what[:300]}", style="yellow")
-                  + T(f"  ({c.get('hint', '')})", style="dim"))
+        out.print(T(f"  environment: {c.fact} changed: {what[:300]}", style="yellow")
+                  + T(f"  ({c.hint})", style="dim"))
 
 
-def _tol(tol: dict[str, float]) -> str:
+def _tol(tol: dict[str, int | float]) -> str:
     return f"{tol['ulp']:g} ULP" if "ulp" in tol else f"abs {tol['abs']:g}"
 
 

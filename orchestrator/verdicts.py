@@ -9,23 +9,39 @@ import math
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from . import facts
 from .content import annotate
 from .outputs import pair_renamed
-from .record import RunRecord, utc_now
+from .record import (
+    EnvChange,
+    LogDifference,
+    LogsVerdict,
+    MetricDelta,
+    Outcome,
+    OutputDiff,
+    OutputsVerdict,
+    Renamed,
+    Result,
+    RunRecord,
+    SeriesPart,
+    Verdict,
+    utc_now,
+)
 from .store import Store
 from .tolerances import metric_tolerances, output_tolerance, within
 
-IDENTICAL, DIFFERS, WITHIN_TOLERANCE = "identical", "differs", "within-tolerance"
-NOTHING_COMPARED = "nothing-compared"
+IDENTICAL: Final = "identical"
+DIFFERS: Final = "differs"
+WITHIN_TOLERANCE: Final = "within-tolerance"
+NOTHING_COMPARED: Final = "nothing-compared"
 LOG_COMPARE_LIMIT = 64 << 20  # bytes of each log read to compare them
 
 
 def verdict(original: RunRecord, replay: RunRecord,
             tolerances: dict[str, float] | None = None,
-            logs: dict[str, Any] | None = None) -> dict[str, Any]:
+            logs: LogsVerdict | None = None) -> Verdict:
     """Did ``replay`` reproduce ``original``? What the spec compares (``compare``: outputs,
     metrics, and the output stream as ``logs``, compared by ``compare_logs``) must agree:
     every output's sha256, every metric exactly (or within its tolerance: never called
@@ -35,16 +51,15 @@ def verdict(original: RunRecord, replay: RunRecord,
     what = set(original.resolved.compare)
     a = original.outputs if "outputs" in what else {}
     b = replay.outputs if "outputs" in what else {}
-    differ = [{"path": p, "original": a[p].model_dump(), "replay": b[p].model_dump()}
+    differ = [OutputDiff(path=p, original=a[p], replay=b[p])
               for p in sorted(set(a) & set(b)) if a[p].sha256 != b[p].sha256]
     missing, extra = sorted(set(a) - set(b)), sorted(set(b) - set(a))
     # names that carry the time or the host: each paired with the one new name like it
     pairs = pair_renamed(missing, extra)
-    renamed = [{"original": x, "replay": y} for x, y in pairs.items()
+    renamed = [Renamed(original=x, replay=y) for x, y in pairs.items()
                if a[x].sha256 == b[y].sha256]
-    differ += [{"path": x, "renamed": y, "original": a[x].model_dump(),
-                "replay": b[y].model_dump()} for x, y in pairs.items()
-               if a[x].sha256 != b[y].sha256]
+    differ += [OutputDiff(path=x, renamed=y, original=a[x], replay=b[y])
+               for x, y in pairs.items() if a[x].sha256 != b[y].sha256]
     missing = [p for p in missing if p not in pairs]
     extra = [p for p in extra if p not in pairs.values()]
     metrics = []
@@ -57,11 +72,12 @@ def verdict(original: RunRecord, replay: RunRecord,
         ok = delta is not None and abs(delta) <= tol
         metrics_ok &= ok
         metrics_exact &= delta == 0
-        metrics.append({"name": name, "original": x, "replay": y, "delta": delta,
-                        "tolerance": tolerances.get(name), "ok": ok})
+        metrics.append(MetricDelta(name=name, original=x, replay=y, delta=delta,
+                                   tolerance=tolerances.get(name), ok=ok))
     same_outcome = (replay.status == original.status
                     and replay.exit_code == original.exit_code)
-    logs_same = logs is None or logs.get("identical", False)
+    logs_same = logs is None or logs.identical
+    result: Result
     if not same_outcome:
         result = DIFFERS
     elif not a and not b and not names and logs is None:
@@ -73,25 +89,20 @@ def verdict(original: RunRecord, replay: RunRecord,
         result = WITHIN_TOLERANCE
     else:
         result = DIFFERS
-    return {
-        "result": result, "original": original.id, "replay": replay.id,
-        "outcome": None if same_outcome else {
-            "original": f"{original.status} (exit {original.exit_code})",
-            "replay": f"{replay.status} (exit {replay.exit_code})" + (
-                f": {replay.reason}" if replay.reason else "")},
-        "outputs": {"identical": sorted(p for p in set(a) & set(b)
-                                        if a[p].sha256 == b[p].sha256),
-                    "renamed": renamed, "differ": differ, "missing": missing, "extra": extra},
-        "metrics": metrics,
-        "logs": logs,
-        "compared": sorted(what),
-        "tolerances": tolerances,
-        "environment": environment_changes(original, replay),
-        "checked_at": utc_now(),
-    }
+    return Verdict(
+        result=result, original=original.id, replay=replay.id,
+        outcome=None if same_outcome else Outcome(
+            original=f"{original.status} (exit {original.exit_code})",
+            replay=f"{replay.status} (exit {replay.exit_code})" + (
+                f": {replay.reason}" if replay.reason else "")),
+        outputs=OutputsVerdict(identical=sorted(p for p in set(a) & set(b)
+                                                if a[p].sha256 == b[p].sha256),
+                               renamed=renamed, differ=differ, missing=missing, extra=extra),
+        metrics=metrics, logs=logs, compared=sorted(what), tolerances=tolerances,
+        environment=environment_changes(original, replay), checked_at=utc_now())
 
 
-def compare_logs(original: RunRecord, replay: RunRecord, store: Store) -> dict[str, Any] | None:
+def compare_logs(original: RunRecord, replay: RunRecord, store: Store) -> LogsVerdict | None:
     """The two runs' output streams compared line by line, after the spec's ``log_normalize``
     patterns (multi-line: ^ and $ match at each line) are removed from both (timestamps,
     durations); None when the spec does not
@@ -110,62 +121,64 @@ def compare_logs(original: RunRecord, replay: RunRecord, store: Store) -> dict[s
         return text.splitlines()
 
     a, b = lines(original), lines(replay)
-    doc: dict[str, Any] = {"normalized": original.resolved.log_normalize}
+    normalized = original.resolved.log_normalize
     if a is None or b is None:
-        return {**doc, "identical": False,
-                "missing": "original" if a is None else "replay"}
+        return LogsVerdict(normalized=normalized, identical=False,
+                           missing="original" if a is None else "replay")
     if a == b:
-        return {**doc, "identical": True, "lines": len(a)}
+        return LogsVerdict(normalized=normalized, identical=True, lines=len(a))
     n = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a),
                                                                                    len(b)))
-    return {**doc, "identical": False, "lines": len(a), "first_difference": {
-        "line": n + 1, "original": a[n][:300] if n < len(a) else None,
-        "replay": b[n][:300] if n < len(b) else None}}
+    return LogsVerdict(normalized=normalized, identical=False, lines=len(a),
+                       first_difference=LogDifference(
+                           line=n + 1, original=a[n][:300] if n < len(a) else None,
+                           replay=b[n][:300] if n < len(b) else None))
 
 
-def settle(v: dict[str, Any], local_path: Callable[[str], Path]) -> None:
+def settle(v: Verdict, local_path: Callable[[str], Path]) -> None:
     """What differs inside each differing output (``content``), then each output's own
     tolerance held against it: the verdict is ``within-tolerance`` when everything that
     differs is within a tolerance (an output without its own counts as within when metric
     tolerances are given, as before), ``differs`` when an output misses its own."""
     annotate(v, local_path)
-    tolerances = v.get("tolerances") or {}
-    differ = (v.get("outputs") or {}).get("differ", [])
+    differ = v.outputs.differ
     own = []
     for d in differ:
-        tol = output_tolerance(tolerances, d["path"])
+        tol = output_tolerance(v.tolerances, d.path)
         if tol is not None:
-            d["tolerance"] = tol
-            d["within_tolerance"] = within(d.get("content") or {}, tol)
-            own.append(d["within_tolerance"])
-    if v["result"] not in (DIFFERS, WITHIN_TOLERANCE) or not own:
+            d.tolerance = tol
+            d.within_tolerance = within(d.content or {}, tol)
+            own.append(d.within_tolerance)
+    if v.result not in (DIFFERS, WITHIN_TOLERANCE) or not own:
         return
-    outs = v.get("outputs") or {}
-    rest_ok = (v.get("outcome") is None and not outs.get("missing") and not outs.get("extra")
-               and all(m.get("ok") for m in v.get("metrics", []))
-               and (v.get("logs") is None or (v.get("logs") or {}).get("identical", False))
-               and (metric_tolerances(tolerances) or all("tolerance" in d for d in differ)))
-    v["result"] = WITHIN_TOLERANCE if rest_ok and all(own) else DIFFERS
+    outs = v.outputs
+    rest_ok = (v.outcome is None and not outs.missing and not outs.extra
+               and all(m.ok for m in v.metrics)
+               and (v.logs is None or v.logs.identical)
+               and (metric_tolerances(v.tolerances) or all(d.tolerance is not None
+                                                            for d in differ)))
+    v.result = WITHIN_TOLERANCE if rest_ok and all(own) else DIFFERS
 
 
-def host_changes(original: dict[str, Any], current: dict[str, Any]) -> list[dict[str, Any]]:
+def host_changes(original: dict[str, Any], current: dict[str, Any]) -> list[EnvChange]:
     """Hardware facts that differ between the recording host and this one."""
-    return facts.changes(facts.of_host(original), facts.of_host(current), facts.HARDWARE)
+    return [EnvChange.model_validate(c) for c in facts.changes(
+        facts.of_host(original), facts.of_host(current), facts.HARDWARE)]
 
 
-def environment_changes(original: RunRecord, replay: RunRecord) -> list[dict[str, Any]]:
+def environment_changes(original: RunRecord, replay: RunRecord) -> list[EnvChange]:
     a, b = facts.of_record(original), facts.of_record(replay)
-    return facts.changes(a, b, list(a))
+    return [EnvChange.model_validate(c) for c in facts.changes(a, b, list(a))]
 
 
 def series_divergence(original: dict[str, list[tuple[int, float]]],
-                      replay: list[tuple[str, int, float]]) -> dict[str, dict[str, Any]]:
+                      replay: list[tuple[str, int, float]]) -> dict[str, SeriesPart]:
     """Where two runs' metric series part ways: per metric logged by both, the first step at
     which the values differ (or one has a step the other lacks), with both values."""
     mine: dict[str, dict[int, float]] = {}
     for name, step, value in replay:
         mine.setdefault(name, {})[step] = value
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, SeriesPart] = {}
     for name, points in sorted(original.items()):
         if name not in mine:
             continue
@@ -175,24 +188,15 @@ def series_divergence(original: dict[str, list[tuple[int, float]]],
             same = a == b or (a is not None and b is not None and math.isnan(a)
                               and math.isnan(b))
             if not same:
-                out[name] = {"step": step, "original": a, "replay": b,
-                             "steps": [len(theirs), len(mine[name])]}
+                out[name] = SeriesPart(step=step, original=a, replay=b,
+                                       steps=[len(theirs), len(mine[name])])
                 break
     return out
 
 
-def part_ways(v: dict[str, Any] | None, original: dict[str, list[tuple[int, float]]],
-               replay: list[tuple[str, int, float]]) -> None:
+def part_ways(v: Verdict | None, original: dict[str, list[tuple[int, float]]],
+              replay: list[tuple[str, int, float]]) -> None:
     if v is not None:
         parted = series_divergence(original, replay)
         if parted:
-            v["series"] = parted
-
-
-def shown_change(change: dict[str, Any]) -> str:
-    if "original" in change:
-        return f"{change['original']} -> {change['replay']}"
-    parts = [f"+{len(change['added'])}", f"-{len(change['removed'])}"]
-    if "changed" in change:
-        parts.append(f"~{len(change['changed'])}")
-    return " ".join(parts)
+            v.series = parted

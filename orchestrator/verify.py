@@ -9,7 +9,7 @@ from xml.etree import ElementTree as ET
 
 from .bundle import import_bundle
 from .engine import Engine
-from .record import RunRecord
+from .record import RunRecord, Verdict
 from .replay import Grants, replay
 from .runner import Hooks
 from .store import Store
@@ -40,37 +40,36 @@ def verify(target: str, store: Store, engine: Engine, hooks: Hooks,
 
 def junit(original: RunRecord, rec: RunRecord) -> str:
     """One test case per output file and metric, plus the run's outcome."""
-    v = rec.verdict or {"result": DIFFERS, "outputs": {}, "metrics": []}
+    v = rec.verdict or Verdict(result=DIFFERS)
     suite = ET.Element("testsuite", name=f"repro verify {original.name}",
                        timestamp=rec.created_at, time=f"{rec.duration_s or 0:.3f}")
     cases: list[tuple[str, str | None]] = []
-    outcome = v.get("outcome")
-    cases.append(("outcome", None if outcome is None else
-                  f"original {outcome['original']}, replay {outcome['replay']}"))
-    outs = v.get("outputs", {})
-    cases += [(f"output {p}", None) for p in outs.get("identical", [])]
-    cases += [(f"output {r['original']} (renamed {r['replay']})", None)
-              for r in outs.get("renamed", [])]
-    cases += [(f"output {d['path']}" + (f" (renamed {d['renamed']})" if d.get("renamed")
-                                         else ""), None if d.get("within_tolerance") else
-               f"sha256 {d['original']['sha256']} -> {d['replay']['sha256']}"
-               + (f": {d['content']['summary']}" if (d.get("content") or {}).get("summary")
-                  else "")) for d in outs.get("differ", [])]
-    cases += [(f"output {p}", "missing in the replay") for p in outs.get("missing", [])]
-    cases += [(f"output {p}", "not in the original") for p in outs.get("extra", [])]
-    logs = v.get("logs")
+    cases.append(("outcome", None if v.outcome is None else
+                  f"original {v.outcome.original}, replay {v.outcome.replay}"))
+    outs = v.outputs
+    cases += [(f"output {p}", None) for p in outs.identical]
+    cases += [(f"output {r.original} (renamed {r.replay})", None) for r in outs.renamed]
+    cases += [(f"output {d.path}" + (f" (renamed {d.renamed})" if d.renamed else ""),
+               None if d.within_tolerance else
+               f"sha256 {d.original.sha256} -> {d.replay.sha256}"
+               + (f": {(d.content or {})['summary']}" if (d.content or {}).get("summary")
+                  else "")) for d in outs.differ]
+    cases += [(f"output {p}", "missing in the replay") for p in outs.missing]
+    cases += [(f"output {p}", "not in the original") for p in outs.extra]
+    logs = v.logs
     if logs is not None:
-        d = logs.get("first_difference") or {}
-        cases.append(("logs", None if logs.get("identical") else
-                      f"the {logs['missing']} run has no stored logs" if logs.get("missing")
-                      else f"line {d.get('line')}: {d.get('original')!r} -> "
-                           f"{d.get('replay')!r}"))
-    if v.get("result") == "nothing-compared":
+        first = logs.first_difference
+        cases.append(("logs", None if logs.identical else
+                      f"the {logs.missing} run has no stored logs" if logs.missing
+                      else f"line {first.line if first else None}: "
+                           f"{first.original if first else None!r} -> "
+                           f"{first.replay if first else None!r}"))
+    if v.result == "nothing-compared":
         cases.append(("something compared", "no outputs, no metrics, logs not compared"))
-    for m in v.get("metrics", []):
-        cases.append((f"metric {m['name']}", None if m["ok"] or v["result"] == IDENTICAL else
-                      f"{m['original']} -> {m['replay']} (delta {m['delta']}, tolerance "
-                      f"{m['tolerance']})"))
+    for m in v.metrics:
+        cases.append((f"metric {m.name}", None if m.ok or v.result == IDENTICAL else
+                      f"{m.original} -> {m.replay} (delta {m.delta}, tolerance "
+                      f"{m.tolerance})"))
     failures = 0
     for name, failure in cases:
         case = ET.SubElement(suite, "testcase", classname=f"repro.{original.name}", name=name)
@@ -80,5 +79,5 @@ def junit(original: RunRecord, rec: RunRecord) -> str:
     suite.set("tests", str(len(cases)))
     suite.set("failures", str(failures))
     ET.SubElement(suite, "system-out").text = (
-        f"run {original.id} replayed as {rec.id}: {v['result']}")
+        f"run {original.id} replayed as {rec.id}: {v.result}")
     return ET.tostring(suite, encoding="unicode", xml_declaration=True)

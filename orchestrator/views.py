@@ -27,7 +27,7 @@ def record_json(record: RunRecord, series: dict[str, list[tuple[int, float]]],
     doc["recorded_by"] = authors.get(record.id)
     doc["series"] = {name: [[s, v] for s, v in pts] for name, pts in series.items()}
     doc["replays"] = [{"id": r.id, "status": str(r.status), "created_at": r.created_at,
-                       "verdict": (r.verdict or {}).get("result"),
+                       "verdict": (r.verdict.result if r.verdict else None),
                        "recorded_by": authors.get(r.id)} for r in replays]
     doc["tags"] = dict(tags or {})
     doc["notes"] = [{"at": at, "text": text} for at, text in notes]
@@ -48,7 +48,7 @@ def flat_row(r: RunRecord, tags: dict[str, str], published: bool = False,
         "created_at": r.created_at, "duration_s": r.duration_s, "sweep": r.sweep_id,
         "user": r.user, "recorded_by": recorded_by, "host": r.host,
         "replay_of": r.replay_of, "diagnosis_of": r.diagnosis_of,
-        "verdict": (r.verdict or {}).get("result"),
+        "verdict": (r.verdict.result if r.verdict else None),
         "spec_digest": r.spec_digest, "image": r.resolved.image.digest,
         "commit": r.resolved.code.commit, "seed": r.resolved.seed}
     row.update({f"params.{k}": v for k, v in sorted(r.params.items())})

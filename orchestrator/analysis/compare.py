@@ -87,8 +87,8 @@ def _part_ways(records: list[RunRecord], series: dict[str, Series]) -> dict[str,
         mine = [(name, step, v) for name, pts in series.get(r.id, {}).items()
                 for step, v in pts]
         for name, part in series_divergence(base, mine).items():
-            out.setdefault(name, {})[r.id] = {"step": part["step"], "first": part["original"],
-                                              "this": part["replay"]}
+            out.setdefault(name, {})[r.id] = {"step": part.step, "first": part.original,
+                                              "this": part.replay}
     return out
 
 

@@ -243,7 +243,7 @@ def render_replay(rec: RunRecord, store: Store, json_: bool) -> None:
 def verdict_exit(rec: RunRecord) -> int:
     from ..errors import VERDICT_EXIT
 
-    return VERDICT_EXIT[(rec.verdict or {}).get("result", "differs")]
+    return VERDICT_EXIT[(rec.verdict.result if rec.verdict else "differs")]
 
 
 def exit_with(code: int) -> None:

@@ -65,10 +65,13 @@ def test_hostile_files_are_a_note_never_a_crash(tmp_path):
 
 def test_a_verdict_gets_a_content_line_per_differing_output(tmp_path):
     a, b = _pair(tmp_path, "s.txt", "one\ntwo\n", "one\nTWO\n")
-    verdict = {"outputs": {"differ": [{"path": "s.txt", "original": {"sha256": "a"},
-                                       "replay": {"sha256": "b"}}]}}
-    annotate(verdict, {"a": a, "b": b}.__getitem__)
-    assert verdict["outputs"]["differ"][0]["content"]["summary"] == \
+    from orchestrator.record import Verdict
+
+    verdict = Verdict.model_validate({"result": "differs", "outputs": {"differ": [
+        {"path": "s.txt", "original": {"sha256": "a" * 64, "size": 8},
+         "replay": {"sha256": "b" * 64, "size": 8}}]}})
+    annotate(verdict, {"a" * 64: a, "b" * 64: b}.__getitem__)
+    assert (verdict.outputs.differ[0].content or {})["summary"] == \
         "1 of 2 lines differ, first at line 2"
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from orchestrator.causes import OUTCOME, WHOLE, Runs, analyse, describe
 from orchestrator.diagnose import applicable, controlled
-from orchestrator.record import FileRef, RunStatus
+from orchestrator.record import FileRef, RunStatus, Verdict
 from orchestrator.runtime import RUNTIME_DIR
 from tests.unit.test_store import record
 
@@ -105,8 +105,8 @@ def test_deterministic_here_but_not_the_original_is_a_change_and_a_failure_stops
     [f] = analyse(orig, runs, diff)["findings"]
     assert f["causes"] == [] and not f["noise_here"] and "a change, not noise" in f["sentence"]
     assert "nothing recorded about the environment changed" in f["sentence"]
-    runs.plain[0].verdict = {"result": "differs", "environment": [
-        {"fact": "cpu.flags", "hint": "SIMD paths"}, {"fact": "container.packages"}]}
+    runs.plain[0].verdict = Verdict.model_validate({"result": "differs", "environment": [
+        {"fact": "cpu.flags", "hint": "SIMD paths"}, {"fact": "container.packages"}]})
     [f] = analyse(orig, runs, diff)["findings"]
     assert "what changed since: container.packages, cpu.flags" in f["sentence"]
     broken = run("p11", w=["new"])

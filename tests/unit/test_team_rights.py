@@ -12,7 +12,7 @@ import pytest
 
 from orchestrator.cite import _card, markdown
 from orchestrator.errors import StoreError
-from orchestrator.record import RunStatus
+from orchestrator.record import RunStatus, Verdict
 from orchestrator.store.runs import RunStore
 from tests.unit.test_store import record, rid
 
@@ -155,7 +155,7 @@ def test_one_member_neither_blocks_nor_impersonates_another(team):
     r = finished(alice, "m1")
     forged = record("m1f")
     forged.user, forged.replay_of = "ci@team", r.id
-    forged.verdict = {"result": "identical"}
+    forged.verdict = Verdict(result="identical")
     bob.insert(forged)
     role = {n: s.db.execute("SELECT current_user").fetchone()[0] for n, s in team.items()}
     assert alice.authors([r.id, forged.id]) == {r.id: role["alice"], forged.id: role["bob"]}
