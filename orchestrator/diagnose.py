@@ -49,7 +49,7 @@ from .causes import (
 )
 from .engine import Engine
 from .errors import ExitCode, ReproError, UsageError
-from .record import ResolvedSpec, RunRecord, RunStatus, utc_now
+from .record import Diagnosis, ResolvedSpec, RunRecord, RunStatus, utc_now
 from .resolve import THREAD_VARS, Redactor
 from .runner import Hooks
 from .store import Store
@@ -183,7 +183,7 @@ def started_epoch(record: RunRecord) -> float:
 
 
 def diagnose(original: RunRecord, store: Store, engine: Engine, say: Callable[[str], None],
-             replays: int = 2, grants: Grants | None = None) -> dict[str, Any]:
+             replays: int = 2, grants: Grants | None = None) -> Diagnosis:
     """Run the experiments for ``original`` and store the diagnosis with it."""
     from .replay import redacted
 
@@ -217,13 +217,13 @@ def diagnose(original: RunRecord, store: Store, engine: Engine, say: Callable[[s
         f["noise_here"] for f in findings) else "changed")
     total = time.monotonic() - began
     one = sum(r["seconds"] for r in lab.runs[:replays]) / max(1, len(lab.runs[:replays]))
-    doc = {
+    doc: dict[str, Any] = {
         "run": original.id, "result": result, "created_at": utc_now(),
         "host": runs.plain[0].host if runs.plain else None,
         "user": runs.plain[0].user if runs.plain else None,
         "replays": replays, "experiments": experiments, "runs": lab.runs,
         "skipped": skipped, "causes": analysis["causes"], "findings": findings,
-        "environment": [{**c.model_dump(mode="json"), "shown": c.shown} for c in environment],
+        "environment": [{**c.model_dump(mode="json"), "shown": c.described} for c in environment],
         "cost": {"replays": len(lab.runs), "seconds": round(total, 2),
                  "one_replay_s": round(one, 2),
                  "multiple": round(total / one, 2) if one else None},
@@ -231,6 +231,7 @@ def diagnose(original: RunRecord, store: Store, engine: Engine, say: Callable[[s
     # the secrets its replays were given, out of every line it quotes of what jobs wrote
     wanted = {*original.resolved.secrets, *(grants.secrets if grants else ())}
     doc = redacted(doc, Redactor([os.environ[n] for n in sorted(wanted) if n in os.environ]))
-    store.runs.add_diagnosis(original.id, doc)
-    return doc
+    diagnosis = Diagnosis.model_validate(doc)
+    store.runs.add_diagnosis(original.id, diagnosis)
+    return diagnosis
 

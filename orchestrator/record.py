@@ -305,7 +305,7 @@ class EnvChange(_Given):
         return "original" in self.model_fields_set or "replay" in self.model_fields_set
 
     @property
-    def shown(self) -> str:
+    def described(self) -> str:
         """``a -> b`` for a value, ``+N -M ~K`` for a set."""
         if self.of_a_value:
             return f"{self.original} -> {self.replay}"
@@ -369,44 +369,94 @@ class Verdict(_Given):
 DIAGNOSIS_SCHEMA = 1
 
 
-class Finding(_Shape):
-    subject: str  # an output path, "metric NAME" or "(outcome)"
+class Finding(_Given):
+    """What a diagnosis found about one subject: an output path, "metric NAME" or
+    "(outcome)"; its causes as the reasoning named them, with the places they move."""
+
+    subject: str
     sentence: str
     causes: list[dict[str, Any]] = []
     fixes: list[str] = []
+    noise_here: bool | None = None  # it differs between plain replays on this host
+    kind: str | None = None  # without a cause: "changed", "rare" or "inconclusive"
+    inconclusive: str | None = None
+    how_much: str | None = None  # how far it moved in a plain replay
 
 
-class DiagnosisExperiment(_Shape):
+class DiagnosisExperiment(_Given):
     name: str
     title: str
     runs: list[RunId] = []
+    factor: str | None = None  # the control let go
+    controls: list[str] = []  # the controls held on
+    agree: bool | None = None  # the controlled pair (None: a control broke the job)
+    failed: str | None = None  # how the job ended when not as the plain replays did
 
 
-class CauseSubject(_Shape):
+class DiagnosisRun(_Given):
+    """One replay a diagnosis ran, and how it compared with the original."""
+
+    run: RunId
+    experiment: str = ""
+    label: str = ""
+    controls: list[str] = []
+    status: str = ""
+    versus_original: str = ""
+    seconds: float = 0.0
+
+
+class CauseSubject(_Given):
     subject: str
     where: str = ""
+    how_much: str | None = None
 
 
-class DiagnosisCause(_Shape):
+class DiagnosisCause(_Given):
     cause: str
     line: str
     subjects: list[CauseSubject] = []
     fixes: list[str] = []
 
 
-class Diagnosis(_Shape):
+class DiagnosisCost(_Given):
+    replays: int = 0
+    seconds: float = 0.0
+    one_replay_s: float = 0.0
+    multiple: float | None = None  # of one replay's time
+
+
+class ShownChange(EnvChange):
+    """An environment change as a diagnosis keeps it, with its text for people."""
+
+    shown: str = ""
+
+
+class Diagnosis(_Given):
     """`repro diagnose`'s report, stored beside the run it explains; its shape is checked
-    before it is stored, also when it comes from another store (`repro pull`)."""
+    before it is stored, also when it comes from another store (`repro pull`). A report
+    stored before causes were grouped has no ``causes`` (``grouped_causes`` makes them)."""
 
     schema_version: int = DIAGNOSIS_SCHEMA
     run: RunId
     result: Literal["reproduces", "nondeterministic", "changed", "fails", "inconclusive"]
     created_at: str
+    host: str | None = None
+    user: str | None = None
+    replays: int = 0
     experiments: list[DiagnosisExperiment] = []
+    runs: list[DiagnosisRun] = []
+    skipped: dict[str, str] = {}
     causes: list[DiagnosisCause] = []  # each cause once, the subjects it explains under it
     findings: list[Finding] = []
-    skipped: dict[str, str] = {}
-    cost: dict[str, Any] = {}
+    environment: list[ShownChange] = []
+    cost: DiagnosisCost = DiagnosisCost()
+
+    @property
+    def grouped_causes(self) -> list[DiagnosisCause]:
+        if "causes" in self.model_fields_set:
+            return self.causes
+        return [DiagnosisCause(cause="", line=f.sentence, fixes=f.fixes)
+                for f in self.findings]
 
 
 class Judging(_Doc):

@@ -225,7 +225,7 @@ def replay(original: RunRecord, store: Store, engine: Engine, hooks: Hooks,
     current_host, _ = engine.host(plan.resolved.resources.gpus)
     hw = host_changes(original.environment.get("host", {}), current_host)
     for c in hw:
-        hooks.on_line(f"warning: {c.fact} differs from the recording host: {c.shown} "
+        hooks.on_line(f"warning: {c.fact} differs from the recording host: {c.described} "
                       f"({c.hint})")
     if hw and strict_env:
         raise CannotReplay(f"--strict-env: this host differs from the one that recorded run "

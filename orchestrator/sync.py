@@ -234,10 +234,9 @@ def _annotations(src: Side, dst: Side, record: RunRecord,
 def _diagnoses(src: Side, dst: Side, record: RunRecord, warnings: list[str]) -> int:
     """The run's diagnoses (`repro diagnose`) the other store lacks, by when they were made.
     They name the replays each experiment ran, which travel only when copied themselves."""
-    have = {(d.get("created_at"), d.get("result")) for d in dst.store.runs.diagnoses(record.id)}
-    new = [d for d in src.store.runs.diagnoses(record.id)
-           if isinstance(d, dict) and d.get("run") == record.id
-           and (d.get("created_at"), d.get("result")) not in have]
+    have = {(d.created_at, d.result) for d in dst.store.runs.diagnoses(record.id)}
+    new = [d for d in src.store.runs.diagnoses(record.id)  # each one's shape checked
+           if d.run == record.id and (d.created_at, d.result) not in have]
     stored = 0
     for d in new:
         try:

@@ -4,10 +4,9 @@ replay's verdict and a diagnosis, on ``ui.py``'s console and styles."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from .hashing import shown
-from .record import RunRecord, RunStatus, Verdict
+from .record import Diagnosis, RunRecord, RunStatus, Verdict
 from .ui import STATUS_STYLE, VERDICT_STYLE, T, _out, fmt_num, sparkline, status_text
 from .units import human_size
 
@@ -15,7 +14,7 @@ from .units import human_size
 def render_record(r: RunRecord, series: dict[str, list[tuple[int, float]]],
                   replays: Sequence[RunRecord] = (), tags: dict[str, str] | None = None,
                   notes: Sequence[tuple[str, str]] = (),
-                  diagnoses: Sequence[dict[str, Any]] = (),
+                  diagnoses: Sequence[Diagnosis] = (),
                   authors: dict[str, str] | None = None) -> None:
     """``authors``: the store role that wrote each row (a team store), shown beside what
     each record's client said of itself."""
@@ -227,54 +226,49 @@ DIAGNOSIS_STYLE = {"reproduces": "bold green", "nondeterministic": "bold red",
 MAX_CAUSE_SUBJECTS = 5  # under each cause in `repro show` (the whole list in `diagnose`)
 
 
-def render_diagnosis(doc: dict[str, Any], brief: bool = False) -> None:
+def render_diagnosis(doc: Diagnosis, brief: bool = False) -> None:
     """A diagnosis: each experiment with its runs, then one sentence per differing output
     and the fixes to try (``brief``: the sentences only, for `repro show`)."""
     out = _out()
-    result = doc.get("result", "")
-    out.print(T(f"diagnosis of run {doc.get('run')}: ", style="bold")
+    result = doc.result
+    out.print(T(f"diagnosis of run {doc.run}: ", style="bold")
               + T(result.upper(), style=DIAGNOSIS_STYLE.get(result, ""))
-              + T(f"  ({doc.get('created_at', '')[:19].replace('T', ' ')}, "
-                  f"{(doc.get('cost') or {}).get('replays', 0)} replays)", style="dim"))
+              + T(f"  ({doc.created_at[:19].replace('T', ' ')}, "
+                  f"{doc.cost.replays} replays)", style="dim"))
     if not brief:
-        by_run = {r["run"]: r for r in doc.get("runs", [])}
-        for e in doc.get("experiments", []):
-            verdicts = ", ".join(f"{rid} {by_run.get(rid, {}).get('versus_original', '?')}"
-                                 for rid in e.get("runs", []))
-            extra = ("  (the controlled pair agree)" if e.get("agree") else
-                     "  (the controlled pair differ)" if e.get("agree") is False and
-                     not e.get("failed") else "")
-            out.print(T(f"  {e['title']}: ", style="bold") + T(verdicts, style="dim")
+        by_run = {r.run: r.versus_original for r in doc.runs}
+        for e in doc.experiments:
+            verdicts = ", ".join(f"{rid} {by_run.get(rid, '?')}" for rid in e.runs)
+            extra = ("  (the controlled pair agree)" if e.agree else
+                     "  (the controlled pair differ)" if e.agree is False and not e.failed
+                     else "")
+            out.print(T(f"  {e.title}: ", style="bold") + T(verdicts, style="dim")
                       + T(extra, style="dim"))
-            if e.get("failed"):
-                out.print(T(f"    {e['failed']}" if e.get("name") == "controlled" else
+            if e.failed:
+                out.print(T(f"    {e.failed}" if e.name == "controlled" else
                             f"    the job did not end as the plain replays did: "
-                            f"{e['failed']}", style="yellow"))
-        for name, why in sorted((doc.get("skipped") or {}).items()):
+                            f"{e.failed}", style="yellow"))
+        for name, why in sorted(doc.skipped.items()):
             out.print(T(f"  not tried: {name}: {why}", style="dim"))
     if result == "reproduces":
         out.print(T("  every replay is identical to the original on this host: nothing to "
                     "diagnose", style="green"))
-    if doc.get("causes") is None:  # a diagnosis stored before causes were grouped
-        doc = {**doc, "causes": [{"line": f["sentence"], "fixes": f.get("fixes", []),
-                                  "subjects": []} for f in doc.get("findings", [])]}
-    for c in doc.get("causes", []):
-        out.print(T(f"  {c['line']}", style="yellow"))
-        subjects = c.get("subjects", [])
+    for c in doc.grouped_causes:
+        out.print(T(f"  {c.line}", style="yellow"))
+        subjects = c.subjects
         for s in subjects[:MAX_CAUSE_SUBJECTS] if brief else subjects:
-            where = f": {s['where']}" if s.get("where") else ""
-            out.print(T(f"    {s['subject']}{where}") + T(
-                f"  (in a plain replay: {s['how_much']})" if s.get("how_much") else "",
-                style="dim"))
+            where = f": {s.where}" if s.where else ""
+            out.print(T(f"    {s.subject}{where}") + T(
+                f"  (in a plain replay: {s.how_much})" if s.how_much else "", style="dim"))
         if brief and len(subjects) > MAX_CAUSE_SUBJECTS:
             out.print(T(f"    ... and {len(subjects) - MAX_CAUSE_SUBJECTS} more", style="dim"))
-        for fix in c.get("fixes", []):
+        for fix in c.fixes:
             out.print(T(f"    try: {fix}", style="dim"))
-    for c in doc.get("environment", []):
-        out.print(T(f"  environment: {c['fact']} changed: {c.get('shown', '')[:300]}",
-                    style="yellow") + T(f"  ({c.get('hint', '')})", style="dim"))
-    cost = doc.get("cost") or {}
-    if not brief and cost.get("multiple"):
-        out.print(T(f"  cost: {cost['replays']} replays in {cost['seconds']:.1f} s, "
-                    f"{cost['multiple']:.1f}x one replay ({cost['one_replay_s']:.1f} s)",
+    for ch in doc.environment:
+        out.print(T(f"  environment: {ch.fact} changed: {ch.shown[:300]}", style="yellow")
+                  + T(f"  ({ch.hint})", style="dim"))
+    cost = doc.cost
+    if not brief and cost.multiple:
+        out.print(T(f"  cost: {cost.replays} replays in {cost.seconds:.1f} s, "
+                    f"{cost.multiple:.1f}x one replay ({cost.one_replay_s:.1f} s)",
                     style="dim"))

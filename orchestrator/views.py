@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .record import RunRecord
+from .record import Diagnosis, RunRecord
 
 
 def record_json(record: RunRecord, series: dict[str, list[tuple[int, float]]],
@@ -16,7 +16,7 @@ def record_json(record: RunRecord, series: dict[str, list[tuple[int, float]]],
                 notes: Sequence[tuple[str, str]] = (),
                 image_pushes: Sequence[tuple[str, str]] = (),
                 published: dict[str, Any] | None = None,
-                diagnoses: Sequence[dict[str, Any]] = (),
+                diagnoses: Sequence[Diagnosis] = (),
                 authors: dict[str, str] | None = None) -> dict[str, Any]:
     """The record plus its metric series, tags, notes, the replays made of it, where its
     image can be pulled by digest, its citation, its diagnoses (`repro diagnose`), and in a
@@ -33,7 +33,7 @@ def record_json(record: RunRecord, series: dict[str, list[tuple[int, float]]],
     doc["notes"] = [{"at": at, "text": text} for at, text in notes]
     doc["image_pushes"] = [f"{repo}@{digest}" for repo, digest in image_pushes]
     doc["published"] = published
-    doc["diagnoses"] = list(diagnoses)
+    doc["diagnoses"] = [d.model_dump(mode="json") for d in diagnoses]
     return doc
 
 

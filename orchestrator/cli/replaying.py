@@ -185,6 +185,6 @@ def diagnose(
     doc = diagnose_run(original, store, connect(), (lambda _: None) if quiet else ui.progress,
                        replays, grants)
     if json_:
-        ui.print_json(doc)
+        ui.print_json(doc.model_dump(mode="json"))
     else:
         ui_run.render_diagnosis(doc)

@@ -60,28 +60,32 @@ class AnnotationRows(SqlRows):
         return list(self.db.execute("SELECT created_at, text FROM run_notes WHERE run_id = ? "
                                     "ORDER BY created_at, text", (run_id,)))
 
-    def add_diagnosis(self, run_id: str, doc: dict[str, Any]) -> None:
-        """A `repro diagnose` report, stored with the run it explains (its shape checked,
-        at most ``DIAGNOSIS_LIMIT`` bytes)."""
-        doc = {"schema_version": DIAGNOSIS_SCHEMA, "created_at": utc_now(), **doc}
-        try:
-            Diagnosis.model_validate(doc)
-        except ValidationError as e:
-            raise StoreError(f"run {run_id}: a malformed diagnosis was not stored "
-                             f"({e.errors()[0]['loc']}: {e.errors()[0]['msg']})") from None
-        text = json.dumps(doc)
-        if doc["run"] != run_id or len(text) > DIAGNOSIS_LIMIT:
+    def add_diagnosis(self, run_id: str, doc: Diagnosis) -> None:
+        """A `repro diagnose` report, stored with the run it explains (at most
+        ``DIAGNOSIS_LIMIT`` bytes; its shape was checked when it became a model)."""
+        text = json.dumps({"schema_version": DIAGNOSIS_SCHEMA, **doc.model_dump(mode="json")})
+        if doc.run != run_id or len(text) > DIAGNOSIS_LIMIT:
             raise StoreError(f"run {run_id}: a diagnosis of another run, or over "
                              f"{DIAGNOSIS_LIMIT >> 20} MiB, was not stored")
         with self.atomic() as db:
             db.execute("INSERT INTO diagnoses (run_id, created_at, user_name, doc) "
-                       "VALUES (?, ?, ?, ?)", (run_id, doc["created_at"], doc.get("user"),
-                                               text))
+                       "VALUES (?, ?, ?, ?)", (run_id, doc.created_at, doc.user, text))
 
-    def diagnoses(self, run_id: str) -> list[dict[str, Any]]:
-        """The run's diagnoses, oldest first."""
-        return [json.loads(doc) for (doc,) in self.db.execute(
-            "SELECT doc FROM diagnoses WHERE run_id = ? ORDER BY created_at, doc", (run_id,))]
+    def diagnoses(self, run_id: str) -> list[Diagnosis]:
+        """The run's diagnoses, oldest first. One whose shape does not hold (a member's row
+        in a team store) is left out and said (``damaged``), never shown half-read."""
+        out = []
+        for n, (text,) in enumerate(self.db.execute(
+                "SELECT doc FROM diagnoses WHERE run_id = ? ORDER BY created_at, doc",
+                (run_id,))):
+            try:
+                out.append(Diagnosis.model_validate_json(text))
+            except ValidationError as e:
+                where = ".".join(str(x) for x in e.errors()[0]["loc"]) or "its top"
+                self.damaged[f"{run_id} diagnosis {n}"] = (
+                    f"run {run_id}: a stored diagnosis is malformed at {where} and was left "
+                    f"out; `repro diagnose {run_id}` makes a new one")
+        return out
 
     def publish(self, run_id: str, metric: str | None, value: float | None,
                 cited_by: str) -> dict[str, Any]:

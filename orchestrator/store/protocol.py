@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-from ..record import RunRecord, RunStatus
+from ..record import Diagnosis, RunRecord, RunStatus
 from .artifacts import Put, Source
 from .query import Sort, Where
 
@@ -88,9 +88,9 @@ class Annotations(Protocol):
 
     def notes(self, run_id: str) -> list[tuple[str, str]]: ...
 
-    def add_diagnosis(self, run_id: str, doc: dict[str, Any]) -> None: ...
+    def add_diagnosis(self, run_id: str, doc: Diagnosis) -> None: ...
 
-    def diagnoses(self, run_id: str) -> list[dict[str, Any]]: ...
+    def diagnoses(self, run_id: str) -> list[Diagnosis]: ...
 
 
 class Provenance(Protocol):

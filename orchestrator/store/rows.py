@@ -12,6 +12,7 @@ from .db import Db, DbError
 
 class SqlRows:
     db: Db
+    damaged: dict[str, str]  # rows a read left out, and why (said once by the CLI)
 
     @property
     def shared(self) -> bool:

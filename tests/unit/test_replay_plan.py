@@ -75,11 +75,11 @@ def test_environment_changes_with_hints():
     changes = {c.fact: c for c in environment_changes(a, b)}
     assert set(changes) == {"cpu.model", "cpu.flags", "docker", "container.packages"}
     assert changes["cpu.model"].original == "Xeon" and "BLAS" in changes["cpu.model"].hint
-    assert changes["cpu.model"].of_a_value and changes["cpu.model"].shown == "Xeon -> EPYC"
+    assert changes["cpu.model"].of_a_value and changes["cpu.model"].described == "Xeon -> EPYC"
     assert changes["cpu.flags"].added == ["avx2"] and changes["cpu.flags"].removed == ["sse"]
     pk = changes["container.packages"]
     assert pk.added == {"scipy": "1.11"} and pk.changed == {"numpy": ("1.24.2", "1.26.4")}
-    assert not pk.of_a_value and pk.shown == "+1 -0 ~1"
+    assert not pk.of_a_value and pk.described == "+1 -0 ~1"
     hw = host_changes(a.environment["host"], b.environment["host"])
     assert [c.fact for c in hw] == ["cpu.model", "cpu.flags"]  # docker is not hardware
 

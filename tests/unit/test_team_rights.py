@@ -12,7 +12,7 @@ import pytest
 
 from orchestrator.cite import _card, markdown
 from orchestrator.errors import StoreError
-from orchestrator.record import RunStatus, Verdict
+from orchestrator.record import Diagnosis, RunStatus, Verdict, utc_now
 from orchestrator.store.runs import RunStore
 from tests.unit.test_store import record, rid
 
@@ -68,8 +68,9 @@ def test_members_add_but_never_alter_a_finished_run(team):
     bob.set_tags(r.id, {}, remove=["reviewed"])  # his alone goes
     alice.set_tags(r.id, {}, remove=["reviewed"])
     assert bob.tags(r.id) == {}
-    bob.add_diagnosis(r.id, {"run": r.id, "result": "reproduces", "user": "bob"})  # anyone's
-    assert [d["result"] for d in alice.diagnoses(r.id)] == ["reproduces"]
+    bob.add_diagnosis(r.id, Diagnosis(run=r.id, result="reproduces", user="bob",
+                                      created_at=utc_now()))  # anyone's
+    assert [d.result for d in alice.diagnoses(r.id)] == ["reproduces"]
     with pytest.raises(StoreError):  # but a diagnosis is never rewritten or removed
         bob.db.execute("UPDATE diagnoses SET doc = '{}'")
     with pytest.raises(StoreError):
