@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from .diffoscope import explain as diffoscope_explain
 
 if TYPE_CHECKING:
     from .record import Verdict
@@ -37,22 +39,27 @@ def _kind(name: str) -> str:
     return name.lower().rsplit(".", 1)[-1] if "." in name else ""
 
 
+@dataclass(frozen=True)
+class Reader:
+    """How one format is compared: ``explain`` says how two versions differ (with a
+    one-line summary), ``places`` where (None: the format is compared as a whole). One
+    table (``READERS``) serves verdicts and `repro diagnose` alike."""
+
+    explain: Callable[[Path, Path, str], dict[str, Any]]
+    places: Callable[[Path, Path, str], frozenset[str] | None] | None = None
+
+
 def explain(name: str, a: Path, b: Path, diffoscope: bool = True) -> dict[str, Any] | None:
     """How ``a`` (the original) and ``b`` (the replay) of output ``name`` differ, or None
     when the format is not one compared by content (and ``diffoscope`` is off or absent)."""
     kind = _kind(name)
-    if kind not in ARRAYS and kind not in ("json", "png") and kind not in TEXT:
-        return _diffoscope(a, b, kind) if diffoscope else None
+    reader = READERS.get(kind)
+    if reader is None:
+        return diffoscope_explain(a, b, kind) if diffoscope else None
     if a.stat().st_size > LIMIT or b.stat().st_size > LIMIT:
         return {"kind": kind, "summary": f"not compared by content (over {LIMIT >> 20} MiB)"}
     try:
-        if kind in ARRAYS:
-            return _members(kind, load_arrays(kind, a), load_arrays(kind, b))
-        if kind == "json":
-            return _json(a, b)
-        if kind == "png":
-            return _png(a, b)
-        return _text(a, b, kind)
+        return reader.explain(a, b, kind)
     except ImportError as e:
         return {"kind": kind, "summary": f"not compared by content ({e.name or 'a library'} "
                                          "is not installed)"}
@@ -263,108 +270,7 @@ def _png(a: Path, b: Path) -> dict[str, Any]:
 
 
 PNG_PIXELS = 16_000_000  # pixels of each image decoded at most (a small file can hold many)
-DIFFOSCOPE_TIMEOUT_S = 30.0
-DIFFOSCOPE_LINES = 12
-DIFFOSCOPE_LIMIT = 64 << 20
-DIFFOSCOPE_FILES = 3  # differing outputs of a verdict it is asked about, at most
-
-
-def _diffoscope(a: Path, b: Path, kind: str) -> dict[str, Any] | None:
-    """Any other format (archives, PDFs, images, ...), explained by diffoscope when it is
-    installed (Debian: diffoscope-minimal): its text report's first lines. It unpacks what
-    the job wrote, so it is bounded: in time (its whole process group is killed), memory
-    (``RLIMIT_AS``), the size of each file it writes (``RLIMIT_FSIZE``), and it writes into
-    a temp folder of its own, removed afterwards (and by `repro gc` when repro itself was
-    killed meanwhile: ``sweep_temp``). None when it is not installed."""
-    import shutil
-    import subprocess
-    import tempfile
-
-    exe = shutil.which("diffoscope")
-    if exe is None:
-        return None
-    if a.stat().st_size > DIFFOSCOPE_LIMIT or b.stat().st_size > DIFFOSCOPE_LIMIT:
-        return {"kind": kind, "summary": "not compared by content (over "
-                                         f"{DIFFOSCOPE_LIMIT >> 20} MiB)"}
-    tmp = tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-")
-    try:
-        p = subprocess.Popen([*_bounded(), exe, "--no-progress", "--text", "-",
-                              "--max-text-report-size", "20000",
-                              "--exclude-directory-metadata", "yes", str(a), str(b)],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             stdin=subprocess.DEVNULL, start_new_session=True,
-                             env={**os.environ, "TMPDIR": tmp})
-        try:
-            stdout, stderr = p.communicate(timeout=DIFFOSCOPE_TIMEOUT_S)
-        except BaseException:  # its time is up, or ours (Ctrl-C): it and all it started
-            _kill_group(p)
-            raise
-    except subprocess.TimeoutExpired:
-        return {"kind": kind, "summary": "not compared by content (diffoscope took over "
-                                         f"{DIFFOSCOPE_TIMEOUT_S:g} s)"}
-    except OSError as e:
-        return {"kind": kind, "summary": f"not compared by content ({e})"}
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    lines = [ln for ln in stdout[:1 << 20].decode("utf-8", "replace").splitlines()
-             if ln.strip() and not ln.startswith(("--- ", "+++ "))][:DIFFOSCOPE_LINES]
-    if p.returncode not in (0, 1) or not lines:
-        why = stderr.decode("utf-8", "replace").strip().splitlines()
-        return {"kind": kind, "summary": "not compared by content (diffoscope: "
-                f"{(why[-1] if why else '')[:120] or 'no report'})"}
-    changed = [re.sub(r"^[│├└─\s]+", "", ln) for ln in lines
-               if ln.lstrip("│ ").startswith(("├── ", "└── "))]
-    summary = "diffoscope: " + ("; ".join(changed[:3]) if changed else lines[0].strip()[:200])
-    return {"kind": kind, "tool": "diffoscope", "report": lines, "summary": summary[:300]}
-
-
-TEMP_PREFIX = "repro-diffoscope-"
-DIFFOSCOPE_MEMORY = 2 << 30  # bytes of address space diffoscope (and each tool it runs) may use
-DIFFOSCOPE_FILE = 256 << 20  # bytes of any one file it writes while unpacking
-
-
-def _bounded() -> list[str]:
-    """util-linux's prlimit in front of diffoscope: its limits, inherited by every tool it
-    runs (not a preexec_fn: repro has threads by then, where that can deadlock)."""
-    import shutil
-
-    exe = shutil.which("prlimit")
-    if exe is None:
-        raise OSError("prlimit (util-linux) is not installed: diffoscope would be unbounded")
-    return [exe, f"--as={DIFFOSCOPE_MEMORY}", f"--fsize={DIFFOSCOPE_FILE}", "--"]
-
-
-def _kill_group(p: Any) -> None:
-    import signal
-
-    try:
-        os.killpg(p.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    p.wait()
-
-
-def sweep_temp() -> list[str]:
-    """Remove the temp folders of diffoscope runs whose repro process is gone (killed while
-    diffoscope unpacked what a job wrote); returns what was removed."""
-    import shutil
-    import tempfile
-
-    removed = []
-    base = Path(tempfile.gettempdir())
-    for folder in base.glob(f"{TEMP_PREFIX}*"):
-        pid = folder.name[len(TEMP_PREFIX):].split("-", 1)[0]
-        try:
-            st = folder.lstat()
-        except OSError:
-            continue
-        if not pid.isdigit() or st.st_uid != os.getuid() or Path(f"/proc/{pid}").exists():
-            continue
-        shutil.rmtree(folder, ignore_errors=True)
-        removed.append(str(folder))
-    return removed
-
-
+DIFFOSCOPE_FILES = 3  # differing outputs of a verdict diffoscope is asked about, at most
 def _json(a: Path, b: Path) -> dict[str, Any]:
     found, biggest = _json_paths(json.loads(a.read_text()), json.loads(b.read_text()))
     out: dict[str, Any] = {"kind": "json", "differing": len(found),
@@ -436,24 +342,33 @@ def places(name: str, a: Path, b: Path) -> frozenset[str] | None:
     which part of a file (the clock stamps line 1, entropy lines 2-6). None when the file
     is not compared by place; it then differs as a whole."""
     kind = _kind(name)
-    if kind not in ARRAYS and kind != "json" and kind not in TEXT:
+    reader = READERS.get(kind)
+    if reader is None or reader.places is None:
         return None
     if a.stat().st_size > LIMIT or b.stat().st_size > LIMIT:
         return None
     try:
-        if kind == "json":
-            found, _ = _json_paths(json.loads(a.read_text()), json.loads(b.read_text()))
-            return frozenset(found) if len(found) <= 1000 else None
-        if kind in TEXT:
-            return frozenset(f"line {i + 1}" for i in _line_diffs(_lines(a), _lines(b)))
-        import numpy as np
-
-        xs, ys = load_arrays(kind, a), load_arrays(kind, b)
-        pairs = {n: (xs.get(n), ys.get(n)) for n in sorted(set(xs) | set(ys))}
+        return reader.places(a, b, kind)
     except Exception:  # a hostile or unreadable file: compared as a whole
         return None
+
+
+def _json_places(a: Path, b: Path, kind: str) -> frozenset[str] | None:
+    found, _ = _json_paths(json.loads(a.read_text()), json.loads(b.read_text()))
+    return frozenset(found) if len(found) <= 1000 else None
+
+
+def _text_places(a: Path, b: Path, kind: str) -> frozenset[str] | None:
+    return frozenset(f"line {i + 1}" for i in _line_diffs(_lines(a), _lines(b)))
+
+
+def _array_places(a: Path, b: Path, kind: str) -> frozenset[str] | None:
+    import numpy as np
+
+    xs, ys = load_arrays(kind, a), load_arrays(kind, b)
     out: set[str] = set()
-    for member, (x, y) in pairs.items():
+    for member in sorted(set(xs) | set(ys)):
+        x, y = xs.get(member), ys.get(member)
         if x is None or y is None or x.shape != y.shape or x.dtype != y.dtype:
             out.add(f"{member}:shape")
             continue
@@ -462,6 +377,19 @@ def places(name: str, a: Path, b: Path) -> frozenset[str] | None:
             return None
         out.update(f"{member}[{i}]" for i in flat.tolist())
     return frozenset(out)
+
+
+def _array_explain(a: Path, b: Path, kind: str) -> dict[str, Any]:
+    return _members(kind, load_arrays(kind, a), load_arrays(kind, b))
+
+
+# every format compared by content: what explains a difference and what locates it
+READERS: dict[str, Reader] = {
+    **{kind: Reader(_array_explain, _array_places) for kind in ARRAYS},
+    "json": Reader(lambda a, b, kind: _json(a, b), _json_places),
+    "png": Reader(lambda a, b, kind: _png(a, b)),  # by pixel count; places: the whole file
+    **{kind: Reader(_text, _text_places) for kind in TEXT},
+}
 
 
 def annotate(verdict: Verdict, local_path: Any) -> None:

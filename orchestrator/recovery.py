@@ -109,7 +109,7 @@ def collect_garbage(store: Store, executor: Executor,
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
-    from .content import sweep_temp
+    from .diffoscope import sweep_temp
 
     return {"recovered": [r.id for r in recovered], "stray_containers": strays,
             "removed": [str(p) for p in stale] + sweep_temp()}

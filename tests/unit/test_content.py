@@ -234,26 +234,43 @@ def test_a_diffoscope_that_runs_out_of_time_is_killed_and_leaves_nothing(tmp_pat
                                                                        monkeypatch):
     """Issue 21, M3: a killed diffoscope left gigabytes in the temp folder. Its temp folder
     is its own and is removed; its process group is killed; a folder of a repro that was
-    itself killed is removed by `repro gc` (content.sweep_temp)."""
+    itself killed is removed by `repro gc` (diffoscope.sweep_temp)."""
     import os
     import tarfile
     import tempfile
 
-    from orchestrator import content
+    from orchestrator import diffoscope
 
     for name in ("a", "b"):
         (tmp_path / "f.txt").write_bytes(name.encode() * 1000)
         with tarfile.open(tmp_path / f"{name}.tar", "w") as t:
             t.add(tmp_path / "f.txt", arcname="f.txt")
-    monkeypatch.setattr(content, "DIFFOSCOPE_TIMEOUT_S", 0.05)
+    monkeypatch.setattr(diffoscope, "DIFFOSCOPE_TIMEOUT_S", 0.05)
     d = explain("x.tar", tmp_path / "a.tar", tmp_path / "b.tar")
     assert d["summary"] == "not compared by content (diffoscope took over 0.05 s)"
     base = Path(tempfile.gettempdir())
-    assert not list(base.glob(f"{content.TEMP_PREFIX}{os.getpid()}-*"))
-    dead = base / f"{content.TEMP_PREFIX}999999999-x"  # a repro killed mid-diff
+    assert not list(base.glob(f"{diffoscope.TEMP_PREFIX}{os.getpid()}-*"))
+    dead = base / f"{diffoscope.TEMP_PREFIX}999999999-x"  # a repro killed mid-diff
     (dead / "unpacked").mkdir(parents=True)
-    live = Path(tempfile.mkdtemp(prefix=f"{content.TEMP_PREFIX}{os.getpid()}-"))
+    live = Path(tempfile.mkdtemp(prefix=f"{diffoscope.TEMP_PREFIX}{os.getpid()}-"))
     try:
-        assert str(dead) in content.sweep_temp() and not dead.exists() and live.exists()
+        assert str(dead) in diffoscope.sweep_temp() and not dead.exists() and live.exists()
     finally:
         live.rmdir()
+
+
+def test_one_reader_table_serves_explanations_and_places(tmp_path):
+    """Verdicts (``explain``) and `repro diagnose` (``places``) read a format the same way:
+    a format one of them knows, the other knows too, from ``READERS``."""
+    from orchestrator import content
+
+    assert set(content.READERS) == {*content.ARRAYS, "json", "png", *content.TEXT}
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_text('{"loss": 0.5, "step": 3}\n')
+    b.write_text('{"loss": 0.25, "step": 3}\n')
+    for name in ("m.json", "m.JSON"):
+        assert content.places(name, a, b) == frozenset({".loss"})
+        assert "loss" in content.explain(name, a, b)["summary"]
+    assert content.places("m.png", a, b) is None  # by pixel count only: a whole file
+    assert content.places("m.bin", a, b) is None
+    assert content.explain("m.bin", a, b, diffoscope=False) is None
