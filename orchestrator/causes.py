@@ -191,8 +191,7 @@ def nondeterministic_ops(records: Iterable[RunRecord]) -> list[str]:
     runs recorded (warn-only mode), each once."""
     ops: dict[str, None] = {}
     for r in records:
-        container = r.environment.get("container") or {}
-        for text in container.get("determinism_warnings") or []:
+        for text in r.environment.container.determinism_warnings:
             m = OP_WARNING.match(str(text))
             if m:
                 ops[m.group(1)] = None

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .record import RunRecord
+from .record import HostFacts, RunRecord
 
 HINTS = {
     "image": "a different image means different libraries and binaries",
@@ -31,34 +31,33 @@ HINTS = {
 HARDWARE = ("cpu.model", "cpu.arch", "cpu.flags", "gpu.model", "gpu.driver", "gpu.cuda")
 
 
-def of_host(host: dict[str, Any]) -> dict[str, Any]:
+def of_host(host: HostFacts) -> dict[str, Any]:
     """The facts of a host (``environment.host`` of a record, or this machine's now); the GPUs
-    are the ones the run was given, else all the host has."""
-    cpu = host.get("cpu", {})
-    gpus = host.get("gpus", [])
-    assigned = set(host.get("gpus_assigned", []))
-    used = [g for g in gpus if g.get("uuid") in assigned] or gpus
+    are the ones the run was given, else all the host has. A fact not recorded is None."""
+    cpu = host.cpu
+    assigned = set(host.gpus_assigned)
+    used = [g for g in host.gpus if g.uuid in assigned] or host.gpus
     return {
-        "cpu.model": cpu.get("model"), "cpu.arch": cpu.get("arch"),
-        "cpu.flags": set(cpu.get("flags", [])),
-        "gpu.model": sorted(g.get("name") for g in used),
-        "gpu.driver": sorted({g.get("driver") for g in used}),
-        "gpu.cuda": sorted({g.get("cuda") for g in used}),
-        "kernel": host.get("kernel"), "docker": host.get("docker"),
+        "cpu.model": cpu.model or None, "cpu.arch": cpu.arch or None,
+        "cpu.flags": set(cpu.flags),
+        "gpu.model": sorted(g.name for g in used),
+        "gpu.driver": sorted({g.driver for g in used}),
+        "gpu.cuda": sorted({g.cuda for g in used}),
+        "kernel": host.kernel or None, "docker": host.docker,
     }
 
 
 def of_record(record: RunRecord) -> dict[str, Any]:
-    cont = record.environment.get("container", {})
+    cont = record.environment.container
     return {
         "image": record.resolved.image.digest,
         "threads": record.resolved.resources.threads,
-        **of_host(record.environment.get("host", {})),
-        "container.os": cont.get("os"), "container.python": cont.get("python"),
-        "container.packages": {p["name"]: p["version"] for p in cont.get("packages", [])},
+        **of_host(record.environment.host),
+        "container.os": cont.os or None, "container.python": cont.python,
+        "container.packages": {p.name: p.version for p in cont.packages},
         # None: an older record, which ran under a random name (Docker's default)
-        "container.hostname": cont.get("hostname") or None,
-        "container.machine_id": cont.get("machine_id") or None,
+        "container.hostname": cont.hostname or None,
+        "container.machine_id": cont.machine_id or None,
     }
 
 

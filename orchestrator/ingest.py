@@ -15,7 +15,7 @@ from . import capture, workdir
 from .engine import CONTAINER_HOSTNAME
 from .jobspec import MACHINE_ID, machine_id
 from .outputs import collect, final_metrics, read_logged_params, read_series, scrape_metrics
-from .record import FileRef, RunRecord, RunStatus
+from .record import ContainerFacts, FileRef, RunRecord, RunStatus
 from .resolve import Redactor
 from .runtime.repro_boot import LOCK_MISMATCH
 from .store import Store
@@ -35,7 +35,7 @@ def ingest(record: RunRecord, store: Store, work: Path, log_path: Path,
     facts["hostname"] = CONTAINER_HOSTNAME
     if (work / MACHINE_ID).exists():
         facts["machine_id"] = machine_id(r.seed)
-    record.environment["container"] = facts
+    record.environment.container = ContainerFacts.model_validate(facts)
     if record.exit_code == LOCK_MISMATCH and facts["lock_problems"] and \
             record.status == RunStatus.FAILED:
         record.reason = "package lock mismatch: " + "; ".join(facts["lock_problems"])

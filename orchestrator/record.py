@@ -22,7 +22,6 @@ from pydantic import (
     SerializerFunctionWrapHandler,
     StringConstraints,
     ValidationError,
-    field_validator,
     model_serializer,
     model_validator,
 )
@@ -175,11 +174,10 @@ class FileRef(_Doc):
 
 
 # -- shapes of the open parts -----------------------------------------------------------------
-# The verdict travels as its model (``Verdict``); ``environment`` is stored as a plain dict
-# whose shape these models check on every validation. Unknown keys are allowed (a newer
-# repro may record more), and a verdict's shapes dump only the fields they were given: a
-# record from elsewhere, read and written again, keeps its JSON (a bundle's record is
-# compared so).
+# The environment, a verdict and a diagnosis travel as these models. Unknown keys are
+# allowed (a newer repro may record more), and a verdict's and a diagnosis' shapes dump only
+# the fields they were given: a record from elsewhere, read and written again, keeps their
+# JSON (a bundle's record is compared so).
 
 class _Shape(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -479,7 +477,7 @@ class RunRecord(_Doc):
     spec_digest: Digest
     resolved: ResolvedSpec
     hermetic: bool = True  # False when the job had network access
-    environment: dict[str, Any] = {"host": {}, "container": {}}
+    environment: Environment = Environment()
     params: dict[str, Any] = {}
     metrics: dict[str, Finite] = {}
     outputs: dict[RelPath, FileRef] = {}
@@ -516,12 +514,6 @@ class RunRecord(_Doc):
             self.executor = {k: v for k, v in ex.items()
                              if k not in ("tolerances", "strict_env")} or None
         return self
-
-    @field_validator("environment")
-    @classmethod
-    def _environment_shape(cls, v: dict[str, Any]) -> dict[str, Any]:
-        Environment.model_validate(v)
-        return v
 
 
 

@@ -26,7 +26,7 @@ from .engine.image_archive import ensure_present
 from .errors import CannotReplay, SpecError
 from .fsck import check_artifact
 from .hashing import hex_of, sha256_file
-from .record import Judging, ResolvedSpec, RunRecord, Verdict, utc_now
+from .record import HostFacts, Judging, ResolvedSpec, RunRecord, Verdict, utc_now
 from .resolve import Redactor, Resolution, dir_digest, secret_values, spec_digest
 from .runner import Hooks, new_record, new_run_id, start
 from .snapshot import Snapshot, extract
@@ -223,7 +223,7 @@ def replay(original: RunRecord, store: Store, engine: Engine, hooks: Hooks,
         record.judging = Judging(tolerances=dict(tolerances or {}), strict_env=strict_env)
         return elsewhere(record)
     current_host, _ = engine.host(plan.resolved.resources.gpus)
-    hw = host_changes(original.environment.get("host", {}), current_host)
+    hw = host_changes(original.environment.host, HostFacts.model_validate(current_host))
     for c in hw:
         hooks.on_line(f"warning: {c.fact} differs from the recording host: {c.described} "
                       f"({c.hint})")
@@ -286,14 +286,14 @@ def redacted(doc: Any, redactor: Redactor) -> Any:
     return doc
 
 
-def judge_on_node(done: RunRecord, store: Store, host: dict[str, Any],
+def judge_on_node(done: RunRecord, store: Store, host: HostFacts,
                   series: Sequence[tuple[str, int, float]] = (),
                   redactor: Redactor | None = None) -> None:
     """A replay run by a scheduler's node: the hardware against the recording host's, and
     the verdict, into its final write (``--strict-env`` fails it on other hardware)."""
     original = store.runs.get(str(done.replay_of))
     judging = done.judging or Judging()
-    hw = host_changes(original.environment.get("host", {}), host)
+    hw = host_changes(original.environment.host, host)
     done.warnings += [f"hardware differs: {c.fact}" for c in hw]
     done.verdict = judge(original, done, store, judging.tolerances, series, redactor)
     if hw and judging.strict_env:

@@ -35,7 +35,7 @@ from .hashing import shown
 from .ingest import LogSink, ingest
 from .jobspec import MACHINE_ID, job_spec, machine_id, remove_secrets, run_info, write_secrets
 from .live import Latest, LiveMetrics
-from .record import RunRecord, RunStatus, utc_now
+from .record import HostFacts, RunRecord, RunStatus, utc_now
 from .resolve import Resolution, resolve, trace
 from .spec import LoadedSpec
 from .store import Store
@@ -242,7 +242,7 @@ def prepare_work(work: Path, record: RunRecord, res: Resolution) -> None:
 
 def classify(record: RunRecord, outcome: Outcome, hooks: Hooks) -> None:
     """The status an outcome gives (a lock mismatch is named once ingest read the facts)."""
-    record.environment["host"] = outcome.host
+    record.environment.host = HostFacts.model_validate(outcome.host)
     if outcome.interrupted:
         _interrupted(record, hooks)
     elif outcome.lost is not None:

@@ -356,7 +356,7 @@ def run_on_node(run_id: str, store: Store, engine: Engine, hooks: Hooks) -> RunR
         if done.status == RunStatus.INTERRUPTED and job_id:
             done.status, done.reason = stopped_why(job_id)
         if done.replay_of:
-            judge_on_node(done, store, done.environment.get("host", {}), series, res.redactor)
+            judge_on_node(done, store, done.environment.host, series, res.redactor)
 
     return execute(record, res, store, engine, replace(hooks, on_finished=slurm_ending),
                    previous=RunStatus.QUEUED)

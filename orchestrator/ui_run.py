@@ -40,7 +40,7 @@ def render_record(r: RunRecord, series: dict[str, list[tuple[int, float]]],
             f" (recorded by store role {authors[r.id]})" if r.id in authors else "")))
     if r.executor:
         ex = r.executor
-        ran_on = (r.environment.get("host") or {}).get("hostname")
+        ran_on = r.environment.host.hostname
         kv.add_row("executor", T(f"{ex.get('kind')} job {ex.get('job_id', '-')}"
                                  + (f" on {ran_on}" if ran_on else "")
                                  + "".join(f", {k} {ex[k]}" for k in ("partition", "account",
@@ -58,19 +58,19 @@ def render_record(r: RunRecord, series: dict[str, list[tuple[int, float]]],
     if res.packages:
         kv.add_row("packages", f"{res.packages.lock} ({len(res.packages.pins)} pins) "
                    f"sha256 {res.packages.sha256[:16]}...")
-    host = r.environment.get("host", {})
-    if host:
-        gpus = ", ".join(g["name"] for g in host.get("gpus", [])) or "no GPUs"
-        kv.add_row("host", f"{host.get('os')}, kernel {host.get('kernel')}, "
-                   f"{host.get('cpu', {}).get('model')}, Docker {host.get('docker')}, {gpus}")
-    cont = r.environment.get("container", {})
-    if cont.get("os") or cont.get("python"):
-        kv.add_row("container", f"{cont.get('os')}, Python {cont.get('python')}, "
-                   f"{len(cont.get('packages', []))} packages" + (
+    host = r.environment.host
+    if host.model_fields_set or host.model_extra:  # a record from before: nothing known
+        gpus = ", ".join(g.name for g in host.gpus) or "no GPUs"
+        kv.add_row("host", f"{host.os or None}, kernel {host.kernel or None}, "
+                   f"{host.cpu.model or None}, Docker {host.docker}, {gpus}")
+    cont = r.environment.container
+    if cont.os or cont.python:
+        kv.add_row("container", f"{cont.os or None}, Python {cont.python}, "
+                   f"{len(cont.packages)} packages" + (
                        " (as the job reported them: it could rewrite them)"
-                       if cont.get("captured") == "job" else ""))
-    if cont.get("seeded"):
-        kv.add_row("seeding", "seeded as reported by the job: " + ", ".join(cont["seeded"]))
+                       if cont.captured == "job" else ""))
+    if cont.seeded:
+        kv.add_row("seeding", "seeded as reported by the job: " + ", ".join(cont.seeded))
     out.print(kv)
     _files_table("inputs", {n + ("" if i.stored or i.kind == "dir" else " (not in the store)"):
                             (i.sha256, i.size) for n, i in res.inputs.items()})

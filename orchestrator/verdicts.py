@@ -9,13 +9,14 @@ import math
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 from . import facts
 from .content import annotate
 from .outputs import pair_renamed
 from .record import (
     EnvChange,
+    HostFacts,
     LogDifference,
     LogsVerdict,
     MetricDelta,
@@ -160,7 +161,7 @@ def settle(v: Verdict, local_path: Callable[[str], Path]) -> None:
     v.result = WITHIN_TOLERANCE if rest_ok and all(own) else DIFFERS
 
 
-def host_changes(original: dict[str, Any], current: dict[str, Any]) -> list[EnvChange]:
+def host_changes(original: HostFacts, current: HostFacts) -> list[EnvChange]:
     """Hardware facts that differ between the recording host and this one."""
     return [EnvChange.model_validate(c) for c in facts.changes(
         facts.of_host(original), facts.of_host(current), facts.HARDWARE)]

@@ -23,7 +23,7 @@ def _facts(r: RunRecord) -> dict[str, Any]:
         "code.dirty": res.code.dirty, "seed": res.seed, "cpus": res.resources.cpus,
         "memory": res.resources.memory, "determinism": res.determinism, "network": res.network,
         "inputs": ", ".join(f"{n}={i.sha256[:12]}" for n, i in sorted(res.inputs.items())),
-        "host.os": r.environment.get("host", {}).get("os"),
+        "host.os": r.environment.host.os or None,
         **{k: facts.shown(v) for k, v in env.items()},
         "duration_s": r.duration_s,
     }

@@ -95,7 +95,7 @@ def test_hardware_change_is_reported_and_strict_env_refuses(proj, home):
     _, orig = launch_json(proj, proj / "specs" / "hello.yaml")
     store = open_store(home)
     rec = store.runs.get(orig["id"])
-    rec.environment["host"]["cpu"]["model"] = "Imaginary CPU 9000"
+    rec.environment.host.cpu.model = "Imaginary CPU 9000"
     store.runs.save(rec)
     p = repro("replay", orig["id"], "--strict-env", cwd=proj)
     assert p.returncode == 9 and "--strict-env" in p.stderr and "cpu.model" in p.stderr

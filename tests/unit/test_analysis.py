@@ -8,7 +8,7 @@ from orchestrator.analysis.compare import compare
 from orchestrator.analysis.importance import importance, spearman
 from orchestrator.analysis.plots import write_plot
 from orchestrator.errors import SpecError, UsageError
-from orchestrator.record import FileRef, RunStatus
+from orchestrator.record import Environment, FileRef, RunStatus
 from orchestrator.spec import load_spec
 from orchestrator.sweep import parse_grid, plan
 from tests.unit.test_spec import GOOD, write
@@ -81,10 +81,10 @@ def test_compare_marks_what_differs():
     a.outputs = {"w": FileRef(sha256="1" * 64, size=1)}
     b.outputs = {"w": FileRef(sha256="2" * 64, size=1), "extra": FileRef(sha256="3" * 64,
                                                                           size=1)}
-    a.environment = {"host": {}, "container": {"packages": [{"name": "numpy",
-                                                             "version": "1.24"}]}}
-    b.environment = {"host": {}, "container": {"packages": [{"name": "numpy",
-                                                             "version": "1.26"}]}}
+    a.environment = Environment.model_validate(
+        {"host": {}, "container": {"packages": [{"name": "numpy", "version": "1.24"}]}})
+    b.environment = Environment.model_validate(
+        {"host": {}, "container": {"packages": [{"name": "numpy", "version": "1.26"}]}})
     doc = compare([a, b])
     assert doc["differs"]["params"] == ["lr"] and doc["differs"]["metrics"] == []
     assert doc["differs"]["outputs"] == ["extra", "w"]

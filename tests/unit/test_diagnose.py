@@ -15,7 +15,7 @@ import pytest
 
 from orchestrator.causes import OUTCOME, WHOLE, Runs, analyse, describe
 from orchestrator.diagnose import applicable, controlled
-from orchestrator.record import FileRef, RunStatus, Verdict
+from orchestrator.record import Environment, FileRef, RunStatus, Verdict
 from orchestrator.runtime import RUNTIME_DIR
 from tests.unit.test_store import record
 
@@ -386,10 +386,11 @@ def test_a_gpu_run_that_differs_names_the_ops_torch_warned_of():
     orig = run("o10", w=["a"])
     orig.resolved = orig.resolved.model_copy(update={"resources": ResourcesRef(
         cpus=1, threads=1, memory="1g", memory_bytes=1 << 30, gpus={"count": 1})})
-    orig.environment = {"host": {}, "container": {"determinism_warnings": [
-        "adaptive_avg_pool2d_backward_cuda does not have a deterministic implementation, "
-        "but you set 'torch.use_deterministic_algorithms(True, warn_only=True)'",
-        "an unrelated warning about determinism"]}}
+    orig.environment = Environment.model_validate({"host": {}, "container": {
+        "determinism_warnings": [
+            "adaptive_avg_pool2d_backward_cuda does not have a deterministic implementation, "
+            "but you set 'torch.use_deterministic_algorithms(True, warn_only=True)'",
+            "an unrelated warning about determinism"]}})
     runs = Runs(plain=[run("p23", w=["b"]), run("p24", w=["c"])])
     doc = analyse(orig, runs, diff)
     first = doc["causes"][0]

@@ -3,7 +3,7 @@
 import pytest
 
 from orchestrator.errors import UsageError
-from orchestrator.record import FileRef, RunStatus, Verdict
+from orchestrator.record import Environment, FileRef, HostFacts, RunStatus, Verdict
 from orchestrator.tolerances import parse_tolerances
 from orchestrator.verdicts import environment_changes, host_changes, settle, verdict
 from tests.unit.test_store import record, rid
@@ -15,10 +15,11 @@ def pair(**changes):
     a.outputs = {"w.npy": FileRef(sha256="a" * 64, size=10),
                  "metrics.json": FileRef(sha256="b" * 64, size=5)}
     a.metrics = {"acc": 0.9, "loss": 0.3}
-    a.environment = {"host": {"cpu": {"model": "Xeon", "flags": ["avx", "sse"], "arch": "x86"},
-                              "gpus": [], "kernel": "6.1", "docker": "20.10"},
-                     "container": {"os": "Debian 12", "python": "3.11.2",
-                                   "packages": [{"name": "numpy", "version": "1.24.2"}]}}
+    a.environment = Environment.model_validate({
+        "host": {"cpu": {"model": "Xeon", "flags": ["avx", "sse"], "arch": "x86"},
+                 "gpus": [], "kernel": "6.1", "docker": "20.10"},
+        "container": {"os": "Debian 12", "python": "3.11.2",
+                      "packages": [{"name": "numpy", "version": "1.24.2"}]}})
     b = a.model_copy(deep=True)
     b.id, b.replay_of = rid("repl"), a.id
     for k, v in changes.items():
@@ -67,11 +68,12 @@ def test_missing_output_or_changed_outcome_differs():
 
 def test_environment_changes_with_hints():
     a, b = pair()
-    b.environment = {"host": {"cpu": {"model": "EPYC", "flags": ["avx", "avx2"], "arch": "x86"},
-                              "gpus": [], "kernel": "6.1", "docker": "24.0"},
-                     "container": {"os": "Debian 12", "python": "3.11.2",
-                                   "packages": [{"name": "numpy", "version": "1.26.4"},
-                                                {"name": "scipy", "version": "1.11"}]}}
+    b.environment = Environment.model_validate({
+        "host": {"cpu": {"model": "EPYC", "flags": ["avx", "avx2"], "arch": "x86"},
+                 "gpus": [], "kernel": "6.1", "docker": "24.0"},
+        "container": {"os": "Debian 12", "python": "3.11.2",
+                      "packages": [{"name": "numpy", "version": "1.26.4"},
+                                   {"name": "scipy", "version": "1.11"}]}})
     changes = {c.fact: c for c in environment_changes(a, b)}
     assert set(changes) == {"cpu.model", "cpu.flags", "docker", "container.packages"}
     assert changes["cpu.model"].original == "Xeon" and "BLAS" in changes["cpu.model"].hint
@@ -80,7 +82,7 @@ def test_environment_changes_with_hints():
     pk = changes["container.packages"]
     assert pk.added == {"scipy": "1.11"} and pk.changed == {"numpy": ("1.24.2", "1.26.4")}
     assert not pk.of_a_value and pk.described == "+1 -0 ~1"
-    hw = host_changes(a.environment["host"], b.environment["host"])
+    hw = host_changes(a.environment.host, b.environment.host)
     assert [c.fact for c in hw] == ["cpu.model", "cpu.flags"]  # docker is not hardware
 
 
@@ -89,7 +91,9 @@ def test_gpu_driver_change_is_hardware():
             "gpus_assigned": ["u"]}
     newer = {"cpu": {}, "gpus": [{"name": "H100", "uuid": "v", "driver": "560", "cuda": "12.6"}],
              "gpus_assigned": ["v"]}
-    assert [c.fact for c in host_changes(host, newer)] == ["gpu.driver", "gpu.cuda"]
+    assert [c.fact for c in host_changes(HostFacts.model_validate(host),
+                                         HostFacts.model_validate(newer))] == [
+        "gpu.driver", "gpu.cuda"]
 
 
 def test_parse_tolerances():

@@ -52,17 +52,17 @@ def test_a_successful_job_is_recorded_whole(spec, tmp_path):
     assert b"".join(store.artifacts.chunks(record.logs.sha256)) == b"epoch 1\ndone\n"
     assert record.metrics == {"loss": 0.5} and store.runs.steps(record.id) == {
         "loss": [(0, 1.0), (1, 0.5)]}
-    assert record.environment["host"]["engine"] == "fake"
-    assert record.environment["container"]["packages"] == [{"name": "numpy",
-                                                            "version": "1.24.2"}]
+    assert (record.environment.host.model_extra or {})["engine"] == "fake"
+    assert record.environment.model_dump()["container"]["packages"] == [
+        {"name": "numpy", "version": "1.24.2"}]
     assert record.stderr_tail == "a warning on stderr\n"
     job = next(arg for call, arg in engine.calls if call == "run")
     assert ("cleanup", "job-0") in engine.calls
     assert {v.name for v in job.volumes} == {"code", "lib", "run", "outputs", "meta",
                                              "input:data", "machine-id"}
     assert job.hostname == "repro"
-    mid = record.environment["container"]["machine_id"]
-    assert len(mid) == 32 and record.environment["container"]["hostname"] == "repro"
+    mid = record.environment.container.machine_id
+    assert len(mid) == 32 and record.environment.container.hostname == "repro"
     assert job.network == "none" and job.user == "65534:65534" and job.gpus is None
     assert job.env["OMP_NUM_THREADS"] == "2" and job.labels["org.repro.run"] == record.id
 
@@ -140,14 +140,14 @@ def test_container_facts_are_captured_from_outside_once_and_else_labelled(spec, 
     facts_job = next(arg for call, arg in engine.calls if call == "facts")
     assert facts_job.network == "none" and facts_job.user == "65534:65534"
     assert {v.name for v in facts_job.volumes} <= {"lib", "lock", "vendor"}  # nothing of a run
-    assert record.environment["container"]["captured"] == "image"
+    assert record.environment.container.captured == "image"
     again, _, engine2 = run(spec, tmp_path, Script(env_json={"os": "Changed"}))
     assert "facts" not in [c for c, _ in engine2.calls]  # cached: no second container
-    assert again.environment["container"]["os"] == record.environment["container"]["os"]
+    assert again.environment.container.os == record.environment.container.os
 
     other = tmp_path / "other"
     other.mkdir()
     lost, _, _ = run(spec, other, Script(env_json=None))  # no python3 to say what it is
-    assert lost.environment["container"]["captured"] == "job"
+    assert lost.environment.container.captured == "job"
     assert any("could not be captured (python3: not found); the container facts recorded "
                "are the job's own report" in w for w in lost.warnings)

@@ -304,7 +304,7 @@ def test_hostile_job_files_end_as_warnings_and_skips_never_hangs(tmp_path, expor
     rec.resolved.layout = layout
     rec.status, rec.outputs, rec.logs, rec.metrics = RunStatus.SUCCEEDED, {}, None, {}
     ingest(rec, store, work, tmp_path / "no.log")
-    assert rec.environment["container"]["packages"] == []
+    assert rec.environment.container.packages == []
     joined = " | ".join(rec.warnings)
     assert "env.json is malformed" in joined and "params.jsonl is a symbolic link" in joined
     assert "metrics.jsonl is not a regular file" in joined
