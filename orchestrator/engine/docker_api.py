@@ -26,7 +26,6 @@ from ..errors import EngineUnavailable, ImageError
 if TYPE_CHECKING:
     import docker
 
-    from ..gpu import GPU
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 PODMAN_HOST = "unix:///run/podman/podman.sock"
@@ -118,25 +117,6 @@ class DockerAPI:
             if isinstance(chunk, dict) and chunk.get("error"):
                 raise ImageError(f"{what}: {str(chunk['error']).strip()}")
             yield chunk
-
-    # -- facts ------------------------------------------------------------------------------
-
-    def version(self) -> dict[str, Any]:
-        v = self._call("engine version", lambda: self.api.version())
-        name = next((c.get("Name", "") for c in v.get("Components") or []
-                     if "engine" in str(c.get("Name", "")).lower()), "")
-        return {"version": v.get("Version"), "api": v.get("ApiVersion"), "os": v.get("Os"),
-                "arch": v.get("Arch"), "kernel": v.get("KernelVersion"),
-                "engine": "podman" if "podman" in name.lower() else "docker"}
-
-    def host(self, gpus: dict[str, Any] | None) -> tuple[dict[str, Any], list[GPU]]:
-        from .. import capture, gpu
-
-        inventory, why_none = gpu.inventory() if gpus else ([], None)
-        assigned = gpu.select(gpus, inventory, why_none)
-        if gpus is None:
-            inventory = gpu.inventory()[0]
-        return capture.host_facts(self.version(), inventory, assigned), assigned
 
 
 def _check_sees_files(where: str) -> None:
