@@ -235,14 +235,17 @@ def _diagnoses(src: Side, dst: Side, record: RunRecord, warnings: list[str]) -> 
     """The run's diagnoses (`repro diagnose`) the other store lacks, by when they were made.
     They name the replays each experiment ran, which travel only when copied themselves."""
     have = {(d.created_at, d.result) for d in dst.store.runs.diagnoses(record.id)}
+    before = set(src.store.runs.damaged)
     new = [d for d in src.store.runs.diagnoses(record.id)  # each one's shape checked
            if d.run == record.id and (d.created_at, d.result) not in have]
+    # a malformed one in the other store was left out by that read: said, not copied
+    warnings += [why for key, why in src.store.runs.damaged.items() if key not in before]
     stored = 0
     for d in new:
         try:
             dst.store.runs.add_diagnosis(record.id, d)
             stored += 1
-        except StoreError as e:  # a malformed one from the other store: said, not copied
+        except StoreError as e:  # another run's, or too large: said, not copied
             warnings.append(str(e))
     return stored
 

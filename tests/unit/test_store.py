@@ -622,3 +622,26 @@ def test_a_diagnosis_experiments_are_marked_left_out_of_lists_and_found_in_old_s
     assert sorted(store.runs.query_ids(experiments_of(orig.id))) == sorted([plain.id,
                                                                             later.id])
     assert store.runs.get(later.id).diagnosis_of == orig.id
+
+
+def test_a_pulled_malformed_diagnosis_is_said_not_copied(tmp_path):
+    """A diagnosis row that does not hold its shape in the other store (a member's own SQL)
+    is left out of the copy and named in the transfer's warnings, never dropped unsaid."""
+    from orchestrator.sync import Side, _diagnoses
+
+    src, dst = open_store(tmp_path / "team"), open_store(tmp_path / "mine")
+    r = record("e1")
+    for store in (src, dst):
+        store.runs.insert(r)
+    src.runs.add_diagnosis(r.id, Diagnosis(run=r.id, result="reproduces",
+                                           created_at=utc_now()))
+    with src.runs.atomic() as db:
+        db.execute("INSERT INTO diagnoses (run_id, created_at, user_name, doc) "
+                   "VALUES (?, ?, ?, ?)", (r.id, utc_now(), None, '{"run": "x"}'))
+    warnings: list[str] = []
+    copied = _diagnoses(Side(src, "the team store", "t"), Side(dst, "this store", "m"), r,
+                        warnings)
+    assert copied == 1 and [d.result for d in dst.runs.diagnoses(r.id)] == ["reproduces"]
+    assert len(warnings) == 1 and "a stored diagnosis is malformed" in warnings[0]
+    src.close()
+    dst.close()
