@@ -180,7 +180,9 @@ class FileRef(_Doc):
 # JSON (a bundle's record is compared so).
 
 class _Shape(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    # defer_build: a shape's validator is built on first use, so a command that never reads
+    # a diagnosis or a verdict does not pay for building them when it imports the record
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
 
 class _Given(_Shape):
@@ -218,7 +220,7 @@ class HostFacts(_Shape):
     hostname: str = ""  # the machine that ran the job (a Slurm node is not where it launched)
     os: str = ""
     kernel: str = ""
-    cpu: CPUFacts = CPUFacts()
+    cpu: CPUFacts = Field(default_factory=CPUFacts)
     memory_gb: float | None = None
     docker: str | None = None
     docker_api: str | None = None
@@ -250,8 +252,8 @@ class ContainerFacts(_Shape):
 
 
 class Environment(_Shape):
-    host: HostFacts = HostFacts()
-    container: ContainerFacts = ContainerFacts()
+    host: HostFacts = Field(default_factory=HostFacts)
+    container: ContainerFacts = Field(default_factory=ContainerFacts)
 
 
 class OutputDiff(_Given):
@@ -354,7 +356,7 @@ class Verdict(_Given):
     original: RunId | None = None
     replay: RunId | None = None
     outcome: Outcome | None = None
-    outputs: OutputsVerdict = OutputsVerdict()
+    outputs: OutputsVerdict = Field(default_factory=OutputsVerdict)
     metrics: list[MetricDelta] = []
     logs: LogsVerdict | None = None
     compared: list[str] = []
@@ -447,7 +449,7 @@ class Diagnosis(_Given):
     causes: list[DiagnosisCause] = []  # each cause once, the subjects it explains under it
     findings: list[Finding] = []
     environment: list[ShownChange] = []
-    cost: DiagnosisCost = DiagnosisCost()
+    cost: DiagnosisCost = Field(default_factory=DiagnosisCost)
 
     @property
     def grouped_causes(self) -> list[DiagnosisCause]:
@@ -477,7 +479,7 @@ class RunRecord(_Doc):
     spec_digest: Digest
     resolved: ResolvedSpec
     hermetic: bool = True  # False when the job had network access
-    environment: Environment = Environment()
+    environment: Environment = Field(default_factory=Environment)
     params: dict[str, Any] = {}
     metrics: dict[str, Finite] = {}
     outputs: dict[RelPath, FileRef] = {}

@@ -162,14 +162,14 @@ class RunSpec(_Strict):
     version: Literal[1]
     name: Annotated[str, Field(pattern=NAME_RE, max_length=128)]
     image: ImageSpec
-    code: CodeSpec = CodeSpec()
+    code: CodeSpec = Field(default_factory=CodeSpec)
     command: Annotated[list[StrictStr], Field(min_length=1)]
     params: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")], ParamValue] = {}
     seed: Annotated[int, Field(ge=0, lt=2**32)] | None = None
     packages: PackagesSpec | None = None
     inputs: dict[Annotated[str, Field(pattern=NAME_RE)], InputSpec] = {}
-    outputs: OutputsSpec = OutputsSpec()
-    resources: Resources = Resources()
+    outputs: OutputsSpec = Field(default_factory=OutputsSpec)
+    resources: Resources = Field(default_factory=Resources)
     env: dict[Annotated[str, Field(pattern=ENV_NAME_RE)], StrictStr | StrictInt | StrictFloat] = {}
     secrets: list[Annotated[str, Field(pattern=ENV_NAME_RE)] | SecretSpec] = []
     network: Literal["none", "bridge"] = "none"
