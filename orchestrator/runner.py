@@ -328,11 +328,11 @@ def _finish(record: RunRecord, res: Resolution, store: Store, executor: Executor
 def _keep(record: RunRecord, store: Store, executor: Executor, hooks: Hooks) -> None:
     """A registry-backed artifact store tags what the run needs with its id and receives
     the run's image by digest (once per image), so a replay anywhere can pull it."""
+    if not store.artifacts.remote:
+        return
     from .fsck import keep
     from .sync import image_pusher
 
-    if not store.artifacts.remote:
-        return
     try:
         keep(record, store)
     except ReproError as e:
