@@ -25,7 +25,6 @@ import json
 import os
 import re
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,9 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from timing import hello_project  # noqa: E402
 
 # the medians a launch of specs/hello.yaml may reach on the 2-core benchmark machine
 BUDGETS = {"import_ms": 200.0, "modules": 420, "cpu_ms": 150.0}
@@ -42,16 +44,9 @@ IMPORT_LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \| (\s*)(\S+)")
 
 
 def project(tmp: Path) -> tuple[Path, dict[str, str]]:
-    proj = tmp / "project"
-    for name in ("specs", "examples", "images", "data"):
-        shutil.copytree(ROOT / name, proj / name)
-    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "bench"]):
-        subprocess.run(["git", "-C", str(proj), "-c", "user.name=bench", "-c",
-                        "user.email=bench@example.invalid", *args], check=True,
-                       capture_output=True)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env["REPRO_HOME"] = str(tmp / "home")
-    return proj, env
+    return hello_project(tmp, ROOT), env
 
 
 def cpu_of(cmd: list[str], **kw) -> tuple[float, subprocess.CompletedProcess]:
@@ -80,14 +75,13 @@ def measure(n: int) -> dict:
         launch = [sys.executable, "-m", "orchestrator", "launch", "specs/hello.yaml", "-q",
                   "--json"]
         image = json.loads(subprocess.run(launch, cwd=proj, env=env, check=True,
-                                          capture_output=True, text=True).stdout)["image"]
+                                          capture_output=True, text=True).stdout)["resolved"]["image"]["digest"]
         docker = ["docker", "run", "--rm", "--network", "none", "--user", "65534:65534",
                   image, "python3", "-c", "print('hello from repro')"]
         cpu, docker_cpu, import_ms, modules = [], [], [], []
         per: Counter = Counter()
         for _ in range(n):
-            used, _done = cpu_of(launch, cwd=proj, env=env)
-            cpu.append(used)
+            cpu.append(cpu_of(launch, cwd=proj, env=env)[0])
             docker_cpu.append(cpu_of(docker)[0])
             _, done = cpu_of([sys.executable, "-X", "importtime", *launch[1:]], cwd=proj,
                              env=env)

@@ -32,6 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from timing import hello_project  # noqa: E402
+
 from orchestrator.capture import cpu_facts  # noqa: E402
 from orchestrator.engine import connect  # noqa: E402
 from orchestrator.engine.image_archive import ensure_archived  # noqa: E402
@@ -63,12 +65,7 @@ def checkout(ref: str, tmp: Path) -> Path:
 
 
 def bench_launch(n: int, tmp: Path, before: Path | None = None) -> dict:
-    proj = tmp / "project"
-    for name in ("specs", "examples", "images", "data"):
-        shutil.copytree(ROOT / name, proj / name)
-    git(proj, "init", "-q")
-    git(proj, "add", "-A")
-    git(proj, "commit", "-qm", "bench")
+    proj = hello_project(tmp, ROOT)
     env = {**os.environ, "REPRO_HOME": str(tmp / "home")}
     image = build(ROOT / "images" / "base", connect(), on_line=lambda _: None).id
     launch = [*REPRO, "launch", "specs/hello.yaml", "--json", "-q"]

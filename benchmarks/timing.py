@@ -15,3 +15,18 @@ def timed(cmd: list[str], env: dict | None = None, cwd: Path | None = None) -> f
     if p.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed: {p.stderr[-2000:]}")
     return took
+
+
+def hello_project(tmp: Path, root: Path) -> Path:
+    """A throwaway project for launching specs/hello.yaml: a copy of specs/, examples/,
+    images/ and data/ committed to a fresh git repository."""
+    import shutil
+
+    proj = tmp / "project"
+    for name in ("specs", "examples", "images", "data"):
+        shutil.copytree(root / name, proj / name)
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "bench"]):
+        subprocess.run(["git", "-C", str(proj), "-c", "user.name=bench", "-c",
+                        "user.email=bench@example.invalid", *args], check=True,
+                       capture_output=True)
+    return proj

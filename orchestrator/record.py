@@ -180,8 +180,8 @@ class FileRef(_Doc):
 # JSON (a bundle's record is compared so).
 
 class _Shape(BaseModel):
-    # defer_build: a shape's validator is built on first use, so a command that never reads
-    # a diagnosis or a verdict does not pay for building them when it imports the record
+    # defer_build: a shape's validator is built on first use. A diagnosis is then built only
+    # by the commands that read one; the verdict and environment are built with RunRecord
     model_config = ConfigDict(extra="allow", defer_build=True)
 
 
