@@ -9,18 +9,58 @@ The commands live in modules by what they do (``launching``, ``records``, ``repl
 from __future__ import annotations
 
 import sys
-from typing import NoReturn
+from importlib import import_module
+from typing import TYPE_CHECKING, NoReturn
 
 from typer import Abort
 
-# the command modules register their commands on ``app`` as they are imported, in the order
-# `repro --help` lists them
-# isort: off
-from . import launching, records, replaying, sharing, images, operations  # noqa: F401
-# isort: on
-from .base import app, opened, state
+from .base import opened, state
+
+if TYPE_CHECKING:
+    from typer import Typer
 
 __all__ = ["app", "main"]
+
+# The command modules and the commands each registers on the app as it is imported, in the
+# order `repro --help` lists them. A command line imports only its command's module: typer
+# builds the options of every registered command before it runs one, 40 ms of each launch
+# when all 29 were there (BENCHMARKS.md). tests/cli checks this table against the modules.
+MODULES = {
+    "launching": ("init", "launch", "sweep"),
+    "records": ("runs", "importance", "compare", "tag", "note", "show", "logs", "cat", "get",
+                "rm"),
+    "replaying": ("replay", "verify", "diagnose"),
+    "sharing": ("export", "import", "cite", "push", "pull"),
+    "images": ("image",),
+    "operations": ("fsck", "node-run", "fetch", "wait", "cancel", "gc", "ui", "doctor"),
+}
+ROOT_VALUE_OPTIONS = ("--store",)  # the root options that take a value
+
+
+def command_app(argv: list[str] | None = None) -> Typer:
+    """The app with the commands ``argv`` may run registered: its command's module alone,
+    or every module (no command, `--help`, or a name repro does not know: its error lists
+    them all)."""
+    args, name = list(argv or []), None
+    while args:
+        arg = args.pop(0)
+        if arg in ROOT_VALUE_OPTIONS:
+            args = args[1:]
+        elif not arg.startswith("-"):
+            name = arg
+            break
+    wanted = [m for m, names in MODULES.items() if name in names] or list(MODULES)
+    for module in wanted:
+        import_module(f"{__name__}.{module}")
+    from .base import app
+
+    return app
+
+
+def __getattr__(name: str) -> Typer:
+    if name == "app":  # every command (tests, docs)
+        return command_app()
+    raise AttributeError(name)
 
 
 def main() -> None:
@@ -34,7 +74,7 @@ def main() -> None:
     json_ = "--json" in sys.argv[1:]
     try:
         try:
-            code = app(prog_name="repro", standalone_mode=False)
+            code = command_app(sys.argv[1:])(prog_name="repro", standalone_mode=False)
         finally:
             _say_damaged()
     except ReproError as e:

@@ -355,6 +355,7 @@ def _build_rootfs(folder: Path, repo: str, digest: str, engine: ImageBackend,
                         shutil.rmtree(child)
                     else:
                         child.unlink()
+        _pyc_by_hash(rootfs, on_line)
         # ldconfig's cache of inode numbers and times: the one file that differed between
         # two debootstraps of the same recipe (make rebuild-check); ldconfig rebuilds it
         (rootfs / "var/cache/ldconfig/aux-cache").unlink(missing_ok=True)
@@ -368,6 +369,25 @@ def _build_rootfs(folder: Path, repo: str, digest: str, engine: ImageBackend,
         for key, value in (recipe.get("env") or {}).items():
             changes.append(f"ENV {key}={value}")
         return engine.import_rootfs(tar_path, repo, short(digest), changes)
+
+
+def _pyc_by_hash(rootfs: Path, on_line: Callable[[str], None]) -> None:
+    """Rewrite the root filesystem's ``.pyc`` files as hash-checked (PEP 552). Debian writes
+    them stamped with each source's mtime, which the tar below clamps to SOURCE_DATE_EPOCH:
+    every one went stale, and every job compiled each module it imported from source on
+    every run (the standard library's json: 50 ms; numpy: 410 ms instead of 73 ms). Run with
+    the image's own Python, in a chroot; files with syntax errors (Debian ships a few test
+    files) are left without one, as Debian leaves them."""
+    pythons = sorted(str(p.relative_to(rootfs)) for p in (rootfs / "usr/lib").glob("python3*")
+                     if p.is_dir())
+    if not pythons or not (rootfs / "usr/bin/python3").exists():
+        return
+    on_line(f"compiling .pyc files by hash in /{', /'.join(pythons)}")
+    subprocess.run(["chroot", str(rootfs), "/usr/bin/python3", "-m", "compileall", "-q", "-f",
+                    "--invalidation-mode", "checked-hash", *(f"/{p}" for p in pythons)],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8",
+                        "PYTHONHASHSEED": "0"}, check=False)
 
 
 def _stream(cmd: list[str], on_line: Callable[[str], None]) -> None:

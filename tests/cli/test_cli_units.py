@@ -5,6 +5,7 @@ The core functions are replaced, so nothing here needs Docker."""
 from __future__ import annotations
 
 import json
+import textwrap
 
 import pytest
 from typer.testing import CliRunner
@@ -198,3 +199,34 @@ def test_a_dry_run_with_no_scheduler_is_refused_before_anything_runs(repo, monke
     result = runner.invoke(cli.app, ["launch", "spec.yaml", "--dry-run"])
     assert isinstance(result.exception, UsageError)
     assert str(result.exception).startswith("--dry-run renders what a scheduler would run")
+
+
+@pytest.mark.process
+def test_each_command_line_registers_its_command_and_the_table_names_them_all():
+    """`main` imports only the module of the command it runs (cli.MODULES): the table must
+    name every command of every module, and a command line must get its command."""
+    import subprocess
+    import sys
+
+    code = textwrap.dedent("""\
+        import json, sys
+        from orchestrator import cli
+        app = cli.command_app(sys.argv[1:])
+        names = [c.name or c.callback.__name__ for c in app.registered_commands]
+        names += [g.name for g in app.registered_groups]
+        print(json.dumps(names))
+        """)
+
+    def registered(*argv: str) -> list[str]:
+        p = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True,
+                           text=True, check=True)
+        return json.loads(p.stdout)
+
+    every = registered()
+    assert sorted(every) == sorted(n for names in cli.MODULES.values() for n in names)
+    for module, names in cli.MODULES.items():
+        for name in names:
+            got = registered("--store", "x", "--debug", name, "--help")
+            assert name in got, (module, name)
+            assert set(got) - {"image"} <= set(names) | {"image"}  # its module's alone
+    assert sorted(registered("no-such-command")) == sorted(every)

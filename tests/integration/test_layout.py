@@ -162,3 +162,46 @@ def test_a_run_recorded_in_the_old_layout_replays_in_it(tmp_path, home, images):
     assert rec["resolved"]["layout"] == "outputs"
     log = repro("logs", rec["id"], cwd=tmp_path, env={"REPRO_HOME": str(tmp_path / "elsewhere")})
     assert "cwd /repro/outputs code writable False" in log.stdout
+
+
+BYTECODE_JOB = textwrap.dedent('''\
+    import importlib.util
+    import json
+    import sys
+
+    from mypkg.model import fit
+
+    pyc = importlib.util.cache_from_source(json.__file__)
+    with open(pyc, "rb") as f:
+        flags = int.from_bytes(f.read(8)[4:8], "little")
+    print(f"prefix {sys.pycache_prefix} json-pyc-flags {flags}")
+    open("result.txt", "w").write(str(fit(["ab", "cde"])))
+    ''')
+
+
+@pytest.mark.parametrize("determinism", ["strict", "off"])
+def test_the_image_bytecode_is_read_and_none_is_written(tmp_path, home, images, determinism):
+    """Python reads the image's .pyc files (written by hash when the root filesystem was
+    built: Debian's, stamped by mtime, went stale when the tar clamped the mtimes), and
+    writes none into the working folder, whatever the determinism: an in-repo package
+    imported is no output."""
+    root = make_repo(tmp_path / "p", {
+        "mypkg/__init__.py": "",
+        "mypkg/model.py": "def fit(words):\n    return sum(map(len, words)) / len(words)\n",
+        "train.py": BYTECODE_JOB,
+        "repro.yaml": textwrap.dedent(f"""\
+            version: 1
+            name: bytecode
+            image: {{build: {BASE}}}
+            command: [python3, train.py]
+            determinism: {determinism}
+            seed: 1
+            """),
+    })
+    p, run = run_json("launch", cwd=root, timeout=600)
+    assert p.returncode == 0, p.stderr
+    assert run["resolved"]["env"]["PYTHONDONTWRITEBYTECODE"] == "1"
+    assert "PYTHONPYCACHEPREFIX" not in run["resolved"]["env"]
+    # PEP 552 flags 0b11: hash-based, checked against the source
+    assert "prefix None json-pyc-flags 3" in p.stderr
+    assert sorted(run["outputs"]) == ["result.txt"]
