@@ -32,7 +32,6 @@ from .store import Store
 from .units import human_size
 from .workdir import CODE, OUTPUTS, PROJECT
 
-
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "BLIS_NUM_THREADS")
 

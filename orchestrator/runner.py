@@ -47,6 +47,8 @@ class Hooks:
     on_log: Callable[[bytes], None] = lambda _: None  # the job's own output, live
     on_metrics: Callable[[Latest], None] = lambda _: None  # its latest metrics, live
     on_end: Callable[[], None] = lambda: None  # the job ended: the live line goes
+    # the job started: while it runs, the caller may load what it will draw the result with
+    on_start: Callable[[], None] = lambda: None
     cancel: threading.Event | None = None  # set by a sweep's Ctrl-C: the run was stopped
     # the finished record, outputs stored, just before its last write: what a caller adds
     # (a replay's verdict) lands in that same write (a team store's member may not change
@@ -144,6 +146,7 @@ def execute(record: RunRecord, res: Resolution, store: Store, executor: Executor
         state.started = time.monotonic()
         hooks.on_line(f"run {record.id} started ({shown(res.resolved.image.digest)})")
         live.start()
+        hooks.on_start()
 
     try:
         prepare_work(work, record, res)

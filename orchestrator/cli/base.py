@@ -203,17 +203,19 @@ def detachable() -> Iterator[None]:
         raise typer.Exit(int(e.exit_code)) from None
 
 
-def run_hooks(quiet: bool, foreign: bool = False) -> Hooks:
-    """``foreign``: the job is a run from elsewhere: its output reaches a terminal inert."""
+def run_hooks(quiet: bool, foreign: bool = False, table: bool = False) -> Hooks:
+    """``foreign``: the job is a run from elsewhere: its output reaches a terminal inert.
+    ``table``: the result will be drawn as a table, whose modules load while the job runs."""
     from .. import ui, ui_live
     from ..runner import Hooks
 
+    on_start = ui.preload_tables if table else (lambda: None)
     if quiet:  # warnings only: no trace, no job output, no live line
         return Hooks(on_line=lambda line: ui.progress(line) if line.startswith("warning:")
-                     else None)
+                     else None, on_start=on_start)
     live = ui_live.LiveStatus(inert=foreign)
     return Hooks(on_line=ui.progress, on_log=live.log, on_metrics=live.metrics,
-                 on_end=live.end)
+                 on_end=live.end, on_start=on_start)
 
 
 def path_exists(path: str) -> bool:

@@ -112,7 +112,8 @@ def launch(
     where = where_of(executor, partition, account, qos, sbatch_option)
     with detachable():
         done = scheduler.launch(loaded, where, lambda: recovered(open_store()),
-                                allow_dirty=allow_dirty, strict=strict, hooks=run_hooks(quiet),
+                                allow_dirty=allow_dirty, strict=strict,
+                                hooks=run_hooks(quiet, table=not json_),
                                 detach=detach, dry_run=dry_run)
     if done.rendered is not None:
         text, doc = done.rendered

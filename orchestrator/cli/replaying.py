@@ -90,7 +90,7 @@ def replay(
     where = where_of(executor, partition, account, qos, sbatch_option)
     store = store_of(run)
     original = store.runs.get(run)
-    hooks = run_hooks(quiet, is_foreign(original, store))
+    hooks = run_hooks(quiet, is_foreign(original, store), table=not json_)
     with detachable():
         rec = replay_run(original, store, connect(), hooks, tolerances, strict_env, grants,
                          replay_elsewhere(where, store, hooks))
@@ -142,7 +142,8 @@ def verify(
     if not bundle and ("/" in target or target.endswith(".json")):
         raise UsageError(f"{target}: no such bundle folder or manifest")
     store = recovered(open_store()) if bundle else store_of(target)
-    hooks = run_hooks(quiet, bundle or is_foreign(store.runs.get(target), store))
+    hooks = run_hooks(quiet, bundle or is_foreign(store.runs.get(target), store),
+                      table=not json_)
     with detachable():
         original, rec = verify_run(target, store, connect(), hooks, tolerances, strict_env,
                                    grants, replay_elsewhere(where, store, hooks))

@@ -62,6 +62,7 @@ def test_spearman():
     assert spearman([1, 1, 1], [1, 2, 3]) is None
 
 
+@pytest.mark.process  # matplotlib runs fc-list the first time it builds its font cache
 def test_plots_are_written(tmp_path):
     doc = importance(runs_with(lambda p, rng: p["wd"] + rng.gauss(0, 0.1)), "acc")
     write_plot(doc, tmp_path / "imp.png")
