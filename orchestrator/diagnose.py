@@ -29,9 +29,12 @@ pure and unit-tested without an engine; this module runs the experiments.
 
 from __future__ import annotations
 
+import math
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -51,7 +54,7 @@ from .engine import Engine
 from .errors import ExitCode, ReproError, UsageError
 from .record import Diagnosis, ResolvedSpec, RunRecord, RunStatus, utc_now
 from .resolve import THREAD_VARS, Redactor
-from .runner import Hooks
+from .runner import Hooks, sigterm_as_sigint
 from .store import Store
 
 if TYPE_CHECKING:
@@ -113,14 +116,71 @@ class Lab:
     grants: Grants | None = None
     at: float = 0.0
     runs: list[dict[str, Any]] = field(default_factory=list)
+    side_by_side: int = 1  # independent replays run at once (``side_by_side``)
+    # a store connection and an engine client for a worker thread (None: one at a time)
+    opener: Callable[[], tuple[Store, Engine]] | None = None
 
     def replay(self, names: list[str], label: str, experiment: str) -> RunRecord:
+        return self.replays([(names, label, experiment)])[0]
+
+    def replays(self, wanted: list[tuple[list[str], str, str]]) -> list[RunRecord]:
+        """Independent experiments ``(controls, label, experiment)``, up to ``side_by_side``
+        at once, each in a worker thread with its own store connection and engine client
+        (a sweep's way); recorded in ``runs`` in the order given."""
+        first = len(self.runs) + 1
+        width = min(self.side_by_side, len(wanted)) if self.opener is not None else 1
+        if width <= 1:
+            done = [self._one(first + i, *w, self.store, self.engine, Hooks())
+                    for i, w in enumerate(wanted)]
+        else:
+            done = self._side_by_side(first, wanted, width)
+        self.runs += [entry for _, entry in done]
+        return [rec for rec, _ in done]
+
+    def _side_by_side(self, first: int, wanted: list[tuple[list[str], str, str]],
+                      width: int) -> list[tuple[RunRecord, dict[str, Any]]]:
+        assert self.opener is not None
+        opener, cancel = self.opener, threading.Event()
+        jobs: set[str] = set()  # started on the engine: stopped on Ctrl-C
+
+        def one(i: int, w: tuple[list[str], str, str]) -> tuple[RunRecord, dict[str, Any]]:
+            store, engine = opener()
+
+            def started(job_id: str) -> None:
+                jobs.add(job_id)
+                if cancel.is_set():  # started as Ctrl-C came: stopped at once
+                    _quietly_cancel(engine, job_id)
+
+            try:
+                return self._one(first + i, *w, store, engine,
+                                 Hooks(cancel=cancel, on_start=started))
+            finally:
+                store.close()
+
+        with ThreadPoolExecutor(max_workers=width, thread_name_prefix="diagnose") as pool, \
+                sigterm_as_sigint():
+            futures = [pool.submit(one, i, w) for i, w in enumerate(wanted)]
+            try:
+                while not all(f.done() for f in futures):
+                    wait(futures, timeout=0.5)
+            except KeyboardInterrupt:
+                cancel.set()
+                for f in futures:
+                    f.cancel()  # not started yet: never starts
+                for job in list(jobs):
+                    _quietly_cancel(self.engine, job)
+                wait(futures)
+                raise DiagnosisInterrupted(f"diagnosis of run {self.original.id} "
+                                           "interrupted; nothing was stored") from None
+            return [f.result() for f in futures]
+
+    def _one(self, n: int, names: list[str], label: str, experiment: str, store: Store,
+             engine: Engine, hooks: Hooks) -> tuple[RunRecord, dict[str, Any]]:
         from .replay import replay
 
-        n = len(self.runs) + 1
         self.say(f"[{n}] {label} ...")
         began = time.monotonic()
-        rec = replay(self.original, self.store, self.engine, Hooks(), grants=self.grants,
+        rec = replay(self.original, store, engine, hooks, grants=self.grants,
                      vary=(lambda r: controlled(r, names, self.at)) if names else None,
                      note=f"repro diagnose {self.original.id}: {label}",
                      diagnosis_of=self.original.id)
@@ -129,11 +189,34 @@ class Lab:
             raise DiagnosisInterrupted(f"diagnosis of run {self.original.id} interrupted "
                                        f"during {label} (run {rec.id}); nothing was stored")
         result = (rec.verdict.result if rec.verdict else "differs")
-        self.runs.append({"run": rec.id, "experiment": experiment, "label": label,
-                          "controls": list(names), "status": str(rec.status),
-                          "versus_original": result, "seconds": round(took, 2)})
         self.say(f"[{n}] {label}: run {rec.id} {rec.status}, {result} vs the original")
-        return rec
+        return rec, {"run": rec.id, "experiment": experiment, "label": label,
+                     "controls": list(names), "status": str(rec.status),
+                     "versus_original": result, "seconds": round(took, 2)}
+
+
+def _quietly_cancel(engine: Engine, job_id: str) -> None:
+    try:
+        engine.cancel(job_id, 5)
+    except ReproError:
+        pass
+
+
+def side_by_side(record: RunRecord, most: int | None = None) -> int:
+    """How many replays of ``record`` run at once here: as many as this host's CPUs hold at
+    the run's ``cpus`` (whole cores: the runner pins them) and its memory holds at the run's
+    memory; one for a run with GPUs (each replay selects its own); ``most`` (-j) caps it."""
+    res = record.resolved.resources
+    cores = len(os.sched_getaffinity(0))
+    fit = cores // max(1, math.ceil(res.cpus))
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        fit = min(fit, memory // max(1, res.memory_bytes))
+    except (OSError, ValueError):
+        pass
+    if res.gpus:
+        fit = 1
+    return max(1, min(fit, most) if most else fit)
 
 
 def _experiments(lab: Lab, runs: Runs, factors: list[Factor],
@@ -144,17 +227,20 @@ def _experiments(lab: Lab, runs: Runs, factors: list[Factor],
     experiments: list[dict[str, Any]] = []
     runs.controls = names
     on = ", ".join(BY_NAME[n].control for n in names)
-    runs.pair = [lab.replay(names, f"all controls on ({i + 1} of 2)", "controlled")
-                 for i in range(2)]
+    # the pair and every factor let go are independent of each other: run side by side
+    released = lab.replays([(names, f"all controls on ({i + 1} of 2)", "controlled")
+                            for i in range(2)]
+                           + [([n for n in names if n != f.name],
+                               f"{f.cause} free, every other control on", f"free:{f.name}")
+                              for f in factors])
+    runs.pair = released[:2]
     controlled = {"name": "controlled", "title": f"every control on: {on}",
                   "controls": names, "runs": [r.id for r in runs.pair],
                   "agree": None if broken_control(runs) else not diff(*runs.pair)}
     experiments.append(controlled)
     ran = (runs.plain[0].status, runs.plain[0].exit_code)
-    for f in factors:
+    for f, rec in zip(factors, released[2:], strict=True):
         rest = [n for n in names if n != f.name]
-        rec = lab.replay(rest, f"{f.cause} free, every other control on",
-                         f"free:{f.name}")
         runs.released[f.name] = rec
         experiments.append({"name": f"free:{f.name}", "factor": f.name,
                             "title": f"{f.cause} free ({f.free}), every other control on",
@@ -183,8 +269,10 @@ def started_epoch(record: RunRecord) -> float:
 
 
 def diagnose(original: RunRecord, store: Store, engine: Engine, say: Callable[[str], None],
-             replays: int = 2, grants: Grants | None = None) -> Diagnosis:
-    """Run the experiments for ``original`` and store the diagnosis with it."""
+             replays: int = 2, grants: Grants | None = None, at_once: int = 1,
+             opener: Callable[[], tuple[Store, Engine]] | None = None) -> Diagnosis:
+    """Run the experiments for ``original`` and store the diagnosis with it: independent
+    replays ``at_once`` at a time, each worker with what ``opener`` gives it."""
     from .replay import redacted
 
     if original.replay_of:
@@ -195,10 +283,11 @@ def diagnose(original: RunRecord, store: Store, engine: Engine, say: Callable[[s
     began = time.monotonic()
     factors, skipped = applicable(original)
     names = [f.name for f in factors]
-    lab = Lab(original, store, engine, say, grants, started_epoch(original))
+    lab = Lab(original, store, engine, say, grants, started_epoch(original),
+              side_by_side=at_once, opener=opener)
     diff = differences(store.artifacts.local_path, original)
-    runs = Runs(plain=[lab.replay([], f"plain replay {i + 1} of {replays}", "plain")
-                       for i in range(replays)])
+    runs = Runs(plain=lab.replays([([], f"plain replay {i + 1} of {replays}", "plain")
+                                   for i in range(replays)]))
     first = analyse(original, runs, diff)["findings"]
     plural = "s" if replays > 1 else ""
     experiments: list[dict[str, Any]] = [{"name": "plain", "title": f"{replays} plain replay"

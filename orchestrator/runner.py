@@ -47,9 +47,11 @@ class Hooks:
     on_log: Callable[[bytes], None] = lambda _: None  # the job's own output, live
     on_metrics: Callable[[Latest], None] = lambda _: None  # its latest metrics, live
     on_end: Callable[[], None] = lambda: None  # the job ended: the live line goes
-    # the job started: while it runs, the caller may load what it will draw the result with
-    on_start: Callable[[], None] = lambda: None
-    cancel: threading.Event | None = None  # set by a sweep's Ctrl-C: the run was stopped
+    # the job started (its id on the executor): a caller may load what it will draw the
+    # result with while it runs, or keep the id to stop it
+    on_start: Callable[[str], None] = lambda _job_id: None
+    # set by a sweep's or a diagnosis's Ctrl-C: the run was stopped
+    cancel: threading.Event | None = None
     # the finished record, outputs stored, just before its last write: what a caller adds
     # (a replay's verdict) lands in that same write (a team store's member may not change
     # a finished run afterwards, not even its own)
@@ -146,7 +148,7 @@ def execute(record: RunRecord, res: Resolution, store: Store, executor: Executor
         state.started = time.monotonic()
         hooks.on_line(f"run {record.id} started ({shown(res.resolved.image.digest)})")
         live.start()
-        hooks.on_start()
+        hooks.on_start(job_id)
 
     try:
         prepare_work(work, record, res)
@@ -266,7 +268,8 @@ def classify(record: RunRecord, outcome: Outcome, hooks: Hooks) -> None:
         record.reason = f"the job exited with code {outcome.code}"
     if hooks.cancel is not None and hooks.cancel.is_set() and record.status != RunStatus.LOST:
         record.status = RunStatus.INTERRUPTED
-        record.reason = "interrupted with its sweep; container stopped, partial outputs"
+        record.reason = ("interrupted with the runs started beside it (a sweep, a diagnosis); "
+                         "container stopped, partial outputs")
 
 
 def _interrupted(record: RunRecord, hooks: Hooks) -> None:
@@ -347,6 +350,24 @@ def _keep(record: RunRecord, store: Store, executor: Executor, hooks: Hooks) -> 
             image_pusher(lambda: executor)(record, store, hooks.on_line)
         except ReproError as e:
             hooks.on_line(f"warning: run {record.id}: image not pushed ({e})")
+
+
+@contextmanager
+def sigterm_as_sigint() -> Iterator[None]:
+    """SIGTERM stops runs in worker threads (a sweep's points, a diagnosis's replays) the way
+    Ctrl-C does: the runner's own signal handling cannot be installed in those threads."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 @contextmanager

@@ -12,11 +12,9 @@ import itertools
 import json
 import random
 import secrets
-import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +25,7 @@ from .errors import ReproError, UsageError
 from .params import apply_overrides
 from .record import RunRecord, RunStatus
 from .resolve import resolve
-from .runner import Hooks
+from .runner import Hooks, sigterm_as_sigint
 from .runner import launch as launch_run
 from .spec import LoadedSpec
 from .store import Store, open_store
@@ -115,7 +113,7 @@ def run_sweep(loaded: LoadedSpec, points: list[dict[str, Any]], home: Path, *,
         return point
 
     with ThreadPoolExecutor(max_workers=max(1, parallel),
-                            thread_name_prefix=f"sweep-{sweep_id}") as pool, _sigterm_as_sigint():
+                            thread_name_prefix=f"sweep-{sweep_id}") as pool, sigterm_as_sigint():
         pending: set[Future[PointResult]] = {pool.submit(one, p) for p in result.points}
         try:
             while pending:
@@ -221,22 +219,6 @@ def rank(points: list[PointResult], metric: str | None, minimize: bool) -> list[
     return rows
 
 
-@contextmanager
-def _sigterm_as_sigint() -> Iterator[None]:
-    """SIGTERM stops a sweep the way Ctrl-C does (the points run in worker threads, where the
-    runner's own signal handling cannot be installed)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    old = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
 
 
 def _text(v: Any) -> str:

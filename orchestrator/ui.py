@@ -35,7 +35,7 @@ def plain_console(**kwargs: Any) -> Console:
     return Plain(highlight=False, markup=False, emoji=False, **kwargs)
 
 
-def preload_tables() -> None:
+def preload_tables(_job_id: str = "") -> None:
     """Import rich's console and tables on a thread while a job runs (the launch waits on the
     engine then): drawing the record afterwards no longer pays their 20 ms. Started only once
     the launch's own imports are done, so the two never wait on each other's modules."""

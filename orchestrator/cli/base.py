@@ -209,7 +209,7 @@ def run_hooks(quiet: bool, foreign: bool = False, table: bool = False) -> Hooks:
     from .. import ui, ui_live
     from ..runner import Hooks
 
-    on_start = ui.preload_tables if table else (lambda: None)
+    on_start = ui.preload_tables if table else (lambda _job_id: None)
     if quiet:  # warnings only: no trace, no job output, no live line
         return Hooks(on_line=lambda line: ui.progress(line) if line.startswith("warning:")
                      else None, on_start=on_start)

@@ -159,6 +159,10 @@ def diagnose(
     replays: Annotated[int, typer.Option(
         "--replays", "-k", min=1, max=20,
         help="Plain replays first: does the run agree with itself on this host?")] = 2,
+    parallel: Annotated[int | None, typer.Option(
+        "-j", "--parallel", min=1, max=64,
+        help="Independent replays run at once (default: as many as this host's CPUs and "
+             "memory hold at the run's cpus and memory; 1 with GPUs).")] = None,
     allow_network: NetworkOpt = False,
     secret: SecretOpt = None,
     input_: InputOpt = None,
@@ -178,13 +182,16 @@ def diagnose(
     engine, 130 interrupted."""
     from .. import ui, ui_run
     from ..diagnose import diagnose as diagnose_run
+    from ..diagnose import side_by_side
     from ..engine import connect
+    from ..store import open_store
 
     grants = grants_of(allow_network, secret, input_, timeout, gpus, local_image)
     store = store_of(run)
     original = store.runs.get(run)
     doc = diagnose_run(original, store, connect(), (lambda _: None) if quiet else ui.progress,
-                       replays, grants)
+                       replays, grants, at_once=side_by_side(original, parallel),
+                       opener=lambda: (open_store(store.home), connect()))
     if json_:
         ui.print_json(doc.model_dump(mode="json"))
     else:

@@ -40,6 +40,9 @@ def test_the_nondeterministic_example_depends_on_the_clock_and_on_entropy(proj):
     assert set(doc["skipped"]) == {"seeds", "hashseed", "threads", "gpu"}  # strict, 1 cpu
     kinds = [r["experiment"] for r in doc["runs"]]
     assert kinds == ["plain", "plain", "controlled", "controlled", "free:clock"]
+    # independent replays side by side (one core each, two here): the diagnosis took less
+    # than its replays one after the other
+    assert doc["cost"]["seconds"] < sum(r["seconds"] for r in doc["runs"]), doc["cost"]
     # every experiment is a replay in the store, saying what it was
     p = repro("show", doc["runs"][4]["run"], "--json", cwd=proj)
     rec = json.loads(p.stdout)
@@ -85,9 +88,12 @@ def test_a_set_of_strings_is_diagnosed_as_hash_randomisation(proj):
 
 def test_a_run_that_reproduces_has_nothing_to_diagnose(proj):
     _, orig = launch_json(proj, proj / "specs" / "hello.yaml")
-    doc = diagnose(proj, orig["id"], "--replays", "1")
+    doc = diagnose(proj, orig["id"], "--replays", "2", "-j", "1")
     assert doc["result"] == "reproduces" and doc["findings"] == []
-    assert [r["experiment"] for r in doc["runs"]] == ["plain"]
+    assert [r["experiment"] for r in doc["runs"]] == ["plain", "plain"]
+    # -j 1: one after the other
+    # (each figure rounded to 10 ms)
+    assert doc["cost"]["seconds"] >= sum(r["seconds"] for r in doc["runs"]) - 0.02, doc["cost"]
     bad = repro("diagnose", "ffffffffffff", cwd=proj)
     assert bad.returncode == 4 and "Traceback" not in bad.stderr
     replay = doc["runs"][0]["run"]
@@ -119,8 +125,9 @@ def test_ctrl_c_during_a_diagnosis_stores_nothing_but_the_interrupted_replay(pro
     assert f"diagnosis of run {orig['id']} interrupted" in err
     store = open_store(home)
     assert store.runs.diagnoses(orig["id"]) == []
-    [replay] = store.runs.replays_of(orig["id"])
-    assert replay.status == "interrupted"
+    replays = store.runs.replays_of(orig["id"])  # the plain ones, side by side
+    assert replays and all(r.status == "interrupted" for r in replays), replays
+    assert engine.find({"org.repro.store": str(home.resolve())}) == []  # all stopped
     store.close()
 
 
