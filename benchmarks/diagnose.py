@@ -1,6 +1,7 @@
 """What a diagnosis costs, as a multiple of one replay of the same run (same machine, same
 run, alternating): `repro diagnose RUN` against `repro replay RUN`, for each example that
-does not reproduce (the clock and entropy; a thread race; hash randomisation).
+does not reproduce (the clock and entropy; a thread race; hash randomisation); and the same
+diagnosis with -j 1 (its replays one after the other, as before issue 24).
 
     python benchmarks/diagnose.py [-n 3] [--out bench-out/diagnose.json]
 """
@@ -46,20 +47,25 @@ def main() -> None:
         proj = copy_project(Path(t) / "project")
         env = {**os.environ, "REPRO_HOME": str(Path(t) / "home"), "REPRO_ARCHIVE_IMAGES": "0"}
         env.pop("REPRO_STORE", None)
+        env.pop("PYTHONDONTWRITEBYTECODE", None)  # bytecode used, as an installed repro does
         for name in SPECS:
             _, orig = run(["launch", f"specs/{name}.yaml", "-q"], proj, env)
-            replays, diagnoses, experiments, causes = [], [], [], []
+            replays, diagnoses, serial, experiments, causes = [], [], [], [], []
             for _ in range(args.n):  # alternating
                 replays.append(run(["replay", orig["id"], "-q"], proj, env)[0])
                 took, doc = run(["diagnose", orig["id"], "-q"], proj, env)
                 diagnoses.append(took)
+                serial.append(run(["diagnose", orig["id"], "-q", "-j", "1"], proj, env)[0])
                 experiments.append(doc["cost"]["replays"])
                 causes = sorted({c["cause"] for f in doc["findings"] for c in f["causes"]})
             r, d = statistics.median(replays), statistics.median(diagnoses)
+            one_by_one = statistics.median(serial)
             rows.append({"spec": name, "replay_s": r, "diagnose_s": d, "ratio": d / r,
+                         "one_by_one_s": one_by_one, "one_by_one_ratio": one_by_one / r,
                          "replays_in_diagnosis": statistics.median(experiments),
                          "causes": causes})
-            print(f"{name}: replay {r:.2f} s, diagnose {d:.2f} s ({d / r:.1f}x), "
+            print(f"{name}: replay {r:.2f} s, diagnose {d:.2f} s ({d / r:.1f}x; -j 1: "
+                  f"{one_by_one:.2f} s), "
                   f"{rows[-1]['replays_in_diagnosis']:g} replays, causes {causes}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"n": args.n, "rows": rows}, indent=1))

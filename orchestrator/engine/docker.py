@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import EngineUnavailable, ReproError
 from . import LABEL_RUN, Interrupted, JobRef, JobSpec, Outcome, WaitTimeout
 from .docker_images import DockerImages
-from .streams import dechunk, demux
+from .streams import demux
 
 if TYPE_CHECKING:
     from ..gpu import GPU
@@ -60,8 +60,12 @@ class DockerEngine(DockerImages):
             raise
         follower = None
         try:
+            # attached before it starts, as `docker run` does: its output as it is written,
+            # none of it missed (the log endpoint re-reads the engine's log file: a job
+            # printing 200,000 lines was still being read 330 ms after it ended)
+            output = self._call("attach to container", lambda: self._attach(cid))
             self._call("start container", lambda: self.api.start(cid))
-            follower = self._follow(cid, on_log)
+            follower = self._follow(output, cid, on_log)
             try:
                 code, oom = self._wait(cid, job.timeout_s)
                 outcome.code, outcome.oom_killed = code, oom
@@ -135,12 +139,13 @@ class DockerEngine(DockerImages):
             absent="image")  # the only thing create can miss
         return str(created["Id"])
 
-    def _follow(self, cid: str, on_log: Callable[[bytes], None]) -> threading.Thread:
+    def _follow(self, output: Iterator[bytes], cid: str,
+                on_log: Callable[[bytes], None]) -> threading.Thread:
         """A thread that hands the job's merged stdout/stderr to ``on_log`` as it comes."""
 
         def follow() -> None:
             try:
-                for chunk in self._stream("follow logs", self._logs(cid)):
+                for chunk in self._stream("follow logs", output):
                     on_log(chunk)
             except ReproError:
                 pass  # the wait in the main thread reports a lost engine
@@ -149,19 +154,20 @@ class DockerEngine(DockerImages):
         t.start()
         return t
 
-    def _logs(self, cid: str) -> Iterator[bytes]:
-        """The job's merged stdout/stderr as it comes, read in bulk: the SDK reads each log
-        frame with two small reads, and the engine sends every line as its own frame in its
-        own HTTP chunk, so a job printing 200,000 lines took 3.2 s to stream that way and
-        1.9 s this way (BENCHMARKS.md). Uses the SDK's own request and raw-socket helpers."""
+    def _attach(self, cid: str) -> Iterator[bytes]:
+        """The job's merged stdout/stderr from its start to its end, read in bulk off the
+        attach stream (the connection the engine hands over to the container's output:
+        multiplexed frames, no HTTP chunks). The SDK's ``attach`` reads each frame with two
+        small reads; its request and raw-socket helpers are used here, the frames decoded by
+        ``streams.demux``."""
         api = self.api
-        res = api._get(api._url("/containers/{0}/logs", cid), stream=True,
-                       params={"stdout": 1, "stderr": 1, "follow": 1, "tail": "all"})
+        res = api.post(api._url("/containers/{0}/attach", cid), None, stream=True,
+                       params={"stdout": 1, "stderr": 1, "stream": 1, "logs": 1},
+                       headers={"Connection": "Upgrade", "Upgrade": "tcp"})
         sock = api._get_raw_response_socket(res)  # raises for an error status
         api._disable_socket_timeout(sock)  # a quiet job is not a lost engine
-        fp = res.raw._fp.fp  # the socket's buffered reader, as the SDK itself reads it
-        raw = iter(lambda: fp.read1(1 << 16), b"")
-        yield from demux(dechunk(raw) if res.raw.chunked else raw)
+        fp = res.raw._fp.fp  # the socket's buffered reader: what it read past the headers
+        return demux(iter(lambda: fp.read1(1 << 16), b""))
 
     def _wait(self, cid: str, timeout: float | None) -> tuple[int, bool]:
         from requests.exceptions import ConnectionError as RequestsConnectionError

@@ -12,7 +12,7 @@ from orchestrator.engine import connect
 from orchestrator.engine.docker import gpu_options
 from orchestrator.engine.docker_api import _check_sees_files
 from orchestrator.engine.docker_images import context_tar
-from orchestrator.engine.streams import dechunk, demux
+from orchestrator.engine.streams import demux
 from orchestrator.errors import EngineUnavailable, UsageError
 
 
@@ -20,35 +20,24 @@ def frame(stream: int, data: bytes) -> bytes:
     return bytes([stream, 0, 0, 0]) + len(data).to_bytes(4, "big") + data
 
 
-def chunk(data: bytes) -> bytes:
-    return f"{len(data):x}\r\n".encode() + data + b"\r\n"
-
-
 LINES = [f"step {i} loss {1 / (i + 1):.4f}\n".encode() for i in range(200)] + [b"", b"x" * 70000]
 
 
 def wire() -> bytes:
-    """What the engine sends for a follow: each line its own frame in its own HTTP chunk."""
-    return b"".join(chunk(frame(1 + i % 2, line)) for i, line in enumerate(LINES)) + \
-        b"0\r\n\r\n"
+    """What the engine sends on an attach: each line its own frame, stdout and stderr."""
+    return b"".join(frame(1 + i % 2, line) for i, line in enumerate(LINES))
 
 
-@pytest.mark.parametrize("cut", [1, 2, 7, 37, 8192, 1 << 20])
-def test_logs_decode_whatever_the_reads_cut(cut):
+@pytest.mark.parametrize("cut", [1, 2, 5, 7, 37, 8192, 1 << 20])
+def test_frames_decode_whatever_the_reads_cut(cut):
     raw = wire()
     pieces = (raw[i:i + cut] for i in range(0, len(raw), cut))
-    assert b"".join(demux(dechunk(pieces))) == b"".join(LINES)
+    assert b"".join(demux(pieces)) == b"".join(LINES)
 
 
 def test_a_read_of_many_frames_is_handed_on_in_one_piece():
-    raw = wire()
-    out = list(demux(dechunk([raw])))
+    out = list(demux([wire()]))
     assert len(out) == 1 and out[0] == b"".join(LINES)
-
-
-def test_an_unchunked_stream_is_demultiplexed_too():
-    raw = b"".join(frame(1, line) for line in LINES)
-    assert b"".join(demux(raw[i:i + 5] for i in range(0, len(raw), 5))) == b"".join(LINES)
 
 
 def test_gpus_are_device_requests_under_docker_and_cdi_names_under_podman():
