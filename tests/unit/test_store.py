@@ -136,6 +136,26 @@ def test_insert_get_prefix_and_ambiguity(tmp_path, backend):
         store.runs.get("zz")
 
 
+def test_insert_many_batches_runs_with_their_params_and_metrics(tmp_path, backend):
+    from orchestrator.store.query import parse_where
+
+    store = open_store(tmp_path / "h")
+    many = [record(f"{i:016x}").model_copy(update={
+        "params": {"lr": i / 1000, "opt": "adam" if i % 2 else "sgd"},
+        "metrics": {"acc": i / 2500}}) for i in range(2500)]
+    assert store.runs.insert_many(iter(many), batch=1000) == 2500
+    assert store.runs.query_count(parse_where("params.opt = adam and metrics.acc >= 0.5")) \
+        == 625
+    assert store.runs.get(f"{2499:016x}").params == {"lr": 2.499, "opt": "adam"}
+    # one run already there: nothing of the batch is inserted
+    again = [record("feed1"), many[3]]
+    with pytest.raises(StoreError, match="cannot record runs"):
+        store.runs.insert_many(again)
+    with pytest.raises(RunNotFound):
+        store.runs.get(rid("feed1"))
+    store.close()
+
+
 def test_transitions_are_checked_and_compare_and_set(tmp_path, backend):
     store = open_store(tmp_path / "h")
     r = record("r1")
