@@ -206,3 +206,19 @@ def test_a_members_damaged_row_is_skipped_with_a_warning_and_its_author_removes_
     bob.remove(bad)  # its author removes it
     admin.remove(stolen)  # and the admin any
     assert alice.recent() == listed and not admin.exists(bad)
+
+
+def test_a_member_inserts_runs_in_bulk_as_inserts_the_policies_check(team):
+    """PostgreSQL refuses COPY into a table under row-level security: a member's bulk insert
+    goes as INSERTs (the owner's as COPY), and stays a member's."""
+    alice, bob, admin = team["alice"], team["bob"], team["admin"]
+    runs = [record(f"{i:016x}").model_copy(update={"params": {"lr": i / 10},
+                                                    "metrics": {"acc": i / 20}})
+            for i in range(1, 6)]
+    assert alice.insert_many(runs[:3]) == 3  # INSERTs
+    assert admin.insert_many(runs[3:]) == 2  # COPY
+    assert bob.get(runs[2].id).params == {"lr": 0.3}
+    assert bob.get(runs[4].id).metrics == {"acc": 0.25}
+    with pytest.raises(StoreError, match="a member removes only its own runs"):
+        bob.remove(runs[0].id)
+    alice.remove(runs[0].id)  # hers
