@@ -183,10 +183,13 @@ def _copy(src: Side, dst: Side, sha: str, what: str, verb: str, bar: Any) -> int
     if size >= LARGE:
         bar.line(f"{verb} {what} ({human_size(size)})")
     upload = getattr(dst.store.artifacts, "upload", None)
+    copy_file = getattr(dst.store.artifacts, "copy_file", None)
     try:
         if upload is not None and not src.store.artifacts.remote:
             upload(sha, src.store.artifacts.local_path(sha), bar.advance)  # the registry
             # checks the digest of what it receives
+        elif copy_file is not None and not src.store.artifacts.remote:  # folder to folder
+            copy_file(src.store.artifacts.local_path(sha), sha, what, bar.advance)
         else:
             dst.store.artifacts.put(_counted(src.store.artifacts.chunks(sha), bar.advance),
                                     expect=sha, name=what)

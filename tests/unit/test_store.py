@@ -1,3 +1,4 @@
+import errno
 import hashlib
 import multiprocessing
 import os
@@ -228,6 +229,36 @@ def test_artifacts_are_content_addressed_and_read_only(tmp_path):
     assert store.artifacts.put(data).sha256 == h and store.artifacts.size(h) == len(data)
     assert list((tmp_path / "h" / "artifacts" / "tmp").iterdir()) == []
     assert store.artifacts.check(h) == "ok"
+
+
+@pytest.mark.parametrize("kernel", [True, False])
+def test_a_file_copied_in_is_checked_from_the_copy(tmp_path, monkeypatch, kernel):
+    """copy_file (a push to a shared folder): the kernel copies, the copy is hashed; where
+    the kernel cannot copy between the folders, the copy goes through the process."""
+    from orchestrator.store.artifacts import ArtifactStore, DigestMismatch
+
+    if not kernel:
+        def refuse(*_a, **_k):
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        monkeypatch.setattr(os, "copy_file_range", refuse)
+    src = tmp_path / "big.bin"
+    data = os.urandom(3 << 20) + b"tail"
+    src.write_bytes(data)
+    h = hashlib.sha256(data).hexdigest()
+    shared = ArtifactStore(tmp_path / "shared", shared=True)
+    moved: list[int] = []
+    put = shared.copy_file(src, h, "output big.bin", moved.append)
+    assert (put.sha256, put.size, put.created) == (h, len(data), True)
+    assert sum(moved) == len(data)
+    assert shared.local_path(h).read_bytes() == data and shared.check(h) == "ok"
+    assert not shared.copy_file(src, h).created  # there already: nothing copied
+    # a source whose bytes are not the artifact it claims: nothing lands, no temp left
+    src.write_bytes(data[:-4] + b"TAIL")
+    bad = "ab" * 32
+    with pytest.raises(DigestMismatch, match="its bytes hash to"):
+        shared.copy_file(src, bad, "output big.bin")
+    assert not shared.has(bad)
+    assert list((tmp_path / "shared" / "tmp").iterdir()) == []
 
 
 def test_corrupt_artifact_is_detected(tmp_path):
