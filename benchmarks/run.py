@@ -371,6 +371,7 @@ its budget (over now: {over}).
 |---|---|---|
 | CPU of the repro process and what it starts (git), user + system | {c['cpu_ms']:.0f} ms | {b['cpu_ms']:.0f} ms |
 | the docker CLI's CPU for `docker run --rm` of the same image and command | {c['docker_cli_cpu_ms']:.0f} ms | |
+| Python importing the libraries a launch needs (pydantic, docker with requests, typer, yaml), nothing else | {c.get('libraries_cpu_ms', 0):.0f} ms | |
 | import time, the sum of every module's own (`python -X importtime`) | {c['import_ms']:.0f} ms | {b['import_ms']:.0f} ms |
 | modules loaded | {c['modules']} | {b['modules']} |
 
