@@ -232,6 +232,8 @@ writes. See the notes below.
     notes = ROOT / "benchmarks" / "NOTES.md"
     if notes.exists():
         text += "\n" + notes.read_text()
+    for heading in ("## Issue 23", "## Issue 24"):  # before-and-after studies, by hand
+        text += kept_section(out, heading)
     out.write_text(text)
     print(text)
 
