@@ -144,38 +144,41 @@ class ArtifactStore:
         if self.has(expect):
             return Put(hex_of(expect), self.size(expect), False)
         fd, tmp_name = self._temp()
-        try:
-            with open(source, "rb") as src, os.fdopen(fd, "wb") as out:
-                size = os.fstat(src.fileno()).st_size
-                if not _kernel_copy(src.fileno(), out.fileno(), size, advance):
-                    src.seek(0)
-                    out.seek(0)
-                    out.truncate()
-                    for chunk in chunks_of(src):
-                        out.write(chunk)
-                        advance(len(chunk))
-                    out.flush()
-                synced: list[BaseException] = []
+        with self._removed_on_error(tmp_name), open(source, "rb") as src, \
+                os.fdopen(fd, "wb") as out:
+            size = os.fstat(src.fileno()).st_size
+            if not _kernel_copy(src.fileno(), out.fileno(), size, advance):
+                for chunk in chunks_of(src):
+                    out.write(chunk)
+                    advance(len(chunk))
+                out.flush()
+            synced: list[OSError] = []
 
-                def sync() -> None:
-                    try:
-                        os.fsync(out.fileno())
-                    except OSError as e:
-                        synced.append(e)
-
-                flusher = threading.Thread(target=sync, name="fsync", daemon=True)
-                flusher.start()
+            def sync() -> None:
                 try:
-                    got = sha256_file(Path(tmp_name))[0]
-                finally:
-                    flusher.join()
-                if synced:
-                    raise synced[0]
-                if got != hex_of(expect):
-                    raise DigestMismatch(f"{name}: its bytes hash to {got}, not "
-                                         f"{hex_of(expect)}", got=got)
-                created = self._install(out, tmp_name, expect)
-            return Put(got, size, created)
+                    os.fsync(out.fileno())
+                except OSError as e:
+                    synced.append(e)
+
+            flusher = threading.Thread(target=sync, name="fsync", daemon=True)
+            flusher.start()
+            try:
+                got = sha256_file(Path(tmp_name))[0]
+            finally:
+                flusher.join()
+            if synced:
+                raise synced[0]
+            if got != hex_of(expect):
+                raise DigestMismatch(f"{name}: its bytes hash to {got}, not "
+                                     f"{hex_of(expect)}", got=got)
+            created = self._install(out, tmp_name, expect)
+        return Put(got, size, created)
+
+    @contextmanager
+    def _removed_on_error(self, tmp_name: str) -> Iterator[None]:
+        """Writes into a temp file: it goes on any error, an OSError as a StoreError."""
+        try:
+            yield
         except OSError as e:
             _unlink_quietly(tmp_name)
             raise StoreError(f"cannot write artifact under {self.root}: {e.strerror or e}") from e
@@ -216,20 +219,13 @@ class ArtifactStore:
         becomes that artifact (``state["created"]``: it was not in the store before)."""
         fd, tmp_name = self._temp()
         state: dict[str, Any] = {"digest": None, "created": False}
-        try:
-            with os.fdopen(fd, "wb") as out:
-                yield out, state
-                out.flush()
-                os.fsync(out.fileno())
-                if not state["digest"]:
-                    raise StoreError("artifact write finished without a digest")
-                state["created"] = self._install(out, tmp_name, state["digest"])
-        except OSError as e:
-            _unlink_quietly(tmp_name)
-            raise StoreError(f"cannot write artifact under {self.root}: {e.strerror or e}") from e
-        except BaseException:
-            _unlink_quietly(tmp_name)
-            raise
+        with self._removed_on_error(tmp_name), os.fdopen(fd, "wb") as out:
+            yield out, state
+            out.flush()
+            os.fsync(out.fileno())
+            if not state["digest"]:
+                raise StoreError("artifact write finished without a digest")
+            state["created"] = self._install(out, tmp_name, state["digest"])
 
     @contextmanager
     def staging(self) -> Iterator[Stage]:
