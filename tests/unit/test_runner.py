@@ -111,7 +111,8 @@ def test_a_sweep_cancel_makes_the_run_interrupted(spec, tmp_path):
     cancel = threading.Event()
     record, _, _ = run(spec, tmp_path, Script(during=lambda job: cancel.set()),
                        Hooks(cancel=cancel))
-    assert record.status == RunStatus.INTERRUPTED and "with the runs started beside it" in record.reason
+    assert record.status == RunStatus.INTERRUPTED
+    assert "with the runs started beside it" in record.reason
     assert record.status.exit_code == ExitCode.INTERRUPTED
 
 
