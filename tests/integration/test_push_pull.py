@@ -84,6 +84,19 @@ def test_push_copies_a_run_once_and_a_teammate_verifies_it_then_pulls_it(
     p, rows = run_json("runs", cwd=tmp_path, env={"REPRO_HOME": str(tmp_path / "dave")})
     assert rows == []  # no record that points at nothing
 
+    # a member rewrites an output in the shared folder: the kernel's copy of it is hashed
+    # before it lands, so the pull refuses it and leaves nothing behind
+    out = run["outputs"]["hello.txt"]["sha256"]
+    blob = shared / out[:2] / out[2:]
+    blob.chmod(0o644)
+    blob.write_bytes(b"not what alice wrote\n")
+    erin = tmp_path / "erin"
+    p = repro("pull", run["id"], cwd=tmp_path, env={"REPRO_HOME": str(erin), **team})
+    assert p.returncode != 0 and "Traceback" not in p.stderr
+    assert "corrupt" in p.stderr and out[:16] in p.stderr, p.stderr
+    assert not (erin / "artifacts" / out[:2] / out[2:]).exists()
+    assert list((erin / "artifacts" / "tmp").glob("*")) == []
+
 
 def test_a_push_killed_mid_transfer_completes_when_run_again(proj, home, pg_server, tmp_path):
     shared = tmp_path / "shared"
