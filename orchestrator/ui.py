@@ -42,8 +42,11 @@ def preload_tables(_job_id: str = "") -> None:
     import threading
 
     def load() -> None:
-        import rich.console
-        import rich.table  # noqa: F401
+        try:
+            import rich.console
+            import rich.table  # noqa: F401
+        except Exception:  # the table's own import, later, says what is wrong
+            pass
 
     threading.Thread(target=load, name="preload-tables", daemon=True).start()
 
