@@ -36,7 +36,7 @@ from timing import hello_project  # noqa: E402
 
 from orchestrator.capture import cpu_facts  # noqa: E402
 from orchestrator.engine import connect  # noqa: E402
-from orchestrator.engine.image_archive import ensure_archived  # noqa: E402
+from orchestrator.engine.image_save import ensure_archived  # noqa: E402
 from orchestrator.engine.images import build  # noqa: E402
 from orchestrator.store import open_store  # noqa: E402
 

@@ -34,7 +34,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import settings
 from .engine import ImageBackend
-from .engine.image_archive import archive_of, ensure_archived, member_digests, parse_index
+from .engine.image_archive import archive_of, member_digests, parse_index
+from .engine.image_save import ensure_archived
 from .errors import CannotReplay, UsageError
 from .hashing import CHUNK, canonical_json, hex_of, shown
 from .record import Finite, Hex64, RunRecord

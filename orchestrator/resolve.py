@@ -17,7 +17,7 @@ from typing import Any
 
 from . import settings
 from .engine import ImageBackend
-from .engine.image_archive import ensure_archived
+from .engine.image_save import Beside, archived_already, ensure_archived
 from .engine.images import build as build_image
 from .engine.recipe import find as find_recipe
 from .errors import SpecError
@@ -48,6 +48,7 @@ class Resolution:
     lock_path: Path | None
     secret_env: dict[str, str] = field(repr=False, default_factory=dict)  # name -> value
     warnings: list[str] = field(default_factory=list)
+    archive_later: bool = False  # the image's archive is written while the job runs
 
     @cached_property
     def redactor(self) -> Redactor:
@@ -131,7 +132,12 @@ def spec_digest(resolved: ResolvedSpec) -> str:
 
 
 def resolve(loaded: LoadedSpec, store: Store, engine: ImageBackend, *, allow_dirty: bool = False,
-            strict: bool = False, on_line: Callable[[str], None] = lambda _: None) -> Resolution:
+            strict: bool = False, on_line: Callable[[str], None] = lambda _: None,
+            archive_beside: bool = False) -> Resolution:
+    """What ``loaded`` runs, everything pinned and its code, inputs and lock in the store.
+    ``archive_beside``: an image the store has no archive of yet is archived while the job
+    runs (``Resolution.archive_later``; the runner does it) where the store and the engine
+    allow it, not here; a scheduler's run needs its image archived before it is submitted."""
     spec = loaded.spec
     base = loaded.base_dir
     warnings: list[str] = []
@@ -143,9 +149,14 @@ def resolve(loaded: LoadedSpec, store: Store, engine: ImageBackend, *, allow_dir
                         "again by replay)")
 
     image = resolve_image(spec.image, loaded, engine, strict, warnings, on_line, store)
+    archive_later = False
     if settings.archive_images():
-        image = image.model_copy(update={"archive": ensure_archived(image.digest, store,
-                                                                     engine, on_line)})
+        known = archived_already(image.digest, store)
+        if known is None and archive_beside and Beside.possible(store, engine):
+            archive_later = True  # the runner archives it while the job runs
+        else:
+            image = image.model_copy(update={"archive": known or ensure_archived(
+                image.digest, store, engine, on_line)})
     if spec.code.path:
         code_path = _existing(loaded, ("code", "path"), spec.code.path,
                               "is not a folder; point code.path at the job's code", folder=True)
@@ -227,7 +238,7 @@ def resolve(loaded: LoadedSpec, store: Store, engine: ImageBackend, *, allow_dir
     )
     return Resolution(resolved=resolved, spec_digest=spec_digest(resolved), snapshot=snapshot,
                       input_sources=sources, lock_path=lock_path, secret_env=secret_env,
-                      warnings=warnings)
+                      warnings=warnings, archive_later=archive_later)
 
 
 def check_params_hold_no_secret(params: dict[str, Any], secret_env: dict[str, str],

@@ -21,15 +21,17 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from . import capture, settings, workdir
 from .engine import (
     Engine,
     Executor,
+    ImageBackend,
     Interrupted,
     Outcome,
 )
+from .engine.image_save import Beside
 from .errors import ReproError
 from .hashing import shown
 from .ingest import LogSink, ingest
@@ -71,23 +73,25 @@ def launch(loaded: LoadedSpec, store: Store, engine: Engine, *, allow_dirty: boo
     Raises only before the run is recorded (a bad spec, GPUs this host lacks, no engine)."""
     hooks = hooks or Hooks()
     record, res = prepare_launch(loaded, store, engine, allow_dirty=allow_dirty,
-                                 strict=strict, hooks=hooks, sweep_id=sweep_id)
+                                 strict=strict, hooks=hooks, sweep_id=sweep_id,
+                                 archive_beside=True)
     return start(record, res, store, engine, hooks)
 
 
 def prepare_launch(loaded: LoadedSpec, store: Store, engine: Engine, *,
                    allow_dirty: bool = False, strict: bool = False, hooks: Hooks,
-                   sweep_id: str | None = None,
-                   local_gpus: bool = True) -> tuple[RunRecord, Resolution]:
+                   sweep_id: str | None = None, local_gpus: bool = True,
+                   archive_beside: bool = False) -> tuple[RunRecord, Resolution]:
     """Resolve ``loaded`` (its code, inputs and lock into the store) into a new record, not
     yet stored. ``local_gpus``: the GPUs must be on this machine (not for a scheduler's
-    node)."""
+    node). ``archive_beside``: an image new to the store is archived while the job runs
+    (``execute`` does it; see ``resolve``)."""
     requirement = loaded.spec.resources.gpu_requirement
     chosen = None
     if requirement is not None and local_gpus:  # no GPUs to be had: say so before anything
         chosen = engine.host(requirement.model_dump())[1]  # is resolved
     res = resolve(loaded, store, engine, allow_dirty=allow_dirty, strict=strict,
-                  on_line=hooks.on_line)
+                  on_line=hooks.on_line, archive_beside=archive_beside)
     trace(hooks.on_line, "gpus", "none requested" if requirement is None else (
         "on the node" if chosen is None else ", ".join(
             f"{g.name} ({g.uuid[:16]}, {g.memory_gb:g} GB)" for g in chosen)))
@@ -138,6 +142,7 @@ def execute(record: RunRecord, res: Resolution, store: Store, executor: Executor
     sink = LogSink(store.log_path(record.id), res.redact_bytes, live.wrap(hooks.on_log))
 
     facts = _ImageFacts(executor, res, store, record.id)
+    beside: Beside | None = None
 
     def started(job_id: str) -> None:  # the job exists: record it running (or abort)
         state.job_id = job_id
@@ -151,6 +156,11 @@ def execute(record: RunRecord, res: Resolution, store: Store, executor: Executor
         hooks.on_start(job_id)
 
     try:
+        if res.archive_later and record.resolved.image.archive is None:
+            beside = Beside(res.resolved.image.digest, store, cast(ImageBackend, executor))
+            beside.start()
+            hooks.on_line(f"archiving image {shown(res.resolved.image.digest)} into the "
+                          "store while the job runs (first use of this image)")
         prepare_work(work, record, res)
         job = job_spec(record, res, work, write_secrets(record.id, res.secret_env),
                        store.home)
@@ -167,7 +177,7 @@ def execute(record: RunRecord, res: Resolution, store: Store, executor: Executor
         live.stop()
         hooks.on_end()
         try:
-            _finish(record, res, store, executor, state, sink, work, hooks, facts)
+            _finish(record, res, store, executor, state, sink, work, hooks, facts, beside)
         finally:
             remove_secrets(record.id)
     return record
@@ -280,7 +290,7 @@ def _interrupted(record: RunRecord, hooks: Hooks) -> None:
 
 def _finish(record: RunRecord, res: Resolution, store: Store, executor: Executor,
             state: _RunState, sink: LogSink, work: Path, hooks: Hooks,
-            facts: _ImageFacts) -> None:
+            facts: _ImageFacts, beside: Beside | None = None) -> None:
     """Always runs: ingest what the run left, finish the record, clean up the job."""
     sink.close()
     record.warnings += sink.problems
@@ -315,6 +325,8 @@ def _finish(record: RunRecord, res: Resolution, store: Store, executor: Executor
     shutil.rmtree(work, ignore_errors=True)
     if record.logs is not None:
         sink.path.unlink(missing_ok=True)
+    if beside is not None:  # the record is final once the image's archive is whole
+        _archived(record, beside, store, hooks)
     try:
         hooks.on_finished(record, series)
     except Exception as e:  # whatever the caller's addition does, the run ends recorded
@@ -329,6 +341,20 @@ def _finish(record: RunRecord, res: Resolution, store: Store, executor: Executor
             cleaner.join()
     hooks.on_line(f"run {record.id} {record.status}" + (f": {record.reason}"
                                                         if record.reason else ""))
+
+
+def _archived(record: RunRecord, beside: Beside, store: Store, hooks: Hooks) -> None:
+    """The record takes the image's archive once it is whole (an interrupted run's is
+    stopped); a run whose archive failed says so, and the next launch of the image tries
+    again."""
+    sha = beside.finish(store, hooks.on_line, stop=record.status == RunStatus.INTERRUPTED)
+    image = record.resolved.image
+    if sha is not None:
+        record.resolved.image = image.model_copy(update={"archive": sha})
+    else:
+        record.warnings.append(
+            f"image {shown(image.digest)} was not archived into the store ({beside.problem}); "
+            "until a later launch of it archives it, a replay needs it in this engine")
 
 
 def _keep(record: RunRecord, store: Store, executor: Executor, hooks: Hooks) -> None:

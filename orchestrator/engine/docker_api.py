@@ -53,6 +53,16 @@ class DockerAPI:
             self._api = self._connect()
         return self._api
 
+    def another(self) -> DockerAPI:
+        """A client of the same engine with a connection of its own, for another thread
+        (an image archived while the job runs)."""
+        return type(self)(podman=self.podman)
+
+    def close(self) -> None:
+        if self._api is not None:
+            self._api.close()
+            self._api = None
+
     def _connect(self) -> docker.APIClient:
         import docker
         from docker.context import ContextAPI

@@ -28,8 +28,9 @@ class DockerImages(DockerAPI):
     """The image backend half of the Docker engine."""
 
     def image(self, ref: str) -> dict[str, Any] | None:
-        """{id, repo_digests, labels, size, tags, config} of a local image, or None when
-        absent; config: its cmd, entrypoint, workdir and user."""
+        """{id, repo_digests, labels, size, tags, config, layers} of a local image, or None
+        when absent; config: its cmd, entrypoint, workdir and user; layers: the diff_ids
+        (sha256 of each layer's tar), bottom first."""
         info = self._call(f"inspect image {ref}", lambda: self.api.inspect_image(ref),
                           absent="fine")
         if info is None:
@@ -38,6 +39,7 @@ class DockerImages(DockerAPI):
         return {"id": info["Id"], "repo_digests": info.get("RepoDigests") or [],
                 "labels": config.get("Labels") or {},
                 "size": info.get("Size"), "tags": info.get("RepoTags") or [],
+                "layers": list((info.get("RootFS") or {}).get("Layers") or []),
                 "config": {"cmd": config.get("Cmd"), "entrypoint": config.get("Entrypoint"),
                            "workdir": config.get("WorkingDir") or "",
                            "user": config.get("User") or ""}}

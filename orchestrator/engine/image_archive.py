@@ -21,19 +21,21 @@ itself (``repro-loaded:<id>``), once the engine holds exactly the recorded id.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import tarfile
 from collections.abc import Callable, Iterable, Iterator
-from typing import Annotated, Any, Literal
+from typing import IO, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..archives import link_stays_inside, member_parts
 from ..errors import CannotReplay, ImageError, ReproError
-from ..hashing import CHUNK, canonical_json, hex_of, shown
+from ..hashing import CHUNK, hex_of, shown
 from ..record import Hex64, ImageRef
 from ..store import Store
+from ..store.protocol import Artifacts
 from ..untrusted import Untrusted, loads
 from . import ImageBackend, repository_of
 
@@ -86,27 +88,18 @@ class _Index(BaseModel):
     members: list[_Member]
 
 
-def ensure_archived(image_id: str, store: Store, engine: ImageBackend,
-                    on_line: Callable[[str], None]) -> str:
-    """sha256 hex of the image's archive index in the store, saving it on first use."""
-    known = store.runs.image_archive(image_id)
-    if known and complete(known[0], store):
-        return known[0]
-    on_line(f"archiving image {shown(image_id)} into the store (first use of this image)")
-    index, new_bytes = split_into_store(engine.save(image_id), store,
-                                        f"image {shown(image_id)} archive", on_line)
-    index_sha = store.artifacts.put(canonical_json(index).encode(), name="image index").sha256
-    store.runs.add_image_archive(image_id, index_sha, index["size"])
-    shared = index["size"] - new_bytes
-    on_line(f"archived image {shown(image_id)}: {index['size'] >> 20} MiB"
-            + (f" ({shared >> 20} MiB of layers already in the store)" if shared >> 20 else ""))
-    return index_sha
+class NotStored(Exception):
+    """A member taken for a stored layer (by its size) hashed to something else."""
 
 
-def split_into_store(chunks: Iterable[bytes], store: Store, name: str,
-                     on_line: Callable[[str], None] = lambda _: None) -> tuple[dict, int]:
+def split_into_store(chunks: Iterable[bytes], artifacts: Artifacts, name: str,
+                     on_line: Callable[[str], None] = lambda _: None,
+                     stored: dict[int, set[str]] | None = None) -> tuple[dict, int]:
     """Store each file of a tar stream as an artifact; return (index, bytes newly stored).
-    Each member of 64 MiB or more gets a progress line (a CUDA image has several GiB)."""
+    Each member of 64 MiB or more gets a progress line (a CUDA image has several GiB).
+    ``stored``: sizes of artifacts the store holds (a layer's size, its sha256 hex digests);
+    a member of such a size is hashed, not written, and NotStored is raised when it hashes
+    to none of them (its bytes are gone: the caller streams the archive again)."""
     members: list[dict[str, Any]] = []
     total = new = 0
     try:
@@ -119,18 +112,32 @@ def split_into_store(chunks: Iterable[bytes], store: Store, name: str,
                 if m.isreg():
                     f = tar.extractfile(m)
                     assert f is not None
-                    put = store.artifacts.put(f, name=f"{name}: {m.name}")
-                    entry.update(sha256=put.sha256, size=put.size)
-                    total += put.size
-                    new += put.size if put.created else 0
-                    if put.size >= 64 << 20:
-                        on_line(f"  {m.name}: {put.size >> 20} MiB"
-                                + ("" if put.created else " (already in the store)"))
+                    if stored and m.size in stored:
+                        sha, created = _hashed(f, stored[m.size], m.name), False
+                    else:
+                        put = artifacts.put(f, name=f"{name}: {m.name}")
+                        sha, created = put.sha256, put.created
+                    entry.update(sha256=sha, size=m.size)
+                    total += m.size
+                    new += m.size if created else 0
+                    if m.size >= 64 << 20:
+                        on_line(f"  {m.name}: {m.size >> 20} MiB"
+                                + ("" if created else " (already in the store)"))
                 members.append(entry)
     except tarfile.TarError as e:
         raise ImageError(f"{name}: the engine's image archive is not a tar ({e})") from e
     return {"kind": INDEX_KIND, "format": INDEX_FORMAT, "size": total,
             "members": members}, new
+
+
+def _hashed(f: IO[bytes], candidates: set[str], name: str) -> str:
+    h = hashlib.sha256()
+    while chunk := f.read(CHUNK):
+        h.update(chunk)
+    got = h.hexdigest()
+    if got not in candidates:
+        raise NotStored(f"member {name[:100]} has the size of a stored layer, not its bytes")
+    return got
 
 
 def parse_index(data: bytes, what: str) -> dict[str, Any] | None:
@@ -229,7 +236,7 @@ def ensure_present(image: ImageRef, store: Store, engine: ImageBackend,
         on_line(f"loading image {shown(image.digest)} from the store's archive")
         index = read_index(archive, store)
         if index is None:  # stored whole by an older repro: split it, then load as usual
-            index, _ = split_into_store(store.artifacts.chunks(archive), store,
+            index, _ = split_into_store(store.artifacts.chunks(archive), store.artifacts,
                                         f"image {shown(image.digest)} archive")
         if _load(index, image.digest, store, engine):
             return "archive"

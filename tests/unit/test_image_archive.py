@@ -14,6 +14,7 @@ from orchestrator.engine.image_archive import (
     read_index,
     split_into_store,
 )
+from orchestrator.engine.image_save import Stopped, archive
 from orchestrator.errors import CannotReplay
 from orchestrator.fsck import check_artifact
 from orchestrator.record import ImageRef
@@ -55,7 +56,7 @@ def test_split_then_join_gives_back_every_member(tmp_path):
     store = open_store(tmp_path / "h")
     original = make_tar({"manifest.json": b'[{"Config": "c.json"}]', "c.json": b"{}" * 333,
                          LONG: b"\x00\x01" * 70_001, "empty/VERSION": b""})
-    index, new = split_into_store(chunked(original), store, "test image")
+    index, new = split_into_store(chunked(original), store.artifacts, "test image")
     assert index["size"] == len(b'[{"Config": "c.json"}]') + 666 + 140_002
     assert new == index["size"]
     joined = b"".join(join_from_store(index, store))
@@ -66,15 +67,89 @@ def test_a_layer_shared_by_two_images_is_stored_once(tmp_path):
     store = open_store(tmp_path / "h")
     base_layer = b"base layer bytes " * 10_000
     first, new_first = split_into_store(
-        chunked(make_tar({"aaa/layer.tar": base_layer, "manifest.json": b"[1]"})), store, "a")
+        chunked(make_tar({"aaa/layer.tar": base_layer, "manifest.json": b"[1]"})),
+        store.artifacts, "a")
     second, new_second = split_into_store(
         chunked(make_tar({"aaa/layer.tar": base_layer, "bbb/layer.tar": b"numpy",
-                          "manifest.json": b"[2]"})), store, "b")
+                          "manifest.json": b"[2]"})), store.artifacts, "b")
     assert new_first == first["size"]
     assert new_second == len(b"numpy") + len(b"[2]")  # the base layer was already there
     layer = [next(m["sha256"] for m in idx["members"] if m["name"] == "aaa/layer.tar")
              for idx in (first, second)]
     assert layer[0] == layer[1] and store.artifacts.has(layer[0])  # one copy, both indexes
+
+
+class Saving:
+    """An engine that saves one image (its diff_ids from ``layers``) and counts saves."""
+
+    def __init__(self, data: bytes, layers: list[str]) -> None:
+        self.data, self.layers, self.saves = data, layers, 0
+
+    def image(self, ref):
+        return {"id": ref, "layers": self.layers}
+
+    def save(self, image_id):
+        self.saves += 1
+        return chunked(self.data, 4096)
+
+
+class Counting:
+    """The artifact store, with the names of what was written through ``put``."""
+
+    def __init__(self, artifacts) -> None:
+        self.inner, self.written = artifacts, []
+
+    def put(self, source, **kw):
+        self.written.append(kw.get("name", ""))
+        return self.inner.put(source, **kw)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_a_layer_already_in_the_store_is_hashed_not_written_again(tmp_path):
+    store = open_store(tmp_path / "h")
+    base, own = b"base layer " * 20_000, b"own layer " * 3_000
+    base_id = "sha256:" + hashlib.sha256(base).hexdigest()
+    own_id = "sha256:" + hashlib.sha256(own).hexdigest()
+    store.artifacts.put(base)
+    data = make_tar({"aaa/layer.tar": base, "bbb/layer.tar": own, "manifest.json": b"[]"})
+    counting = Counting(store.artifacts)
+    done = archive("sha256:" + "1" * 64, counting, Saving(data, [base_id, own_id]))
+    assert not any("aaa/layer.tar" in n for n in counting.written)
+    assert any("bbb/layer.tar" in n for n in counting.written)
+    assert done.new == len(own) + 2 and done.size == len(base) + len(own) + 2
+    # the index is the one a full split gives, and the archive joins back to the same tar
+    full, _ = split_into_store(chunked(data), store.artifacts, "img")
+    assert read_index(done.sha256, store) == full
+    assert b"".join(join_from_store(full, store)) == data
+
+
+def test_a_member_of_a_stored_layers_size_with_other_bytes_is_saved_again(tmp_path):
+    store = open_store(tmp_path / "h")
+    stored, other = b"a" * 50_000, b"b" * 50_000  # same size: taken for the stored layer
+    store.artifacts.put(stored)
+    data = make_tar({"aaa/layer.tar": other, "manifest.json": b"[]"})
+    engine = Saving(data, ["sha256:" + hashlib.sha256(stored).hexdigest()])
+    lines: list[str] = []
+    done = archive("sha256:" + "1" * 64, store.artifacts, engine, lines.append)
+    assert engine.saves == 2 and any("saving the image again" in line for line in lines)
+    layer = next(m for m in read_index(done.sha256, store)["members"]
+                 if m["name"] == "aaa/layer.tar")
+    assert layer["sha256"] == hashlib.sha256(other).hexdigest()
+    assert store.artifacts.check(layer["sha256"]) == "ok"
+
+
+def test_an_archive_stops_when_asked_and_stores_no_index(tmp_path):
+    import threading
+
+    store = open_store(tmp_path / "h")
+    data = make_tar({"aaa/layer.tar": b"x" * 100_000, "manifest.json": b"[]"})
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(Stopped):
+        archive("sha256:" + "1" * 64, store.artifacts, Saving(data, []), stop=stop)
+    assert not store.artifacts.has(hashlib.sha256(b"x" * 100_000).hexdigest())
 
 
 def test_an_archive_stored_whole_by_an_older_repro_is_recognised(tmp_path):
@@ -128,7 +203,7 @@ def saved_image(extra: dict[str, bytes] | None = None) -> bytes:
 
 
 def stored_archive(store, data: bytes) -> str:
-    index, _ = split_into_store(chunked(data), store, "img")
+    index, _ = split_into_store(chunked(data), store.artifacts, "img")
     return store.artifacts.put(json.dumps(index).encode()).sha256
 
 
@@ -209,7 +284,7 @@ def test_an_archive_the_engine_rejects_cannot_be_replayed(tmp_path):
 ])
 def test_a_malformed_index_is_refused_by_name(tmp_path, mutate, problem):
     store = open_store(tmp_path / "h")
-    index, _ = split_into_store(chunked(saved_image()), store, "img")
+    index, _ = split_into_store(chunked(saved_image()), store.artifacts, "img")
     mutate(index)
     sha = store.artifacts.put(json.dumps(index).encode()).sha256
     with pytest.raises(CannotReplay, match=f"malformed archive index at {problem}"):
@@ -255,14 +330,16 @@ def test_a_run_from_elsewhere_runs_only_an_image_it_brings(tmp_path):
     assert ensure_present(image, store, engine, lines.append, registries=False, foreign=True,
                           local_image=True) == "engine"
 
+    # an archive, but not of that image
     other, _ = split_into_store(chunked(make_tar({"manifest.json": b"[]", "x.json": b"{}"})),
-                                store, "another image")  # an archive, but not of that image
+                                store.artifacts, "another image")
     sha = store.artifacts.put(canonical_json(other).encode()).sha256
     brought = ImageRef(digest=image_id, archive=sha)
     with pytest.raises(CannotReplay, match="does not bring it"):
         ensure_present(brought, store, engine, lines.append, registries=False, foreign=True)
     own, _ = split_into_store(chunked(make_tar({"manifest.json": b"[]",
-                                                f"{image_id[7:]}.json": config})), store, "it")
+                                                f"{image_id[7:]}.json": config})),
+                              store.artifacts, "it")
     sha = store.artifacts.put(canonical_json(own).encode()).sha256
     brought = ImageRef(digest=image_id, archive=sha)
     assert ensure_present(brought, store, engine, lines.append, registries=False,
