@@ -189,6 +189,18 @@ def kept_section(out: Path, heading: str) -> str:
     return "\n" + text[start:end if end >= 0 else len(text)].rstrip() + "\n"
 
 
+def first_launch_rows(fl: dict | None) -> str:
+    """benchmarks/first_launch.py's rows: one per job length."""
+    rows = ""
+    for r in (fl or {}).get("jobs", []):
+        rows += (f"| first launch of a new recipe (a {r['layer_mb']} MiB layer on the base, "
+                 f"built, archived beside a {r['job_s']:.0f} s job) vs `docker build` + "
+                 f"`docker run` (n={r['n']}) | {r['repro_s']:.2f} s | {r['docker_s']:.2f} s | "
+                 f"**{r['ratio']:.2f}x** | <= 1.2x ({'meets' if r['ratio'] <= 1.2 else 'misses'})"
+                 " |\n")
+    return rows
+
+
 def report(res: dict, out: Path) -> None:
     cpu = cpu_facts()
     docker_v = connect().version()["version"]
@@ -214,7 +226,7 @@ measured in the same run, alternating with it.
 | `repro --help` vs `python -c pass` (n={hp['n']}) | {hp['repro']*1000:.0f} ms | {hp['python']*1000:.0f} ms | {hp['repro']/hp['python']:.1f}x | fast start |
 | `repro replay` of a hello run vs `repro launch` of its spec (n={la['n']}) | {la['replay']*1000:.0f} ms | {la['relaunch']*1000:.0f} ms | **{la['replay_ratio']:.2f}x** | replay overhead |
 | archive the base image into the store (first use) vs `docker save > /dev/null` (n={ar['n']}) | {ar['repro']:.2f} s | {ar['docker_save']:.2f} s | {ar['ratio']:.2f}x | {ar['size'] / 2**20:.0f} MiB archive |
-
+{first_launch_rows(res.get("first_launch"))}
 Where launch time goes: importing what a launch needs (typer, which parses options through
 pydantic, pydantic models, yaml, the docker SDK with requests) takes
 {imp['launch_imports']*1000:.0f} ms here before any work; the rest is the engine's
@@ -481,6 +493,7 @@ def main() -> None:
                "diagnose": _bench_script("diagnose", ["-n", "1"], args.quick),
                "launch_cost": _bench_script("launch_cost", ["-n", "3"], args.quick),
                "realistic": _bench_script("realistic", ["-n", "2"], args.quick),
+               "first_launch": _bench_script("first_launch", ["-n", "1"], args.quick),
                "before_ref": args.before}
         if before is not None:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
