@@ -23,12 +23,14 @@ class ExitCode(IntEnum):
     CANNOT_REPLAY = 9  # what a replay needs is missing or corrupt (replay/verify)
     CORRUPT = 10  # `repro fsck` found missing or corrupt artifacts
     NOTHING_COMPARED = 11  # a replay had nothing to compare: no outputs, metrics or logs
+    IDENTICAL_PREFIX = 12  # the steps a prefix verify ran are identical; the rest did not run
     INTERRUPTED = 130  # Ctrl-C / SIGTERM stopped the run
 
 
 # How a replay verdict becomes the command's exit code (a run's status: RunStatus.exit_code).
 VERDICT_EXIT = {"identical": ExitCode.OK, "within-tolerance": ExitCode.OK,
-                "differs": ExitCode.DIFFERS, "nothing-compared": ExitCode.NOTHING_COMPARED}
+                "differs": ExitCode.DIFFERS, "nothing-compared": ExitCode.NOTHING_COMPARED,
+                "identical-prefix": ExitCode.IDENTICAL_PREFIX}
 
 
 class ReproError(Exception):

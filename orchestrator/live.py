@@ -22,17 +22,26 @@ from .outputs import scraped_name
 
 Latest = dict[str, tuple[int | None, float]]  # name -> (step, value)
 POLL_S = 0.5
+WATCH_POLL_S = 0.1
 POLL_BYTES = 1 << 20
 MAX_NAMES = 64
 EVERY_S = 0.2  # at most this often to the screen
 
 
 class LiveMetrics:
+    """Steps are numbered as the record numbers them (``outputs.read_series`` and
+    ``scrape_metrics``): a point's own step, else its position in its series. ``watch``, when
+    given, sees every update at once (a prefix verify stops the job at its last step), and
+    the metrics file is polled more often for it."""
+
     def __init__(self, scrapers: dict[str, str], jsonl: Path,
-                 show: Callable[[Latest], None]) -> None:
+                 show: Callable[[Latest], None],
+                 watch: Callable[[Latest], None] | None = None) -> None:
         self.scrapers = {name: re.compile(p, re.MULTILINE) for name, p in scrapers.items()}
         self.counts: dict[str, int] = {}
-        self.jsonl, self.show = jsonl, show
+        self.positions: dict[str, int] = {}  # of the metrics file's series
+        self.jsonl, self.show, self.watch = jsonl, show, watch
+        self.poll_s = POLL_S if watch is None else WATCH_POLL_S
         self.latest: Latest = {}
         self.offset = 0
         self.shown_at = 0.0
@@ -74,7 +83,7 @@ class LiveMetrics:
             self.thread.join(timeout=2)
 
     def _poll(self) -> None:
-        while not self.done.wait(POLL_S):
+        while not self.done.wait(self.poll_s):
             self._read_jsonl()
 
     def _read_jsonl(self) -> None:
@@ -105,10 +114,12 @@ class LiveMetrics:
                 continue
             if not isinstance(doc, dict) or not isinstance(doc.get("name"), str):
                 continue
-            value = _number(doc.get("value"))
-            step = doc.get("step")
+            name, step, value = doc["name"], doc.get("step"), _number(doc.get("value"))
+            if not isinstance(step, int) or isinstance(step, bool) or not -2**62 < step < 2**62:
+                step = self.positions.get(name, 0)  # as read_series numbers it
+            self.positions[name] = step + 1
             if value is not None:
-                found[doc["name"][:64]] = (step if isinstance(step, int) else None, value)
+                found[name[:64]] = (step, value)
         if found:
             self._update(found)
 
@@ -118,11 +129,14 @@ class LiveMetrics:
                 if name in self.latest or len(self.latest) < MAX_NAMES:
                     self.latest[name] = point
             now = time.monotonic()
-            if now - self.shown_at < EVERY_S:
-                return
-            self.shown_at = now
+            due = now - self.shown_at >= EVERY_S
+            if due:
+                self.shown_at = now
             latest = dict(self.latest)
-        self.show(latest)
+        if self.watch is not None:
+            self.watch(found)
+        if due:
+            self.show(latest)
 
 
 def _number(raw: object) -> float | None:

@@ -345,7 +345,8 @@ class SeriesPart(_Given):
     steps: list[int] = []  # how many steps each run logged
 
 
-Result = Literal["identical", "differs", "within-tolerance", "nothing-compared"]
+Result = Literal["identical", "differs", "within-tolerance", "nothing-compared",
+                 "identical-prefix"]
 
 
 class Verdict(_Given):
@@ -364,6 +365,10 @@ class Verdict(_Given):
     environment: list[EnvChange] = []
     series: dict[str, SeriesPart] = {}  # metric series that part ways
     checked_at: str | None = None
+    # a prefix verify (``partial.py``): the points up to this step were compared, of the
+    # original's ``of_steps``; the outputs were not
+    through_step: int | None = None
+    of_steps: int | None = None
 
 
 DIAGNOSIS_SCHEMA = 1

@@ -20,18 +20,19 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from . import capture
+from . import capture, partial
 from .engine import Engine
 from .engine.image_archive import ensure_present
-from .errors import CannotReplay, SpecError
+from .errors import CannotReplay, ReproError, SpecError, UsageError
 from .fsck import check_artifact
 from .hashing import hex_of, sha256_file
+from .partial import Prefix
 from .record import HostFacts, Judging, ResolvedSpec, RunRecord, Verdict, utc_now
 from .resolve import Redactor, Resolution, dir_digest, secret_values, spec_digest
 from .runner import Hooks, new_record, new_run_id, start
 from .snapshot import Snapshot, extract
 from .store import Store
-from .verdicts import compare_logs, host_changes, part_ways, settle, verdict
+from .verdicts import compare_logs, host_changes, part_ways, prefix_verdict, settle, verdict
 
 FOREIGN_TIMEOUT_MIN_S = 600.0  # a run from elsewhere without a timeout gets at least this
 
@@ -192,13 +193,16 @@ def replay(original: RunRecord, store: Store, engine: Engine, hooks: Hooks,
            strict_env: bool = False, grants: Grants | None = None,
            elsewhere: Callable[[RunRecord], RunRecord] | None = None,
            vary: Callable[[ResolvedSpec], ResolvedSpec] | None = None,
-           note: str | None = None, diagnosis_of: str | None = None) -> RunRecord:
+           note: str | None = None, diagnosis_of: str | None = None,
+           prefix: Prefix | None = None) -> RunRecord:
     """Run ``original`` again from its record; returns the new record with its verdict.
     ``elsewhere`` (a scheduler: Slurm) takes the new record instead of this machine's engine;
     the node that runs it fetches what it needs, compares the hardware and writes the
     verdict (``judge_on_node``). ``vary`` changes what runs (`repro diagnose`: a control
     such as a frozen clock), and ``note`` says so in the new record's warnings;
-    ``diagnosis_of`` marks the replay as an experiment of that run's diagnosis."""
+    ``diagnosis_of`` marks the replay as an experiment of that run's diagnosis. ``prefix``:
+    the job is stopped once its series reach that step, and only the steps run are judged
+    (``partial.py``); here only, not on a scheduler's node."""
     grants = grants or Grants()
     plan = plan_replay(original, foreign(original, store), grants, os.cpu_count() or 1,
                        capture.memory_bytes())
@@ -215,6 +219,9 @@ def replay(original: RunRecord, store: Store, engine: Engine, hooks: Hooks,
     for note in plan.notes:
         hooks.on_line(f"note: {note}")
     if elsewhere is not None:
+        if prefix is not None:
+            raise UsageError("--steps and --budget stop the job at a step from this machine; "
+                             "verify a prefix here, without --executor")
         if grants.inputs:
             raise CannotReplay("--input names a file on this machine; a node cannot read it: "
                                "replay here, or put the input in the shared store")
@@ -237,11 +244,57 @@ def replay(original: RunRecord, store: Store, engine: Engine, hooks: Hooks,
                         replay_of=original.id, diagnosis_of=diagnosis_of,
                         warnings=[f"hardware differs: {c.fact}" for c in hw] + plan.notes)
 
+    stopper = None
+    if prefix is not None:
+        hooks.on_line(f"note: {partial.described(prefix, original)}")
+        stopper = partial.StopAt(prefix, lambda job_id: _stop(engine, job_id))
+        hooks = _watched(hooks, stopper)
+
     def judged(done: RunRecord, series: list[tuple[str, int, float]]) -> None:  # in the
         # run's final write, not after it
-        done.verdict = judge(original, done, store, tolerances, series, res.redactor)
+        if prefix is not None and stopper is not None and stopper.fired.is_set():
+            done.reason = (f"stopped after step {prefix.through:,} of {prefix.of_steps:,}: a "
+                           "prefix verify")
+            done.verdict = judge_prefix(original, done, store, prefix, series, res.redactor)
+        else:  # no prefix, or the job ended before it reached one: judged whole
+            done.verdict = judge(original, done, store, tolerances, series, res.redactor)
 
     return start(record, res, store, engine, replace(hooks, on_finished=judged))
+
+
+def _watched(hooks: Hooks, stopper: partial.StopAt) -> Hooks:
+    """``hooks`` that tell ``stopper`` the job's id and every point; the stop is the cancel
+    a sweep's Ctrl-C sets (the run ends ``interrupted``; ``judged`` says why)."""
+    first = hooks.on_start
+
+    def on_start(job_id: str) -> None:
+        stopper.started(job_id)
+        first(job_id)
+
+    return replace(hooks, on_start=on_start, on_points=stopper.points, cancel=stopper.fired)
+
+
+def _stop(engine: Engine, job_id: str) -> None:
+    """Stop the job at once, with a client of its own (this runs off the main thread)."""
+    client = engine.another() if hasattr(engine, "another") else engine
+    try:
+        client.cancel(job_id, 0)
+    except ReproError:
+        pass  # the job ended meanwhile: judged as it ended
+    finally:
+        if client is not engine and hasattr(client, "close"):
+            client.close()
+
+
+def judge_prefix(original: RunRecord, done: RunRecord, store: Store, prefix: Prefix,
+                 series: Sequence[tuple[str, int, float]], redactor: Redactor | None
+                 ) -> Verdict:
+    v = prefix_verdict(original, done, prefix.through, prefix.of_steps,
+                       store.runs.steps(original.id), list(series),
+                       compare_logs(original, done, store, prefix=True))
+    if redactor is not None and redactor.needles:
+        v = Verdict.model_validate(redacted(v.model_dump(mode="json"), redactor))
+    return v
 
 
 def judge(original: RunRecord, done: RunRecord, store: Store,

@@ -54,6 +54,9 @@ class Hooks:
     on_start: Callable[[str], None] = lambda _job_id: None
     # set by a sweep's or a diagnosis's Ctrl-C: the run was stopped
     cancel: threading.Event | None = None
+    # every metrics update as it comes, unthrottled (a prefix verify stops the job at its
+    # last step); the metrics file is polled more often when it is set
+    on_points: Callable[[Latest], None] | None = None
     # the finished record, outputs stored, just before its last write: what a caller adds
     # (a replay's verdict) lands in that same write (a team store's member may not change
     # a finished run afterwards, not even its own)
@@ -138,7 +141,7 @@ def execute(record: RunRecord, res: Resolution, store: Store, executor: Executor
     work = store.work_path(record.id)
     state = _RunState(previous=previous)
     live = LiveMetrics(res.resolved.metrics_from_log, work / "meta" / "metrics.jsonl",
-                       hooks.on_metrics)
+                       hooks.on_metrics, hooks.on_points)
     sink = LogSink(store.log_path(record.id), res.redact_bytes, live.wrap(hooks.on_log))
 
     facts = _ImageFacts(executor, res, store, record.id)

@@ -75,7 +75,8 @@ STATUS_STYLE = {
     RunStatus.PENDING: "dim", RunStatus.QUEUED: "dim",
 }
 VERDICT_STYLE = {"identical": "bold green", "within-tolerance": "bold yellow",
-                 "differs": "bold red", "nothing-compared": "bold magenta"}
+                 "differs": "bold red", "nothing-compared": "bold magenta",
+                 "identical-prefix": "bold green"}
 SPARK = "▁▂▃▄▅▆▇█"
 
 

@@ -4,6 +4,7 @@ replay's verdict and a diagnosis, on ``ui.py``'s console and styles."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from .hashing import shown
 from .record import Diagnosis, RunRecord, RunStatus, Verdict
@@ -133,6 +134,20 @@ def _size(n: int) -> str:
     return human_size(n)
 
 
+def _render_prefix(out: Any, v: Verdict) -> None:
+    """A prefix verify's lines: how far it ran, and where it first differs."""
+    through, of = v.through_step, v.of_steps
+    if v.result == "identical-prefix":
+        out.print(T(f"  identical through step {through:,} of {of:,}: the rest was not run",
+                    style="green"))
+    elif v.series:
+        name, part = min(v.series.items(), key=lambda kv: (kv[1].step, kv[0]))
+        out.print(T(f"  differs at step {part.step:,} (metric {name}: {part.original} -> "
+                    f"{part.replay}), in the steps up to {through:,} of {of:,}", style="red"))
+    out.print(T(f"  outputs: not compared (the job was stopped after step {through:,}); "
+                f"metrics: {len(v.metrics)} series compared point by point", style="dim"))
+
+
 def render_verdict(rec: RunRecord) -> None:
     from rich.table import Table
 
@@ -146,10 +161,13 @@ def render_verdict(rec: RunRecord) -> None:
     if v.outcome is not None:
         out.print(T(f"  outcome changed: original {v.outcome.original}, replay "
                     f"{v.outcome.replay}", style="red"))
-    out.print(f"  outputs: {len(outs.identical)} identical, "
-              + (f"{len(renamed)} renamed by pattern, " if renamed else "") +
-              f"{len(outs.differ)} differ, {len(outs.missing)} missing, "
-              f"{len(outs.extra)} extra")
+    if v.through_step is not None:
+        _render_prefix(out, v)
+    else:
+        out.print(f"  outputs: {len(outs.identical)} identical, "
+                  + (f"{len(renamed)} renamed by pattern, " if renamed else "") +
+                  f"{len(outs.differ)} differ, {len(outs.missing)} missing, "
+                  f"{len(outs.extra)} extra")
     if outs.differ:
         t = Table(box=None, header_style="bold", pad_edge=False)
         for col in ("differs", "original sha256", "replay sha256", "sizes"):

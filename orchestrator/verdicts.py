@@ -37,6 +37,7 @@ IDENTICAL: Final = "identical"
 DIFFERS: Final = "differs"
 WITHIN_TOLERANCE: Final = "within-tolerance"
 NOTHING_COMPARED: Final = "nothing-compared"
+IDENTICAL_PREFIX: Final = "identical-prefix"
 LOG_COMPARE_LIMIT = 64 << 20  # bytes of each log read to compare them
 
 
@@ -103,11 +104,13 @@ def verdict(original: RunRecord, replay: RunRecord,
         environment=environment_changes(original, replay), checked_at=utc_now())
 
 
-def compare_logs(original: RunRecord, replay: RunRecord, store: Store) -> LogsVerdict | None:
+def compare_logs(original: RunRecord, replay: RunRecord, store: Store,
+                 prefix: bool = False) -> LogsVerdict | None:
     """The two runs' output streams compared line by line, after the spec's ``log_normalize``
     patterns (multi-line: ^ and $ match at each line) are removed from both (timestamps,
-    durations); None when the spec does not
-    compare logs."""
+    durations); None when the spec does not compare logs. ``prefix``: the replay was
+    stopped, so its lines are compared with as many of the original's, its last (perhaps
+    cut short) only as the start of the original's."""
     if "logs" not in original.resolved.compare:
         return None
     patterns = [re.compile(p, re.MULTILINE) for p in original.resolved.log_normalize]
@@ -126,6 +129,8 @@ def compare_logs(original: RunRecord, replay: RunRecord, store: Store) -> LogsVe
     if a is None or b is None:
         return LogsVerdict(normalized=normalized, identical=False,
                            missing="original" if a is None else "replay")
+    if prefix and b and len(b) <= len(a) and a[len(b) - 1].startswith(b[-1]):
+        a = a[:len(b) - 1] + [b[-1]]
     if a == b:
         return LogsVerdict(normalized=normalized, identical=True, lines=len(a))
     n = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a),
@@ -134,6 +139,43 @@ def compare_logs(original: RunRecord, replay: RunRecord, store: Store) -> LogsVe
                        first_difference=LogDifference(
                            line=n + 1, original=a[n][:300] if n < len(a) else None,
                            replay=b[n][:300] if n < len(b) else None))
+
+
+def prefix_verdict(original: RunRecord, replay: RunRecord, through: int, of_steps: int,
+                   original_series: dict[str, list[tuple[int, float]]],
+                   replay_series: list[tuple[str, int, float]],
+                   logs: LogsVerdict | None) -> Verdict:
+    """A replay stopped after step ``through`` (``partial.py``): every recorded point up to
+    it, in every series, must be the same bit for bit (a series one run lacks differs), and
+    the log up to where the replay stopped. Outputs are not compared: ``identical-prefix``
+    says only that the steps run agree."""
+    theirs = {n: kept for n, pts in original_series.items()
+              if (kept := [(s, v) for s, v in pts if s <= through])}
+    mine = [(n, s, v) for n, s, v in replay_series if s <= through]
+    parted = series_divergence(theirs, mine)
+    ours: dict[str, dict[int, float]] = {}
+    for n, s, v in mine:
+        ours.setdefault(n, {})[s] = v
+    for name in sorted(set(theirs) ^ set(ours)):  # a series only one run logged
+        a, b = dict(theirs.get(name, [])), ours.get(name, {})
+        step = min(a or b)
+        parted[name] = SeriesPart(step=step, original=a.get(step), replay=b.get(step),
+                                  steps=[len(a), len(b)])
+    metrics = []
+    for name in sorted(set(theirs) | set(ours)):
+        a, b = dict(theirs.get(name, [])), ours.get(name, {})
+        last = max(a or b)
+        x, y = a.get(last), b.get(last)
+        metrics.append(MetricDelta(name=name, original=x, replay=y,
+                                   delta=None if x is None or y is None else y - x,
+                                   ok=name not in parted))
+    same = not parted and (logs is None or logs.identical)
+    return Verdict(result=IDENTICAL_PREFIX if same else DIFFERS, original=original.id,
+                   replay=replay.id, metrics=metrics, logs=logs,
+                   compared=["metrics"] + (["logs"] if logs is not None else []),
+                   series=dict(sorted(parted.items())),
+                   environment=environment_changes(original, replay), checked_at=utc_now(),
+                   through_step=through, of_steps=of_steps)
 
 
 def settle(v: Verdict, local_path: Callable[[str], Path]) -> None:

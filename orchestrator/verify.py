@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
+from . import partial
 from .bundle import import_bundle
 from .engine import Engine
 from .record import RunRecord, Verdict
@@ -32,10 +33,19 @@ def verify(target: str, store: Store, engine: Engine, hooks: Hooks,
            tolerances: dict[str, float], strict_env: bool,
            grants: Grants | None = None,
            elsewhere: Callable[[RunRecord], RunRecord] | None = None,
+           steps: int | None = None, budget_s: float | None = None,
            ) -> tuple[RunRecord, RunRecord]:
+    """``steps``/``budget_s``: a prefix verify (``partial.py``); a prefix that covers the
+    whole run is a full verify, and says so."""
     original = target_record(target, store, hooks.on_line)
+    prefix = None
+    if steps is not None or budget_s is not None:
+        prefix = partial.plan(original, store.runs.steps(original.id), steps, budget_s)
+        if prefix is None:
+            hooks.on_line(f"note: run {original.id} has no step past the ones asked for: "
+                          "verifying all of it")
     return original, replay(original, store, engine, hooks, tolerances, strict_env, grants,
-                            elsewhere)
+                            elsewhere, prefix=prefix)
 
 
 def junit(original: RunRecord, rec: RunRecord) -> str:
@@ -66,16 +76,29 @@ def junit(original: RunRecord, rec: RunRecord) -> str:
                            f"{first.replay if first else None!r}"))
     if v.result == "nothing-compared":
         cases.append(("something compared", "no outputs, no metrics, logs not compared"))
-    for m in v.metrics:
-        cases.append((f"metric {m.name}", None if m.ok or v.result == IDENTICAL else
-                      f"{m.original} -> {m.replay} (delta {m.delta}, tolerance "
-                      f"{m.tolerance})"))
+    if v.through_step is not None:  # a prefix: each series point by point, up to the step
+        for m in v.metrics:
+            part = v.series.get(m.name)
+            cases.append((f"series {m.name} through step {v.through_step}", None if part is None
+                          else f"parts ways at step {part.step}: {part.original} -> "
+                               f"{part.replay}"))
+    else:
+        for m in v.metrics:
+            cases.append((f"metric {m.name}", None if m.ok or v.result == IDENTICAL else
+                          f"{m.original} -> {m.replay} (delta {m.delta}, tolerance "
+                          f"{m.tolerance})"))
     failures = 0
     for name, failure in cases:
         case = ET.SubElement(suite, "testcase", classname=f"repro.{original.name}", name=name)
         if failure:
             failures += 1
             ET.SubElement(case, "failure", message=failure).text = failure
+    if v.through_step is not None:
+        case = ET.SubElement(suite, "testcase", classname=f"repro.{original.name}",
+                             name="outputs")
+        ET.SubElement(case, "skipped", message=f"a prefix verify: the job was stopped after "
+                      f"step {v.through_step} of {v.of_steps}; outputs are not compared")
+        cases.append(("outputs", None))
     suite.set("tests", str(len(cases)))
     suite.set("failures", str(failures))
     ET.SubElement(suite, "system-out").text = (

@@ -118,15 +118,24 @@ def verify(
     account: AccountOpt = None,
     qos: QosOpt = None,
     sbatch_option: SbatchOpt = None,
+    steps: Annotated[int | None, typer.Option(
+        "--steps", min=0, metavar="N",
+        help="Verify a prefix: stop the job once its metric series reach step N and compare "
+             "every recorded point up to it, and the log so far (not the outputs).")] = None,
+    budget: Annotated[str | None, typer.Option(
+        "--budget", metavar="DURATION",
+        help="Verify the most steps that fit in DURATION (e.g. 5m), from the original's "
+             "steps and duration.")] = None,
     json_: JsonOpt = False,
 ) -> None:
     """CI gate: replay (here, or on a Slurm node with --executor slurm) and exit 0 only if
-    the recorded result reproduces.
+    the recorded result reproduces. With --steps or --budget, only the first steps run.
 
-    Exit codes: 0 identical (or within --tolerance), 8 differs, 9 cannot replay (something
-    it needs is missing or corrupt), 11 nothing compared (no outputs, no metrics, logs not
-    compared), 2 bad input (a malformed bundle), 4 unknown run, 5 environment (no engine),
-    3/6/130 as for launch when the job fails, times out or is interrupted."""
+    Exit codes: 0 identical (or within --tolerance), 12 identical through the steps a prefix
+    verify ran (the rest did not run), 8 differs, 9 cannot replay (something it needs is
+    missing or corrupt), 11 nothing compared (no outputs, no metrics, logs not compared),
+    2 bad input (a malformed bundle), 4 unknown run, 5 environment (no engine), 3/6/130 as
+    for launch when the job fails, times out or is interrupted."""
     from ..engine import connect
     from ..errors import UsageError
     from ..scheduler import replay_elsewhere
@@ -138,6 +147,7 @@ def verify(
     tolerances = parse_tolerances(tolerance or [])
     grants = grants_of(allow_network, secret, input_, timeout, gpus, local_image)
     where = where_of(executor, partition, account, qos, sbatch_option)
+    budget_s = _budget(budget, steps)
     bundle = path_exists(target)
     if not bundle and ("/" in target or target.endswith(".json")):
         raise UsageError(f"{target}: no such bundle folder or manifest")
@@ -146,11 +156,26 @@ def verify(
                       table=not json_)
     with detachable():
         original, rec = verify_run(target, store, connect(), hooks, tolerances, strict_env,
-                                   grants, replay_elsewhere(where, store, hooks))
+                                   grants, replay_elsewhere(where, store, hooks),
+                                   steps=steps, budget_s=budget_s)
     if junit is not None:
         junit.write_text(junit_xml(original, rec))
     render_replay(rec, store, json_)
     exit_with(verdict_exit(rec))
+
+
+def _budget(budget: str | None, steps: int | None) -> float | None:
+    from ..errors import UsageError
+    from ..units import parse_duration
+
+    if budget is None:
+        return None
+    if steps is not None:
+        raise UsageError("--steps and --budget both say where to stop: give one")
+    try:
+        return parse_duration(budget, "--budget")
+    except ValueError as e:
+        raise UsageError(f"--budget {budget}: {e}") from None
 
 
 @app.command()

@@ -1,0 +1,113 @@
+"""Prefix verification against the real engine: `repro verify RUN --steps N` stops the
+replay's job at step N and judges the steps it ran (issue 25)."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import xml.etree.ElementTree as ET
+
+from tests.helpers import git, repro
+from tests.integration.conftest import add_spec, launch_json
+from tests.integration.test_replay import run_json
+
+TRAIN = textwrap.dedent('''\
+    """2,000 steps of a made-up training loop: a loss logged each step through the helper,
+    printed too, and an accuracy every 100 steps. From DIVERGE on, os.urandom (which no seed
+    fixes) nudges the loss, so no two runs agree past that step."""
+    import os
+    import sys
+    import time
+
+    import repro
+
+    diverge = int(sys.argv[1])
+    loss = 2.0
+    for step in range(2000):
+        loss = loss * 0.999 + 0.001 / (step + 1)
+        if 0 <= diverge <= step:
+            loss += int.from_bytes(os.urandom(2), "little") * 1e-12
+        repro.log_metric("loss", loss, step=step)
+        print(f"step {step} loss {loss!r}", flush=True)
+        if step % 100 == 0:
+            repro.log_metric("acc", 1 - loss / 2, step=step)
+        time.sleep(0.003)
+    with open("model.txt", "w") as f:
+        f.write(repr(loss))
+    ''')
+
+
+def steps_project(proj, name: str, diverge: int):
+    code = proj / "examples" / "steps"
+    code.mkdir(exist_ok=True)
+    (code / "train_steps.py").write_text(TRAIN)
+    git(proj, "add", "-A")
+    return add_spec(proj, name, f"""\
+        code: {{path: ../examples/steps}}
+        command: [python3, train_steps.py, "{diverge}"]
+        seed: 0
+        metrics_from_log: {{printed: 'loss (?P<value>\\S+)'}}
+        compare: [outputs, metrics, logs]
+        """)
+
+
+def test_a_prefix_verify_runs_a_fraction_of_the_steps_and_says_the_rest_did_not_run(
+        proj, tmp_path):
+    spec = steps_project(proj, "steady", -1)
+    p, run = launch_json(proj, spec)
+    assert p.returncode == 0, p.stderr
+    full = run["duration_s"]
+    report = tmp_path / "junit.xml"
+    p, rep = run_json("verify", run["id"], "--steps", "100", "--junit", str(report), cwd=proj)
+    assert p.returncode == 12, p.stderr
+    v = rep["verdict"]
+    assert v["result"] == "identical-prefix" and (v["through_step"], v["of_steps"]) == (100,
+                                                                                        1999)
+    assert {m["name"] for m in v["metrics"]} == {"loss", "acc", "printed"}
+    assert v["logs"]["identical"] and v["outputs"]["identical"] == []
+    assert rep["status"] == "interrupted" and "a prefix verify" in rep["reason"]
+    assert rep["duration_s"] < full / 3, (rep["duration_s"], full)
+    suite = ET.parse(report).getroot()
+    assert suite.get("failures") == "0"
+    assert any(c.find("skipped") is not None and c.get("name") == "outputs"
+               for c in suite.iter("testcase"))
+    human = repro("verify", run["id"], "--steps", "100", cwd=proj)
+    assert human.returncode == 12, human.stderr
+    assert "identical through step 100 of 1,999: the rest was not run" in human.stdout
+    assert "outputs: not compared" in human.stdout
+    # a budget: the most steps that fit, from the original's duration
+    p, rep = run_json("verify", run["id"], "--budget", f"{full / 4:.1f}s", cwd=proj)
+    assert p.returncode == 12, p.stderr
+    assert 0 < rep["verdict"]["through_step"] < 1999
+    # steps past the end: the whole run, judged whole
+    p, rep = run_json("verify", run["id"], "--steps", "5000", cwd=proj)
+    assert p.returncode == 0 and rep["verdict"]["result"] == "identical", p.stderr
+    assert rep["verdict"]["through_step"] is None and "verifying all of it" in p.stderr
+
+
+def test_a_run_that_diverges_at_step_150_fails_through_200_and_passes_through_100(proj):
+    spec = steps_project(proj, "drifting", 150)
+    p, run = launch_json(proj, spec)
+    assert p.returncode == 0, p.stderr
+    p, rep = run_json("verify", run["id"], "--steps", "200", cwd=proj)
+    assert p.returncode == 8, p.stderr
+    v = rep["verdict"]
+    assert v["result"] == "differs" and v["through_step"] == 200
+    assert v["series"]["loss"]["step"] == 150 and v["series"]["printed"]["step"] == 150
+    assert v["series"]["acc"]["step"] == 200  # logged every 100 steps: 100 agrees
+    human = repro("verify", run["id"], "--steps", "200", cwd=proj)
+    assert human.returncode == 8
+    assert "differs at step 150 (metric loss:" in human.stdout
+    p, rep = run_json("verify", run["id"], "--steps", "100", cwd=proj)
+    assert p.returncode == 12 and rep["verdict"]["result"] == "identical-prefix", p.stderr
+
+
+def test_a_prefix_of_a_run_without_steps_is_refused_in_one_line(proj):
+    p, run = launch_json(proj, proj / "specs" / "hello.yaml")
+    assert p.returncode == 0, p.stderr
+    p = repro("verify", run["id"], "--steps", "10", cwd=proj)
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1
+    assert "recorded no metric series" in p.stderr
+    p = repro("verify", run["id"], "--steps", "10", "--budget", "1m", cwd=proj)
+    assert p.returncode == 2 and "give one" in p.stderr
+    assert json.loads(repro("runs", "--json", cwd=proj).stdout)[0]["id"] == run["id"]

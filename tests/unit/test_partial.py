@@ -1,0 +1,109 @@
+"""Prefix verification without an engine: which steps a prefix covers, when the job is
+stopped, and the verdict on the points it ran (the real replays: tests/integration)."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from orchestrator import partial
+from orchestrator.errors import UsageError
+from orchestrator.live import LiveMetrics
+from orchestrator.outputs import read_series
+from orchestrator.record import RunStatus
+from orchestrator.verdicts import DIFFERS, IDENTICAL_PREFIX, prefix_verdict
+from tests.unit.test_store import record
+
+SERIES = {"loss": [(s, 1.0 / (s + 1)) for s in range(0, 1001)],
+          "val_acc": [(s, s / 1000) for s in range(0, 1001, 100)]}
+
+
+def original(duration: float | None = 100.0):
+    rec = record("aa")
+    rec.status, rec.exit_code, rec.duration_s = RunStatus.SUCCEEDED, 0, duration
+    return rec
+
+
+def test_a_prefix_needs_each_series_up_to_its_last_point_before_the_step():
+    p = partial.plan(original(), SERIES, steps=250)
+    assert p is not None and (p.through, p.of_steps) == (250, 1000)
+    assert p.needs == {"loss": 250, "val_acc": 200}  # val_acc is logged every 100 steps
+    assert partial.plan(original(), SERIES, steps=1000) is None  # the whole run: a full one
+    assert partial.plan(original(), SERIES, steps=5000) is None
+
+
+def test_a_budget_picks_the_steps_that_fit_in_it():
+    p = partial.plan(original(duration=100.0), SERIES, budget_s=10.0)
+    assert p is not None and p.through == 100
+    assert partial.plan(original(duration=100.0), SERIES, budget_s=200.0) is None
+    with pytest.raises(UsageError, match="no recorded duration"):
+        partial.plan(original(duration=None), SERIES, budget_s=10.0)
+
+
+def test_a_run_without_steps_or_before_its_first_step_is_a_usage_error():
+    with pytest.raises(UsageError, match="recorded no metric series"):
+        partial.plan(original(), {}, steps=10)
+    with pytest.raises(UsageError, match="its first is step 5"):
+        partial.plan(original(), {"loss": [(5, 1.0), (9, 2.0)]}, steps=3)
+
+
+def test_the_job_is_stopped_once_when_every_series_reaches_its_step():
+    p = partial.plan(original(), SERIES, steps=250)
+    stopped: list[str] = []
+    done = threading.Event()
+
+    def stop(job_id: str) -> None:
+        stopped.append(job_id)
+        done.set()
+
+    watch = partial.StopAt(p, stop)
+    watch.started("job-1")
+    watch.points({"loss": (250, 0.1)})  # val_acc has not reached 200 yet
+    assert not watch.fired.is_set()
+    watch.points({"val_acc": (200, 0.2), "other": (9999, 1.0)})
+    assert done.wait(5) and watch.fired.is_set()
+    watch.points({"loss": (260, 0.1)})  # once only
+    assert stopped == ["job-1"]
+
+
+def test_live_steps_are_numbered_as_the_record_numbers_them(tmp_path):
+    meta = tmp_path
+    lines = [{"name": "loss", "value": 0.5}, {"name": "loss", "value": None},
+             {"name": "loss", "value": 0.25}, {"name": "acc", "value": 1.0, "step": 40},
+             {"name": "acc", "value": 2.0}]
+    (meta / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    seen: list[dict] = []
+    LiveMetrics({}, meta / "metrics.jsonl", lambda _: None, seen.append)._read_jsonl()
+    recorded = {(n, s) for n, s, _ in read_series(meta)}
+    assert seen == [{"loss": (2, 0.25), "acc": (41, 2.0)}]
+    assert {("loss", 2), ("acc", 41)} <= recorded
+
+
+def replayed(points: dict[str, list[tuple[int, float]]]) -> list[tuple[str, int, float]]:
+    return [(n, s, v) for n, pts in points.items() for s, v in pts]
+
+
+def test_identical_points_up_to_the_step_are_identical_prefix_whatever_comes_after():
+    rep = record("bb")
+    mine = {"loss": SERIES["loss"][:262], "val_acc": SERIES["val_acc"][:3]}
+    mine["loss"][-1] = (261, 123.0)  # past the prefix: not compared
+    v = prefix_verdict(original(), rep, 250, 1000, SERIES, replayed(mine), None)
+    assert v.result == IDENTICAL_PREFIX and (v.through_step, v.of_steps) == (250, 1000)
+    assert v.series == {} and all(m.ok for m in v.metrics)
+    assert v.outputs.identical == [] and v.compared == ["metrics"]
+
+
+def test_the_first_differing_step_and_a_missing_series_are_named():
+    rep = record("bb")
+    mine = {"loss": list(SERIES["loss"][:251])}
+    mine["loss"][150] = (150, 0.5)
+    v = prefix_verdict(original(), rep, 250, 1000, SERIES, replayed(mine), None)
+    assert v.result == DIFFERS
+    assert v.series["loss"].step == 150 and v.series["loss"].replay == 0.5
+    assert v.series["val_acc"].step == 0 and v.series["val_acc"].replay is None
+    mine["loss"][150] = SERIES["loss"][150]
+    mine["val_acc"] = SERIES["val_acc"][:3]
+    v = prefix_verdict(original(), rep, 100, 1000, SERIES, replayed(mine), None)
+    assert v.result == IDENTICAL_PREFIX
