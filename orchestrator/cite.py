@@ -12,6 +12,7 @@ from .errors import UsageError
 from .record import RunRecord, RunStatus
 from .store import Store
 from .store.db import safe_url
+from .views import described_verification, verifications
 
 
 def card(store: Store, ref: str, metric: str | None) -> dict[str, Any]:
@@ -40,7 +41,7 @@ def _card(record: RunRecord, store: Store, mark: dict[str, Any],
     last = next((x for x in reversed(replays) if x.verdict), None)
     # who made a run or a verdict is the store role that wrote its row; a record's `user`
     # is whatever its client said (a forged replay "by ci@team")
-    authors = store.runs.authors([record.id, *([last.id] if last else [])])
+    authors = store.runs.authors([record.id, *(x.id for x in replays)])
     env = {"REPRO_STORE": safe_url(os.environ.get("REPRO_STORE", "")).replace(":***@", "@")}
     if os.environ.get("REPRO_ARTIFACTS"):
         env["REPRO_ARTIFACTS"] = safe_url(os.environ["REPRO_ARTIFACTS"]).replace(":***@", "@")
@@ -63,6 +64,7 @@ def _card(record: RunRecord, store: Store, mark: dict[str, Any],
                           "replay": last.id,
                           "by": authors.get(last.id, last.user), "says": last.user,
                           "at": last.finished_at} if last else None),
+        "verified": verifications(replays, authors),
         "published": mark,
         "reprove": command,
     }
@@ -89,6 +91,7 @@ def markdown(c: dict[str, Any]) -> str:
         *([f"- lock `{c['lock']}`"] if c["lock"] else []),
         f"- seed {c['seed']}",
         f"- last verdict: {checked}",
+        *[f"- verified: {described_verification(v)}" for v in c.get("verified", [])],
         f"- published {c['published']['cited_at']} by {c['published']['cited_by']}",
         "",
         "Re-prove it:",

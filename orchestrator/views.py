@@ -28,13 +28,41 @@ def record_json(record: RunRecord, series: dict[str, list[tuple[int, float]]],
     doc["series"] = {name: [[s, v] for s, v in pts] for name, pts in series.items()}
     doc["replays"] = [{"id": r.id, "status": str(r.status), "created_at": r.created_at,
                        "verdict": (r.verdict.result if r.verdict else None),
+                       "through_step": r.verdict.through_step if r.verdict else None,
                        "recorded_by": authors.get(r.id)} for r in replays]
+    doc["verified"] = verifications(replays, authors)
     doc["tags"] = dict(tags or {})
     doc["notes"] = [{"at": at, "text": text} for at, text in notes]
     doc["image_pushes"] = [f"{repo}@{digest}" for repo, digest in image_pushes]
     doc["published"] = published
     doc["diagnoses"] = [d.model_dump(mode="json") for d in diagnoses]
     return doc
+
+
+PASSED = ("identical", "within-tolerance", "identical-prefix")  # verdicts.py's results
+
+
+def verifications(replays: Sequence[RunRecord], authors: dict[str, str]) -> list[dict]:
+    """The verifications a run has passed, oldest first: each replay whose verdict held, its
+    kind (``full``, or ``prefix`` through a step), who made it (the store role that wrote its
+    row, where the store knows it) and when."""
+    out = []
+    for r in replays:
+        v = r.verdict
+        if v is None or v.result not in PASSED:
+            continue
+        out.append({"kind": "full" if v.through_step is None else "prefix",
+                    "result": v.result, "through_step": v.through_step,
+                    "of_steps": v.of_steps, "replay": r.id,
+                    "by": authors.get(r.id, r.user), "at": v.checked_at or r.finished_at})
+    return out
+
+
+def described_verification(v: dict) -> str:
+    """One passed verification in words (`repro cite`, the dashboard's wording)."""
+    what = ("full" if v["kind"] == "full" else
+            f"prefix through step {v['through_step']:,} of {v['of_steps']:,}")
+    return f"{what} ({v['result']}, replay {v['replay']} by {v['by']}, {v['at']})"
 
 
 def flat_row(r: RunRecord, tags: dict[str, str], published: bool = False,

@@ -83,6 +83,12 @@ def test_a_prefix_verify_runs_a_fraction_of_the_steps_and_says_the_rest_did_not_
     p, rep = run_json("verify", run["id"], "--steps", "5000", cwd=proj)
     assert p.returncode == 0 and rep["verdict"]["result"] == "identical", p.stderr
     assert rep["verdict"]["through_step"] is None and "verifying all of it" in p.stderr
+    # what the run has passed, for `repro show`, the dashboard and `repro cite`
+    shown = json.loads(repro("show", run["id"], "--json", cwd=proj).stdout)
+    kinds = [(v["kind"], v["through_step"], v["of_steps"]) for v in shown["verified"]]
+    assert kinds[:2] == [("prefix", 100, 1999), ("prefix", 100, 1999)]
+    assert kinds[-1] == ("full", None, None) and len(kinds) == 4
+    assert all(v["by"] and v["at"] for v in shown["verified"])
 
 
 def test_a_run_that_diverges_at_step_150_fails_through_200_and_passes_through_100(proj):

@@ -258,6 +258,7 @@ def test_a_team_of_five_launches_at_once_and_each_reproves_anothers_run(proj, pg
     card = json.loads(p.stdout)
     assert card["user"] == "m4" and card["published"]["cited_by"] == "m4"
     assert card["last_verdict"]["result"] == "identical" and card["last_verdict"]["by"] == "m3"
+    assert [(v["kind"], v["by"]) for v in card["verified"]] == [("full", "m3")]
 
 
 LEAKY = """\

@@ -107,3 +107,21 @@ def test_the_first_differing_step_and_a_missing_series_are_named():
     mine["val_acc"] = SERIES["val_acc"][:3]
     v = prefix_verdict(original(), rep, 100, 1000, SERIES, replayed(mine), None)
     assert v.result == IDENTICAL_PREFIX
+
+
+def test_the_verifications_a_run_passed_are_listed_with_who_and_when():
+    from orchestrator.record import Verdict
+    from orchestrator.views import described_verification, verifications
+
+    full, prefix, failed = record("f1"), record("f2"), record("f3")
+    full.verdict = Verdict(result="identical", checked_at="2026-12-06T01:00:00Z")
+    prefix.verdict = Verdict(result="identical-prefix", through_step=200, of_steps=10_000,
+                             checked_at="2026-12-06T02:00:00Z")
+    failed.verdict = Verdict(result="differs", through_step=300, of_steps=10_000)
+    prefix.user = "someone@example"
+    done = verifications([full, prefix, failed], {full.id: "ci"})
+    assert [(v["kind"], v["by"]) for v in done] == [("full", "ci"),
+                                                     ("prefix", "someone@example")]
+    assert described_verification(done[1]) == (
+        f"prefix through step 200 of 10,000 (identical-prefix, replay {prefix.id} by "
+        "someone@example, 2026-12-06T02:00:00Z)")

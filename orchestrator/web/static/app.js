@@ -227,7 +227,12 @@ async function runPage(id) {
         h("td", { class: "mono" }, ...e.runs.map(id => h("a", { href: `#/run/${id}` }, `${id} `))))))))] : [];
   if (r.verdict && r.verdict.environment && r.verdict.environment.length)
     lineage.push(h("ul", {}, r.verdict.environment.map(c => h("li", {}, `${c.fact} changed — ${c.hint}`))));
-  for (const rep of r.replays) lineage.push(h("p", {}, "replayed as ", h("a", { href: `#/run/${rep.id}` }, rep.id), ": ", verdict(rep.verdict)));
+  for (const rep of r.replays) lineage.push(h("p", {}, "replayed as ", h("a", { href: `#/run/${rep.id}` }, rep.id), ": ", verdict(rep.verdict),
+    rep.through_step !== null && rep.through_step !== undefined ? ` (through step ${rep.through_step.toLocaleString("en")})` : ""));
+  if ((r.verified || []).length)
+    lineage.push(h("ul", { id: "verified" }, r.verified.map(v => h("li", {}, "verified: ",
+      v.kind === "full" ? "full" : `prefix through step ${v.through_step.toLocaleString("en")} of ${v.of_steps.toLocaleString("en")}`,
+      " by ", v.by || "?", ", ", (v.at || "").slice(0, 19).replace("T", " "), " (", h("a", { href: `#/run/${v.replay}` }, v.replay), ")"))));
   const curves = h("div", { class: "grid", id: "curves" });
   app.replaceChildren(
     h("h1", {}, `run ${r.id} `, h("span", { class: "muted" }, r.name), " ", status(r.status)),
