@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .outputs import scraped_name
+from .outputs import scraped_name, scraped_step
 
 Latest = dict[str, tuple[int | None, float]]  # name -> (step, value)
 POLL_S = 0.5
@@ -67,7 +67,7 @@ class LiveMetrics:
                 value = _number(m.group("value"))
                 series = scraped_name(name, m)
                 if value is not None and series is not None:
-                    step = self.counts.get(series, 0)
+                    step = scraped_step(m, self.counts.get(series, 0))
                     found[series] = (step, value)
                     self.counts[series] = step + 1
         if found:

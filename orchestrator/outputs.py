@@ -308,11 +308,22 @@ def scraped_name(name: str, match: re.Match[str]) -> str | None:
     return f"{split}/{name}"
 
 
+def scraped_step(match: re.Match[str], position: int) -> int:
+    """A match's step: its group ``step`` when the regex has one and it is a number (``step
+    (?P<step>\\d+) loss (?P<value>\\S+)``: a resumed job's steps go on from its checkpoint),
+    else ``position``, the count of the series' points before it."""
+    raw = match.groupdict().get("step")
+    if raw is not None and re.fullmatch(r"[0-9]{1,18}", raw):
+        return int(raw)
+    return position
+
+
 def scrape_metrics(log: Path, patterns: dict[str, str],
                    warnings: list[str]) -> list[tuple[str, int, float]]:
     """``metrics_from_log``: every match of each metric's regex in the job's output is a point
-    (its group ``value``), numbered in order per metric (a ``split`` group names the series:
-    ``scraped_name``), so a script that only prints its loss still has a learning curve."""
+    (its group ``value``), numbered in order per metric unless a ``step`` group says its step
+    (``scraped_step``; a ``split`` group names the series: ``scraped_name``), so a script
+    that only prints its loss still has a learning curve."""
     if not patterns:
         return []
     try:
@@ -333,7 +344,7 @@ def scrape_metrics(log: Path, patterns: dict[str, str],
             series = scraped_name(name, m)
             if series is None or not math.isfinite(value):
                 continue
-            step = steps.get(series, 0)
+            step = scraped_step(m, steps.get(series, 0))
             points.append((series, step, value))
             steps[series] = step + 1
             taken += 1

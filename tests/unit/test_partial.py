@@ -125,3 +125,18 @@ def test_the_verifications_a_run_passed_are_listed_with_who_and_when():
     assert described_verification(done[1]) == (
         f"prefix through step 200 of 10,000 (identical-prefix, replay {prefix.id} by "
         "someone@example, 2026-12-06T02:00:00Z)")
+
+
+def test_a_step_group_in_metrics_from_log_numbers_the_points(tmp_path):
+    from orchestrator.outputs import scrape_metrics
+
+    log = tmp_path / "log"
+    log.write_text("resumed from step 200\nstep 201 loss 0.5\nstep 202 loss 0.25\n"
+                   "step ² loss 0.1\n")
+    pattern = {"loss": r"step (?P<step>\S+) loss (?P<value>\S+)"}
+    assert scrape_metrics(log, pattern, []) == [("loss", 201, 0.5), ("loss", 202, 0.25),
+                                                ("loss", 203, 0.1)]  # "²" is no step
+    seen: list[dict] = []
+    live = LiveMetrics(pattern, tmp_path / "none.jsonl", lambda _: None, seen.append)
+    live.scrape(log.read_text())
+    assert seen == [{"loss": (203, 0.1)}]
