@@ -24,13 +24,15 @@ class ExitCode(IntEnum):
     CORRUPT = 10  # `repro fsck` found missing or corrupt artifacts
     NOTHING_COMPARED = 11  # a replay had nothing to compare: no outputs, metrics or logs
     IDENTICAL_PREFIX = 12  # the steps a prefix verify ran are identical; the rest did not run
+    IDENTICAL_SEGMENT = 13  # a segment between two checkpoints is identical; the rest did not
     INTERRUPTED = 130  # Ctrl-C / SIGTERM stopped the run
 
 
 # How a replay verdict becomes the command's exit code (a run's status: RunStatus.exit_code).
 VERDICT_EXIT = {"identical": ExitCode.OK, "within-tolerance": ExitCode.OK,
                 "differs": ExitCode.DIFFERS, "nothing-compared": ExitCode.NOTHING_COMPARED,
-                "identical-prefix": ExitCode.IDENTICAL_PREFIX}
+                "identical-prefix": ExitCode.IDENTICAL_PREFIX,
+                "identical-segment": ExitCode.IDENTICAL_SEGMENT}
 
 
 class ReproError(Exception):

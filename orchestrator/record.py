@@ -140,6 +140,11 @@ class ResourcesRef(_Doc):
     gpus: dict[str, Any] | None = None  # {count, model, min_memory_gb}
 
 
+class ResumeRef(_Doc):
+    checkpoints: str  # where the job writes them, {step} for the step
+    args: list[str]  # appended to the command to resume: {path}, {step}
+
+
 class ResolvedSpec(_Doc):
     image: ImageRef
     code: CodeRef
@@ -166,6 +171,7 @@ class ResolvedSpec(_Doc):
     compare: list[Literal["outputs", "metrics", "logs"]] = ["outputs", "metrics"]
     log_normalize: list[str] = []  # regexes removed from both logs before they are compared
     metrics_from_log: dict[str, str] = {}  # metric name -> regex with a group named value
+    resume: ResumeRef | None = None  # how the job resumes from a checkpoint (partial.py)
 
 
 class FileRef(_Doc):
@@ -346,7 +352,7 @@ class SeriesPart(_Given):
 
 
 Result = Literal["identical", "differs", "within-tolerance", "nothing-compared",
-                 "identical-prefix"]
+                 "identical-prefix", "identical-segment"]
 
 
 class Verdict(_Given):
@@ -365,10 +371,12 @@ class Verdict(_Given):
     environment: list[EnvChange] = []
     series: dict[str, SeriesPart] = {}  # metric series that part ways
     checked_at: str | None = None
-    # a prefix verify (``partial.py``): the points up to this step were compared, of the
-    # original's ``of_steps``; the outputs were not
+    # part of a run verified (``partial.py``): a prefix, the points up to ``through_step``
+    # of the original's ``of_steps`` (the outputs not compared); a segment, resumed from the
+    # checkpoint of ``from_step`` up to the one of ``through_step`` (that one compared)
     through_step: int | None = None
     of_steps: int | None = None
+    from_step: int | None = None
 
 
 DIAGNOSIS_SCHEMA = 1

@@ -26,13 +26,21 @@ from .engine.image_archive import ensure_present
 from .errors import CannotReplay, ReproError, SpecError, UsageError
 from .fsck import check_artifact
 from .hashing import hex_of, sha256_file
-from .partial import Prefix
+from .partial import Prefix, Segment
 from .record import HostFacts, Judging, ResolvedSpec, RunRecord, Verdict, utc_now
 from .resolve import Redactor, Resolution, dir_digest, secret_values, spec_digest
 from .runner import Hooks, new_record, new_run_id, start
 from .snapshot import Snapshot, extract
 from .store import Store
-from .verdicts import compare_logs, host_changes, part_ways, prefix_verdict, settle, verdict
+from .verdicts import (
+    compare_logs,
+    host_changes,
+    part_ways,
+    prefix_verdict,
+    segment_verdict,
+    settle,
+    verdict,
+)
 
 FOREIGN_TIMEOUT_MIN_S = 600.0  # a run from elsewhere without a timeout gets at least this
 
@@ -194,20 +202,23 @@ def replay(original: RunRecord, store: Store, engine: Engine, hooks: Hooks,
            elsewhere: Callable[[RunRecord], RunRecord] | None = None,
            vary: Callable[[ResolvedSpec], ResolvedSpec] | None = None,
            note: str | None = None, diagnosis_of: str | None = None,
-           prefix: Prefix | None = None) -> RunRecord:
+           part: Prefix | Segment | None = None) -> RunRecord:
     """Run ``original`` again from its record; returns the new record with its verdict.
     ``elsewhere`` (a scheduler: Slurm) takes the new record instead of this machine's engine;
     the node that runs it fetches what it needs, compares the hardware and writes the
     verdict (``judge_on_node``). ``vary`` changes what runs (`repro diagnose`: a control
     such as a frozen clock), and ``note`` says so in the new record's warnings;
-    ``diagnosis_of`` marks the replay as an experiment of that run's diagnosis. ``prefix``:
-    the job is stopped once its series reach that step, and only the steps run are judged
-    (``partial.py``); here only, not on a scheduler's node."""
+    ``diagnosis_of`` marks the replay as an experiment of that run's diagnosis. ``part``: a
+    prefix of the steps, or a segment between two checkpoints (``partial.py``); the job is
+    stopped once it has run it, and only that is judged; here only, not on a scheduler's
+    node."""
     grants = grants or Grants()
     plan = plan_replay(original, foreign(original, store), grants, os.cpu_count() or 1,
                        capture.memory_bytes())
     if vary is not None:
         plan.resolved = vary(plan.resolved)
+    if isinstance(part, Segment):
+        plan.resolved = part.resumed(plan.resolved)
     if note is not None:
         plan.notes.append(note)
     if plan.foreign:
@@ -219,9 +230,9 @@ def replay(original: RunRecord, store: Store, engine: Engine, hooks: Hooks,
     for note in plan.notes:
         hooks.on_line(f"note: {note}")
     if elsewhere is not None:
-        if prefix is not None:
-            raise UsageError("--steps and --budget stop the job at a step from this machine; "
-                             "verify a prefix here, without --executor")
+        if part is not None:
+            raise UsageError("--steps, --budget and --segment stop the job from this "
+                             "machine; verify part of a run here, without --executor")
         if grants.inputs:
             raise CannotReplay("--input names a file on this machine; a node cannot read it: "
                                "replay here, or put the input in the shared store")
@@ -245,18 +256,24 @@ def replay(original: RunRecord, store: Store, engine: Engine, hooks: Hooks,
                         warnings=[f"hardware differs: {c.fact}" for c in hw] + plan.notes)
 
     stopper = None
-    if prefix is not None:
-        hooks.on_line(f"note: {partial.described(prefix, original)}")
-        stopper = partial.StopAt(prefix, lambda job_id: _stop(engine, job_id))
+    if part is not None:
+        hooks.on_line(f"note: {part.described(original)}")
+        if isinstance(part, Segment):  # the job resumes from the recorded checkpoint
+            res.placed = {part.start_path: store.artifacts.local_path(
+                original.outputs[part.start_path].sha256)}
+        stopper = partial.StopAt(part.ready_in(store.work_path(record.id) / "code"),
+                                 lambda job_id: _stop(engine, job_id))
         hooks = _watched(hooks, stopper)
 
     def judged(done: RunRecord, series: list[tuple[str, int, float]]) -> None:  # in the
         # run's final write, not after it
-        if prefix is not None and stopper is not None and stopper.fired.is_set():
-            done.reason = (f"stopped after step {prefix.through:,} of {prefix.of_steps:,}: a "
-                           "prefix verify")
-            done.verdict = judge_prefix(original, done, store, prefix, series, res.redactor)
-        else:  # no prefix, or the job ended before it reached one: judged whole
+        if part is not None and stopper is not None and stopper.fired.is_set():
+            done.reason = (f"stopped after step {part.through:,} of {part.of_steps:,}: a "
+                           "prefix verify" if isinstance(part, Prefix) else
+                           f"stopped after the checkpoint of step {part.end:,}: a segment "
+                           "verify")
+            done.verdict = judge_part(original, done, store, part, series, res.redactor)
+        else:  # a whole replay, or the job ended before it reached its stop: judged whole
             done.verdict = judge(original, done, store, tolerances, series, res.redactor)
 
     return start(record, res, store, engine, replace(hooks, on_finished=judged))
@@ -286,12 +303,18 @@ def _stop(engine: Engine, job_id: str) -> None:
             client.close()
 
 
-def judge_prefix(original: RunRecord, done: RunRecord, store: Store, prefix: Prefix,
-                 series: Sequence[tuple[str, int, float]], redactor: Redactor | None
-                 ) -> Verdict:
-    v = prefix_verdict(original, done, prefix.through, prefix.of_steps,
-                       store.runs.steps(original.id), list(series),
-                       compare_logs(original, done, store, prefix=True))
+def judge_part(original: RunRecord, done: RunRecord, store: Store, part: Prefix | Segment,
+               series: Sequence[tuple[str, int, float]], redactor: Redactor | None
+               ) -> Verdict:
+    """The verdict on a prefix or a segment: only what ran is compared."""
+    steps = store.runs.steps(original.id)
+    if isinstance(part, Prefix):
+        v = prefix_verdict(original, done, part.through, part.of_steps, steps, list(series),
+                           compare_logs(original, done, store, prefix=True))
+    else:
+        v = segment_verdict(original, done, part.start, part.end, part.end_path,
+                            part.of_steps, steps, list(series))
+        settle(v, store.artifacts.local_path)
     if redactor is not None and redactor.needles:
         v = Verdict.model_validate(redacted(v.model_dump(mode="json"), redactor))
     return v

@@ -24,7 +24,15 @@ from .errors import SpecError
 from .hashing import as_digest, digest_of, hex_of, sha256_file, shown
 from .params import param_flags, param_overrides, substitute
 from .recipes import names as shipped_names
-from .record import ImageRef, InputRef, PackagesRef, ResolvedSpec, ResourcesRef, RunRecord
+from .record import (
+    ImageRef,
+    InputRef,
+    PackagesRef,
+    ResolvedSpec,
+    ResourcesRef,
+    ResumeRef,
+    RunRecord,
+)
 from .runtime.repro_boot import parse_lock
 from .snapshot import Snapshot, take
 from .spec import ImageSpec, LoadedSpec, missing_path, parse_memory, repo_root
@@ -49,6 +57,9 @@ class Resolution:
     secret_env: dict[str, str] = field(repr=False, default_factory=dict)  # name -> value
     warnings: list[str] = field(default_factory=list)
     archive_later: bool = False  # the image's archive is written while the job runs
+    # files put in the working folder before the job starts, by their path in it (a segment
+    # verify's checkpoint): part of the folder as laid out, not outputs unless changed
+    placed: dict[str, Path] = field(default_factory=dict)
 
     @cached_property
     def redactor(self) -> Redactor:
@@ -235,6 +246,7 @@ def resolve(loaded: LoadedSpec, store: Store, engine: ImageBackend, *, allow_dir
         outputs=list(spec.outputs.include), outputs_exclude=list(spec.outputs.exclude),
         layout=PROJECT, compare=list(spec.compare),
         log_normalize=list(spec.log_normalize), metrics_from_log=dict(spec.metrics_from_log),
+        resume=ResumeRef(**spec.resume.model_dump()) if spec.resume else None,
     )
     return Resolution(resolved=resolved, spec_digest=spec_digest(resolved), snapshot=snapshot,
                       input_sources=sources, lock_path=lock_path, secret_env=secret_env,

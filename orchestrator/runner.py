@@ -247,7 +247,7 @@ def prepare_work(work: Path, record: RunRecord, res: Resolution) -> None:
         os.chmod(meta, 0o777)  # the container runs as nobody
         if r.layout == workdir.PROJECT:
             mounts = {i.mount: i.kind == "dir" for i in r.inputs.values() if i.mount}
-            workdir.lay_out(work, res.snapshot.extracted, mounts)
+            workdir.lay_out(work, res.snapshot.extracted, mounts, res.placed)
         else:
             (work / "outputs").mkdir()
             os.chmod(work / "outputs", 0o777)

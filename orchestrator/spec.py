@@ -158,6 +158,35 @@ class SecretSpec(_Strict):
     env: bool = False
 
 
+class ResumeSpec(_Strict):
+    """How the job resumes from one of its checkpoints (a segment verify, ``partial.py``):
+    ``checkpoints``, where it writes them in its working folder, ``{step}`` standing for the
+    step (``checkpoints/step_{step}.pt``); ``args``, appended to the command to resume,
+    ``{path}`` standing for the checkpoint's path and ``{step}`` for its step."""
+
+    checkpoints: Annotated[str, Field(min_length=1, max_length=512)]
+    args: Annotated[list[StrictStr], Field(min_length=1)]
+
+    @field_validator("checkpoints")
+    @classmethod
+    def _pattern(cls, v: str) -> str:
+        if v.count("{step}") != 1:
+            raise ValueError(f"{v!r} must name the step once, as {{step}} (e.g. "
+                             "'checkpoints/step_{step}.pt')")
+        if v.startswith("/") or ".." in v.split("/") or "\\" in v:
+            raise ValueError(f"{v!r} must be a path inside the working folder (relative, "
+                             "no '..')")
+        return v
+
+    @field_validator("args")
+    @classmethod
+    def _takes_path(cls, v: list[str]) -> list[str]:
+        if not any("{path}" in a for a in v):
+            raise ValueError("one argument must pass the checkpoint, as {path} (e.g. "
+                             "['--resume', '{path}'])")
+        return v
+
+
 class RunSpec(_Strict):
     version: Literal[1]
     name: Annotated[str, Field(pattern=NAME_RE, max_length=128)]
@@ -180,6 +209,7 @@ class RunSpec(_Strict):
     # flags: --name=value for every param; overrides: name=value (Hydra's override syntax)
     args: Literal["none", "flags", "overrides"] = "none"
     metrics_from_log: dict[Annotated[str, Field(min_length=1, max_length=256)], StrictStr] = {}
+    resume: ResumeSpec | None = None
 
     @field_validator("metrics_from_log")
     @classmethod

@@ -136,16 +136,28 @@ def _size(n: int) -> str:
 
 def _render_prefix(out: Any, v: Verdict) -> None:
     """A prefix verify's lines: how far it ran, and where it first differs."""
-    through, of = v.through_step, v.of_steps
+    through, of, start = v.through_step or 0, v.of_steps or 0, v.from_step
+    span = (f"the steps up to {through:,} of {of:,}" if start is None else
+            f"the segment from step {start:,} to {through:,} of {of:,}")
     if v.result == "identical-prefix":
         out.print(T(f"  identical through step {through:,} of {of:,}: the rest was not run",
                     style="green"))
-    elif v.series:
+    elif v.result == "identical-segment":
+        out.print(T(f"  identical from the checkpoint of step {start:,} to the one of step "
+                    f"{through:,} (of {of:,}): the rest was not run", style="green"))
+    if v.series:
         name, part = min(v.series.items(), key=lambda kv: (kv[1].step, kv[0]))
         out.print(T(f"  differs at step {part.step:,} (metric {name}: {part.original} -> "
-                    f"{part.replay}), in the steps up to {through:,} of {of:,}", style="red"))
-    out.print(T(f"  outputs: not compared (the job was stopped after step {through:,}); "
-                f"metrics: {len(v.metrics)} series compared point by point", style="dim"))
+                    f"{part.replay}), in {span}", style="red"))
+    if start is None:
+        out.print(T(f"  outputs: not compared (the job was stopped after step {through:,}); "
+                    f"metrics: {len(v.metrics)} series compared point by point", style="dim"))
+        return
+    outs = v.outputs  # a differing or missing checkpoint is drawn below, as outputs are
+    for p in outs.identical:
+        out.print(f"  checkpoint {p}: identical")
+    out.print(T(f"  metrics: {len(v.metrics)} series compared point by point; logs not "
+                "compared (a resumed job prints its own)", style="dim"))
 
 
 def render_verdict(rec: RunRecord) -> None:

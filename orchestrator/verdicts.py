@@ -38,6 +38,7 @@ DIFFERS: Final = "differs"
 WITHIN_TOLERANCE: Final = "within-tolerance"
 NOTHING_COMPARED: Final = "nothing-compared"
 IDENTICAL_PREFIX: Final = "identical-prefix"
+IDENTICAL_SEGMENT: Final = "identical-segment"
 LOG_COMPARE_LIMIT = 64 << 20  # bytes of each log read to compare them
 
 
@@ -149,9 +150,50 @@ def prefix_verdict(original: RunRecord, replay: RunRecord, through: int, of_step
     it, in every series, must be the same bit for bit (a series one run lacks differs), and
     the log up to where the replay stopped. Outputs are not compared: ``identical-prefix``
     says only that the steps run agree."""
+    parted, metrics = _window(original_series, replay_series, None, through)
+    same = not parted and (logs is None or logs.identical)
+    return Verdict(result=IDENTICAL_PREFIX if same else DIFFERS, original=original.id,
+                   replay=replay.id, metrics=metrics, logs=logs,
+                   compared=["metrics"] + (["logs"] if logs is not None else []),
+                   series=parted, environment=environment_changes(original, replay),
+                   checked_at=utc_now(), through_step=through, of_steps=of_steps)
+
+
+def segment_verdict(original: RunRecord, replay: RunRecord, start: int, end: int,
+                    checkpoint: str, of_steps: int,
+                    original_series: dict[str, list[tuple[int, float]]],
+                    replay_series: list[tuple[str, int, float]]) -> Verdict:
+    """A replay resumed from the checkpoint of step ``start`` and stopped once it wrote the
+    one of step ``end`` (``partial.py``): that checkpoint must be the same bit for bit
+    (``settle`` then names the tensors that differ), and every point of the steps after
+    ``start`` up to ``end``. The job's log is not compared: a resumed job prints its own."""
+    parted, metrics = _window(original_series, replay_series, start, end)
+    a, b = original.outputs[checkpoint], replay.outputs.get(checkpoint)
+    outputs = OutputsVerdict(
+        identical=[checkpoint] if b is not None and a.sha256 == b.sha256 else [],
+        differ=[OutputDiff(path=checkpoint, original=a, replay=b)]
+        if b is not None and a.sha256 != b.sha256 else [],
+        missing=[checkpoint] if b is None else [])
+    same = not parted and bool(outputs.identical)
+    return Verdict(result=IDENTICAL_SEGMENT if same else DIFFERS, original=original.id,
+                   replay=replay.id, outputs=outputs, metrics=metrics,
+                   compared=["checkpoint", "metrics"], series=parted,
+                   environment=environment_changes(original, replay), checked_at=utc_now(),
+                   from_step=start, through_step=end, of_steps=of_steps)
+
+
+def _window(original_series: dict[str, list[tuple[int, float]]],
+            replay_series: list[tuple[str, int, float]], after: int | None, through: int
+            ) -> tuple[dict[str, SeriesPart], list[MetricDelta]]:
+    """The two runs' points of the steps after ``after`` (None: from the first) up to
+    ``through``, compared bit for bit: where each series parts ways (a series one run lacks
+    parts at its first step), and each series' last point."""
+    def inside(step: int) -> bool:
+        return (after is None or step > after) and step <= through
+
     theirs = {n: kept for n, pts in original_series.items()
-              if (kept := [(s, v) for s, v in pts if s <= through])}
-    mine = [(n, s, v) for n, s, v in replay_series if s <= through]
+              if (kept := [(s, v) for s, v in pts if inside(s)])}
+    mine = [(n, s, v) for n, s, v in replay_series if inside(s)]
     parted = series_divergence(theirs, mine)
     ours: dict[str, dict[int, float]] = {}
     for n, s, v in mine:
@@ -169,13 +211,7 @@ def prefix_verdict(original: RunRecord, replay: RunRecord, through: int, of_step
         metrics.append(MetricDelta(name=name, original=x, replay=y,
                                    delta=None if x is None or y is None else y - x,
                                    ok=name not in parted))
-    same = not parted and (logs is None or logs.identical)
-    return Verdict(result=IDENTICAL_PREFIX if same else DIFFERS, original=original.id,
-                   replay=replay.id, metrics=metrics, logs=logs,
-                   compared=["metrics"] + (["logs"] if logs is not None else []),
-                   series=dict(sorted(parted.items())),
-                   environment=environment_changes(original, replay), checked_at=utc_now(),
-                   through_step=through, of_steps=of_steps)
+    return dict(sorted(parted.items())), metrics
 
 
 def settle(v: Verdict, local_path: Callable[[str], Path]) -> None:

@@ -34,18 +34,25 @@ def verify(target: str, store: Store, engine: Engine, hooks: Hooks,
            grants: Grants | None = None,
            elsewhere: Callable[[RunRecord], RunRecord] | None = None,
            steps: int | None = None, budget_s: float | None = None,
+           segment: str | None = None,
            ) -> tuple[RunRecord, RunRecord]:
-    """``steps``/``budget_s``: a prefix verify (``partial.py``); a prefix that covers the
-    whole run is a full verify, and says so."""
+    """``steps``/``budget_s``: a prefix verify, ``segment`` (a checkpoint's step, random or
+    random:SEED) a segment verify (``partial.py``); a prefix that covers the whole run is a
+    full verify, and says so."""
     original = target_record(target, store, hooks.on_line)
-    prefix = None
-    if steps is not None or budget_s is not None:
-        prefix = partial.plan(original, store.runs.steps(original.id), steps, budget_s)
-        if prefix is None:
+    part: partial.Prefix | partial.Segment | None = None
+    if segment is not None:
+        part, seed = partial.plan_segment(original, store.runs.steps(original.id), segment)
+        if seed is not None:
+            hooks.on_line(f"segment drawn with seed {seed}: steps {part.start:,} to "
+                          f"{part.end:,} (again: --segment random:{seed})")
+    elif steps is not None or budget_s is not None:
+        part = partial.plan(original, store.runs.steps(original.id), steps, budget_s)
+        if part is None:
             hooks.on_line(f"note: run {original.id} has no step past the ones asked for: "
                           "verifying all of it")
     return original, replay(original, store, engine, hooks, tolerances, strict_env, grants,
-                            elsewhere, prefix=prefix)
+                            elsewhere, part=part)
 
 
 def junit(original: RunRecord, rec: RunRecord) -> str:
@@ -93,7 +100,7 @@ def junit(original: RunRecord, rec: RunRecord) -> str:
         if failure:
             failures += 1
             ET.SubElement(case, "failure", message=failure).text = failure
-    if v.through_step is not None:
+    if v.through_step is not None and v.from_step is None:
         case = ET.SubElement(suite, "testcase", classname=f"repro.{original.name}",
                              name="outputs")
         ET.SubElement(case, "skipped", message=f"a prefix verify: the job was stopped after "

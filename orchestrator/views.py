@@ -39,7 +39,7 @@ def record_json(record: RunRecord, series: dict[str, list[tuple[int, float]]],
     return doc
 
 
-PASSED = ("identical", "within-tolerance", "identical-prefix")  # verdicts.py's results
+PASSED = ("identical", "within-tolerance", "identical-prefix", "identical-segment")
 
 
 def verifications(replays: Sequence[RunRecord], authors: dict[str, str]) -> list[dict]:
@@ -51,9 +51,10 @@ def verifications(replays: Sequence[RunRecord], authors: dict[str, str]) -> list
         v = r.verdict
         if v is None or v.result not in PASSED:
             continue
-        out.append({"kind": "full" if v.through_step is None else "prefix",
-                    "result": v.result, "through_step": v.through_step,
-                    "of_steps": v.of_steps, "replay": r.id,
+        kind = ("full" if v.through_step is None else "prefix" if v.from_step is None
+                else "segment")
+        out.append({"kind": kind, "result": v.result, "from_step": v.from_step,
+                    "through_step": v.through_step, "of_steps": v.of_steps, "replay": r.id,
                     "by": authors.get(r.id, r.user), "at": v.checked_at or r.finished_at})
     return out
 
@@ -61,7 +62,10 @@ def verifications(replays: Sequence[RunRecord], authors: dict[str, str]) -> list
 def described_verification(v: dict) -> str:
     """One passed verification in words (`repro cite`, the dashboard's wording)."""
     what = ("full" if v["kind"] == "full" else
-            f"prefix through step {v['through_step']:,} of {v['of_steps']:,}")
+            f"prefix through step {v['through_step']:,} of {v['of_steps']:,}"
+            if v["kind"] == "prefix" else
+            f"segment from step {v['from_step']:,} to {v['through_step']:,} of "
+            f"{v['of_steps']:,}")
     return f"{what} ({v['result']}, replay {v['replay']} by {v['by']}, {v['at']})"
 
 

@@ -22,6 +22,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
 
+from .errors import ReproError
+
 PROJECT: Final = "project"
 OUTPUTS: Final = "outputs"
 CODE = "/repro/code"
@@ -40,12 +42,28 @@ def target(layout: str) -> str:
     return CODE if layout == PROJECT else "/repro/outputs"
 
 
-def lay_out(work: Path, snapshot: Path, mounts: dict[str, bool]) -> Path:
+def lay_out(work: Path, snapshot: Path, mounts: dict[str, bool],
+            placed: dict[str, Path] | None = None) -> Path:
     """Copy the unpacked snapshot to ``work/code``, writable by the job (which runs as
     another user), with a mount point for each input mounted inside it (``mounts``: its
-    relative path -> is a folder), and remember every entry's facts. Returns the folder."""
+    relative path -> is a folder), and ``placed`` files at their paths in it (a segment
+    verify's checkpoint), and remember every entry's facts. Returns the folder."""
     dest = work / "code"
     _copy(snapshot, dest)
+    for rel, source in (placed or {}).items():
+        if not rel or Path(rel).is_absolute() or ".." in Path(rel).parts:
+            raise ReproError(f"{rel[:200]!r} is not a path inside the working folder; "
+                             "refusing to place a file there")
+        target = dest / rel
+        for parent in reversed(target.relative_to(dest).parents[:-1]):
+            _mkdir(dest / parent)  # never through a link of the snapshot's
+        if os.path.lexists(target):
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            else:
+                target.unlink()
+        shutil.copyfile(source, target)
+        os.chmod(target, 0o666)
     for rel, is_dir in mounts.items():  # the input hides what the snapshot holds there
         point = dest / rel
         for parent in reversed(point.relative_to(dest).parents[:-1]):

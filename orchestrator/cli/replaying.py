@@ -126,16 +126,23 @@ def verify(
         "--budget", metavar="DURATION",
         help="Verify the most steps that fit in DURATION (e.g. 5m), from the original's "
              "steps and duration.")] = None,
+    segment: Annotated[str | None, typer.Option(
+        "--segment", metavar="STEP|random",
+        help="Verify a segment: resume from the recorded checkpoint of STEP (the spec's "
+             "resume:), run to the next one and compare it and the steps between; random "
+             "draws one with a printed seed (random:SEED draws it again).")] = None,
     json_: JsonOpt = False,
 ) -> None:
     """CI gate: replay (here, or on a Slurm node with --executor slurm) and exit 0 only if
-    the recorded result reproduces. With --steps or --budget, only the first steps run.
+    the recorded result reproduces. With --steps or --budget, only the first steps run; with
+    --segment, the steps from one checkpoint to the next.
 
     Exit codes: 0 identical (or within --tolerance), 12 identical through the steps a prefix
-    verify ran (the rest did not run), 8 differs, 9 cannot replay (something it needs is
-    missing or corrupt), 11 nothing compared (no outputs, no metrics, logs not compared),
-    2 bad input (a malformed bundle), 4 unknown run, 5 environment (no engine), 3/6/130 as
-    for launch when the job fails, times out or is interrupted."""
+    verify ran (the rest did not run), 13 a segment identical, 8 differs, 9 cannot replay
+    (something it needs is missing or corrupt), 11 nothing compared (no outputs, no
+    metrics, logs not compared), 2 bad input (a malformed bundle), 4 unknown run, 5
+    environment (no engine), 3/6/130 as for launch when the job fails, times out or is
+    interrupted."""
     from ..engine import connect
     from ..errors import UsageError
     from ..scheduler import replay_elsewhere
@@ -147,7 +154,7 @@ def verify(
     tolerances = parse_tolerances(tolerance or [])
     grants = grants_of(allow_network, secret, input_, timeout, gpus, local_image)
     where = where_of(executor, partition, account, qos, sbatch_option)
-    budget_s = _budget(budget, steps)
+    budget_s = _budget(budget, steps, segment)
     bundle = path_exists(target)
     if not bundle and ("/" in target or target.endswith(".json")):
         raise UsageError(f"{target}: no such bundle folder or manifest")
@@ -157,21 +164,24 @@ def verify(
     with detachable():
         original, rec = verify_run(target, store, connect(), hooks, tolerances, strict_env,
                                    grants, replay_elsewhere(where, store, hooks),
-                                   steps=steps, budget_s=budget_s)
+                                   steps=steps, budget_s=budget_s, segment=segment)
     if junit is not None:
         junit.write_text(junit_xml(original, rec))
     render_replay(rec, store, json_)
     exit_with(verdict_exit(rec))
 
 
-def _budget(budget: str | None, steps: int | None) -> float | None:
+def _budget(budget: str | None, steps: int | None, segment: str | None) -> float | None:
+    """--budget in seconds; one of --steps, --budget and --segment at most."""
     from ..errors import UsageError
     from ..units import parse_duration
 
+    given = [o for o, v in (("--steps", steps), ("--budget", budget), ("--segment", segment))
+             if v is not None]
+    if len(given) > 1:
+        raise UsageError(f"{' and '.join(given)} each say which part to verify: give one")
     if budget is None:
         return None
-    if steps is not None:
-        raise UsageError("--steps and --budget both say where to stop: give one")
     try:
         return parse_duration(budget, "--budget")
     except ValueError as e:

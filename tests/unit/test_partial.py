@@ -49,7 +49,7 @@ def test_a_run_without_steps_or_before_its_first_step_is_a_usage_error():
         partial.plan(original(), {"loss": [(5, 1.0), (9, 2.0)]}, steps=3)
 
 
-def test_the_job_is_stopped_once_when_every_series_reaches_its_step():
+def test_the_job_is_stopped_once_when_every_series_reaches_its_step(tmp_path):
     p = partial.plan(original(), SERIES, steps=250)
     stopped: list[str] = []
     done = threading.Event()
@@ -58,7 +58,7 @@ def test_the_job_is_stopped_once_when_every_series_reaches_its_step():
         stopped.append(job_id)
         done.set()
 
-    watch = partial.StopAt(p, stop)
+    watch = partial.StopAt(p.ready_in(tmp_path), stop)
     watch.started("job-1")
     watch.points({"loss": (250, 0.1)})  # val_acc has not reached 200 yet
     assert not watch.fired.is_set()
@@ -140,3 +140,98 @@ def test_a_step_group_in_metrics_from_log_numbers_the_points(tmp_path):
     live = LiveMetrics(pattern, tmp_path / "none.jsonl", lambda _: None, seen.append)
     live.scrape(log.read_text())
     assert seen == [{"loss": (203, 0.1)}]
+
+
+def resumable(outputs: dict[str, str]):
+    from orchestrator.record import FileRef, ResumeRef
+
+    rec = original()
+    rec.resolved.layout = "project"
+    rec.resolved.command = ["python3", "train.py"]
+    rec.resolved.resume = ResumeRef(checkpoints="ckpt/step_{step}.npz",
+                                    args=["--resume", "{path}", "--from={step}"])
+    rec.outputs = {p: FileRef(sha256=h * 64, size=10) for p, h in outputs.items()}
+    return rec
+
+
+CKPTS = {"ckpt/step_100.npz": "a", "ckpt/step_200.npz": "b", "ckpt/step_300.npz": "c",
+         "ckpt/step_x.npz": "d", "other/step_150.npz": "e", "model.npz": "f"}
+
+
+def test_a_segment_runs_from_a_recorded_checkpoint_to_the_next(tmp_path):
+    rec = resumable(CKPTS)
+    assert partial.checkpoints(rec) == [(100, "ckpt/step_100.npz"), (200, "ckpt/step_200.npz"),
+                                        (300, "ckpt/step_300.npz")]
+    seg, seed = partial.plan_segment(rec, SERIES, "200")
+    assert seed is None and (seg.start, seg.end, seg.of_steps) == (200, 300, 1000)
+    assert seg.resumed(rec.resolved).command == ["python3", "train.py", "--resume",
+                                                 "ckpt/step_200.npz", "--from=200"]
+    drawn, seed = partial.plan_segment(rec, SERIES, "random")
+    again, same = partial.plan_segment(rec, SERIES, f"random:{seed}")
+    assert same == seed and again == drawn  # a drawn segment can be drawn again
+    ready = seg.ready_in(tmp_path)
+    assert not ready({"loss": 301})  # the checkpoint is not there yet
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "step_300.npz").write_bytes(b"x")
+    assert not ready({"loss": 300}) and ready({"loss": 301})
+
+
+@pytest.mark.parametrize("which, message", [
+    ("300", "a segment from the checkpoint of each of steps 100, 200"),
+    ("1e2", "a segment from the checkpoint of each of steps"),
+    ("random:x", "expected random or random:SEED"),
+])
+def test_a_segment_that_is_not_there_is_a_usage_error(which, message):
+    with pytest.raises(UsageError, match=message):
+        partial.plan_segment(resumable(CKPTS), SERIES, which)
+
+
+def test_a_run_without_resume_or_two_checkpoints_has_no_segment():
+    plain = original()
+    plain.resolved.layout = "project"
+    with pytest.raises(UsageError, match="says no `resume:`"):
+        partial.plan_segment(plain, SERIES, "100")
+    with pytest.raises(UsageError, match="recorded 1 checkpoint"):
+        partial.plan_segment(resumable({"ckpt/step_100.npz": "a"}), SERIES, "100")
+
+
+def test_a_segment_verdict_compares_the_next_checkpoint_and_the_steps_between():
+    from orchestrator.verdicts import IDENTICAL_SEGMENT, segment_verdict
+
+    orig = resumable(CKPTS)
+    rep = resumable({"ckpt/step_300.npz": "c", "ckpt/step_400.npz": "9"})
+    mine = {"loss": SERIES["loss"][201:350], "val_acc": SERIES["val_acc"][3:4]}
+    v = segment_verdict(orig, rep, 200, 300, "ckpt/step_300.npz", 1000, SERIES,
+                        replayed(mine))
+    assert v.result == IDENTICAL_SEGMENT and v.outputs.identical == ["ckpt/step_300.npz"]
+    assert (v.from_step, v.through_step) == (200, 300) and v.series == {}
+    rep.outputs["ckpt/step_300.npz"] = rep.outputs["ckpt/step_400.npz"]
+    mine["loss"][10] = (211, 9.0)
+    v = segment_verdict(orig, rep, 200, 300, "ckpt/step_300.npz", 1000, SERIES,
+                        replayed(mine))
+    assert v.result == DIFFERS and v.outputs.differ[0].path == "ckpt/step_300.npz"
+    assert v.series["loss"].step == 211
+    del rep.outputs["ckpt/step_300.npz"]
+    v = segment_verdict(orig, rep, 200, 300, "ckpt/step_300.npz", 1000, SERIES,
+                        replayed(mine))
+    assert v.outputs.missing == ["ckpt/step_300.npz"]
+
+
+def test_a_placed_checkpoint_is_in_the_folder_but_not_an_output(tmp_path):
+    from orchestrator import workdir
+    from orchestrator.errors import ReproError
+
+    snap = tmp_path / "snap"
+    (snap / "ckpt").mkdir(parents=True)
+    (snap / "train.py").write_text("print(1)\n")
+    (snap / "ckpt" / "step_200.npz").symlink_to("/etc/passwd")  # the snapshot's link: gone
+    source = tmp_path / "artifact"
+    source.write_bytes(b"weights")
+    work = tmp_path / "work"
+    work.mkdir()
+    dest = workdir.lay_out(work, snap, {}, {"ckpt/step_200.npz": source})
+    placed = dest / "ckpt" / "step_200.npz"
+    assert placed.read_bytes() == b"weights" and not placed.is_symlink()
+    assert workdir.Untouched(work)("ckpt/step_200.npz", placed.stat())  # not an output
+    with pytest.raises(ReproError, match="not a path inside the working folder"):
+        workdir.lay_out(tmp_path / "w2", snap, {}, {"../escape": source})
