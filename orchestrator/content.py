@@ -1,8 +1,8 @@
 """What differs inside two versions of an output, and by how much: the difference between
 one ULP of noise in a weight and different weights.
 
-For arrays, ``.npy``/``.npz`` (numpy), ``.safetensors`` (read with numpy) and ``.pt`` (when
-torch is importable): shape and dtype, how many elements differ, the first differing index,
+For arrays, ``.npy``/``.npz`` (numpy), ``.safetensors`` (read with numpy) and ``.pt`` (torch, or
+``torchfile`` without it): shape and dtype, how many elements differ, the first differing index,
 the largest absolute and relative difference, and for floats the largest distance in ULPs
 (units in the last place). For JSON: the first differing path and the largest numeric
 difference. For text (``.txt``, ``.csv``, ``.log``, ...): the first differing line and how
@@ -165,7 +165,8 @@ def load_arrays(kind: str, path: Path) -> dict[str, Any]:
     """An array file's arrays by name ("" for a lone .npy): numpy with allow_pickle=False;
     safetensors read by hand (its format is a length, a JSON header and raw bytes, and
     numpy suffices: no library needed); .pt with torch.load(weights_only=True) when torch
-    is importable."""
+    is importable, else ``torchfile`` (a restricted unpickler); a checkpoint's nested
+    state is flattened to dotted names (``model.0.weight``)."""
     import numpy as np
 
     if kind == "npy":
@@ -178,13 +179,16 @@ def load_arrays(kind: str, path: Path) -> dict[str, Any]:
             return {n: z[n] for n in sorted(z.files)[:200]}
     if kind == "safetensors":
         return _safetensors(path)
-    import torch
+    from . import torchfile
 
+    try:
+        import torch
+    except ImportError:  # read by hand: a verifier need not have torch
+        return torchfile.load(path, LIMIT)
     loaded = torch.load(path, map_location="cpu", weights_only=True)
-    tensors = loaded if isinstance(loaded, dict) else {"": loaded}
-    return {str(k): v.detach().float().numpy() if v.dtype == torch.bfloat16 else
-            v.detach().numpy() for k, v in sorted(tensors.items())[:200]
-            if isinstance(v, torch.Tensor)}
+    return torchfile.flatten(loaded, lambda v: (
+        v.detach().view(torch.int16).numpy().view("<u2") if v.dtype == torch.bfloat16
+        else v.detach().numpy()) if isinstance(v, torch.Tensor) else None)
 
 
 def _safetensors(path: Path) -> dict[str, Any]:
