@@ -117,3 +117,67 @@ def test_a_prefix_of_a_run_without_steps_is_refused_in_one_line(proj):
     p = repro("verify", run["id"], "--steps", "10", "--budget", "1m", cwd=proj)
     assert p.returncode == 2 and "give one" in p.stderr
     assert json.loads(repro("runs", "--json", cwd=proj).stdout)[0]["id"] == run["id"]
+
+
+def resumable_spec(proj, name: str, extra: str = ""):
+    return add_spec(proj, name, f"""\
+        code: {{path: ../examples/resumable}}
+        command: [python3, train.py, --steps, "500", --every, "100"{extra}]
+        seed: 0
+        resume:
+          checkpoints: checkpoints/step_{{step}}.npz
+          args: [--resume, "{{path}}"]
+        """)
+
+
+def test_a_resumable_run_passes_a_segment_and_one_that_forgets_its_rng_fails_naming_it(proj):
+    spec = resumable_spec(proj, "resumable")
+    p, run = launch_json(proj, spec)
+    assert p.returncode == 0, p.stderr
+    assert {f"checkpoints/step_{s}.npz" for s in range(100, 501, 100)} <= set(run["outputs"])
+    p, rep = run_json("verify", run["id"], "--segment", "200", cwd=proj)
+    assert p.returncode == 13, p.stderr
+    v = rep["verdict"]
+    assert v["result"] == "identical-segment"
+    assert (v["from_step"], v["through_step"], v["of_steps"]) == (200, 300, 500)
+    assert v["outputs"]["identical"] == ["checkpoints/step_300.npz"]
+    assert rep["resolved"]["command"][-2:] == ["--resume", "checkpoints/step_200.npz"]
+    assert "checkpoints/step_200.npz" not in rep["outputs"]  # placed, not written by the job
+    assert rep["status"] == "interrupted" and "a segment verify" in rep["reason"]
+    # a random segment: its seed printed, and drawn again from it
+    p, rep = run_json("verify", run["id"], "--segment", "random", cwd=proj)
+    assert p.returncode == 13, p.stderr
+    seed = p.stderr.split("segment drawn with seed ", 1)[1].split(":", 1)[0]
+    p, again = run_json("verify", run["id"], "--segment", f"random:{seed}", cwd=proj)
+    assert p.returncode == 13 and again["verdict"]["from_step"] == rep["verdict"]["from_step"]
+    human = repro("verify", run["id"], "--segment", "100", cwd=proj)
+    assert human.returncode == 13, human.stderr
+    assert "identical from the checkpoint of step 100 to the one of step 200 (of 500)" in \
+        human.stdout
+    shown = json.loads(repro("show", run["id"], "--json", cwd=proj).stdout)
+    assert {v["kind"] for v in shown["verified"]} == {"segment"}
+    # the classic mistake: the generator is not restored on resume
+    forgetful = resumable_spec(proj, "forgetful", ', "--forget-rng"')
+    p, run = launch_json(proj, forgetful)
+    assert p.returncode == 0, p.stderr
+    p, rep = run_json("verify", run["id"], "--segment", "200", cwd=proj)
+    assert p.returncode == 8, p.stderr
+    v = rep["verdict"]
+    assert v["result"] == "differs" and v["series"]["loss"]["step"] == 201
+    differ = v["outputs"]["differ"][0]
+    assert differ["path"] == "checkpoints/step_300.npz"
+    arrays = differ["content"]["arrays"]
+    assert {"w", "velocity", "rng"} <= {n for n, d in arrays.items() if d.get("differing")}
+    human = repro("verify", run["id"], "--segment", "200", cwd=proj)
+    assert human.returncode == 8 and "differs at step 201 (metric loss:" in human.stdout
+    assert "checkpoints/step_300.npz: " in human.stdout and "velocity: " in human.stdout
+
+
+def test_a_segment_of_a_run_without_resume_is_refused_in_one_line(proj):
+    p, run = launch_json(proj, proj / "specs" / "hello.yaml")
+    assert p.returncode == 0, p.stderr
+    p = repro("verify", run["id"], "--segment", "100", cwd=proj)
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1
+    assert "says no `resume:`" in p.stderr
+    p = repro("verify", run["id"], "--segment", "100", "--steps", "3", cwd=proj)
+    assert p.returncode == 2 and "give one" in p.stderr
