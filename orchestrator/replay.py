@@ -27,12 +27,13 @@ from .errors import CannotReplay, ReproError, SpecError, UsageError
 from .fsck import check_artifact
 from .hashing import hex_of, sha256_file
 from .partial import Prefix, Segment
-from .record import HostFacts, Judging, ResolvedSpec, RunRecord, Verdict, utc_now
+from .record import HostFacts, Judging, Outcome, ResolvedSpec, RunRecord, Verdict, utc_now
 from .resolve import Redactor, Resolution, dir_digest, secret_values, spec_digest
 from .runner import Hooks, new_record, new_run_id, start
 from .snapshot import Snapshot, extract
 from .store import Store
 from .verdicts import (
+    DIFFERS,
     compare_logs,
     host_changes,
     part_ways,
@@ -267,13 +268,19 @@ def replay(original: RunRecord, store: Store, engine: Engine, hooks: Hooks,
 
     def judged(done: RunRecord, series: list[tuple[str, int, float]]) -> None:  # in the
         # run's final write, not after it
-        if part is not None and stopper is not None and stopper.fired.is_set():
-            done.reason = (f"stopped after step {part.through:,} of {part.of_steps:,}: a "
-                           "prefix verify" if isinstance(part, Prefix) else
-                           f"stopped after the checkpoint of step {part.end:,}: a segment "
-                           "verify")
-            done.verdict = judge_part(original, done, store, part, series, res.redactor)
-        else:  # a whole replay, or the job ended before it reached its stop: judged whole
+        stopped = stopper is not None and stopper.fired.is_set()
+        # a segment is judged as one however it ended (it began in the middle); a prefix
+        # whose job ended before its stop ran whole, and is judged whole
+        if isinstance(part, Segment) or (part is not None and stopped):
+            assert part is not None
+            if stopped:
+                done.reason = (f"stopped after step {part.through:,} of {part.of_steps:,}: a "
+                               "prefix verify" if isinstance(part, Prefix) else
+                               f"stopped after the checkpoint of step {part.end:,}: a "
+                               "segment verify")
+            done.verdict = judge_part(original, done, store, part, series, res.redactor,
+                                      stopped)
+        else:
             done.verdict = judge(original, done, store, tolerances, series, res.redactor)
 
     return start(record, res, store, engine, replace(hooks, on_finished=judged))
@@ -304,9 +311,10 @@ def _stop(engine: Engine, job_id: str) -> None:
 
 
 def judge_part(original: RunRecord, done: RunRecord, store: Store, part: Prefix | Segment,
-               series: Sequence[tuple[str, int, float]], redactor: Redactor | None
-               ) -> Verdict:
-    """The verdict on a prefix or a segment: only what ran is compared."""
+               series: Sequence[tuple[str, int, float]], redactor: Redactor | None,
+               stopped: bool = True) -> Verdict:
+    """The verdict on a prefix or a segment: only what ran is compared. A job that ended
+    before it was stopped must have ended as the original did."""
     steps = store.runs.steps(original.id)
     if isinstance(part, Prefix):
         v = prefix_verdict(original, done, part.through, part.of_steps, steps, list(series),
@@ -315,6 +323,11 @@ def judge_part(original: RunRecord, done: RunRecord, store: Store, part: Prefix 
         v = segment_verdict(original, done, part.start, part.end, part.end_path,
                             part.of_steps, steps, list(series))
         settle(v, store.artifacts.local_path)
+    if not stopped and (done.status, done.exit_code) != (original.status, original.exit_code):
+        v.outcome = Outcome(original=f"{original.status} (exit {original.exit_code})",
+                            replay=f"{done.status} (exit {done.exit_code})"
+                            + (f": {done.reason}" if done.reason else ""))
+        v.result = DIFFERS
     if redactor is not None and redactor.needles:
         v = Verdict.model_validate(redacted(v.model_dump(mode="json"), redactor))
     return v
