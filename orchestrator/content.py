@@ -185,7 +185,10 @@ def load_arrays(kind: str, path: Path) -> dict[str, Any]:
         import torch
     except ImportError:  # read by hand: a verifier need not have torch
         return torchfile.load(path, LIMIT)
-    loaded = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # an older torch's weights_only refuses an optimizer's floats
+        return torchfile.load(path, LIMIT)
     return torchfile.flatten(loaded, lambda v: (
         v.detach().view(torch.int16).numpy().view("<u2") if v.dtype == torch.bfloat16
         else v.detach().numpy()) if isinstance(v, torch.Tensor) else None)

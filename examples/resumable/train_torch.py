@@ -39,7 +39,7 @@ def main():
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     start = 0
     if args.resume:
-        ck = torch.load(args.resume, weights_only=True)
+        ck = torch.load(args.resume)  # the job's own checkpoint
         model.load_state_dict(ck["model"])
         optimizer.load_state_dict(ck["optimizer"])
         start = int(ck["step"])
