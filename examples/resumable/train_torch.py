@@ -30,26 +30,28 @@ def main():
     parser.add_argument("--forget-rng", action="store_true")
     args = parser.parse_args()
 
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     data = torch.Generator().manual_seed(1234)  # the data set: the same in every run
     x = torch.randn(2048, 16, generator=data)
     y = torch.tanh(x @ torch.randn(16, 1, generator=data))
-    batches = torch.Generator().manual_seed(7)  # the minibatches
+    x, y = x.to(device), y.to(device)
+    batches = torch.Generator().manual_seed(7)  # the minibatches (drawn on the CPU)
 
-    model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 1))
+    model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 1)).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     start = 0
     if args.resume:
-        ck = torch.load(args.resume)  # the job's own checkpoint
+        ck = torch.load(args.resume, map_location=device)  # the job's own checkpoint
         model.load_state_dict(ck["model"])
         optimizer.load_state_dict(ck["optimizer"])
         start = int(ck["step"])
         if not args.forget_rng:
-            batches.set_state(ck["batches"])
+            batches.set_state(ck["batches"].cpu())
         print(f"resumed from {args.resume} at step {start}", flush=True)
 
     loss_fn = nn.MSELoss()
     for step in range(start + 1, args.steps + 1):
-        idx = torch.randint(0, len(x), (args.batch,), generator=batches)
+        idx = torch.randint(0, len(x), (args.batch,), generator=batches).to(device)
         optimizer.zero_grad()
         loss = loss_fn(model(x[idx]), y[idx])
         loss.backward()
