@@ -238,6 +238,7 @@ writes. See the notes below.
     text += push_section(res.get("push"))
     text += slurm_section(res.get("slurm"))
     text += diagnose_section(res.get("diagnose"))
+    text += partial_section(res.get("partial"))
     text += launch_cost_section(res.get("launch_cost"), res.get("realistic"))
     text += kept_section(out, "## What the working folder costs")  # benchmarks/workdir.py
     text += kept_section(out, "## Rebuilding the same recipe")  # make rebuild-check's
@@ -442,6 +443,29 @@ engine client for one replay, a diagnosis pays them once for all of its replays.
 """
 
 
+def partial_section(b: dict | None) -> str:
+    if not b:
+        return ""
+    rows = "\n".join(f"| `repro verify RUN {r['what'] if r['what'] != 'full' else ''}` | "
+                     f"{r['share']:.0%} | {r['s']:.2f} s | {r['ratio']:.2f}x |"
+                     for r in b["rows"])
+    return f"""
+## Verifying part of a long run
+
+`benchmarks/partial.py`: a job of {b['steps']:,} steps ({b['job_s']:.1f} s, a loss logged each
+step, a checkpoint every {b['steps'] // 8:,}) launched once, then each kind of verify of it,
+alternating, medians of {b['n']}; each time is the whole command, start-up included.
+
+| command | share of the steps run | time | vs the full verify |
+|---|---|---|---|
+{rows}
+
+A prefix costs the start-up (Python, the engine, the container: under a second here) plus its
+share of the job; the job is stopped within about 0.1 s of its last step (the metrics file is
+polled that often). A segment also places its checkpoint and waits for the next one.
+"""
+
+
 def rewrite_store_sections(out: Path) -> None:
     text = out.read_text()
     q = json.loads((ROOT / "bench-out" / "query.json").read_text())
@@ -450,15 +474,17 @@ def rewrite_store_sections(out: Path) -> None:
     s = json.loads(sl.read_text()) if sl.exists() else None
     dg = ROOT / "bench-out" / "diagnose.json"
     d = json.loads(dg.read_text()) if dg.exists() else None
+    pa = ROOT / "bench-out" / "partial.json"
+    pt = json.loads(pa.read_text()) if pa.exists() else None
     for heading in ("\n## Queries over", "\n## Push of a run", "\n## Slurm",
-                    "\n## What a diagnosis costs"):
+                    "\n## What a diagnosis costs", "\n## Verifying part of a long run"):
         if heading in text:
             start = text.index(heading)
             end = text.find("\n## ", start + len(heading))
             text = text[:start] + text[end if end >= 0 else len(text):]
     cut = text.find("\n## ", text.index("| benchmark |"))
     text = (text[:cut] + query_section(q) + push_section(b) + slurm_section(s)
-            + diagnose_section(d) + text[cut:])
+            + diagnose_section(d) + partial_section(pt) + text[cut:])
     out.write_text(text)
 
 
@@ -494,6 +520,7 @@ def main() -> None:
                "launch_cost": _bench_script("launch_cost", ["-n", "3"], args.quick),
                "realistic": _bench_script("realistic", ["-n", "2"], args.quick),
                "first_launch": _bench_script("first_launch", ["-n", "1"], args.quick),
+               "partial": _bench_script("partial", ["-n", "1"], args.quick),
                "before_ref": args.before}
         if before is not None:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
