@@ -35,7 +35,8 @@ from .record import (
 )
 from .runtime.repro_boot import parse_lock
 from .snapshot import Snapshot, take
-from .spec import ImageSpec, LoadedSpec, missing_path, parse_memory, repo_root
+from .spec import ImageSpec, LoadedSpec, parse_memory
+from .spec_paths import missing_path, repo_root
 from .store import Store
 from .units import human_size
 from .workdir import CODE, OUTPUTS, PROJECT

@@ -6,7 +6,6 @@ Errors name the file, the line and the field, on one line:
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,8 +27,7 @@ from pydantic import (
 
 from .errors import SpecError, UsageError
 from .params import PLACEHOLDER
-from .recipes import names as shipped_names
-from .recipes import shipped
+from .spec_paths import path_problems
 from .units import parse_duration, parse_size
 from .untrusted import HEX64, relative_path_problem
 
@@ -369,7 +367,7 @@ def load_spec(path: str | Path) -> LoadedSpec:
     except ValidationError as e:
         problems += [_one_error(err, path, lines) for err in e.errors(include_url=False)]
     problems += [_problem(path, lines, loc, msg) for loc, msg in _ref_problems(data)]
-    problems += [_problem(path, lines, loc, msg) for loc, msg in _path_problems(data, path)]
+    problems += [_problem(path, lines, loc, msg) for loc, msg in path_problems(data, path)]
     if problems or spec is None:  # every problem at once, in the order of the file
         raise SpecError("\n".join(text for _, text in sorted(set(problems))))
     return LoadedSpec(spec=spec, path=path, lines=lines)
@@ -468,61 +466,3 @@ def _ref_problems(data: dict[str, Any]) -> list[tuple[Loc, str]]:
 
 def _mapping(value: Any) -> dict[Any, Any]:
     return value if isinstance(value, dict) else {}
-
-
-def _path_problems(data: dict[str, Any], spec_path: Path) -> list[tuple[Loc, str]]:
-    """The files and folders the spec names, each where the spec says (relative to its own
-    folder): code.path, packages.lock, every input, an image recipe folder."""
-    out: list[tuple[Loc, str]] = []
-    base = spec_path.parent
-
-    def field(*loc: str | int) -> Any:
-        node: Any = data
-        for part in loc:
-            node = node.get(part) if isinstance(node, dict) else None
-        return node if isinstance(node, str) else None
-
-    def check(loc: Loc, rel: str | None, problem: str, folder: bool = False) -> None:
-        if rel is not None and (why := missing_path(base, rel, problem, folder)):
-            out.append((loc, why))
-
-    build = field("image", "build")
-    if build is not None and shipped(build) is None:
-        check(("image", "build"), build, "is not a recipe folder; point it at a folder of "
-              f"images/ or a recipe shipped with repro ({', '.join(shipped_names())})",
-              folder=True)
-    check(("code", "path"), field("code", "path"),
-          "is not a folder; point code.path at the job's code", folder=True)
-    check(("packages", "lock"), field("packages", "lock"),
-          "does not exist; create it (pip freeze style NAME==VERSION lines)")
-    for name in _mapping(data.get("inputs")):
-        check(("inputs", str(name), "path"), field("inputs", name, "path"),
-              "does not exist; point it at the data, or create it")
-    return out
-
-
-def missing_path(base: Path, rel: str, problem: str, folder: bool = False) -> str | None:
-    """Why a spec path (relative to the spec file's folder ``base``) is not there, or None.
-    When it exists from the repository root (or the working directory) the message says how
-    to write it."""
-    path = (base / rel).resolve()
-    if path.is_dir() if folder else path.exists():
-        return None
-    hint = ""
-    for root in (repo_root(base), Path.cwd()):
-        other = (root / rel).resolve()
-        if other.is_dir() if folder else other.exists():
-            fixed = os.path.relpath(other, base)
-            hint = (f" (paths in a spec are relative to the spec file's folder: did you mean "
-                    f"{fixed!r}?)")
-            break
-    return f"{path} {problem}{hint}"
-
-
-def repo_root(base: Path) -> Path:
-    """The git work tree holding ``base`` (or ``base`` itself outside one)."""
-    p = base.resolve()
-    for candidate in (p, *p.parents):
-        if (candidate / ".git").exists():
-            return candidate
-    return p

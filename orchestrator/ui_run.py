@@ -72,6 +72,13 @@ def render_record(r: RunRecord, series: dict[str, list[tuple[int, float]]],
                        if cont.captured == "job" else ""))
     if cont.seeded:
         kv.add_row("seeding", "seeded as reported by the job: " + ", ".join(cont.seeded))
+    if res.resume is not None:
+        from .partial import checkpoints
+
+        steps = [f"{step:,}" for step, _ in checkpoints(r)]
+        kv.add_row("resumes", f"{' '.join(res.resume.args)}; checkpoints "
+                   + (f"at steps {', '.join(steps[:12])}{' ...' if len(steps) > 12 else ''} "
+                      "(repro verify --segment STEP)" if steps else "none recorded"))
     out.print(kv)
     _files_table("inputs", {n + ("" if i.stored or i.kind == "dir" else " (not in the store)"):
                             (i.sha256, i.size) for n, i in res.inputs.items()})

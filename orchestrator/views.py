@@ -31,6 +31,11 @@ def record_json(record: RunRecord, series: dict[str, list[tuple[int, float]]],
                        "through_step": r.verdict.through_step if r.verdict else None,
                        "recorded_by": authors.get(r.id)} for r in replays]
     doc["verified"] = verifications(replays, authors)
+    if record.resolved.resume is not None:  # the checkpoints a segment verify starts from
+        from .partial import checkpoints
+
+        doc["checkpoints"] = [{"step": step, "path": path}
+                              for step, path in checkpoints(record)]
     doc["tags"] = dict(tags or {})
     doc["notes"] = [{"at": at, "text": text} for at, text in notes]
     doc["image_pushes"] = [f"{repo}@{digest}" for repo, digest in image_pushes]

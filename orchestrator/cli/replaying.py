@@ -137,12 +137,11 @@ def verify(
     the recorded result reproduces. With --steps or --budget, only the first steps run; with
     --segment, the steps from one checkpoint to the next.
 
-    Exit codes: 0 identical (or within --tolerance), 12 identical through the steps a prefix
-    verify ran (the rest did not run), 13 a segment identical, 8 differs, 9 cannot replay
-    (something it needs is missing or corrupt), 11 nothing compared (no outputs, no
-    metrics, logs not compared), 2 bad input (a malformed bundle), 4 unknown run, 5
-    environment (no engine), 3/6/130 as for launch when the job fails, times out or is
-    interrupted."""
+    Exit codes: 0 identical (or within --tolerance), 8 differs, 9 cannot replay (something
+    it needs is missing or corrupt), 11 nothing compared (no outputs, no metrics, logs not
+    compared), 12 identical through the steps a prefix verify ran (the rest did not run),
+    13 a segment identical, 2 bad input (a malformed bundle), 4 unknown run, 5 environment
+    (no engine), 3/6/130 as for launch when the job fails, times out or is interrupted."""
     from ..engine import connect
     from ..errors import UsageError
     from ..scheduler import replay_elsewhere

@@ -171,6 +171,7 @@ def test_run_page_shows_outputs_with_digests_curves_and_logs(page, server, popul
 def test_replay_lineage_and_verdicts(page, server, populated):
     visit(page, f"{server}/#/run/{populated['hello']['id']}", "run")
     assert page.locator(".verdict-identical").count() == 1
+    assert page.locator("#verified").inner_text().startswith("verified: full by ")
     visit(page, f"{server}/#/run/{populated['differs']['id']}", "run")
     assert "samples.txt" in page.locator("#verdict-diff").inner_text()
     assert page.locator(".verdict-differs").count() >= 1

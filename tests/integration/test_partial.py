@@ -156,6 +156,9 @@ def test_a_resumable_run_passes_a_segment_and_one_that_forgets_its_rng_fails_nam
         human.stdout
     shown = json.loads(repro("show", run["id"], "--json", cwd=proj).stdout)
     assert {v["kind"] for v in shown["verified"]} == {"segment"}
+    assert [c["step"] for c in shown["checkpoints"]] == [100, 200, 300, 400, 500]
+    human = repro("show", run["id"], cwd=proj).stdout
+    assert "checkpoints at steps 100, 200, 300, 400, 500 (repro verify --segment STEP)" in human
     # the classic mistake: the generator is not restored on resume
     forgetful = resumable_spec(proj, "forgetful", ', "--forget-rng"')
     p, run = launch_json(proj, forgetful)
