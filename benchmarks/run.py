@@ -384,10 +384,12 @@ its budget (over now: {over}).
 
 | what | per launch | budget |
 |---|---|---|
-| CPU of the repro process and what it starts (git), user + system | {c['cpu_ms']:.0f} ms | {b['cpu_ms']:.0f} ms |
+| CPU of the repro process and what it starts (git), user + system | {c['cpu_ms']:.0f} ms | |
 | the docker CLI's CPU for `docker run --rm` of the same image and command | {c['docker_cli_cpu_ms']:.0f} ms | |
 | Python importing the libraries a launch needs (pydantic, docker with requests, typer, yaml), nothing else | {c.get('libraries_cpu_ms', 0):.0f} ms | |
-| import time, the sum of every module's own (`python -X importtime`) | {c['import_ms']:.0f} ms | {b['import_ms']:.0f} ms |
+| the launch's CPU above that floor (what repro adds) | {c.get('own_cpu_ms', 0):.0f} ms | {b.get('own_cpu_ms', 0):.0f} ms |
+| import time, the sum of every module's own (`python -X importtime`) | {c['import_ms']:.0f} ms | |
+| of which repro's own modules | {c.get('orchestrator_import_ms', 0):.0f} ms | {b.get('orchestrator_import_ms', 0):.0f} ms |
 | modules loaded | {c['modules']} | {b['modules']} |
 
 By package: {by}.
@@ -446,7 +448,7 @@ engine client for one replay, a diagnosis pays them once for all of its replays.
 def partial_section(b: dict | None) -> str:
     if not b:
         return ""
-    rows = "\n".join(f"| `repro verify RUN {r['what'] if r['what'] != 'full' else ''}` | "
+    rows = "\n".join(f"| `repro verify RUN{'' if r['what'] == 'full' else ' ' + r['what']}` | "
                      f"{r['share']:.0%} | {r['s']:.2f} s | {r['ratio']:.2f}x |"
                      for r in b["rows"])
     return f"""

@@ -169,7 +169,9 @@ def checkpoints(record: RunRecord) -> list[tuple[int, str]]:
         return []
     head, tail = resume.checkpoints.split("{step}")
     rx = re.compile(re.escape(head) + "([0-9]{1,18})" + re.escape(tail))
-    return sorted((int(m[1]), path) for path in record.outputs if (m := rx.fullmatch(path)))
+    # a record from elsewhere names what it likes: only a path inside the working folder
+    inside = [p for p in record.outputs if not p.startswith("/") and ".." not in p.split("/")]
+    return sorted((int(m[1]), path) for path in inside if (m := rx.fullmatch(path)))
 
 
 def plan_segment(original: RunRecord, series: Series, which: str

@@ -260,8 +260,9 @@ def replay(original: RunRecord, store: Store, engine: Engine, hooks: Hooks,
     if part is not None:
         hooks.on_line(f"note: {part.described(original)}")
         if isinstance(part, Segment):  # the job resumes from the recorded checkpoint
-            res.placed = {part.start_path: store.artifacts.local_path(
-                original.outputs[part.start_path].sha256)}
+            sha = original.outputs[part.start_path].sha256
+            _check(original, store, f"checkpoint {part.start_path}", sha)
+            res.placed = {part.start_path: store.artifacts.local_path(sha)}
         stopper = partial.StopAt(part.ready_in(store.work_path(record.id) / "code"),
                                  lambda job_id: _stop(engine, job_id))
         hooks = _watched(hooks, stopper)

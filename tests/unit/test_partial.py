@@ -235,3 +235,13 @@ def test_a_placed_checkpoint_is_in_the_folder_but_not_an_output(tmp_path):
     assert workdir.Untouched(work)("ckpt/step_200.npz", placed.stat())  # not an output
     with pytest.raises(ReproError, match="not a path inside the working folder"):
         workdir.lay_out(tmp_path / "w2", snap, {}, {"../escape": source})
+
+
+def test_a_hostile_records_checkpoints_outside_the_working_folder_are_none():
+    from orchestrator.record import ResumeRef
+
+    rec = resumable({"../up/step_100.npz": "a", "../up/step_200.npz": "b"})
+    rec.resolved.resume = ResumeRef(checkpoints="../up/step_{step}.npz", args=["{path}"])
+    assert partial.checkpoints(rec) == []
+    with pytest.raises(UsageError, match="recorded 0 checkpoint"):
+        partial.plan_segment(rec, SERIES, "100")
