@@ -108,14 +108,16 @@ def test_a_run_that_diverges_at_step_150_fails_through_200_and_passes_through_10
     assert p.returncode == 12 and rep["verdict"]["result"] == "identical-prefix", p.stderr
 
 
-def test_a_prefix_of_a_run_without_steps_is_refused_in_one_line(proj):
+def test_part_of_a_run_without_steps_or_resume_is_refused_in_one_line(proj):
     p, run = launch_json(proj, proj / "specs" / "hello.yaml")
     assert p.returncode == 0, p.stderr
-    p = repro("verify", run["id"], "--steps", "10", cwd=proj)
-    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1
-    assert "recorded no metric series" in p.stderr
-    p = repro("verify", run["id"], "--steps", "10", "--budget", "1m", cwd=proj)
-    assert p.returncode == 2 and "give one" in p.stderr
+    for args, said in ((["--steps", "10"], "recorded no metric series"),
+                       (["--segment", "100"], "says no `resume:`"),
+                       (["--steps", "10", "--budget", "1m"], "give one"),
+                       (["--segment", "100", "--steps", "3"], "give one")):
+        p = repro("verify", run["id"], *args, cwd=proj)
+        assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr
+        assert said in p.stderr
     assert json.loads(repro("runs", "--json", cwd=proj).stdout)[0]["id"] == run["id"]
 
 
@@ -174,13 +176,3 @@ def test_a_resumable_run_passes_a_segment_and_one_that_forgets_its_rng_fails_nam
     human = repro("verify", run["id"], "--segment", "200", cwd=proj)
     assert human.returncode == 8 and "differs at step 201 (metric loss:" in human.stdout
     assert "checkpoints/step_300.npz: " in human.stdout and "velocity: " in human.stdout
-
-
-def test_a_segment_of_a_run_without_resume_is_refused_in_one_line(proj):
-    p, run = launch_json(proj, proj / "specs" / "hello.yaml")
-    assert p.returncode == 0, p.stderr
-    p = repro("verify", run["id"], "--segment", "100", cwd=proj)
-    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1
-    assert "says no `resume:`" in p.stderr
-    p = repro("verify", run["id"], "--segment", "100", "--steps", "3", cwd=proj)
-    assert p.returncode == 2 and "give one" in p.stderr
