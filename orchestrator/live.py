@@ -25,6 +25,7 @@ POLL_S = 0.5
 WATCH_POLL_S = 0.1
 POLL_BYTES = 1 << 20
 MAX_NAMES = 64
+MAX_POSITIONS = 10_000  # series whose steps the live line numbers
 EVERY_S = 0.2  # at most this often to the screen
 
 
@@ -115,6 +116,8 @@ class LiveMetrics:
             if not isinstance(doc, dict) or not isinstance(doc.get("name"), str):
                 continue
             name, step, value = doc["name"], doc.get("step"), _number(doc.get("value"))
+            if name not in self.positions and len(self.positions) >= MAX_POSITIONS:
+                continue  # a job inventing names without end: the record still has them all
             if not isinstance(step, int) or isinstance(step, bool) or not -2**62 < step < 2**62:
                 step = self.positions.get(name, 0)  # as read_series numbers it
             self.positions[name] = step + 1

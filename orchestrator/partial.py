@@ -105,7 +105,7 @@ class StopAt:
     def points(self, found: Latest) -> None:
         with self.lock:
             for name, (step, _value) in found.items():
-                if step is not None:
+                if step is not None and (name in self.reached or len(self.reached) < 1024):
                     self.reached[name] = max(step, self.reached.get(name, step))
             if self.fired.is_set() or self.job_id is None or not self.ready(self.reached):
                 return
@@ -114,21 +114,6 @@ class StopAt:
         # the engine call runs off this thread (the one reading the job's output)
         threading.Thread(target=self.stop, args=(job_id,), name="partial-stop",
                          daemon=True).start()
-
-
-def through(series: list[tuple[str, int, float]] | Series, step: int) -> Series:
-    """The points of ``series`` at or before ``step``, by name."""
-    out: Series = {}
-    if isinstance(series, dict):
-        for name, pts in series.items():
-            kept = [(s, v) for s, v in pts if s <= step]
-            if kept:
-                out[name] = kept
-        return out
-    for name, s, v in series:
-        if s <= step:
-            out.setdefault(name, []).append((s, v))
-    return out
 
 
 @dataclass(frozen=True)
@@ -165,8 +150,8 @@ class Segment:
 def checkpoints(record: RunRecord) -> list[tuple[int, str]]:
     """(step, path) of each output the spec's ``resume.checkpoints`` names, by step."""
     resume = record.resolved.resume
-    if resume is None:
-        return []
+    if resume is None or resume.checkpoints.count("{step}") != 1:  # a record from elsewhere
+        return []  # is not checked as a spec is: a pattern without one step names none
     head, tail = resume.checkpoints.split("{step}")
     rx = re.compile(re.escape(head) + "([0-9]{1,18})" + re.escape(tail))
     # a record from elsewhere names what it likes: only a path inside the working folder

@@ -243,5 +243,7 @@ def test_a_hostile_records_checkpoints_outside_the_working_folder_are_none():
     rec = resumable({"../up/step_100.npz": "a", "../up/step_200.npz": "b"})
     rec.resolved.resume = ResumeRef(checkpoints="../up/step_{step}.npz", args=["{path}"])
     assert partial.checkpoints(rec) == []
+    rec.resolved.resume = ResumeRef(checkpoints="step_{step}_{step}.npz", args=["{path}"])
+    assert partial.checkpoints(rec) == []  # not a pattern a spec allows: no traceback
     with pytest.raises(UsageError, match="recorded 0 checkpoint"):
         partial.plan_segment(rec, SERIES, "100")
