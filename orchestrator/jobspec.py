@@ -108,7 +108,7 @@ def job_spec(record: RunRecord, res: Resolution, work: Path, secret_files: dict[
         memory_bytes=r.resources.memory_bytes, gpus=r.resources.gpus, network=r.network,
         timeout_s=r.timeout_s, labels=labels, stop_grace_s=settings.stop_grace(),
         # a tmpfs is charged to the container's memory, so /tmp can never fill the disk
-        tmp_bytes=settings.tmp_size(r.resources.memory_bytes))
+        tmp_bytes=settings.tmp_size(r.resources.memory_bytes), strict=res.strict)
 
 
 def run_info(record: RunRecord, res: Resolution) -> dict:

@@ -233,6 +233,11 @@ class HostFacts(_Shape):
     gpus: list[GPUFacts] = []
     gpus_assigned: list[str] = []
     repro: str | None = None
+    engine: str | None = None  # docker, podman, charliecloud ("": an older record)
+    runtime: str | None = None  # "charliecloud 0.31"; None: the engine's own (docker)
+    # what held each of the job's limits where the runtime chose among ways (Charliecloud):
+    # memory, cpu_quota, cores, network
+    limits: dict[str, str] = {}
 
 
 class Package(_Shape):

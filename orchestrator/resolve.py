@@ -58,6 +58,7 @@ class Resolution:
     secret_env: dict[str, str] = field(repr=False, default_factory=dict)  # name -> value
     warnings: list[str] = field(default_factory=list)
     archive_later: bool = False  # the image's archive is written while the job runs
+    strict: bool = False  # launch --strict: an executor refuses a limit it cannot enforce
     # files put in the working folder before the job starts, by their path in it (a segment
     # verify's checkpoint): part of the folder as laid out, not outputs unless changed
     placed: dict[str, Path] = field(default_factory=dict)
@@ -251,7 +252,7 @@ def resolve(loaded: LoadedSpec, store: Store, engine: ImageBackend, *, allow_dir
     )
     return Resolution(resolved=resolved, spec_digest=spec_digest(resolved), snapshot=snapshot,
                       input_sources=sources, lock_path=lock_path, secret_env=secret_env,
-                      warnings=warnings, archive_later=archive_later)
+                      warnings=warnings, archive_later=archive_later, strict=strict)
 
 
 def check_params_hold_no_secret(params: dict[str, Any], secret_env: dict[str, str],

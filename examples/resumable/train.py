@@ -18,6 +18,7 @@ run drew, and the next checkpoint's weights differ.
 import argparse
 import json
 import os
+import time
 
 import numpy as np
 
@@ -51,6 +52,8 @@ def main():
     parser.add_argument("--resume", help="a checkpoint to go on from")
     parser.add_argument("--forget-rng", action="store_true",
                         help="do not restore the generator on resume (a bug, on purpose)")
+    parser.add_argument("--pace", type=float, default=0.0,
+                        help="seconds each step sleeps: stands in for a real step's time")
     args = parser.parse_args()
 
     data = np.random.default_rng(1234)  # the data set: the same in every run
@@ -73,6 +76,8 @@ def main():
         velocity = 0.9 * velocity - args.lr * grad
         w = w + velocity
         log(step, float(np.mean(err ** 2)))
+        if args.pace:
+            time.sleep(args.pace)
         if step % args.every == 0:
             save(f"checkpoints/step_{step}.npz", step, w, velocity, rng)
     np.save("weights.npy", w)

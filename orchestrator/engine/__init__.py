@@ -82,6 +82,7 @@ class JobSpec:
     labels: dict[str, str] = field(default_factory=dict)
     stop_grace_s: float = 10.0
     hostname: str = CONTAINER_HOSTNAME
+    strict: bool = False  # refuse to run where a limit cannot be enforced (launch --strict)
 
 
 @dataclass
@@ -183,7 +184,14 @@ def _podman() -> Engine:
     return DockerEngine(podman=True)
 
 
-EXECUTORS: dict[str, Callable[[], Engine]] = {"docker": _docker, "podman": _podman}
+def _charliecloud() -> Engine:
+    from .charliecloud import CharliecloudEngine
+
+    return CharliecloudEngine()
+
+
+EXECUTORS: dict[str, Callable[[], Engine]] = {"docker": _docker, "podman": _podman,
+                                              "charliecloud": _charliecloud}
 
 
 def connect(name: str | None = None) -> Engine:

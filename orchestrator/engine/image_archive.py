@@ -103,7 +103,7 @@ def split_into_store(chunks: Iterable[bytes], artifacts: Artifacts, name: str,
     members: list[dict[str, Any]] = []
     total = new = 0
     try:
-        with tarfile.open(fileobj=_Reader(chunks), mode="r|", bufsize=CHUNK) as tar:
+        with tarfile.open(fileobj=ChunkReader(chunks), mode="r|", bufsize=CHUNK) as tar:
             for m in tar:
                 entry: dict[str, Any] = {"name": m.name, "type": m.type.decode("latin-1"),
                                          "mode": m.mode, "mtime": int(m.mtime)}
@@ -348,7 +348,7 @@ def _untagged(index: dict[str, Any], store: Store, image_id: str) -> dict[str, b
     return out
 
 
-class _Reader(io.RawIOBase):
+class ChunkReader(io.RawIOBase):
     """A file object over an iterator of byte chunks (for tarfile's stream mode)."""
 
     def __init__(self, chunks: Iterable[bytes]) -> None:

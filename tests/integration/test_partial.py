@@ -133,7 +133,9 @@ def resumable_spec(proj, name: str, extra: str = ""):
 
 
 def test_a_resumable_run_passes_a_segment_and_one_that_forgets_its_rng_fails_naming_it(proj):
-    spec = resumable_spec(proj, "resumable")
+    # 20 ms a step, so the 200 steps after the segment's end outlast the stop by seconds:
+    # the job is stopped, not finished, whatever the machine's load
+    spec = resumable_spec(proj, "resumable", ', "--pace", "0.02"')
     p, run = launch_json(proj, spec)
     assert p.returncode == 0, p.stderr
     assert {f"checkpoints/step_{s}.npz" for s in range(100, 501, 100)} <= set(run["outputs"])
