@@ -19,7 +19,8 @@ HINTS = {
     "gpu.driver": "the driver is not in the image; a new one can change CUDA kernels",
     "gpu.cuda": "the driver's CUDA version can change library kernels",
     "kernel": "rarely changes bits; noted for completeness",
-    "docker": "the engine version rarely changes bits; noted for completeness",
+    "runtime": "the container runtime (Docker, podman, Charliecloud) and its version rarely "
+               "change bits; a job that reads its environment sees Charliecloud's CH_RUNNING",
     "container.os": "a different OS release in the container means different libraries",
     "container.python": "another Python version can change hashing, floats and libraries",
     "container.packages": "different package versions run different code",
@@ -43,7 +44,8 @@ def of_host(host: HostFacts) -> dict[str, Any]:
         "gpu.model": sorted(g.name for g in used),
         "gpu.driver": sorted({g.driver for g in used}),
         "gpu.cuda": sorted({g.cuda for g in used}),
-        "kernel": host.kernel or None, "docker": host.docker,
+        "kernel": host.kernel or None,
+        "runtime": f"{host.engine or 'docker'} {host.docker}" if host.docker else None,
     }
 
 

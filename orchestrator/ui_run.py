@@ -63,7 +63,11 @@ def render_record(r: RunRecord, series: dict[str, list[tuple[int, float]]],
     if host.model_fields_set or host.model_extra:  # a record from before: nothing known
         gpus = ", ".join(g.name for g in host.gpus) or "no GPUs"
         kv.add_row("host", f"{host.os or None}, kernel {host.kernel or None}, "
-                   f"{host.cpu.model or None}, Docker {host.docker}, {gpus}")
+                   f"{host.cpu.model or None}, {(host.engine or 'docker').capitalize()} "
+                   f"{host.docker}, {gpus}")
+        if host.limits:
+            kv.add_row("limits", ", ".join(f"{k} {v}" for k, v in host.limits.items()
+                                           if k != "runtime"))
     cont = r.environment.container
     if cont.os or cont.python:
         kv.add_row("container", f"{cont.os or None}, Python {cont.python}, "

@@ -89,6 +89,7 @@ def build(folder: Path, engine: ImageBackend, on_line: Callable[[str], None],
     tag = f"{repo}:{short(digest)}"
     if not force:
         if (image_id := _tagged(digest, (tag,), engine)) is not None:
+            _known(store, digest, image_id)
             return BuiltImage(id=image_id, tag=tag, recipe=str(folder), recipe_digest=digest,
                               reused=True)  # the usual case: one inspect
         image_id = _tagged(digest, (f"{RECIPES}:{short(digest)}",
@@ -115,6 +116,13 @@ def build(folder: Path, engine: ImageBackend, on_line: Callable[[str], None],
         store.runs.add_recipe_image(digest, image_id)
     return BuiltImage(id=image_id, tag=tag, recipe=str(folder), recipe_digest=digest,
                       reused=False)
+
+
+def _known(store: Store | None, digest: str, image_id: str) -> None:
+    """The store learns what this engine built ``digest`` into (once): a machine with no
+    engine to build in (Charliecloud) finds it there and loads it from the archive."""
+    if store is not None and store.runs.recipe_image(digest) != image_id:
+        store.runs.add_recipe_image(digest, image_id)
 
 
 def _tag_all(engine: ImageBackend, image_id: str, repo: str, digest: str) -> None:

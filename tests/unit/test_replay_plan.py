@@ -75,7 +75,7 @@ def test_environment_changes_with_hints():
                       "packages": [{"name": "numpy", "version": "1.26.4"},
                                    {"name": "scipy", "version": "1.11"}]}})
     changes = {c.fact: c for c in environment_changes(a, b)}
-    assert set(changes) == {"cpu.model", "cpu.flags", "docker", "container.packages"}
+    assert set(changes) == {"cpu.model", "cpu.flags", "runtime", "container.packages"}
     assert changes["cpu.model"].original == "Xeon" and "BLAS" in changes["cpu.model"].hint
     assert changes["cpu.model"].of_a_value and changes["cpu.model"].described == "Xeon -> EPYC"
     assert changes["cpu.flags"].added == ["avx2"] and changes["cpu.flags"].removed == ["sse"]
@@ -83,7 +83,7 @@ def test_environment_changes_with_hints():
     assert pk.added == {"scipy": "1.11"} and pk.changed == {"numpy": ("1.24.2", "1.26.4")}
     assert not pk.of_a_value and pk.described == "+1 -0 ~1"
     hw = host_changes(a.environment.host, b.environment.host)
-    assert [c.fact for c in hw] == ["cpu.model", "cpu.flags"]  # docker is not hardware
+    assert [c.fact for c in hw] == ["cpu.model", "cpu.flags"]  # the runtime is not hardware
 
 
 def test_gpu_driver_change_is_hardware():

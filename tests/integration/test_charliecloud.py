@@ -1,0 +1,176 @@
+"""Charliecloud as the executor, for real (issue 26): `ch-run` from Debian's
+charliecloud-runtime, images unpacked from the store's archive (no Docker used by the
+Charliecloud side), the same records and verdicts as under Docker."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from orchestrator.engine import LABEL_STORE
+from orchestrator.engine.charliecloud import CharliecloudEngine
+from tests.helpers import git, repro
+from tests.integration.conftest import add_spec, launch_json
+from tests.integration.test_replay import run_json
+
+pytestmark = pytest.mark.archive  # the Charliecloud side runs only what the store archived
+
+PROBE = textwrap.dedent('''\
+    """What the job sees of its sandbox, written to probe.json."""
+    import json
+    import os
+    import socket
+    import sys
+
+    def attempt(fn):
+        try:
+            fn()
+            return "allowed"
+        except OSError as e:  # Docker and Charliecloud may refuse with different errors
+            return "unreachable" if e.errno == 101 else "refused"
+
+    seen = {
+        "uid": [os.getuid(), os.getgid()], "hostname": socket.gethostname(),
+        "cwd": os.getcwd(), "machine_id": open("/etc/machine-id").read().strip(),
+        "cores": len(os.sched_getaffinity(0)), "processes": len(
+            [p for p in os.listdir("/proc") if p.isdigit()]),
+        "network": attempt(lambda: socket.create_connection(("192.0.2.1", 9), timeout=3)),
+        "write_input": attempt(lambda: open("/repro/inputs/d", "a").write("x")),
+        "write_lib": attempt(lambda: open("/repro/lib/boot.sh", "a").write("x")),
+        "write_image": attempt(lambda: open("/usr/bin/x", "w").write("x")),
+        "write_tmp": attempt(lambda: open("/tmp/x", "w").write("x")),
+        "secret": open("/run/secrets/TOKEN").read() if os.path.exists("/run/secrets/TOKEN")
+        else None,
+        "env": sorted(k for k in os.environ if k not in ("CH_RUNNING",)),
+    }
+    with open("probe.json", "w") as f:
+        json.dump(seen, f, sort_keys=True)
+    print(json.dumps(seen, sort_keys=True))
+    ''')
+
+
+def ch_env(tmp_path) -> dict[str, str]:
+    return {"REPRO_ENGINE": "charliecloud", "REPRO_IMAGE_CACHE": str(tmp_path / "ch-cache")}
+
+
+def probe_project(proj, name: str = "probe", extra: str = ""):
+    code = proj / "examples" / "probe"
+    code.mkdir(exist_ok=True)
+    (code / "probe.py").write_text(PROBE)
+    (proj / "data").mkdir(exist_ok=True)
+    (proj / "data" / "d.txt").write_text("input bytes\n")
+    git(proj, "add", "-A")
+    return add_spec(proj, name, f"""\
+        code: {{path: ../examples/probe}}
+        command: [python3, probe.py]
+        inputs: {{d: {{path: ../data/d.txt}}}}
+        resources: {{cpus: 1}}
+        seed: 0
+        {extra}""")
+
+
+@pytest.fixture
+def leaves_no_job(home):
+    yield
+    left = CharliecloudEngine().find({LABEL_STORE: str(home.resolve())})
+    assert left == [], "repro left Charliecloud jobs behind"
+
+
+def test_a_docker_run_verifies_identical_under_charliecloud_and_the_reverse(
+        proj, tmp_path, leaves_no_job):
+    spec = probe_project(proj)
+    p, docker_run = launch_json(proj, spec)
+    assert p.returncode == 0, p.stderr
+    env = ch_env(tmp_path)
+    # Docker's run, replayed by ch-run from the store's archive: identical, the runtime named
+    p, rep = run_json("verify", docker_run["id"], cwd=proj, env=env)
+    assert p.returncode == 0 and rep["verdict"]["result"] == "identical", p.stderr
+    assert "loading image" in p.stderr  # unpacked from the archive, not from any engine
+    host = rep["environment"]["host"]
+    assert host["engine"] == "charliecloud" and host["runtime"].startswith("charliecloud 0.")
+    assert host["limits"]["memory"] == "cgroup v1 memory"  # this machine: root, cgroup v1
+    assert host["limits"]["network"].startswith("a network namespace of its own")
+    changes = {c["fact"]: c for c in rep["verdict"]["environment"]}
+    assert changes["runtime"]["original"].startswith("docker ")
+    assert changes["runtime"]["replay"].startswith("charliecloud ")
+    # the sandbox the job saw, the same in both (probe.json is identical bit for bit)
+    seen = json.loads(repro("cat", rep["id"], "probe.json", cwd=proj).stdout)
+    assert seen["uid"] == [65534, 65534] and seen["hostname"] == "repro"
+    assert seen["cwd"] == "/repro/code" and seen["cores"] == 1
+    assert seen["processes"] < 10  # its own PID namespace
+    assert seen["network"] == "unreachable"
+    for where in ("write_input", "write_lib", "write_image"):
+        assert seen[where] != "allowed", where
+    assert seen["write_tmp"] == "allowed"
+    # launched under Charliecloud (the recipe known to the store, its image from the
+    # archive), verified under Docker
+    p, ch_run = launch_json(proj, spec, env=env)
+    assert p.returncode == 0 and ch_run["status"] == "succeeded", p.stderr
+    assert ch_run["environment"]["host"]["engine"] == "charliecloud"
+    p, rep = run_json("verify", ch_run["id"], cwd=proj)
+    assert p.returncode == 0 and rep["verdict"]["result"] == "identical", p.stderr
+    shown = repro("show", ch_run["id"], cwd=proj).stdout
+    assert "Charliecloud 0." in shown and "memory cgroup v1 memory" in shown
+
+
+def test_limits_timeouts_and_interrupts_hold_under_charliecloud(proj, home, tmp_path,
+                                                                leaves_no_job):
+    env = ch_env(tmp_path)
+    hog = add_spec(proj, "hog", """\
+        command: [python3, -c, "x = bytearray(400 * 2**20); print(len(x))"]
+        resources: {memory: 64m}
+        seed: 0
+        """)
+    p, run = launch_json(proj, hog)  # Docker first: archives the image into the store
+    assert run["status"] == "failed", p.stderr
+    p, run = launch_json(proj, hog, env=env)
+    assert p.returncode == 3 and run["reason"].startswith("oom-killed"), (p.stderr, run)
+    sleeper = add_spec(proj, "sleeper", """\
+        command: [python3, -c, "import time; print('sleeping', flush=True); time.sleep(60)"]
+        timeout: 2s
+        seed: 0
+        """)
+    t0 = time.monotonic()
+    p, run = launch_json(proj, sleeper, env=env)
+    assert time.monotonic() - t0 < 30
+    assert p.returncode == 6 and run["status"] == "timeout", p.stderr
+    # Ctrl-C: the job is stopped, the run recorded interrupted, nothing left running
+    forever = add_spec(proj, "forever", """\
+        command: [python3, -c, "import time; print('up', flush=True); time.sleep(120)"]
+        seed: 0
+        """)
+    launch = subprocess.Popen([sys.executable, "-m", "orchestrator", "launch",
+                               str(forever.relative_to(proj)), "--json"], cwd=proj,
+                              env={**os.environ, **env}, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not CharliecloudEngine().find({LABEL_STORE: str(home.resolve())}):
+        assert time.monotonic() < deadline and launch.poll() is None, launch.communicate()
+        time.sleep(0.2)
+    time.sleep(1)
+    launch.send_signal(signal.SIGINT)
+    out, err = launch.communicate(timeout=60)
+    assert json.loads(out)["status"] == "interrupted", err
+
+
+def test_strict_refuses_and_secrets_reach_only_the_job(proj, tmp_path, leaves_no_job):
+    env = ch_env(tmp_path)
+    spec = probe_project(proj, "secretive", "secrets: [TOKEN]\n")
+    p, run = launch_json(proj, spec, env={"TOKEN": "s3cr3t-value"})
+    assert p.returncode == 0, p.stderr
+    p, run = launch_json(proj, spec, env={**env, "TOKEN": "s3cr3t-value"})
+    assert p.returncode == 0, p.stderr
+    seen = json.loads(repro("cat", run["id"], "probe.json", cwd=proj).stdout)
+    assert seen["secret"] == "s3cr3t-value"  # /run/secrets/TOKEN, as under Docker
+    assert "s3cr3t-value" not in json.dumps(run)  # never recorded
+    # without a cgroup to hold its memory (an ordinary user's machine), --strict refuses
+    p = repro("launch", str(spec.relative_to(proj)), "--strict", cwd=proj,
+              env={**env, "TOKEN": "s3cr3t-value", "REPRO_CH_LIMITS": "rlimit"})
+    assert p.returncode != 0 and "cannot enforce" in p.stderr, p.stderr
