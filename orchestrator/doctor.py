@@ -34,9 +34,12 @@ def check(engine: Engine, images_dir: Path, home: Path | None = None) -> list[di
     try:
         v = engine.version()
         docker_ok = True
-        add("docker", True, f"engine {v['version']} (API {v['api']}, {v['os']}/{v['arch']})")
+        add(engine.name, True, f"engine {v['version']} (API {v['api']}, {v['os']}/{v['arch']})"
+            if v.get("api") else f"{engine.name} {v['version']} ({v['os']}/{v['arch']}; no "
+            "daemon: images come from the store's archive)")
     except ReproError as e:
-        add("docker", False, str(e), "scripts/ensure-docker")
+        add(engine.name, False, str(e), "scripts/ensure-docker")
+    add("runtimes", True, runtimes(engine.name))
     deboot = shutil.which("debootstrap")
     add("debootstrap", bool(deboot), deboot or "not installed (needed to build base images)",
         "apt-get install debootstrap")
@@ -69,3 +72,16 @@ def check(engine: Engine, images_dir: Path, home: Path | None = None) -> list[di
     except ReproError as e:
         add("store", False, str(e), "set REPRO_HOME to a writable folder")
     return checks
+
+
+def runtimes(chosen: str) -> str:
+    """Which container runtimes this machine has, and which one a launch uses."""
+    found = []
+    for name, tool in (("docker", "dockerd"), ("podman", "podman"), ("charliecloud", "ch-run"),
+                       ("apptainer", "apptainer")):
+        path = shutil.which(tool)
+        if path:
+            found.append(name)
+    listed = ", ".join(found) or "none"
+    return (f"{listed} installed; launches use {chosen} (REPRO_ENGINE picks: "
+            f"{', '.join(EXECUTORS)})")
