@@ -69,7 +69,8 @@ def test_an_unknown_engine_or_executor_lists_the_known_ones(monkeypatch):
     from orchestrator.scheduler import where
 
     monkeypatch.setenv("REPRO_ENGINE", "lsf")
-    with pytest.raises(UsageError, match="engine 'lsf' is not one of: charliecloud, docker, podman"):
+    with pytest.raises(UsageError,
+                       match="engine 'lsf' is not one of: charliecloud, docker, podman"):
         connect()
     monkeypatch.delenv("REPRO_ENGINE")
     monkeypatch.setenv("REPRO_EXECUTOR", "lsf")  # where a launch goes: where() refuses it
