@@ -160,6 +160,27 @@ def executor(given: str | None = None) -> str:
     return ((given or "").strip() or _raw("REPRO_EXECUTOR") or "local").strip().lower()
 
 
+def image_cache() -> Path:
+    """REPRO_IMAGE_CACHE: where images are unpacked for Charliecloud (per user, per machine;
+    a node's local disk serves best), else $XDG_CACHE_HOME/repro/images (~/.cache/...)."""
+    given = _raw("REPRO_IMAGE_CACHE")
+    if given:
+        return Path(given).expanduser()
+    base = _raw("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "repro" / "images"
+
+
+def ch_limits() -> str | None:
+    """REPRO_CH_LIMITS: how a Charliecloud job's limits are held when not the default (a
+    cgroup of repro's where it may make one): ``rlimit`` on a node where repro's own cgroups
+    are unwelcome, ``slurm`` to leave them to the Slurm job's cgroup."""
+    raw = _raw("REPRO_CH_LIMITS")
+    if raw is not None and raw not in ("rlimit", "slurm"):
+        raise UsageError(f"REPRO_CH_LIMITS={raw[:40]!r}: set it to rlimit or slurm, or leave it "
+                         "unset (a cgroup of repro's where it may make one)")
+    return raw
+
+
 def k8s_namespace() -> str | None:
     """REPRO_K8S_NAMESPACE: the namespace a rendered Kubernetes Job names (none: the
     context's own)."""

@@ -126,8 +126,10 @@ class Limits:
 def _cgroup_kind() -> str:
     """How limits are held here: inside a Slurm job's cgroup Slurm's hold (a cgroup made
     elsewhere would take the job out of it); as root, a cgroup of repro's; else a rlimit."""
-    forced = os.environ.get("REPRO_CH_LIMITS", "").strip()
-    if forced in ("rlimit", "slurm"):  # a node where repro's own cgroups are unwelcome
+    from .. import settings
+
+    forced = settings.ch_limits()
+    if forced is not None:
         return forced
     try:
         mine = Path("/proc/self/cgroup").read_text()

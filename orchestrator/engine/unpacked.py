@@ -43,21 +43,13 @@ WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 
 
-def default_cache() -> Path:
-    """REPRO_IMAGE_CACHE, else $XDG_CACHE_HOME/repro/images (~/.cache/...): per user, per
-    machine; a node's local disk serves best (unpacked images are many small files)."""
-    given = os.environ.get("REPRO_IMAGE_CACHE", "").strip()
-    if given:
-        return Path(given).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME", "").strip() or str(Path.home() / ".cache")
-    return Path(base) / "repro" / "images"
-
-
 class Unpacked:
     """The image folders of one cache: by id, by tag, loaded from an archive stream."""
 
     def __init__(self, cache: Path | None = None) -> None:
-        self.cache = cache or default_cache()
+        from .. import settings
+
+        self.cache = cache or settings.image_cache()
 
     def _folder(self, image_id: str) -> Path:
         hex_ = image_id.removeprefix("sha256:")
