@@ -174,3 +174,42 @@ def test_strict_refuses_and_secrets_reach_only_the_job(proj, tmp_path, leaves_no
     p = repro("launch", str(spec.relative_to(proj)), "--strict", cwd=proj,
               env={**env, "TOKEN": "s3cr3t-value", "REPRO_CH_LIMITS": "rlimit"})
     assert p.returncode != 0 and "cannot enforce" in p.stderr, p.stderr
+
+
+def test_on_slurm_the_job_is_the_slurm_jobs_own_child_and_scancel_kills_it(
+        proj, home, tmp_path, on_slurm):
+    """Under Docker a Slurm job's container runs under dockerd, outside the job: a SIGKILL to
+    the job leaves it running. Under Charliecloud it is the job's own process tree, so
+    Slurm's kill reaches it; `repro gc` then finishes the record and removes what is left."""
+    from tests.integration.test_slurm import SLOW, _wait_status
+
+    spec = add_spec(proj, "slow", SLOW.replace("STEPS", "240"))
+    hello = add_spec(proj, "hello-slurm", "command: [python3, /repro/code/hello.py]\nseed: 0\n")
+    p, run = launch_json(proj, hello)  # Docker, here: the image archived into the store
+    assert p.returncode == 0, p.stderr
+    env = ch_env(tmp_path)  # every REPRO_* setting reaches the node
+    p, run = launch_json(proj, hello, "--executor", "slurm", env=env, timeout=300)
+    assert p.returncode == 0 and run["status"] == "succeeded", p.stderr
+    assert run["environment"]["host"]["engine"] == "charliecloud"
+    assert run["executor"]["kind"] == "slurm"
+    p, run = launch_json(proj, spec, "--executor", "slurm", "--detach", env=env)
+    assert p.returncode == 0, p.stderr
+    _wait_status(run["id"], "running", proj)
+    engine = CharliecloudEngine()
+    jobs = engine.find({"org.repro.run": run["id"]})
+    assert len(jobs) == 1 and jobs[0].running
+    from orchestrator.engine.charliecloud import JobState
+
+    state = JobState.load(jobs[0].id)
+    assert state is not None
+    subprocess.run(["scancel", "--full", "--signal=KILL", run["executor"]["job_id"]],
+                   check=True, env={**os.environ, **on_slurm})
+    deadline = time.monotonic() + 30
+    while state.alive():
+        assert time.monotonic() < deadline, "Slurm's kill did not reach the Charliecloud job"
+        time.sleep(0.2)
+    p, rows = run_json("gc", "--json", cwd=proj, env=env)
+    assert p.returncode == 0, p.stderr
+    assert engine.find({"org.repro.run": run["id"]}) == []
+    p, shown = run_json("wait", run["id"], cwd=proj, env=env, timeout=120)
+    assert shown["status"] in ("interrupted", "lost"), shown
