@@ -35,12 +35,13 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import EngineUnavailable, ImageError, ReproError
-from . import Interrupted, JobRef, JobSpec, Outcome, WaitTimeout
+from . import Interrupted, JobRef, JobSpec, Outcome, WaitTimeout, locked
 from .ch_stage import Stage, private, tool, tool_env
 from .limits import Limits
 from .unpacked import Unpacked
@@ -385,15 +386,6 @@ def free_cores(cpus: float, taken_by: list[str]) -> str | None:
     return ",".join(map(str, free[:want])) if len(free) >= want else None
 
 
-class _cores_lock:
-    def __enter__(self) -> None:
-        import fcntl
-
-        self.f = open(private("repro-ch-jobs", 0o700) / ".lock", "a")
-        fcntl.flock(self.f, fcntl.LOCK_EX)
-
-    def __exit__(self, *exc: object) -> None:
-        import fcntl
-
-        fcntl.flock(self.f, fcntl.LOCK_UN)
-        self.f.close()
+def _cores_lock() -> AbstractContextManager[None]:
+    """Held while cores are chosen and the job started (all repro processes of this user)."""
+    return locked(private("repro-ch-jobs", 0o700) / ".lock")

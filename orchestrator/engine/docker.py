@@ -9,12 +9,12 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import EngineUnavailable, ReproError
-from . import LABEL_RUN, Interrupted, JobRef, JobSpec, Outcome, WaitTimeout
+from . import LABEL_RUN, Interrupted, JobRef, JobSpec, Outcome, WaitTimeout, locked
 from .docker_images import DockerImages
 from .streams import demux
 
@@ -235,16 +235,8 @@ def parse_cpuset(text: str) -> set[int]:
     return cores
 
 
-@contextmanager
-def _cpuset_lock() -> Iterator[None]:
+def _cpuset_lock() -> AbstractContextManager[None]:
     """Held while cores are chosen and the container created (all repro processes here)."""
-    import fcntl
     import tempfile
 
-    path = Path(tempfile.gettempdir()) / "repro-cpuset.lock"
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    return locked(Path(tempfile.gettempdir()) / "repro-cpuset.lock")

@@ -19,21 +19,20 @@ image id.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from ..errors import ImageError
 from ..hashing import shown
 from ..untrusted import HEX64
+from . import locked
 from .image_archive import ChunkReader
 
 MOUNT_DIRS = ("repro", "run/secrets")
@@ -100,7 +99,7 @@ class Unpacked:
 
     def tag(self, image_id: str, repo: str, tag: str) -> None:
         self.cache.mkdir(parents=True, exist_ok=True)
-        with _locked(self.cache / ".lock"):
+        with locked(self.cache / ".lock"):
             try:
                 tags = json.loads(self._tags_path().read_text())
             except (OSError, ValueError):
@@ -151,7 +150,7 @@ class Unpacked:
                 f"image {shown(image_id)}: {len(layers)} layers in the archive, "
                 f"{len(diff_ids)} in its config"
             )
-        with _locked(self.cache / ".lock"):
+        with locked(self.cache / ".lock"):
             if (folder / "image.json").exists():  # another process unpacked it meanwhile
                 return image_id
             for stale in (self.cache / "images").glob(f".tmp-{folder.name}-*"):
@@ -332,13 +331,3 @@ def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
     tmp.write_bytes(data)
     os.replace(tmp, path)
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
