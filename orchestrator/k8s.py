@@ -180,7 +180,8 @@ def fetch_into(record: RunRecord, store: Store, dest: Path) -> list[str]:
     (dest / "inputs").mkdir(parents=True, exist_ok=True)
     for name, inp in sorted(r.inputs.items()):
         if inp.kind != "file":
-            raise UsageError(f"input {name} is a folder; rendering for Kubernetes takes files")
+            raise UsageError(f"input {name} is a folder; a job rendered for Kubernetes or "
+                             "Apptainer takes files")
         store.artifacts.copy_out(inp.sha256, dest / "inputs" / name)
         written.append(f"inputs/{name}")
         if inp.mount and r.layout == PROJECT:  # where the project's code opens it

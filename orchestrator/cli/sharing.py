@@ -26,6 +26,10 @@ def export(
     bundle: Annotated[Path | None, typer.Option(
         "--bundle", help="Write a self-contained bundle (manifest + artifacts) to this new "
         "folder.")] = None,
+    apptainer: Annotated[Path | None, typer.Option(
+        "--apptainer", help="Write the run as a folder for Apptainer to this new folder: "
+        "what the job needs and run.sh with the exact apptainer build and exec (untested "
+        "here: docs/clusters.md).")] = None,
     max_input_size: Annotated[str | None, typer.Option(
         "--max-input-size", help="Leave inputs larger than this out of the bundle (e.g. 2g); "
         "their path and digest stay in the manifest.")] = None,
@@ -44,6 +48,19 @@ def export(
 
     store = store_of(run)
     record = store.runs.get(run)
+    if apptainer is not None:
+        from .. import apptainer as rendered
+
+        if bundle is not None:
+            raise UsageError("give --bundle or --apptainer, not both")
+        written = rendered.export(record, store, apptainer, ui.progress)
+        doc = rendered.summary(record, apptainer, written)
+        if json_:
+            ui.print_json(doc)
+        else:
+            ui.progress(f"exported run {record.id} for Apptainer to {apptainer}: sh "
+                        f"{apptainer / rendered.SCRIPT} runs it (untested here)")
+        return
     if bundle is None:
         manifest = manifest_of(record, store)
         manifest["artifacts"] = {h: {**m, "bundled": False}

@@ -213,3 +213,47 @@ def test_on_slurm_the_job_is_the_slurm_jobs_own_child_and_scancel_kills_it(
     assert engine.find({"org.repro.run": run["id"]}) == []
     p, shown = run_json("wait", run["id"], cwd=proj, env=env, timeout=120)
     assert shown["status"] in ("interrupted", "lost"), shown
+
+
+def test_a_run_exported_for_apptainer_holds_what_the_job_needs_and_the_exact_commands(
+        proj, tmp_path):
+    """Apptainer is not packaged here: the folder and its run.sh are checked, not run. The
+    image.tar is checked for real: unpacked, it is exactly the recorded image."""
+    from orchestrator.engine.unpacked import Unpacked
+
+    spec = probe_project(proj, "secretive", "secrets: [TOKEN]\n")
+    p, run = launch_json(proj, spec, env={"TOKEN": "s3cr3t-value"})
+    assert p.returncode == 0, p.stderr
+    dest = tmp_path / "for-apptainer"
+    p, out = run_json("export", run["id"], "--apptainer", str(dest), cwd=proj)
+    assert p.returncode == 0, p.stderr
+    assert out["tested"] is False
+    for path in ("repro/code/probe.py", "repro/inputs/d", "repro/lib/boot.sh",
+                 "repro/run.json", "image.tar", "env", "machine-id", "run.sh"):
+        assert (dest / path).exists(), path
+    image = run["resolved"]["image"]["digest"]
+    loaded = Unpacked(tmp_path / "check").load(chunks_of(dest / "image.tar"))
+    assert loaded == [image]  # what `apptainer build docker-archive://` is given
+    seed = subprocess.run(["sh", "-c", ". ./env; echo $PYTHONHASHSEED"], cwd=dest,
+                          capture_output=True, text=True, check=True).stdout.strip()
+    assert seed == run["resolved"]["env"]["PYTHONHASHSEED"]
+    script = (dest / "run.sh").read_text()
+    assert subprocess.run(["sh", "-n", str(dest / "run.sh")]).returncode == 0
+    assert "apptainer build image.sif docker-archive://image.tar" in script
+    for flag in ("--containall", "--cleanenv", "--net --network none", "--hostname repro",
+                 '--bind "$PWD"/repro:/repro:ro', '--bind "$PWD"/repro/code:/repro/code',
+                 '--bind "$SECRETS":/run/secrets:ro', "image.sif",
+                 "/bin/sh /repro/lib/boot.sh python3 probe.py"):
+        assert flag in script, flag
+    assert "UNTESTED" in script
+    everything = b"".join(p.read_bytes() for p in dest.rglob("*") if p.is_file()
+                          and p.name != "image.tar")
+    assert b"s3cr3t-value" not in everything  # secrets come from the caller's environment
+    p = repro("export", run["id"], "--apptainer", str(dest), cwd=proj)
+    assert p.returncode == 2 and "not empty" in p.stderr
+
+
+def chunks_of(path):
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            yield chunk
