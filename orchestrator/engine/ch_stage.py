@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import EngineUnavailable, ReproError
-from . import JobSpec
+from . import JobSpec, Volume
 
 if TYPE_CHECKING:
     from ..gpu import GPU
@@ -68,6 +68,13 @@ class Stage:
         self, job: JobSpec, image_root: Path, info: dict[str, Any], gpus: list[GPU]
     ) -> str:
         s = self.folder
+        volumes, gpu_env = list(job.volumes), dict[str, str]()
+        if gpus:  # the driver's files, bound where the job's LD_LIBRARY_PATH looks
+            from .driver import driver_files
+
+            files, gpu_env = driver_files()
+            volumes += [Volume(f"gpu:{Path(t).name}", h, t) for t, h in files.items()
+                        if h.exists()]
         root = os.geteuid() == 0
         mounts: list[str] = []  # the script's mount lines
         binds: list[str] = []  # ch-run's -b options, in order
@@ -84,12 +91,12 @@ class Stage:
                 binds.append(f"{s / name}:{target}")
         skeletons: dict[str, Path] = {}
         for top in ("/repro", "/run/secrets"):
-            if any(v.target == top or v.target.startswith(top + "/") for v in job.volumes):
+            if any(v.target == top or v.target.startswith(top + "/") for v in volumes):
                 skeletons[top] = s / ("skel" + top.replace("/", "-"))
                 skeletons[top].mkdir()
                 binds.append(f"{skeletons[top]}:{top}")
-        targets = [v.target for v in job.volumes]
-        for n, v in enumerate(job.volumes):
+        targets = [v.target for v in volumes]
+        for n, v in enumerate(volumes):
             if not v.source.exists():
                 raise ReproError(f"the job's {v.name} volume {v.source} does not exist")
             point = s / f"v{n}"
@@ -103,7 +110,7 @@ class Stage:
                 p.parent.mkdir(parents=True, exist_ok=True)
                 p.mkdir(exist_ok=True) if is_dir else p.touch()
             binds.append(f"{point}:{v.target}")
-        env = _job_env(info, job, gpus)
+        env = _job_env(info, job, gpus, gpu_env)
         env_file = s / "env"
         fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
         with os.fdopen(fd, "w") as f:
@@ -162,7 +169,8 @@ def _bind(source: Path, point: Path, writable: bool) -> str:
     return f"mount --bind{ro} {shlex.quote(str(source))} {shlex.quote(str(point))}"
 
 
-def _job_env(info: dict[str, Any], job: JobSpec, gpus: list[GPU]) -> dict[str, str]:
+def _job_env(info: dict[str, Any], job: JobSpec, gpus: list[GPU],
+             gpu_env: dict[str, str] | None = None) -> dict[str, str]:
     """What Docker would give the job: the image's Env, then the job's, its hostname."""
     env: dict[str, str] = {}
     for item in info.get("env") or []:
@@ -175,6 +183,9 @@ def _job_env(info: dict[str, Any], job: JobSpec, gpus: list[GPU]) -> dict[str, s
     if gpus:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(g.uuid for g in gpus)
         env["NVIDIA_VISIBLE_DEVICES"] = env["CUDA_VISIBLE_DEVICES"]
+        from .driver import job_paths
+
+        env.update({**(gpu_env or {}), **job_paths(env)})
     return env
 
 
