@@ -55,9 +55,8 @@ def test_a_cdi_spec_is_preferred_and_its_libraries_and_tools_are_bound(tmp_path)
 def test_a_gpu_jobs_stage_binds_the_driver_and_names_the_gpus_by_uuid(tmp_path, monkeypatch):
     lib = tmp_path / "libcuda.so.1"
     lib.write_bytes(b"\x7fELF")
-    monkeypatch.setattr("orchestrator.engine.driver.CDI_DIRS", ())
-    monkeypatch.setattr("orchestrator.engine.driver.parse_ldconfig",
-                        lambda text: {"libcuda.so.1": lib})
+    monkeypatch.setattr("orchestrator.engine.driver.driver_files",
+                        lambda: ({f"{LIB_DIR}/libcuda.so.1": lib}, {}))
     monkeypatch.setattr("orchestrator.engine.ch_stage.tool", lambda name: f"/usr/bin/{name}")
     monkeypatch.setattr("orchestrator.engine.ch_stage.private", lambda *_: tmp_path)
     (tmp_path / "image").mkdir()
