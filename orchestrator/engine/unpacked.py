@@ -247,53 +247,57 @@ def apply_layer(path: Path, root: Path) -> int:
             members = tar.getmembers()
         except tarfile.TarError as e:
             raise ImageError(f"a layer is not a readable tar ({e})") from None
-        keep = []
-        for m in members:
+        for m in members:  # first the whiteouts: they remove what lower layers left
             name = os.path.normpath(m.name.lstrip("/"))
-            if name in (".", "") or name.startswith(".."):
-                continue
             base, parent = os.path.basename(name), os.path.dirname(name)
+            if name.startswith("..") or not base.startswith(WHITEOUT):
+                continue
             if base == OPAQUE:
                 folder = _inside(top, parent)
                 if folder is not None and os.path.isdir(folder) and not os.path.islink(folder):
                     for child in os.listdir(folder):
                         _remove(os.path.join(folder, child))
-                continue
-            if base.startswith(WHITEOUT):
-                target = _inside(top, os.path.join(parent, base[len(WHITEOUT) :]))
-                if target is not None:
-                    _remove(target)
+            elif (target := _inside(top, os.path.join(parent, base[len(WHITEOUT) :]))):
+                _remove(target)
+        for m in members:
+            name = os.path.normpath(m.name.lstrip("/"))
+            base = os.path.basename(name)
+            if name in (".", "") or name.startswith("..") or base.startswith(WHITEOUT):
                 continue
             if m.ischr() or m.isblk() or m.isfifo():
                 continue  # the runtime gives the job the host's /dev
-            target = _inside(top, name)
-            if target is None:
-                raise ImageError(
-                    f"a layer's member {m.name[:80]!r} reaches outside the image through a link"
-                )
-            if os.path.lexists(target) and not (
-                m.isdir() and os.path.isdir(target) and not os.path.islink(target)
-            ):
-                _remove(target)
-            m.name = name
-            keep.append(m)
-            if m.isfile():
-                size += m.size
-        try:
-            tar.extractall(top, members=keep, numeric_owner=True, filter=_filter)
-        except (tarfile.TarError, OSError) as e:
-            raise ImageError(f"unpacking a layer: {e}") from None
+            size += _extract(tar, m, name, top)
     return size
 
 
-def _filter(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
-    """The ``tar`` filter (nothing outside ``dest``, no set-id bits, no group/other write),
-    with the owner kept only when repro runs as root (then files stay root's, read-only to
-    the job, as in Docker)."""
-    m = tarfile.tar_filter(member, dest)
-    if m is not None and m.isdir() and m.mode is not None:
-        m = m.replace(mode=m.mode | 0o700, deep=False)  # repro can always remove its folders
-    return m
+def _extract(tar: tarfile.TarFile, m: tarfile.TarInfo, name: str, top: str) -> int:
+    """One member at ``top/name``, checked against what is on disk now (links an earlier
+    member of the same layer made included), replacing what is there. Our own checks, not
+    tarfile's filters: Python 3.11 before 3.11.4 (Debian 12's) has none."""
+    target = _inside(top, name)
+    if target is None:
+        raise ImageError(f"a layer's member {m.name[:80]!r} reaches outside the image "
+                         "through a link")
+    if m.islnk():
+        source = os.path.realpath(os.path.join(top, os.path.normpath(m.linkname.lstrip("/"))))
+        if not source.startswith(top + os.sep) or not os.path.isfile(source):
+            raise ImageError(f"a layer's hard link {m.name[:80]!r} names no file of the "
+                             "image (outside the image, or not there)")
+        m.linkname = os.path.relpath(source, top)
+    if os.path.lexists(target) and not (m.isdir() and os.path.isdir(target)
+                                        and not os.path.islink(target)):
+        _remove(target)
+    m.name = os.path.relpath(target, top)
+    mode = (m.mode or 0) & ~0o7022  # no set-id or sticky bits, no group/other write
+    m.mode = mode | 0o700 if m.isdir() else mode  # repro can always remove its folders
+    kwargs: dict[str, Any] = {"numeric_owner": True}
+    if hasattr(tarfile, "fully_trusted_filter"):  # checked above; say so (3.14's default)
+        kwargs["filter"] = "fully_trusted"
+    try:
+        tar.extract(m, top, **kwargs)
+    except (tarfile.TarError, OSError, KeyError) as e:
+        raise ImageError(f"unpacking a layer: {m.name[:80]}: {e}") from None
+    return m.size if m.isfile() else 0
 
 
 def _inside(top: str, rel: str) -> str | None:

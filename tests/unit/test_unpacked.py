@@ -27,9 +27,9 @@ def layer(*members: tuple[str, str, bytes | str]) -> bytes:
                 tar.addfile(info, io.BytesIO(data))
                 continue
             info.type = {"dir": tarfile.DIRTYPE, "sym": tarfile.SYMTYPE,
-                         "chr": tarfile.CHRTYPE}[kind]
+                         "chr": tarfile.CHRTYPE, "hard": tarfile.LNKTYPE}[kind]
             info.mode = 0o755
-            if kind == "sym":
+            if kind in ("sym", "hard"):
                 info.linkname = str(data)
             tar.addfile(info)
     return out.getvalue()
@@ -63,7 +63,8 @@ def chunks(data: bytes, size: int = 1000):
 def test_layers_apply_in_order_with_whiteouts_and_the_id_is_checked(tmp_path):
     lower = layer(("dir", "etc", b""), ("file", "etc/keep", b"kept"), ("file", "etc/gone", b"x"),
                   ("dir", "opt/app", b""), ("file", "opt/app/old", b"old"),
-                  ("file", "bin/suid", b"#!"), ("sym", "lib", "usr/lib"))
+                  ("file", "bin/suid", b"#!"), ("sym", "lib", "usr/lib"),
+                  ("hard", "etc/also", "etc/keep"))
     upper = layer(("file", "etc/.wh.gone", b""), ("file", "opt/app/.wh..wh..opq", b""),
                   ("file", "opt/app/new", b"new"), ("file", "etc/keep", b"replaced"),
                   ("chr", "dev/evil", b""))
@@ -72,6 +73,7 @@ def test_layers_apply_in_order_with_whiteouts_and_the_id_is_checked(tmp_path):
     assert images.load(chunks(data)) == [image_id]
     root = images.root(image_id)
     assert (root / "etc" / "keep").read_bytes() == b"replaced"
+    assert (root / "etc" / "also").read_bytes() == b"kept"  # a hard link of the lower layer
     assert not (root / "etc" / "gone").exists()
     assert sorted(p.name for p in (root / "opt" / "app").iterdir()) == ["new"]
     assert not (root / "dev" / "evil").exists()  # device nodes never kept
@@ -99,6 +101,16 @@ def test_a_layer_that_reaches_outside_through_a_link_is_refused(tmp_path, member
         Unpacked(tmp_path / "cache").load(chunks(data))
     assert list(outside.iterdir()) == []
     assert not list((tmp_path / "cache" / "images").glob("[0-9a-f]*"))  # nothing complete
+
+
+def test_a_hard_link_to_a_file_outside_is_refused(tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text("host file")
+    for target in ("../../../../../../../.." + str(secret), str(secret)):
+        data, _ = archive([layer(("hard", "stolen", target))])
+        with pytest.raises(ImageError, match="outside the image"):
+            Unpacked(tmp_path / "cache").load(chunks(data))
+    assert secret.stat().st_nlink == 1
 
 
 def test_a_whiteout_never_removes_anything_outside(tmp_path):
