@@ -52,7 +52,7 @@ def test_a_successful_job_is_recorded_whole(spec, tmp_path):
     assert b"".join(store.artifacts.chunks(record.logs.sha256)) == b"epoch 1\ndone\n"
     assert record.metrics == {"loss": 0.5} and store.runs.steps(record.id) == {
         "loss": [(0, 1.0), (1, 0.5)]}
-    assert (record.environment.host.model_extra or {})["engine"] == "fake"
+    assert record.environment.host.engine == "fake"
     assert record.environment.model_dump()["container"]["packages"] == [
         {"name": "numpy", "version": "1.24.2"}]
     assert record.stderr_tail == "a warning on stderr\n"
