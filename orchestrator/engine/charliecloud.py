@@ -153,7 +153,9 @@ class CharliecloudEngine:
             )
         job_id = f"ch-{job.run_id[:16]}-{secrets.token_hex(4)}"
         with _cores_lock():
-            cpuset = free_cores(job.cpus, [j.cores for j in _states()])
+            from .docker import free_cores
+
+            cpuset = free_cores(job.cpus, lambda: [j.cores for j in _states()])
             stage = Stage.make(job_id, job, self.images.root(job.image), info, assigned)
             try:
                 limits.create(job_id)
@@ -368,22 +370,6 @@ def _states() -> list[JobState]:
         if state is not None:
             found.append(state)
     return found
-
-
-def free_cores(cpus: float, taken_by: list[str]) -> str | None:
-    """Whole cores no other Charliecloud job of this user is pinned to (as DockerEngine's
-    ``_free_cores``); None for a fractional count or when that many are not free."""
-    from .. import settings
-    from .docker import parse_cpuset
-
-    want = int(cpus)
-    if want != cpus or want < 1 or not settings.pin_cpus():
-        return None
-    taken: set[int] = set()
-    for text in taken_by:
-        taken |= parse_cpuset(text)
-    free = [c for c in sorted(os.sched_getaffinity(0)) if c not in taken]
-    return ",".join(map(str, free[:want])) if len(free) >= want else None
 
 
 def _cores_lock() -> AbstractContextManager[None]:

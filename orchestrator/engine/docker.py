@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -91,24 +91,17 @@ class DockerEngine(DockerImages):
         return outcome
 
     def _free_cores(self, cpus: float) -> str | None:
-        """A cpuset of ``cpus`` whole cores no other repro job of this engine is pinned to,
-        the lowest first, so the job sees exactly its cores (``os.sched_getaffinity``; the
-        runtime makes ``os.cpu_count()`` agree); None for a fractional ``cpus``, when that
-        many cores are not free, or with REPRO_PIN_CPUS=0 (the CPU quota still holds)."""
-        from .. import settings
-
-        want = int(cpus)
-        if want != cpus or want < 1 or not settings.pin_cpus():
-            return None
-        cores = sorted(os.sched_getaffinity(0))  # the engine is on this machine (see above)
+        """A cpuset of ``cpus`` whole cores no other repro container of this engine is
+        pinned to (``free_cores``); the engine is on this machine (see above)."""
         flt = {"label": [LABEL_RUN], "status": ["created", "running"]}
-        taken: set[int] = set()
-        for c in self._call("list containers", lambda: self.api.containers(filters=flt)):
-            info = self._call("inspect container", lambda c=c: self.api.inspect_container(
-                c["Id"]), absent="fine") or {}
-            taken |= parse_cpuset((info.get("HostConfig") or {}).get("CpusetCpus") or "")
-        free = [c for c in cores if c not in taken]
-        return ",".join(map(str, free[:want])) if len(free) >= want else None
+
+        def taken() -> Iterator[str]:
+            for c in self._call("list containers", lambda: self.api.containers(filters=flt)):
+                info = self._call("inspect container", lambda c=c: self.api.inspect_container(
+                    c["Id"]), absent="fine") or {}
+                yield (info.get("HostConfig") or {}).get("CpusetCpus") or ""
+
+        return free_cores(cpus, taken)
 
     def _create(self, job: JobSpec, assigned: list[GPU], podman: bool,
                 cpuset: str | None = None) -> str:
@@ -223,6 +216,24 @@ def gpu_options(uuids: list[str], podman: bool) -> dict[str, Any]:
         return {"devices": [f"nvidia.com/gpu={u}" for u in uuids]}
     return {"device_requests": [{"driver": "", "count": 0, "device_ids": list(uuids),
                                  "capabilities": [["gpu"]]}]}
+
+
+def free_cores(cpus: float, taken: Callable[[], Iterable[str]]) -> str | None:
+    """A cpuset of ``cpus`` whole cores none of ``taken()`` (other repro jobs' cpusets) holds,
+    the lowest first, so the job sees exactly its cores (``os.sched_getaffinity``; the
+    runtime makes ``os.cpu_count()`` agree); None for a fractional ``cpus``, when that many
+    cores are not free, or with REPRO_PIN_CPUS=0 (the CPU quota still holds). ``taken`` is
+    called only when cores are to be pinned."""
+    from .. import settings
+
+    want = int(cpus)
+    if want != cpus or want < 1 or not settings.pin_cpus():
+        return None
+    held: set[int] = set()
+    for text in taken():
+        held |= parse_cpuset(text)
+    free = [c for c in sorted(os.sched_getaffinity(0)) if c not in held]
+    return ",".join(map(str, free[:want])) if len(free) >= want else None
 
 
 def parse_cpuset(text: str) -> set[int]:
