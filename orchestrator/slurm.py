@@ -122,7 +122,7 @@ def sbatch_options(record: RunRecord, opts: SlurmOptions, out: Path) -> list[str
     res = r.resources
     args = [f"--job-name=repro-{record.name[:40]}-{record.id[:8]}",
             f"--cpus-per-task={max(1, math.ceil(res.cpus))}",
-            f"--mem={max(1, math.ceil(res.memory_bytes / (1 << 20)))}M",
+            f"--mem={max(1, math.ceil(res.memory_bytes / (1 << 20))) + RUNNER_MIB}M",
             f"--output={out}", "--open-mode=append"]
     if res.gpus:
         model = res.gpus.get("model")
@@ -135,6 +135,13 @@ def sbatch_options(record: RunRecord, opts: SlurmOptions, out: Path) -> list[str
         if value:
             args.append(f"--{flag}={value}")
     return args + list(opts.extra)
+
+
+# What the allocation adds to the job's memory for repro's own process on the node (under
+# 50 MiB at its peak for a launch that unpacks its image, measured; the rest is headroom for
+# the page cache the cgroup also counts): Slurm's cgroup counts it, and under Charliecloud
+# the job too, which is held by that cgroup alone.
+RUNNER_MIB = 256
 
 
 def _gres_type(model: str) -> str:

@@ -70,7 +70,8 @@ def ensure_munge() -> None:
     raise RuntimeError("munged did not start")
 
 
-def start(base: Path, cpus: int | None = None, memory_mb: int | None = None) -> SlurmCluster:
+def start(base: Path, cpus: int | None = None, memory_mb: int | None = None,
+          cgroups: bool = False) -> SlurmCluster:
     if shutil.which("slurmctld") is None:
         raise RuntimeError("slurmctld not found: run scripts/ensure-slurm")
     ensure_munge()
@@ -97,8 +98,7 @@ SlurmctldPidFile={folder / 'slurmctld.pid'}
 SlurmdPidFile={folder / 'slurmd.pid'}
 SlurmctldLogFile={folder / 'log' / 'slurmctld.log'}
 SlurmdLogFile={folder / 'log' / 'slurmd.log'}
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
+{_plugins(folder, cgroups)}
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 SchedulerType=sched/backfill
@@ -132,3 +132,20 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
         folder / "log" / "slurmctld.log").exists() else ""
     cluster.stop()
     raise RuntimeError(f"the test Slurm cluster did not come up: {log}")
+
+
+def _plugins(folder: Path, cgroups: bool) -> str:
+    """How the node holds its jobs: by cgroups (what clusters run: the job's memory is
+    Slurm's, and every process of it is found by its cgroup) or by the process list."""
+    if not cgroups:
+        return "ProctrackType=proctrack/linuxproc\nTaskPlugin=task/none"
+    version = "v2" if (Path("/sys/fs/cgroup") / "cgroup.controllers").exists() else "v1"
+    (folder / "cgroup.conf").write_text(f"""\
+CgroupPlugin=cgroup/{version}
+CgroupMountpoint=/sys/fs/cgroup
+ConstrainCores=yes
+ConstrainRAMSpace=yes
+ConstrainSwapSpace=yes
+AllowedSwapSpace=0
+""")
+    return "ProctrackType=proctrack/cgroup\nTaskPlugin=task/cgroup,task/affinity"

@@ -1,8 +1,9 @@
 """The limits of a job run outside a container engine (Charliecloud): which mechanism holds
 its memory, CPU quota and processes here, the cgroups made for it, and whether it was
-killed for memory. A cgroup where repro may make one (root: cgroup v2, else v1); inside a
-Slurm job's cgroup none (Slurm's limits hold, and a cgroup made elsewhere would take the
-job out of Slurm's count); otherwise a per-process data rlimit, and the record says so."""
+killed for memory. Inside a Slurm job whose cgroup limits its memory none is made (Slurm's
+limit holds, and a cgroup made elsewhere would take the job out of Slurm's count); else a
+cgroup where repro may make one (root: cgroup v2, else v1); otherwise a per-process data
+rlimit, and the record says so."""
 
 from __future__ import annotations
 
@@ -26,17 +27,28 @@ class Limits:
     kind: str  # "cgroup v2", "cgroup v1", "slurm", "rlimit"
     cgroups: list[str] = field(default_factory=list)
     unenforced: list[str] = field(default_factory=list)
+    # a scheduler's cgroup the job runs in (read, never made or removed by repro), its
+    # memory limit and its count of oom kills before the job started
+    held_by: Path | None = None
+    held_bytes: int = 0
+    ooms_before: int = 0
 
     @classmethod
     def plan(cls, job: JobSpec) -> Limits:
-        kind = _cgroup_kind()
+        kind, held_by, held_bytes = _cgroup_kind()
         unenforced = []
         if kind == "rlimit":
             unenforced = [
                 "the job's total memory (a per-process data limit only)",
                 "its CPU quota (whole cores by affinity only)",
             ]
-        return cls(job.memory_bytes, job.cpus, kind, unenforced=unenforced)
+        elif kind == "slurm" and held_by is None:
+            unenforced = ["the job's total memory (REPRO_CH_LIMITS=slurm, but this process "
+                          "is in no Slurm cgroup that limits memory)"]
+        limits = cls(job.memory_bytes, job.cpus, kind, unenforced=unenforced,
+                     held_by=held_by, held_bytes=held_bytes)
+        limits.ooms_before = _oom_kills(held_by) if held_by else 0
+        return limits
 
     def create(self, job_id: str) -> None:
         if self.kind == "cgroup v2":
@@ -74,7 +86,9 @@ class Limits:
         memory = {
             "cgroup v2": "cgroup v2 memory.max",
             "cgroup v1": "cgroup v1 memory",
-            "slurm": "the Slurm job's cgroup (its --mem)",
+            "slurm": f"the Slurm job's cgroup ({self.held_bytes >> 20} MiB for the job and "
+                     "repro's own process on the node)" if self.held_by else
+                     "the Slurm job's cgroup, which set no memory limit",
             "rlimit": "per-process data rlimit (not the job's total)",
         }[self.kind]
         cpu = {
@@ -94,16 +108,12 @@ class Limits:
         }
 
     def oom_killed(self) -> bool:
-        for cg in map(Path, self.cgroups):
-            for name, key in (("memory.events", "oom_kill"), ("memory.oom_control", "oom_kill")):
-                try:
-                    for line in (cg / name).read_text().splitlines():
-                        k, _, v = line.partition(" ")
-                        if k == key and v.strip().isdigit() and int(v) > 0:
-                            return True
-                except OSError:
-                    continue
-        return False
+        """Whether the kernel killed a process for memory in the job's cgroups (in a
+        scheduler's cgroup: since the job started; repro itself is the only other process
+        there, and a killed repro records nothing)."""
+        if self.held_by is not None:
+            return _oom_kills(self.held_by) > self.ooms_before
+        return any(_oom_kills(Path(cg)) > 0 for cg in self.cgroups)
 
     def remove(self) -> None:
         self.remove_all(self.cgroups)
@@ -123,26 +133,75 @@ class Limits:
                         time.sleep(0.05)
 
 
-def _cgroup_kind() -> str:
-    """How limits are held here: inside a Slurm job's cgroup Slurm's hold (a cgroup made
+def _cgroup_kind() -> tuple[str, Path | None, int]:
+    """How limits are held here, and the scheduler's memory cgroup and its limit where that
+    holds them: inside a Slurm job whose cgroup limits memory, Slurm's (a cgroup made
     elsewhere would take the job out of it); as root, a cgroup of repro's; else a rlimit."""
     from .. import settings
 
     forced = settings.ch_limits()
+    held = _memory_cgroup() if os.environ.get("SLURM_JOB_ID") else None
+    held_by, held_bytes = held if held and "slurm" in str(held[0]) else (None, 0)
     if forced is not None:
-        return forced
-    try:
-        mine = Path("/proc/self/cgroup").read_text()
-    except OSError:
-        mine = ""
-    if "slurm" in mine and os.environ.get("SLURM_JOB_ID"):
-        return "slurm"
+        return forced, held_by if forced == "slurm" else None, held_bytes
+    if held_by is not None:
+        return "slurm", held_by, held_bytes
     if os.geteuid() == 0:
         if (CGROUP / "cgroup.controllers").exists():
-            return "cgroup v2"
+            return "cgroup v2", None, 0
         if (CGROUP / "memory" / "memory.limit_in_bytes").exists():
-            return "cgroup v1"
-    return "rlimit"
+            return "cgroup v1", None, 0
+    return "rlimit", None, 0
+
+
+UNLIMITED = 1 << 62  # cgroup v1 writes "no limit" as the largest page-aligned number
+
+
+def _memory_cgroup(listed: str | None = None) -> tuple[Path, int] | None:
+    """This process's memory cgroup (``listed``: /proc/self/cgroup's text) and the smallest
+    memory limit on it or above it (a scheduler limits the job's cgroup and puts each task
+    in a child), or None where no ancestor sets one."""
+    try:
+        lines = (listed or Path("/proc/self/cgroup").read_text()).splitlines()
+    except OSError:
+        return None
+    where = None
+    for line in lines:
+        if line.count(":") < 2:
+            continue
+        _, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(","):
+            where, files = CGROUP / "memory" / path.lstrip("/"), ("memory.limit_in_bytes",)
+            break
+        if controllers == "" and (CGROUP / "cgroup.controllers").exists():
+            where, files = CGROUP / path.lstrip("/"), ("memory.max",)
+    if where is None or not where.is_dir():
+        return None
+    smallest = UNLIMITED
+    for folder in (where, *where.parents):
+        if CGROUP not in folder.parents:
+            break
+        try:
+            raw = (folder / files[0]).read_text().strip()
+        except OSError:
+            continue
+        if raw.isdigit():
+            smallest = min(smallest, int(raw))
+    return (where, smallest) if smallest < UNLIMITED else None
+
+
+def _oom_kills(cgroup: Path) -> int:
+    """The kernel's count of processes it killed for memory in this cgroup (v2
+    memory.events, v1 memory.oom_control; 0 where neither is readable)."""
+    for name in ("memory.events", "memory.oom_control"):
+        try:
+            for line in (cgroup / name).read_text().splitlines():
+                key, _, value = line.partition(" ")
+                if key == "oom_kill" and value.strip().isdigit():
+                    return int(value)
+        except OSError:
+            continue
+    return 0
 
 
 def _write(path: Path, value: str, quiet: bool = False) -> None:

@@ -78,11 +78,13 @@ def wait_for_running(engine: Engine, home: Path, count: int = 1, timeout: float 
 
 @pytest.fixture(scope="session")
 def slurm_cluster(tmp_path_factory):
-    """One real single-node Slurm cluster for the session (tests/slurm.py); never skipped:
-    CI runs scripts/ensure-slurm first, and missing binaries fail loudly."""
+    """One real single-node Slurm cluster for the session (tests/slurm.py), holding its jobs
+    by cgroups as clusters do (Slurm's memory limit, cores and kill act on a job's whole
+    process tree); never skipped: CI runs scripts/ensure-slurm first, and missing binaries
+    fail loudly."""
     from tests import slurm
 
-    cluster = slurm.start(tmp_path_factory.mktemp("slurm"))
+    cluster = slurm.start(tmp_path_factory.mktemp("slurm"), cgroups=True)
     yield cluster
     cluster.stop()
 

@@ -192,6 +192,19 @@ def test_on_slurm_the_job_is_the_slurm_jobs_own_child_and_scancel_kills_it(
     assert p.returncode == 0 and run["status"] == "succeeded", p.stderr
     assert run["environment"]["host"]["engine"] == "charliecloud"
     assert run["executor"]["kind"] == "slurm"
+    # the cluster holds jobs by cgroups: Slurm's memory limit is the one that holds the job
+    said = run["environment"]["host"]["limits"]["memory"]
+    assert said.startswith("the Slurm job's cgroup (") and "MiB" in said, said
+    hog = add_spec(proj, "hog-slurm", """\
+        command: [python3, -c, "x = bytearray(900 * 2**20); print(len(x))"]
+        resources: {memory: 64m}
+        seed: 0
+        """)
+    p, run = launch_json(proj, hog, "--executor", "slurm", env=env, timeout=300)
+    # told by the kernel's count in the Slurm cgroup, on the node (not Slurm's ending, read
+    # only where the node recorded nothing)
+    assert run["status"] == "failed", (p.stderr, run)
+    assert run["reason"].startswith("oom-killed: the job exceeded"), run["reason"]
     p, run = launch_json(proj, spec, "--executor", "slurm", "--detach", env=env)
     assert p.returncode == 0, p.stderr
     _wait_status(run["id"], "running", proj)

@@ -58,7 +58,7 @@ def test_the_job_script_maps_resources_and_the_store_must_be_shared(proj, on_slu
               "--sbatch-option=--exclusive", cwd=proj)
     assert p.returncode == 0, p.stderr
     lines = p.stdout.splitlines()
-    for expected in ("#SBATCH --cpus-per-task=2", "#SBATCH --mem=3072M", "#SBATCH --time=11",
+    for expected in ("#SBATCH --cpus-per-task=2", "#SBATCH --mem=3328M", "#SBATCH --time=11",
                      "#SBATCH --partition=gpu", "#SBATCH --account=ml", "#SBATCH --qos=high",
                      "#SBATCH --exclusive"):
         assert expected in lines, (expected, p.stdout)

@@ -19,7 +19,8 @@ def test_resources_become_sbatch_options(tmp_path):
     r.resolved.timeout_s = 3600
     opts = slurm.SlurmOptions(partition="gpu", account="ml", qos="high", extra=["--exclusive"])
     args = slurm.sbatch_options(r, opts, tmp_path / "x.out")
-    assert "--cpus-per-task=3" in args and "--mem=3072M" in args
+    # the job and repro's own process
+    assert "--cpus-per-task=3" in args and f"--mem={3072 + slurm.RUNNER_MIB}M" in args
     assert "--gres=gpu:h100:2" in args and "--time=61" in args
     assert args[-4:] == ["--partition=gpu", "--account=ml", "--qos=high", "--exclusive"]
     text = slurm.script(r, opts, tmp_path)
