@@ -8,6 +8,7 @@ The commands live in modules by what they do (``launching``, ``records``, ``repl
 
 from __future__ import annotations
 
+import os
 import sys
 from importlib import import_module
 from typing import TYPE_CHECKING, NoReturn
@@ -88,12 +89,27 @@ def main() -> None:
         _fail(e.format_message(), e.exit_code, "UsageError", json_, echo=False)
     except (KeyboardInterrupt, Abort):
         _fail("interrupted", int(ExitCode.INTERRUPTED), "Interrupted", json_)
+    except PermissionError as e:  # a store, cache or project folder of another user
+        if state["debug"]:
+            raise
+        _fail(f"permission denied: {e.filename or e}: this user ({_user()}) may not use it; "
+              "point REPRO_HOME (or the path given) at a folder of your own, or ask its "
+              "owner for access", int(ExitCode.USAGE), "PermissionError", json_)
     except Exception as e:
         if state["debug"]:
             raise
         _fail(f"internal error: {type(e).__name__}: {e}; rerun with --debug and report it",
               int(ExitCode.INTERNAL), "InternalError", json_, prefix=False)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _user() -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return f"uid {os.geteuid()}"
 
 
 def _say_damaged() -> None:

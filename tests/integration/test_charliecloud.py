@@ -270,3 +270,72 @@ def chunks_of(path):
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
             yield chunk
+
+
+def _as_ordinary_user(folder) -> tuple[list[str], dict[str, str]]:
+    """How to run repro as `nobody` with the system's own Python (Debian's, what a cluster
+    user has; the suite's Python lives under /root, which nobody can read): the command's
+    head and its whole environment. The checkout and its virtual environment's packages
+    must be readable by everyone (CI's clone in /tmp is)."""
+    import sysconfig
+
+    from tests.helpers import ROOT
+
+    python = "/usr/bin/python3"
+    packages = sysconfig.get_paths()["purelib"]
+    for path in (ROOT / "orchestrator" / "__init__.py", packages):
+        probe = subprocess.run(["runuser", "-u", "nobody", "--", "test", "-r", str(path)],
+                               capture_output=True)
+        assert probe.returncode == 0, (
+            f"{path} cannot be read by other users: run the tests from a checkout (and "
+            "virtual environment) everyone may read, as CI's clone in /tmp is")
+    version = subprocess.run([python, "-c", "import sys; print(sys.version_info[:2])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    assert version == str(sys.version_info[:2]), (
+        f"{python} is Python {version}; the suite's packages are built for "
+        f"{sys.version_info[:2]}")
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(folder), "USER": "nobody",
+           "LANG": "C.UTF-8", "PYTHONPATH": f"{ROOT}:{packages}",
+           "REPRO_HOME": str(folder / "store"), "REPRO_ENGINE": "charliecloud",
+           "REPRO_IMAGE_CACHE": str(folder / "cache")}
+    return ["runuser", "-u", "nobody", "--", "env", "-i",
+            *[f"{k}={v}" for k, v in env.items()], python, "-m", "orchestrator"], env
+
+
+def test_an_ordinary_user_verifies_a_docker_run_under_charliecloud(proj, home, tmp_path):
+    """No root, no daemon, the system's Python: `nobody`, given a copy of the store, replays
+    a Docker run under Charliecloud from the store's archive, identical; the limits the
+    record names are the ones an ordinary user has (a per-process rlimit, no CPU quota)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    spec = probe_project(proj)
+    p, docker_run = launch_json(proj, spec)
+    assert p.returncode == 0, p.stderr
+    folder = Path(tempfile.mkdtemp(prefix="repro-nonroot-"))  # tmp_path's parents: 0700
+    try:
+        shutil.copytree(home, folder / "store", symlinks=True)
+        subprocess.run(["chown", "-R", "nobody:nogroup", str(folder)], check=True)
+        head, _ = _as_ordinary_user(folder)
+        p = subprocess.run([*head, "verify", docker_run["id"], "--json"], cwd=folder,
+                           capture_output=True, text=True, timeout=600)
+        assert "Traceback" not in p.stderr, p.stderr
+        assert p.returncode == 0, p.stderr
+        rep = json.loads(p.stdout)
+        assert rep["verdict"]["result"] == "identical", rep["verdict"]
+        host = rep["environment"]["host"]
+        assert host["engine"] == "charliecloud"
+        assert host["limits"]["memory"].startswith("per-process data rlimit"), host["limits"]
+        assert host["limits"]["cpu_quota"] == "not enforced"
+        # what the job saw as nobody is what it saw in root's Docker container (probe.json
+        # is among the outputs found identical); nothing of the job is left behind
+        left = subprocess.run(["pgrep", "-u", "nobody", "-f", "ch-run"], capture_output=True)
+        assert left.returncode == 1, left.stdout
+        # root's own store is not nobody's: one clear line, no traceback
+        theirs = [a if not a.startswith("REPRO_HOME=") else f"REPRO_HOME={home}" for a in head]
+        p = subprocess.run([*theirs, "runs"], cwd=folder, capture_output=True, text=True)
+        assert p.returncode == 2 and p.stderr.startswith("error: permission denied: "), p.stderr
+        assert "Traceback" not in p.stderr and len(p.stderr.splitlines()) == 1
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
