@@ -25,6 +25,7 @@ repro finds it (``find``) after a crash, as Docker's labels allow.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -106,16 +107,8 @@ class CharliecloudEngine:
     # --- the executor ---------------------------------------------------------------------
 
     def version(self) -> dict[str, Any]:
-        ch_run = tool("ch-run")
-        try:
-            out = subprocess.run(
-                [ch_run, "--version"], capture_output=True, text=True, timeout=10, env=tool_env()
-            )
-        except (OSError, subprocess.TimeoutExpired) as e:
-            raise EngineUnavailable(f"ch-run --version failed ({e})") from None
-        version = (out.stdout or out.stderr).strip().splitlines()[-1:] or ["?"]
         return {
-            "version": version[0],
+            "version": _ch_run_version(tool("ch-run")),
             "api": None,
             "os": "linux",
             "arch": platform.machine(),
@@ -226,6 +219,19 @@ class CharliecloudEngine:
         Limits.remove_all(state.cgroups)
         Stage.remove_folder(Path(state.stage))
         state.path(job_id).unlink(missing_ok=True)
+
+
+@functools.lru_cache(maxsize=4)
+def _ch_run_version(ch_run: str) -> str:
+    """`ch-run --version` of that binary, asked once per process (each launch and replay
+    records it)."""
+    try:
+        out = subprocess.run(
+            [ch_run, "--version"], capture_output=True, text=True, timeout=10, env=tool_env()
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise EngineUnavailable(f"ch-run --version failed ({e})") from None
+    return ((out.stdout or out.stderr).strip().splitlines()[-1:] or ["?"])[0]
 
 
 # --- the process ------------------------------------------------------------------------

@@ -204,7 +204,8 @@ def test_on_slurm_the_job_is_the_slurm_jobs_own_child_and_scancel_kills_it(
     # told by the kernel's count in the Slurm cgroup, on the node (not Slurm's ending, read
     # only where the node recorded nothing)
     assert run["status"] == "failed", (p.stderr, run)
-    assert run["reason"].startswith("oom-killed: the job exceeded"), run["reason"]
+    assert run["reason"].startswith("oom-killed: the job exceeded the Slurm job's cgroup ("), \
+        run["reason"]
     p, run = launch_json(proj, spec, "--executor", "slurm", "--detach", env=env)
     assert p.returncode == 0, p.stderr
     _wait_status(run["id"], "running", proj)
