@@ -40,6 +40,10 @@ def check(engine: Engine, images_dir: Path, home: Path | None = None) -> list[di
     except ReproError as e:
         add(engine.name, False, str(e), "scripts/ensure-docker")
     add("runtimes", True, runtimes(engine.name))
+    if engine.name == "charliecloud":
+        from .engine.limits import here
+
+        add("limits", True, here())
     deboot = shutil.which("debootstrap")
     add("debootstrap", bool(deboot), deboot or "not installed (needed to build base images)",
         "apt-get install debootstrap")

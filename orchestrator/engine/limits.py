@@ -133,6 +133,20 @@ class Limits:
                         time.sleep(0.05)
 
 
+def here() -> str:
+    """What would hold a Charliecloud job's limits on this machine now (`repro doctor`)."""
+    kind, held_by, held_bytes = _cgroup_kind()
+    if kind == "slurm":
+        return (f"the Slurm job's cgroup holds a job's memory ({held_bytes >> 20} MiB)"
+                if held_by else "REPRO_CH_LIMITS=slurm, but no Slurm cgroup here limits "
+                "memory: a job's memory would not be held (launch --strict refuses)")
+    if kind == "rlimit":
+        return ("a per-process data rlimit only: a job's total memory and CPU quota are not "
+                "held (launch --strict refuses; root, or a cgroup-limited Slurm job, "
+                "holds them)")
+    return f"memory, CPU quota and processes by a {kind} of repro's, made per job"
+
+
 def _cgroup_kind() -> tuple[str, Path | None, int]:
     """How limits are held here, and the scheduler's memory cgroup and its limit where that
     holds them: inside a Slurm job whose cgroup limits memory, Slurm's (a cgroup made

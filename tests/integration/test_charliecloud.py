@@ -333,6 +333,9 @@ def test_an_ordinary_user_verifies_a_docker_run_under_charliecloud(proj, home, t
         # is among the outputs found identical); nothing of the job is left behind
         left = subprocess.run(["pgrep", "-u", "nobody", "-f", "ch-run"], capture_output=True)
         assert left.returncode == 1, left.stdout
+        p = subprocess.run([*head, "doctor"], cwd=folder, capture_output=True, text=True)
+        assert "limits: a per-process data rlimit only" in p.stdout, p.stdout
+        assert "charliecloud installed; launches use charliecloud" in p.stdout, p.stdout
         # root's own store is not nobody's: one clear line, no traceback
         theirs = [a if not a.startswith("REPRO_HOME=") else f"REPRO_HOME={home}" for a in head]
         p = subprocess.run([*theirs, "runs"], cwd=folder, capture_output=True, text=True)
