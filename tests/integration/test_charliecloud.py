@@ -343,3 +343,37 @@ def test_an_ordinary_user_verifies_a_docker_run_under_charliecloud(proj, home, t
         assert "Traceback" not in p.stderr and len(p.stderr.splitlines()) == 1
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.parametrize("name", ["hydra-sklearn", "nanogpt", "charlm-tensorboard",
+                                  "ignored-data"])
+def test_real_project_layouts_launched_under_docker_verify_identical_under_charliecloud(
+        name, tmp_path, monkeypatch):
+    """The corpus's layouts (Hydra's run folder, an in-repo package run with -m, a
+    TensorBoard writer, a git-ignored data folder mounted as an input), unchanged: init and
+    launch under Docker with the image archived, then verify under Charliecloud from the
+    store alone, identical, only the runtime named as changed."""
+    from tests.integration.test_projects import PROJECTS, clone, newcomer
+
+    for key in list(os.environ):
+        if key.startswith("REPRO_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("REPRO_ARCHIVE_IMAGES", "1")
+    want = PROJECTS[name]
+    root = clone(name, tmp_path / name)
+    for script in want.get("prepare", []):
+        subprocess.run([sys.executable, script], cwd=root, check=True, capture_output=True)
+    p, _ = newcomer("init", cwd=root)
+    assert p.returncode == 0, p.stderr
+    p, run = newcomer("launch", cwd=root)
+    assert p.returncode == 0 and run["status"] == "succeeded", p.stderr
+    monkeypatch.setenv("REPRO_ENGINE", "charliecloud")
+    monkeypatch.setenv("REPRO_IMAGE_CACHE", str(tmp_path / "ch-cache"))
+    p, rec = newcomer("verify", run["id"], cwd=root)
+    assert p.returncode == 0, p.stdout + p.stderr
+    verdict = rec["verdict"]
+    assert verdict["result"] == "identical", verdict
+    assert sorted(verdict["outputs"]["identical"]) == sorted(want["outputs"])
+    assert [c["fact"] for c in verdict["environment"]] == ["runtime"], verdict["environment"]
+    assert rec["environment"]["host"]["engine"] == "charliecloud"
+    assert CharliecloudEngine().find({LABEL_STORE: str((root / ".repro").resolve())}) == []
