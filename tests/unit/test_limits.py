@@ -56,3 +56,58 @@ def test_cgroup_v2_reads_memory_max(tmp_path, monkeypatch):
     found = limits._memory_cgroup("0::/system.slice/slurmstepd.scope/job_7/step_0/user\n")
     assert found == (step, 1 << 30)
     assert limits._oom_kills(step) == 1
+
+
+def _job(cpus: float = 1.5, memory: int = 512 << 20):
+    from orchestrator.engine import JobSpec
+
+    return JobSpec(run_id="r" * 16, image="sha256:" + "0" * 64, command=["true"], cpus=cpus,
+                   memory_bytes=memory)
+
+
+def test_as_root_on_cgroup_v2_a_cgroup_of_repros_holds_memory_cpu_and_processes(
+        tmp_path, monkeypatch):
+    """This machine is cgroup v1: v2's files are checked on a folder standing in for
+    /sys/fs/cgroup (the real v1 path is exercised by the integration tests)."""
+    monkeypatch.setattr(limits, "CGROUP", tmp_path)
+    monkeypatch.setattr(limits.os, "geteuid", lambda: 0)
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.delenv("REPRO_CH_LIMITS", raising=False)
+    (tmp_path / "cgroup.controllers").write_text("cpu memory pids\n")
+    held = limits.Limits.plan(_job())
+    assert held.kind == "cgroup v2" and held.unenforced == []
+    held.create("ch-job")
+    cg = tmp_path / "repro" / "ch-job"
+    assert held.cgroups == [str(cg)]
+    assert (cg / "memory.max").read_text() == str(512 << 20)
+    assert (cg / "memory.swap.max").read_text() == "0"
+    assert (cg / "cpu.max").read_text() == "150000 100000"
+    assert (cg / "pids.max").read_text() == "4096"
+    assert (tmp_path / "repro" / "cgroup.subtree_control").read_text() == "+memory +cpu +pids"
+    said = held.said("0,1", "none")
+    assert said["memory"] == "cgroup v2 memory.max" and said["cores"] == "affinity 0,1"
+    (cg / "memory.events").write_text("oom 1\noom_kill 1\n")
+    assert held.oom_killed()
+
+
+def test_an_ordinary_user_gets_the_rlimit_and_strict_is_told_what_is_not_held(
+        tmp_path, monkeypatch):
+    monkeypatch.setattr(limits, "CGROUP", tmp_path)
+    monkeypatch.setattr(limits.os, "geteuid", lambda: 1000)
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.delenv("REPRO_CH_LIMITS", raising=False)
+    held = limits.Limits.plan(_job())
+    assert held.kind == "rlimit" and len(held.unenforced) == 2
+    assert held.said(None, "bridge")["cpu_quota"] == "not enforced"
+    assert "rlimit only" in limits.here()
+
+
+def test_removal_touches_only_repros_own_cgroups(tmp_path, monkeypatch):
+    monkeypatch.setattr(limits, "CGROUP", tmp_path / "cgroup")
+    outside = tmp_path / "elsewhere" / "repro" / "ch-x"
+    theirs = tmp_path / "cgroup" / "memory" / "slurm" / "job_1"
+    ours = tmp_path / "cgroup" / "memory" / "repro" / "ch-x"
+    for folder in (outside, theirs, ours):
+        folder.mkdir(parents=True)
+    limits.Limits.remove_all([str(outside), str(theirs), str(ours)])
+    assert outside.is_dir() and theirs.is_dir() and not ours.exists()
