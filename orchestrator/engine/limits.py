@@ -185,10 +185,10 @@ def _memory_cgroup(listed: str | None = None) -> tuple[Path, int] | None:
             continue
         _, controllers, path = line.split(":", 2)
         if "memory" in controllers.split(","):
-            where, files = CGROUP / "memory" / path.lstrip("/"), ("memory.limit_in_bytes",)
+            where, limit_file = CGROUP / "memory" / path.lstrip("/"), "memory.limit_in_bytes"
             break
         if controllers == "" and (CGROUP / "cgroup.controllers").exists():
-            where, files = CGROUP / path.lstrip("/"), ("memory.max",)
+            where, limit_file = CGROUP / path.lstrip("/"), "memory.max"
     if where is None or not where.is_dir():
         return None
     smallest = UNLIMITED
@@ -196,7 +196,7 @@ def _memory_cgroup(listed: str | None = None) -> tuple[Path, int] | None:
         if CGROUP not in folder.parents:
             break
         try:
-            raw = (folder / files[0]).read_text().strip()
+            raw = (folder / limit_file).read_text().strip()
         except OSError:
             continue
         if raw.isdigit():
