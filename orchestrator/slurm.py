@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from .engine import Engine
     from .runner import Hooks
 
+RUNNER_MIB = 256  # --mem's allowance for repro on the node (peak < 50 MiB): docs/clusters.md
 # Slurm's endings, and what each means for the run when the node did not record one itself
 ENDINGS: dict[str, tuple[RunStatus, str]] = {
     "TIMEOUT": (RunStatus.TIMEOUT, "Slurm ended the job at its time limit (--time)"),
@@ -107,10 +108,8 @@ def render(record: RunRecord, store: Store, opts: SlurmOptions) -> tuple[str, An
 
 
 def require_shared_store() -> None:
-    """A node must reach the records and the artifacts: the embedded default is this
-    machine's folder, so it is refused."""
-    if not os.environ.get("REPRO_STORE", "").strip() or \
-            not os.environ.get("REPRO_ARTIFACTS", "").strip():
+    """A node must reach the records and the artifacts (not this machine's embedded store)."""
+    if not all(os.environ.get(k, "").strip() for k in ("REPRO_STORE", "REPRO_ARTIFACTS")):
         raise UsageError("--executor slurm needs stores every node can reach: set "
                          "REPRO_STORE (postgresql://... or a path on a shared filesystem) and "
                          "REPRO_ARTIFACTS (file:///shared/path or oci://HOST/REPO)")
@@ -135,13 +134,6 @@ def sbatch_options(record: RunRecord, opts: SlurmOptions, out: Path) -> list[str
         if value:
             args.append(f"--{flag}={value}")
     return args + list(opts.extra)
-
-
-# What the allocation adds to the job's memory for repro's own process on the node (under
-# 50 MiB at its peak for a launch that unpacks its image, measured; the rest is headroom for
-# the page cache the cgroup also counts): Slurm's cgroup counts it, and under Charliecloud
-# the job too, which is held by that cgroup alone.
-RUNNER_MIB = 256
 
 
 def _gres_type(model: str) -> str:
