@@ -271,10 +271,8 @@ def classify(record: RunRecord, outcome: Outcome, hooks: Hooks) -> None:
         record.reason = f"timed out after {limit:g} s; stopped" if limit else "timed out; stopped"
     elif outcome.oom_killed:
         record.exit_code = outcome.code
-        held = (record.environment.host.limits or {}).get("memory", "")
         record.status, record.reason = RunStatus.FAILED, "oom-killed: the job exceeded " + (
-            held if held.startswith("the Slurm job's") else
-            f"resources.memory ({record.resolved.resources.memory})")
+            outcome.oom_limit or f"resources.memory ({record.resolved.resources.memory})")
     elif outcome.code == 0:
         record.exit_code, record.status = 0, RunStatus.SUCCEEDED
     else:

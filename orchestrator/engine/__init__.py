@@ -94,6 +94,7 @@ class Outcome:
     job_id: str
     code: int | None = None
     oom_killed: bool = False
+    oom_limit: str | None = None  # what held the memory, where not the spec's alone (Slurm's)
     timed_out: bool = False
     interrupted: bool = False  # Ctrl-C or SIGTERM reached repro; the job was stopped
     lost: str | None = None

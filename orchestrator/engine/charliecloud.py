@@ -183,6 +183,7 @@ class CharliecloudEngine:
                 code = proc.wait(timeout=job.timeout_s)
                 outcome.code = code if code >= 0 else 128 - code
                 outcome.oom_killed = limits.oom_killed()
+                outcome.oom_limit = limits.held_limit()
             except subprocess.TimeoutExpired:
                 raise WaitTimeout from None
         except WaitTimeout:

@@ -86,9 +86,7 @@ class Limits:
         memory = {
             "cgroup v2": "cgroup v2 memory.max",
             "cgroup v1": "cgroup v1 memory",
-            "slurm": f"the Slurm job's cgroup ({self.held_bytes >> 20} MiB for the job and "
-                     "repro's own process on the node)" if self.held_by else
-                     "the Slurm job's cgroup, which set no memory limit",
+            "slurm": self.held_limit() or "the Slurm job's cgroup, which set no memory limit",
             "rlimit": "per-process data rlimit (not the job's total)",
         }[self.kind]
         cpu = {
@@ -106,6 +104,13 @@ class Limits:
             if network == "none"
             else "the host's network",
         }
+
+    def held_limit(self) -> str | None:
+        """The memory limit that held the job where it is not the job's own (a scheduler's
+        cgroup, which also counts repro), for the reason an oom kill is given."""
+        if self.held_by is None:
+            return None
+        return f"the Slurm job's cgroup ({self.held_bytes >> 20} MiB for the job and repro)"
 
     def oom_killed(self) -> bool:
         """Whether the kernel killed a process for memory in the job's cgroups (in a

@@ -273,10 +273,10 @@ def chunks_of(path):
             yield chunk
 
 
-def _as_ordinary_user(folder) -> tuple[list[str], dict[str, str]]:
+def _as_ordinary_user(folder) -> list[str]:
     """How to run repro as `nobody` with the system's own Python (Debian's, what a cluster
     user has; the suite's Python lives under /root, which nobody can read): the command's
-    head and its whole environment. The checkout and its virtual environment's packages
+    head, its whole environment included. The checkout and its virtual environment's packages
     must be readable by everyone (CI's clone in /tmp is)."""
     import sysconfig
 
@@ -300,7 +300,7 @@ def _as_ordinary_user(folder) -> tuple[list[str], dict[str, str]]:
            "REPRO_HOME": str(folder / "store"), "REPRO_ENGINE": "charliecloud",
            "REPRO_IMAGE_CACHE": str(folder / "cache")}
     return ["runuser", "-u", "nobody", "--", "env", "-i",
-            *[f"{k}={v}" for k, v in env.items()], python, "-m", "orchestrator"], env
+            *[f"{k}={v}" for k, v in env.items()], python, "-m", "orchestrator"]
 
 
 def test_an_ordinary_user_verifies_a_docker_run_under_charliecloud(proj, home, tmp_path):
@@ -318,7 +318,7 @@ def test_an_ordinary_user_verifies_a_docker_run_under_charliecloud(proj, home, t
     try:
         shutil.copytree(home, folder / "store", symlinks=True)
         subprocess.run(["chown", "-R", "nobody:nogroup", str(folder)], check=True)
-        head, _ = _as_ordinary_user(folder)
+        head = _as_ordinary_user(folder)
         p = subprocess.run([*head, "verify", docker_run["id"], "--json"], cwd=folder,
                            capture_output=True, text=True, timeout=600)
         assert "Traceback" not in p.stderr, p.stderr

@@ -111,3 +111,11 @@ def test_removal_touches_only_repros_own_cgroups(tmp_path, monkeypatch):
         folder.mkdir(parents=True)
     limits.Limits.remove_all([str(outside), str(theirs), str(ours)])
     assert outside.is_dir() and theirs.is_dir() and not ours.exists()
+
+
+def test_an_oom_under_slurms_cgroup_names_that_limit_and_the_record_says_the_same():
+    held = limits.Limits(64 << 20, 1.0, "slurm", held_by=limits.CGROUP / "memory" / "slurm_x",
+                         held_bytes=320 << 20)
+    assert held.held_limit() == "the Slurm job's cgroup (320 MiB for the job and repro)"
+    assert held.said(None, "none")["memory"] == held.held_limit()
+    assert limits.Limits(64 << 20, 1.0, "cgroup v1").held_limit() is None
